@@ -1,0 +1,121 @@
+"""Model specs from shipped config.json files, and the byte counts the DRAM floor is built on.
+
+Torch-free on purpose: analysis imports this to compute floors on machines without torch.
+"""
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+from gapprof.errors import GapprofError
+
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+# Tiny configs of the same architectures, for tests and smoke runs (no shipped file: derived here).
+_TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512}
+_TINY_OF = {"tiny-qwen2": "qwen2.5-7b", "tiny-llama": "llama-3.1-8b", "tiny-mistral": "mistral-7b-v0.3"}
+
+
+class UnknownModelError(GapprofError):
+    pass
+
+
+def _shipped_names() -> list[str]:
+    files = resources.files(__package__).joinpath("configs").iterdir()
+    return sorted(f.name.removesuffix(".json") for f in files if f.name.endswith(".json"))
+
+
+def known_models() -> list[str]:
+    return _shipped_names() + sorted(_TINY_OF)
+
+
+def load_config(name: str) -> dict:
+    """The config.json dict of a known model name."""
+    if name in _TINY_OF:
+        config = load_config(_TINY_OF[name])
+        config.update(_TINY)
+        config.pop("rope_scaling", None)  # llama3 rope scaling assumes long original contexts
+        return config
+    if name not in _shipped_names():
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(known_models())}")
+    path = resources.files(__package__).joinpath("configs", f"{name}.json")
+    return json.loads(path.read_text())
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    model_type: str
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    max_positions: int
+    qkv_bias: bool
+    tied_embeddings: bool
+
+    @classmethod
+    def from_config(cls, name: str, config: dict) -> "ModelSpec":
+        heads = config["num_attention_heads"]
+        return cls(
+            name=name,
+            model_type=config["model_type"],
+            hidden=config["hidden_size"],
+            intermediate=config["intermediate_size"],
+            layers=config["num_hidden_layers"],
+            heads=heads,
+            kv_heads=config.get("num_key_value_heads", heads),
+            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
+            vocab=config["vocab_size"],
+            max_positions=config["max_position_embeddings"],
+            # Qwen2 carries biases on q/k/v; Llama and Mistral do not.
+            qkv_bias=config.get("attention_bias", config["model_type"] == "qwen2"),
+            tied_embeddings=config.get("tie_word_embeddings", False),
+        )
+
+    def layer_params(self) -> int:
+        q_out = self.heads * self.head_dim
+        kv_out = self.kv_heads * self.head_dim
+        attn = self.hidden * (q_out + 2 * kv_out) + q_out * self.hidden
+        if self.qkv_bias:
+            attn += q_out + 2 * kv_out
+        mlp = 3 * self.hidden * self.intermediate
+        norms = 2 * self.hidden
+        return attn + mlp + norms
+
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden
+
+    def lm_head_params(self) -> int:
+        return 0 if self.tied_embeddings else self.vocab * self.hidden
+
+    def total_params(self) -> int:
+        """Every parameter tensor, as numel() over the model would count them."""
+        final_norm = self.hidden
+        return self.layers * self.layer_params() + final_norm + self.embedding_params() + self.lm_head_params()
+
+    def kv_bytes_per_token(self, dtype_bytes: int) -> int:
+        """K and V of one token across all layers."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes
+
+
+def get_spec(name: str) -> ModelSpec:
+    return ModelSpec.from_config(name, load_config(name))
+
+
+def step_bytes(spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False) -> dict[str, int]:
+    """Bytes one batch-1 decode step must move at context length ctx, by part.
+
+    Weights are read once (every linear, norm and lm_head); the embedding table is read as one row unless
+    count_embedding (the study's convention, which counts the whole table). KV cache: read ctx tokens and
+    write the new one.
+    """
+    weights = (spec.layers * spec.layer_params() + spec.hidden + spec.lm_head_params()) * dtype_bytes
+    embedding = (spec.embedding_params() if count_embedding else spec.hidden) * dtype_bytes
+    kv_token = spec.kv_bytes_per_token(dtype_bytes)
+    parts = {"weights": weights, "embedding": embedding, "kv_read": kv_token * ctx, "kv_write": kv_token}
+    parts["total"] = sum(parts.values())
+    return parts
