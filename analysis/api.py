@@ -1,0 +1,49 @@
+"""Per-API table: what the step thread's CPU time went to, by runtime/driver API name."""
+import re
+
+import polars as pl
+
+CATEGORIES = [
+    ("graph launch", r"GraphLaunch"),
+    ("launch", r"Launch"),
+    ("sync", r"Synchronize|WaitEvent|StreamWait|Query"),
+    ("memcpy", r"Memcpy"),
+    ("memset", r"Memset"),
+    ("alloc", r"Malloc|Free|MemPool|MemAlloc|MemCreate|MemMap|MemUnmap|MemRelease|HostAlloc|HostRegister"),
+    ("event", r"Event"),
+    ("stream", r"Stream"),
+    ("graph", r"Graph"),
+]
+_COMPILED = [(category, re.compile(pattern)) for category, pattern in CATEGORIES]
+_VERSION = re.compile(r"_v\d+$")
+
+
+def display_name(name: str) -> str:
+    """Runtime API names carry a version suffix in the export (cudaLaunchKernel_v7000)."""
+    return _VERSION.sub("", name)
+
+
+def category(name: str) -> str:
+    for cat, pattern in _COMPILED:
+        if pattern.search(name):
+            return cat
+    return "other"
+
+
+def api_table(calls: pl.DataFrame, strings: pl.DataFrame, n_steps: int) -> pl.DataFrame:
+    """calls: the measured steps' API calls."""
+    ids = calls["nameId"].unique().to_list()
+    known = dict(zip(*strings.filter(pl.col("id").is_in(ids)).select("id", "value").to_dict().values()))
+    names = [display_name(known.get(i, f"<string {i}>")) for i in ids]
+    lookup = pl.DataFrame({"nameId": ids, "name": names, "category": [category(n) for n in names]},
+                          schema={"nameId": pl.Int64, "name": pl.String, "category": pl.String})
+    duration = pl.col("end") - pl.col("start")
+    return (calls.join(lookup, on="nameId", how="left")
+            .group_by("name", "source", "category").agg(
+                calls=pl.len(), total=duration.sum(), mean_us=duration.mean() / 1000,
+                median_us=duration.median() / 1000)
+            .select("name", pl.col("source").cast(pl.String), "category",
+                    calls_per_step=pl.col("calls") / n_steps,
+                    us_per_step=pl.col("total") / (1000.0 * n_steps),
+                    mean_us="mean_us", median_us="median_us")
+            .sort(["us_per_step", "name"], descending=[True, False]))

@@ -1,0 +1,67 @@
+"""`gapprof attribute`: per-step anatomy, floor, kernel and API tables of a trace. Data on stdout (or -o),
+progress and notes on stderr."""
+from pathlib import Path
+
+import click
+
+from gapprof.analysis import render, steps
+from gapprof.analysis.pipeline import Options, analyze
+from gapprof.profiler.models import DTYPE_BYTES
+
+TABLES = ("summary", "facts", "classes", "kernels", "api", "steps")
+DEFAULT_TABLES = "summary,facts,classes,kernels,api"
+
+
+def _tables(value: str) -> list[str]:
+    chosen = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in TABLES]
+    if unknown:
+        raise click.BadParameter(f"unknown table {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    return chosen
+
+
+@click.command()
+@click.argument("trace", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--range", "range_pattern", default=steps.DEFAULT_RANGE, show_default=True,
+              help="NVTX message of a step range, a regular expression matching the whole message (any domain).")
+@click.option("--skip", type=click.IntRange(min=0), default=None,
+              help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
+@click.option("--model", default=None, help="Model name, config.json or checkpoint folder, for the floor "
+                                            "[default: the capture's].")
+@click.option("--ctx", type=click.IntRange(min=0), default=None,
+              help="Context length at the first measured step, for the floor [default: the capture's].")
+@click.option("--dtype", type=click.Choice(sorted(DTYPE_BYTES)), default=None,
+              help="Weight and KV dtype for the floor [default: the capture's, else bfloat16].")
+@click.option("--gpu", default=None, help="GPU for the datasheet bandwidth (a key, alias or device name) "
+                                          "[default: the trace's device].")
+@click.option("--count-embedding", is_flag=True,
+              help="Count the whole token-embedding table in the floor bytes (the study's convention).")
+@click.option("--per-step", is_flag=True, help="Add the per-step table.")
+@click.option("--full-names", is_flag=True, help="Full demangled kernel names instead of short names.")
+@click.option("--tables", "tables", default=DEFAULT_TABLES, show_default=True, callback=lambda c, p, v: _tables(v),
+              help=f"Comma-separated tables to show, from: {', '.join(TABLES)}.")
+@click.option("--top", type=click.IntRange(min=0), default=25, show_default=True,
+              help="Rows of the kernel and API tables (0: all).")
+@click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write to FILE instead of stdout.")
+def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables,
+              top, fmt, output):
+    """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
+    and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns."""
+    progress = lambda message: click.echo(message, err=True)  # noqa: E731
+    options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
+                      count_embedding=count_embedding, full_names=full_names)
+    result = analyze(trace, options, progress)
+    for note in result.notes:
+        progress(note)
+    limit = (lambda frame: frame.head(top)) if top else (lambda frame: frame)
+    available = {"summary": result.terms, "facts": result.facts, "classes": result.classes,
+                 "kernels": limit(result.kernels), "api": limit(result.api), "steps": result.steps}
+    chosen = tables + (["steps"] if per_step and "steps" not in tables else [])
+    document = render.render([(name, available[name]) for name in chosen], fmt, result.notes)
+    if output is None:
+        click.echo(document, nl=False)
+    else:
+        output.write_text(document)
+        progress(f"wrote {output}")

@@ -1,0 +1,120 @@
+"""The DRAM floor: bytes one decode step must move / peak bandwidth, and busy = floor + excess.
+
+Bytes come from the model config (profiler.models.step_bytes): weights read once including lm_head, the
+token-embedding table as one row unless count_embedding, the KV cache read at the step's context, and the
+new token's KV written. Bandwidth comes from up to three sources, each reported when known: the datasheet
+table (by --gpu or device name), the export's TARGET_INFO_GPU.memoryBandwidth, and the copy bandwidth that
+gapprof measured at capture. 1 GB/s = 1e9 bytes/s = 1 byte/ns.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from gapprof.errors import GapprofError
+from gapprof.profiler import gpus, models
+
+SOURCES = ("datasheet", "device", "copy")
+DEFAULT_DTYPE = "bfloat16"
+
+
+@dataclass(frozen=True)
+class Floor:
+    spec: models.ModelSpec
+    dtype_bytes: int
+    count_embedding: bool
+    parts_at_zero: dict  # step_bytes at context 0: the part of a step's bytes that does not grow with ctx
+    kv_token_bytes: int
+    bandwidths: dict  # source -> (GB/s, what it is), in SOURCES order, known ones only
+    convention: str
+
+    @property
+    def primary(self) -> str:
+        """The source busy = floor + excess is split against: the first known in SOURCES order."""
+        return next(iter(self.bandwidths))
+
+
+def load_spec(model: str) -> models.ModelSpec:
+    """A known model name, a config.json file, or a checkpoint folder holding one."""
+    path = Path(model)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        try:
+            return models.ModelSpec.from_config(path.parent.name or path.stem, json.loads(path.read_text()))
+        except (ValueError, KeyError) as error:
+            raise GapprofError(f"{path}: not a usable model config.json ({error})") from None
+    return models.get_spec(model)
+
+
+def _dtype_bytes(meta: dict, dtype: str | None) -> tuple[int, str]:
+    if dtype is not None:
+        return models.DTYPE_BYTES[dtype], dtype
+    if "dtype_bytes" in meta:
+        return int(meta["dtype_bytes"]), meta.get("dtype", f"{meta['dtype_bytes']} bytes")
+    return models.DTYPE_BYTES[DEFAULT_DTYPE], f"{DEFAULT_DTYPE} (assumed)"
+
+
+def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_bytes_per_s: int | None) -> dict:
+    """Known peak bandwidths, source -> (GB/s, label)."""
+    found = {}
+    name = device_name or meta.get("gpu_name")
+    spec = gpus.resolve_gpu(gpu) if gpu else (gpus.gpu_for_device_name(name) if name else None)
+    if spec is not None:
+        found["datasheet"] = (float(spec.peak_gbps), f"{spec.label} datasheet")
+    if device_bytes_per_s:
+        found["device"] = (device_bytes_per_s / 1e9, "TARGET_INFO_GPU.memoryBandwidth")
+    if meta.get("copy_bandwidth_gbps"):
+        found["copy"] = (float(meta["copy_bandwidth_gbps"]), "copy benchmark at capture")
+    return found
+
+
+def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embedding: bool, gpu: str | None,
+                device_name: str | None, device_bytes_per_s: int | None) -> Floor | None:
+    """The floor inputs, or None when the trace has no model (no metadata and no --model)."""
+    if model is not None:
+        spec = load_spec(model)
+    elif "config" in meta:
+        spec = models.ModelSpec.from_config(meta.get("model", "model"), meta["config"])
+    elif "model" in meta:
+        spec = models.get_spec(meta["model"])
+    else:
+        return None
+    found = bandwidths(meta, gpu, device_name, device_bytes_per_s)
+    if not found:
+        raise gpus.UnknownGpuError(
+            f"unknown GPU {device_name or meta.get('gpu_name') or '(no device name in the trace)'!r} for the "
+            f"floor; pass --gpu with one of: {', '.join(gpus.known_gpus())}")
+    dtype_bytes, dtype_label = _dtype_bytes(meta, dtype)
+    parts = models.step_bytes(spec, 0, dtype_bytes, count_embedding)
+    kv_token = spec.kv_bytes_per_token(dtype_bytes)
+    embedding = ("whole embedding table counted (--count-embedding, the study's convention)" if count_embedding
+                 else "embedding table as one row (--count-embedding counts the whole table)")
+    convention = (f"floor bytes/step = weights read once incl. lm_head ({parts['weights']:,} B) + {embedding} "
+                  f"({parts['embedding']:,} B) + KV read at the step's context ({kv_token:,} B/token) + new KV "
+                  f"written ({kv_token:,} B); model {spec.name}, dtype {dtype_label}; 1 GB/s = 1e9 B/s")
+    return Floor(spec, dtype_bytes, count_embedding, parts, kv_token, found, convention)
+
+
+def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) -> pl.Expr | None:
+    """Context length per step: --ctx is the context at the first measured step, +1 a step after it;
+    the capture's ctx is the prefill, and step i (its payload, else its index) reads ctx + i."""
+    if ctx is not None:
+        return pl.lit(ctx) + pl.col("index") - skip
+    if "ctx" in meta:
+        return pl.lit(int(meta["ctx"])) + pl.coalesce("payload", "index")
+    return None
+
+
+def apply_floor(table: pl.DataFrame, floor: Floor, context: pl.Expr) -> pl.DataFrame:
+    """Adds ctx, bytes, floor_<source> (ns) for every known source, floor and excess against the primary."""
+    base = floor.parts_at_zero["total"]
+    table = table.with_columns(ctx=context.cast(pl.Int64)).with_columns(
+        bytes=base + floor.kv_token_bytes * pl.col("ctx"))
+    # bytes / (GB/s) is ns; rounded so the split busy = floor + excess stays in integer ns.
+    table = table.with_columns(
+        (pl.col("bytes") / gbps).round().cast(pl.Int64).alias(f"floor_{source}")
+        for source, (gbps, _) in floor.bandwidths.items())
+    return table.with_columns(floor=pl.col(f"floor_{floor.primary}")).with_columns(
+        excess=pl.col("busy") - pl.col("floor"))

@@ -1,0 +1,84 @@
+"""Per-kernel and per-class tables over the measured steps' GPU ops.
+
+Each row: calls and µs per step, share of the steps' busy time, mean and median duration, and the gap time
+that precedes the kernel (starved: it waited for the CPU to launch it; latency: it was queued). Shares use
+raw durations, so with overlapping streams they can sum past 100%.
+"""
+import re
+
+import polars as pl
+
+CLASSES = ("gemv/gemm", "attention", "norm", "rope", "elementwise", "reduction", "copy/cat", "memcpy/memset",
+           "sampling", "other")
+
+# First match wins, tested against the demangled name (template arguments say what a generic kernel does).
+_RULES = [
+    ("sampling", r"argmax|argmin|topk|top_k|sort|multinomial|sampl|gumbel"),
+    ("attention", r"flash|fmha|attention|attn|sdpa|softmax|mha_|decode_kernel"),
+    ("gemv/gemm", r"gemm|gemv|cublas|cutlass|nvjet|xmma|matmul|splitk|dot_kernel|marlin|wgmma"),
+    ("norm", r"norm"),
+    ("rope", r"rope|rotary"),
+    ("copy/cat", r"copy|cat_?array|concat|index|scatter|gather|fill|cat\b"),
+    ("reduction", r"reduce|reduction"),
+    ("elementwise", r"elementwise|silu|gelu|act_and_mul|pow|rsqrt|\bmul|\badd"),
+]
+_COMPILED = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in _RULES]
+
+COPY_KINDS = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH",
+              10: "PtoP"}
+
+
+def classify(name: str) -> str:
+    """The kernel class of a kernel name (demangled preferred)."""
+    for cls, pattern in _COMPILED:
+        if pattern.search(name):
+            return cls
+    return "other"
+
+
+def _named(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
+    """ops with `name` and `class` columns, resolved once per distinct kernel rather than per op."""
+    ops = ops.hstack(gpu.select("shortName", "demangledName", "copyKind").gather(ops["op"]))
+    keys = ops.select("kind", "shortName", "demangledName", "copyKind").unique()
+    lookup = dict(zip(strings["id"].to_list(), strings["value"].to_list()))
+    rows = []
+    for kind, short, full, copy_kind in keys.iter_rows():
+        if kind == "kernel":
+            full_name = lookup.get(full, f"<string {full}>")
+            name = full_name if full_names else lookup.get(short, f"<string {short}>")
+            cls = classify(full_name if full in lookup else name)
+        elif kind == "memcpy":
+            name, cls = f"[memcpy {COPY_KINDS.get(copy_kind, copy_kind)}]", "memcpy/memset"
+        else:
+            name, cls = "[memset]", "memcpy/memset"
+        rows.append((kind, short, full, copy_kind, name, cls))
+    names = pl.DataFrame(rows, schema={**keys.schema, "name": pl.String, "class": pl.Enum(CLASSES)}, orient="row")
+    return ops.join(names, on=["kind", "shortName", "demangledName", "copyKind"], how="left", nulls_equal=True)
+
+
+def _table(ops: pl.DataFrame, by: list[str], n_steps: int, busy_total: int) -> pl.DataFrame:
+    duration = pl.col("end") - pl.col("start")
+    per_step = 1000.0 * n_steps  # ns totals -> µs per step
+    return (ops.group_by(*by).agg(
+                calls=pl.len(), total=duration.sum(), mean_us=duration.mean() / 1000,
+                median_us=duration.median() / 1000,
+                starved=pl.col("gap").filter(pl.col("starved")).sum(),
+                latency=pl.col("gap").filter(~pl.col("starved")).sum())
+            .select(*by,
+                    calls_per_step=pl.col("calls") / n_steps,
+                    us_per_step=pl.col("total") / per_step,
+                    busy_share_pct=100.0 * pl.col("total") / max(busy_total, 1),
+                    mean_us="mean_us", median_us="median_us",
+                    starved_before_us_per_step=pl.col("starved") / per_step,
+                    latency_before_us_per_step=pl.col("latency") / per_step)
+            .sort(["us_per_step", *by], descending=[True] + [False] * len(by)))
+
+
+def kernel_tables(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int,
+                  full_names: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per-kernel table, per-class table) over `ops` (the measured steps' ops from anatomy.attribute, whose
+    `op` indexes rows of `gpu`)."""
+    named = _named(ops, gpu, strings, full_names)
+    by_kernel = _table(named, ["name", "class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
+    by_class = _table(named, ["class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
+    return by_kernel, by_class

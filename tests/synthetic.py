@@ -1,0 +1,91 @@
+"""Synthetic traces in the nsys SQLite schema subset, built event by event so every number is known."""
+import itertools
+import sqlite3
+from pathlib import Path
+
+from gapprof.profiler import trace_schema as ts
+
+PID = 100
+TID = ts.global_tid(PID, 100)
+# Tables an `nsys profile -t cuda,nvtx` export has even when empty; the others exist only when used.
+ALWAYS = ("StringIds", "CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_RUNTIME", "NVTX_EVENTS")
+
+
+class TraceBuilder:
+    """Collects rows for the trace_schema tables; `write` creates the .sqlite. Times are integer ns."""
+
+    def __init__(self):
+        self.strings: dict[str, int] = {}
+        self.rows: dict[str, list[dict]] = {name: [] for name in ts.TABLES}
+        self._correlation = itertools.count(1)
+        self.meta: dict | None = None
+
+    def string(self, value: str) -> int:
+        return self.strings.setdefault(value, len(self.strings) + 1)
+
+    def domain(self, name: str, domain_id: int, tid: int = TID) -> None:
+        self.rows["NVTX_EVENTS"].append(dict(start=0, eventType=ts.NVTX_DOMAIN_CREATE, text=name,
+                                             domainId=domain_id, globalTid=tid))
+
+    def range(self, t0: int, t1: int, message: str = "decode_step", tid: int = TID, domain_id: int | None = None,
+              payload: int | None = None, event_type: int = ts.NVTX_PUSH_POP_RANGE) -> None:
+        """A default-domain range keeps its message in `text`; a named domain's goes through StringIds."""
+        row = dict(start=t0, end=t1, eventType=event_type, globalTid=tid, endGlobalTid=tid, uint64Value=payload)
+        if domain_id is None:
+            row["text"] = message
+        else:
+            row.update(textId=self.string(message), domainId=domain_id)
+        self.rows["NVTX_EVENTS"].append(row)
+
+    def call(self, start: int, end: int, name: str = "cudaLaunchKernel_v7000", tid: int = TID,
+             driver: bool = False) -> int:
+        correlation = next(self._correlation)
+        table = "CUPTI_ACTIVITY_KIND_DRIVER" if driver else "CUPTI_ACTIVITY_KIND_RUNTIME"
+        self.rows[table].append(dict(start=start, end=end, eventClass=1, globalTid=tid, correlationId=correlation,
+                                     nameId=self.string(name), returnValue=0))
+        return correlation
+
+    def kernel(self, start: int, end: int, correlation: int, name: str = "kernel", stream: int = 7,
+               pid: int = PID, full_name: str | None = None) -> None:
+        self.rows["CUPTI_ACTIVITY_KIND_KERNEL"].append(dict(
+            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
+            globalPid=ts.global_pid(pid), shortName=self.string(name),
+            demangledName=self.string(full_name or f"void {name}<float>(int)")))
+
+    def memcpy(self, start: int, end: int, correlation: int, copy_kind: int = 2, stream: int = 7) -> None:
+        self.rows["CUPTI_ACTIVITY_KIND_MEMCPY"].append(dict(
+            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
+            globalPid=ts.global_pid(PID), bytes=4, copyKind=copy_kind))
+
+    def memset(self, start: int, end: int, correlation: int, stream: int = 7) -> None:
+        self.rows["CUPTI_ACTIVITY_KIND_MEMSET"].append(dict(
+            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
+            globalPid=ts.global_pid(PID), value=0, bytes=4))
+
+    def launch(self, call_start: int, call_end: int, gpu_start: int, gpu_end: int, name: str = "kernel",
+               **kernel) -> int:
+        """A cudaLaunchKernel call and the kernel it launched."""
+        correlation = self.call(call_start, call_end)
+        self.kernel(gpu_start, gpu_end, correlation, name, **kernel)
+        return correlation
+
+    def gpu_info(self, name: str, bandwidth: int | None) -> None:
+        self.rows["TARGET_INFO_GPU"].append(dict(id=0, name=name, memoryBandwidth=bandwidth))
+
+    def write(self, path: Path, skip_tables: tuple = ()) -> Path:
+        """Write the tables that have rows (as nsys does), minus skip_tables, plus StringIds."""
+        conn = sqlite3.connect(path)
+        self.rows["StringIds"] = [dict(id=i, value=v) for v, i in self.strings.items()]
+        present = {name: cols for name, cols in ts.TABLES.items()
+                   if (self.rows[name] or name in ALWAYS)
+                   and name not in skip_tables and name != ts.META_TABLE}
+        ts.create_tables(conn, present)
+        for name in present:
+            columns = ts.column_names(name)
+            conn.executemany(f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                             [tuple(row.get(c) for c in columns) for row in self.rows[name]])
+        conn.commit()
+        if self.meta is not None:
+            ts.write_meta(conn, self.meta)
+        conn.close()
+        return path
