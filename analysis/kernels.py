@@ -18,9 +18,9 @@ _RULES = [
     ("gemv/gemm", r"gemm|gemv|cublas|cutlass|nvjet|xmma|matmul|splitk|dot_kernel|marlin|wgmma"),
     ("norm", r"norm"),
     ("rope", r"rope|rotary"),
-    ("copy/cat", r"copy|cat_?array|concat|index|scatter|gather|fill|cat\b"),
-    ("reduction", r"reduce|reduction"),
-    ("elementwise", r"elementwise|silu|gelu|act_and_mul|pow|rsqrt|\bmul|\badd"),
+    ("copy/cat", r"copy|cat_?array|concat|index|scatter|gather"),
+    ("reduction", r"reduce|reduction|triton_red|triton_per"),
+    ("elementwise", r"elementwise|triton_poi|pointwise|silu|gelu|act_and_mul|pow|rsqrt|\bmul|\badd"),
 ]
 _COMPILED = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in _RULES]
 

@@ -1,0 +1,29 @@
+"""The identity on every step of every real trace committed under traces/."""
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from gapprof.analysis import anatomy, load, steps as steps_mod
+
+TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite"))
+
+
+@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite yet"))],
+                         ids=lambda p: p.name if p else "none")
+def test_identity_on_every_step(path):
+    trace = load.open_trace(path)
+    pattern = trace.meta.get("range_message", steps_mod.DEFAULT_RANGE)
+    found = steps_mod.mark_warmup(steps_mod.find_steps(load.read_ranges(trace), pattern), 0)
+    calls = load.read_api_calls(trace, found["globalTid"].unique().to_list())
+    table, ops, _ = anatomy.attribute(found, calls, load.read_gpu_ops(trace))
+    total = table["busy"] + table["starved"] + table["latency"] + table["head"] + table["tail"]
+    assert (total == table["wall"]).all()
+    assert (table["wall"] == table["t1"] - table["t0"]).all()
+    for term in anatomy.TERMS + ("spill", "overlap"):
+        assert (table[term] >= 0).all(), term
+    spanned = table.filter(~pl.col("empty"))
+    assert (spanned["busy"] + spanned["starved"] + spanned["latency"] == spanned["g1"] - spanned["g0"]).all()
+    if "steps" in trace.meta:  # measured steps, with or without the warm-up ones
+        assert table.height in (trace.meta["steps"], trace.meta["steps"] + trace.meta.get("warmup", 0))
+    assert not table["empty"].all()
