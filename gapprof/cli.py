@@ -1,13 +1,30 @@
-"""The `gapprof` command: capture commands from gapprof.profiler, analysis commands from gapprof.analysis."""
+"""The `gapprof` command. Subcommands load lazily: capture runs on the GPU image without polars, analysis
+commands run on machines without torch."""
+import importlib
+
 import click
 
 from gapprof.errors import GapprofError
 
+COMMANDS = {
+    "capture": "gapprof.profiler.commands:capture",
+    "models": "gapprof.profiler.commands:models",
+    "attribute": "gapprof.analysis.commands:attribute",
+}
+
 
 class _Group(click.Group):
-    """Turns GapprofError into click's one-line 'Error: ...' and exit status 1, never a traceback."""
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attribute)
 
     def invoke(self, ctx):
+        # A GapprofError becomes click's one-line "Error: ..." and exit status 1, never a traceback.
         try:
             return super().invoke(ctx)
         except GapprofError as error:
@@ -18,15 +35,3 @@ class _Group(click.Group):
 @click.version_option(package_name="gapprof")
 def main():
     """Where batch-1 LLM decode time goes: DRAM floor, kernel excess, launch gaps, CPU overhead."""
-
-
-def _register() -> None:
-    # Analysis commands import no torch; capture commands import it only when they run.
-    from gapprof.analysis.commands import attribute
-    from gapprof.profiler.commands import capture, models
-
-    for command in (capture, models, attribute):
-        main.add_command(command)
-
-
-_register()

@@ -12,7 +12,8 @@ DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 # Tiny configs of the same architectures, for tests and smoke runs (no shipped file: derived here).
 _TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512}
+         "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512,
+         "bos_token_id": 0, "eos_token_id": 1}
 _TINY_OF = {"tiny-qwen2": "qwen2.5-7b", "tiny-llama": "llama-3.1-8b", "tiny-mistral": "mistral-7b-v0.3"}
 
 

@@ -1,0 +1,3 @@
+from gapprof.cli import main
+
+main()

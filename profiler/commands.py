@@ -1,0 +1,78 @@
+"""CLI commands of the capture side: `gapprof capture` and `gapprof models`."""
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+
+from gapprof.errors import GapprofError
+from gapprof.log import progress
+from gapprof.profiler.models import DTYPE_BYTES, get_spec, known_models
+from gapprof.profiler.runtimes import RUNTIMES
+
+
+@click.command()
+def models():
+    """List the known models with their parameter bytes (bf16)."""
+    click.echo(f"{'model':<18} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'params':>14} {'bf16 bytes':>15}")
+    for name in known_models():
+        spec = get_spec(name)
+        params = spec.total_params()
+        click.echo(f"{name:<18} {spec.layers:>6} {spec.hidden:>6} {spec.heads:>5} {spec.kv_heads:>3} "
+                   f"{params:>14,} {params * DTYPE_BYTES['bfloat16']:>15,}")
+
+
+def _kernels_per_step(sqlite_path: Path, traced_steps: int) -> float:
+    with sqlite3.connect(sqlite_path) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL").fetchone()
+    return count / traced_steps
+
+
+@click.command()
+@click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
+@click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
+@click.option("--steps", default=20, show_default=True, help="Measured decode steps.")
+@click.option("--warmup", default=4, show_default=True, help="Warm-up decode steps before the measured ones.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="eager", show_default=True)
+@click.option("--backend", type=click.Choice(["nsys", "cupti"]), default="nsys", show_default=True)
+@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
+@click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
+@click.option("--weights", type=click.Path(file_okay=False), help="Local Hugging Face checkpoint (default: random).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or .sqlite for cupti).")
+def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, output):
+    """Run batch-1 decode with every step in an NVTX range and write a trace."""
+    try:
+        import torch
+    except ImportError:
+        raise GapprofError("capture needs torch and transformers: pip install 'gapprof[capture]'") from None
+    from gapprof.profiler.session import CaptureRequest, summary_line, validate
+
+    request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
+                             dtype=dtype, attn=attn, weights=weights, seed=seed)
+    validate(request)
+    if not torch.cuda.is_available():
+        raise GapprofError("capture needs a CUDA GPU and none is visible to torch")
+    output = output or Path("traces", f"{model}-{runtime}.{'nsys-rep' if backend == 'nsys' else 'sqlite'}")
+    command = " ".join(["gapprof", *sys.argv[1:]])
+    if backend == "nsys":
+        from gapprof.profiler.nsys import capture_with_nsys
+
+        report, sqlite_path, meta = capture_with_nsys(request, output, command)
+        written = [report, sqlite_path]
+    else:
+        from gapprof.profiler.cupti_backend import CuptiCollector
+        from gapprof.profiler.session import run_session
+
+        collector = CuptiCollector()
+        meta, spans = run_session(request, collector, clock=collector.clock)
+        meta["command"] = command
+        sqlite_path = output.with_suffix(".sqlite")
+        sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        collector.write(sqlite_path, spans, meta)
+        written = [sqlite_path]
+    progress("done")
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(summary_line(meta, _kernels_per_step(sqlite_path, warmup + steps)))

@@ -1,0 +1,85 @@
+"""The in-process CUPTI backend: activity records for kernels, memcpy, memset, runtime and driver API calls.
+
+Step boundaries come from CUPTI's own clock (cupti.get_timestamp), the clock of the activity records, because
+CUPTI delivers no NVTX marker records to a Python subscriber.
+"""
+import os
+import threading
+
+from gapprof.errors import GapprofError
+
+
+def _import_cupti():
+    try:
+        from cupti import cupti
+    except ImportError as error:
+        raise GapprofError(f"--backend cupti needs cupti-python (pip install 'gapprof[cupti]'): {error}") from None
+    return cupti
+
+
+class CuptiCollector:
+    def __init__(self):
+        self.cupti = _import_cupti()
+        kind = self.cupti.ActivityKind
+        self.kinds = [kind.CONCURRENT_KERNEL, kind.MEMCPY, kind.MEMSET, kind.RUNTIME, kind.DRIVER]
+        self.kernels, self.memcpys, self.memsets, self.runtime_calls, self.driver_calls = [], [], [], [], []
+        self.pid = os.getpid()
+        self.clock = self.cupti.get_timestamp
+
+    def _on_buffer(self, activities) -> None:
+        # Runs on CUPTI's thread; copy out plain values, the records do not outlive the buffer.
+        cupti, kind = self.cupti, self.cupti.ActivityKind
+        for a in activities:
+            if a.kind == kind.CONCURRENT_KERNEL:
+                self.kernels.append({
+                    "start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
+                    "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": self.pid << 24,
+                    "name": a.name, "gridX": a.grid_x, "gridY": a.grid_y, "gridZ": a.grid_z,
+                    "blockX": a.block_x, "blockY": a.block_y, "blockZ": a.block_z, "graphNodeId": a.graph_node_id or None})
+            elif a.kind == kind.MEMCPY:
+                self.memcpys.append({
+                    "start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
+                    "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": self.pid << 24,
+                    "bytes": a.bytes, "copyKind": a.copy_kind, "srcKind": a.src_kind, "dstKind": a.dst_kind,
+                    "graphNodeId": a.graph_node_id or None})
+            elif a.kind == kind.MEMSET:
+                self.memsets.append({
+                    "start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
+                    "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": self.pid << 24,
+                    "value": a.value, "bytes": a.bytes, "graphNodeId": a.graph_node_id or None,
+                    "memKind": a.memory_kind})
+            elif a.kind in (kind.RUNTIME, kind.DRIVER):
+                domain = cupti.CallbackDomain.RUNTIME_API if a.kind == kind.RUNTIME else cupti.CallbackDomain.DRIVER_API
+                call = {"start": a.start, "end": a.end, "globalTid": (a.process_id << 24) | (a.thread_id & 0xFFFFFF),
+                        "correlationId": a.correlation_id, "name": cupti.get_callback_name(domain, a.cbid),
+                        "returnValue": a.return_value}
+                (self.runtime_calls if a.kind == kind.RUNTIME else self.driver_calls).append(call)
+
+    def start(self) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        # System thread ids, so API records and the step ranges name the same thread.
+        self.cupti.set_thread_id_type(self.cupti.ActivityThreadIdType.SYSTEM)
+        self.cupti.activity_register_callbacks(lambda: (8 * 1024 * 1024, 0), self._on_buffer)
+        for kind in self.kinds:
+            self.cupti.activity_enable(kind)
+
+    def stop(self) -> None:
+        import torch
+
+        torch.cuda.synchronize()
+        for kind in self.kinds:
+            self.cupti.activity_disable(kind)
+        self.cupti.activity_flush_all(1)
+
+    def write(self, path, step_spans, meta: dict) -> None:
+        import torch
+
+        from gapprof.profiler.trace_writer import write_trace
+
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        gpu = {"id": torch.cuda.current_device(), "name": props.name, "totalMemory": props.total_memory,
+               "smCount": props.multi_processor_count, "cuDevice": torch.cuda.current_device()}
+        write_trace(path, self.kernels, self.memcpys, self.memsets, self.runtime_calls, self.driver_calls,
+                    step_spans, gpu, meta, thread_id=threading.get_native_id(), pid=self.pid)

@@ -1,0 +1,147 @@
+"""Decode runtimes: how one batch-1 greedy decode step is executed.
+
+- eager:   dynamic KV cache, one framework call per step, the way Hugging Face generate runs.
+- static:  static (preallocated) KV cache, same per-step framework call.
+- graphs:  static cache with one whole decode step captured in a CUDA graph and replayed.
+- compile: static cache, the step compiled by torch.compile(mode="reduce-overhead").
+
+Every runtime keeps the current token and position in device tensors and updates them in place, so a step
+is the same computation in all four and they produce the same tokens from the same weights.
+"""
+import inspect
+
+import torch
+
+from gapprof.errors import GapprofError
+
+RUNTIMES = ("eager", "static", "graphs", "compile")
+# CUDA graph capture and cudagraph trees need eager iterations first (lazy init, cuBLAS workspaces).
+EAGER_STEPS_BEFORE_CAPTURE = 2
+MIN_WARMUP = {"eager": 0, "static": 0, "graphs": EAGER_STEPS_BEFORE_CAPTURE + 1, "compile": 3}
+
+
+def _forward_kwargs(model) -> tuple[str, bool]:
+    """transformers renamed `past_key_values=` to `cache=` and dropped `cache_position` (5.2x); accept both."""
+    params = inspect.signature(model.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), "cache_position" in params
+
+
+def _logits(model, input_ids, positions, cache):
+    cache_kw, wants_cache_position = _forward_kwargs(model)
+    kwargs = {cache_kw: cache, "position_ids": positions, "use_cache": True, "logits_to_keep": 1}
+    if wants_cache_position:
+        kwargs["cache_position"] = positions[0]
+    return model(input_ids=input_ids, **kwargs).logits
+
+
+def _greedy(logits):
+    return logits[:, -1:].argmax(-1)
+
+
+class DecodeRuntime:
+    """Prefill, then one greedy token per `step()`; `rewind()` returns to the state right after prefill."""
+
+    def __init__(self, model, max_len: int):
+        self.model = model
+        self.max_len = max_len
+
+    def _new_cache(self):
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    @torch.no_grad()
+    def prefill(self, prompt: torch.Tensor) -> int:
+        self.ctx = prompt.shape[1]
+        self.cache = self._new_cache()
+        positions = torch.arange(self.ctx, device=prompt.device).unsqueeze(0)
+        self.first_token = _greedy(_logits(self.model, prompt, positions, self.cache))
+        self.token = self.first_token.clone()
+        self.position = torch.full((1, 1), self.ctx, dtype=torch.long, device=prompt.device)
+        return int(self.first_token.item())
+
+    def _decode_in_place(self):
+        """One decode step that leaves the next token and position in the same tensors (graph-capturable)."""
+        self.token.copy_(_greedy(_logits(self.model, self.token, self.position, self.cache)))
+        self.position.add_(1)
+
+    @torch.no_grad()
+    def step(self) -> int:
+        """One decode step; returns once the next token is on the host."""
+        self._decode_in_place()
+        return int(self.token.item())
+
+    def rewind(self) -> None:
+        # A negative crop removes that many tokens in every transformers 5.x; positive values changed meaning.
+        surplus = self.cache.get_seq_length() - self.ctx
+        if surplus:
+            self.cache.crop(-surplus)
+        self._reset_token_and_position()
+
+    def _reset_token_and_position(self):
+        self.token.copy_(self.first_token)
+        self.position.fill_(self.ctx)
+
+
+class StaticCacheRuntime(DecodeRuntime):
+    def _new_cache(self):
+        from transformers import StaticCache
+
+        return StaticCache(config=self.model.config, max_cache_len=self.max_len)
+
+    def rewind(self) -> None:
+        # Static caches write at the position they are given (older transformers) or at a device-side counter
+        # (newer); reset both. Entries past ctx are overwritten before they are attended to.
+        for layer in getattr(self.cache, "layers", []):
+            if torch.is_tensor(getattr(layer, "cumulative_length", None)):
+                layer.cumulative_length.fill_(self.ctx)
+        self._reset_token_and_position()
+
+
+class CudaGraphRuntime(StaticCacheRuntime):
+    """The whole step (forward, argmax, position update) is one CUDA graph replay plus the host read."""
+
+    graph = None
+    eager_steps = 0
+
+    @torch.no_grad()
+    def step(self) -> int:
+        if self.graph is None and self.eager_steps < EAGER_STEPS_BEFORE_CAPTURE:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self._decode_in_place()
+            torch.cuda.current_stream().wait_stream(side)
+            self.eager_steps += 1
+            return int(self.token.item())
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # records only: the cache and token are not advanced here
+                self._decode_in_place()
+        self.graph.replay()
+        return int(self.token.item())
+
+
+class CompiledRuntime(StaticCacheRuntime):
+    """torch.compile(mode="reduce-overhead") of the forward and argmax; cudagraph trees replay it."""
+
+    compiled = None
+
+    def _next_token(self, token, position):
+        return _greedy(_logits(self.model, token, position, self.cache))
+
+    @torch.no_grad()
+    def step(self) -> int:
+        if self.compiled is None:
+            self.compiled = torch.compile(self._next_token, mode="reduce-overhead", fullgraph=False)
+        self.token.copy_(self.compiled(self.token, self.position))
+        self.position.add_(1)
+        return int(self.token.item())
+
+
+def make_runtime(name: str, model, max_len: int) -> DecodeRuntime:
+    classes = {"eager": DecodeRuntime, "static": StaticCacheRuntime, "graphs": CudaGraphRuntime,
+               "compile": CompiledRuntime}
+    if name not in classes:
+        raise GapprofError(f"unknown runtime {name!r}; known runtimes: {', '.join(RUNTIMES)}")
+    return classes[name](model, max_len)

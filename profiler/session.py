@@ -1,0 +1,175 @@
+"""One capture session in one process: build, prefill, time steps unprofiled, then profile the same steps.
+
+Every phase decodes the same positions: between phases the runtime rewinds to the state right after prefill,
+so profiled and unprofiled step times compare like for like (the observer effect).
+
+Run as `python -m gapprof.profiler.session REQUEST.json` under nsys: collection is switched on by
+cudaProfilerStart only around the profiled phase.
+"""
+import dataclasses
+import datetime
+import json
+import statistics
+import sys
+
+import torch
+
+from gapprof.errors import GapprofError
+from gapprof.profiler import environment
+from gapprof.log import progress
+from gapprof.profiler.build import build_model
+from gapprof.profiler.decode import STEP_DOMAIN, STEP_MESSAGE, NoRanges, run_steps, step_ms
+from gapprof.profiler.models import DTYPE_BYTES, get_spec, load_config
+from gapprof.profiler.runtimes import MIN_WARMUP, RUNTIMES, make_runtime
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureRequest:
+    model: str = "qwen2.5-7b"
+    ctx: int = 2048
+    steps: int = 20
+    warmup: int = 4
+    runtime: str = "eager"
+    backend: str = "nsys"
+    dtype: str = "bfloat16"
+    attn: str = "sdpa"
+    weights: str | None = None
+    seed: int = 0
+    device: str = "cuda"
+
+
+def validate(request: CaptureRequest) -> None:
+    """Reject a request before any model is built."""
+    if request.runtime not in RUNTIMES:
+        raise GapprofError(f"unknown runtime {request.runtime!r}; known runtimes: {', '.join(RUNTIMES)}")
+    if request.dtype not in DTYPE_BYTES:
+        raise GapprofError(f"unknown dtype {request.dtype!r}; known dtypes: {', '.join(DTYPE_BYTES)}")
+    if request.steps < 1 or request.ctx < 1:
+        raise GapprofError("--steps and --ctx must be at least 1")
+    if request.warmup < MIN_WARMUP[request.runtime]:
+        raise GapprofError(f"runtime {request.runtime} needs --warmup >= {MIN_WARMUP[request.runtime]} "
+                           "(eager steps and graph capture happen in warm-up)")
+    spec = get_spec(request.model) if not request.weights else None
+    if spec is not None and max_len(request) > spec.max_positions:
+        raise GapprofError(f"--ctx {request.ctx} + {request.warmup + request.steps} steps needs {max_len(request)} "
+                           f"positions; {request.model} has {spec.max_positions}")
+
+
+def max_len(request: CaptureRequest) -> int:
+    return request.ctx + request.warmup + request.steps + 1
+
+
+class NoCollector:
+    """Collects nothing (unprofiled runs and tests)."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRanges(), clock=None):
+    """Capture one trace's worth of decode steps; return the metadata the trace will carry and the profiled
+    steps' (start, end) on `clock` (default: the host's perf_counter_ns)."""
+    validate(request)
+    model, config = build_model(request.model, request.dtype, request.attn, request.device, request.seed,
+                                request.weights)
+    if max_len(request) > config.max_position_embeddings:
+        raise GapprofError(f"--ctx {request.ctx} + {request.warmup + request.steps} steps needs {max_len(request)} "
+                           f"positions; the checkpoint has {config.max_position_embeddings}")
+    runtime = make_runtime(request.runtime, model, max_len(request))
+    generator = torch.Generator().manual_seed(request.seed)
+    prompt = torch.randint(0, config.vocab_size, (1, request.ctx), generator=generator).to(request.device)
+
+    first = runtime.prefill(prompt)
+    progress(f"prefilled {request.ctx} tokens")
+    bandwidth = environment.copy_bandwidth_gbps(request.device)
+    if bandwidth:
+        progress(f"device-to-device copy bandwidth {bandwidth:.0f} GB/s")
+
+    # An untimed pass first, so the two timed passes start from the same state: graph captured, code compiled,
+    # and the allocator already holding blocks of every size the growing KV cache asks for.
+    progress(f"settling: {request.warmup + request.steps} untimed steps ({request.runtime})")
+    run_steps(runtime, request.warmup + request.steps)
+    runtime.rewind()
+    progress(f"unprofiled: {request.warmup} warm-up + {request.steps} steps")
+    plain_tokens, plain_spans = run_steps(runtime, request.warmup + request.steps)
+    runtime.rewind()
+
+    progress(f"profiled: {request.warmup} warm-up + {request.steps} steps ({request.backend})")
+    timing = {"clock": clock} if clock else {}
+    collector.start()
+    tokens, spans = run_steps(runtime, request.warmup + request.steps, ranges=ranges, **timing)
+    collector.stop()
+
+    unprofiled_ms = step_ms(plain_spans[request.warmup:])
+    profiled_ms = step_ms(spans[request.warmup:])
+    meta = {
+        "model": request.model if not request.weights else request.weights,
+        "config": config.to_dict() if request.weights else load_config(request.model),
+        "dtype": request.dtype,
+        "dtype_bytes": DTYPE_BYTES[request.dtype],
+        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "ctx": request.ctx,
+        "steps": request.steps,
+        "warmup": request.warmup,
+        "runtime": request.runtime,
+        "backend": request.backend,
+        "attn": request.attn,
+        "seed": request.seed,
+        "range_message": STEP_MESSAGE,
+        "range_domain": STEP_DOMAIN,
+        "copy_bandwidth_gbps": bandwidth,
+        "unprofiled_step_ms": unprofiled_ms,
+        "profiled_step_ms": profiled_ms,
+        "first_token": first,
+        "tokens": tokens,
+        "tokens_match_unprofiled": tokens == plain_tokens,
+        "cpu": environment.cpu_model(),
+        "captured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        **environment.gpu_facts(request.device),
+        **environment.versions(),
+    }
+    return meta, spans
+
+
+def summary_line(meta: dict, kernels_per_step: float | None = None) -> str:
+    line = (f"{meta['model']} {meta['runtime']} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
+            f"{statistics.median(meta['profiled_step_ms']):.2f} ms profiled, "
+            f"{statistics.median(meta['unprofiled_step_ms']):.2f} ms unprofiled")
+    if kernels_per_step is not None:
+        line += f", {kernels_per_step:.0f} kernels per step"
+    return line
+
+
+class CudaProfilerCollector:
+    """Switches nsys collection on and off (nsys runs with --capture-range=cudaProfilerApi)."""
+
+    def start(self) -> None:
+        torch.cuda.synchronize()
+        torch.cuda.profiler.start()
+
+    def stop(self) -> None:
+        torch.cuda.synchronize()
+        torch.cuda.profiler.stop()
+
+
+def _main(request_path: str, meta_path: str) -> None:
+    """Entry point of the process that nsys profiles."""
+    from gapprof.profiler.decode import NvtxStepRanges
+
+    with open(request_path) as f:
+        request = CaptureRequest(**json.load(f))
+    meta, _ = run_session(request, CudaProfilerCollector(), NvtxStepRanges())
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+
+
+if __name__ == "__main__":
+    try:
+        _main(*sys.argv[1:3])
+    except GapprofError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(1)

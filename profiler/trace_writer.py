@@ -1,0 +1,114 @@
+"""Write collected activity records into the nsys SQLite schema subset (see trace_schema), so one loader reads
+CUPTI traces and nsys exports alike. Pure Python: records come in as dicts with plain values."""
+import ctypes
+import ctypes.util
+import os
+import re
+import sqlite3
+import threading
+from pathlib import Path
+
+from gapprof.profiler import trace_schema as schema
+
+
+def _cxa_demangle():
+    """The C++ runtime's own demangler (the one c++filt wraps), or None where libstdc++ is absent."""
+    name = ctypes.util.find_library("stdc++") or "libstdc++.so.6"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    func = lib.__cxa_demangle
+    func.restype = ctypes.c_void_p
+    func.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
+    return func
+
+
+_DEMANGLE = _cxa_demangle()
+_LIBC_FREE = ctypes.CDLL(None).free
+_LIBC_FREE.argtypes = [ctypes.c_void_p]
+
+
+def demangle(name: str) -> str:
+    """Demangled C++ name; a name that is not mangled (C kernels, cuBLAS/CUTLASS symbols) is returned as is."""
+    if _DEMANGLE is None or not name.startswith("_Z"):
+        return name
+    status = ctypes.c_int()
+    pointer = _DEMANGLE(name.encode(), None, None, ctypes.byref(status))
+    if status.value != 0 or not pointer:
+        return name
+    try:
+        return ctypes.string_at(pointer).decode()
+    finally:
+        _LIBC_FREE(pointer)
+
+
+def short_name(demangled: str) -> str:
+    """The bare function name, as nsys's shortName: no return type, namespace, template or parameters."""
+    depth, cut = 0, len(demangled)
+    for i, char in enumerate(demangled):
+        if char == "<":
+            depth += 1
+        elif char == ">":
+            depth -= 1
+        elif char == "(" and depth == 0 and i > 0:
+            cut = i
+            break
+    head = demangled[:cut]
+    while True:  # drop template arguments, innermost first
+        stripped = re.sub(r"<[^<>]*>", "", head)
+        if stripped == head:
+            break
+        head = stripped
+    return head.split()[-1].split("::")[-1] if head.split() else demangled
+
+
+class _Strings:
+    def __init__(self):
+        self.ids: dict[str, int] = {}
+
+    def id(self, value: str) -> int:
+        return self.ids.setdefault(value, len(self.ids) + 1)
+
+
+def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_calls, step_spans, gpu: dict,
+                meta: dict, thread_id: int | None = None, pid: int | None = None) -> None:
+    """Write one trace. step_spans are (start, end) per decode step, index = payload, on the records' clock.
+
+    The payload goes where nsys puts the payload of a Python int: int64Value."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    pid = os.getpid() if pid is None else pid
+    tid = threading.get_native_id() if thread_id is None else thread_id
+    strings = _Strings()
+    with sqlite3.connect(path) as conn:
+        schema.create_tables(conn)
+
+        def insert(table, rows):
+            columns = schema.column_names(table)
+            conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                             [tuple(row.get(c) for c in columns) for row in rows])
+
+        def named_kernel(kernel):
+            full = demangle(kernel["name"])
+            return {**kernel, "demangledName": strings.id(full), "shortName": strings.id(short_name(full)),
+                    "mangledName": strings.id(kernel["name"])}
+
+        insert("CUPTI_ACTIVITY_KIND_KERNEL", [named_kernel(k) for k in kernels])
+        insert("CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
+        insert("CUPTI_ACTIVITY_KIND_MEMSET", memsets)
+        for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", driver_calls)):
+            insert(table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0} for call in calls])
+
+        domain_id = 1
+        thread = schema.global_tid(pid, tid)
+        nvtx = [{"start": step_spans[0][0] if step_spans else 0, "eventType": schema.NVTX_DOMAIN_CREATE,
+                 "domainId": domain_id, "text": meta.get("range_domain", "gapprof"), "globalTid": thread}]
+        message_id = strings.id(meta.get("range_message", "decode_step"))
+        nvtx += [{"start": start, "end": end, "eventType": schema.NVTX_PUSH_POP_RANGE, "textId": message_id,
+                  "domainId": domain_id, "globalTid": thread, "int64Value": index}
+                 for index, (start, end) in enumerate(step_spans)]
+        insert("NVTX_EVENTS", nvtx)
+        insert("TARGET_INFO_GPU", [gpu])
+        insert("StringIds", [{"id": i, "value": v} for v, i in strings.ids.items()])
+        schema.write_meta(conn, meta)
