@@ -1,5 +1,6 @@
 """Write collected activity records into the nsys SQLite schema subset (see trace_schema), so one loader reads
 CUPTI traces and nsys exports alike. Pure Python: records come in as dicts with plain values."""
+import bisect
 import ctypes
 import ctypes.util
 import os
@@ -63,6 +64,26 @@ def short_name(demangled: str) -> str:
     return head.split()[-1].split("::")[-1] if head.split() else demangled
 
 
+def app_driver_calls(driver_calls, runtime_calls):
+    """Driver calls made by the application itself, as nsys records them.
+
+    CUPTI also reports the driver calls a runtime call makes internally; their time is already inside that
+    runtime call, so they are dropped: a driver call lying wholly within a runtime call on its thread.
+    """
+    by_thread: dict[int, list[tuple[int, int]]] = {}
+    for call in runtime_calls:
+        by_thread.setdefault(call["globalTid"], []).append((call["start"], call["end"]))
+    for intervals in by_thread.values():
+        intervals.sort()
+    kept = []
+    for call in driver_calls:
+        intervals = by_thread.get(call["globalTid"], [])
+        i = bisect.bisect_right(intervals, (call["start"], float("inf"))) - 1
+        if i < 0 or intervals[i][1] < call["end"]:
+            kept.append(call)
+    return kept
+
+
 class _Strings:
     def __init__(self):
         self.ids: dict[str, int] = {}
@@ -97,7 +118,7 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
         insert("CUPTI_ACTIVITY_KIND_KERNEL", [named_kernel(k) for k in kernels])
         insert("CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
         insert("CUPTI_ACTIVITY_KIND_MEMSET", memsets)
-        for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", driver_calls)):
+        for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", app_driver_calls(driver_calls, runtime_calls))):
             insert(table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0} for call in calls])
 
         domain_id = 1
