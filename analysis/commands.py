@@ -36,7 +36,7 @@ def _tables(value: str) -> list[str]:
                                           "[default: the trace's device].")
 @click.option("--count-embedding", is_flag=True,
               help="Count the whole token-embedding table in the floor bytes (the study's convention).")
-@click.option("--per-step", is_flag=True, help="Add the per-step table.")
+@click.option("--per-step", is_flag=True, help="Add the per-step table (times in integer ns).")
 @click.option("--full-names", is_flag=True, help="Full demangled kernel names instead of short names.")
 @click.option("--tables", "tables", default=DEFAULT_TABLES, show_default=True, callback=lambda c, p, v: _tables(v),
               help=f"Comma-separated tables to show, from: {', '.join(TABLES)}.")
