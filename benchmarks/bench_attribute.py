@@ -110,7 +110,6 @@ def _read_sqlite3(path: str) -> tuple[int, float]:
 def _attribute(path: str) -> tuple[int, float]:
     from click.testing import CliRunner
     from gapprof.analysis.commands import attribute
-    import polars  # noqa: F401  (imported before the clock starts, as in the read tasks)
     started = time.perf_counter()
     result = CliRunner().invoke(attribute, [path, "--tables", "summary,facts,classes,kernels,api"])
     if result.exit_code != 0:
