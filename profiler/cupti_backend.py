@@ -8,6 +8,10 @@ import threading
 
 from gapprof.errors import GapprofError
 
+# One buffer large enough for a whole profiled phase: a buffer completing mid-run would run the Python callback
+# on CUPTI's thread and stall the decode loop on the GIL for the time it takes to copy ~100k records.
+BUFFER_BYTES = 256 * 1024 * 1024
+
 
 def _import_cupti():
     try:
@@ -61,7 +65,7 @@ class CuptiCollector:
         torch.cuda.synchronize()
         # System thread ids, so API records and the step ranges name the same thread.
         self.cupti.set_thread_id_type(self.cupti.ActivityThreadIdType.SYSTEM)
-        self.cupti.activity_register_callbacks(lambda: (8 * 1024 * 1024, 0), self._on_buffer)
+        self.cupti.activity_register_callbacks(lambda: (BUFFER_BYTES, 0), self._on_buffer)
         for kind in self.kinds:
             self.cupti.activity_enable(kind)
 

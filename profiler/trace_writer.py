@@ -64,6 +64,19 @@ def short_name(demangled: str) -> str:
     return head.split()[-1].split("::")[-1] if head.split() else demangled
 
 
+# Frequent queries that neither launch work nor synchronise; nsys leaves them out of its CUDA trace, and so does
+# gapprof, so that CUPTI and nsys traces list the same calls (cudaGetDevice alone is ~10,000 calls a step).
+QUERY_CALLS = frozenset({
+    "cudaGetDevice", "cudaGetLastError", "cudaPeekAtLastError", "cudaGetErrorString", "cudaDeviceGetAttribute",
+    "cudaFuncSetAttribute", "cuDevicePrimaryCtxGetState", "cuCtxGetCurrent", "cuGetErrorString", "cuDriverGetVersion",
+    "cuCtxGetLimit", "cuDeviceGet",
+})
+
+
+def is_query_call(name: str) -> bool:
+    return re.sub(r"_v\d+$", "", name) in QUERY_CALLS
+
+
 def app_driver_calls(driver_calls, runtime_calls):
     """Driver calls made by the application itself, as nsys records them.
 
@@ -119,7 +132,8 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
         insert("CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
         insert("CUPTI_ACTIVITY_KIND_MEMSET", memsets)
         for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", app_driver_calls(driver_calls, runtime_calls))):
-            insert(table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0} for call in calls])
+            insert(table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0}
+                           for call in calls if not is_query_call(call["name"])])
 
         domain_id = 1
         thread = schema.global_tid(pid, tid)
