@@ -1,0 +1,144 @@
+"""The nsys command line, nsys discovery, the CUPTI trace writer against the loader, and capture's CLI errors."""
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gapprof.cli import main
+from gapprof.errors import GapprofError
+from gapprof.profiler import nsys, trace_schema
+from gapprof.profiler.trace_writer import app_driver_calls, demangle, is_query_call, short_name, write_trace
+
+
+def test_profile_command_traces_cuda_and_nvtx_only_within_the_profiled_phase(tmp_path):
+    argv = nsys.profile_command("/x/nsys", tmp_path / "run", tmp_path / "req.json", tmp_path / "meta.json")
+    assert argv[:2] == ["/x/nsys", "profile"]
+    joined = " ".join(argv)
+    for flag in ("-t cuda,nvtx", "-s none", "--cpuctxsw=none", "--cuda-graph-trace=node",
+                 "--capture-range=cudaProfilerApi", f"-o {tmp_path / 'run'}"):
+        assert flag in joined
+    assert argv[-4:] == ["-m", "gapprof.profiler.session", str(tmp_path / "req.json"), str(tmp_path / "meta.json")]
+    assert nsys.export_command("/x/nsys", Path("a.nsys-rep"), Path("a.sqlite")) == [
+        "/x/nsys", "export", "--type", "sqlite", "--force-overwrite=true", "-o", "a.sqlite", "a.nsys-rep"]
+
+
+def test_nsys_is_found_through_gapprof_nsys_then_path(tmp_path, monkeypatch):
+    fake = tmp_path / "nsys"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("GAPPROF_NSYS", str(fake))
+    assert nsys.find_nsys() == str(fake)
+    monkeypatch.delenv("GAPPROF_NSYS")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert nsys.find_nsys() == str(fake)
+
+
+def test_missing_nsys_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("GAPPROF_NSYS", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(nsys, "NSYS_GLOBS", [str(tmp_path / "none" / "nsys")])
+    with pytest.raises(GapprofError, match="nsys not found"):
+        nsys.find_nsys()
+    monkeypatch.setenv("GAPPROF_NSYS", str(tmp_path / "missing"))
+    with pytest.raises(GapprofError, match="not an executable nsys"):
+        nsys.find_nsys()
+
+
+def test_kernel_names_are_demangled_and_shortened_as_nsys_does():
+    mangled = "_ZN2at6native29vectorized_elementwise_kernelILi4ENS0_11FillFunctorIfEESt5arrayIPcLm1EEEEviT0_T1_"
+    full = demangle(mangled)
+    assert full.startswith("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>")
+    assert short_name(full) == "vectorized_elementwise_kernel"
+    assert demangle("nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT") == "nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT"
+    assert short_name("void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn_align8>"
+                      "(cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn_align8::Params)") == "Kernel2"
+
+
+def test_driver_calls_inside_runtime_calls_and_query_calls_are_dropped():
+    runtime = [{"globalTid": 1, "start": 10, "end": 20}, {"globalTid": 1, "start": 30, "end": 40}]
+    driver = [{"globalTid": 1, "start": 12, "end": 18}, {"globalTid": 1, "start": 21, "end": 22},
+              {"globalTid": 2, "start": 12, "end": 13}, {"globalTid": 1, "start": 35, "end": 45}]
+    assert [(c["globalTid"], c["start"]) for c in app_driver_calls(driver, runtime)] == [(1, 21), (2, 12), (1, 35)]
+    assert is_query_call("cudaGetDevice_v3020") and is_query_call("cuCtxGetCurrent")
+    assert not is_query_call("cudaLaunchKernel_v7000")
+
+
+PID, TID = 4242, 4243
+
+
+def _call(start, end, correlation, name="cudaLaunchKernel_v7000"):
+    return {"start": start, "end": end, "globalTid": trace_schema.global_tid(PID, TID), "correlationId": correlation,
+            "name": name, "returnValue": 0}
+
+
+def _kernel(start, end, correlation, name="_Z6gemv_kPfS_"):
+    return {"start": start, "end": end, "deviceId": 0, "contextId": 1, "streamId": 7, "correlationId": correlation,
+            "globalPid": trace_schema.global_pid(PID), "name": name, "gridX": 1, "gridY": 1, "gridZ": 1,
+            "blockX": 128, "blockY": 1, "blockZ": 1}
+
+
+def test_cupti_trace_has_the_schema_the_loader_reads_and_attributes_exactly(tmp_path):
+    pytest.importorskip("polars")
+    from gapprof.analysis.pipeline import Options, analyze
+
+    # Two steps of [0, 100) and [200, 300): launch at 10 -> kernel 20..50, launch at 60 -> kernel 70..80, then
+    # a sync 80..95 whose memcpy runs 82..90. Step 2 is step 1 shifted by 200.
+    calls, kernels, memcpys = [], [], []
+    for base, corr in ((0, 1), (200, 10)):
+        calls += [_call(base + 10, base + 15, corr), _call(base + 60, base + 65, corr + 1),
+                  _call(base + 80, base + 95, corr + 2, "cudaMemcpyAsync_v3020")]
+        kernels += [_kernel(base + 20, base + 50, corr), _kernel(base + 70, base + 80, corr + 1)]
+        memcpys.append({"start": base + 82, "end": base + 90, "deviceId": 0, "contextId": 1, "streamId": 7,
+                        "correlationId": corr + 2, "globalPid": trace_schema.global_pid(PID), "bytes": 8,
+                        "copyKind": 2})
+    driver = [_call(11, 12, 99, "cuLaunchKernel"), _call(500, 501, 98, "cuCtxGetCurrent")]
+    path = tmp_path / "cupti.sqlite"
+    meta = {"model": "tiny-qwen2", "ctx": 16, "warmup": 0, "range_message": "decode_step", "range_domain": "gapprof",
+            "dtype_bytes": 4, "dtype": "float32"}
+    write_trace(path, kernels, memcpys, [], calls, driver, [(0, 100), (200, 300)],
+                {"id": 0, "name": "NVIDIA H100 80GB HBM3", "totalMemory": 1}, meta, thread_id=TID, pid=PID)
+
+    with sqlite3.connect(path) as conn:
+        for table in trace_schema.TABLES:
+            columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+            assert columns == trace_schema.column_names(table), table
+        (driver_rows,) = conn.execute("SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_DRIVER").fetchone()
+        assert driver_rows == 0  # one call inside a runtime call, one query call
+        assert trace_schema.read_meta(conn)["model"] == "tiny-qwen2"
+
+    result = analyze(path, Options(skip=0))
+    steps = result.steps.sort("t0")
+    assert steps["wall"].to_list() == [100, 100]
+    assert steps["busy"].to_list() == [48, 48]  # 30 + 10 + 8
+    assert steps["head"].to_list() == [20, 20]
+    assert steps["tail"].to_list() == [10, 10]  # memcpy ends at 90, range at 100
+    assert steps["starved"].to_list() == [20, 20]  # 50..70: its kernel was launched at 60 > 50
+    assert steps["latency"].to_list() == [2, 2]  # 80..82: the memcpy was submitted at 80
+    assert steps["kernels"].to_list() == [2, 2]
+    short = set(result.kernels["name"].to_list())
+    assert short == {"gemv_k", "[memcpy DtoH]"}
+
+
+def test_capture_errors_are_one_line(monkeypatch):
+    runner = CliRunner()
+    unknown = runner.invoke(main, ["capture", "--model", "gpt-5"])
+    assert unknown.exit_code == 1 and "unknown model 'gpt-5'" in unknown.output and "qwen2.5-7b" in unknown.output
+    too_long = runner.invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "600"])
+    assert too_long.exit_code == 1 and "positions; tiny-qwen2 has 512" in too_long.output
+    assert "Traceback" not in unknown.output + too_long.output
+
+
+def test_capture_without_a_gpu_says_so(monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "16"])
+    assert result.exit_code == 1
+    assert "needs a CUDA GPU" in result.output
+
+
+def test_models_lists_parameter_bytes():
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0
+    assert "qwen2.5-7b" in result.output and "15,231,233,024" in result.output

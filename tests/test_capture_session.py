@@ -1,0 +1,97 @@
+"""The decode loop, NVTX ranges, runtimes and capture metadata on CPU with tiny configs."""
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gapprof.errors import GapprofError  # noqa: E402
+from gapprof.profiler.build import build_model  # noqa: E402
+from gapprof.profiler.decode import run_steps  # noqa: E402
+from gapprof.profiler.models import get_spec  # noqa: E402
+from gapprof.profiler.runtimes import make_runtime  # noqa: E402
+from gapprof.profiler.session import CaptureRequest, run_session, validate  # noqa: E402
+
+
+class RecordingRanges:
+    """Stands in for NvtxStepRanges: records pushes and pops, and whether a range is open."""
+
+    def __init__(self):
+        self.events, self.open = [], False
+
+    def push(self, index):
+        assert not self.open, "ranges must not nest"
+        self.events.append(("push", index))
+        self.open = True
+
+    def pop(self):
+        self.events.append(("pop",))
+        self.open = False
+
+
+class FakeRuntime:
+    def __init__(self, ranges):
+        self.ranges, self.count = ranges, 0
+
+    def step(self):
+        assert self.ranges.open, "a decode step must run inside its range"
+        self.count += 1
+        return self.count
+
+
+def test_each_step_is_one_range_with_its_index_as_payload():
+    ranges = RecordingRanges()
+    ticks = iter(range(100))
+    tokens, spans = run_steps(FakeRuntime(ranges), 3, first_index=5, ranges=ranges, clock=lambda: next(ticks))
+    assert tokens == [1, 2, 3]
+    assert ranges.events == [("push", 5), ("pop",), ("push", 6), ("pop",), ("push", 7), ("pop",)]
+    assert spans == [(0, 1), (2, 3), (4, 5)]
+
+
+@pytest.mark.parametrize("name", ["tiny-qwen2", "tiny-llama", "tiny-mistral"])
+def test_random_model_has_the_analytic_parameter_count(name):
+    model, _ = build_model(name, "float32", "sdpa", "cpu", seed=0)
+    assert sum(p.numel() for p in model.parameters()) == get_spec(name).total_params()
+
+
+def _decode(runtime_name, model, prompt, steps=10):
+    runtime = make_runtime(runtime_name, model, max_len=prompt.shape[1] + steps + 1)
+    first = runtime.prefill(prompt)
+    tokens, _ = run_steps(runtime, steps)
+    runtime.rewind()
+    again, _ = run_steps(runtime, steps)
+    assert again == tokens, f"{runtime_name}: rewind did not reproduce the tokens"
+    return [first, *tokens]
+
+
+def test_eager_static_and_compile_runtimes_give_the_same_tokens_on_cpu():
+    # graphs needs CUDA: tests/test_runtimes_gpu.py covers it on a GPU.
+    model, config = build_model("tiny-qwen2", "float32", "sdpa", "cpu", seed=0)
+    prompt = torch.randint(0, config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(3))
+    eager = _decode("eager", model, prompt)
+    assert _decode("static", model, prompt) == eager
+    assert _decode("compile", model, prompt) == eager
+
+
+def test_session_metadata_and_ranges():
+    ranges = RecordingRanges()
+    request = CaptureRequest(model="tiny-llama", ctx=16, steps=3, warmup=2, device="cpu", dtype="float32")
+    meta, spans = run_session(request, ranges=ranges)
+    assert [e[1] for e in ranges.events if e[0] == "push"] == [0, 1, 2, 3, 4]
+    assert len(spans) == 5 and all(end >= start for start, end in spans)
+    assert len(meta["unprofiled_step_ms"]) == len(meta["profiled_step_ms"]) == 3
+    assert meta["tokens_match_unprofiled"] is True
+    assert len(meta["tokens"]) == 5
+    assert meta["param_bytes"] == get_spec("tiny-llama").total_params() * 4
+    for key in ("model", "config", "dtype", "ctx", "steps", "warmup", "runtime", "backend", "gpu_name", "driver",
+                "cuda", "torch", "transformers", "copy_bandwidth_gbps", "captured_at", "cpu"):
+        assert key in meta, key
+    assert meta["config"]["num_hidden_layers"] == 2
+
+
+def test_ctx_beyond_the_model_positions_is_refused_before_building():
+    with pytest.raises(GapprofError, match="needs 600 positions; tiny-qwen2 has 512"):
+        validate(CaptureRequest(model="tiny-qwen2", ctx=580, steps=15, warmup=4, device="cpu"))
+
+
+def test_graphs_runtime_needs_warmup_for_capture():
+    with pytest.raises(GapprofError, match="needs --warmup >= 3"):
+        validate(CaptureRequest(model="tiny-qwen2", ctx=16, runtime="graphs", warmup=1, device="cpu"))
