@@ -61,4 +61,8 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
         out["unprofiled median step ms"] = base
         out["profiled median step ms"] = profiled_ms
         out["observer effect (profiled / unprofiled)"] = profiled_ms / base
+        if floor is not None:
+            # What the step reaches with no profiler attached: the figure to compare with unprofiled studies.
+            for source in floor.bandwidths:
+                out[f"floor fraction of unprofiled step, {source}"] = measured[f"floor_{source}"].mean() / (base * 1e6)
     return out
