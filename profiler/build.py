@@ -24,8 +24,8 @@ def build_model(model: str, dtype: str, attn: str, device: str, seed: int, weigh
     if weights:
         if not Path(weights, "config.json").is_file():
             raise GapprofError(f"--weights {weights}: no config.json there (expected a Hugging Face checkpoint folder)")
-        net = AutoModelForCausalLM.from_pretrained(weights, dtype=torch_dtype, attn_implementation=attn,
-                                                   device_map=device)
+        # Loaded on the host, then moved: placing it directly with device_map would need accelerate.
+        net = AutoModelForCausalLM.from_pretrained(weights, dtype=torch_dtype, attn_implementation=attn).to(device)
     else:
         config = AutoConfig.for_model(**load_config(model))
         torch.manual_seed(seed)

@@ -95,3 +95,17 @@ def test_ctx_beyond_the_model_positions_is_refused_before_building():
 def test_graphs_runtime_needs_warmup_for_capture():
     with pytest.raises(GapprofError, match="needs --warmup >= 3"):
         validate(CaptureRequest(model="tiny-qwen2", ctx=16, runtime="graphs", warmup=1, device="cpu"))
+
+
+def test_a_local_checkpoint_loads_through_weights(tmp_path):
+    model, _ = build_model("tiny-mistral", "float32", "sdpa", "cpu", seed=5)
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded, config = build_model("ignored", "float32", "sdpa", "cpu", seed=0, weights=str(tmp_path / "ckpt"))
+    assert config.model_type == "mistral"
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_weights_folder_without_config_is_refused(tmp_path):
+    with pytest.raises(GapprofError, match="no config.json"):
+        build_model("ignored", "float32", "sdpa", "cpu", seed=0, weights=str(tmp_path))
