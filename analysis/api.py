@@ -30,15 +30,20 @@ def category(name: str) -> str:
     return "other"
 
 
-def api_table(calls: pl.DataFrame, strings: pl.DataFrame, n_steps: int) -> pl.DataFrame:
-    """calls: the measured steps' API calls."""
+def named_calls(calls: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:
+    """calls with their API `name` (version suffix dropped) and `category`, resolved once per distinct name."""
     ids = calls["nameId"].unique().to_list()
     known = dict(zip(*strings.filter(pl.col("id").is_in(ids)).select("id", "value").to_dict().values()))
     names = [display_name(known.get(i, f"<string {i}>")) for i in ids]
     lookup = pl.DataFrame({"nameId": ids, "name": names, "category": [category(n) for n in names]},
                           schema={"nameId": pl.Int64, "name": pl.String, "category": pl.String})
+    return calls.join(lookup, on="nameId", how="left")
+
+
+def api_table(calls: pl.DataFrame, strings: pl.DataFrame, n_steps: int) -> pl.DataFrame:
+    """calls: the measured steps' API calls."""
     duration = pl.col("end") - pl.col("start")
-    return (calls.join(lookup, on="nameId", how="left")
+    return (named_calls(calls, strings)
             .group_by("name", "source", "category").agg(
                 calls=pl.len(), total=duration.sum(), mean_us=duration.mean() / 1000,
                 median_us=duration.median() / 1000)

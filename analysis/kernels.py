@@ -36,7 +36,7 @@ def classify(name: str) -> str:
     return "other"
 
 
-def _named(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
+def named_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
     """ops with `name` and `class` columns, resolved once per distinct kernel rather than per op."""
     ops = ops.hstack(gpu.select("shortName", "demangledName", "copyKind").gather(ops["op"]))
     keys = ops.select("kind", "shortName", "demangledName", "copyKind").unique()
@@ -78,7 +78,7 @@ def kernel_tables(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, n
                   full_names: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per-kernel table, per-class table) over `ops` (the measured steps' ops from anatomy.attribute, whose
     `op` indexes rows of `gpu`)."""
-    named = _named(ops, gpu, strings, full_names)
+    named = named_ops(ops, gpu, strings, full_names)
     by_kernel = _table(named, ["name", "class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
     by_class = _table(named, ["class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
     return by_kernel, by_class

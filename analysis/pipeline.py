@@ -38,6 +38,14 @@ class Analysis:
     kernels: pl.DataFrame
     classes: pl.DataFrame
     api: pl.DataFrame
+    # What replay and plots need beyond the tables: every step's GPU ops (from anatomy.attribute, `op` indexes
+    # `gpu`) and API calls, the trace's GPU ops and strings, the floor inputs and the device name.
+    ops: pl.DataFrame
+    calls: pl.DataFrame
+    gpu: pl.DataFrame
+    strings: pl.DataFrame
+    floor: floor_mod.Floor | None
+    device_name: str | None
     notes: list = field(default_factory=list)
 
 
@@ -98,4 +106,5 @@ def analyze(path: Path, options: Options, progress: Callable[[str], None] = lamb
     facts["GPU ops not launched inside any step"] = gpu.height - ops.height
     return Analysis(trace=trace, skip=skip, steps=table, terms=summary.term_table(measured), facts=facts,
                     kernels=by_kernel, classes=by_class, api=api.api_table(measured_calls, strings, measured.height),
+                    ops=ops, calls=step_calls, gpu=gpu, strings=strings, floor=floor, device_name=device_name,
                     notes=notes)

@@ -10,6 +10,9 @@ COMMANDS = {
     "capture": "gapprof.profiler.commands:capture",
     "models": "gapprof.profiler.commands:models",
     "attribute": "gapprof.analysis.commands:attribute",
+    "compare": "gapprof.analysis.gpu_commands:compare",
+    "project": "gapprof.analysis.gpu_commands:project",
+    "plot": "gapprof.analysis.gpu_commands:plot",
 }
 
 

@@ -1,0 +1,130 @@
+"""Side-by-side step anatomy of several traces (or projections), and an explanation computed from the numbers:
+which terms scaled with 1/bandwidth, which stayed constant, and how much of the change in floor fraction each
+term accounts for.
+
+Every time is the mean over measured steps; floor fraction = mean floor / mean wall (as `attribute` reports).
+Change in floor fraction f = F / W from A to B, split exactly over the terms of W = floor + excess + starved +
+latency + head + tail: with s = F_B / F_A, a term that kept pace with the floor (T_B = s * T_A) leaves f as it
+was, so term T contributes -F_A * (T_B - s * T_A) / (W_A * W_B); the contributions sum to f_B - f_A and the
+floor's own is 0 by construction.
+"""
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from gapprof.errors import GapprofError
+
+TERMS = ("floor", "excess", "starved", "latency", "head", "tail")
+ROWS = ("gpu", "peak GB/s", "measured GB/s", "floor ms", "busy ms", "excess ms", "starved ms", "latency ms",
+        "head ms", "tail ms", "wall ms", "floor fraction", "kernels/step", "launch calls/step",
+        "CPU us/launch call", "host us/launch")
+MATCH_KEYS = ("model", "ctx", "runtime")
+# Scaling exponent e with T_B / T_A = (bw_A / bw_B) ** e: 1 scales with 1/bandwidth, 0 stays constant.
+SCALED, CONSTANT = 0.67, 0.33
+NEGLIGIBLE = 0.01  # of wall, in both columns
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    values: dict  # ROWS -> value (None when unknown)
+
+
+def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float | None, table: pl.DataFrame
+           ) -> Column:
+    """table: measured (or replayed) steps with the anatomy, floor and `wait` columns. Host time is the wall
+    less the time blocked waiting for the GPU: the CPU work of the step thread."""
+    ms = lambda name: table[name].mean() / 1e6  # noqa: E731
+    launches = table["launch_calls"].sum()
+    values = {
+        "gpu": gpu, "peak GB/s": peak_gbps, "measured GB/s": measured_gbps,
+        **{f"{t} ms": ms(t) for t in ("floor", "busy", "excess", "starved", "latency", "head", "tail", "wall")},
+        "floor fraction": table["floor"].mean() / table["wall"].mean(),
+        "kernels/step": table["kernels"].mean(), "launch calls/step": table["launch_calls"].mean(),
+        "CPU us/launch call": table["launch_cpu"].sum() / launches / 1e3 if launches else None,
+        "host us/launch": (table["wall"] - table["wait"]).sum() / launches / 1e3 if launches else None,
+    }
+    return Column(label, values)
+
+
+def table(columns: list[Column]) -> pl.DataFrame:
+    """One row per quantity, one column per trace; values as text so mixed kinds share a column."""
+    def text(value):
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        return str(value)
+    return pl.DataFrame({"": list(ROWS), **{c.label: [text(c.values[r]) for r in ROWS] for c in columns}})
+
+
+def check_match(metas: dict, force: bool) -> list[str]:
+    """Refuse traces that differ in model, ctx or runtime (unless force); return notes on what differs."""
+    differ = []
+    for key in MATCH_KEYS:
+        seen = {label: meta.get(key) for label, meta in metas.items()}
+        if len({repr(v) for v in seen.values()}) > 1:
+            differ.append(f"{key} differs ({', '.join(f'{label}: {v}' for label, v in seen.items())})")
+    if differ and not force:
+        raise GapprofError("traces are not comparable: " + "; ".join(differ) + "; pass --force to compare anyway")
+    return [f"compared anyway (--force): {d}" for d in differ]
+
+
+def _exponent(a: float, b: float, bw_ratio: float) -> float | None:
+    if a <= 0 or b <= 0 or bw_ratio == 1:
+        return None
+    return math.log(b / a) / math.log(1 / bw_ratio)
+
+
+def _verdict(exponent: float | None, negligible: bool) -> str:
+    if negligible:
+        return "negligible"
+    if exponent is None:
+        return "-"
+    if exponent >= SCALED:
+        return "scaled with 1/bandwidth"
+    if abs(exponent) <= CONSTANT:
+        return "constant"
+    return "partly scaled" if exponent > 0 else "moved against 1/bandwidth"
+
+
+def contributions(a: Column, b: Column) -> dict:
+    """term -> its share of the change in floor fraction from a to b (fraction units; sums to the change)."""
+    fa, wa, wb = a.values["floor ms"], a.values["wall ms"], b.values["wall ms"]
+    s = b.values["floor ms"] / fa
+    return {t: fa * (s * a.values[f"{t} ms"] - b.values[f"{t} ms"]) / (wa * wb) for t in TERMS}
+
+
+def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
+    """Per term: A and B (ms), B/A, scaling exponent, verdict, contribution (percentage points); and sentences."""
+    bw_a, bw_b = a.values["peak GB/s"], b.values["peak GB/s"]
+    bw_ratio = bw_b / bw_a if bw_a and bw_b else 1.0
+    parts = contributions(a, b)
+    rows, scaled, constant, against = [], [], [], []
+    for term in TERMS:
+        va, vb = a.values[f"{term} ms"], b.values[f"{term} ms"]
+        e = _exponent(va, vb, bw_ratio)
+        negligible = max(va / a.values["wall ms"], vb / b.values["wall ms"]) < NEGLIGIBLE
+        verdict = _verdict(e, negligible)
+        {"scaled with 1/bandwidth": scaled, "constant": constant, "moved against 1/bandwidth": against}.get(verdict, []).append(term)
+        rows.append({"term": term, f"{a.label} ms": va, f"{b.label} ms": vb, "ratio": vb / va if va else None,
+                     "exponent": e, "verdict": verdict, "floor fraction change pp": 100 * parts[term]})
+    frame = pl.DataFrame(rows, schema={"term": pl.String, f"{a.label} ms": pl.Float64, f"{b.label} ms": pl.Float64,
+                                       "ratio": pl.Float64, "exponent": pl.Float64, "verdict": pl.String,
+                                       "floor fraction change pp": pl.Float64})
+    fa, fb = a.values["floor fraction"], b.values["floor fraction"]
+    ranked = sorted(((t, v) for t, v in parts.items() if t != "floor"), key=lambda kv: abs(kv[1]), reverse=True)
+    lines = [f"{a.label} -> {b.label}: peak bandwidth x{bw_ratio:.2f}, wall {a.values['wall ms']:.2f} -> "
+             f"{b.values['wall ms']:.2f} ms, floor fraction {100 * fa:.1f}% -> {100 * fb:.1f}% "
+             f"({100 * (fb - fa):+.1f} pp)."]
+    if scaled:
+        lines.append(f"Scaled with 1/bandwidth (exponent >= {SCALED}): {', '.join(scaled)}.")
+    if constant:
+        lines.append(f"Stayed constant in absolute time (|exponent| <= {CONSTANT}): {', '.join(constant)}.")
+    if against:
+        way = "Grew although bandwidth rose" if bw_ratio > 1 else "Shrank although bandwidth fell"
+        lines.append(f"{way}: {', '.join(against)}.")
+    lines.append("Change in floor fraction by term (time that did not keep pace with the floor): "
+                 + ", ".join(f"{t} {100 * v:+.1f} pp" for t, v in ranked[:4]) + ".")
+    return frame, lines

@@ -1,0 +1,184 @@
+"""`gapprof compare`, `gapprof project` and `gapprof plot`: step anatomy across GPUs, measured and replayed.
+Data on stdout (or -o), progress and notes on stderr."""
+from pathlib import Path
+
+import click
+import polars as pl
+
+from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, render, steps, study
+from gapprof.analysis.pipeline import Options
+from gapprof.errors import GapprofError
+from gapprof.profiler import gpus
+
+TRACE = click.Path(path_type=Path, dir_okay=False)
+OUT = click.Path(path_type=Path, dir_okay=False)
+
+
+def _trace_options(f):
+    f = click.option("--count-embedding", is_flag=True,
+                     help="Count the whole token-embedding table in the floor bytes (the study's convention).")(f)
+    f = click.option("--skip", type=click.IntRange(min=0), default=None,
+                     help="Warm-up steps to skip per thread [default: the capture's warm-up].")(f)
+    return click.option("--range", "range_pattern", default=steps.DEFAULT_RANGE, show_default=True,
+                        help="NVTX message of a step range (a regular expression matching the whole message).")(f)
+
+
+def _output_options(f):
+    f = click.option("--plot", "plot_path", type=OUT, default=None,
+                     help="Also draw the step anatomy of every column to FILE (.png or .svg).")(f)
+    f = click.option("-o", "--output", type=OUT, default=None, help="Write to FILE instead of stdout.")(f)
+    return click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True)(f)
+
+
+def _projection_options(f):
+    f = click.option("--fixed-kernel-us", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help="Time of every kernel that does not scale with bandwidth (a fixed per-kernel cost).")(f)
+    f = click.option("--kernel-scale", multiple=True, metavar="CLASS=X",
+                     help="Multiply the durations of a kernel class by X after rescaling (repeatable).")(f)
+    f = click.option("--graph-launch-us", type=click.FloatRange(min=0), default=None,
+                     help="CPU time of one graph launch for --graphs (a graphs trace's api table shows it).")(f)
+    f = click.option("--graphs", is_flag=True,
+                     help="Replace each step's kernel launches by one graph launch (needs --graph-launch-us).")(f)
+    f = click.option("--launch-cost-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                     show_default=True, help="Multiply the step thread's CPU time (think time, API calls, the "
+                                             "CPU part of launch latency) by X.")(f)
+    return click.option("--to", "targets", multiple=True, required=True,
+                        help="Target GPU: a key, alias or device name (repeatable).")(f)
+
+
+def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us) -> project_mod.Knobs:
+    if graphs and graph_launch_us is None:
+        raise GapprofError("--graphs needs --graph-launch-us (the CPU cost of one cudaGraphLaunch; "
+                           "`gapprof attribute` on a graphs trace shows it in the api table)")
+    if graph_launch_us is not None and not graphs:
+        raise GapprofError("--graph-launch-us is only used with --graphs")
+    return project_mod.Knobs(launch_cost_scale=launch_cost_scale,
+                             graph_launch_ns=round(graph_launch_us * 1e3) if graphs else None,
+                             kernel_scale=project_mod.parse_kernel_scale(kernel_scale),
+                             fixed_ns=round(fixed_kernel_us * 1e3))
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _emit(columns, notes, fmt, output, plot_path) -> None:
+    """The column table, one explanation per column against the first, and the plot if asked for."""
+    sections = [("compare", compare_mod.table(columns))]
+    for other in columns[1:]:
+        frame, lines = compare_mod.explain(columns[0], other)
+        sections.append((f"explanation {columns[0].label} -> {other.label}", frame))
+        notes = notes + lines
+    document = render.render(sections, fmt, notes)
+    if fmt in ("table", "markdown") and notes:
+        document += "\n" + "\n".join(notes) + "\n"
+    if output is None:
+        click.echo(document, nl=False)
+    else:
+        output.write_text(document)
+        _progress(f"wrote {output}")
+    if plot_path is not None:
+        _progress(f"wrote {plots.anatomy(columns, plot_path)}")
+
+
+def _load(paths, range_pattern, skip, count_embedding) -> list[study.Loaded]:
+    _progress(f"analyzing {', '.join(map(str, paths))}")
+    return study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
+
+
+def _model_notes(loaded: study.Loaded, knobs: project_mod.Knobs) -> list[str]:
+    tl = loaded.timeline
+    notes = [f"{loaded.label}: replay with typical launch latency {tl.launch_latency / 1e3:.1f} us and queued gap "
+             f"{tl.queued_gap / 1e3:.2f} us (medians of the trace); kernels, memsets and device copies scale with "
+             f"source/target datasheet bandwidth above a fixed {knobs.fixed_ns / 1e3:g} us per op, host copies "
+             f"keep their duration; CPU time x{knobs.launch_cost_scale:g}"]
+    if knobs.graph_launch_ns is not None:
+        notes.append(f"--graphs: each step's launches become one graph launch of {knobs.graph_launch_ns / 1e3:g} us")
+    if knobs.kernel_scale:
+        notes.append("--kernel-scale: " + ", ".join(f"{k} x{v:g}" for k, v in knobs.kernel_scale.items()))
+    return notes
+
+
+@click.command()
+@click.argument("traces", nargs=-1, required=True, type=TRACE)
+@click.option("--force", is_flag=True, help="Compare traces that differ in model, ctx or runtime.")
+@_trace_options
+@_output_options
+def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, plot_path):
+    """Step anatomy of several TRACES side by side (one column each), with which terms scaled with 1/bandwidth,
+    which stayed constant, and each term's share of the change in floor fraction (against the first trace)."""
+    if len(traces) < 2:
+        raise GapprofError("compare needs at least two traces")
+    loaded = _load(traces, range_pattern, skip, count_embedding)
+    notes = compare_mod.check_match({x.label: x.analysis.trace.meta for x in loaded}, force)
+    _emit([study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
+
+
+@click.command()
+@click.argument("trace", type=TRACE)
+@_projection_options
+@_trace_options
+@_output_options
+def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us,
+            range_pattern, skip, count_embedding, fmt, output, plot_path):
+    """Predict TRACE's step anatomy on other GPUs: replay its launch timeline with kernel durations rescaled by
+    bandwidth, CPU time and synchronisation kept. One column per target, after the measured one."""
+    knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
+    specs = [gpus.resolve_gpu(t) for t in targets]
+    loaded, = _load([trace], range_pattern, skip, count_embedding)
+    columns = [study.measured_column(loaded)] + [study.projected(loaded, spec, knobs)[0] for spec in specs]
+    _emit(columns, _model_notes(loaded, knobs), fmt, output, plot_path)
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(("anatomy", "fraction", "timeline")))
+@click.argument("traces", nargs=-1, required=True, type=TRACE)
+@click.option("-o", "--output", type=OUT, required=True, help="Picture file (.png or .svg).")
+@click.option("--to", "targets", multiple=True,
+              help="Also project each trace to this GPU (repeatable; fraction: default every GPU in the table).")
+@click.option("--step", "step_index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="timeline: which measured step (0 = the first after warm-up).")
+@_trace_options
+def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_embedding):
+    """Draw KIND for TRACES: anatomy (stacked bar per trace and projection, floor marked), fraction (floor
+    fraction vs peak bandwidth, measured and projected), timeline (one step of the first trace: CPU calls above,
+    GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it)."""
+    loaded = _load(traces, range_pattern, skip, count_embedding)
+    specs = [gpus.resolve_gpu(t) for t in targets]
+    knobs = project_mod.Knobs()
+    if kind == "anatomy":
+        columns = [study.measured_column(x) for x in loaded]
+        columns += [study.projected(x, spec, knobs)[0] for x in loaded for spec in specs]
+        path = plots.anatomy(columns, output)
+    elif kind == "fraction":
+        specs = specs or gpus.GPUS
+        projected = {x.label: [study.projected(x, spec, knobs)[0] for spec in specs] for x in loaded}
+        path = plots.fraction([study.measured_column(x) for x in loaded], projected, output)
+    else:
+        path = plots.timeline(_timeline_panels(loaded[0], specs, knobs, step_index), output)
+    _progress(f"wrote {path}")
+
+
+def _timeline_panels(loaded: study.Loaded, specs, knobs, step_index: int) -> list:
+    """(title, calls, ops, t0, t1) of the chosen measured step, captured and replayed on each target."""
+    tl = loaded.timeline
+    if step_index >= tl.steps.height:
+        raise GapprofError(f"--step {step_index}: the trace has {tl.steps.height} measured steps")
+    step, t0, t1 = tl.steps.sort("step").select("step", "t0", "t1").row(step_index)
+    analysis = loaded.analysis
+    ops = analysis.ops.filter(pl.col("step") == step)
+    calls = tl.calls.filter(pl.col("step") == step)
+    gpu_name = study.measured_column(loaded).values["gpu"]
+    panels = [(f"{loaded.label}: step {step}, measured on {gpu_name}, wall {(t1 - t0) / 1e6:.2f} ms",
+               calls, ops, t0, t1)]
+    for spec in specs:
+        new_steps, new_calls, new_gpu = project_mod.replayed(analysis, tl, spec, knobs)
+        one = new_steps.filter(pl.col("step") == step)
+        _, new_ops, _ = anatomy.attribute(one, new_calls, new_gpu)
+        categories = calls.select("correlationId", "category")
+        shown = new_calls.join(one.select("globalTid", "t0", "t1"), on="globalTid").filter(
+            pl.col("start").is_between("t0", "t1")).join(categories, on="correlationId", how="left")
+        new_t1 = one["t1"][0]
+        panels.append((f"replayed on {spec.label} (projected), wall {(new_t1 - t0) / 1e6:.2f} ms",
+                       shown, new_ops, t0, new_t1))
+    return panels

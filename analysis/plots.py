@@ -1,0 +1,104 @@
+"""Pictures of the step anatomy with matplotlib (Agg backend: files only, no display needed).
+
+- anatomy: one stacked bar per trace or projection (floor, excess, starved, latency, head, tail), floor marked;
+- fraction: floor fraction against peak bandwidth, measured points and projected lines per source trace;
+- timeline: one step, API calls on the CPU row above, GPU ops below, starved gaps shaded.
+"""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+from gapprof.analysis.compare import Column  # noqa: E402
+
+COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
+          "tail": "#c7c7c7"}
+CALL_COLORS = {"launch": "#2ca02c", "graph launch": "#2ca02c", "sync": "#9467bd", "memcpy": "#8c564b"}
+OTHER_CALL = "#bcbd22"
+
+
+def anatomy(columns: list[Column], path: Path) -> Path:
+    labels = [c.label for c in columns]
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(columns) + 3), 4.5))
+    bottom = [0.0] * len(columns)
+    for term, color in COLORS.items():
+        values = [c.values[f"{term} ms"] for c in columns]
+        ax.bar(labels, values, bottom=bottom, color=color, label=term, width=0.6)
+        bottom = [b + v for b, v in zip(bottom, values)]
+    for i, c in enumerate(columns):
+        floor = c.values["floor ms"]
+        ax.hlines(floor, i - 0.38, i + 0.38, colors="black", linewidth=1.5)
+        ax.annotate(f"floor {100 * c.values['floor fraction']:.0f}%", (i, c.values["wall ms"]),
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("ms per decode step (mean)")
+    ax.set_title("Step anatomy: wall = floor + excess + starved + latency + head + tail", fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="black line: floor")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    ax.set_ylim(0, max(c.values["wall ms"] for c in columns) * 1.12)
+    return _save(fig, path)
+
+
+def fraction(measured: list[Column], projected: dict[str, list[Column]], path: Path) -> Path:
+    """projected: source label -> its projections (one per target GPU)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, source in enumerate(measured):
+        color = cycle[i % len(cycle)]
+        points = sorted(projected.get(source.label, []), key=lambda c: c.values["peak GB/s"])
+        if points:
+            ax.plot([c.values["peak GB/s"] for c in points], [100 * c.values["floor fraction"] for c in points],
+                    "--", marker="x", color=color, alpha=0.8, label=f"{source.label}: projected")
+            for c in points if i == 0 else ():  # GPU names once, on the first source's line
+                ax.annotate(c.values["gpu"].removesuffix(" (projected)"),
+                            (c.values["peak GB/s"], 100 * c.values["floor fraction"]), fontsize=7,
+                            textcoords="offset points", xytext=(3, 4), color=color)
+        ax.plot(source.values["peak GB/s"], 100 * source.values["floor fraction"], "o", markersize=9,
+                color=color, markeredgecolor="black", label=f"{source.label}: measured ({source.values['gpu']})")
+    ax.set_xscale("log")
+    ticks = sorted({c.values["peak GB/s"] for c in measured} | {c.values["peak GB/s"] for cs in projected.values()
+                                                                for c in cs})
+    ax.set_xticks(ticks, [f"{t:,.0f}" for t in ticks], fontsize=7, rotation=45)
+    ax.minorticks_off()
+    ax.set_xlabel("datasheet peak DRAM bandwidth, GB/s (log)")
+    ax.set_ylabel("floor fraction of wall, %")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Floor fraction vs peak bandwidth")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], path: Path) -> Path:
+    """panels: (title, calls with start/end/category, ops with start/end/gap/starved, t0, t1) of one step each;
+    times in ns, drawn in ms from t0."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 1.9 * len(panels) + 0.6), squeeze=False)
+    for ax, (title, calls, ops, t0, t1) in zip(axes[:, 0], panels):
+        ms = lambda col: ((pl.col(col) - t0) / 1e6)  # noqa: E731
+        c = calls.select(s=ms("start"), w=(pl.col("end") - pl.col("start")) / 1e6, category="category")
+        for category, part in c.group_by("category"):
+            color = CALL_COLORS.get(category[0], OTHER_CALL)
+            ax.broken_barh(list(zip(part["s"], part["w"])), (1.1, 0.8), facecolors=color, edgecolor="none")
+        o = ops.select(s=ms("start"), w=(pl.col("end") - pl.col("start")) / 1e6)
+        ax.broken_barh(list(zip(o["s"], o["w"])), (0.1, 0.8), facecolors="#1f77b4", edgecolor="none")
+        starved = ops.filter(pl.col("starved")).select(e=ms("start"), w=pl.col("gap") / 1e6)
+        for end, width in starved.iter_rows():
+            ax.axvspan(end - width, end, ymin=0.0, ymax=0.5, color="#d62728", alpha=0.25, linewidth=0)
+        ax.set_xlim(0, (t1 - t0) / 1e6)
+        ax.set_ylim(0, 2)
+        ax.set_yticks([0.5, 1.5], ["GPU ops", "CPU calls"])
+        ax.set_title(title, fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("ms from step start")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#2ca02c", "#9467bd", OTHER_CALL, "#1f77b4", "#d62728")]
+    fig.legend(handles, ["launch call", "sync call", "other call", "GPU op", "starved gap"], loc="upper right",
+               ncol=5, fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout(rect=(0, 0, 1, 0.95) if fig.legends else (0, 0, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,113 @@
+"""Projection of a trace to another GPU: rescale its GPU op durations, optionally collapse its launches into
+one graph launch, and replay the launch timeline (analysis.replay).
+
+Duration model: an op that works in DRAM (kernel, memset, device-to-device copy) lasts
+    (min(d, fixed) + max(d - fixed, 0) * source peak / target peak) * class scale,
+so with fixed = 0 every such op scales with 1 / datasheet bandwidth and a fixed per-kernel cost (`fixed`)
+stays constant; host<->device copies cross PCIe and keep their duration (times their class scale).
+"""
+from dataclasses import dataclass, field, replace
+
+import polars as pl
+
+from gapprof.analysis import anatomy, floor as floor_mod, replay
+from gapprof.analysis.kernels import CLASSES
+from gapprof.analysis.pipeline import Analysis
+from gapprof.analysis.timeline import DTOD, Timeline
+from gapprof.errors import GapprofError
+from gapprof.profiler.gpus import GpuSpec
+
+
+@dataclass(frozen=True)
+class Knobs:
+    launch_cost_scale: float = 1.0  # x the step thread's CPU time: think time, call durations, in-call latency
+    graph_launch_ns: int | None = None  # None: launches as captured; else one graph launch of this CPU cost
+    kernel_scale: dict = field(default_factory=dict)  # kernel class -> extra duration factor
+    fixed_ns: int = 0  # per-op time that does not scale with bandwidth
+
+
+def parse_kernel_scale(items: tuple[str, ...]) -> dict:
+    """CLASS=X pairs, X > 0."""
+    scales = {}
+    for item in items:
+        cls, sep, value = item.partition("=")
+        if not sep or cls not in CLASSES:
+            raise GapprofError(f"--kernel-scale {item!r}: expected CLASS=X with CLASS one of {', '.join(CLASSES)}")
+        try:
+            scales[cls] = float(value)
+        except ValueError:
+            raise GapprofError(f"--kernel-scale {item!r}: {value!r} is not a number") from None
+        if scales[cls] <= 0:
+            raise GapprofError(f"--kernel-scale {item!r}: the factor must be > 0")
+    return scales
+
+
+def source_bandwidth(analysis: Analysis) -> float:
+    """The captured GPU's datasheet bandwidth (GB/s), which the target's is compared with."""
+    if analysis.floor is None or "datasheet" not in analysis.floor.bandwidths:
+        raise GapprofError(f"{analysis.trace.path}: no datasheet bandwidth for the captured GPU "
+                           f"({analysis.device_name or 'unnamed'}); project needs it to rescale kernels")
+    return analysis.floor.bandwidths["datasheet"][0]
+
+
+def durations(ops: pl.DataFrame, ratio: float, knobs: Knobs) -> pl.Series:
+    """New duration (ns, float) of each op: ratio = source peak / target peak."""
+    dram = (pl.col("kind") != "memcpy") | (pl.col("copyKind") == DTOD)
+    fixed = pl.min_horizontal("dur", pl.lit(knobs.fixed_ns))
+    scaled = pl.when(dram).then(fixed + (pl.col("dur") - fixed) * ratio).otherwise(pl.col("dur").cast(pl.Float64))
+    factor = pl.col("class").cast(pl.String).replace_strict(knobs.kernel_scale, default=1.0, return_dtype=pl.Float64)
+    return ops.select(new=scaled * factor)["new"]
+
+
+def as_graph(timeline: Timeline, launch_ns: int) -> Timeline:
+    """Each step's launches before its first blocking call, from the first to the last call that launched only
+    graph-capturable work (kernels, memsets, device-to-device copies), become one graph launch of `launch_ns`
+    CPU time at the first one's place; the calls and think time between them go. Its nodes start after the
+    typical launch latency, each queued behind the one before (a starved op gets the typical queued gap)."""
+    ops, calls = timeline.ops, timeline.calls
+    capturable = ((pl.col("kind") != "memcpy") | (pl.col("copyKind") == DTOD)).all()
+    by_call = ops.group_by("step", "seq").agg(capturable=capturable)
+    first_block = calls.filter("blocking").group_by("step").agg(block=pl.col("seq").min())
+    region = (by_call.join(first_block, on="step", how="left")
+              .filter(pl.col("capturable") & (pl.col("seq") < pl.col("block").fill_null(pl.col("seq") + 1)))
+              .group_by("step").agg(first=pl.col("seq").min(), last=pl.col("seq").max()))
+    calls = calls.join(region, on="step", how="left")
+    inside = pl.col("seq").is_between("first", "last")
+    calls = (calls.filter(~inside.fill_null(False) | (pl.col("seq") == pl.col("first")))
+             .with_columns(pl.when(pl.col("seq") == pl.col("first"))
+                           .then(pl.struct(dur=pl.lit(launch_ns), post=pl.lit(launch_ns), blocking=pl.lit(False)))
+                           .otherwise(pl.struct("dur", "post", "blocking")).struct.unnest()))
+    ops = ops.join(region, on="step", how="left")
+    node = inside.fill_null(False)
+    ops = ops.with_columns(
+        seq=pl.when(node).then("first").otherwise("seq"),
+        lat=pl.when(node).then(pl.lit(timeline.launch_latency)).otherwise("lat"),
+        gap=pl.when(node & ~pl.col("queued")).then(pl.min_horizontal("gap", pl.lit(timeline.queued_gap)))
+        .otherwise("gap"))
+    # The replay walks calls by position, so renumber both sides densely.
+    calls = calls.drop("first", "last").sort("step", "seq").with_columns(new=pl.int_range(pl.len()).over("step"))
+    ops = (ops.drop("first", "last").join(calls.select("step", "seq", "new"), on=["step", "seq"])
+           .with_columns(seq="new").drop("new").sort("step", "seq", "start", "op"))
+    return replace(timeline, calls=calls.with_columns(seq="new").drop("new"), ops=ops)
+
+
+def replayed(analysis: Analysis, timeline: Timeline, target: GpuSpec, knobs: Knobs
+             ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(steps, calls, gpu) frames of the timeline replayed on `target` (see replay.replay)."""
+    ratio = source_bandwidth(analysis) / target.peak_gbps
+    if knobs.graph_launch_ns is not None:
+        timeline = as_graph(timeline, knobs.graph_launch_ns)
+    return replay.replay(timeline, durations(timeline.ops, ratio, knobs), knobs.launch_cost_scale)
+
+
+def with_target_floor(table: pl.DataFrame, analysis: Analysis, target: GpuSpec) -> pl.DataFrame:
+    """The floor of each replayed step against the target's datasheet bandwidth."""
+    target_floor = replace(analysis.floor, bandwidths={"datasheet": (float(target.peak_gbps),
+                                                                     f"{target.label} datasheet")})
+    return floor_mod.apply_floor(table, target_floor, pl.col("ctx"))
+
+
+def project(analysis: Analysis, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
+    """The replayed per-step table on `target`, with the floor against its datasheet bandwidth."""
+    table = anatomy.attribute(*replayed(analysis, timeline, target, knobs))[0]
+    return with_target_floor(table, analysis, target)

@@ -1,0 +1,96 @@
+"""Discrete-event replay of a captured launch timeline with new GPU op durations and CPU speed.
+
+Per step, from t0, in call order:
+- a call starts when the previous one ended plus its captured think time (x cpu_scale);
+- each op it launched starts at max(call start + launch latency, end of the previous op on its stream + gap)
+  and lasts its new duration; the part of the launch latency spent inside the call is CPU time (x cpu_scale);
+- a blocking call returns at max(its start, the end of every op launched so far) + its captured post-wait
+  time (x cpu_scale); any other call lasts its captured duration (x cpu_scale);
+- the step ends its captured trailing think time (x cpu_scale) after its last call.
+Each step starts with idle streams: work spilled from the step before is not carried over.
+The result is a trace's worth of frames (steps, API calls, GPU ops) that anatomy.attribute takes as it takes
+a captured trace's, so a replay is attributed by the very same code.
+"""
+import numpy as np
+import polars as pl
+
+from gapprof.analysis import load
+from gapprof.analysis.timeline import Timeline
+
+STEP_KEYS = ("step", "globalTid", "index", "payload", "warmup", "t0", "nested", "ctx")
+
+
+def _step(think, dur, blocking, post, call_of_op, stream, lat, gap, queued, op_dur, t0, trailing,
+          launch_latency, queued_gap, cpu_scale):
+    """One step's call (start, end) and op (start, end) arrays, and its new end."""
+    n_calls, n_ops = len(think), len(call_of_op)
+    c_start, c_end = np.zeros(n_calls, np.int64), np.zeros(n_calls, np.int64)
+    o_start, o_end = np.zeros(n_ops, np.int64), np.zeros(n_ops, np.int64)
+    stream_end = {}
+    prior_end = t0  # latest end of any call so far
+    drain = None
+    waited = 0
+    j = 0
+    for i in range(n_calls):
+        start = prior_end + round(think[i] * cpu_scale)
+        while j < n_ops and call_of_op[j] == i:
+            # Starved op: its own latency, at most the typical queued gap; queued op: the reverse.
+            latency = min(launch_latency, lat[j]) if queued[j] else lat[j]
+            inside = min(latency, dur[i])
+            latency = round(inside * cpu_scale) + latency - inside
+            prev = stream_end.get(stream[j])
+            begin = start + latency
+            if prev is not None:
+                begin = max(begin, prev + (gap[j] if queued[j] else min(queued_gap, gap[j])))
+            o_start[j], o_end[j] = begin, begin + op_dur[j]
+            stream_end[stream[j]] = o_end[j] if prev is None else max(prev, o_end[j])
+            drain = o_end[j] if drain is None else max(drain, o_end[j])
+            j += 1
+        if blocking[i] and drain is not None:
+            waited += max(drain - start, 0)
+            end = max(start, drain) + round(post[i] * cpu_scale)
+        else:
+            end = start + round(dur[i] * cpu_scale)
+        c_start[i], c_end[i] = start, end
+        prior_end = max(prior_end, end)
+    return c_start, c_end, o_start, o_end, prior_end + round(trailing * cpu_scale), waited
+
+
+def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
+           ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(steps, calls, gpu) frames of the replayed steps, in the shapes anatomy.attribute takes; steps carry
+    `wait`, the time blocking calls spent waiting for the GPU.
+
+    op_durations: new duration (ns) of each row of timeline.ops, in its order."""
+    calls = timeline.calls
+    ops = timeline.ops.with_columns(new_dur=op_durations.round().cast(pl.Int64))
+    steps = timeline.steps.sort("step")
+    call_parts, op_parts, ends, waits = [], [], [], []
+    by_step_calls = calls.partition_by("step", as_dict=True, maintain_order=True)
+    by_step_ops = ops.partition_by("step", as_dict=True, maintain_order=True)
+    for step, t0, t1, last_end in steps.select("step", "t0", "t1", "last_end").iter_rows():
+        sc = by_step_calls.get((step,))
+        so = by_step_ops.get((step,))
+        if sc is None:  # no API calls: the step is CPU time only
+            ends.append(t0 + round((t1 - t0) * cpu_scale))
+            waits.append(0)
+            continue
+        so = so if so is not None else ops.clear()
+        c = {k: sc[k].to_numpy() for k in ("think", "dur", "blocking", "post")}
+        o = {k: so[k].fill_null(0).to_numpy() for k in ("seq", "streamId", "lat", "gap", "queued", "new_dur")}
+        c_start, c_end, o_start, o_end, end, waited = _step(
+            c["think"], c["dur"], c["blocking"], c["post"], o["seq"], o["streamId"], o["lat"], o["gap"],
+            o["queued"], o["new_dur"], t0, t1 - last_end, timeline.launch_latency, timeline.queued_gap, cpu_scale)
+        call_parts.append(sc.with_columns(start=pl.Series(c_start), end=pl.Series(c_end)))
+        op_parts.append(so.with_columns(start=pl.Series(o_start), end=pl.Series(o_end)))
+        ends.append(end)
+        waits.append(waited)
+    new_calls = pl.concat(call_parts)
+    new_ops = pl.concat(op_parts).drop("correlationId").join(
+        new_calls.select("step", "seq", "correlationId"), on=["step", "seq"])  # graph nodes take the graph call's id
+    new_steps = steps.select(*(k for k in STEP_KEYS if k in steps.columns), t1=pl.Series(ends, dtype=pl.Int64),
+                             wait=pl.Series(waits, dtype=pl.Int64))
+    return (new_steps,
+            new_calls.select(*load.API_SCHEMA).cast(load.API_SCHEMA),
+            new_ops.select(*load.GPU_SCHEMA).cast(load.GPU_SCHEMA))
+

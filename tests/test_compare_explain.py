@@ -1,0 +1,93 @@
+"""compare: the explanation on synthetic pairs, the match check, and the command end to end."""
+import pytest
+from click.testing import CliRunner
+
+from gapprof.analysis import compare
+from gapprof.cli import main
+from gapprof.errors import GapprofError
+from synthetic import TraceBuilder
+from test_project_replay import cpu_bound, gpu_bound, with_meta
+
+
+def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0) -> compare.Column:
+    wall = floor + excess + starved + latency + head + tail
+    values = {r: None for r in compare.ROWS}
+    values.update({"peak GB/s": bw, "floor ms": floor, "excess ms": excess, "busy ms": floor + excess,
+                   "starved ms": starved, "latency ms": latency, "head ms": head, "tail ms": tail, "wall ms": wall,
+                   "floor fraction": floor / wall})
+    return compare.Column(label, values)
+
+
+def test_cpu_bound_pair_starved_constant_and_carries_the_fall():
+    a = col("slow", 1000, floor=4.0, excess=2.0, starved=30.0, head=1.0)
+    b = col("fast", 2000, floor=2.0, excess=1.0, starved=30.0, head=1.0)
+    frame, lines = compare.explain(a, b)
+    verdict = dict(zip(frame["term"], frame["verdict"]))
+    assert verdict["floor"] == verdict["excess"] == "scaled with 1/bandwidth"
+    assert verdict["starved"] == "constant"
+    change = b.values["floor fraction"] - a.values["floor fraction"]
+    assert frame["floor fraction change pp"].sum() == pytest.approx(100 * change)
+    assert "Stayed constant in absolute time (|exponent| <= 0.33): starved, head." in lines
+
+
+def test_gpu_bound_pair_keeps_its_fraction():
+    a = col("slow", 1000, floor=4.0, excess=2.0, starved=0.0, latency=0.5)
+    b = col("fast", 2000, floor=2.0, excess=1.0, starved=0.0, latency=0.25)
+    frame, _ = compare.explain(a, b)
+    assert b.values["floor fraction"] == pytest.approx(a.values["floor fraction"])
+    assert frame["floor fraction change pp"].abs().max() < 1e-9
+    assert dict(zip(frame["term"], frame["exponent"]))["latency"] == pytest.approx(1.0)
+
+
+def test_term_that_grows_with_bandwidth_is_named():
+    a = col("slow", 1000, floor=4.0, excess=2.0, starved=10.0)
+    b = col("fast", 2000, floor=2.0, excess=1.0, starved=20.0)
+    frame, lines = compare.explain(a, b)
+    assert dict(zip(frame["term"], frame["verdict"]))["starved"] == "moved against 1/bandwidth"
+    assert "Grew although bandwidth rose: starved." in lines
+
+
+def test_mismatched_traces_are_refused_unless_forced():
+    metas = {"a": {"model": "m", "ctx": 2048, "runtime": "eager"}, "b": {"model": "m", "ctx": 1024, "runtime": "graphs"}}
+    with pytest.raises(GapprofError, match=r"ctx differs \(a: 2048, b: 1024\); runtime differs"):
+        compare.check_match(metas, force=False)
+    assert len(compare.check_match(metas, force=True)) == 2
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """The same CPU-bound step on an H100 and (kernels 0.7x as long) on an H200."""
+    paths = []
+    for name, gpu in (("h100", "NVIDIA H100 80GB HBM3"), ("h200", "NVIDIA H200")):
+        b = with_meta(TraceBuilder(), gpu_name=gpu)
+        for i in range(3):
+            cpu_bound(b, o=2000 * i)
+        paths.append(b.write(tmp_path / f"{name}.sqlite"))
+    return paths
+
+
+def test_compare_command(pair, tmp_path):
+    result = CliRunner().invoke(main, ["compare", *map(str, pair)])
+    assert result.exit_code == 0, result.output
+    assert "explanation h100 -> h200" in result.stdout
+    assert "peak bandwidth x1.43" in result.stdout
+    other = with_meta(TraceBuilder(), runtime="graphs")
+    gpu_bound(other)
+    path = other.write(tmp_path / "graphs.sqlite")
+    refused = CliRunner().invoke(main, ["compare", str(pair[0]), str(path)])
+    assert refused.exit_code == 1 and "runtime differs" in refused.stderr
+    forced = CliRunner().invoke(main, ["compare", "--force", str(pair[0]), str(path), "--format", "json"])
+    assert forced.exit_code == 0, forced.output
+    assert "compared anyway (--force)" in forced.stdout
+
+
+def test_project_command(pair):
+    result = CliRunner().invoke(main, ["project", str(pair[0]), "--to", "h200", "--to", "l4",
+                                       "--kernel-scale", "other=2", "--launch-cost-scale", "1.5"])
+    assert result.exit_code == 0, result.output
+    assert "h100->h200" in result.stdout and "h100->l4" in result.stdout
+    assert "CPU time x1.5" in result.stdout
+    bad = CliRunner().invoke(main, ["project", str(pair[0]), "--to", "h200", "--graphs"])
+    assert bad.exit_code == 1 and "--graph-launch-us" in bad.stderr
+    unknown = CliRunner().invoke(main, ["project", str(pair[0]), "--to", "z9000"])
+    assert unknown.exit_code == 1 and "unknown GPU" in unknown.stderr

@@ -1,0 +1,162 @@
+"""The launch-timeline replay on synthetic steps with answers worked out by hand, and the project knobs."""
+import pytest
+
+from gapprof.analysis import anatomy, project, replay, study
+from gapprof.analysis.pipeline import Options
+from gapprof.errors import GapprofError
+from gapprof.profiler import gpus
+from synthetic import TraceBuilder
+
+SYNC = "cudaStreamSynchronize_v3020"
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def with_meta(b: TraceBuilder, gpu_name: str = H100, runtime: str = "eager") -> TraceBuilder:
+    b.meta = {"model": "qwen2.5-7b", "ctx": 2048, "warmup": 0, "runtime": runtime, "gpu_name": gpu_name}
+    b.gpu_info(gpu_name, None)
+    return b
+
+
+def gpu_bound(b: TraceBuilder, o: int = 0, kernel: int = 100) -> None:
+    """10 launches 5 ns apart, kernels of `kernel` ns queued back to back from 20, then a sync.
+    With kernel=100: last kernel ends at 1020, the sync returns at 1026, the step ends at 1030."""
+    b.range(o, o + 1030)
+    for i in range(10):
+        start = o + 20 + kernel * i
+        b.launch(o + 10 + 5 * i, o + 14 + 5 * i, start, start + kernel)
+    b.call(o + 64, o + 20 + 10 * kernel + 6, SYNC)
+
+
+def cpu_bound(b: TraceBuilder, o: int = 0) -> None:
+    """10 launches 100 ns apart, 10 ns kernels 10 ns after each call; a sync at 1000 that finds the GPU idle."""
+    b.range(o, o + 1010)
+    for i in range(10):
+        b.launch(o + 100 * i + 10, o + 100 * i + 14, o + 100 * i + 20, o + 100 * i + 30)
+    b.call(o + 1000, o + 1005, SYNC)
+
+
+def sync_inside(b: TraceBuilder, o: int = 0) -> None:
+    """5 queued 100 ns kernels, a sync that waits for them (ends 525), 200 ns of CPU, one more kernel, a sync."""
+    b.range(o, o + 850)
+    for i in range(5):
+        b.launch(o + 10 + 5 * i, o + 14 + 5 * i, o + 20 + 100 * i, o + 120 + 100 * i)
+    b.call(o + 40, o + 525, SYNC)
+    b.launch(o + 725, o + 729, o + 735, o + 835)
+    b.call(o + 735, o + 840, SYNC)
+
+
+def _built(builder) -> TraceBuilder:
+    b = with_meta(TraceBuilder())
+    builder(b)
+    return b
+
+
+def load(b: TraceBuilder, path) -> study.Loaded:
+    return study.load([b.write(path)], Options())[0]
+
+
+def replayed(loaded: study.Loaded, factor: float, cpu_scale: float = 1.0) -> dict:
+    """Terms of the single step replayed with every op `factor` times as long."""
+    tl = loaded.timeline
+    table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"] * factor, cpu_scale))[0]
+    return table.select("wall", "busy", "starved", "latency", "head", "tail", "wait").row(0, named=True)
+
+
+@pytest.mark.parametrize("builder", [gpu_bound, cpu_bound, sync_inside])
+def test_replay_with_nothing_changed_is_exact(tmp_path, builder):
+    loaded = load(_built(builder), tmp_path / "t.sqlite")
+    terms = ("wall", "busy", "starved", "latency", "head", "tail")
+    assert {k: v for k, v in replayed(loaded, 1.0).items() if k in terms} == \
+        loaded.analysis.steps.select(terms).row(0, named=True)
+
+
+def test_gpu_bound_step_scales_with_bandwidth(tmp_path):
+    loaded = load(_built(gpu_bound), tmp_path / "t.sqlite")
+    assert loaded.analysis.steps["wall"][0] == 1030
+    # Kernels [20 + 50i, 70 + 50i]; the sync waits until 520 and returns 6 ns later; 4 ns of trailing CPU.
+    assert replayed(loaded, 0.5) == dict(wall=530, busy=500, starved=0, latency=0, head=20, tail=10, wait=520 - 64)
+
+
+def test_cpu_bound_step_stays_cpu_bound_on_a_faster_gpu(tmp_path):
+    loaded = load(_built(cpu_bound), tmp_path / "t.sqlite")
+    before = loaded.analysis.steps.row(0, named=True)
+    assert (before["wall"], before["busy"], before["starved"]) == (1010, 100, 810)
+    # Same launches, kernels [100i + 20, 100i + 25]: the wall does not move, the freed time becomes starved.
+    assert replayed(loaded, 0.5) == dict(wall=1010, busy=50, starved=855, latency=0, head=20, tail=85, wait=0)
+
+
+def test_sync_inside_a_step_shifts_the_cpu_work_after_it(tmp_path):
+    loaded = load(_built(sync_inside), tmp_path / "t.sqlite")
+    # Phase 1 ends at 270 instead of 520, so the sync returns at 275 and everything after moves 250 ns earlier;
+    # the last kernel [485, 535] saves 50 more.
+    terms = replayed(loaded, 0.5)
+    assert terms == dict(wall=550, busy=300, starved=215, latency=0, head=20, tail=15, wait=(270 - 40) + (535 - 485))
+    assert loaded.timeline.calls.filter("blocking").height == 2
+
+
+def test_launch_cost_scale_stretches_cpu_time_only(tmp_path):
+    loaded = load(_built(cpu_bound), tmp_path / "t.sqlite")
+    # Every CPU interval doubles (think, call, the in-call 4 ns of the 10 ns latency): the first kernel starts at
+    # 20 + 8 + 6, the wall doubles; kernels keep 10 ns.
+    terms = replayed(loaded, 1.0, cpu_scale=2.0)
+    assert (terms["wall"], terms["busy"], terms["head"]) == (2020, 100, 34)
+
+
+def test_graphs_collapse_launches_into_one(tmp_path):
+    loaded = load(_built(cpu_bound), tmp_path / "t.sqlite")
+    tl = project.as_graph(loaded.timeline, 20)
+    assert tl.calls.height == 2  # the graph launch and the sync
+    table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"]))[0].row(0, named=True)
+    # Graph launch 10..30, nodes back to back from 20 (typical latency 10) to 120; the sync starts 86 ns after
+    # the launch returns (the captured think time), finds the GPU busy until 120, returns 5 ns later; 5 ns tail.
+    assert (table["wall"], table["busy"], table["starved"], table["head"], table["launch_calls"]) == (130, 100, 0, 20, 1)
+
+
+def test_durations_scale_dram_work_and_keep_host_copies(tmp_path):
+    b = with_meta(TraceBuilder())
+    b.range(0, 1000)
+    b.launch(10, 14, 20, 120, name="gemv_kernel")
+    b.launch(20, 24, 120, 220, name="rmsnorm_kernel")
+    c = b.call(30, 34, "cudaMemcpyAsync_v3020")
+    b.memcpy(220, 320, c, copy_kind=2)
+    b.call(40, 330, SYNC)
+    tl = load(b, tmp_path / "t.sqlite").timeline
+    knobs = project.Knobs(fixed_ns=20, kernel_scale={"norm": 2.0})
+    assert project.durations(tl.ops, 0.5, knobs).to_list() == [20 + 80 * 0.5, (20 + 80 * 0.5) * 2, 100]
+
+
+def test_project_to_own_gpu_is_the_measurement_and_to_h200_shrinks_gpu_bound_steps(tmp_path):
+    loaded = load(_built(gpu_bound), tmp_path / "t.sqlite")
+    own, _ = study.projected(loaded, gpus.resolve_gpu("h100"), project.Knobs())
+    assert own.values["wall ms"] == loaded.analysis.steps["wall"][0] / 1e6
+    faster, table = study.projected(loaded, gpus.resolve_gpu("h200"), project.Knobs())
+    assert table["busy"][0] == pytest.approx(1000 * 3350 / 4800, abs=10)
+    assert faster.values["floor ms"] == pytest.approx(own.values["floor ms"] * 3350 / 4800, rel=1e-6)
+
+
+def test_bad_kernel_scale():
+    with pytest.raises(GapprofError, match="CLASS=X"):
+        project.parse_kernel_scale(("gemm=2",))
+    with pytest.raises(GapprofError, match="> 0"):
+        project.parse_kernel_scale(("norm=0",))
+    assert project.parse_kernel_scale(("norm=2", "attention=0.5")) == {"norm": 2.0, "attention": 0.5}
+
+
+def test_unknown_source_gpu_is_refused(tmp_path):
+    b = with_meta(TraceBuilder(), gpu_name="Mystery GPU")
+    gpu_bound(b)
+    b.meta["copy_bandwidth_gbps"] = 1000.0  # a floor exists, but no datasheet entry to rescale from
+    loaded = load(b, tmp_path / "t.sqlite")
+    with pytest.raises(GapprofError, match="no datasheet bandwidth"):
+        study.projected(loaded, gpus.resolve_gpu("h200"), project.Knobs())
+
+
+def test_replayed_steps_keep_their_order_and_count(tmp_path):
+    b = with_meta(TraceBuilder())
+    for i in range(3):
+        cpu_bound(b, o=5000 * i)
+    loaded = load(b, tmp_path / "t.sqlite")
+    steps, calls, gpu = replay.replay(loaded.timeline, loaded.timeline.ops["dur"] * 0.5)
+    assert steps["step"].to_list() == [0, 1, 2] and steps["t0"].to_list() == [0, 5000, 10000]
+    assert gpu.height == 30 and calls.height == 33
+    assert (steps["t1"] - steps["t0"]).to_list() == [1010] * 3

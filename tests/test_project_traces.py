@@ -1,0 +1,28 @@
+"""Replaying each real trace under traces/ on its own GPU reproduces every measured step, to the ns."""
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from gapprof.analysis import anatomy, project, replay, study
+from gapprof.analysis.pipeline import Options
+from gapprof.profiler import gpus
+
+TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite"))
+TERMS = ("wall", "busy", "starved", "latency", "head", "tail", "kernels", "launch_calls")
+
+
+@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite yet"))],
+                         ids=lambda p: p.name if p else "none")
+def test_self_replay_reproduces_every_step(path):
+    loaded = study.load([path], Options())[0]
+    tl = loaded.timeline
+    table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"]))[0]
+    measured = loaded.analysis.steps.filter(~pl.col("warmup"))
+    assert table.select("step", *TERMS).equals(measured.select("step", *TERMS))
+    # Through the projection path too: the trace's own GPU has bandwidth ratio 1.
+    own = gpus.gpu_for_device_name(loaded.analysis.device_name or "")
+    if own is not None:
+        projected = project.project(loaded.analysis, tl, own, project.Knobs())
+        assert projected["wall"].to_list() == measured["wall"].to_list()
+        assert projected["floor"].to_list() == measured["floor_datasheet"].to_list()
