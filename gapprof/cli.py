@@ -13,6 +13,9 @@ COMMANDS = {
     "compare": "gapprof.analysis.gpu_commands:compare",
     "project": "gapprof.analysis.gpu_commands:project",
     "plot": "gapprof.analysis.gpu_commands:plot",
+    "ab": "gapprof.profiler.ab:ab",
+    "sweep": "gapprof.profiler.sweep:sweep",
+    "sweep-attribute": "gapprof.analysis.sweep_attribute:sweep_attribute",
 }
 
 

@@ -69,21 +69,26 @@ class NoCollector:
         pass
 
 
-def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRanges(), clock=None):
-    """Capture one trace's worth of decode steps; return the metadata the trace will carry and the profiled
-    steps' (start, end) on `clock` (default: the host's perf_counter_ns)."""
-    validate(request)
-    model, config = build_model(request.model, request.dtype, request.attn, request.device, request.seed,
-                                request.weights)
+def start_decode(request: CaptureRequest, model, config):
+    """The request's runtime over `model`, prefilled with its seeded random prompt; returns it and the first token."""
     if max_len(request) > config.max_position_embeddings:
         raise GapprofError(f"--ctx {request.ctx} + {request.warmup + request.steps} steps needs {max_len(request)} "
                            f"positions; the checkpoint has {config.max_position_embeddings}")
     runtime = make_runtime(request.runtime, model, max_len(request))
     generator = torch.Generator().manual_seed(request.seed)
     prompt = torch.randint(0, config.vocab_size, (1, request.ctx), generator=generator).to(request.device)
-
     first = runtime.prefill(prompt)
     progress(f"prefilled {request.ctx} tokens")
+    return runtime, first
+
+
+def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRanges(), clock=None):
+    """Capture one trace's worth of decode steps; return the metadata the trace will carry and the profiled
+    steps' (start, end) on `clock` (default: the host's perf_counter_ns)."""
+    validate(request)
+    model, config = build_model(request.model, request.dtype, request.attn, request.device, request.seed,
+                                request.weights)
+    runtime, first = start_decode(request, model, config)
     bandwidth = environment.copy_bandwidth_gbps(request.device)
     if bandwidth:
         progress(f"device-to-device copy bandwidth {bandwidth:.0f} GB/s")

@@ -1,0 +1,129 @@
+"""`gapprof ab`: runtime A against runtime B over fresh sessions, with a bootstrap interval on the speedup.
+
+Each session is a new Python process (profiler.timed) that builds the model, prefills, warms up and times the
+measured steps with no profiler attached; its statistic is the median step time. Arms alternate A, B, A, B...
+so slow drift of the machine reaches both. Speedup of B over A = mean of A's session medians / mean of B's.
+"""
+import datetime
+import shlex
+import statistics
+import sys
+from pathlib import Path
+
+import click
+
+from gapprof.analysis.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
+from gapprof.errors import GapprofError
+from gapprof.log import progress
+from gapprof.profiler import cells, report
+from gapprof.profiler.models import DTYPE_BYTES, known_models
+from gapprof.profiler.runtimes import RUNTIMES
+
+SESSION_FIELDS = ("first_token", "tokens", "step_ms", "copy_bandwidth_gbps")
+MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu", "torch", "transformers", "cuda",
+                  "python")
+
+
+def _arm(runtime: str, records: list[dict], floor: dict) -> dict:
+    sessions = [{"order": r["order"], "median_ms": statistics.median(r["step_ms"]),
+                 "mean_ms": statistics.fmean(r["step_ms"]), **{k: r[k] for k in SESSION_FIELDS}} for r in records]
+    medians = [s["median_ms"] for s in sessions]
+    mean = statistics.fmean(medians)
+    return {"runtime": runtime, "mean_of_medians_ms": mean, "sd_of_medians_ms": statistics.stdev(medians),
+            "min_median_ms": min(medians), "max_median_ms": max(medians),
+            **cells.floor_fractions(floor, mean), "sessions": sessions}
+
+
+def summarise(records_a: list[dict], records_b: list[dict], count_embedding: bool, resamples: int = RESAMPLES,
+              seed: int = SEED) -> dict:
+    """Everything ab.json holds except the command: arms, speedup with its interval, floor, machine."""
+    every = records_a + records_b
+    copy = [r["copy_bandwidth_gbps"] for r in every if r.get("copy_bandwidth_gbps")]
+    floor = cells.floor(records_a[0]["request"], every[0].get("gpu_name"), statistics.median(copy) if copy else None,
+                        count_embedding)
+    arms = {"a": _arm(records_a[0]["request"]["runtime"], records_a, floor),
+            "b": _arm(records_b[0]["request"]["runtime"], records_b, floor)}
+    interval = ratio_of_means_ci([s["median_ms"] for s in arms["a"]["sessions"]],
+                                 [s["median_ms"] for s in arms["b"]["sessions"]], resamples=resamples, seed=seed)
+    request = {k: v for k, v in records_a[0]["request"].items() if k not in ("runtime", "backend")}
+    return {
+        "request": request,
+        "arms": arms,
+        "speedup": interval.ratio,
+        "ci95": [interval.low, interval.high],
+        "bootstrap": {"method": "percentile; session medians resampled with replacement within each arm",
+                      "resamples": interval.resamples, "seed": interval.seed, "level": interval.level},
+        "floor": {**floor, "convention": cells.floor_convention(count_embedding)},
+        "tokens_agree": len({(r["first_token"], tuple(r["tokens"])) for r in every}) == 1,
+        "timing": ("fresh process per session; each step timed on the host's perf_counter_ns and ended once the "
+                   "next token is on the host; no profiler attached"),
+        "machine": {k: every[0].get(k) for k in MACHINE_FIELDS},
+    }
+
+
+def run_ab(request_a, request_b, sessions: int) -> tuple[list[dict], list[dict]]:
+    """2 x sessions fresh processes, A and B alternating; stops at the first failed session."""
+    records = {"a": [], "b": []}
+    for index in range(sessions):
+        for offset, (arm, request) in enumerate((("a", request_a), ("b", request_b))):
+            order = 2 * index + offset
+            progress(f"session {order + 1}/{2 * sessions}: arm {arm.upper()} ({request.runtime})")
+            (record,) = cells.run_fresh([request])
+            if not record["ok"]:
+                raise GapprofError(f"session {order + 1} (arm {arm.upper()}, {request.runtime}) failed: "
+                                   f"{record['reason']}")
+            records[arm].append({**record, "order": order})
+    return records["a"], records["b"]
+
+
+@click.command()
+@click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
+@click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
+@click.option("--a", "runtime_a", type=click.Choice(RUNTIMES), default="eager", show_default=True,
+              help="Runtime of arm A (the baseline).")
+@click.option("--b", "runtime_b", type=click.Choice(RUNTIMES), default="graphs", show_default=True,
+              help="Runtime of arm B.")
+@click.option("--sessions", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Fresh sessions per arm.")
+@click.option("--steps", type=click.IntRange(min=1), default=64, show_default=True,
+              help="Measured decode steps per session.")
+@click.option("--warmup", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Warm-up decode steps per session, before the measured ones.")
+@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
+@click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
+@click.option("--weights", type=click.Path(file_okay=False), help="Local Hugging Face checkpoint (default: random).")
+@click.option("--seed", default=0, show_default=True, help="Weights and prompt seed (the same in every session).")
+@click.option("--device", default="cuda", show_default=True, help="torch device of the sessions (cpu for tests).")
+@click.option("--count-embedding", is_flag=True,
+              help="Count the whole token-embedding table in the floor bytes (the study's convention).")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for ab.json and ab.md [default: results/<gpu>].")
+def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, device,
+       count_embedding, out):
+    """Time runtime A against runtime B in fresh sessions, alternating, and bootstrap the speedup.
+
+    Example: gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
+    """
+    try:
+        import torch
+    except ImportError:
+        raise GapprofError("ab needs torch and transformers: pip install 'gapprof[capture]'") from None
+    from gapprof.profiler.session import CaptureRequest, validate
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GapprofError(f"--device {device}: no CUDA device is visible to torch (--device cpu runs on the CPU)")
+    base = dict(model=model, ctx=ctx, steps=steps, warmup=warmup, backend="none", dtype=dtype, attn=attn,
+                weights=weights, seed=seed, device=device)
+    request_a, request_b = CaptureRequest(runtime=runtime_a, **base), CaptureRequest(runtime=runtime_b, **base)
+    validate(request_a)
+    validate(request_b)
+
+    records_a, records_b = run_ab(request_a, request_b, sessions)
+    result = {"command": shlex.join(["gapprof", *sys.argv[1:]]),
+              "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              **summarise(records_a, records_b, count_embedding)}
+    out = out or Path("results", cells.gpu_key(records_a))
+    written = report.write_ab(result, out)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(report.ab_headline(result))

@@ -1,0 +1,92 @@
+"""Timed decode requests run in fresh processes (profiler.timed), and each result's median against its floor.
+
+Free of torch and polars: this runs in the orchestrating process of `gapprof ab` and `gapprof sweep`.
+"""
+import collections
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from gapprof.profiler import gpus
+from gapprof.profiler.models import DTYPE_BYTES, get_spec, step_bytes
+
+STDERR_TAIL_LINES = 20
+
+
+def _run_child(requests: list, workdir: Path) -> tuple[list[dict], int, str]:
+    """One child process over `requests`; returns the records it wrote, its exit status and its last stderr line.
+    The child's stderr (its progress) is passed through line by line."""
+    requests_path, results_path = workdir / "requests.json", workdir / "results.jsonl"
+    requests_path.write_text(json.dumps([dataclasses.asdict(r) for r in requests]))
+    results_path.write_text("")
+    tail = collections.deque(maxlen=STDERR_TAIL_LINES)
+    with subprocess.Popen([sys.executable, "-m", "gapprof.profiler.timed", str(requests_path), str(results_path)],
+                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
+        for line in child.stderr:
+            sys.stderr.write(line)
+            tail.append(line.strip())
+    records = [json.loads(line) for line in results_path.read_text().splitlines()]
+    last = next((line for line in reversed(tail) if line), "no message")
+    return records, child.returncode, last
+
+
+def run_fresh(requests: list) -> list[dict]:
+    """One record per CaptureRequest, in order: `ok` with `step_ms`, or not `ok` with a `reason`.
+
+    The requests (one model) run in a child process that builds the model once; a request that fails ends that
+    child, and the rest run in a new one. A child that dies without a word (killed, crashed) fails the request
+    it was on, with its exit status and last stderr line as the reason.
+    """
+    records = []
+    with tempfile.TemporaryDirectory(prefix="gapprof-") as tmp:
+        while len(records) < len(requests):
+            pending = requests[len(records):]
+            got, status, last = _run_child(pending, Path(tmp))
+            records += got
+            if len(got) < len(pending) and (not got or got[-1]["ok"]):
+                records.append({"request": dataclasses.asdict(pending[len(got)]), "ok": False,
+                                "reason": f"session process exited with status {status}: {last}"})
+    return records
+
+
+def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_embedding: bool) -> dict:
+    """The analytic DRAM floor of a request's measured steps (the mean over them: step i reads ctx + i tokens):
+    bytes per step, and ms against the datasheet bandwidth of `gpu_name` and against the measured copy bandwidth,
+    each where known. Empty for a local checkpoint (no shipped config to count bytes from)."""
+    if request.get("weights"):
+        return {}
+    spec, dtype_bytes = get_spec(request["model"]), DTYPE_BYTES[request["dtype"]]
+    first = request["ctx"] + request["warmup"]
+    contexts = range(first, first + request["steps"])
+    mean_bytes = statistics.fmean(step_bytes(spec, c, dtype_bytes, count_embedding)["total"] for c in contexts)
+    out = {"floor_bytes": mean_bytes}
+    gpu = gpus.gpu_for_device_name(gpu_name) if gpu_name else None
+    if gpu is not None:
+        out.update(floor_ms=mean_bytes / gpu.peak_gbps / 1e6, datasheet_gbps=float(gpu.peak_gbps))
+    if copy_gbps:
+        out.update(floor_ms_copy=mean_bytes / copy_gbps / 1e6, copy_gbps=copy_gbps)
+    return out
+
+
+def floor_fractions(floor_: dict, step_ms: float) -> dict:
+    """floor ms / step ms for each bandwidth the floor knows."""
+    return {name: floor_[key] / step_ms for name, key in (("floor_fraction", "floor_ms"),
+                                                          ("floor_fraction_copy", "floor_ms_copy")) if key in floor_}
+
+
+def floor_convention(count_embedding: bool) -> str:
+    embedding = "the whole embedding table" if count_embedding else "one embedding row"
+    return (f"floor bytes/step = weights read once incl. lm_head + {embedding} + KV cache read at the step's "
+            "context + the new token's KV written, averaged over the measured steps; floor ms = bytes / "
+            "bandwidth (datasheet by device name; copy = device-to-device copy measured in the session)")
+
+
+def gpu_key(records: list[dict]) -> str:
+    """The results folder name of the GPU that ran `records`: its datasheet key, else its device name."""
+    name = next((r["gpu_name"] for r in records if r.get("gpu_name")), "unknown")
+    gpu = gpus.gpu_for_device_name(name)
+    return gpu.key if gpu else name.lower().replace(" ", "-")

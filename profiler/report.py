@@ -1,0 +1,172 @@
+"""Writing `gapprof ab` and `gapprof sweep` results: JSON (everything, raw step times included), markdown,
+CSV and the floor-fraction plot. Free of torch and polars."""
+import csv
+import json
+from pathlib import Path
+
+SWEEP_COLUMNS = ("model", "ctx", "runtime", "status", "reason", "steps", "warmup", "median_ms", "p10_ms", "p90_ms",
+                 "floor_ms", "floor_fraction", "floor_ms_copy", "floor_fraction_copy", "first_token")
+ANATOMY_PREFIX = "profiled_"
+
+
+def _ms(value) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def _pct(value) -> str:
+    return "" if value is None else f"{100 * value:.1f}%"
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _machine_line(machine: dict) -> str:
+    facts = [("device", "gpu_name"), ("driver", "driver"), ("CPU", "cpu"), ("torch", "torch"),
+             ("transformers", "transformers"), ("CUDA", "cuda"), ("copy GB/s", "copy_bandwidth_gbps")]
+    return ", ".join(f"{label} {machine[key]:.0f}" if isinstance(machine[key], float) else f"{label} {machine[key]}"
+                     for label, key in facts if machine.get(key) is not None)
+
+
+def _floor_line(floor: dict) -> str:
+    if "floor_bytes" not in floor:
+        return "Floor: unknown (a local checkpoint has no shipped config to count bytes from)."
+    known = [f"{_ms(floor[ms])} ms/step at {floor[gbps]:.0f} GB/s ({label})"
+             for ms, gbps, label in (("floor_ms", "datasheet_gbps", "datasheet"), ("floor_ms_copy", "copy_gbps", "copy"))
+             if ms in floor]
+    return (f"Floor: {floor['floor_bytes'] / 1e9:.3f} GB/step; {'; '.join(known) or 'no known bandwidth'}. "
+            f"{floor['convention']}.")
+
+
+def ab_headline(result: dict) -> str:
+    a, b = result["arms"]["a"], result["arms"]["b"]
+    low, high = result["ci95"]
+    return (f"{b['runtime']} over {a['runtime']}: {result['speedup']:.3f}x (95% CI {low:.3f}-{high:.3f}); "
+            f"{a['mean_of_medians_ms']:.2f} vs {b['mean_of_medians_ms']:.2f} ms/step, "
+            f"{len(a['sessions'])} sessions per arm")
+
+
+def ab_markdown(result: dict) -> str:
+    request, floor, boot = result["request"], result["floor"], result["bootstrap"]
+    arms = [result["arms"]["a"], result["arms"]["b"]]
+    summary = markdown_table(
+        ["arm", "runtime", "sessions", "mean of session medians (ms)", "sd (ms)", "min-max (ms)",
+         "floor fraction (datasheet)", "floor fraction (copy)"],
+        [[name, arm["runtime"], len(arm["sessions"]), _ms(arm["mean_of_medians_ms"]), _ms(arm["sd_of_medians_ms"]),
+          f"{_ms(arm['min_median_ms'])}-{_ms(arm['max_median_ms'])}", _pct(arm.get("floor_fraction")),
+          _pct(arm.get("floor_fraction_copy"))] for name, arm in zip("AB", arms)])
+    sessions = sorted(((s, name, arm["runtime"]) for name, arm in zip("AB", arms) for s in arm["sessions"]),
+                      key=lambda item: item[0]["order"])
+    per_session = markdown_table(
+        ["run order", "arm", "runtime", "median (ms)", "mean (ms)", "copy GB/s"],
+        [[s["order"] + 1, name, runtime, _ms(s["median_ms"]), _ms(s["mean_ms"]), _ms(s["copy_bandwidth_gbps"])]
+         for s, name, runtime in sessions])
+    low, high = result["ci95"]
+    return "\n\n".join([
+        f"# A/B: {arms[0]['runtime']} (A) vs {arms[1]['runtime']} (B), {request['model']} ctx {request['ctx']}",
+        f"Command: `{result['command']}` (finished {result['finished_at']})",
+        f"Machine: {_machine_line(result['machine'])}",
+        f"Speedup of B over A = mean of A's session medians / mean of B's = **{result['speedup']:.3f}x**, "
+        f"95% CI {low:.3f}-{high:.3f} ({boot['method']}, {boot['resamples']:,} resamples, seed {boot['seed']}).",
+        summary,
+        f"Per session: {request['warmup']} warm-up + {request['steps']} measured steps, {request['dtype']}, "
+        f"attn {request['attn']}; {result['timing']}. Tokens identical in every session: {result['tokens_agree']}.",
+        _floor_line(floor),
+        "## Sessions in run order",
+        per_session,
+    ]) + "\n"
+
+
+def write_ab(result: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "ab.json", out / "ab.md"]
+    paths[0].write_text(json.dumps(result, indent=1) + "\n")
+    paths[1].write_text(ab_markdown(result))
+    return paths
+
+
+def _anatomy_terms(rows: list[dict]) -> list[str]:
+    terms = []
+    for row in rows:
+        terms += [t for t in row.get("anatomy", {}) if t not in terms]
+    return terms
+
+
+def sweep_table(rows: list[dict]) -> tuple[list[str], list[dict]]:
+    """Flat rows for CSV: the fixed columns, then each anatomy term's median ms, then the trace columns."""
+    terms = _anatomy_terms(rows)
+    columns = [*SWEEP_COLUMNS, *(f"{ANATOMY_PREFIX}{t}_ms" for t in terms)]
+    columns += [c for c in ("trace", "profile_error") if any(c in row for row in rows)]
+    flat = [{**{c: row.get(c) for c in columns},
+             **{f"{ANATOMY_PREFIX}{t}_ms": row.get("anatomy", {}).get(t) for t in terms}} for row in rows]
+    return columns, flat
+
+
+def sweep_markdown(result: dict) -> str:
+    rows, terms = result["rows"], _anatomy_terms(result["rows"])
+    table = markdown_table(
+        ["model", "ctx", "runtime", "median ms/step", "p10-p90 ms", "floor ms", "floor fraction",
+         "floor fraction (copy)", *(f"profiled {t} ms" for t in terms), "note"],
+        [[r["model"], r["ctx"], r["runtime"], _ms(r.get("median_ms")),
+          f"{_ms(r['p10_ms'])}-{_ms(r['p90_ms'])}" if r["status"] == "ok" else "", _ms(r.get("floor_ms")),
+          _pct(r.get("floor_fraction")), _pct(r.get("floor_fraction_copy")),
+          *(_ms(r.get("anatomy", {}).get(t)) for t in terms), r.get("reason") or r.get("profile_error", "")]
+         for r in rows])
+    grid = result["grid"]
+    parts = [f"# Sweep on {result['machine'].get('gpu_name')}",
+             f"Command: `{result['command']}` (finished {result['finished_at']})",
+             f"Machine: {_machine_line(result['machine'])}",
+             f"Per cell: {grid['warmup']} warm-up + {grid['steps']} measured steps, {grid['dtype']}, attn "
+             f"{grid['attn']}; {result['timing']}. Floor fraction = floor ms / median ms; "
+             f"{result['floor_convention']}.",
+             table]
+    if terms:
+        parts.append(f"Profiled columns: median of each anatomy term over the measured steps of the cell's trace "
+                     f"({result.get('attributed_with', 'gapprof sweep-attribute')}).")
+    return "\n\n".join(parts) + "\n"
+
+
+def plot_sweep(result: dict, path: Path) -> None:
+    """Floor fraction against context, one line per model and runtime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    series = {}
+    for row in result["rows"]:
+        if row.get("floor_fraction") is not None:
+            series.setdefault(f"{row['model']} {row['runtime']}", []).append((row["ctx"], row["floor_fraction"]))
+    for label, points in series.items():
+        ctx, fraction = zip(*sorted(points))
+        ax.plot(ctx, fraction, marker="o", label=label)
+    if series:
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no cell with a known floor (no timed cell on a GPU in the datasheet table)",
+                ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("context (tokens)")
+    ax.set_ylabel("floor fraction (datasheet floor / median step)")
+    ax.set_title(f"Floor fraction per cell, {result['machine'].get('gpu_name')}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_sweep(result: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "sweep.csv", out / "sweep.md", out / "sweep.json", out / "sweep.png"]
+    columns, flat = sweep_table(result["rows"])
+    with open(paths[0], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(flat)
+    paths[1].write_text(sweep_markdown(result))
+    paths[2].write_text(json.dumps(result, indent=1) + "\n")
+    plot_sweep(result, paths[3])
+    return paths
