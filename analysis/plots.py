@@ -74,6 +74,8 @@ def fraction(measured: list[Column], projected: dict[str, list[Column]], path: P
 def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], path: Path) -> Path:
     """panels: (title, calls with start/end/category, ops with start/end/gap/starved, t0, t1) of one step each;
     times in ns, drawn in ms from t0."""
+    # One time axis for every panel, so a shorter replayed step looks shorter.
+    span = max(t1 - t0 for *_, t0, t1 in panels) / 1e6
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 1.9 * len(panels) + 0.6), squeeze=False)
     for ax, (title, calls, ops, t0, t1) in zip(axes[:, 0], panels):
         ms = lambda col: ((pl.col(col) - t0) / 1e6)  # noqa: E731
@@ -86,14 +88,15 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
         starved = ops.filter(pl.col("starved")).select(e=ms("start"), w=pl.col("gap") / 1e6)
         for end, width in starved.iter_rows():
             ax.axvspan(end - width, end, ymin=0.0, ymax=0.5, color="#d62728", alpha=0.25, linewidth=0)
-        ax.set_xlim(0, (t1 - t0) / 1e6)
+        ax.set_xlim(0, span)
         ax.set_ylim(0, 2)
         ax.set_yticks([0.5, 1.5], ["GPU ops", "CPU calls"])
         ax.set_title(title, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("ms from step start")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("#2ca02c", "#9467bd", OTHER_CALL, "#1f77b4", "#d62728")]
-    fig.legend(handles, ["launch call", "sync call", "other call", "GPU op", "starved gap"], loc="upper right",
-               ncol=5, fontsize=8)
+    colors = ("#2ca02c", "#9467bd", "#8c564b", OTHER_CALL, "#1f77b4", "#d62728")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors]
+    fig.legend(handles, ["launch call", "sync call", "memcpy call", "other call", "GPU op", "starved gap"],
+               loc="upper right", ncol=6, fontsize=8)
     return _save(fig, path)
 
 

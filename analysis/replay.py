@@ -7,7 +7,8 @@ Per step, from t0, in call order:
 - a blocking call returns at max(its start, the end of every op launched so far) + its captured post-wait
   time (x cpu_scale); any other call lasts its captured duration (x cpu_scale);
 - the step ends its captured trailing think time (x cpu_scale) after its last call.
-Each step starts with idle streams: work spilled from the step before is not carried over.
+Steps of a thread follow each other with their captured CPU time in between (x cpu_scale); each step starts
+with idle streams: work spilled from the step before is not carried over.
 The result is a trace's worth of frames (steps, API calls, GPU ops) that anatomy.attribute takes as it takes
 a captured trace's, so a replay is attributed by the very same code.
 """
@@ -64,16 +65,23 @@ def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
     op_durations: new duration (ns) of each row of timeline.ops, in its order."""
     calls = timeline.calls
     ops = timeline.ops.with_columns(new_dur=op_durations.round().cast(pl.Int64))
-    steps = timeline.steps.sort("step")
+    steps = timeline.steps.sort("globalTid", "t0")
     call_parts, op_parts, ends, waits = [], [], [], []
     by_step_calls = calls.partition_by("step", as_dict=True, maintain_order=True)
     by_step_ops = ops.partition_by("step", as_dict=True, maintain_order=True)
-    for step, t0, t1, last_end in steps.select("step", "t0", "t1", "last_end").iter_rows():
+    starts, previous = [], {}  # thread -> (captured t1, replayed t1) of its latest step
+    for step, tid, t0, t1, last_end in steps.select("step", "globalTid", "t0", "t1", "last_end").iter_rows():
+        # A step starts the captured CPU time after the replayed end of the thread's step before it, so
+        # replayed steps never overlap (attribution assigns each call to the step range it starts in).
+        if tid in previous:
+            t0 = previous[tid][1] + round((t0 - previous[tid][0]) * cpu_scale)
+        starts.append(t0)
         sc = by_step_calls.get((step,))
         so = by_step_ops.get((step,))
         if sc is None:  # no API calls: the step is CPU time only
             ends.append(t0 + round((t1 - t0) * cpu_scale))
             waits.append(0)
+            previous[tid] = (t1, ends[-1])
             continue
         so = so if so is not None else ops.clear()
         c = {k: sc[k].to_numpy() for k in ("think", "dur", "blocking", "post")}
@@ -85,11 +93,12 @@ def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
         op_parts.append(so.with_columns(start=pl.Series(o_start), end=pl.Series(o_end)))
         ends.append(end)
         waits.append(waited)
+        previous[tid] = (t1, end)
     new_calls = pl.concat(call_parts)
     new_ops = pl.concat(op_parts).drop("correlationId").join(
         new_calls.select("step", "seq", "correlationId"), on=["step", "seq"])  # graph nodes take the graph call's id
-    new_steps = steps.select(*(k for k in STEP_KEYS if k in steps.columns), t1=pl.Series(ends, dtype=pl.Int64),
-                             wait=pl.Series(waits, dtype=pl.Int64))
+    new_steps = steps.select(*(k for k in STEP_KEYS if k in steps.columns)).with_columns(
+        t0=pl.Series(starts, dtype=pl.Int64), t1=pl.Series(ends, dtype=pl.Int64), wait=pl.Series(waits, dtype=pl.Int64))
     return (new_steps,
             new_calls.select(*load.API_SCHEMA).cast(load.API_SCHEMA),
             new_ops.select(*load.GPU_SCHEMA).cast(load.GPU_SCHEMA))

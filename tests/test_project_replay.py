@@ -160,3 +160,7 @@ def test_replayed_steps_keep_their_order_and_count(tmp_path):
     assert steps["step"].to_list() == [0, 1, 2] and steps["t0"].to_list() == [0, 5000, 10000]
     assert gpu.height == 30 and calls.height == 33
     assert (steps["t1"] - steps["t0"]).to_list() == [1010] * 3
+    # Slower CPU: every step lasts twice as long and the next one starts twice the captured 3990 ns later.
+    steps = replay.replay(loaded.timeline, loaded.timeline.ops["dur"], cpu_scale=2.0)[0]
+    assert steps["t0"].to_list() == [0, 2020 + 7980, 2 * (2020 + 7980)]
+    assert (steps["t1"] - steps["t0"]).to_list() == [2020] * 3
