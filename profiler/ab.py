@@ -20,8 +20,6 @@ from gapprof.profiler.models import DTYPE_BYTES, known_models
 from gapprof.profiler.runtimes import RUNTIMES
 
 SESSION_FIELDS = ("first_token", "tokens", "step_ms", "copy_bandwidth_gbps")
-MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu", "torch", "transformers", "cuda",
-                  "python")
 
 
 def _arm(runtime: str, records: list[dict], floor: dict) -> dict:
@@ -38,9 +36,8 @@ def summarise(records_a: list[dict], records_b: list[dict], count_embedding: boo
               seed: int = SEED) -> dict:
     """Everything ab.json holds except the command: arms, speedup with its interval, floor, machine."""
     every = records_a + records_b
-    copy = [r["copy_bandwidth_gbps"] for r in every if r.get("copy_bandwidth_gbps")]
-    floor = cells.floor(records_a[0]["request"], every[0].get("gpu_name"), statistics.median(copy) if copy else None,
-                        count_embedding)
+    facts = cells.machine(every)
+    floor = cells.floor(records_a[0]["request"], facts["gpu_name"], facts["copy_bandwidth_gbps"], count_embedding)
     arms = {"a": _arm(records_a[0]["request"]["runtime"], records_a, floor),
             "b": _arm(records_b[0]["request"]["runtime"], records_b, floor)}
     interval = ratio_of_means_ci([s["median_ms"] for s in arms["a"]["sessions"]],
@@ -57,7 +54,7 @@ def summarise(records_a: list[dict], records_b: list[dict], count_embedding: boo
         "tokens_agree": len({(r["first_token"], tuple(r["tokens"])) for r in every}) == 1,
         "timing": ("fresh process per session; each step timed on the host's perf_counter_ns and ended once the "
                    "next token is on the host; no profiler attached"),
-        "machine": {k: every[0].get(k) for k in MACHINE_FIELDS},
+        "machine": facts,
     }
 
 

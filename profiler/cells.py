@@ -15,6 +15,8 @@ from gapprof.profiler import gpus
 from gapprof.profiler.models import DTYPE_BYTES, get_spec, step_bytes
 
 STDERR_TAIL_LINES = 20
+MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu", "torch", "transformers", "cuda",
+                  "python")
 
 
 def _run_child(requests: list, workdir: Path) -> tuple[list[dict], int, str]:
@@ -51,6 +53,13 @@ def run_fresh(requests: list) -> list[dict]:
                 records.append({"request": dataclasses.asdict(pending[len(got)]), "ok": False,
                                 "reason": f"session process exited with status {status}: {last}"})
     return records
+
+
+def machine(records: list[dict]) -> dict:
+    """The machine facts the records carry (the first known of each), and their median copy bandwidth."""
+    facts = {k: next((r[k] for r in records if r.get(k) is not None), None) for k in MACHINE_FIELDS}
+    copy = [r["copy_bandwidth_gbps"] for r in records if r.get("copy_bandwidth_gbps")]
+    return {**facts, "copy_bandwidth_gbps": statistics.median(copy) if copy else None}
 
 
 def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_embedding: bool) -> dict:

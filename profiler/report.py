@@ -33,8 +33,8 @@ def _machine_line(machine: dict) -> str:
 def _floor_line(floor: dict) -> str:
     if "floor_bytes" not in floor:
         return "Floor: unknown (a local checkpoint has no shipped config to count bytes from)."
-    known = [f"{_ms(floor[ms])} ms/step at {floor[gbps]:.0f} GB/s ({label})"
-             for ms, gbps, label in (("floor_ms", "datasheet_gbps", "datasheet"), ("floor_ms_copy", "copy_gbps", "copy"))
+    sources = (("floor_ms", "datasheet_gbps", "datasheet"), ("floor_ms_copy", "copy_gbps", "copy"))
+    known = [f"{_ms(floor[ms])} ms/step at {floor[gbps]:.0f} GB/s ({label})" for ms, gbps, label in sources
              if ms in floor]
     return (f"Floor: {floor['floor_bytes'] / 1e9:.3f} GB/step; {'; '.join(known) or 'no known bandwidth'}. "
             f"{floor['convention']}.")
@@ -95,12 +95,11 @@ def _anatomy_terms(rows: list[dict]) -> list[str]:
 
 
 def sweep_table(rows: list[dict]) -> tuple[list[str], list[dict]]:
-    """Flat rows for CSV: the fixed columns, then each anatomy term's median ms, then the trace columns."""
+    """CSV columns (the fixed ones, each anatomy term's median ms, the trace columns) and rows flattened to them."""
     terms = _anatomy_terms(rows)
     columns = [*SWEEP_COLUMNS, *(f"{ANATOMY_PREFIX}{t}_ms" for t in terms)]
     columns += [c for c in ("trace", "profile_error") if any(c in row for row in rows)]
-    flat = [{**{c: row.get(c) for c in columns},
-             **{f"{ANATOMY_PREFIX}{t}_ms": row.get("anatomy", {}).get(t) for t in terms}} for row in rows]
+    flat = [{**row, **{f"{ANATOMY_PREFIX}{t}_ms": ms for t, ms in row.get("anatomy", {}).items()}} for row in rows]
     return columns, flat
 
 
@@ -163,7 +162,7 @@ def write_sweep(result: dict, out: Path) -> list[Path]:
     paths = [out / "sweep.csv", out / "sweep.md", out / "sweep.json", out / "sweep.png"]
     columns, flat = sweep_table(result["rows"])
     with open(paths[0], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")  # raw step_ms stay in the JSON
         writer.writeheader()
         writer.writerows(flat)
     paths[1].write_text(sweep_markdown(result))

@@ -22,8 +22,6 @@ from gapprof.profiler import cells, report
 from gapprof.profiler.models import DTYPE_BYTES, get_spec
 from gapprof.profiler.runtimes import RUNTIMES
 
-MACHINE_FIELDS = ("gpu_name", "driver", "cpu", "torch", "transformers", "cuda", "python")
-
 
 def _names(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -86,10 +84,7 @@ def run_grid(requests: list, count_embedding: bool) -> tuple[list[dict], dict]:
     for model, indices in runnable.items():
         progress(f"{model}: {len(indices)} cells")
         records.update(zip(indices, cells.run_fresh([requests[i] for i in indices])))
-    every = list(records.values())
-    machine = {k: next((r[k] for r in every if r.get(k) is not None), None) for k in MACHINE_FIELDS}
-    copy = [r["copy_bandwidth_gbps"] for r in every if r.get("copy_bandwidth_gbps")]
-    machine["copy_bandwidth_gbps"] = statistics.median(copy) if copy else None
+    machine = cells.machine(list(records.values()))
     rows = [cell_row(dataclasses.asdict(request), records.get(i), reasons.get(i, ""), machine["gpu_name"],
                      machine["copy_bandwidth_gbps"], count_embedding)
             for i, request in enumerate(requests)]

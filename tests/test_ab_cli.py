@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
-from gapprof.profiler import ab, cells
+from gapprof.profiler import ab, cells, report
 from gapprof.profiler.models import get_spec, step_bytes
 
 pytest.importorskip("torch")
@@ -85,6 +85,10 @@ def test_floor_fraction_per_arm_uses_the_datasheet_and_the_copy_bandwidth():
     assert data["arms"]["a"]["floor_fraction"] == pytest.approx(data["floor"]["floor_ms"] / 65.5)
     assert data["arms"]["b"]["floor_fraction_copy"] == pytest.approx(data["floor"]["floor_ms_copy"] / 9.8)
     assert data["speedup"] == pytest.approx(65.5 / 9.8)
+    markdown = report.ab_markdown({"command": "gapprof ab", "finished_at": "now", **data})
+    assert "| A | eager | 2 | 65.50 |" in markdown
+    assert f"{100 * data['arms']['b']['floor_fraction']:.1f}%" in markdown
+    assert f"{data['floor']['floor_ms']:.2f} ms/step at 3350 GB/s (datasheet)" in markdown
 
 
 def test_an_unknown_gpu_has_no_datasheet_floor_but_keeps_the_copy_floor():
