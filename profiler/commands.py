@@ -39,9 +39,11 @@ def _kernels_per_step(sqlite_path: Path, traced_steps: int) -> float:
 @click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
 @click.option("--weights", type=click.Path(file_okay=False), help="Local Hugging Face checkpoint (default: random).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
+                                              "runtimes), and an extra unprofiled pass that times their cost.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or .sqlite for cupti).")
-def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, output):
+def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, modules, output):
     """Run batch-1 decode with every step in an NVTX range and write a trace."""
     try:
         import torch
@@ -50,7 +52,7 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     from gapprof.profiler.session import CaptureRequest, summary_line, validate
 
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
-                             dtype=dtype, attn=attn, weights=weights, seed=seed)
+                             dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules)
     validate(request)
     if not torch.cuda.is_available():
         raise GapprofError("capture needs a CUDA GPU and none is visible to torch")
@@ -76,3 +78,42 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(summary_line(meta, _kernels_per_step(sqlite_path, warmup + steps)))
+
+
+@click.command()
+@click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
+@click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
+@click.option("--steps", default=2, show_default=True, help="Decode steps of the profiled pass after warm-up.")
+@click.option("--warmup", default=4, show_default=True, help="Warm-up decode steps before them.")
+@click.option("--runtime", type=click.Choice(["eager", "static", "graphs"]), default="eager", show_default=True)
+@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
+@click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
+@click.option("--weights", type=click.Path(file_okay=False), help="Local Hugging Face checkpoint (default: random).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--launch-count", type=click.IntRange(min=1), default=1400, show_default=True,
+              help="Kernels to profile, from the first decode step of the profiled pass (warm-up steps included: "
+                   "the settle pass has already warmed everything up); cover one or two steps.")
+@click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=None, help="Stop ncu after this many s.")
+@click.option("--keep-report", is_flag=True, help="Keep the .ncu-rep beside the CSV (about 80 KB a kernel).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV path (default traces/MODEL-RUNTIME-ncu.csv); the metadata goes beside it as .json.")
+def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_count, timeout_s, keep_report,
+        output):
+    """Nsight Compute DRAM bytes and duration of every kernel of a few decode steps (`gapprof ncu-report`)."""
+    try:
+        import torch
+    except ImportError:
+        raise GapprofError("ncu needs torch and transformers: pip install 'gapprof[capture]'") from None
+    from gapprof.profiler.ncu import run_ncu
+    from gapprof.profiler.session import CaptureRequest, validate
+
+    request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend="ncu",
+                             dtype=dtype, attn=attn, weights=weights, seed=seed)
+    validate(request)
+    if not torch.cuda.is_available():
+        raise GapprofError("ncu needs a CUDA GPU and none is visible to torch")
+    output = output or Path("traces", f"{model}-{runtime}-ncu.csv")
+    written = run_ncu(request, output, launch_count, " ".join(["gapprof", *sys.argv[1:]]), keep_report, timeout_s)
+    progress("done")
+    for path in written:
+        click.echo(f"wrote {path}")

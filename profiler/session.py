@@ -6,6 +6,7 @@ so profiled and unprofiled step times compare like for like (the observer effect
 Run as `python -m gapprof.profiler.session REQUEST.json` under nsys: collection is switched on by
 cudaProfilerStart only around the profiled phase.
 """
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -15,7 +16,7 @@ import sys
 import torch
 
 from gapprof.errors import GapprofError
-from gapprof.profiler import environment
+from gapprof.profiler import environment, module_ranges
 from gapprof.log import progress
 from gapprof.profiler.build import build_model
 from gapprof.profiler.decode import STEP_DOMAIN, STEP_MESSAGE, NoRanges, run_steps, step_ms
@@ -36,6 +37,7 @@ class CaptureRequest:
     weights: str | None = None
     seed: int = 0
     device: str = "cuda"
+    modules: bool = False
 
 
 def validate(request: CaptureRequest) -> None:
@@ -49,6 +51,11 @@ def validate(request: CaptureRequest) -> None:
     if request.warmup < MIN_WARMUP[request.runtime]:
         raise GapprofError(f"runtime {request.runtime} needs --warmup >= {MIN_WARMUP[request.runtime]} "
                            "(eager steps and graph capture happen in warm-up)")
+    if request.modules and request.runtime not in module_ranges.HOOKED_RUNTIMES:
+        raise GapprofError(f"--modules needs runtime eager or static: module hooks do not run inside a "
+                           f"{request.runtime} replay (map its kernels with `attribute --by module --reference`)")
+    if request.modules and request.backend == "cupti":
+        raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
     spec = get_spec(request.model) if not request.weights else None
     if spec is not None and max_len(request) > spec.max_positions:
         raise GapprofError(f"--ctx {request.ctx} + {request.warmup + request.steps} steps needs {max_len(request)} "
@@ -82,9 +89,11 @@ def start_decode(request: CaptureRequest, model, config):
     return runtime, first
 
 
-def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRanges(), clock=None):
+def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRanges(), clock=None, modules=None):
     """Capture one trace's worth of decode steps; return the metadata the trace will carry and the profiled
-    steps' (start, end) on `clock` (default: the host's perf_counter_ns)."""
+    steps' (start, end) on `clock` (default: the host's perf_counter_ns). With request.modules, `modules`
+    (default NVTX) gets a range per module in the profiled pass and in one extra unprofiled pass that measures
+    their cost."""
     validate(request)
     model, config = build_model(request.model, request.dtype, request.attn, request.device, request.seed,
                                 request.weights)
@@ -101,12 +110,20 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
     progress(f"unprofiled: {request.warmup} warm-up + {request.steps} steps")
     plain_tokens, plain_spans = run_steps(runtime, request.warmup + request.steps)
     runtime.rewind()
+    if request.modules:
+        modules = modules or module_ranges.NvtxModuleRanges()
+        progress(f"unprofiled with module ranges: {request.warmup} warm-up + {request.steps} steps")
+        with module_ranges.annotated(model, modules):
+            hooked_tokens, hooked_spans = run_steps(runtime, request.warmup + request.steps)
+        runtime.rewind()
 
     progress(f"profiled: {request.warmup} warm-up + {request.steps} steps ({request.backend})")
     timing = {"clock": clock} if clock else {}
-    collector.start()
-    tokens, spans = run_steps(runtime, request.warmup + request.steps, ranges=ranges, **timing)
-    collector.stop()
+    hooks = module_ranges.annotated(model, modules) if request.modules else contextlib.nullcontext()
+    with hooks as found:
+        collector.start()
+        tokens, spans = run_steps(runtime, request.warmup + request.steps, ranges=ranges, **timing)
+        collector.stop()
 
     unprofiled_ms = step_ms(plain_spans[request.warmup:])
     profiled_ms = step_ms(spans[request.warmup:])
@@ -137,6 +154,9 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         **environment.gpu_facts(request.device),
         **environment.versions(),
     }
+    if request.modules:
+        meta.update(module_ranges.cost_metadata(found, unprofiled_ms, step_ms(hooked_spans[request.warmup:]),
+                                                hooked_tokens == plain_tokens))
     return meta, spans
 
 

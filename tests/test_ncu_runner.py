@@ -1,0 +1,43 @@
+"""The ncu command lines `gapprof ncu` runs, and where it finds ncu."""
+from pathlib import Path
+
+import pytest
+
+from gapprof.errors import GapprofError
+from gapprof.profiler import ncu
+
+
+def test_profile_command_filters_the_step_ranges_and_keeps_clocks():
+    command = ncu.profile_command("ncu", Path("out/r"), Path("req.json"), Path("meta.json"), 1400, graphs=False)
+    assert command[:3] == ["ncu", "--nvtx", "--nvtx-include"] and command[3] == "gapprof@decode_step/"
+    assert command[command.index("--metrics") + 1] == \
+        "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum"
+    assert command[command.index("--clock-control") + 1] == "none"
+    assert command[command.index("--launch-count") + 1] == "1400"
+    assert "--graph-profiling" not in command
+    assert command[-4:] == ["-m", "gapprof.profiler.session", "req.json", "meta.json"]
+    graphs = ncu.profile_command("ncu", Path("r"), Path("q"), Path("m"), 1600, graphs=True)
+    assert graphs[graphs.index("--graph-profiling") + 1] == "node"
+
+
+def test_export_asks_for_the_raw_page_in_base_units():
+    assert ncu.export_command("ncu", Path("r.ncu-rep")) == [
+        "ncu", "--import", "r.ncu-rep", "--csv", "--page", "raw", "--print-units", "base"]
+
+
+def test_find_ncu_order(tmp_path, monkeypatch):
+    fake = tmp_path / "ncu"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("GAPPROF_NCU", str(fake))
+    assert ncu.find_ncu() == str(fake)
+    monkeypatch.setenv("GAPPROF_NCU", str(tmp_path / "missing"))
+    with pytest.raises(GapprofError, match="not an executable ncu"):
+        ncu.find_ncu()
+    monkeypatch.delenv("GAPPROF_NCU")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert ncu.find_ncu() == str(fake)
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(ncu, "NCU_GLOBS", [str(tmp_path / "nowhere" / "*" / "ncu")])
+    with pytest.raises(GapprofError, match="ncu not found"):
+        ncu.find_ncu()
