@@ -42,11 +42,16 @@ def _tables(value: str) -> list[str]:
               help=f"Comma-separated tables to show, from: {', '.join(TABLES)}.")
 @click.option("--top", type=click.IntRange(min=0), default=25, show_default=True,
               help="Rows of the kernel and API tables (0: all).")
+@click.option("--by", type=click.Choice(["step", "module"]), default="step", show_default=True,
+              help="module: per module kind and per layer (a trace from `capture --modules`, or --reference).")
+@click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="With --by module: a module-annotated trace of the same model whose step labels TRACE's "
+                   "kernels by position (for CUDA graphs traces).")
 @click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write to FILE instead of stdout.")
 def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables,
-              top, fmt, output):
+              top, by, reference, fmt, output):
     """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
     and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns."""
     progress = lambda message: click.echo(message, err=True)  # noqa: E731
@@ -59,7 +64,17 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     available = {"summary": result.terms, "facts": result.facts, "classes": result.classes,
                  "kernels": limit(result.kernels), "api": limit(result.api), "steps": result.steps}
     chosen = tables + (["steps"] if per_step and "steps" not in tables else [])
-    document = render.render([(name, available[name]) for name in chosen], fmt, result.notes)
+    sections = [(name, available[name]) for name in chosen]
+    if by == "module":
+        from gapprof.analysis.modules import by_module
+
+        ref = analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
+        module_sections, module_notes = by_module(result, ref)
+        for note in module_notes:
+            progress(note)
+        sections = [("summary", result.terms), *module_sections]
+        result.notes.extend(module_notes)
+    document = render.render(sections, fmt, result.notes)
     if output is None:
         click.echo(document, nl=False)
     else:

@@ -9,6 +9,8 @@ from gapprof.errors import GapprofError
 COMMANDS = {
     "capture": "gapprof.profiler.commands:capture",
     "models": "gapprof.profiler.commands:models",
+    "ncu": "gapprof.profiler.commands:ncu",
+    "ncu-report": "gapprof.analysis.ncu_commands:ncu_report",
     "attribute": "gapprof.analysis.commands:attribute",
     "compare": "gapprof.analysis.gpu_commands:compare",
     "project": "gapprof.analysis.gpu_commands:project",

@@ -1,0 +1,142 @@
+"""Nsight Compute results (`gapprof ncu-report`): measured DRAM bytes per kernel, per class and per module.
+
+Input: `ncu --import R.ncu-rep --csv --page raw` output, one row per profiled kernel in launch order; row 1
+holds column names, row 2 the unit of each metric column (empty for the others). Units are read, not assumed:
+byte, Kbyte, Mbyte, Gbyte (powers of 1000), KiB-style (powers of 1024), nsecond/usecond/msecond/second (also
+ns/us/ms/s). Values may carry thousands separators; `n/a` reads as null.
+
+DRAM time at peak = measured bytes / peak bandwidth: the least time the kernel could take if it only moved its
+bytes at peak; kernel time = DRAM time at peak + the rest (latency, launch ramp, compute, poor occupancy).
+"""
+import csv
+import io
+import json
+from pathlib import Path
+
+import polars as pl
+
+from gapprof.analysis import kernels, modules
+from gapprof.errors import GapprofError
+
+READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
+_BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
+          "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
+          "Kibyte": 2**10, "Mibyte": 2**20, "Gibyte": 2**30}
+_NS = {"nsecond": 1, "ns": 1, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6, "second": 1e9, "s": 1e9}
+SCHEMA = {"id": pl.Int64, "name": pl.String, "bytes_read": pl.Float64, "bytes_write": pl.Float64,
+          "duration_ns": pl.Float64}
+
+
+def _number(text: str, unit: float) -> float | None:
+    text = text.strip().replace(",", "")
+    if text in ("", "n/a"):
+        return None
+    return float(text) * unit
+
+
+def _scale(path: Path, column: str, unit: str, table: dict) -> float:
+    if unit not in table:
+        raise GapprofError(f"{path}: unknown unit {unit!r} for {column} (known: {', '.join(table)})")
+    return table[unit]
+
+
+def read_ncu_csv(path: Path) -> pl.DataFrame:
+    """id, name, bytes_read, bytes_write, duration_ns per profiled kernel, in the export's order."""
+    path = Path(path)
+    if not path.exists():
+        raise GapprofError(f"{path}: no such file")
+    # ncu may prefix its own `==PROF==` lines when the CSV comes from a profiling run's stdout.
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("==")]
+    rows = list(csv.reader(io.StringIO("\n".join(lines))))
+    if len(rows) < 2 or "Kernel Name" not in rows[0]:
+        raise GapprofError(f"{path}: not an `ncu --csv --page raw` export (no header with 'Kernel Name')")
+    header, units, data = rows[0], rows[1], rows[2:]
+    missing = [c for c in ("ID", READ, WRITE, DURATION) if c not in header]
+    if missing:
+        raise GapprofError(f"{path}: no column {', '.join(missing)} (profile with `gapprof ncu` or "
+                           f"`ncu --metrics {READ},{WRITE},{DURATION}`)")
+    at = {c: header.index(c) for c in ("ID", "Kernel Name", READ, WRITE, DURATION)}
+    scale = {c: _scale(path, c, units[at[c]], _BYTES) for c in (READ, WRITE)}
+    scale[DURATION] = _scale(path, DURATION, units[at[DURATION]], _NS)
+    records = [(int(row[at["ID"]].replace(",", "")), row[at["Kernel Name"]],
+                *(_number(row[at[c]], scale[c]) for c in (READ, WRITE, DURATION)))
+               for row in data if len(row) == len(header)]
+    if not records:
+        raise GapprofError(f"{path}: no kernel rows")
+    return pl.DataFrame(records, schema=SCHEMA, orient="row").sort("id")
+
+
+def read_sidecar(path: Path) -> dict:
+    """The capture metadata `gapprof ncu` writes beside the CSV (same name, .json), or {}."""
+    sidecar = Path(path).with_suffix(".json")
+    return json.loads(sidecar.read_text()) if sidecar.exists() else {}
+
+
+def _measures(peak_gbps: float) -> list[pl.Expr]:
+    moved = pl.col("bytes_read") + pl.col("bytes_write")
+    return [pl.len().alias("kernels"), (pl.col("bytes_read").sum() / 1e6).alias("read_mb"),
+            (pl.col("bytes_write").sum() / 1e6).alias("write_mb"),
+            (pl.col("duration_ns").sum() / 1e3).alias("time_us"),
+            (moved.sum() / pl.col("duration_ns").sum()).alias("achieved_gbps"),  # bytes per ns is GB/s
+            (moved.sum() / peak_gbps / 1e3).alias("dram_at_peak_us")]
+
+
+def _finish(table: pl.DataFrame, total_ns: float, peak_gbps: float) -> pl.DataFrame:
+    return table.with_columns(rest_us=pl.col("time_us") - pl.col("dram_at_peak_us"),
+                              peak_pct=100.0 * pl.col("achieved_gbps") / peak_gbps,
+                              time_share_pct=100.0 * pl.col("time_us") * 1e3 / total_ns)
+
+
+def kernel_tables(rows: pl.DataFrame, peak_gbps: float) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """(per kernel name, per class, totals) over every profiled kernel."""
+    named = rows.with_columns(
+        short=pl.col("name").map_elements(modules.short_name, return_dtype=pl.String),
+        **{"class": pl.col("name").map_elements(kernels.classify, return_dtype=pl.String)})
+    total_ns = float(rows["duration_ns"].sum())
+    by_kernel = _finish(named.group_by("short", "class").agg(_measures(peak_gbps)), total_ns, peak_gbps)
+    by_class = _finish(named.group_by("class").agg(_measures(peak_gbps)), total_ns, peak_gbps)
+    moved = float((rows["bytes_read"] + rows["bytes_write"]).sum())
+    totals = {"kernels profiled": rows.height, "kernel time, us": total_ns / 1e3,
+              "DRAM bytes read + written, MB": moved / 1e6, "DRAM time at peak, us": moved / peak_gbps / 1e3,
+              "rest (kernel time above DRAM time at peak), us": (total_ns - moved / peak_gbps) / 1e3,
+              "achieved bandwidth over kernel time, GB/s": moved / total_ns, "peak bandwidth, GB/s": peak_gbps}
+    return (by_kernel.rename({"short": "name"}).sort("time_us", descending=True),
+            by_class.sort("time_us", descending=True), totals)
+
+
+def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dict[str, float],
+                      peak_gbps: float) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Measured against analytic bytes per module kind, per step, over the complete steps ncu covered.
+
+    reference: a module-annotated step (modules.reference_step: position, short, kind, layer); ncu rows are
+    aligned with it repeated, and a step counts only when ncu profiled past its end. analytic: bytes per step
+    by kind. Returns (table, sequence differences, complete steps).
+    """
+    names = rows["name"].map_elements(modules.short_name, return_dtype=pl.String).to_list()
+    ref_names = reference["short"].to_list()
+    repeats = -(-len(names) // len(ref_names))
+    matched, diffs = modules.align(ref_names * repeats, names)
+    # The last matched reference position tells how far ncu got; steps before it are complete.
+    last = max((m for m in matched if m is not None), default=-1)
+    complete = (last + 1) // len(ref_names)
+    if complete == 0:
+        raise GapprofError(f"ncu profiled {len(names)} kernels, less than one complete step of the reference "
+                           f"({len(ref_names)} ops); raise --launch-count")
+    kinds = reference["kind"].to_list()
+    labelled = rows.with_columns(
+        ref=pl.Series(matched, dtype=pl.Int64)).filter(pl.col("ref") < complete * len(ref_names))
+    labelled = labelled.with_columns(kind=pl.col("ref").map_elements(lambda i: kinds[i % len(ref_names)],
+                                                                     return_dtype=pl.String))
+    moved = pl.col("bytes_read") + pl.col("bytes_write")
+    table = (labelled.group_by("kind").agg(kernels=pl.len() / complete, measured_mb=moved.sum() / (1e6 * complete),
+                                           time_us=pl.col("duration_ns").sum() / (1e3 * complete))
+             .with_columns(analytic_mb=pl.col("kind").replace_strict(analytic, default=0.0,
+                                                                     return_dtype=pl.Float64) / 1e6)
+             .with_columns(measured_over_analytic=pl.when(pl.col("analytic_mb") > 0)
+                           .then(pl.col("measured_mb") / pl.col("analytic_mb")),
+                           dram_at_peak_us=pl.col("measured_mb") * 1e3 / peak_gbps)
+             .with_columns(rest_us=pl.col("time_us") - pl.col("dram_at_peak_us")))
+    order = {k: i for i, k in enumerate((*modules.KINDS, modules.OUTSIDE))}
+    table = table.sort(pl.col("kind").replace_strict(order, default=len(order), return_dtype=pl.Int64))
+    diff_rows = [d for d in diffs if d[1] < complete * len(ref_names)]
+    return table, modules.difference_frame(diff_rows, 1), complete

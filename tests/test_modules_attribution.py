@@ -1,0 +1,175 @@
+"""`attribute --by module` on synthetic traces: labels by time (module ranges) and by position (graphs)."""
+import pytest
+from click.testing import CliRunner
+
+from gapprof.analysis import modules
+from gapprof.analysis.pipeline import Options, analyze
+from gapprof.cli import main
+from gapprof.errors import GapprofError
+from gapprof.profiler import models
+from synthetic import TraceBuilder
+
+H100 = "NVIDIA H100 80GB HBM3"
+SEQUENCE = ["embedding_kernel", "rms_norm", "gemv", "sdpa_kernel", "add_kernel", "argmax_kernel"]
+
+
+def _meta(b, **extra):
+    b.gpu_info(H100, 3_352_320_000_000)
+    b.meta = dict(model="tiny-qwen2", config=models.load_config("tiny-qwen2"), dtype="bfloat16", dtype_bytes=2,
+                  ctx=100, steps=2, warmup=1, gpu_name=H100, unprofiled_step_ms=[0.001, 0.001], **extra)
+
+
+def _module(b, t0, t1, kind, layer=None):
+    b.range(t0, t1, f"module:{kind}", domain_id=1, payload=layer)
+
+
+def annotated_trace(tmp_path, steps=3):
+    """Steps as `capture --modules` records them; each kernel's launch sits in a known innermost range."""
+    b = TraceBuilder()
+    b.domain("gapprof", 1)
+    for i in range(steps):
+        t = 1000 * i
+        b.range(t, t + 1000, "decode_step", domain_id=1, payload=i)
+        _module(b, t + 10, t + 60, "embed")
+        b.launch(t + 20, t + 25, t + 30, t + 40, SEQUENCE[0])
+        _module(b, t + 100, t + 500, "layer", 0)
+        _module(b, t + 110, t + 160, "input_norm", 0)
+        b.launch(t + 120, t + 125, t + 130, t + 150, SEQUENCE[1])
+        _module(b, t + 200, t + 400, "attention", 0)
+        _module(b, t + 210, t + 260, "q_proj", 0)
+        b.launch(t + 220, t + 225, t + 230, t + 270, SEQUENCE[2])
+        b.launch(t + 300, t + 305, t + 300 + 50, t + 360, SEQUENCE[3])  # attention, after q_proj closed
+        b.launch(t + 450, t + 455, t + 460, t + 470, SEQUENCE[4])  # the layer's own (residual add)
+        b.launch(t + 600, t + 605, t + 610, t + 620, SEQUENCE[5])  # outside every module
+    _meta(b, module_ranges={"ranges_per_step": 5}, module_range_cost_ms=0.25)
+    return b.write(tmp_path / "modules.sqlite")
+
+
+def graphs_trace(tmp_path, sequence=SEQUENCE, steps=3):
+    """Steps with one graph launch each: every kernel carries the same correlationId."""
+    b = TraceBuilder()
+    b.domain("gapprof", 1)
+    for i in range(steps):
+        t = 1000 * i
+        b.range(t, t + 1000, "decode_step", domain_id=1, payload=i)
+        correlation = b.call(t + 10, t + 50, "cudaGraphLaunch_v10000")
+        for k, name in enumerate(sequence):
+            b.kernel(t + 100 + 50 * k, t + 140 + 50 * k, correlation, name)
+    _meta(b, runtime="graphs")
+    return b.write(tmp_path / "graphs.sqlite")
+
+
+def _rows(table, key):
+    return {row[key]: row for row in table.iter_rows(named=True)}
+
+
+def test_kernels_take_the_innermost_module_range_around_their_launch(tmp_path):
+    sections, _ = modules.by_module(analyze(annotated_trace(tmp_path), Options()))
+    by_kind = _rows(dict(sections)["modules"], "kind")
+    assert {k: r["kernels_per_step"] for k, r in by_kind.items()} == {
+        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, modules.OUTSIDE: 1}
+    assert by_kind["q_proj"]["busy_us"] == pytest.approx(0.040)
+    assert by_kind["attention"]["busy_us"] == pytest.approx(0.010)
+    # CPU time: the whole range, and the range less its children's ranges.
+    assert by_kind["layer"]["cpu_us"] == pytest.approx(0.400)
+    assert by_kind["layer"]["self_cpu_us"] == pytest.approx(0.400 - 0.050 - 0.200)
+    assert by_kind["attention"]["self_cpu_us"] == pytest.approx(0.150)
+    assert by_kind["q_proj"]["ranges_per_step"] == 1
+
+
+def test_module_bytes_bandwidth_and_excess_share(tmp_path):
+    result = analyze(annotated_trace(tmp_path), Options())
+    sections, _ = modules.by_module(result)
+    by_kind = _rows(dict(sections)["modules"], "kind")
+    spec = models.get_spec("tiny-qwen2")
+    q_bytes = (spec.hidden + 1) * spec.heads * spec.head_dim * 2  # qwen2 has a q bias
+    assert by_kind["q_proj"]["mbytes"] == pytest.approx(q_bytes / 1e6)
+    assert by_kind["q_proj"]["achieved_gbps"] == pytest.approx(q_bytes / 40)
+    assert by_kind["q_proj"]["peak_pct"] == pytest.approx(100 * q_bytes / 40 / 3350)
+    kv = 2 * spec.kv_heads * spec.head_dim * 2
+    # Measured steps read ctx 101 and 102 and write one token each.
+    assert by_kind["attention"]["mbytes"] == pytest.approx(kv * (102 + 103) / 2 / 1e6)
+    measured = result.steps.filter(~result.steps["warmup"])
+    # One stream, no overlap: the modules' busy time adds up to the steps' busy time.
+    assert sum(r["busy_us"] for r in by_kind.values()) * 1000 * 2 == pytest.approx(measured["busy"].sum())
+    q_excess_us = 0.040 - q_bytes / 3350 / 1000
+    assert by_kind["q_proj"]["excess_us"] == pytest.approx(q_excess_us)
+    assert by_kind["q_proj"]["excess_share_pct"] == pytest.approx(100 * q_excess_us * 1000 * 2 / measured["excess"].sum())
+    layers = _rows(dict(sections)["layers"], "layer")
+    assert set(layers) == {"0", "model", modules.OUTSIDE}
+    assert layers["0"]["kernels_per_step"] == 4
+    assert dict(sections)["module facts"]["module range cost, ms/step (unprofiled, with - without hooks)"] == 0.25
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-7b", "llama-3.1-8b", "mistral-7b-v0.3"])
+def test_module_bytes_add_up_to_the_step_floor(name):
+    spec = models.get_spec(name)
+    for count_embedding in (False, True):
+        by_kind = modules.bytes_by_kind(spec, 2, 2048, count_embedding)
+        assert sum(by_kind.values()) == models.step_bytes(spec, 2048, 2, count_embedding)["total"]
+    assert by_kind["attention"] - modules.bytes_by_kind(spec, 2, 2047)["attention"] == spec.kv_bytes_per_token(2)
+
+
+def test_graphs_steps_map_by_position_onto_the_reference(tmp_path):
+    reference = analyze(annotated_trace(tmp_path), Options())
+    sections, notes = modules.by_module(analyze(graphs_trace(tmp_path), Options()), reference)
+    by_kind = _rows(dict(sections)["modules"], "kind")
+    assert {k: r["kernels_per_step"] for k, r in by_kind.items()} == {
+        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, modules.OUTSIDE: 1}
+    assert by_kind["q_proj"]["cpu_us"] is None  # no ranges in a graphs trace
+    assert "sequence differences" not in dict(sections) and not notes
+
+
+def test_differing_sequences_are_reported_and_left_unmatched(tmp_path):
+    changed = ["embedding_kernel", "rms_norm", "copy_kernel", "gemv", "flash_kernel", "add_kernel", "argmax_kernel"]
+    reference = analyze(annotated_trace(tmp_path), Options())
+    sections, notes = modules.by_module(analyze(graphs_trace(tmp_path, changed), Options()), reference)
+    by_kind = _rows(dict(sections)["modules"], "kind")
+    assert by_kind[modules.UNMATCHED]["kernels_per_step"] == 2
+    assert by_kind["q_proj"]["kernels_per_step"] == 1 and "attention" not in by_kind
+    diffs = dict(sections)["sequence differences"]
+    assert diffs.select("tag", "reference_ops", "ops", "steps").rows() == [
+        ("insert", "", "copy_kernel", 2), ("replace", "sdpa_kernel", "flash_kernel", 2)]
+    assert "differs from the reference" in notes[0]
+
+
+def test_align_matches_runs_and_lists_what_differs():
+    matched, diffs = modules.align(list("abcab"), list("abxab"))
+    assert matched == [0, 1, None, 3, 4]
+    assert diffs == [("replace", 2, ["c"], 2, ["x"])]
+    assert modules.align(["a"] * 300, ["a"] * 300) == (list(range(300)), [])
+
+
+@pytest.mark.parametrize("name, short", [
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::AUnaryFunctor<float>>(int, T1)",
+     "vectorized_elementwise_kernel"),
+    ("nvjet_hsh_64x32_64x12_2x1_v_bz_splitK_TNT", "nvjet_hsh_64x32_64x12_2x1_v_bz_splitK_TNT"),
+    ("pytorch_flash::flash_fwd_splitkv_kernel", "flash_fwd_splitkv_kernel"),
+])
+def test_short_name(name, short):
+    assert modules.short_name(name) == short
+
+
+def test_without_module_ranges_or_reference_is_a_clear_error(tmp_path):
+    with pytest.raises(GapprofError, match="no `module:` ranges.*capture --modules"):
+        modules.by_module(analyze(graphs_trace(tmp_path), Options()))
+
+
+def test_reference_of_another_model_is_refused(tmp_path):
+    reference = analyze(annotated_trace(tmp_path), Options())
+    other = analyze(graphs_trace(tmp_path), Options())
+    other.trace.meta["model"] = "tiny-llama"
+    with pytest.raises(GapprofError, match="only map within one model"):
+        modules.by_module(other, reference)
+
+
+def test_attribute_by_module_cli(tmp_path):
+    path = annotated_trace(tmp_path)
+    out = CliRunner().invoke(main, ["attribute", str(path), "--by", "module", "--format", "csv"])
+    assert out.exit_code == 0, out.output
+    assert "# modules" in out.output and "# layers" in out.output and "q_proj" in out.output
+    graphs = graphs_trace(tmp_path)
+    out = CliRunner().invoke(main, ["attribute", str(graphs), "--by", "module", "--reference", str(path)])
+    assert out.exit_code == 0, out.output
+    out = CliRunner().invoke(main, ["attribute", str(graphs), "--by", "module"])
+    assert out.exit_code == 1 and "capture --modules" in out.output

@@ -1,0 +1,106 @@
+"""The ncu CSV parser and report on a constructed CSV in the export's format (tests/data/README.md), and on
+any real export committed under traces/."""
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from gapprof.analysis import modules, ncu
+from gapprof.analysis.pipeline import Options, analyze
+from gapprof.cli import main
+from gapprof.errors import GapprofError
+from gapprof.profiler import models
+from test_modules_attribution import annotated_trace
+
+DATA = Path(__file__).parent / "data"
+CONSTRUCTED = DATA / "ncu-raw-constructed.csv"
+REAL = sorted((Path(__file__).parent.parent / "traces").glob("*-ncu.csv"))
+
+
+def test_units_separators_and_na_are_parsed():
+    rows = ncu.read_ncu_csv(CONSTRUCTED)
+    assert rows.height == 14 and rows["id"].to_list() == list(range(14))
+    gemv = rows.row(2, named=True)
+    assert gemv["name"].startswith("void gemv<")
+    assert gemv["bytes_read"] == pytest.approx(0.01e9)  # Gbyte
+    assert gemv["bytes_write"] == pytest.approx(12_500)  # Kbyte
+    assert gemv["duration_ns"] == pytest.approx(4_000)  # us
+    sdpa = rows.row(3, named=True)
+    assert sdpa["bytes_write"] == pytest.approx(1e6) and sdpa["duration_ns"] == pytest.approx(1_024_500)
+    assert rows.row(4, named=True)["bytes_read"] is None  # n/a
+
+
+def test_kernel_and_class_tables_split_time_into_dram_at_peak_and_rest():
+    by_kernel, by_class, totals = ncu.kernel_tables(ncu.read_ncu_csv(CONSTRUCTED), 3350.0)
+    gemv = by_kernel.filter(pl.col("name") == "gemv").row(0, named=True)
+    moved = 2 * (0.01e9 + 12_500)
+    assert gemv["kernels"] == 2 and gemv["time_us"] == pytest.approx(8)
+    assert gemv["achieved_gbps"] == pytest.approx(moved / 8_000)
+    assert gemv["dram_at_peak_us"] == pytest.approx(moved / 3350 / 1e3)
+    assert gemv["rest_us"] == pytest.approx(8 - moved / 3350 / 1e3)
+    assert gemv["class"] == "gemv/gemm"
+    assert set(by_class["class"]) >= {"gemv/gemm", "attention", "norm"}
+    assert by_kernel["time_us"].sum() == pytest.approx(totals["kernel time, us"])
+    assert by_class["time_share_pct"].sum() == pytest.approx(100)
+
+
+def test_measured_bytes_per_module_over_complete_steps(tmp_path):
+    ref = analyze(annotated_trace(tmp_path), Options())
+    labelled, _ = modules.labelled_by_time(ref)
+    spec = models.get_spec("tiny-qwen2")
+    analytic = modules.bytes_by_kind(spec, 2, 100)
+    table, differences, complete = ncu.module_comparison(ncu.read_ncu_csv(CONSTRUCTED),
+                                                         modules.reference_step(labelled), analytic, 3350.0)
+    assert complete == 2 and differences.is_empty()  # 14 kernels: two 6-op steps and a partial third
+    rows = {r["kind"]: r for r in table.iter_rows(named=True)}
+    assert rows["q_proj"]["kernels"] == 1
+    assert rows["q_proj"]["measured_mb"] == pytest.approx((0.01e9 + 12_500) / 1e6)
+    assert rows["q_proj"]["analytic_mb"] == pytest.approx(analytic["q_proj"] / 1e6)
+    assert rows["q_proj"]["measured_over_analytic"] == pytest.approx((0.01e9 + 12_500) / analytic["q_proj"])
+    assert rows["embed"]["time_us"] == pytest.approx(2)  # the third step's embed is not counted
+
+
+def test_fewer_kernels_than_a_step_is_refused(tmp_path):
+    ref = analyze(annotated_trace(tmp_path), Options())
+    labelled, _ = modules.labelled_by_time(ref)
+    with pytest.raises(GapprofError, match="less than one complete step"):
+        ncu.module_comparison(ncu.read_ncu_csv(CONSTRUCTED).head(4), modules.reference_step(labelled), {}, 3350.0)
+
+
+def test_missing_metric_and_unknown_unit_are_clear_errors(tmp_path):
+    lines = CONSTRUCTED.read_text().splitlines()
+    dropped = tmp_path / "dropped.csv"
+    dropped.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    with pytest.raises(GapprofError, match="no column gpu__time_duration.sum"):
+        ncu.read_ncu_csv(dropped)
+    odd = tmp_path / "odd.csv"
+    odd.write_text("\n".join([lines[0], lines[1].replace('"us"', '"fortnight"'), *lines[2:]]) + "\n")
+    with pytest.raises(GapprofError, match="unknown unit 'fortnight'"):
+        ncu.read_ncu_csv(odd)
+    with pytest.raises(GapprofError, match="not an `ncu --csv --page raw` export"):
+        ncu.read_ncu_csv(DATA / "README.md")
+
+
+def test_ncu_report_cli(tmp_path):
+    out = CliRunner().invoke(main, ["ncu-report", str(CONSTRUCTED), "--gpu", "h100", "--format", "csv"])
+    assert out.exit_code == 0, out.output
+    assert "# classes" in out.output and "gemv" in out.output
+    trace = annotated_trace(tmp_path)
+    out = CliRunner().invoke(main, ["ncu-report", str(CONSTRUCTED), "--gpu", "h100", "--reference", str(trace),
+                                    "--model", "tiny-qwen2", "--ctx", "100"])
+    assert out.exit_code == 0, out.output
+    assert "modules (per step)" in out.output
+    out = CliRunner().invoke(main, ["ncu-report", str(CONSTRUCTED)])
+    assert out.exit_code == 1 and "pass --gpu" in out.output
+
+
+@pytest.mark.skipif(not REAL, reason="no real ncu export under traces/ yet")
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
+def test_real_exports_parse(path):
+    rows = ncu.read_ncu_csv(path)
+    assert rows.height > 1000  # one or more decode steps
+    assert rows["duration_ns"].min() > 0 and rows["bytes_read"].drop_nulls().min() >= 0
+    meta = ncu.read_sidecar(path)
+    _, _, totals = ncu.kernel_tables(rows, 3350.0 if "H100" in meta.get("gpu_name", "H100") else 4800.0)
+    assert totals["kernels profiled"] == rows.height
