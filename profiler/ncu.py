@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,10 +75,14 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
         request_path.write_text(json.dumps(dataclasses.asdict(request)))
         base = output.with_suffix("") if keep_report else scratch / "report"
         progress(f"running under {ncu} (--launch-count {launch_count})")
+        # Its own process group, so a timeout stops the profiled decode process too, not only ncu.
+        child = subprocess.Popen(profile_command(ncu, base, request_path, meta_path, launch_count,
+                                                 request.runtime == "graphs"), start_new_session=True)
         try:
-            child = subprocess.run(profile_command(ncu, base, request_path, meta_path, launch_count,
-                                                   request.runtime == "graphs"), timeout=timeout_s)
+            child.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
             raise GapprofError(f"ncu ran past {timeout_s} s; lower --launch-count or raise --timeout") from None
         report = base.with_suffix(".ncu-rep")
         if child.returncode != 0 or not meta_path.exists():

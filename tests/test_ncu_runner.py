@@ -1,4 +1,5 @@
-"""The ncu command lines `gapprof ncu` runs, and where it finds ncu."""
+"""The ncu command lines `gapprof ncu` runs, where it finds ncu, and its timeout."""
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,18 @@ def test_find_ncu_order(tmp_path, monkeypatch):
     monkeypatch.setattr(ncu, "NCU_GLOBS", [str(tmp_path / "nowhere" / "*" / "ncu")])
     with pytest.raises(GapprofError, match="ncu not found"):
         ncu.find_ncu()
+
+
+def test_a_timeout_stops_ncu_and_its_child(tmp_path, monkeypatch):
+    fake = tmp_path / "ncu"
+    marker = tmp_path / "child-still-ran"
+    # Stands in for ncu: starts a child that would write a file later, then waits on it.
+    fake.write_text(f"#!/bin/sh\n(sleep 3; touch {marker}) &\nwait\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("GAPPROF_NCU", str(fake))
+    request = type("Request", (), {"runtime": "eager"})()
+    monkeypatch.setattr(ncu.dataclasses, "asdict", lambda _: {})
+    with pytest.raises(GapprofError, match="ncu ran past 1 s"):
+        ncu.run_ncu(request, tmp_path / "out.csv", 10, "gapprof ncu", timeout_s=1)
+    time.sleep(3.5)
+    assert not marker.exists()
