@@ -92,7 +92,7 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
 @click.option("--seed", default=0, show_default=True)
 @click.option("--launch-count", type=click.IntRange(min=1), default=1400, show_default=True,
               help="Kernels to profile, from the first decode step of the profiled pass (warm-up steps included: "
-                   "the settle pass has already warmed everything up); cover one or two steps.")
+                   "the earlier passes have already warmed everything up); cover one or two steps.")
 @click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=None, help="Stop ncu after this many s.")
 @click.option("--keep-report", is_flag=True, help="Keep the .ncu-rep beside the CSV (about 80 KB a kernel).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),

@@ -99,7 +99,7 @@ def annotated(model, ranges):
             handle.remove()
 
 
-def cost_metadata(found: list, plain_ms: list[float], hooked_ms: list[float], tokens_match: bool) -> dict:
+def cost_metadata(found: list, plain_ms: list[float], hooked_ms: list[float]) -> dict:
     """What the module ranges cost: step times of an unprofiled pass with and without the hooks."""
     return {
         "module_ranges": {"domain": "gapprof", "message": f"{MODULE_PREFIX}<kind>", "payload": "layer index",
@@ -108,5 +108,4 @@ def cost_metadata(found: list, plain_ms: list[float], hooked_ms: list[float], to
         # Collection is off in this pass: this is the hooks' and NVTX calls' own cost, not nsys recording them.
         "hooked_step_ms": hooked_ms,
         "module_range_cost_ms": statistics.median(hooked_ms) - statistics.median(plain_ms),
-        "tokens_match_hooked": tokens_match,
     }

@@ -39,7 +39,7 @@ def _greedy(logits):
 
 
 class DecodeRuntime:
-    """Prefill, then one greedy token per `step()`; `rewind()` returns to the state right after prefill."""
+    """Prefill, then one greedy token per `step()`."""
 
     def __init__(self, model, max_len: int):
         self.model = model
@@ -55,10 +55,9 @@ class DecodeRuntime:
         self.ctx = prompt.shape[1]
         self.cache = self._new_cache()
         positions = torch.arange(self.ctx, device=prompt.device).unsqueeze(0)
-        self.first_token = _greedy(_logits(self.model, prompt, positions, self.cache))
-        self.token = self.first_token.clone()
+        self.token = _greedy(_logits(self.model, prompt, positions, self.cache))
         self.position = torch.full((1, 1), self.ctx, dtype=torch.long, device=prompt.device)
-        return int(self.first_token.item())
+        return int(self.token.item())
 
     def _decode_in_place(self):
         """One decode step that leaves the next token and position in the same tensors (graph-capturable)."""
@@ -71,31 +70,12 @@ class DecodeRuntime:
         self._decode_in_place()
         return int(self.token.item())
 
-    def rewind(self) -> None:
-        # A negative crop removes that many tokens in every transformers 5.x; positive values changed meaning.
-        surplus = self.cache.get_seq_length() - self.ctx
-        if surplus:
-            self.cache.crop(-surplus)
-        self._reset_token_and_position()
-
-    def _reset_token_and_position(self):
-        self.token.copy_(self.first_token)
-        self.position.fill_(self.ctx)
-
 
 class StaticCacheRuntime(DecodeRuntime):
     def _new_cache(self):
         from transformers import StaticCache
 
         return StaticCache(config=self.model.config, max_cache_len=self.max_len)
-
-    def rewind(self) -> None:
-        # Static caches write at the position they are given (older transformers) or at a device-side counter
-        # (newer); reset both. Entries past ctx are overwritten before they are attended to.
-        for layer in getattr(self.cache, "layers", []):
-            if torch.is_tensor(getattr(layer, "cumulative_length", None)):
-                layer.cumulative_length.fill_(self.ctx)
-        self._reset_token_and_position()
 
 
 class CudaGraphRuntime(StaticCacheRuntime):

@@ -1,7 +1,10 @@
 """One capture session in one process: build, prefill, time steps unprofiled, then profile the same steps.
 
-Every phase decodes the same positions: between phases the runtime rewinds to the state right after prefill,
-so profiled and unprofiled step times compare like for like (the observer effect).
+The passes continue one decode, as a real generation does: warm-up (graph capture, compilation), the unprofiled
+steps, then the profiled steps, each at new positions with a growing KV cache. Going back over positions already
+visited would hide costs that only a new context length pays (allocator growth, per-shape attention plans), so
+the unprofiled and profiled passes compare like for like (the observer effect) a few positions apart. A step's
+NVTX payload is its index since prefill, so its context is ctx + payload.
 
 Run as `python -m gapprof.profiler.session REQUEST.json` under nsys: collection is switched on by
 cudaProfilerStart only around the profiled phase.
@@ -58,12 +61,21 @@ def validate(request: CaptureRequest) -> None:
         raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
     spec = get_spec(request.model) if not request.weights else None
     if spec is not None and max_len(request) > spec.max_positions:
-        raise GapprofError(f"--ctx {request.ctx} + {request.warmup + request.steps} steps needs {max_len(request)} "
+        raise GapprofError(f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
                            f"positions; {request.model} has {spec.max_positions}")
 
 
+def decode_steps(request: CaptureRequest) -> int:
+    """Every decode step of a session: warm-up, unprofiled, (module-hooked,) then warm-up + profiled; a timed
+    session without a profiler (backend "none": ab, sweep) runs warm-up and its timed steps only."""
+    if request.backend == "none":
+        return request.warmup + request.steps
+    timed_passes = 3 if request.modules else 2
+    return 2 * request.warmup + timed_passes * request.steps
+
+
 def max_len(request: CaptureRequest) -> int:
-    return request.ctx + request.warmup + request.steps + 1
+    return request.ctx + decode_steps(request) + 1
 
 
 class NoCollector:
@@ -79,7 +91,7 @@ class NoCollector:
 def start_decode(request: CaptureRequest, model, config):
     """The request's runtime over `model`, prefilled with its seeded random prompt; returns it and the first token."""
     if max_len(request) > config.max_position_embeddings:
-        raise GapprofError(f"--ctx {request.ctx} + {request.warmup + request.steps} steps needs {max_len(request)} "
+        raise GapprofError(f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
                            f"positions; the checkpoint has {config.max_position_embeddings}")
     runtime = make_runtime(request.runtime, model, max_len(request))
     generator = torch.Generator().manual_seed(request.seed)
@@ -102,30 +114,26 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
     if bandwidth:
         progress(f"device-to-device copy bandwidth {bandwidth:.0f} GB/s")
 
-    # An untimed pass first, so the two timed passes start from the same state: graph captured, code compiled,
-    # and the allocator already holding blocks of every size the growing KV cache asks for.
-    progress(f"settling: {request.warmup + request.steps} untimed steps ({request.runtime})")
-    run_steps(runtime, request.warmup + request.steps)
-    runtime.rewind()
-    progress(f"unprofiled: {request.warmup} warm-up + {request.steps} steps")
-    plain_tokens, plain_spans = run_steps(runtime, request.warmup + request.steps)
-    runtime.rewind()
+    progress(f"warm-up: {request.warmup} steps ({request.runtime})")
+    run_steps(runtime, request.warmup)
+    progress(f"unprofiled: {request.steps} steps")
+    _, plain_spans = run_steps(runtime, request.steps)
     if request.modules:
         modules = modules or module_ranges.NvtxModuleRanges()
-        progress(f"unprofiled with module ranges: {request.warmup} warm-up + {request.steps} steps")
+        progress(f"unprofiled with module ranges: {request.steps} steps")
         with module_ranges.annotated(model, modules):
-            hooked_tokens, hooked_spans = run_steps(runtime, request.warmup + request.steps)
-        runtime.rewind()
+            _, hooked_spans = run_steps(runtime, request.steps)
 
+    first_index = decode_steps(request) - request.warmup - request.steps
     progress(f"profiled: {request.warmup} warm-up + {request.steps} steps ({request.backend})")
     timing = {"clock": clock} if clock else {}
     hooks = module_ranges.annotated(model, modules) if request.modules else contextlib.nullcontext()
     with hooks as found:
         collector.start()
-        tokens, spans = run_steps(runtime, request.warmup + request.steps, ranges=ranges, **timing)
+        tokens, spans = run_steps(runtime, request.warmup + request.steps, first_index, ranges=ranges, **timing)
         collector.stop()
 
-    unprofiled_ms = step_ms(plain_spans[request.warmup:])
+    unprofiled_ms = step_ms(plain_spans)
     profiled_ms = step_ms(spans[request.warmup:])
     meta = {
         "model": request.model if not request.weights else request.weights,
@@ -145,9 +153,9 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         "copy_bandwidth_gbps": bandwidth,
         "unprofiled_step_ms": unprofiled_ms,
         "profiled_step_ms": profiled_ms,
+        "first_profiled_index": first_index,
         "first_token": first,
         "tokens": tokens,
-        "tokens_match_unprofiled": tokens == plain_tokens,
         "cpu": environment.cpu_model(),
         "captured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
@@ -155,8 +163,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         **environment.versions(),
     }
     if request.modules:
-        meta.update(module_ranges.cost_metadata(found, unprofiled_ms, step_ms(hooked_spans[request.warmup:]),
-                                                hooked_tokens == plain_tokens))
+        meta.update(module_ranges.cost_metadata(found, unprofiled_ms, step_ms(hooked_spans)))
     return meta, spans
 
 

@@ -17,8 +17,5 @@ def test_all_runtimes_give_the_same_tokens_on_gpu():
         runtime = make_runtime(name, model, max_len=64)
         first = runtime.prefill(prompt)
         decoded, _ = run_steps(runtime, 12)
-        runtime.rewind()
-        again, _ = run_steps(runtime, 12)
-        assert again == decoded, f"{name}: rewind did not reproduce the tokens"
         tokens[name] = [first, *decoded]
     assert all(t == tokens["eager"] for t in tokens.values()), tokens

@@ -40,7 +40,7 @@ def test_one_row_per_cell_with_reasons_for_those_that_could_not_run(swept):
     assert rows[16, "graphs"]["status"] == "not run"
     assert rows[16, "graphs"]["reason"].startswith("RuntimeError:")
     for runtime in ("graphs", "eager"):
-        assert rows[1024, runtime]["reason"] == "--ctx 1024 + 7 steps needs 1032 positions; tiny-qwen2 has 512"
+        assert rows[1024, runtime]["reason"] == "--ctx 1024 + 7 decode steps needs 1032 positions; tiny-qwen2 has 512"
     ran = rows[16, "eager"]
     assert ran["status"] == "ok" and len(ran["step_ms"]) == 4
     assert ran["p10_ms"] <= ran["median_ms"] <= ran["p90_ms"]
