@@ -14,13 +14,13 @@ Busy time here is the sum of op durations (one stream in these runtimes); bytes 
 """
 import collections
 import difflib
-import re
 
 import polars as pl
 
 from gapprof.analysis import kernels, load
 from gapprof.analysis.floor import Floor
 from gapprof.errors import GapprofError
+from gapprof.profiler.kernel_names import short_name
 from gapprof.profiler.models import ModelSpec
 from gapprof.profiler.module_ranges import KINDS, MODULE_PREFIX
 
@@ -111,15 +111,6 @@ def label_by_time(ops: pl.DataFrame, modules: pl.DataFrame) -> pl.DataFrame:
                            check_sortedness=False)
                 .join(modules.select("range", "kind", "layer"), on="range", how="left"))
     return labelled.with_columns(pl.col("kind").fill_null(OUTSIDE)).drop("time", "range").sort("op")
-
-
-_TEMPLATE_OR_ARGS = re.compile(r"[<(].*$")
-
-
-def short_name(name: str) -> str:
-    """A kernel's bare function name, so nsys short names and ncu or demangled names compare equal."""
-    bare = _TEMPLATE_OR_ARGS.sub("", name.removeprefix("void ").strip())
-    return bare.rsplit("::", 1)[-1].strip() or name
 
 
 def step_sequences(named: pl.DataFrame) -> pl.DataFrame:

@@ -17,6 +17,7 @@ import polars as pl
 
 from gapprof.analysis import kernels, modules
 from gapprof.errors import GapprofError
+from gapprof.profiler.kernel_names import short_name
 
 READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
 _BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
@@ -90,7 +91,7 @@ def _finish(table: pl.DataFrame, total_ns: float, peak_gbps: float) -> pl.DataFr
 def kernel_tables(rows: pl.DataFrame, peak_gbps: float) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """(per kernel name, per class, totals) over every profiled kernel."""
     named = rows.with_columns(
-        short=pl.col("name").map_elements(modules.short_name, return_dtype=pl.String),
+        short=pl.col("name").map_elements(short_name, return_dtype=pl.String),
         **{"class": pl.col("name").map_elements(kernels.classify, return_dtype=pl.String)})
     total_ns = float(rows["duration_ns"].sum())
     by_kernel = _finish(named.group_by("short", "class").agg(_measures(peak_gbps)), total_ns, peak_gbps)
@@ -112,7 +113,7 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
     aligned with it repeated, and a step counts only when ncu profiled past its end. analytic: bytes per step
     by kind. Returns (table, sequence differences, complete steps).
     """
-    names = rows["name"].map_elements(modules.short_name, return_dtype=pl.String).to_list()
+    names = rows["name"].map_elements(short_name, return_dtype=pl.String).to_list()
     ref_names = reference["short"].to_list()
     repeats = -(-len(names) // len(ref_names))
     matched, diffs = modules.align(ref_names * repeats, names)

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import click
+import polars as pl
 
 from gapprof.analysis import modules, ncu, render
 from gapprof.analysis.floor import load_spec
@@ -54,8 +55,10 @@ def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
         if spec is None or context is None:
             raise GapprofError("the analytic bytes need a model and a context: pass --model and --ctx")
         dtype_bytes = int(meta.get("dtype_bytes", models.DTYPE_BYTES["bfloat16"]))
+        # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
+        kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
         table, differences, complete = ncu.module_comparison(
-            rows, modules.reference_step(labelled), modules.bytes_by_kind(spec, dtype_bytes, context), peak)
+            rows, modules.reference_step(kernels_only), modules.bytes_by_kind(spec, dtype_bytes, context), peak)
         sections.append(("modules (per step)", table))
         notes.append(f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
                      f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "

@@ -1,8 +1,6 @@
 """Write collected activity records into the nsys SQLite schema subset (see trace_schema), so one loader reads
 CUPTI traces and nsys exports alike. Pure Python: records come in as dicts with plain values."""
 import bisect
-import ctypes
-import ctypes.util
 import os
 import re
 import sqlite3
@@ -10,58 +8,7 @@ import threading
 from pathlib import Path
 
 from gapprof.profiler import trace_schema as schema
-
-
-def _cxa_demangle():
-    """The C++ runtime's own demangler (the one c++filt wraps), or None where libstdc++ is absent."""
-    name = ctypes.util.find_library("stdc++") or "libstdc++.so.6"
-    try:
-        lib = ctypes.CDLL(name)
-    except OSError:
-        return None
-    func = lib.__cxa_demangle
-    func.restype = ctypes.c_void_p
-    func.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
-    return func
-
-
-_DEMANGLE = _cxa_demangle()
-_LIBC_FREE = ctypes.CDLL(None).free
-_LIBC_FREE.argtypes = [ctypes.c_void_p]
-
-
-def demangle(name: str) -> str:
-    """Demangled C++ name; a name that is not mangled (C kernels, cuBLAS/CUTLASS symbols) is returned as is."""
-    if _DEMANGLE is None or not name.startswith("_Z"):
-        return name
-    status = ctypes.c_int()
-    pointer = _DEMANGLE(name.encode(), None, None, ctypes.byref(status))
-    if status.value != 0 or not pointer:
-        return name
-    try:
-        return ctypes.string_at(pointer).decode()
-    finally:
-        _LIBC_FREE(pointer)
-
-
-def short_name(demangled: str) -> str:
-    """The bare function name, as nsys's shortName: no return type, namespace, template or parameters."""
-    depth, cut = 0, len(demangled)
-    for i, char in enumerate(demangled):
-        if char == "<":
-            depth += 1
-        elif char == ">":
-            depth -= 1
-        elif char == "(" and depth == 0 and i > 0:
-            cut = i
-            break
-    head = demangled[:cut]
-    while True:  # drop template arguments, innermost first
-        stripped = re.sub(r"<[^<>]*>", "", head)
-        if stripped == head:
-            break
-        head = stripped
-    return head.split()[-1].split("::")[-1] if head.split() else demangled
+from gapprof.profiler.kernel_names import demangle, short_name
 
 
 # Frequent queries that neither launch work nor synchronise; nsys leaves them out of its CUDA trace, and so does

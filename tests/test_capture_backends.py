@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof.profiler import nsys, trace_schema
-from gapprof.profiler.trace_writer import app_driver_calls, demangle, is_query_call, short_name, write_trace
+from gapprof.profiler.kernel_names import demangle, short_name
+from gapprof.profiler.trace_writer import app_driver_calls, is_query_call, write_trace
 
 
 def test_profile_command_traces_cuda_and_nvtx_only_within_the_profiled_phase(tmp_path):
