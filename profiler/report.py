@@ -40,6 +40,11 @@ def _floor_line(floor: dict) -> str:
             f"{floor['convention']}.")
 
 
+def _token_line(distinct: dict, sessions_a: int, sessions_b: int) -> str:
+    return (f"A {distinct['a']} of {sessions_a} sessions, B {distinct['b']} of {sessions_b}, "
+            f"{distinct['all']} over both arms (1 = bitwise the same greedy decode everywhere)")
+
+
 def ab_headline(result: dict) -> str:
     a, b = result["arms"]["a"], result["arms"]["b"]
     low, high = result["ci95"]
@@ -72,7 +77,8 @@ def ab_markdown(result: dict) -> str:
         f"95% CI {low:.3f}-{high:.3f} ({boot['method']}, {boot['resamples']:,} resamples, seed {boot['seed']}).",
         summary,
         f"Per session: {request['warmup']} warm-up + {request['steps']} measured steps, {request['dtype']}, "
-        f"attn {request['attn']}; {result['timing']}. Tokens identical in every session: {result['tokens_agree']}.",
+        f"attn {request['attn']}; {result['timing']}. Distinct decoded token sequences: "
+        f"{_token_line(result['distinct_token_sequences'], len(arms[0]['sessions']), len(arms[1]['sessions']))}.",
         _floor_line(floor),
         "## Sessions in run order",
         per_session,

@@ -52,7 +52,8 @@ def test_sessions_alternate_and_the_speedup_is_the_ratio_of_mean_medians(two_ses
     low, high = data["ci95"]
     assert low <= data["speedup"] <= high
     assert data["bootstrap"]["resamples"] == 10_000
-    assert data["tokens_agree"]  # eager and static decode the same tokens from the same seeded weights
+    # Eager and static decode the same tokens from the same seeded weights (float32 on the CPU).
+    assert data["distinct_token_sequences"] == {"a": 1, "b": 1, "all": 1}
     assert data["machine"]["gpu_name"] == "cpu"
     assert "progress" not in result.stdout and "session 4/4: arm B (static)" in result.stderr
 
