@@ -6,10 +6,8 @@ A capture session runs in a child process under `ncu`; only kernels launched ins
 and a JSON of the session's metadata beside it; the .ncu-rep itself is deleted unless asked for.
 """
 import dataclasses
-import glob
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pathlib import Path
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler.decode import STEP_DOMAIN, STEP_MESSAGE
+from gapprof.profiler.tool_lookup import find_tool
 
 NCU_GLOBS = ["/opt/nvidia/nsight-compute/*/ncu", "/usr/local/cuda*/bin/ncu"]
 METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum")
@@ -28,20 +27,7 @@ STEP_FILTER = f"{STEP_DOMAIN}@{STEP_MESSAGE}/"
 
 def find_ncu() -> str:
     """GAPPROF_NCU, then PATH, then the usual install folders."""
-    configured = os.environ.get("GAPPROF_NCU")
-    if configured:
-        if not os.access(configured, os.X_OK):
-            raise GapprofError(f"GAPPROF_NCU={configured} is not an executable ncu")
-        return configured
-    on_path = shutil.which("ncu")
-    if on_path:
-        return on_path
-    for pattern in NCU_GLOBS:
-        found = sorted(glob.glob(pattern))
-        if found:
-            return found[-1]
-    raise GapprofError("ncu not found: set GAPPROF_NCU, put ncu on PATH, or install Nsight Compute "
-                       f"(looked in {', '.join(NCU_GLOBS)})")
+    return find_tool("ncu", "GAPPROF_NCU", NCU_GLOBS, "Nsight Compute")
 
 
 def profile_command(ncu: str, report_base: Path, request_path: Path, meta_path: Path, launch_count: int,

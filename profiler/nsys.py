@@ -1,9 +1,6 @@
 """The Nsight Systems backend: run a capture session under `nsys profile`, then `nsys export --type sqlite`."""
 import dataclasses
-import glob
 import json
-import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +8,7 @@ from pathlib import Path
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
+from gapprof.profiler.tool_lookup import find_tool
 from gapprof.profiler.trace_schema import write_meta
 
 # Nsight Systems installs itself under versioned folders; Nsight Compute bundles a copy too.
@@ -23,20 +21,7 @@ NSYS_GLOBS = [
 
 def find_nsys() -> str:
     """GAPPROF_NSYS, then PATH, then the usual install folders."""
-    configured = os.environ.get("GAPPROF_NSYS")
-    if configured:
-        if not os.access(configured, os.X_OK):
-            raise GapprofError(f"GAPPROF_NSYS={configured} is not an executable nsys")
-        return configured
-    on_path = shutil.which("nsys")
-    if on_path:
-        return on_path
-    for pattern in NSYS_GLOBS:
-        found = sorted(glob.glob(pattern))
-        if found:
-            return found[-1]
-    raise GapprofError("nsys not found: set GAPPROF_NSYS, put nsys on PATH, or install Nsight Systems "
-                       f"(looked in {', '.join(NSYS_GLOBS)}); or use --backend cupti")
+    return find_tool("nsys", "GAPPROF_NSYS", NSYS_GLOBS, "Nsight Systems", "; or use --backend cupti")
 
 
 def profile_command(nsys: str, report_base: Path, request_path: Path, meta_path: Path) -> list[str]:
