@@ -6,6 +6,7 @@ import click
 
 from gapprof.analysis import render, steps
 from gapprof.analysis.pipeline import Options, analyze
+from gapprof.log import progress
 from gapprof.profiler.models import DTYPE_BYTES
 
 TABLES = ("summary", "facts", "classes", "kernels", "api", "steps")
@@ -54,7 +55,6 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
               top, by, reference, fmt, output):
     """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
     and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns."""
-    progress = lambda message: click.echo(message, err=True)  # noqa: E731
     options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
                       count_embedding=count_embedding, full_names=full_names)
     result = analyze(trace, options, progress)
@@ -74,9 +74,4 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
             progress(note)
         sections = [("summary", result.terms), *module_sections]
         result.notes.extend(module_notes)
-    document = render.render(sections, fmt, result.notes)
-    if output is None:
-        click.echo(document, nl=False)
-    else:
-        output.write_text(document)
-        progress(f"wrote {output}")
+    render.emit(render.render(sections, fmt, result.notes), output)

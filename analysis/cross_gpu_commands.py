@@ -8,6 +8,7 @@ import polars as pl
 from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, render, steps, study
 from gapprof.analysis.pipeline import Options
 from gapprof.errors import GapprofError
+from gapprof.log import progress
 from gapprof.profiler import gpus
 
 TRACE = click.Path(path_type=Path, dir_okay=False)
@@ -58,10 +59,6 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
-def _progress(message: str) -> None:
-    click.echo(message, err=True)
-
-
 def _emit(columns, notes, fmt, output, plot_path) -> None:
     """The column table, one explanation per column against the first, and the plot if asked for."""
     sections = [("compare", compare_mod.table(columns))]
@@ -72,17 +69,13 @@ def _emit(columns, notes, fmt, output, plot_path) -> None:
     document = render.render(sections, fmt, notes)
     if fmt in ("table", "markdown") and notes:
         document += "\n" + "\n".join(notes) + "\n"
-    if output is None:
-        click.echo(document, nl=False)
-    else:
-        output.write_text(document)
-        _progress(f"wrote {output}")
+    render.emit(document, output)
     if plot_path is not None:
-        _progress(f"wrote {plots.anatomy(columns, plot_path)}")
+        progress(f"wrote {plots.anatomy(columns, plot_path)}")
 
 
 def _load(paths, range_pattern, skip, count_embedding) -> list[study.Loaded]:
-    _progress(f"analyzing {', '.join(map(str, paths))}")
+    progress(f"analyzing {', '.join(map(str, paths))}")
     return study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
 
 
@@ -156,7 +149,7 @@ def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_e
         path = plots.fraction([study.measured_column(x) for x in loaded], projected, output)
     else:
         path = plots.timeline(_timeline_panels(loaded[0], specs, knobs, step_index), output)
-    _progress(f"wrote {path}")
+    progress(f"wrote {path}")
 
 
 def _timeline_panels(loaded: study.Loaded, specs, knobs, step_index: int) -> list:

@@ -8,6 +8,7 @@ from gapprof.analysis import modules, ncu, render
 from gapprof.analysis.floor import load_spec
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.errors import GapprofError
+from gapprof.log import progress
 from gapprof.profiler import gpus, models
 
 
@@ -34,7 +35,6 @@ def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:
 def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
     """Measured DRAM bytes, achieved bandwidth and DRAM time at peak per kernel and class from CSV_PATH
     (`gapprof ncu` output); kernel time = DRAM time at peak + the rest."""
-    progress = lambda message: click.echo(message, err=True)  # noqa: E731
     meta = ncu.read_sidecar(csv_path)
     rows = ncu.read_ncu_csv(csv_path)
     peak, peak_label = _peak(gpu, meta)
@@ -70,9 +70,4 @@ def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
                          "those kernels are left out of the module table")
     for note in notes:
         progress(note)
-    document = render.render(sections, fmt, notes)
-    if output is None:
-        click.echo(document, nl=False)
-    else:
-        output.write_text(document)
-        progress(f"wrote {output}")
+    render.emit(render.render(sections, fmt, notes), output)

@@ -2,8 +2,12 @@
 CSV and JSON carry full precision."""
 import json
 import math
+from pathlib import Path
 
+import click
 import polars as pl
+
+from gapprof.log import progress
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -67,3 +71,12 @@ def render(sections: list[Section], fmt: str, notes: list[str]) -> str:
         return json.dumps(doc, indent=2) + "\n"
     block = {"table": _aligned, "markdown": _markdown, "csv": _csv}[fmt]
     return "\n\n".join(block(title, content) for title, content in sections) + "\n"
+
+
+def emit(document: str, output: Path | None) -> None:
+    """Data to stdout, or to -o FILE (said on stderr)."""
+    if output is None:
+        click.echo(document, nl=False)
+    else:
+        output.write_text(document)
+        progress(f"wrote {output}")
