@@ -3,8 +3,6 @@
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
 columns without building a Python object per value; small tables go through sqlite3.
 """
-import os
-import shutil
 import sqlite3
 import subprocess
 from dataclasses import dataclass
@@ -15,6 +13,7 @@ import polars as pl
 
 from gapprof.errors import GapprofError
 from gapprof.profiler import trace_schema as ts
+from gapprof.profiler.nsys import export_command, find_nsys
 
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
@@ -37,8 +36,6 @@ GPU_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "deviceId": pl.Int64, "streamI
               "correlationId": pl.Int64, "globalPid": pl.Int64, "kind": pl.Enum(GPU_KINDS),
               "shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64}
 
-NSYS_ENV = "GAPPROF_NSYS"
-
 
 @dataclass(frozen=True)
 class Trace:
@@ -57,14 +54,14 @@ def sqlite_for(path: Path) -> Path:
     target = path.with_suffix(".sqlite")
     if target.exists():
         return target
-    nsys = os.environ.get(NSYS_ENV) or shutil.which("nsys")
-    if not nsys:
+    try:
+        nsys = find_nsys()
+    except GapprofError:
         raise GapprofError(
             f"{path}: no {target.name} beside it and no nsys here to export it; run "
             f"`nsys export --type sqlite --output {target} {path}` where Nsight Systems is installed "
-            f"and put the .sqlite beside the .nsys-rep, or set {NSYS_ENV} to the nsys executable")
-    result = subprocess.run([nsys, "export", "--type", "sqlite", "--output", str(target), str(path)],
-                            capture_output=True, text=True)
+            f"and put the .sqlite beside the .nsys-rep, or set GAPPROF_NSYS to the nsys executable") from None
+    result = subprocess.run(export_command(nsys, path, target), capture_output=True, text=True)
     if result.returncode != 0 or not target.exists():
         last = (result.stderr or result.stdout).strip().splitlines()
         raise GapprofError(f"{path}: `{nsys} export --type sqlite` failed: {last[-1] if last else result.returncode}")

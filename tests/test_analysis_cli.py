@@ -153,8 +153,8 @@ def test_nsys_rep_exported_with_gapprof_nsys(tmp_path, trace):
     rep = tmp_path / "fresh.nsys-rep"
     rep.write_bytes(b"rep")
     fake = tmp_path / "nsys"
-    # Stands in for `nsys export --type sqlite --output OUT REP`: copies a ready trace to OUT.
-    fake.write_text(f"#!/bin/sh\ncp {trace} \"$5\"\n")
+    # Stands in for `nsys export --type sqlite --force-overwrite=true -o OUT REP`: copies a ready trace to OUT.
+    fake.write_text(f"#!/bin/sh\ncp {trace} \"$6\"\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     result = run(rep, "--format", "json", env={"GAPPROF_NSYS": str(fake)})
     assert result.exit_code == 0, result.output
