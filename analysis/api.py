@@ -3,6 +3,8 @@ import re
 
 import polars as pl
 
+from gapprof.profiler.trace_schema import api_name
+
 CATEGORIES = [
     ("graph launch", r"GraphLaunch"),
     ("launch", r"Launch"),
@@ -15,14 +17,6 @@ CATEGORIES = [
     ("graph", r"Graph"),
 ]
 _COMPILED = [(category, re.compile(pattern)) for category, pattern in CATEGORIES]
-_VERSION = re.compile(r"_v\d+$")
-
-
-def display_name(name: str) -> str:
-    """Runtime API names carry a version suffix in the export (cudaLaunchKernel_v7000)."""
-    return _VERSION.sub("", name)
-
-
 def category(name: str) -> str:
     for cat, pattern in _COMPILED:
         if pattern.search(name):
@@ -34,7 +28,7 @@ def named_calls(calls: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:
     """calls with their API `name` (version suffix dropped) and `category`, resolved once per distinct name."""
     ids = calls["nameId"].unique().to_list()
     known = dict(zip(*strings.filter(pl.col("id").is_in(ids)).select("id", "value").to_dict().values()))
-    names = [display_name(known.get(i, f"<string {i}>")) for i in ids]
+    names = [api_name(known.get(i, f"<string {i}>")) for i in ids]
     lookup = pl.DataFrame({"nameId": ids, "name": names, "category": [category(n) for n in names]},
                           schema={"nameId": pl.Int64, "name": pl.String, "category": pl.String})
     return calls.join(lookup, on="nameId", how="left")

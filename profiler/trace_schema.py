@@ -6,6 +6,7 @@ timestamps are integer ns; kernel names are StringIds ids; globalTid = (pid << 2
 for the host, and globalPid is globalTid with the tid bits cleared.
 """
 import json
+import re
 import sqlite3
 
 META_TABLE = "GAPPROF_META"
@@ -53,6 +54,14 @@ TABLES = {
     ),
     META_TABLE: "key TEXT NOT NULL PRIMARY KEY, value TEXT NOT NULL",
 }
+
+
+_API_VERSION = re.compile(r"_v\d+$")
+
+
+def api_name(name: str) -> str:
+    """A CUDA API name without the version suffix the export gives runtime calls (cudaLaunchKernel_v7000)."""
+    return _API_VERSION.sub("", name)
 
 
 def create_tables(conn: sqlite3.Connection, tables=TABLES) -> None:

@@ -2,7 +2,6 @@
 CUPTI traces and nsys exports alike. Pure Python: records come in as dicts with plain values."""
 import bisect
 import os
-import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -21,7 +20,7 @@ QUERY_CALLS = frozenset({
 
 
 def is_query_call(name: str) -> bool:
-    return re.sub(r"_v\d+$", "", name) in QUERY_CALLS
+    return schema.api_name(name) in QUERY_CALLS
 
 
 def app_driver_calls(driver_calls, runtime_calls):

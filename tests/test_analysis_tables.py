@@ -1,10 +1,11 @@
 """Floor, kernel, API and summary tables through analysis.pipeline on synthetic traces."""
 import pytest
 
-from gapprof.analysis import api, kernels
+from gapprof.analysis import kernels
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.profiler import models
+from gapprof.profiler.trace_schema import api_name
 from synthetic import TraceBuilder
 from test_analysis_anatomy import basic_step
 
@@ -161,6 +162,6 @@ def test_classify(name, cls):
     assert kernels.classify(name) == cls
 
 
-def test_api_display_name():
-    assert api.display_name("cudaLaunchKernel_v7000") == "cudaLaunchKernel"
-    assert api.display_name("cuLaunchKernelEx") == "cuLaunchKernelEx"
+def test_api_name_drops_the_version_suffix():
+    assert api_name("cudaLaunchKernel_v7000") == "cudaLaunchKernel"
+    assert api_name("cuLaunchKernelEx") == "cuLaunchKernelEx"
