@@ -48,6 +48,17 @@ def load_spec(model: str) -> models.ModelSpec:
     return models.get_spec(model)
 
 
+def resolve_spec(meta: dict, model: str | None) -> models.ModelSpec | None:
+    """--model if given, else the capture's config or model name; None when neither says."""
+    if model is not None:
+        return load_spec(model)
+    if "config" in meta:
+        return models.ModelSpec.from_config(meta.get("model", "model"), meta["config"])
+    if "model" in meta:
+        return models.get_spec(meta["model"])
+    return None
+
+
 def _dtype_bytes(meta: dict, dtype: str | None) -> tuple[int, str]:
     if dtype is not None:
         return models.DTYPE_BYTES[dtype], dtype
@@ -73,13 +84,8 @@ def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_byte
 def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embedding: bool, gpu: str | None,
                 device_name: str | None, device_bytes_per_s: int | None) -> Floor | None:
     """The floor inputs, or None when the trace has no model (no metadata and no --model)."""
-    if model is not None:
-        spec = load_spec(model)
-    elif "config" in meta:
-        spec = models.ModelSpec.from_config(meta.get("model", "model"), meta["config"])
-    elif "model" in meta:
-        spec = models.get_spec(meta["model"])
-    else:
+    spec = resolve_spec(meta, model)
+    if spec is None:
         return None
     found = bandwidths(meta, gpu, device_name, device_bytes_per_s)
     if not found:

@@ -5,7 +5,7 @@ import click
 import polars as pl
 
 from gapprof.analysis import modules, ncu, render
-from gapprof.analysis.floor import load_spec
+from gapprof.analysis.floor import resolve_spec
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.log import progress
@@ -48,9 +48,7 @@ def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
         labelled, ref_modules = modules.labelled_by_time(ref)
         if ref_modules.is_empty():
             raise GapprofError(f"--reference {reference}: no `module:` ranges in its steps (capture it with --modules)")
-        spec = load_spec(model) if model else (
-            models.ModelSpec.from_config(meta.get("model", "model"), meta["config"]) if "config" in meta
-            else ref.floor.spec if ref.floor else None)
+        spec = resolve_spec(meta, model) or (ref.floor.spec if ref.floor else None)
         context = ctx if ctx is not None else meta.get("ctx")
         if spec is None or context is None:
             raise GapprofError("the analytic bytes need a model and a context: pass --model and --ctx")
