@@ -59,10 +59,8 @@ def validate(request: CaptureRequest) -> None:
                            f"{request.runtime} replay (map its kernels with `attribute --by module --reference`)")
     if request.modules and request.backend == "cupti":
         raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
-    spec = get_spec(request.model) if not request.weights else None
-    if spec is not None and max_len(request) > spec.max_positions:
-        raise GapprofError(f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
-                           f"positions; {request.model} has {spec.max_positions}")
+    if not request.weights:  # a checkpoint's positions are known once its config is read (start_decode)
+        check_positions(request, get_spec(request.model).max_positions, request.model)
 
 
 def decode_steps(request: CaptureRequest) -> int:
@@ -78,6 +76,12 @@ def max_len(request: CaptureRequest) -> int:
     return request.ctx + decode_steps(request) + 1
 
 
+def check_positions(request: CaptureRequest, max_positions: int, owner: str) -> None:
+    if max_len(request) > max_positions:
+        raise GapprofError(f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
+                           f"positions; {owner} has {max_positions}")
+
+
 class NoCollector:
     """Collects nothing (unprofiled runs and tests)."""
 
@@ -90,9 +94,7 @@ class NoCollector:
 
 def start_decode(request: CaptureRequest, model, config):
     """The request's runtime over `model`, prefilled with its seeded random prompt; returns it and the first token."""
-    if max_len(request) > config.max_position_embeddings:
-        raise GapprofError(f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
-                           f"positions; the checkpoint has {config.max_position_embeddings}")
+    check_positions(request, config.max_position_embeddings, "the checkpoint")
     runtime = make_runtime(request.runtime, model, max_len(request))
     generator = torch.Generator().manual_seed(request.seed)
     prompt = torch.randint(0, config.vocab_size, (1, request.ctx), generator=generator).to(request.device)
