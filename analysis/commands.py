@@ -7,6 +7,7 @@ import click
 from gapprof.analysis import render, steps
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.log import progress
+from gapprof.profiler import cli_options as options
 from gapprof.profiler.models import DTYPE_BYTES
 
 TABLES = ("summary", "facts", "classes", "kernels", "api", "steps")
@@ -35,8 +36,7 @@ def _tables(value: str) -> list[str]:
               help="Weight and KV dtype for the floor [default: the capture's, else bfloat16].")
 @click.option("--gpu", default=None, help="GPU for the datasheet bandwidth (a key, alias or device name) "
                                           "[default: the trace's device].")
-@click.option("--count-embedding", is_flag=True,
-              help="Count the whole token-embedding table in the floor bytes (the study's convention).")
+@options.COUNT_EMBEDDING
 @click.option("--per-step", is_flag=True, help="Add the per-step table (times in integer ns).")
 @click.option("--full-names", is_flag=True, help="Full demangled kernel names instead of short names.")
 @click.option("--tables", "tables", default=DEFAULT_TABLES, show_default=True, callback=lambda c, p, v: _tables(v),

@@ -9,15 +9,14 @@ from gapprof.analysis import anatomy, compare as compare_mod, plots, project as 
 from gapprof.analysis.pipeline import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler import gpus
+from gapprof.profiler import cli_options as options, gpus
 
 TRACE = click.Path(path_type=Path, dir_okay=False)
 OUT = click.Path(path_type=Path, dir_okay=False)
 
 
 def _trace_options(f):
-    f = click.option("--count-embedding", is_flag=True,
-                     help="Count the whole token-embedding table in the floor bytes (the study's convention).")(f)
+    f = options.COUNT_EMBEDDING(f)
     f = click.option("--skip", type=click.IntRange(min=0), default=None,
                      help="Warm-up steps to skip per thread [default: the capture's warm-up].")(f)
     return click.option("--range", "range_pattern", default=steps.DEFAULT_RANGE, show_default=True,

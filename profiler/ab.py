@@ -15,8 +15,7 @@ import click
 from gapprof.analysis.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler import cells, report
-from gapprof.profiler.models import DTYPE_BYTES, known_models
+from gapprof.profiler import cells, cli_options as options, report
 from gapprof.profiler.runtimes import RUNTIMES
 
 SESSION_FIELDS = ("first_token", "tokens", "step_ms", "copy_bandwidth_gbps")
@@ -76,8 +75,8 @@ def run_ab(request_a, request_b, sessions: int) -> tuple[list[dict], list[dict]]
 
 
 @click.command()
-@click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
-@click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
+@options.MODEL
+@options.CTX
 @click.option("--a", "runtime_a", type=click.Choice(RUNTIMES), default="eager", show_default=True,
               help="Runtime of arm A (the baseline).")
 @click.option("--b", "runtime_b", type=click.Choice(RUNTIMES), default="graphs", show_default=True,
@@ -88,13 +87,12 @@ def run_ab(request_a, request_b, sessions: int) -> tuple[list[dict], list[dict]]
               help="Measured decode steps per session.")
 @click.option("--warmup", type=click.IntRange(min=0), default=8, show_default=True,
               help="Warm-up decode steps per session, before the measured ones.")
-@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
-@click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
-@click.option("--weights", type=click.Path(file_okay=False), help="Local Hugging Face checkpoint (default: random).")
+@options.DTYPE
+@options.ATTN
+@options.WEIGHTS
 @click.option("--seed", default=0, show_default=True, help="Weights and prompt seed (the same in every session).")
-@click.option("--device", default="cuda", show_default=True, help="torch device of the sessions (cpu for tests).")
-@click.option("--count-embedding", is_flag=True,
-              help="Count the whole token-embedding table in the floor bytes (the study's convention).")
+@options.DEVICE
+@options.COUNT_EMBEDDING
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for ab.json and ab.md [default: results/<gpu>].")
 def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, device,
@@ -103,10 +101,7 @@ def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, w
 
     Example: gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
     """
-    try:
-        import torch
-    except ImportError:
-        raise GapprofError("ab needs torch and transformers: pip install 'gapprof[capture]'") from None
+    torch = options.import_torch("ab")
     from gapprof.profiler.session import CaptureRequest, validate
 
     if device.startswith("cuda") and not torch.cuda.is_available():

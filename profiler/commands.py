@@ -7,6 +7,7 @@ import click
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
+from gapprof.profiler import cli_options as options
 from gapprof.profiler.models import DTYPE_BYTES, get_spec, known_models
 from gapprof.profiler.runtimes import RUNTIMES
 
@@ -29,15 +30,15 @@ def _kernels_per_step(sqlite_path: Path, traced_steps: int) -> float:
 
 
 @click.command()
-@click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
-@click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
+@options.MODEL
+@options.CTX
 @click.option("--steps", default=20, show_default=True, help="Measured decode steps.")
 @click.option("--warmup", default=4, show_default=True, help="Warm-up decode steps before the measured ones.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="eager", show_default=True)
 @click.option("--backend", type=click.Choice(["nsys", "cupti"]), default="nsys", show_default=True)
-@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
-@click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
-@click.option("--weights", type=click.Path(file_okay=False), help="Local Hugging Face checkpoint (default: random).")
+@options.DTYPE
+@options.ATTN
+@options.WEIGHTS
 @click.option("--seed", default=0, show_default=True)
 @click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
                                               "runtimes), and an extra unprofiled pass that times their cost.")
@@ -45,10 +46,7 @@ def _kernels_per_step(sqlite_path: Path, traced_steps: int) -> float:
               help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or .sqlite for cupti).")
 def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, modules, output):
     """Run batch-1 decode with every step in an NVTX range and write a trace."""
-    try:
-        import torch
-    except ImportError:
-        raise GapprofError("capture needs torch and transformers: pip install 'gapprof[capture]'") from None
+    torch = options.import_torch("capture")
     from gapprof.profiler.session import CaptureRequest, summary_line, validate
 
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
@@ -81,14 +79,14 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
 
 
 @click.command()
-@click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
-@click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
+@options.MODEL
+@options.CTX
 @click.option("--steps", default=2, show_default=True, help="Decode steps of the profiled pass after warm-up.")
 @click.option("--warmup", default=4, show_default=True, help="Warm-up decode steps before them.")
 @click.option("--runtime", type=click.Choice(["eager", "static", "graphs"]), default="eager", show_default=True)
-@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
-@click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
-@click.option("--weights", type=click.Path(file_okay=False), help="Local Hugging Face checkpoint (default: random).")
+@options.DTYPE
+@options.ATTN
+@options.WEIGHTS
 @click.option("--seed", default=0, show_default=True)
 @click.option("--launch-count", type=click.IntRange(min=1), default=1400, show_default=True,
               help="Kernels to profile, from the first decode step of the profiled pass (warm-up steps included: "
@@ -100,10 +98,7 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
 def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_count, timeout_s, keep_report,
         output):
     """Nsight Compute DRAM bytes and duration of every kernel of a few decode steps (`gapprof ncu-report`)."""
-    try:
-        import torch
-    except ImportError:
-        raise GapprofError("ncu needs torch and transformers: pip install 'gapprof[capture]'") from None
+    torch = options.import_torch("ncu")
     from gapprof.profiler.ncu import run_ncu
     from gapprof.profiler.session import CaptureRequest, validate
 

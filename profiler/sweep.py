@@ -18,8 +18,8 @@ import numpy as np
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler import cells, report
-from gapprof.profiler.models import DTYPE_BYTES, get_spec
+from gapprof.profiler import cells, cli_options as options, report
+from gapprof.profiler.models import get_spec
 from gapprof.profiler.runtimes import RUNTIMES
 
 
@@ -127,12 +127,11 @@ def profile_rows(rows: list[dict], out: Path, backend: str, dtype: str, attn: st
               help="Measured decode steps per cell.")
 @click.option("--warmup", type=click.IntRange(min=0), default=4, show_default=True,
               help="Warm-up decode steps per cell, before the measured ones.")
-@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
-@click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
+@options.DTYPE
+@options.ATTN
 @click.option("--seed", default=0, show_default=True, help="Weights and prompt seed.")
-@click.option("--device", default="cuda", show_default=True, help="torch device of the sessions (cpu for tests).")
-@click.option("--count-embedding", is_flag=True,
-              help="Count the whole token-embedding table in the floor bytes (the study's convention).")
+@options.DEVICE
+@options.COUNT_EMBEDDING
 @click.option("--profile", is_flag=True,
               help="Also capture a trace per timed cell (into OUT/traces); `gapprof sweep-attribute OUT` then adds "
                    "the anatomy terms, on any machine with polars.")
@@ -147,10 +146,7 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, 
     Example: gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384
     --runtime eager,graphs
     """
-    try:
-        import torch
-    except ImportError:
-        raise GapprofError("sweep needs torch and transformers: pip install 'gapprof[capture]'") from None
+    torch = options.import_torch("sweep")
     from gapprof.profiler.session import CaptureRequest
 
     if device.startswith("cuda") and not torch.cuda.is_available():
