@@ -16,7 +16,7 @@ from gapprof.analysis.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import cells, cli_options as options, report
-from gapprof.profiler.runtimes import RUNTIMES
+from gapprof.profiler.runtime_names import RUNTIMES
 
 SESSION_FIELDS = ("first_token", "tokens", "step_ms", "copy_bandwidth_gbps")
 

@@ -9,7 +9,7 @@ from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import cli_options as options
 from gapprof.profiler.models import DTYPE_BYTES, get_spec, known_models
-from gapprof.profiler.runtimes import RUNTIMES
+from gapprof.profiler.runtime_names import RUNTIMES
 
 
 @click.command()

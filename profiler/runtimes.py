@@ -13,11 +13,7 @@ import inspect
 import torch
 
 from gapprof.errors import GapprofError
-
-RUNTIMES = ("eager", "static", "graphs", "compile")
-# CUDA graph capture and cudagraph trees need eager iterations first (lazy init, cuBLAS workspaces).
-EAGER_STEPS_BEFORE_CAPTURE = 2
-MIN_WARMUP = {"eager": 0, "static": 0, "graphs": EAGER_STEPS_BEFORE_CAPTURE + 1, "compile": 3}
+from gapprof.profiler.runtime_names import EAGER_STEPS_BEFORE_CAPTURE, RUNTIMES
 
 
 def _forward_kwargs(model) -> tuple[str, bool]:

@@ -24,7 +24,8 @@ from gapprof.log import progress
 from gapprof.profiler.build import build_model
 from gapprof.profiler.decode import STEP_DOMAIN, STEP_MESSAGE, NoRanges, run_steps, step_ms
 from gapprof.profiler.models import DTYPE_BYTES, get_spec, load_config
-from gapprof.profiler.runtimes import MIN_WARMUP, RUNTIMES, make_runtime
+from gapprof.profiler.runtime_names import MIN_WARMUP, RUNTIMES
+from gapprof.profiler.runtimes import make_runtime
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import cells, cli_options as options, report
 from gapprof.profiler.models import get_spec
-from gapprof.profiler.runtimes import RUNTIMES
+from gapprof.profiler.runtime_names import RUNTIMES
 
 
 def _names(value: str) -> list[str]:

@@ -1,5 +1,6 @@
 """The nsys command line, nsys discovery, the CUPTI trace writer against the loader, and capture's CLI errors."""
 import sqlite3
+import sys
 import stat
 from pathlib import Path
 
@@ -143,3 +144,14 @@ def test_models_lists_parameter_bytes():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0
     assert "qwen2.5-7b" in result.output and "15,231,233,024" in result.output
+
+
+@pytest.mark.parametrize("command", ["capture", "ncu", "ab", "sweep"])
+def test_session_commands_without_torch_say_what_to_install(monkeypatch, command):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError, as on an analysis-only install
+    for module in ("commands", "ab", "sweep", "session", "runtimes"):  # imported afresh, as in a new process
+        monkeypatch.delitem(sys.modules, f"gapprof.profiler.{module}", raising=False)
+    result = CliRunner().invoke(main, [command])
+    assert result.exit_code == 1
+    assert "needs torch and transformers: pip install 'gapprof[capture]'" in result.output
+    assert "Traceback" not in result.output
