@@ -7,6 +7,7 @@ import os
 import threading
 
 from gapprof.errors import GapprofError
+from gapprof.profiler.trace_schema import global_pid, global_tid
 
 # One buffer large enough for a whole profiled phase: a buffer completing mid-run would run the Python callback
 # on CUPTI's thread and stall the decode loop on the GIL for the time it takes to copy ~100k records.
@@ -30,31 +31,29 @@ class CuptiCollector:
         self.pid = os.getpid()
         self.clock = self.cupti.get_timestamp
 
+    def _gpu_op(self, a) -> dict:
+        """The columns kernels, memcpys and memsets share."""
+        return {"start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
+                "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": global_pid(self.pid),
+                "graphNodeId": a.graph_node_id or None}
+
     def _on_buffer(self, activities) -> None:
         # Runs on CUPTI's thread; copy out plain values, the records do not outlive the buffer.
         cupti, kind = self.cupti, self.cupti.ActivityKind
         for a in activities:
             if a.kind == kind.CONCURRENT_KERNEL:
-                self.kernels.append({
-                    "start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
-                    "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": self.pid << 24,
-                    "name": a.name, "gridX": a.grid_x, "gridY": a.grid_y, "gridZ": a.grid_z,
-                    "blockX": a.block_x, "blockY": a.block_y, "blockZ": a.block_z, "graphNodeId": a.graph_node_id or None})
+                self.kernels.append({**self._gpu_op(a), "name": a.name, "gridX": a.grid_x, "gridY": a.grid_y,
+                                     "gridZ": a.grid_z, "blockX": a.block_x, "blockY": a.block_y,
+                                     "blockZ": a.block_z})
             elif a.kind == kind.MEMCPY:
-                self.memcpys.append({
-                    "start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
-                    "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": self.pid << 24,
-                    "bytes": a.bytes, "copyKind": a.copy_kind, "srcKind": a.src_kind, "dstKind": a.dst_kind,
-                    "graphNodeId": a.graph_node_id or None})
+                self.memcpys.append({**self._gpu_op(a), "bytes": a.bytes, "copyKind": a.copy_kind,
+                                     "srcKind": a.src_kind, "dstKind": a.dst_kind})
             elif a.kind == kind.MEMSET:
-                self.memsets.append({
-                    "start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
-                    "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": self.pid << 24,
-                    "value": a.value, "bytes": a.bytes, "graphNodeId": a.graph_node_id or None,
-                    "memKind": a.memory_kind})
+                self.memsets.append({**self._gpu_op(a), "value": a.value, "bytes": a.bytes,
+                                     "memKind": a.memory_kind})
             elif a.kind in (kind.RUNTIME, kind.DRIVER):
                 domain = cupti.CallbackDomain.RUNTIME_API if a.kind == kind.RUNTIME else cupti.CallbackDomain.DRIVER_API
-                call = {"start": a.start, "end": a.end, "globalTid": (a.process_id << 24) | (a.thread_id & 0xFFFFFF),
+                call = {"start": a.start, "end": a.end, "globalTid": global_tid(a.process_id, a.thread_id),
                         "correlationId": a.correlation_id, "name": cupti.get_callback_name(domain, a.cbid),
                         "returnValue": a.return_value}
                 (self.runtime_calls if a.kind == kind.RUNTIME else self.driver_calls).append(call)

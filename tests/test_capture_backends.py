@@ -155,3 +155,43 @@ def test_session_commands_without_torch_say_what_to_install(monkeypatch, command
     assert result.exit_code == 1
     assert "needs torch and transformers: pip install 'gapprof[capture]'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cupti_records_become_trace_rows(monkeypatch):
+    import enum
+    import types
+
+    from gapprof.profiler.cupti_backend import CuptiCollector
+
+    # A stand-in for cupti-python's module: just the names the collector's buffer callback reads.
+    kinds = enum.IntEnum("ActivityKind", "CONCURRENT_KERNEL MEMCPY MEMSET RUNTIME DRIVER")
+    domains = enum.IntEnum("CallbackDomain", "RUNTIME_API DRIVER_API")
+    fake = types.SimpleNamespace(ActivityKind=kinds, CallbackDomain=domains, get_timestamp=lambda: 0,
+                                 get_callback_name=lambda domain, cbid: f"{domain.name}:{cbid}")
+    monkeypatch.setitem(sys.modules, "cupti", types.SimpleNamespace(cupti=fake))
+    gpu = dict(start=10, end=20, device_id=0, context_id=1, stream_id=7, correlation_id=5, graph_node_id=0)
+    records = [
+        types.SimpleNamespace(kind=kinds.CONCURRENT_KERNEL, name="_Z4gemvv", grid_x=1, grid_y=2, grid_z=3,
+                              block_x=4, block_y=5, block_z=6, **gpu),
+        types.SimpleNamespace(kind=kinds.MEMCPY, bytes=8, copy_kind=2, src_kind=3, dst_kind=1,
+                              **{**gpu, "graph_node_id": 9}),
+        types.SimpleNamespace(kind=kinds.MEMSET, value=0, bytes=16, memory_kind=3, **gpu),
+        types.SimpleNamespace(kind=kinds.RUNTIME, start=1, end=2, process_id=PID, thread_id=TID, correlation_id=5,
+                              cbid=211, return_value=0),
+        types.SimpleNamespace(kind=kinds.DRIVER, start=3, end=4, process_id=PID, thread_id=TID, correlation_id=6,
+                              cbid=307, return_value=0),
+    ]
+    collector = CuptiCollector()
+    collector.pid = PID
+    collector._on_buffer(records)
+    common = {"start": 10, "end": 20, "deviceId": 0, "contextId": 1, "streamId": 7, "correlationId": 5,
+              "globalPid": trace_schema.global_pid(PID)}
+    assert collector.kernels == [{**common, "graphNodeId": None, "name": "_Z4gemvv", "gridX": 1, "gridY": 2,
+                                  "gridZ": 3, "blockX": 4, "blockY": 5, "blockZ": 6}]
+    assert collector.memcpys == [{**common, "graphNodeId": 9, "bytes": 8, "copyKind": 2, "srcKind": 3, "dstKind": 1}]
+    assert collector.memsets == [{**common, "graphNodeId": None, "value": 0, "bytes": 16, "memKind": 3}]
+    thread = trace_schema.global_tid(PID, TID)
+    assert collector.runtime_calls == [{"start": 1, "end": 2, "globalTid": thread, "correlationId": 5,
+                                        "name": "RUNTIME_API:211", "returnValue": 0}]
+    assert collector.driver_calls == [{"start": 3, "end": 4, "globalTid": thread, "correlationId": 6,
+                                       "name": "DRIVER_API:307", "returnValue": 0}]
