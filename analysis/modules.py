@@ -35,15 +35,10 @@ def module_bytes(spec: ModelSpec, dtype_bytes: int, count_embedding: bool = Fals
 
     Matches profiler.models.step_bytes: summed over layers and model-level kinds they give its total.
     """
-    q_out, kv_out = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
-    bias = 1 if spec.qkv_bias else 0
     params = {
+        **spec.layer_module_params(),
         "embed": spec.embedding_params() if count_embedding else spec.hidden,
-        "input_norm": spec.hidden, "post_attention_norm": spec.hidden, "final_norm": spec.hidden,
-        "q_proj": (spec.hidden + bias) * q_out, "k_proj": (spec.hidden + bias) * kv_out,
-        "v_proj": (spec.hidden + bias) * kv_out, "o_proj": q_out * spec.hidden,
-        "gate_proj": spec.hidden * spec.intermediate, "up_proj": spec.hidden * spec.intermediate,
-        "down_proj": spec.intermediate * spec.hidden,
+        "final_norm": spec.hidden,
         # A tied lm_head still reads the whole table; step_bytes counts it once, as the lm_head.
         "lm_head": spec.vocab * spec.hidden,
     }

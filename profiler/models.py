@@ -77,15 +77,21 @@ class ModelSpec:
             tied_embeddings=config.get("tie_word_embeddings", False),
         )
 
-    def layer_params(self) -> int:
+    def layer_module_params(self) -> dict[str, int]:
+        """Parameters of each module of one decoder layer, by the module kinds `capture --modules` names."""
         q_out = self.heads * self.head_dim
         kv_out = self.kv_heads * self.head_dim
-        attn = self.hidden * (q_out + 2 * kv_out) + q_out * self.hidden
-        if self.qkv_bias:
-            attn += q_out + 2 * kv_out
-        mlp = 3 * self.hidden * self.intermediate
-        norms = 2 * self.hidden
-        return attn + mlp + norms
+        bias = 1 if self.qkv_bias else 0
+        return {
+            "input_norm": self.hidden, "post_attention_norm": self.hidden,
+            "q_proj": (self.hidden + bias) * q_out, "k_proj": (self.hidden + bias) * kv_out,
+            "v_proj": (self.hidden + bias) * kv_out, "o_proj": q_out * self.hidden,
+            "gate_proj": self.hidden * self.intermediate, "up_proj": self.hidden * self.intermediate,
+            "down_proj": self.intermediate * self.hidden,
+        }
+
+    def layer_params(self) -> int:
+        return sum(self.layer_module_params().values())
 
     def embedding_params(self) -> int:
         return self.vocab * self.hidden
