@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from gapprof.analysis.summary import cpu_us_per_launch
 from gapprof.errors import GapprofError
 
 TERMS = ("floor", "excess", "starved", "latency", "head", "tail")
@@ -42,7 +43,7 @@ def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float |
         **{f"{t} ms": ms(t) for t in ("floor", "busy", "excess", "starved", "latency", "head", "tail", "wall")},
         "floor fraction": table["floor"].mean() / table["wall"].mean(),
         "kernels/step": table["kernels"].mean(), "launch calls/step": table["launch_calls"].mean(),
-        "CPU us/launch call": table["launch_cpu"].sum() / launches / 1e3 if launches else None,
+        "CPU us/launch call": cpu_us_per_launch(table),
         "host us/launch": (table["wall"] - table["wait"]).sum() / launches / 1e3 if launches else None,
     }
     return Column(label, values)

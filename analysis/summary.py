@@ -23,6 +23,12 @@ def term_table(measured: pl.DataFrame) -> pl.DataFrame:
                                       "p10_ms": pl.Float64, "p90_ms": pl.Float64, "share_of_wall_pct": pl.Float64})
 
 
+def cpu_us_per_launch(steps: pl.DataFrame) -> float | None:
+    """Mean CPU time of one launch call (launch API durations over the steps' launch calls), µs."""
+    launches = steps["launch_calls"].sum()
+    return steps["launch_cpu"].sum() / launches / 1000 if launches else None
+
+
 def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta: dict) -> dict:
     """Scalar findings, label -> value, in display order."""
     n = measured.height
@@ -40,8 +46,7 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
         "memsets per step": measured["memsets"].mean(),
         "launch calls per step": measured["launch_calls"].mean(),
         "API calls per step": measured["api_calls"].mean(),
-        "CPU us per launch call": (measured["launch_cpu"].sum() / measured["launch_calls"].sum() / 1000
-                                   if measured["launch_calls"].sum() else None),
+        "CPU us per launch call": cpu_us_per_launch(measured),
     }
     if floor is not None:
         out["floor convention"] = floor.convention
