@@ -56,7 +56,8 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame
     """(per-step table, the steps' GPU ops, the steps' API calls with `step`).
 
     steps: from steps.find_steps; calls: API calls of the step threads; gpu: every GPU op of the trace.
-    The ops frame is narrow (op = row of `gpu`, step, start, end, kind, gap, starved): names stay in `gpu`.
+    The ops frame is narrow (op = row of `gpu`, step, start, end, kind, launch_start = when its launching call
+    began, gap, starved): names stay in `gpu`.
     """
     step_calls = assign_calls(steps.lazy(), calls.lazy()).collect().with_row_index("call")
     launchers = (step_calls.lazy().filter(pl.col("correlationId").is_not_null())
@@ -111,8 +112,8 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame
                       spill=(pl.col("unclipped") - pl.col("busy")).fill_null(0))
         .drop("unclipped")
         .sort("step"),
-        pl.concat([swept.select("op", "step", "start", "end", "kind", "gap", "starved"),
-                   lazy.filter(~inside).select("op", "step", "start", "end", "kind",
+        pl.concat([swept.select("op", "step", "start", "end", "kind", "launch_start", "gap", "starved"),
+                   lazy.filter(~inside).select("op", "step", "start", "end", "kind", "launch_start",
                                                gap=pl.lit(0, pl.Int64), starved=pl.lit(False))]),
     ])
     check_identity(table)

@@ -89,17 +89,8 @@ def _innermost(modules: pl.DataFrame) -> pl.DataFrame:
             .unique(["globalTid", "time"], keep="last", maintain_order=True).drop("order").sort("time"))
 
 
-def launched_ops(ops: pl.DataFrame, gpu: pl.DataFrame, calls: pl.DataFrame) -> pl.DataFrame:
-    """ops (from anatomy.attribute) with the start and thread of the API call that launched each."""
-    keyed = ops.hstack(gpu.select("correlationId").gather(ops["op"]))
-    launchers = (calls.filter(pl.col("correlationId").is_not_null())
-                 .sort("source").unique(["step", "correlationId"], keep="first")  # runtime before driver
-                 .select("step", "correlationId", "globalTid", launch_start="start"))
-    return keyed.join(launchers, on=["step", "correlationId"], how="left").drop("correlationId")
-
-
 def label_by_time(ops: pl.DataFrame, modules: pl.DataFrame) -> pl.DataFrame:
-    """ops (with launch_start, globalTid) plus kind and layer of the innermost module range around the launch."""
+    """ops (with launch_start and the step's globalTid, the thread that launched them) plus kind and layer of the innermost module range around the launch."""
     points = _innermost(modules)
     labelled = (ops.sort("launch_start")
                 .join_asof(points, left_on="launch_start", right_on="time", by="globalTid", strategy="backward",
@@ -287,7 +278,7 @@ def labelled_by_time(result) -> tuple[pl.DataFrame, pl.DataFrame]:
     modules = module_ranges(load.read_ranges(result.trace), measured)
     if modules.is_empty():
         return named, modules
-    return label_by_time(launched_ops(named, result.gpu, result.calls), modules), modules
+    return label_by_time(named.join(measured.select("step", "globalTid"), on="step"), modules), modules
 
 
 def by_module(result, reference=None) -> tuple[list, list[str]]:
