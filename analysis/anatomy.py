@@ -17,7 +17,7 @@ Definitions (t0, t1: the range; intervals are the GPU intervals clipped to [t0, 
 """
 import polars as pl
 
-from gapprof.analysis.load import PID_MASK
+from gapprof.analysis.load import GLOBAL_PID
 
 TERMS = ("busy", "starved", "latency", "head", "tail")
 COUNTS = ("kernels", "memcpys", "memsets", "spill_ops", "launch_calls", "launch_cpu", "api_calls", "streams",
@@ -62,7 +62,7 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame
     step_calls = assign_calls(steps.lazy(), calls.lazy()).collect().with_row_index("call")
     launchers = (step_calls.lazy().filter(pl.col("correlationId").is_not_null())
                  .select("call", "step", "correlationId", "source", launch_start="start",
-                         globalPid=pl.col("globalTid") - pl.col("globalTid") % PID_MASK))
+                         globalPid=GLOBAL_PID))
     ranges = steps.lazy().select("step", "t0", "t1")
     ops = (gpu.lazy().select("start", "end", "streamId", "kind", "globalPid", "correlationId").with_row_index("op")
            .join(launchers, on=["globalPid", "correlationId"], how="inner")

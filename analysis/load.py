@@ -24,6 +24,8 @@ NVTX = "NVTX_EVENTS"
 GPU_INFO = "TARGET_INFO_GPU"
 
 PID_MASK = 1 << 24  # globalPid = globalTid with the low 24 (tid) bits cleared
+# The process of a thread, as the GPU tables name it (globalPid), from its globalTid column.
+GLOBAL_PID = pl.col("globalTid") - pl.col("globalTid") % PID_MASK
 
 GPU_KINDS = ("kernel", "memcpy", "memset")
 API_SOURCES = ("runtime", "driver")

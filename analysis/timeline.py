@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from gapprof.analysis import api, kernels
+from gapprof.analysis.load import GLOBAL_PID
 from gapprof.analysis.pipeline import Analysis
 
 DTOD = 8  # CUPTI copyKind of a device-to-device copy, the only copy that stays in DRAM
@@ -44,8 +45,8 @@ def build(analysis: Analysis) -> Timeline:
     gpu_cols = analysis.gpu.select("deviceId", "streamId", "correlationId", "globalPid").gather(analysis.ops["op"])
     ops = kernels.named_ops(analysis.ops.hstack(gpu_cols).filter(pl.col("step").is_in(keep)),
                             analysis.gpu, analysis.strings, False)
-    pid = pl.col("globalTid") - pl.col("globalTid") % (1 << 24)
-    launchers = calls.select("step", "seq", "correlationId", globalPid=pid, call_start="start", call_end="end")
+    launchers = calls.select("step", "seq", "correlationId", globalPid=GLOBAL_PID, call_start="start",
+                             call_end="end")
     ops = (ops.drop("gap", "starved")
            .join(launchers, on=["step", "globalPid", "correlationId"], how="inner")
            .sort("step", "seq", "start", "op"))
