@@ -18,6 +18,10 @@ from gapprof.errors import GapprofError
 from gapprof.profiler.gpus import GpuSpec
 
 
+# Ops that work in device memory (and can sit in a CUDA graph): kernels, memsets, device-to-device copies.
+IN_DRAM = (pl.col("kind") != "memcpy") | (pl.col("copyKind") == DTOD)
+
+
 @dataclass(frozen=True)
 class Knobs:
     launch_cost_scale: float = 1.0  # x the step thread's CPU time: think time, call durations, in-call latency
@@ -52,9 +56,8 @@ def source_bandwidth(analysis: Analysis) -> float:
 
 def durations(ops: pl.DataFrame, ratio: float, knobs: Knobs) -> pl.Series:
     """New duration (ns, float) of each op: ratio = source peak / target peak."""
-    dram = (pl.col("kind") != "memcpy") | (pl.col("copyKind") == DTOD)
     fixed = pl.min_horizontal("dur", pl.lit(knobs.fixed_ns))
-    scaled = pl.when(dram).then(fixed + (pl.col("dur") - fixed) * ratio).otherwise(pl.col("dur").cast(pl.Float64))
+    scaled = pl.when(IN_DRAM).then(fixed + (pl.col("dur") - fixed) * ratio).otherwise(pl.col("dur").cast(pl.Float64))
     factor = pl.col("class").cast(pl.String).replace_strict(knobs.kernel_scale, default=1.0, return_dtype=pl.Float64)
     return ops.select(new=scaled * factor)["new"]
 
@@ -65,8 +68,7 @@ def as_graph(timeline: Timeline, launch_ns: int) -> Timeline:
     CPU time at the first one's place; the calls and think time between them go. Its nodes start after the
     typical launch latency, each queued behind the one before (a starved op gets the typical queued gap)."""
     ops, calls = timeline.ops, timeline.calls
-    capturable = ((pl.col("kind") != "memcpy") | (pl.col("copyKind") == DTOD)).all()
-    by_call = ops.group_by("step", "seq").agg(capturable=capturable)
+    by_call = ops.group_by("step", "seq").agg(capturable=IN_DRAM.all())
     first_block = calls.filter("blocking").group_by("step").agg(block=pl.col("seq").min())
     region = (by_call.join(first_block, on="step", how="left")
               .filter(pl.col("capturable") & (pl.col("seq") < pl.col("block").fill_null(pl.col("seq") + 1)))
