@@ -3,13 +3,12 @@
 Runs where polars is (the GPU image has none): the sweep writes traces there, this reads them anywhere.
 """
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import click
 
 from gapprof.analysis.pipeline import Options, analyze
+from gapprof.cli import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import report
@@ -41,7 +40,7 @@ def sweep_attribute(folder):
     done = attribute_rows(result["rows"], folder)
     if not done:
         raise GapprofError(f"{path}: no row has a trace (run gapprof sweep with --profile on the GPU machine)")
-    result["attributed_with"] = shlex.join(["gapprof", *sys.argv[1:]])
+    result["attributed_with"] = invocation()
     for written in report.write_sweep(result, folder):
         click.echo(f"wrote {written}")
     click.echo(f"added the anatomy of {done} cells")

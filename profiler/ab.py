@@ -5,14 +5,13 @@ measured steps with no profiler attached; its statistic is the median step time.
 so slow drift of the machine reaches both. Speedup of B over A = mean of A's session medians / mean of B's.
 """
 import datetime
-import shlex
 import statistics
-import sys
 from pathlib import Path
 
 import click
 
 from gapprof.analysis.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
+from gapprof.cli import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import cells, cli_options as options, report
@@ -113,7 +112,7 @@ def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, w
     validate(request_b)
 
     records_a, records_b = run_ab(request_a, request_b, sessions)
-    result = {"command": shlex.join(["gapprof", *sys.argv[1:]]),
+    result = {"command": invocation(),
               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               **summarise(records_a, records_b, count_embedding)}
     out = out or Path("results", cells.gpu_key(records_a))

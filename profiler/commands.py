@@ -1,10 +1,10 @@
 """CLI commands of the capture side: `gapprof capture` and `gapprof models`."""
 import sqlite3
-import sys
 from pathlib import Path
 
 import click
 
+from gapprof.cli import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import cli_options as options
@@ -55,7 +55,7 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     if not torch.cuda.is_available():
         raise GapprofError("capture needs a CUDA GPU and none is visible to torch")
     output = output or Path("traces", f"{model}-{runtime}.{'nsys-rep' if backend == 'nsys' else 'sqlite'}")
-    command = " ".join(["gapprof", *sys.argv[1:]])
+    command = invocation()
     if backend == "nsys":
         from gapprof.profiler.nsys import capture_with_nsys
 
@@ -108,7 +108,7 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_c
     if not torch.cuda.is_available():
         raise GapprofError("ncu needs a CUDA GPU and none is visible to torch")
     output = output or Path("traces", f"{model}-{runtime}-ncu.csv")
-    written = run_ncu(request, output, launch_count, " ".join(["gapprof", *sys.argv[1:]]), keep_report, timeout_s)
+    written = run_ncu(request, output, launch_count, invocation(), keep_report, timeout_s)
     progress("done")
     for path in written:
         click.echo(f"wrote {path}")

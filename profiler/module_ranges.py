@@ -19,6 +19,8 @@ import contextlib
 import re
 import statistics
 
+from gapprof.profiler.decode import STEP_DOMAIN
+
 MODULE_PREFIX = "module:"
 # Hooks cannot run inside a CUDA-graph replay or a compiled graph, so those runtimes get no module ranges.
 HOOKED_RUNTIMES = ("eager", "static")
@@ -64,7 +66,7 @@ def module_kinds(model) -> list[tuple[str, str, int | None]]:
 class NvtxModuleRanges:
     """Push/pop `module:<kind>` ranges in the `gapprof` domain, payload = layer."""
 
-    def __init__(self, domain: str = "gapprof"):
+    def __init__(self, domain: str = STEP_DOMAIN):
         import nvtx
 
         self._domain = nvtx.get_domain(domain)
@@ -102,7 +104,7 @@ def annotated(model, ranges):
 def cost_metadata(found: list, plain_ms: list[float], hooked_ms: list[float]) -> dict:
     """What the module ranges cost: step times of an unprofiled pass with and without the hooks."""
     return {
-        "module_ranges": {"domain": "gapprof", "message": f"{MODULE_PREFIX}<kind>", "payload": "layer index",
+        "module_ranges": {"domain": STEP_DOMAIN, "message": f"{MODULE_PREFIX}<kind>", "payload": "layer index",
                           "kinds": sorted({kind for _, kind, _ in found}, key=KINDS.index),
                           "ranges_per_step": len(found)},
         # Collection is off in this pass: this is the hooks' and NVTX calls' own cost, not nsys recording them.

@@ -7,7 +7,6 @@ found before any process starts.
 """
 import dataclasses
 import datetime
-import shlex
 import statistics
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from gapprof.cli import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import cells, cli_options as options, report
@@ -160,7 +160,7 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, 
     out = out or Path("results", cells.gpu_key([machine]))
     if profile:
         profile_rows(rows, out, backend, dtype, attn, seed)
-    result = {"command": shlex.join(["gapprof", *sys.argv[1:]]),
+    result = {"command": invocation(),
               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "grid": {"models": models, "ctx": contexts, "runtimes": runtimes, "steps": steps, "warmup": warmup,
                        "dtype": dtype, "attn": attn, "seed": seed, "device": device},
