@@ -73,6 +73,13 @@ def column_names(table: str) -> list[str]:
     return [column.split()[0] for column in TABLES[table].split(", ")]
 
 
+def insert_rows(conn: sqlite3.Connection, table: str, rows) -> None:
+    """Rows given as dicts by column name; a column a row leaves out is NULL."""
+    columns = column_names(table)
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                     [tuple(row.get(c) for c in columns) for row in rows])
+
+
 def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
     """Store capture metadata as JSON values, one row per key."""
     create_tables(conn, {META_TABLE: TABLES[META_TABLE]})

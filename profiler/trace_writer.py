@@ -64,21 +64,16 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
     with sqlite3.connect(path) as conn:
         schema.create_tables(conn)
 
-        def insert(table, rows):
-            columns = schema.column_names(table)
-            conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                             [tuple(row.get(c) for c in columns) for row in rows])
-
         def named_kernel(kernel):
             full = demangle(kernel["name"])
             return {**kernel, "demangledName": strings.id(full), "shortName": strings.id(short_name(full)),
                     "mangledName": strings.id(kernel["name"])}
 
-        insert("CUPTI_ACTIVITY_KIND_KERNEL", [named_kernel(k) for k in kernels])
-        insert("CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
-        insert("CUPTI_ACTIVITY_KIND_MEMSET", memsets)
+        schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_KERNEL", [named_kernel(k) for k in kernels])
+        schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
+        schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMSET", memsets)
         for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", app_driver_calls(driver_calls, runtime_calls))):
-            insert(table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0}
+            schema.insert_rows(conn, table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0}
                            for call in calls if not is_query_call(call["name"])])
 
         domain_id = 1
@@ -89,7 +84,7 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
         nvtx += [{"start": start, "end": end, "eventType": schema.NVTX_PUSH_POP_RANGE, "textId": message_id,
                   "domainId": domain_id, "globalTid": thread, "int64Value": index}
                  for index, (start, end) in enumerate(step_spans)]
-        insert("NVTX_EVENTS", nvtx)
-        insert("TARGET_INFO_GPU", [gpu])
-        insert("StringIds", [{"id": i, "value": v} for v, i in strings.ids.items()])
+        schema.insert_rows(conn, "NVTX_EVENTS", nvtx)
+        schema.insert_rows(conn, "TARGET_INFO_GPU", [gpu])
+        schema.insert_rows(conn, "StringIds", [{"id": i, "value": v} for v, i in strings.ids.items()])
         schema.write_meta(conn, meta)

@@ -81,9 +81,7 @@ class TraceBuilder:
                    and name not in skip_tables and name != ts.META_TABLE}
         ts.create_tables(conn, present)
         for name in present:
-            columns = ts.column_names(name)
-            conn.executemany(f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                             [tuple(row.get(c) for c in columns) for row in self.rows[name]])
+            ts.insert_rows(conn, name, self.rows[name])
         conn.commit()
         if self.meta is not None:
             ts.write_meta(conn, self.meta)
