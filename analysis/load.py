@@ -12,6 +12,7 @@ import adbc_driver_sqlite.dbapi as adbc
 import polars as pl
 
 from gapprof.errors import GapprofError
+from gapprof.paths import sibling
 from gapprof.profiler import trace_schema as ts
 from gapprof.profiler.nsys import export_command, find_nsys
 
@@ -53,7 +54,7 @@ def sqlite_for(path: Path) -> Path:
         raise GapprofError(f"{path}: no such file")
     if path.suffix != ".nsys-rep":
         return path
-    target = path.with_suffix(".sqlite")
+    target = sibling(path, ".sqlite")
     if target.exists():
         return target
     try:

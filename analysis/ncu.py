@@ -17,6 +17,7 @@ import polars as pl
 
 from gapprof.analysis import kernels, modules
 from gapprof.errors import GapprofError
+from gapprof.paths import sibling
 from gapprof.profiler.kernel_names import short_name
 
 READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
@@ -69,7 +70,7 @@ def read_ncu_csv(path: Path) -> pl.DataFrame:
 
 def read_sidecar(path: Path) -> dict:
     """The capture metadata `gapprof ncu` writes beside the CSV (same name, .json), or {}."""
-    sidecar = Path(path).with_suffix(".json")
+    sidecar = sibling(Path(path), ".json")
     return json.loads(sidecar.read_text()) if sidecar.exists() else {}
 
 

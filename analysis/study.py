@@ -8,6 +8,7 @@ import polars as pl
 from gapprof.analysis import compare, project as project_mod, timeline as timeline_mod
 from gapprof.analysis.pipeline import Analysis, Options, analyze
 from gapprof.errors import GapprofError
+from gapprof.paths import strip_extension
 from gapprof.profiler.gpus import GpuSpec
 
 
@@ -18,12 +19,16 @@ class Loaded:
     timeline: timeline_mod.Timeline
 
 
+def labels(paths: list[Path]) -> list[str]:
+    """File names without their extension, made unique by their folder when names repeat."""
+    names = [strip_extension(Path(p)).name for p in paths]
+    return [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
+
+
 def load(paths: list[Path], options: Options) -> list[Loaded]:
-    """Analyze every trace; labels are file stems, made unique by their folder when stems repeat."""
-    stems = [Path(p).stem for p in paths]
-    labels = [f"{Path(p).parent.name}/{s}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+    """Analyze every trace, labelled by `labels`."""
     out = []
-    for label, path in zip(labels, paths):
+    for label, path in zip(labels(paths), paths):
         analysis = analyze(Path(path), options)
         if analysis.floor is None:
             raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model")

@@ -7,6 +7,7 @@ import click
 from gapprof.cli import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
+from gapprof.paths import sibling
 from gapprof.profiler import cli_options as options
 from gapprof.profiler.models import DTYPE_BYTES, get_spec, known_models
 from gapprof.profiler.runtime_names import RUNTIMES
@@ -29,6 +30,14 @@ def _kernels_per_step(sqlite_path: Path, traced_steps: int) -> float:
     return count / traced_steps
 
 
+def trace_output(output: Path | None, model: str, runtime: str, backend: str) -> Path:
+    """Where capture writes: `output`, else traces/MODEL-RUNTIME (-cupti under cupti, so that it does not overwrite
+    the .sqlite exported beside an nsys report); a .nsys-rep (the .sqlite goes beside it) under nsys, a .sqlite
+    under cupti."""
+    output = output or Path("traces", f"{model}-{runtime}{'-cupti' if backend == 'cupti' else ''}")
+    return sibling(output, ".nsys-rep" if backend == "nsys" else ".sqlite")
+
+
 @click.command()
 @options.MODEL
 @options.CTX
@@ -43,7 +52,7 @@ def _kernels_per_step(sqlite_path: Path, traced_steps: int) -> float:
 @click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
                                               "runtimes), and an extra unprofiled pass that times their cost.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or .sqlite for cupti).")
+              help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite).")
 def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, modules, output):
     """Run batch-1 decode with every step in an NVTX range and write a trace."""
     torch = options.import_torch("capture")
@@ -54,7 +63,7 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     validate(request)
     if not torch.cuda.is_available():
         raise GapprofError("capture needs a CUDA GPU and none is visible to torch")
-    output = output or Path("traces", f"{model}-{runtime}.{'nsys-rep' if backend == 'nsys' else 'sqlite'}")
+    output = trace_output(output, model, runtime, backend)
     command = invocation()
     if backend == "nsys":
         from gapprof.profiler.nsys import capture_with_nsys
@@ -68,7 +77,7 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
         collector = CuptiCollector()
         meta, spans = run_session(request, collector, clock=collector.clock)
         meta["command"] = command
-        sqlite_path = output.with_suffix(".sqlite")
+        sqlite_path = output
         sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         collector.write(sqlite_path, spans, meta)
         written = [sqlite_path]

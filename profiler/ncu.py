@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
+from gapprof.paths import sibling, strip_extension
 from gapprof.profiler.decode import STEP_DOMAIN, STEP_MESSAGE
 from gapprof.profiler.tool_lookup import find_tool
 
@@ -54,12 +55,12 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
     """Profile `request` under ncu; write the raw CSV to `output` and the metadata beside it (.json)."""
     ncu = find_ncu()
     output.parent.mkdir(parents=True, exist_ok=True)
-    meta_out = output.with_suffix(".json")
+    meta_out = sibling(output, ".json")
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         request_path, meta_path = scratch / "request.json", scratch / "meta.json"
         request_path.write_text(json.dumps(dataclasses.asdict(request)))
-        base = output.with_suffix("") if keep_report else scratch / "report"
+        base = strip_extension(output) if keep_report else scratch / "report"
         progress(f"running under {ncu} (--launch-count {launch_count})")
         # Its own process group, so a timeout stops the profiled decode process too, not only ncu.
         child = subprocess.Popen(profile_command(ncu, base, request_path, meta_path, launch_count,
@@ -70,7 +71,7 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             raise GapprofError(f"ncu ran past {timeout_s} s; lower --launch-count or raise --timeout") from None
-        report = base.with_suffix(".ncu-rep")
+        report = sibling(base, ".ncu-rep")
         if child.returncode != 0 or not meta_path.exists():
             raise GapprofError(f"the decode run under ncu failed (exit {child.returncode}); see the messages above")
         if not report.exists():

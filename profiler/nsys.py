@@ -4,10 +4,12 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
+from gapprof.paths import sibling, strip_extension
 from gapprof.profiler.tool_lookup import find_tool
 from gapprof.profiler.trace_schema import write_meta
 
@@ -42,25 +44,33 @@ def export_command(nsys: str, report: Path, sqlite_path: Path) -> list[str]:
     return [nsys, "export", "--type", "sqlite", "--force-overwrite=true", "-o", str(sqlite_path), str(report)]
 
 
+def _written_since(folder: Path, started: float, ours: tuple[Path, ...]) -> list[str]:
+    """Names of the files in `folder` changed since `started`, but for `ours`: what nsys did write."""
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.stat().st_mtime >= started and p not in ours)
+
+
 def capture_with_nsys(request, output: Path, command: str) -> tuple[Path, Path, dict]:
     """Profile `request` in a child process under nsys; return the .nsys-rep, .sqlite and metadata."""
     nsys = find_nsys()
-    base = output.with_suffix("") if output.suffix == ".nsys-rep" else output
-    report, sqlite_path = base.with_suffix(".nsys-rep"), base.with_suffix(".sqlite")
-    request_path, meta_path = base.with_suffix(".request.json"), base.with_suffix(".meta.json")
+    base = strip_extension(output)
+    report, sqlite_path = sibling(base, ".nsys-rep"), sibling(base, ".sqlite")
+    request_path, meta_path = sibling(base, ".request.json"), sibling(base, ".meta.json")
     base.parent.mkdir(parents=True, exist_ok=True)
     request_path.write_text(json.dumps(dataclasses.asdict(request)))
+    started = time.time() - 1  # file times may be coarser than the clock
     try:
         progress(f"running under {nsys}")
         child = subprocess.run(profile_command(nsys, base, request_path, meta_path))
         if child.returncode != 0 or not meta_path.exists():
             raise GapprofError(f"the profiled decode run failed (exit {child.returncode}); see the messages above")
         if not report.exists():
-            raise GapprofError(f"nsys wrote no {report}; see its messages above")
+            raise GapprofError(f"nsys did not write {report}; files it wrote there: "
+                               f"{', '.join(_written_since(base.parent, started, (request_path, meta_path))) or 'none'}")
         progress(f"exporting {sqlite_path}")
         exported = subprocess.run(export_command(nsys, report, sqlite_path))
-        if exported.returncode != 0:
-            raise GapprofError(f"nsys export failed (exit {exported.returncode})")
+        if exported.returncode != 0 or not sqlite_path.exists():
+            raise GapprofError(f"`nsys export` of {report} failed (exit {exported.returncode}); "
+                               f"expected {sqlite_path}")
         meta = json.loads(meta_path.read_text())
     finally:
         request_path.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ import numpy as np
 from gapprof.cli import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
+from gapprof.paths import sibling
 from gapprof.profiler import cells, cli_options as options, report
 from gapprof.profiler.models import get_spec
 from gapprof.profiler.runtime_names import RUNTIMES
@@ -110,7 +111,7 @@ def profile_rows(rows: list[dict], out: Path, backend: str, dtype: str, attn: st
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sys.stderr.write(child.stderr)
         if child.returncode == 0:
-            row["trace"] = str(trace.with_suffix(".sqlite"))
+            row["trace"] = str(sibling(trace, ".sqlite"))
         else:
             lines = child.stderr.strip().splitlines()
             row["profile_error"] = lines[-1] if lines else f"capture exited with status {child.returncode}"

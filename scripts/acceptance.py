@@ -1,0 +1,182 @@
+"""GPU acceptance run: every GPU-side command of the README as the README writes it, then the analyses.
+
+    python3 scripts/acceptance.py gpu WORKDIR [--part K/N]   # on a fresh GPU machine: install, then the commands
+    python3 scripts/acceptance.py report WORKDIR             # where polars is: the analyses, then the log
+
+The GPU-side commands are read from README.md itself (indented code lines that start with `gapprof capture`,
+`gapprof ncu`, `gapprof ab` or `gapprof sweep`, and the GPU install line), so the run follows the README as it
+stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3, --sessions to 2, --launch-count to 100,
+comma lists of --models/--ctx to their first item; NAME becomes a dotted name. Each command runs in WORKDIR
+(the install in the repository), and WORKDIR/acceptance.jsonl records its exit status, seconds, the files it
+wrote and the end of its output. `report` runs `attribute` on every trace written (`--by module` for module
+traces, `ncu-report` for ncu CSVs, `sweep-attribute` for profiled sweeps) and writes
+results/<gpu>/acceptance.md. The GPU side needs only the standard library: the GPU image has no polars.
+"""
+import argparse
+import json
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOG = "acceptance.jsonl"
+GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)|gapprof (?:capture|ncu|ab|sweep)\b(?!-).*)$")
+SHRINK = {"--steps": 4, "--warmup": 3, "--sessions": 2, "--launch-count": 100}
+FIRST_ITEM = ("--models", "--ctx")
+DOTTED_NAME = "qwen2.5-7b-readme{}"  # a model-like name with a dot, as every shipped model name has
+TAIL_LINES = 8
+
+
+def readme_gpu_commands(readme: str) -> list[str]:
+    """The GPU install line, then the GPU-side gapprof commands in the README's code blocks, in order, once each."""
+    found = list(dict.fromkeys(m.group(1).strip() for m in map(GPU_COMMAND.match, readme.splitlines()) if m))
+    return sorted(found, key=lambda command: not command.startswith("python3 -m pip"))
+
+
+def shrink(command: str, index: int) -> str:
+    """`command` with smaller sizes and NAME made concrete (see the module docstring)."""
+    words = shlex.split(command.replace("NAME", DOTTED_NAME.format(index)))
+    for i, word in enumerate(words[:-1]):
+        value = words[i + 1]
+        if word in SHRINK and value.isdigit():
+            words[i + 1] = str(min(int(value), SHRINK[word]))
+        elif word in FIRST_ITEM:
+            words[i + 1] = value.split(",")[0]
+    return shlex.join(words)
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[float, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime, p.stat().st_size)
+            for p in folder.rglob("*") if p.is_file() and p.name != LOG}
+
+
+def run_logged(command: str, cwd: Path, workdir: Path, phase: str) -> dict:
+    """Run one shell command; append what happened to WORKDIR/acceptance.jsonl and return the record."""
+    print(f"$ {command}", flush=True)
+    before, started = _snapshot(workdir), time.monotonic()
+    child = subprocess.run(command, shell=True, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    seconds = time.monotonic() - started
+    after = _snapshot(workdir)
+    sys.stdout.write(child.stdout)
+    record = {"phase": phase, "command": command, "cwd": "repository" if cwd == REPO else "WORKDIR",
+              "exit": child.returncode, "seconds": round(seconds, 1),
+              "files": sorted(p for p, stamp in after.items() if before.get(p) != stamp),
+              "output": child.stdout.strip().splitlines()[-TAIL_LINES:]}
+    with open(workdir / LOG, "a") as log:
+        log.write(json.dumps(record) + "\n")
+    return record
+
+
+def machine_facts() -> dict:
+    query = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
+    smi = subprocess.run(query, capture_output=True, text=True)
+    name, _, driver = smi.stdout.strip().partition(", ")
+    return {"phase": "machine", "gpu_name": name or "unknown", "driver": driver, "python": platform.python_version(),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def part_of(commands: list[str], part: int, parts: int) -> list[str]:
+    """The install line(s) and every `parts`-th other command from the `part`-th (1-based) on: one share of the
+    run for a machine whose commands may not run long enough for all of it."""
+    installs = [c for c in commands if c.startswith("python3 -m pip")]
+    return installs + [c for i, c in enumerate(c for c in commands if c not in installs) if i % parts == part - 1]
+
+
+def gpu_phase(workdir: Path, part: int, parts: int) -> int:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / LOG, "a") as log:
+        log.write(json.dumps(machine_facts()) + "\n")
+    commands = readme_gpu_commands((REPO / "README.md").read_text())
+    failed = 0
+    for command in part_of(commands, part, parts):
+        index = commands.index(command)
+        install = command.startswith("python3 -m pip")
+        record = run_logged(command if install else shrink(command, index), REPO if install else workdir,
+                            workdir, "gpu")
+        failed += record["exit"] != 0
+    return 1 if failed else 0
+
+
+def analyses(gpu_records: list[dict]) -> list[str]:
+    """The analysis commands for what the GPU commands wrote: a .nsys-rep is read as the README reads one (through
+    the .sqlite beside it), a profiled sweep through `sweep-attribute`."""
+    commands = []
+    for record in gpu_records:
+        sweep, files = record["command"].startswith("gapprof sweep"), record["files"]
+        for path in files:
+            report = path.endswith(".nsys-rep") or path.endswith(".sqlite") and \
+                path.removesuffix(".sqlite") + ".nsys-rep" not in files
+            if report and not sweep:
+                by = " --by module" if "--modules" in record["command"] else ""
+                commands.append(f"gapprof attribute {shlex.quote(path)}{by}")
+            elif path.endswith("-ncu.csv"):
+                commands.append(f"gapprof ncu-report {shlex.quote(path)}")
+            elif sweep and path.endswith("sweep.json") and "--profile" in record["command"]:
+                commands.append(f"gapprof sweep-attribute {shlex.quote(str(Path(path).parent))}")
+    return commands
+
+
+def _gpu_key(gpu_name: str) -> str:
+    sys.path.insert(0, str(REPO))
+    from gapprof.profiler.gpus import gpu_for_device_name
+
+    gpu = gpu_for_device_name(gpu_name)
+    return gpu.key if gpu else gpu_name.lower().replace(" ", "-")
+
+
+def markdown(records: list[dict]) -> str:
+    machine = next(r for r in records if r["phase"] == "machine")
+    steps = [r for r in records if r["phase"] != "machine"]
+    failed = sum(r["exit"] != 0 for r in steps)
+    lines = [f"# GPU acceptance run: {machine['gpu_name']}", "",
+             f"{machine['date']}, driver {machine['driver']}, Python {machine['python']}. Produced by "
+             "`python3 scripts/acceptance.py gpu WORKDIR` on the GPU machine (the README's GPU-side commands, "
+             "sizes shrunk as that script's docstring says) and `python3 scripts/acceptance.py report WORKDIR` on a "
+             "CPU machine with the analysis install. Paths are relative to WORKDIR.", "",
+             f"{len(steps)} commands, {failed} failed.", "",
+             "| # | where | command | exit | s | files written |", "|---|---|---|---|---|---|"]
+    for i, r in enumerate(steps, 1):
+        where = "GPU" if r["phase"] == "gpu" else "CPU"
+        files = "<br>".join(f"`{f}`" for f in r["files"][:12]) + (" ..." if len(r["files"]) > 12 else "")
+        lines.append(f"| {i} | {where} | `{r['command']}` | {r['exit']} | {r['seconds']} | {files} |")
+    lines += ["", "## End of each command's output", ""]
+    for i, r in enumerate(steps, 1):
+        lines += [f"{i}. `{r['command']}` (exit {r['exit']})", "", "```", *r["output"], "```", ""]
+    return "\n".join(lines)
+
+
+def report_phase(workdir: Path) -> int:
+    records = [json.loads(line) for line in (workdir / LOG).read_text().splitlines()]
+    records = [r for r in records if r["phase"] != "cpu"]  # a report run again replaces its analyses
+    (workdir / LOG).write_text("".join(json.dumps(r) + "\n" for r in records))
+    for command in analyses([r for r in records if r["phase"] == "gpu"]):
+        records.append(run_logged(command, workdir, workdir, "cpu"))
+    machine = next(r for r in records if r["phase"] == "machine")
+    out = REPO / "results" / _gpu_key(machine["gpu_name"]) / "acceptance.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown(records))
+    print(f"wrote {out}")
+    return 1 if any(r["exit"] != 0 for r in records if r["phase"] != "machine") else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("phase", choices=["gpu", "report"])
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("--part", default="1/1", help="K/N: run the K-th of N shares of the GPU commands "
+                                                      "(each share appends to the same log)")
+    args = parser.parse_args()
+    if args.phase == "report":
+        return report_phase(args.workdir.resolve())
+    part, _, parts = args.part.partition("/")
+    return gpu_phase(args.workdir.resolve(), int(part), int(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

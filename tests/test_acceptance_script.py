@@ -1,0 +1,59 @@
+"""The GPU acceptance script reads its commands from the README: it must find every GPU-side path there."""
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("acceptance", REPO / "scripts" / "acceptance.py")
+acceptance = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(acceptance)
+
+
+def test_the_readme_names_every_gpu_side_path_the_run_must_cover():
+    commands = acceptance.readme_gpu_commands((REPO / "README.md").read_text())
+    assert commands[0] == "python3 -m pip install --no-deps --no-build-isolation -e ."
+    assert "gapprof capture --model qwen2.5-7b" in commands  # the design card's command, default output
+    captures = [c for c in commands if c.startswith("gapprof capture")]
+    for runtime in ("static", "graphs", "compile"):
+        assert any(f"--runtime {runtime}" in c for c in captures), runtime
+    assert any("--backend cupti" in c for c in captures)
+    assert any("--modules" in c for c in captures)
+    assert any(c.startswith("gapprof ncu ") for c in commands)
+    assert any(c.startswith("gapprof ab ") for c in commands)
+    sweeps = [c for c in commands if c.startswith("gapprof sweep ")]
+    assert any("--profile" in c for c in sweeps) and any("--profile" not in c for c in sweeps)
+    assert not any(c.startswith(("gapprof attribute", "gapprof sweep-attribute")) for c in commands)
+
+
+def test_sizes_shrink_and_names_get_a_dot():
+    assert acceptance.shrink("gapprof sweep --models a,b --ctx 2048,4096 --steps 16 --warmup 4 --sessions 10", 0) \
+        == "gapprof sweep --models a --ctx 2048 --steps 4 --warmup 3 --sessions 2"
+    assert acceptance.shrink("gapprof ncu --warmup 0 --launch-count 1400 -o traces/NAME-ncu.csv", 7) \
+        == "gapprof ncu --warmup 0 --launch-count 100 -o traces/qwen2.5-7b-readme7-ncu.csv"
+
+
+def test_each_output_gets_its_analysis():
+    records = [
+        {"command": "gapprof capture --model qwen2.5-7b",
+         "files": ["traces/qwen2.5-7b-eager.nsys-rep", "traces/qwen2.5-7b-eager.sqlite"]},
+        {"command": "gapprof capture --backend cupti", "files": ["traces/qwen2.5-7b-eager.sqlite"]},
+        {"command": "gapprof capture --runtime eager --modules -o traces/m.nsys-rep",
+         "files": ["traces/m.nsys-rep", "traces/m.sqlite"]},
+        {"command": "gapprof ncu --runtime graphs", "files": ["traces/qwen2.5-7b-graphs-ncu.csv",
+                                                             "traces/qwen2.5-7b-graphs-ncu.json"]},
+        {"command": "gapprof sweep --profile -o s", "files": ["s/sweep.json", "s/traces/x.nsys-rep", "s/traces/x.sqlite"]},
+        {"command": "gapprof ab --a eager --b graphs", "files": ["results/h100-sxm/ab.json"]},
+    ]
+    assert acceptance.analyses(records) == [
+        "gapprof attribute traces/qwen2.5-7b-eager.nsys-rep",
+        "gapprof attribute traces/qwen2.5-7b-eager.sqlite",
+        "gapprof attribute traces/m.nsys-rep --by module",
+        "gapprof ncu-report traces/qwen2.5-7b-graphs-ncu.csv",
+        "gapprof sweep-attribute s",
+    ]
+
+
+def test_parts_share_the_commands_and_each_installs():
+    commands = ["python3 -m pip install -e .", "a", "b", "c"]
+    assert acceptance.part_of(commands, 1, 2) == ["python3 -m pip install -e .", "a", "c"]
+    assert acceptance.part_of(commands, 2, 2) == ["python3 -m pip install -e .", "b"]
+    assert acceptance.part_of(commands, 1, 1) == commands
