@@ -1,0 +1,46 @@
+"""What every analysis command prints for the shipped traces, kept under tests/data/golden/ so that a change
+meant to leave output alone (a refactor) is checked against it: `python tests/golden_outputs.py` writes the
+files again after a deliberate change of output."""
+import shlex
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gapprof.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FOLDER = REPO / "tests" / "data" / "golden"
+STATIC = "traces/h100-static-modules.sqlite"
+COMMANDS = {
+    **{f"attribute-{p.stem}": f"attribute traces/{p.name}" for p in sorted((REPO / "traces").glob("*.sqlite"))},
+    "attribute-h100-per-step-json": "attribute traces/h100-graphs.sqlite --per-step --format json",
+    "attribute-h200-csv": "attribute traces/h200.sqlite --format csv --full-names",
+    "attribute-h100-markdown-options": "attribute traces/h100.sqlite --format markdown --count-embedding --gpu h200 "
+                                       "--ctx 4096 --tables summary,facts,classes --top 5",
+    "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite --by module",
+    "attribute-graphs-by-module": f"attribute traces/h100-graphs.sqlite --by module --reference {STATIC}",
+    "ncu-report-eager": "ncu-report traces/h100-eager-ncu.csv",
+    "ncu-report-graphs": f"ncu-report traces/h100-graphs-ncu.csv --reference {STATIC}",
+    "compare-eager": "compare traces/h100.sqlite traces/h200.sqlite",
+    "compare-graphs-json": "compare traces/h100-graphs.sqlite traces/h200-graphs.sqlite --format json",
+    "project-eager": "project traces/h100.sqlite --to h200 --to l4 --to a100-80gb --launch-cost-scale 0.662",
+    "project-graphs": "project traces/h100-graphs.sqlite --to h200 --fixed-kernel-us 4 --kernel-scale attention=0.5",
+    "project-graphs-what-if": "project traces/h100.sqlite --to h200 --graphs --graph-launch-us 20 --format csv",
+}
+
+
+def output(command: str) -> str:
+    """stdout of `gapprof COMMAND`, run from the repository root."""
+    result = CliRunner().invoke(main, shlex.split(command), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+if __name__ == "__main__":
+    import os
+
+    os.chdir(REPO)
+    for name, command in COMMANDS.items():
+        (FOLDER / f"{name}.txt").write_text(f"$ gapprof {command}\n{output(command)}")
+        print(f"wrote {name}", file=sys.stderr)
