@@ -3,7 +3,7 @@ import re
 
 import polars as pl
 
-from gapprof.profiler.trace_schema import api_name
+from gapprof.trace_schema import api_name
 
 CATEGORIES = [
     ("graph launch", r"GraphLaunch"),

@@ -8,7 +8,7 @@ from gapprof.analysis import render, steps
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.log import progress
 from gapprof.profiler import cli_options as options
-from gapprof.profiler.models import DTYPE_BYTES
+from gapprof.models import DTYPE_BYTES
 
 TABLES = ("summary", "facts", "classes", "kernels", "api", "steps")
 DEFAULT_TABLES = "summary,facts,classes,kernels,api"

@@ -9,7 +9,8 @@ from gapprof.analysis import anatomy, compare as compare_mod, plots, project as 
 from gapprof.analysis.pipeline import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler import cli_options as options, gpus
+from gapprof import gpus
+from gapprof.profiler import cli_options as options
 
 TRACE = click.Path(path_type=Path, dir_okay=False)
 OUT = click.Path(path_type=Path, dir_okay=False)

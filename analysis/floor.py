@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from gapprof.errors import GapprofError
-from gapprof.profiler import gpus, models
+from gapprof import gpus, models
 
 SOURCES = ("datasheet", "device", "copy")
 DEFAULT_DTYPE = "bfloat16"

@@ -13,8 +13,8 @@ import polars as pl
 
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling
-from gapprof.profiler import trace_schema as ts
-from gapprof.profiler.nsys import export_command, find_nsys
+from gapprof import trace_schema as ts
+from gapprof.nsight import find_nsys, nsys_export_command
 
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
@@ -64,7 +64,7 @@ def sqlite_for(path: Path) -> Path:
             f"{path}: no {target.name} beside it and no nsys here to export it; run "
             f"`nsys export --type sqlite --output {target} {path}` where Nsight Systems is installed "
             f"and put the .sqlite beside the .nsys-rep, or set GAPPROF_NSYS to the nsys executable") from None
-    result = subprocess.run(export_command(nsys, path, target), capture_output=True, text=True)
+    result = subprocess.run(nsys_export_command(nsys, path, target), capture_output=True, text=True)
     if result.returncode != 0 or not target.exists():
         last = (result.stderr or result.stdout).strip().splitlines()
         raise GapprofError(f"{path}: `{nsys} export --type sqlite` failed: {last[-1] if last else result.returncode}")

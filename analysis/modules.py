@@ -20,9 +20,9 @@ import polars as pl
 from gapprof.analysis import kernels, load
 from gapprof.analysis.floor import Floor
 from gapprof.errors import GapprofError
-from gapprof.profiler.kernel_names import short_name
-from gapprof.profiler.models import ModelSpec
-from gapprof.profiler.module_ranges import KINDS, MODULE_PREFIX
+from gapprof.kernel_names import short_name
+from gapprof.models import ModelSpec
+from gapprof.nvtx_names import KINDS, MODULE_PREFIX
 
 OUTSIDE = "(outside modules)"
 UNMATCHED = "(unmatched)"

@@ -4,12 +4,12 @@ from pathlib import Path
 import click
 import polars as pl
 
-from gapprof.analysis import modules, ncu, render
+from gapprof.analysis import modules, ncu_report as ncu, render
 from gapprof.analysis.floor import resolve_spec
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler import gpus, models
+from gapprof import gpus, models
 
 
 def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:

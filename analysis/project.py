@@ -15,7 +15,7 @@ from gapprof.analysis.kernels import CLASSES
 from gapprof.analysis.pipeline import Analysis
 from gapprof.analysis.timeline import DTOD, Timeline
 from gapprof.errors import GapprofError
-from gapprof.profiler.gpus import GpuSpec
+from gapprof.gpus import GpuSpec
 
 
 # Ops that work in device memory (and can sit in a CUDA graph): kernels, memsets, device-to-device copies.

@@ -10,8 +10,9 @@ import re
 import polars as pl
 
 from gapprof.errors import GapprofError
+from gapprof.nvtx_names import STEP_MESSAGE
 
-DEFAULT_RANGE = "decode_step"
+DEFAULT_RANGE = STEP_MESSAGE
 
 
 def _compile(pattern: str) -> re.Pattern:

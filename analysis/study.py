@@ -9,7 +9,7 @@ from gapprof.analysis import compare, project as project_mod, timeline as timeli
 from gapprof.analysis.pipeline import Analysis, Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.paths import strip_extension
-from gapprof.profiler.gpus import GpuSpec
+from gapprof.gpus import GpuSpec
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from gapprof.analysis.pipeline import Options, analyze
-from gapprof.cli import invocation
+from gapprof.provenance import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler import report
+from gapprof import result_files as report
 
 
 def attribute_rows(rows: list[dict], folder: Path) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gapprof.profiler import trace_schema as ts
+from gapprof import trace_schema as ts
 
 PID, TID = 4242, 4243
 NAMES = 50

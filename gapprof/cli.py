@@ -1,8 +1,6 @@
 """The `gapprof` command. Subcommands load lazily: capture runs on the GPU image without polars, analysis
 commands run on machines without torch."""
 import importlib
-import shlex
-import sys
 
 import click
 
@@ -21,11 +19,6 @@ COMMANDS = {
     "sweep": "gapprof.profiler.sweep:sweep",
     "sweep-attribute": "gapprof.analysis.sweep_attribute:sweep_attribute",
 }
-
-
-def invocation() -> str:
-    """The command line as typed, for the records that results and traces keep of how they were made."""
-    return shlex.join(["gapprof", *sys.argv[1:]])
 
 
 class _Group(click.Group):

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import click
 
-from gapprof.analysis.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
-from gapprof.cli import invocation
+from gapprof.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
+from gapprof.provenance import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler import cells, cli_options as options, report
-from gapprof.profiler.runtime_names import RUNTIMES
+from gapprof import result_files as report
+from gapprof.profiler import cells, cli_options as options
+from gapprof.runtime_names import RUNTIMES
 
 SESSION_FIELDS = ("first_token", "tokens", "step_ms", "copy_bandwidth_gbps")
 

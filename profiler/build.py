@@ -6,7 +6,7 @@ import torch
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.profiler.models import load_config
+from gapprof.models import load_config
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

@@ -11,8 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gapprof.profiler import gpus
-from gapprof.profiler.models import DTYPE_BYTES, get_spec, step_bytes
+from gapprof import gpus
+from gapprof.models import DTYPE_BYTES, get_spec, step_bytes
 
 STDERR_TAIL_LINES = 20
 MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu", "torch", "transformers", "cuda",

@@ -3,7 +3,7 @@ sweep) and, for --count-embedding, by the analysis commands. Free of torch and p
 import click
 
 from gapprof.errors import GapprofError
-from gapprof.profiler.models import DTYPE_BYTES, known_models
+from gapprof.models import DTYPE_BYTES, known_models
 
 MODEL = click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
 CTX = click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")

@@ -4,13 +4,13 @@ from pathlib import Path
 
 import click
 
-from gapprof.cli import invocation
+from gapprof.provenance import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.paths import sibling
 from gapprof.profiler import cli_options as options
-from gapprof.profiler.models import DTYPE_BYTES, get_spec, known_models
-from gapprof.profiler.runtime_names import RUNTIMES
+from gapprof.models import DTYPE_BYTES, get_spec, known_models
+from gapprof.runtime_names import RUNTIMES
 
 
 @click.command()
@@ -66,7 +66,7 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     output = trace_output(output, model, runtime, backend)
     command = invocation()
     if backend == "nsys":
-        from gapprof.profiler.nsys import capture_with_nsys
+        from gapprof.profiler.nsys_capture import capture_with_nsys
 
         report, sqlite_path, meta = capture_with_nsys(request, output, command)
         written = [report, sqlite_path]
@@ -108,7 +108,7 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_c
         output):
     """Nsight Compute DRAM bytes and duration of every kernel of a few decode steps (`gapprof ncu-report`)."""
     torch = options.import_torch("ncu")
-    from gapprof.profiler.ncu import run_ncu
+    from gapprof.profiler.ncu_capture import run_ncu
     from gapprof.profiler.session import CaptureRequest, validate
 
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend="ncu",

@@ -7,7 +7,7 @@ import os
 import threading
 
 from gapprof.errors import GapprofError
-from gapprof.profiler.trace_schema import global_pid, global_tid
+from gapprof.trace_schema import global_pid, global_tid
 
 # One buffer large enough for a whole profiled phase: a buffer completing mid-run would run the Python callback
 # on CUPTI's thread and stall the decode loop on the GIL for the time it takes to copy ~100k records.

@@ -1,8 +1,7 @@
 """The NVTX-annotated decode loop: one range per decode step, closed once the next token is on the host."""
 import time
 
-STEP_MESSAGE = "decode_step"
-STEP_DOMAIN = "gapprof"
+from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
 
 
 class NvtxStepRanges:

@@ -13,38 +13,16 @@ Not modules, so without a range of their own:
 - the causal mask, argmax and token/position updates run outside every module: analysis reports them as
   outside any module.
 
-Torch-free on purpose: analysis imports the kinds and the message format.
+The kinds and the message format are in gapprof.nvtx_names, which analysis reads too.
 """
 import contextlib
 import re
 import statistics
 
-from gapprof.profiler.decode import STEP_DOMAIN
+from gapprof.nvtx_names import KINDS, LAYER_MODULES, MODEL_MODULES, MODULE_PREFIX, STEP_DOMAIN
 
-MODULE_PREFIX = "module:"
 # Hooks cannot run inside a CUDA-graph replay or a compiled graph, so those runtimes get no module ranges.
 HOOKED_RUNTIMES = ("eager", "static")
-
-# Path inside a decoder layer -> kind, in the order a layer runs them.
-LAYER_MODULES = {
-    "": "layer",
-    "input_layernorm": "input_norm",
-    "self_attn": "attention",
-    "self_attn.q_proj": "q_proj",
-    "self_attn.k_proj": "k_proj",
-    "self_attn.v_proj": "v_proj",
-    "self_attn.o_proj": "o_proj",
-    "post_attention_layernorm": "post_attention_norm",
-    "mlp": "mlp",
-    "mlp.gate_proj": "gate_proj",
-    "mlp.up_proj": "up_proj",
-    "mlp.act_fn": "act",
-    "mlp.down_proj": "down_proj",
-}
-# Path in the causal-LM model -> kind, for modules outside the decoder layers.
-MODEL_MODULES = {"model.embed_tokens": "embed", "model.rotary_emb": "rotary", "model.norm": "final_norm",
-                 "lm_head": "lm_head"}
-KINDS = ("embed", "rotary", *LAYER_MODULES.values(), "final_norm", "lm_head")
 
 _LAYER_PATH = re.compile(r"^model\.layers\.(\d+)(?:\.(.+))?$")
 

@@ -13,7 +13,7 @@ import inspect
 import torch
 
 from gapprof.errors import GapprofError
-from gapprof.profiler.runtime_names import EAGER_STEPS_BEFORE_CAPTURE, RUNTIMES
+from gapprof.runtime_names import EAGER_STEPS_BEFORE_CAPTURE, RUNTIMES
 
 
 def _forward_kwargs(model) -> tuple[str, bool]:

@@ -22,9 +22,10 @@ from gapprof.errors import GapprofError
 from gapprof.profiler import environment, module_ranges
 from gapprof.log import progress
 from gapprof.profiler.build import build_model
-from gapprof.profiler.decode import STEP_DOMAIN, STEP_MESSAGE, NoRanges, run_steps, step_ms
-from gapprof.profiler.models import DTYPE_BYTES, get_spec, load_config
-from gapprof.profiler.runtime_names import MIN_WARMUP, RUNTIMES
+from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
+from gapprof.profiler.decode import NoRanges, run_steps, step_ms
+from gapprof.models import DTYPE_BYTES, get_spec, load_config
+from gapprof.runtime_names import MIN_WARMUP, RUNTIMES
 from gapprof.profiler.runtimes import make_runtime
 
 

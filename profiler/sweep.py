@@ -15,13 +15,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from gapprof.cli import invocation
+from gapprof.provenance import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.paths import sibling
-from gapprof.profiler import cells, cli_options as options, report
-from gapprof.profiler.models import get_spec
-from gapprof.profiler.runtime_names import RUNTIMES
+from gapprof import result_files as report
+from gapprof.profiler import cells, cli_options as options
+from gapprof.models import get_spec
+from gapprof.runtime_names import RUNTIMES
 
 
 def _names(value: str) -> list[str]:

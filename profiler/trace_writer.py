@@ -6,8 +6,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from gapprof.profiler import trace_schema as schema
-from gapprof.profiler.kernel_names import demangle, short_name
+from gapprof import trace_schema as schema
+from gapprof.kernel_names import demangle, short_name
 
 
 # Frequent queries that neither launch work nor synchronise; nsys leaves them out of its CUDA trace, and so does

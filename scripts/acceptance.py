@@ -124,7 +124,7 @@ def analyses(gpu_records: list[dict]) -> list[str]:
 
 def _gpu_key(gpu_name: str) -> str:
     sys.path.insert(0, str(REPO))
-    from gapprof.profiler.gpus import gpu_for_device_name
+    from gapprof.gpus import gpu_for_device_name
 
     gpu = gpu_for_device_name(gpu_name)
     return gpu.key if gpu else gpu_name.lower().replace(" ", "-")

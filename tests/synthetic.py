@@ -3,7 +3,7 @@ import itertools
 import sqlite3
 from pathlib import Path
 
-from gapprof.profiler import trace_schema as ts
+from gapprof import trace_schema as ts
 
 PID = 100
 TID = ts.global_tid(PID, 100)

@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
-from gapprof.profiler import ab, cells, report
-from gapprof.profiler.models import get_spec, step_bytes
+from gapprof import result_files as report
+from gapprof.profiler import ab, cells
+from gapprof.models import get_spec, step_bytes
 
 pytest.importorskip("torch")
 TINY = ["--model", "tiny-qwen2", "--ctx", "16", "--steps", "5", "--warmup", "2", "--dtype", "float32",

@@ -4,7 +4,7 @@ import pytest
 
 from gapprof.analysis import anatomy, load, steps as steps_mod
 from synthetic import PID, TID, TraceBuilder
-from gapprof.profiler import trace_schema as ts
+from gapprof import trace_schema as ts
 
 
 def attribute(builder: TraceBuilder, path, pattern="decode_step", skip=0):

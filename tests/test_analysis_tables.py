@@ -4,8 +4,8 @@ import pytest
 from gapprof.analysis import kernels
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.errors import GapprofError
-from gapprof.profiler import models
-from gapprof.profiler.trace_schema import api_name
+from gapprof import models
+from gapprof.trace_schema import api_name
 from synthetic import TraceBuilder
 from test_analysis_anatomy import basic_step
 

@@ -8,9 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
+from gapprof import nsight
 from gapprof.errors import GapprofError
-from gapprof.profiler import nsys, trace_schema
-from gapprof.profiler.kernel_names import demangle, short_name
+from gapprof import trace_schema
+from gapprof.profiler import nsys_capture as nsys
+from gapprof.kernel_names import demangle, short_name
 from gapprof.profiler.trace_writer import app_driver_calls, is_query_call, write_trace
 
 
@@ -22,7 +24,7 @@ def test_profile_command_traces_cuda_and_nvtx_only_within_the_profiled_phase(tmp
                  "--capture-range=cudaProfilerApi", f"-o {tmp_path / 'run'}"):
         assert flag in joined
     assert argv[-4:] == ["-m", "gapprof.profiler.session", str(tmp_path / "req.json"), str(tmp_path / "meta.json")]
-    assert nsys.export_command("/x/nsys", Path("a.nsys-rep"), Path("a.sqlite")) == [
+    assert nsight.nsys_export_command("/x/nsys", Path("a.nsys-rep"), Path("a.sqlite")) == [
         "/x/nsys", "export", "--type", "sqlite", "--force-overwrite=true", "-o", "a.sqlite", "a.nsys-rep"]
 
 
@@ -31,21 +33,21 @@ def test_nsys_is_found_through_gapprof_nsys_then_path(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("GAPPROF_NSYS", str(fake))
-    assert nsys.find_nsys() == str(fake)
+    assert nsight.find_nsys() == str(fake)
     monkeypatch.delenv("GAPPROF_NSYS")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert nsys.find_nsys() == str(fake)
+    assert nsight.find_nsys() == str(fake)
 
 
 def test_missing_nsys_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("GAPPROF_NSYS", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(nsys, "NSYS_GLOBS", [str(tmp_path / "none" / "nsys")])
+    monkeypatch.setattr(nsight, "NSYS_GLOBS", [str(tmp_path / "none" / "nsys")])
     with pytest.raises(GapprofError, match="nsys not found"):
-        nsys.find_nsys()
+        nsight.find_nsys()
     monkeypatch.setenv("GAPPROF_NSYS", str(tmp_path / "missing"))
     with pytest.raises(GapprofError, match="not an executable nsys"):
-        nsys.find_nsys()
+        nsight.find_nsys()
 
 
 def test_kernel_names_are_demangled_and_shortened_as_nsys_does():

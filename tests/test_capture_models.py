@@ -2,8 +2,8 @@
 import pytest
 
 from gapprof.errors import GapprofError
-from gapprof.profiler import gpus
-from gapprof.profiler.models import get_spec, known_models, step_bytes
+from gapprof import gpus
+from gapprof.models import get_spec, known_models, step_bytes
 
 # Parameter totals published for these checkpoints.
 PUBLISHED_PARAMS = {"qwen2.5-7b": 7_615_616_512, "llama-3.1-8b": 8_030_261_248, "mistral-7b-v0.3": 7_248_023_552}

@@ -6,7 +6,7 @@ torch = pytest.importorskip("torch")
 from gapprof.errors import GapprofError  # noqa: E402
 from gapprof.profiler.build import build_model  # noqa: E402
 from gapprof.profiler.decode import run_steps  # noqa: E402
-from gapprof.profiler.models import get_spec  # noqa: E402
+from gapprof.models import get_spec  # noqa: E402
 from gapprof.profiler.runtimes import make_runtime  # noqa: E402
 from gapprof.profiler.session import CaptureRequest, run_session, validate  # noqa: E402
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gapprof.analysis import load, ncu as ncu_report, study
+from gapprof.analysis import load, ncu_report as ncu_report, study
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling, strip_extension
-from gapprof.profiler import ncu, nsys, sweep
+from gapprof.profiler import ncu_capture as ncu, nsys_capture as nsys, sweep
 from gapprof.profiler.commands import trace_output
 from gapprof.profiler.session import CaptureRequest
 

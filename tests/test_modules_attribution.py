@@ -6,8 +6,8 @@ from gapprof.analysis import modules
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from gapprof.profiler import models
-from gapprof.profiler.kernel_names import short_name
+from gapprof import models
+from gapprof.kernel_names import short_name
 from synthetic import TraceBuilder
 
 H100 = "NVIDIA H100 80GB HBM3"

@@ -6,11 +6,11 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import modules, ncu
+from gapprof.analysis import modules, ncu_report as ncu
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from gapprof.profiler import models
+from gapprof import models
 from test_modules_attribution import annotated_trace
 
 DATA = Path(__file__).parent / "data"

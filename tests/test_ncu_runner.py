@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from gapprof import nsight
 from gapprof.errors import GapprofError
-from gapprof.profiler import ncu
+from gapprof.profiler import ncu_capture as ncu
 
 
 def test_profile_command_filters_the_step_ranges_and_keeps_clocks():
@@ -22,7 +23,7 @@ def test_profile_command_filters_the_step_ranges_and_keeps_clocks():
 
 
 def test_export_asks_for_the_raw_page_in_base_units():
-    assert ncu.export_command("ncu", Path("r.ncu-rep")) == [
+    assert nsight.ncu_export_command("ncu", Path("r.ncu-rep")) == [
         "ncu", "--import", "r.ncu-rep", "--csv", "--page", "raw", "--print-units", "base"]
 
 
@@ -31,17 +32,17 @@ def test_find_ncu_order(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
     monkeypatch.setenv("GAPPROF_NCU", str(fake))
-    assert ncu.find_ncu() == str(fake)
+    assert nsight.find_ncu() == str(fake)
     monkeypatch.setenv("GAPPROF_NCU", str(tmp_path / "missing"))
     with pytest.raises(GapprofError, match="not an executable ncu"):
-        ncu.find_ncu()
+        nsight.find_ncu()
     monkeypatch.delenv("GAPPROF_NCU")
     monkeypatch.setenv("PATH", str(tmp_path))
-    assert ncu.find_ncu() == str(fake)
+    assert nsight.find_ncu() == str(fake)
     monkeypatch.setenv("PATH", "")
-    monkeypatch.setattr(ncu, "NCU_GLOBS", [str(tmp_path / "nowhere" / "*" / "ncu")])
+    monkeypatch.setattr(nsight, "NCU_GLOBS", [str(tmp_path / "nowhere" / "*" / "ncu")])
     with pytest.raises(GapprofError, match="ncu not found"):
-        ncu.find_ncu()
+        nsight.find_ncu()
 
 
 def test_a_timeout_stops_ncu_and_its_child(tmp_path, monkeypatch):

@@ -4,7 +4,7 @@ import pytest
 from gapprof.analysis import anatomy, project, replay, study
 from gapprof.analysis.pipeline import Options
 from gapprof.errors import GapprofError
-from gapprof.profiler import gpus
+from gapprof import gpus
 from synthetic import TraceBuilder
 
 SYNC = "cudaStreamSynchronize_v3020"

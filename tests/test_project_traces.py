@@ -6,7 +6,7 @@ import pytest
 
 from gapprof.analysis import anatomy, project, replay, study
 from gapprof.analysis.pipeline import Options
-from gapprof.profiler import gpus
+from gapprof import gpus
 
 TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite"))
 TERMS = ("wall", "busy", "starved", "latency", "head", "tail", "kernels", "launch_calls")

@@ -18,7 +18,7 @@ import polars as pl
 from gapprof.analysis import kernels, modules
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling
-from gapprof.profiler.kernel_names import short_name
+from gapprof.kernel_names import short_name
 
 READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
 _BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,

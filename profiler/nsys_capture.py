@@ -10,21 +10,8 @@ from pathlib import Path
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.paths import sibling, strip_extension
-from gapprof.profiler.tool_lookup import find_tool
-from gapprof.profiler.trace_schema import write_meta
-
-# Nsight Systems installs itself under versioned folders; Nsight Compute bundles a copy too.
-NSYS_GLOBS = [
-    "/opt/nvidia/nsight-systems/*/bin/nsys",
-    "/usr/local/cuda*/bin/nsys",
-    "/opt/nvidia/nsight-compute/*/host/target-linux-x64/nsys",
-]
-
-
-def find_nsys() -> str:
-    """GAPPROF_NSYS, then PATH, then the usual install folders."""
-    return find_tool("nsys", "GAPPROF_NSYS", NSYS_GLOBS, "Nsight Systems", "; or use --backend cupti")
-
+from gapprof.nsight import find_nsys, nsys_export_command
+from gapprof.trace_schema import write_meta
 
 def profile_command(nsys: str, report_base: Path, request_path: Path, meta_path: Path) -> list[str]:
     """The nsys command line: CUDA and NVTX only, collection limited to the profiled phase."""
@@ -38,10 +25,6 @@ def profile_command(nsys: str, report_base: Path, request_path: Path, meta_path:
         "-o", str(report_base),
         sys.executable, "-m", "gapprof.profiler.session", str(request_path), str(meta_path),
     ]
-
-
-def export_command(nsys: str, report: Path, sqlite_path: Path) -> list[str]:
-    return [nsys, "export", "--type", "sqlite", "--force-overwrite=true", "-o", str(sqlite_path), str(report)]
 
 
 def _written_since(folder: Path, started: float, ours: tuple[Path, ...]) -> list[str]:
@@ -67,7 +50,7 @@ def capture_with_nsys(request, output: Path, command: str) -> tuple[Path, Path, 
             raise GapprofError(f"nsys did not write {report}; files it wrote there: "
                                f"{', '.join(_written_since(base.parent, started, (request_path, meta_path))) or 'none'}")
         progress(f"exporting {sqlite_path}")
-        exported = subprocess.run(export_command(nsys, report, sqlite_path))
+        exported = subprocess.run(nsys_export_command(nsys, report, sqlite_path))
         if exported.returncode != 0 or not sqlite_path.exists():
             raise GapprofError(f"`nsys export` of {report} failed (exit {exported.returncode}); "
                                f"expected {sqlite_path}")

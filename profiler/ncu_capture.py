@@ -17,18 +17,12 @@ from pathlib import Path
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.paths import sibling, strip_extension
-from gapprof.profiler.decode import STEP_DOMAIN, STEP_MESSAGE
-from gapprof.profiler.tool_lookup import find_tool
+from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
+from gapprof.nsight import find_ncu, ncu_export_command
 
-NCU_GLOBS = ["/opt/nvidia/nsight-compute/*/ncu", "/usr/local/cuda*/bin/ncu"]
 METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum")
 # ncu's NVTX filter: `domain@range`, and a trailing `/` selects a push/pop range.
 STEP_FILTER = f"{STEP_DOMAIN}@{STEP_MESSAGE}/"
-
-
-def find_ncu() -> str:
-    """GAPPROF_NCU, then PATH, then the usual install folders."""
-    return find_tool("ncu", "GAPPROF_NCU", NCU_GLOBS, "Nsight Compute")
 
 
 def profile_command(ncu: str, report_base: Path, request_path: Path, meta_path: Path, launch_count: int,
@@ -43,11 +37,6 @@ def profile_command(ncu: str, report_base: Path, request_path: Path, meta_path: 
     if graphs:
         command += ["--graph-profiling", "node"]  # each kernel node of a replay is a result of its own
     return command + [sys.executable, "-m", "gapprof.profiler.session", str(request_path), str(meta_path)]
-
-
-def export_command(ncu: str, report: Path) -> list[str]:
-    # Base units (byte, nsecond), so no scaled unit needs guessing; the parser still reads scaled ones.
-    return [ncu, "--import", str(report), "--csv", "--page", "raw", "--print-units", "base"]
 
 
 def run_ncu(request, output: Path, launch_count: int, command: str, keep_report: bool = False,
@@ -77,7 +66,7 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
         if not report.exists():
             raise GapprofError(f"ncu wrote no report: no kernel matched the NVTX filter {STEP_FILTER!r}")
         progress(f"exporting {output}")
-        exported = subprocess.run(export_command(ncu, report), capture_output=True, text=True)
+        exported = subprocess.run(ncu_export_command(ncu, report), capture_output=True, text=True)
         if exported.returncode != 0:
             last = exported.stderr.strip().splitlines()
             raise GapprofError(f"ncu --import failed (exit {exported.returncode}): {last[-1] if last else ''}")
