@@ -15,10 +15,14 @@ from pathlib import Path
 
 import polars as pl
 
+from gapprof import gpus, models
 from gapprof.analysis import kernels, modules
+from gapprof.analysis.floor import resolve_spec
+from gapprof.analysis.pipeline import Options, analyze
 from gapprof.errors import GapprofError
-from gapprof.paths import sibling
 from gapprof.kernel_names import short_name
+from gapprof.log import progress
+from gapprof.paths import sibling
 
 READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
 _BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
@@ -142,3 +146,49 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
     table = table.sort(pl.col("kind").replace_strict(order, default=len(order), return_dtype=pl.Int64))
     diff_rows = [d for d in diffs if d[1] < complete * len(ref_names)]
     return table, modules.difference_frame(diff_rows, 1), complete
+
+
+def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:
+    spec = gpus.resolve_gpu(gpu) if gpu else gpus.gpu_for_device_name(meta.get("gpu_name", ""))
+    if spec is None:
+        raise GapprofError("no GPU for the peak bandwidth: pass --gpu (no gpu_name in the .json beside the CSV); "
+                           f"known GPUs: {', '.join(gpus.known_gpus())}")
+    return float(spec.peak_gbps), f"{spec.label} datasheet"
+
+
+def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, model: str | None, ctx: int | None,
+                    top: int) -> tuple[list, list[str]]:
+    """The sections (title, table) and notes of `gapprof ncu-report`: totals, classes, kernels and, against a
+    module-annotated reference trace, measured vs analytic bytes per module."""
+    meta = read_sidecar(csv_path)
+    rows = read_ncu_csv(csv_path)
+    peak, peak_label = _peak(gpu, meta)
+    by_kernel, by_class, totals = kernel_tables(rows, peak)
+    totals["peak bandwidth source"] = peak_label
+    notes = []
+    sections = [("totals", totals), ("classes", by_class), ("kernels", by_kernel.head(top) if top else by_kernel)]
+    if reference is not None:
+        ref = analyze(reference, Options(), progress)
+        modules.check_same_model(meta, ref.trace.meta)
+        labelled, ref_modules = modules.labelled_by_time(ref)
+        if ref_modules.is_empty():
+            raise GapprofError(f"--reference {reference}: no `module:` ranges in its steps (capture it with --modules)")
+        spec = resolve_spec(meta, model) or (ref.floor.spec if ref.floor else None)
+        context = ctx if ctx is not None else meta.get("ctx")
+        if spec is None or context is None:
+            raise GapprofError("the analytic bytes need a model and a context: pass --model and --ctx")
+        dtype_bytes = int(meta.get("dtype_bytes", models.DTYPE_BYTES["bfloat16"]))
+        # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
+        kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
+        table, differences, complete = module_comparison(
+            rows, modules.reference_step(kernels_only), modules.bytes_by_kind(spec, dtype_bytes, context), peak)
+        sections.append(("modules (per step)", table))
+        notes.append(f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
+                     f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "
+                     "token written); measured/analytic < 1 means bytes served from L2 (50 MB on H100), > 1 "
+                     "re-reads, partial sums or activations")
+        if differences.height:
+            sections.append(("sequence differences", differences))
+            notes.append(f"the ncu kernel sequence differs from the reference in {differences.height} runs; "
+                         "those kernels are left out of the module table")
+    return sections, notes

@@ -109,7 +109,7 @@ def _read_sqlite3(path: str) -> tuple[int, float]:
 
 def _attribute(path: str) -> tuple[int, float]:
     from click.testing import CliRunner
-    from gapprof.analysis.commands import attribute
+    from gapprof.commands.attribute_cli import attribute
     started = time.perf_counter()
     result = CliRunner().invoke(attribute, [path, "--tables", "summary,facts,classes,kernels,api"])
     if result.exit_code != 0:

@@ -7,17 +7,17 @@ import click
 from gapprof.errors import GapprofError
 
 COMMANDS = {
-    "capture": "gapprof.profiler.commands:capture",
-    "models": "gapprof.profiler.commands:models",
-    "ncu": "gapprof.profiler.commands:ncu",
-    "ncu-report": "gapprof.analysis.ncu_commands:ncu_report",
-    "attribute": "gapprof.analysis.commands:attribute",
-    "compare": "gapprof.analysis.cross_gpu_commands:compare",
-    "project": "gapprof.analysis.cross_gpu_commands:project",
-    "plot": "gapprof.analysis.cross_gpu_commands:plot",
-    "ab": "gapprof.profiler.ab:ab",
-    "sweep": "gapprof.profiler.sweep:sweep",
-    "sweep-attribute": "gapprof.analysis.sweep_attribute:sweep_attribute",
+    "capture": "gapprof.commands.capture_cli:capture",
+    "models": "gapprof.commands.capture_cli:models",
+    "ncu": "gapprof.commands.ncu_cli:ncu",
+    "ncu-report": "gapprof.commands.ncu_cli:ncu_report",
+    "attribute": "gapprof.commands.attribute_cli:attribute",
+    "compare": "gapprof.commands.cross_gpu_cli:compare",
+    "project": "gapprof.commands.cross_gpu_cli:project",
+    "plot": "gapprof.commands.cross_gpu_cli:plot",
+    "ab": "gapprof.commands.ab_cli:ab",
+    "sweep": "gapprof.commands.sweep_cli:sweep",
+    "sweep-attribute": "gapprof.commands.sweep_cli:sweep_attribute",
 }
 
 

@@ -8,6 +8,7 @@ for the host, and globalPid is globalTid with the tid bits cleared.
 import json
 import re
 import sqlite3
+from pathlib import Path
 
 META_TABLE = "GAPPROF_META"
 
@@ -102,3 +103,10 @@ def global_tid(pid: int, tid: int) -> int:
 
 def global_pid(pid: int) -> int:
     return pid << 24
+
+
+def kernels_per_step(path: Path, steps: int) -> float:
+    """Kernels in the trace at `path` over its `steps` traced steps (capture's one-line summary)."""
+    with sqlite3.connect(path) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL").fetchone()
+    return count / steps

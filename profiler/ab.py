@@ -1,22 +1,15 @@
-"""`gapprof ab`: runtime A against runtime B over fresh sessions, with a bootstrap interval on the speedup.
+"""Runtime A against runtime B over fresh sessions, with a bootstrap interval on the speedup.
 
 Each session is a new Python process (profiler.timed) that builds the model, prefills, warms up and times the
 measured steps with no profiler attached; its statistic is the median step time. Arms alternate A, B, A, B...
 so slow drift of the machine reaches both. Speedup of B over A = mean of A's session medians / mean of B's.
 """
-import datetime
 import statistics
-from pathlib import Path
-
-import click
 
 from gapprof.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
-from gapprof.provenance import invocation
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof import result_files as report
-from gapprof.profiler import cells, cli_options as options
-from gapprof.runtime_names import RUNTIMES
+from gapprof.profiler import cells
 
 SESSION_FIELDS = ("first_token", "tokens", "step_ms", "copy_bandwidth_gbps")
 
@@ -72,52 +65,3 @@ def run_ab(request_a, request_b, sessions: int) -> tuple[list[dict], list[dict]]
                                    f"{record['reason']}")
             records[arm].append({**record, "order": order})
     return records["a"], records["b"]
-
-
-@click.command()
-@options.MODEL
-@options.CTX
-@click.option("--a", "runtime_a", type=click.Choice(RUNTIMES), default="eager", show_default=True,
-              help="Runtime of arm A (the baseline).")
-@click.option("--b", "runtime_b", type=click.Choice(RUNTIMES), default="graphs", show_default=True,
-              help="Runtime of arm B.")
-@click.option("--sessions", type=click.IntRange(min=2), default=10, show_default=True,
-              help="Fresh sessions per arm.")
-@click.option("--steps", type=click.IntRange(min=1), default=64, show_default=True,
-              help="Measured decode steps per session.")
-@click.option("--warmup", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Warm-up decode steps per session, before the measured ones.")
-@options.DTYPE
-@options.ATTN
-@options.WEIGHTS
-@click.option("--seed", default=0, show_default=True, help="Weights and prompt seed (the same in every session).")
-@options.DEVICE
-@options.COUNT_EMBEDDING
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for ab.json and ab.md [default: results/<gpu>].")
-def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, device,
-       count_embedding, out):
-    """Time runtime A against runtime B in fresh sessions, alternating, and bootstrap the speedup.
-
-    Example: gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
-    """
-    torch = options.import_torch("ab")
-    from gapprof.profiler.session import CaptureRequest, validate
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GapprofError(f"--device {device}: no CUDA device is visible to torch (--device cpu runs on the CPU)")
-    base = dict(model=model, ctx=ctx, steps=steps, warmup=warmup, backend="none", dtype=dtype, attn=attn,
-                weights=weights, seed=seed, device=device)
-    request_a, request_b = CaptureRequest(runtime=runtime_a, **base), CaptureRequest(runtime=runtime_b, **base)
-    validate(request_a)
-    validate(request_b)
-
-    records_a, records_b = run_ab(request_a, request_b, sessions)
-    result = {"command": invocation(),
-              "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              **summarise(records_a, records_b, count_embedding)}
-    out = out or Path("results", cells.gpu_key(records_a))
-    written = report.write_ab(result, out)
-    for path in written:
-        click.echo(f"wrote {path}")
-    click.echo(report.ab_headline(result))

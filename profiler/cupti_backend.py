@@ -5,6 +5,7 @@ CUPTI delivers no NVTX marker records to a Python subscriber.
 """
 import os
 import threading
+from pathlib import Path
 
 from gapprof.errors import GapprofError
 from gapprof.trace_schema import global_pid, global_tid
@@ -86,3 +87,15 @@ class CuptiCollector:
                "smCount": props.multi_processor_count, "cuDevice": torch.cuda.current_device()}
         write_trace(path, self.kernels, self.memcpys, self.memsets, self.runtime_calls, self.driver_calls,
                     step_spans, gpu, meta, thread_id=threading.get_native_id(), pid=self.pid)
+
+
+def capture_with_cupti(request, output: Path, command: str) -> tuple[Path, dict]:
+    """Run `request` in this process with CUPTI collecting; write the trace to `output`; return it and the metadata."""
+    from gapprof.profiler.session import run_session  # torch
+
+    collector = CuptiCollector()
+    meta, spans = run_session(request, collector, clock=collector.clock)
+    meta["command"] = command
+    output.parent.mkdir(parents=True, exist_ok=True)
+    collector.write(output, spans, meta)
+    return output, meta

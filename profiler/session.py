@@ -10,7 +10,6 @@ Run as `python -m gapprof.profiler.session REQUEST.json` under nsys: collection 
 cudaProfilerStart only around the profiled phase.
 """
 import contextlib
-import dataclasses
 import datetime
 import json
 import statistics
@@ -24,64 +23,9 @@ from gapprof.log import progress
 from gapprof.profiler.build import build_model
 from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
 from gapprof.profiler.decode import NoRanges, run_steps, step_ms
-from gapprof.models import DTYPE_BYTES, get_spec, load_config
-from gapprof.runtime_names import MIN_WARMUP, RUNTIMES
+from gapprof.models import DTYPE_BYTES, load_config
+from gapprof.profiler.request import CaptureRequest, check_positions, decode_steps, max_len, validate
 from gapprof.profiler.runtimes import make_runtime
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptureRequest:
-    model: str = "qwen2.5-7b"
-    ctx: int = 2048
-    steps: int = 20
-    warmup: int = 4
-    runtime: str = "eager"
-    backend: str = "nsys"
-    dtype: str = "bfloat16"
-    attn: str = "sdpa"
-    weights: str | None = None
-    seed: int = 0
-    device: str = "cuda"
-    modules: bool = False
-
-
-def validate(request: CaptureRequest) -> None:
-    """Reject a request before any model is built."""
-    if request.runtime not in RUNTIMES:
-        raise GapprofError(f"unknown runtime {request.runtime!r}; known runtimes: {', '.join(RUNTIMES)}")
-    if request.dtype not in DTYPE_BYTES:
-        raise GapprofError(f"unknown dtype {request.dtype!r}; known dtypes: {', '.join(DTYPE_BYTES)}")
-    if request.steps < 1 or request.ctx < 1:
-        raise GapprofError("--steps and --ctx must be at least 1")
-    if request.warmup < MIN_WARMUP[request.runtime]:
-        raise GapprofError(f"runtime {request.runtime} needs --warmup >= {MIN_WARMUP[request.runtime]} "
-                           "(eager steps and graph capture happen in warm-up)")
-    if request.modules and request.runtime not in module_ranges.HOOKED_RUNTIMES:
-        raise GapprofError(f"--modules needs runtime eager or static: module hooks do not run inside a "
-                           f"{request.runtime} replay (map its kernels with `attribute --by module --reference`)")
-    if request.modules and request.backend == "cupti":
-        raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
-    if not request.weights:  # a checkpoint's positions are known once its config is read (start_decode)
-        check_positions(request, get_spec(request.model).max_positions, request.model)
-
-
-def decode_steps(request: CaptureRequest) -> int:
-    """Every decode step of a session: warm-up, unprofiled, (module-hooked,) then warm-up + profiled; a timed
-    session without a profiler (backend "none": ab, sweep) runs warm-up and its timed steps only."""
-    if request.backend == "none":
-        return request.warmup + request.steps
-    timed_passes = 3 if request.modules else 2
-    return 2 * request.warmup + timed_passes * request.steps
-
-
-def max_len(request: CaptureRequest) -> int:
-    return request.ctx + decode_steps(request) + 1
-
-
-def check_positions(request: CaptureRequest, max_positions: int, owner: str) -> None:
-    if max_len(request) > max_positions:
-        raise GapprofError(f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
-                           f"positions; {owner} has {max_positions}")
 
 
 class NoCollector:

@@ -21,7 +21,8 @@ from gapprof.log import progress
 from gapprof.profiler import environment
 from gapprof.profiler.build import build_model
 from gapprof.profiler.decode import run_steps, step_ms
-from gapprof.profiler.session import CaptureRequest, start_decode, validate
+from gapprof.profiler.request import CaptureRequest, validate
+from gapprof.profiler.session import start_decode
 
 FAILED_EXIT = 3
 SHARED_FIELDS = ("model", "dtype", "attn", "weights", "seed", "device")

@@ -8,7 +8,8 @@ from gapprof.profiler.build import build_model  # noqa: E402
 from gapprof.profiler.decode import run_steps  # noqa: E402
 from gapprof.models import get_spec  # noqa: E402
 from gapprof.profiler.runtimes import make_runtime  # noqa: E402
-from gapprof.profiler.session import CaptureRequest, run_session, validate  # noqa: E402
+from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
+from gapprof.profiler.session import run_session  # noqa: E402
 
 
 class RecordingRanges:

@@ -10,8 +10,8 @@ from gapprof.analysis import load, ncu_report as ncu_report, study
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling, strip_extension
 from gapprof.profiler import ncu_capture as ncu, nsys_capture as nsys, sweep
-from gapprof.profiler.commands import trace_output
-from gapprof.profiler.session import CaptureRequest
+from gapprof.commands.capture_cli import trace_output
+from gapprof.profiler.request import CaptureRequest
 
 NAMES = ["qwen2.5-7b-eager", "mistral-7b-v0.3-graphs", "h100"]
 

@@ -7,7 +7,8 @@ torch = pytest.importorskip("torch")
 from gapprof.errors import GapprofError  # noqa: E402
 from gapprof.profiler import module_ranges  # noqa: E402
 from gapprof.profiler.build import build_model  # noqa: E402
-from gapprof.profiler.session import CaptureRequest, run_session, validate  # noqa: E402
+from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
+from gapprof.profiler.session import run_session  # noqa: E402
 
 LAYER_KINDS = ["layer", "input_norm", "attention", "q_proj", "k_proj", "v_proj", "o_proj", "post_attention_norm",
                "mlp", "gate_proj", "up_proj", "act", "down_proj"]

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import click
 
-from gapprof.analysis import render, steps
+from gapprof.analysis import render
 from gapprof.analysis.pipeline import Options, analyze
 from gapprof.log import progress
-from gapprof.profiler import cli_options as options
+from gapprof.commands import options
 from gapprof.models import DTYPE_BYTES
 
 TABLES = ("summary", "facts", "classes", "kernels", "api", "steps")
@@ -23,11 +23,9 @@ def _tables(value: str) -> list[str]:
 
 
 @click.command()
-@click.argument("trace", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--range", "range_pattern", default=steps.DEFAULT_RANGE, show_default=True,
-              help="NVTX message of a step range, a regular expression matching the whole message (any domain).")
-@click.option("--skip", type=click.IntRange(min=0), default=None,
-              help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
+@click.argument("trace", type=options.TRACE)
+@options.RANGE
+@options.SKIP
 @click.option("--model", default=None, help="Model name, config.json or checkpoint folder, for the floor "
                                             "[default: the capture's].")
 @click.option("--ctx", type=click.IntRange(min=0), default=None,
@@ -48,9 +46,8 @@ def _tables(value: str) -> list[str]:
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="With --by module: a module-annotated trace of the same model whose step labels TRACE's "
                    "kernels by position (for CUDA graphs traces).")
-@click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write to FILE instead of stdout.")
+@options.FORMAT
+@options.OUTPUT
 def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables,
               top, by, reference, fmt, output):
     """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps

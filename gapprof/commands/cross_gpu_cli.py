@@ -1,34 +1,27 @@
 """`gapprof compare`, `gapprof project` and `gapprof plot`: step anatomy across GPUs, measured and replayed.
 Data on stdout (or -o), progress and notes on stderr."""
-from pathlib import Path
 
 import click
 import polars as pl
 
-from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, render, steps, study
+from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, render, study
 from gapprof.analysis.pipeline import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof import gpus
-from gapprof.profiler import cli_options as options
+from gapprof.commands import options
 
-TRACE = click.Path(path_type=Path, dir_okay=False)
-OUT = click.Path(path_type=Path, dir_okay=False)
+TRACE = options.TRACE
 
 
 def _trace_options(f):
-    f = options.COUNT_EMBEDDING(f)
-    f = click.option("--skip", type=click.IntRange(min=0), default=None,
-                     help="Warm-up steps to skip per thread [default: the capture's warm-up].")(f)
-    return click.option("--range", "range_pattern", default=steps.DEFAULT_RANGE, show_default=True,
-                        help="NVTX message of a step range (a regular expression matching the whole message).")(f)
+    return options.RANGE(options.SKIP(options.COUNT_EMBEDDING(f)))
 
 
 def _output_options(f):
-    f = click.option("--plot", "plot_path", type=OUT, default=None,
+    f = click.option("--plot", "plot_path", type=options.TRACE, default=None,
                      help="Also draw the step anatomy of every column to FILE (.png or .svg).")(f)
-    f = click.option("-o", "--output", type=OUT, default=None, help="Write to FILE instead of stdout.")(f)
-    return click.option("--format", "fmt", type=click.Choice(render.FORMATS), default="table", show_default=True)(f)
+    return options.FORMAT(options.OUTPUT(f))
 
 
 def _projection_options(f):
@@ -126,7 +119,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
 @click.command()
 @click.argument("kind", type=click.Choice(("anatomy", "fraction", "timeline")))
 @click.argument("traces", nargs=-1, required=True, type=TRACE)
-@click.option("-o", "--output", type=OUT, required=True, help="Picture file (.png or .svg).")
+@click.option("-o", "--output", type=options.TRACE, required=True, help="Picture file (.png or .svg).")
 @click.option("--to", "targets", multiple=True,
               help="Also project each trace to this GPU (repeatable; fraction: default every GPU in the table).")
 @click.option("--step", "step_index", type=click.IntRange(min=0), default=0, show_default=True,

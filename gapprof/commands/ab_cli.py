@@ -1,0 +1,54 @@
+"""`gapprof ab`: runtime A against runtime B over fresh sessions, with a bootstrap interval on the speedup."""
+import datetime
+from pathlib import Path
+
+import click
+
+from gapprof import result_files
+from gapprof.commands import options
+from gapprof.profiler.request import CaptureRequest, validate
+from gapprof.profiler import ab as ab_sessions, cells
+from gapprof.provenance import invocation
+from gapprof.runtime_names import RUNTIMES
+
+
+@click.command()
+@options.MODEL
+@options.CTX
+@click.option("--a", "runtime_a", type=click.Choice(RUNTIMES), default="eager", show_default=True,
+              help="Runtime of arm A (the baseline).")
+@click.option("--b", "runtime_b", type=click.Choice(RUNTIMES), default="graphs", show_default=True,
+              help="Runtime of arm B.")
+@click.option("--sessions", type=click.IntRange(min=2), default=10, show_default=True,
+              help="Fresh sessions per arm.")
+@options.steps_and_warmup(steps=64, warmup=8, per=" per session")
+@options.DTYPE
+@options.ATTN
+@options.WEIGHTS
+@options.SEED
+@options.DEVICE
+@options.COUNT_EMBEDDING
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for ab.json and ab.md [default: results/<gpu>].")
+def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, device,
+       count_embedding, out):
+    """Time runtime A against runtime B in fresh sessions, alternating, and bootstrap the speedup.
+
+    Example: gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
+    """
+    options.check_session_device("ab", device)
+    base = dict(model=model, ctx=ctx, steps=steps, warmup=warmup, backend="none", dtype=dtype, attn=attn,
+                weights=weights, seed=seed, device=device)
+    request_a, request_b = CaptureRequest(runtime=runtime_a, **base), CaptureRequest(runtime=runtime_b, **base)
+    validate(request_a)
+    validate(request_b)
+
+    records_a, records_b = ab_sessions.run_ab(request_a, request_b, sessions)
+    result = {"command": invocation(),
+              "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              **ab_sessions.summarise(records_a, records_b, count_embedding)}
+    out = out or Path("results", cells.gpu_key(records_a))
+    written = result_files.write_ab(result, out)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(result_files.ab_headline(result))

@@ -1,0 +1,74 @@
+"""`gapprof capture` (a trace of batch-1 decode steps) and `gapprof models` (the shipped model configs)."""
+from pathlib import Path
+
+import click
+
+from gapprof.commands import options
+from gapprof.log import progress
+from gapprof.models import DTYPE_BYTES, get_spec, known_models
+from gapprof.paths import sibling
+from gapprof.profiler.request import CaptureRequest, validate
+from gapprof.provenance import invocation
+from gapprof.runtime_names import RUNTIMES
+from gapprof.trace_schema import kernels_per_step
+
+
+@click.command()
+def models():
+    """List the known models with their parameter bytes (bf16)."""
+    click.echo(f"{'model':<18} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'params':>14} {'bf16 bytes':>15}")
+    for name in known_models():
+        spec = get_spec(name)
+        params = spec.total_params()
+        click.echo(f"{name:<18} {spec.layers:>6} {spec.hidden:>6} {spec.heads:>5} {spec.kv_heads:>3} "
+                   f"{params:>14,} {params * DTYPE_BYTES['bfloat16']:>15,}")
+
+
+def trace_output(output: Path | None, model: str, runtime: str, backend: str) -> Path:
+    """Where capture writes: `output`, else traces/MODEL-RUNTIME (-cupti under cupti, so that it does not overwrite
+    the .sqlite exported beside an nsys report); a .nsys-rep (the .sqlite goes beside it) under nsys, a .sqlite
+    under cupti."""
+    output = output or Path("traces", f"{model}-{runtime}{'-cupti' if backend == 'cupti' else ''}")
+    return sibling(output, ".nsys-rep" if backend == "nsys" else ".sqlite")
+
+
+@click.command()
+@options.MODEL
+@options.CTX
+@options.steps_and_warmup(steps=20, warmup=4)
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="eager", show_default=True)
+@options.TRACE_BACKEND
+@options.DTYPE
+@options.ATTN
+@options.WEIGHTS
+@options.SEED
+@click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
+                                              "runtimes), and an extra unprofiled pass that times their cost.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite).")
+def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, modules, output):
+    """Run batch-1 decode with every step in an NVTX range and write a trace.
+
+    Example: gapprof capture --model qwen2.5-7b
+    """
+    request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
+                             dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules)
+    validate(request)
+    options.check_session_device("capture")
+    output = trace_output(output, model, runtime, backend)
+    if backend == "nsys":
+        from gapprof.profiler.nsys_capture import capture_with_nsys
+
+        report, sqlite_path, meta = capture_with_nsys(request, output, invocation())
+        written = [report, sqlite_path]
+    else:
+        from gapprof.profiler.cupti_backend import capture_with_cupti
+
+        sqlite_path, meta = capture_with_cupti(request, output, invocation())
+        written = [sqlite_path]
+    from gapprof.profiler.session import summary_line
+
+    progress("done")
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(summary_line(meta, kernels_per_step(sqlite_path, warmup + steps)))

@@ -1,0 +1,65 @@
+"""Click options shared by several commands, and the preamble of the commands that run decode sessions
+(capture, ncu, ab, sweep). Free of torch and polars: a command parses its options, and says what is missing,
+on either kind of machine."""
+from pathlib import Path
+
+import click
+
+from gapprof.errors import GapprofError
+from gapprof.models import DTYPE_BYTES, known_models
+from gapprof.nvtx_names import STEP_MESSAGE
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+# Decode sessions.
+MODEL = click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
+CTX = click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
+DTYPE = click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
+ATTN = click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
+WEIGHTS = click.option("--weights", type=click.Path(file_okay=False),
+                       help="Local Hugging Face checkpoint (default: random).")
+SEED = click.option("--seed", default=0, show_default=True, help="Weights and prompt seed.")
+DEVICE = click.option("--device", default="cuda", show_default=True,
+                      help="torch device of the sessions (cpu for tests).")
+TRACE_BACKEND = click.option("--backend", type=click.Choice(["nsys", "cupti"]), default="nsys", show_default=True)
+
+# Analysis.
+COUNT_EMBEDDING = click.option("--count-embedding", is_flag=True,
+                               help="Count the whole token-embedding table in the floor bytes (the study's "
+                                    "convention).")
+RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_default=True,
+                     help="NVTX message of a step range, a regular expression matching the whole message "
+                          "(any domain).")
+SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
+                    help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
+FORMAT = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+OUTPUT = click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                      help="Write to FILE instead of stdout.")
+TRACE = click.Path(path_type=Path, dir_okay=False)
+
+
+def steps_and_warmup(steps: int, warmup: int, per: str = ""):
+    """--steps and --warmup with these defaults; `per` names what they count in (a session, a cell)."""
+    def decorate(f):
+        f = click.option("--warmup", type=click.IntRange(min=0), default=warmup, show_default=True,
+                         help=f"Warm-up decode steps{per}, before the measured ones.")(f)
+        return click.option("--steps", type=click.IntRange(min=1), default=steps, show_default=True,
+                            help=f"Measured decode steps{per}.")(f)
+    return decorate
+
+
+def import_torch(command: str):
+    """torch, or a one-line error saying which extra installs it."""
+    try:
+        import torch
+    except ImportError:
+        raise GapprofError(f"{command} needs torch and transformers: pip install 'gapprof[capture]'") from None
+    return torch
+
+
+def check_session_device(command: str, device: str = "cuda") -> None:
+    """The preamble of every command that runs decode sessions: torch is installed and the device is visible."""
+    torch = import_torch(command)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        hint = "" if command in ("capture", "ncu") else " (--device cpu runs on the CPU)"
+        raise GapprofError(f"{command} needs a CUDA GPU: no CUDA device is visible to torch{hint}")

@@ -1,0 +1,118 @@
+"""`gapprof sweep` (every model x context x runtime cell timed in fresh sessions, on the GPU) and
+`gapprof sweep-attribute` (the anatomy of the traced cells, where polars is)."""
+import datetime
+import json
+from pathlib import Path
+
+import click
+
+from gapprof import result_files
+from gapprof.commands import options
+from gapprof.errors import GapprofError
+from gapprof.models import get_spec
+from gapprof.profiler import cells, sweep as sweep_cells
+from gapprof.profiler.request import CaptureRequest
+from gapprof.provenance import invocation
+from gapprof.runtime_names import RUNTIMES
+
+
+def _names(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _models(ctx, param, value):
+    names = _names(value)
+    for name in names:
+        get_spec(name)  # an unknown name fails here, listing the known ones
+    return names
+
+
+def _contexts(ctx, param, value):
+    try:
+        contexts = [int(v) for v in _names(value)]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers") from None
+    if not contexts or min(contexts) < 1:
+        raise click.BadParameter("contexts must be positive integers")
+    return contexts
+
+
+def _runtimes(ctx, param, value):
+    names = _names(value)
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown runtime {', '.join(unknown) or '(none)'}; known: {', '.join(RUNTIMES)}")
+    return names
+
+
+@click.command()
+@click.option("--models", default="qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3", show_default=True,
+              callback=_models, help="Comma-separated model names (see `gapprof models`).")
+@click.option("--ctx", "contexts", default="2048,4096,8192,16384", show_default=True, callback=_contexts,
+              help="Comma-separated prompt lengths.")
+@click.option("--runtime", "runtimes", default="eager,graphs", show_default=True, callback=_runtimes,
+              help=f"Comma-separated runtimes, from: {', '.join(RUNTIMES)}.")
+@options.steps_and_warmup(steps=32, warmup=4, per=" per cell")
+@options.DTYPE
+@options.ATTN
+@options.SEED
+@options.DEVICE
+@options.COUNT_EMBEDDING
+@click.option("--profile", is_flag=True,
+              help="Also capture a trace per timed cell (into OUT/traces); `gapprof sweep-attribute OUT` then adds "
+                   "the anatomy terms, on any machine with polars.")
+@options.TRACE_BACKEND
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>].")
+def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, count_embedding, profile, backend,
+          out):
+    """Time every model x context x runtime cell unprofiled; one row per cell, with its floor fraction.
+
+    Example: gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384
+    --runtime eager,graphs
+    """
+    options.check_session_device("sweep", device)
+    if profile and not device.startswith("cuda"):
+        raise GapprofError("--profile captures with nsys or CUPTI and needs --device cuda")
+    requests = [CaptureRequest(model=m, ctx=c, steps=steps, warmup=warmup, runtime=r, backend="none", dtype=dtype,
+                               attn=attn, seed=seed, device=device)
+                for m in models for c in contexts for r in runtimes]
+    rows, machine = sweep_cells.run_grid(requests, count_embedding)
+    out = out or Path("results", cells.gpu_key([machine]))
+    if profile:
+        sweep_cells.profile_rows(rows, out, backend, dtype, attn, seed)
+    result = {"command": invocation(),
+              "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "grid": {"models": models, "ctx": contexts, "runtimes": runtimes, "steps": steps, "warmup": warmup,
+                       "dtype": dtype, "attn": attn, "seed": seed, "device": device},
+              "floor_convention": cells.floor_convention(count_embedding),
+              "timing": ("each model's cells in a fresh process that builds the model once; per cell: new runtime "
+                         "and prefill, warm-up, then each measured step timed on the host's perf_counter_ns and "
+                         "ended once the next token is on the host; no profiler attached"),
+              "machine": machine, "rows": rows}
+    for path in result_files.write_sweep(result, out):
+        click.echo(f"wrote {path}")
+    ran = sum(r["status"] == "ok" for r in rows)
+    click.echo(f"{ran} of {len(rows)} cells ran on {machine['gpu_name'] or 'no device'}")
+
+
+@click.command("sweep-attribute")
+@click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+def sweep_attribute(folder):
+    """Attribute the traces of a `gapprof sweep --profile` run in FOLDER and rewrite its sweep outputs.
+
+    Example: gapprof sweep-attribute results/h100-sxm
+    """
+    from gapprof.analysis.sweep_anatomy import attribute_rows  # polars: not on the GPU image, where sweep runs
+
+    path = folder / "sweep.json"
+    if not path.is_file():
+        raise GapprofError(f"{path}: not found (FOLDER must hold the outputs of gapprof sweep)")
+    result = json.loads(path.read_text())
+    done = attribute_rows(result["rows"], folder)
+    if not done:
+        raise GapprofError(f"{path}: no row has a trace (run gapprof sweep with --profile on the GPU machine)")
+    result["attributed_with"] = invocation()
+    for written in result_files.write_sweep(result, folder):
+        click.echo(f"wrote {written}")
+    click.echo(f"added the anatomy of {done} cells")
