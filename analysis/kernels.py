@@ -74,11 +74,16 @@ def _table(ops: pl.DataFrame, by: list[str], n_steps: int, busy_total: int) -> p
             .sort(["us_per_step", *by], descending=[True] + [False] * len(by)))
 
 
-def kernel_tables(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int,
-                  full_names: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(per-kernel table, per-class table) over `ops` (the measured steps' ops from anatomy.attribute, whose
-    `op` indexes rows of `gpu`)."""
+def kernel_table(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int,
+                 full_names: bool = False) -> pl.DataFrame:
+    """Per kernel (and memcpy, memset) name over `ops` (the measured steps' ops from anatomy.attribute, whose `op`
+    indexes rows of `gpu`)."""
     named = named_ops(ops, gpu, strings, full_names)
-    by_kernel = _table(named, ["name", "class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
-    by_class = _table(named, ["class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
-    return by_kernel, by_class
+    return _table(named, ["name", "class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
+
+
+def class_table(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, n_steps: int,
+                busy_total: int) -> pl.DataFrame:
+    """Per kernel class over `ops`, as kernel_table."""
+    named = named_ops(ops, gpu, strings, False)
+    return _table(named, ["class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))

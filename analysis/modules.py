@@ -17,7 +17,7 @@ import difflib
 
 import polars as pl
 
-from gapprof.analysis import kernels, load
+from gapprof.analysis import kernels
 from gapprof.analysis.floor import Floor
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
@@ -266,23 +266,21 @@ def name_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame) -> pl.
 
 
 def _measured(result) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(measured steps, their ops named) of a pipeline.Analysis."""
-    measured = result.steps.filter(~pl.col("warmup"))
-    ops = result.ops.filter(pl.col("step").is_in(measured["step"].implode()))
-    return measured, name_ops(ops, result.gpu, result.strings)
+    """(measured steps, their ops named) of an attribution.Attribution."""
+    return result.measured, name_ops(result.measured_only(result.ops), result.frames.gpu, result.frames.strings)
 
 
 def labelled_by_time(result) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """A pipeline.Analysis's measured ops labelled by its module ranges, and those ranges (empty: none)."""
+    """A attribution.Attribution's measured ops labelled by its module ranges, and those ranges (empty: none)."""
     measured, named = _measured(result)
-    modules = module_ranges(load.read_ranges(result.trace), measured)
+    modules = module_ranges(result.frames.ranges, measured)
     if modules.is_empty():
         return named, modules
     return label_by_time(named.join(measured.select("step", "globalTid"), on="step"), modules), modules
 
 
 def by_module(result, reference=None) -> tuple[list, list[str]]:
-    """Sections (title, table) for `attribute --by module` and notes, from pipeline.Analysis results: `result`
+    """Sections (title, table) for `attribute --by module` and notes, from attribution.Attribution results: `result`
     and, for a trace without module ranges, a module-annotated `reference` of the same model."""
     measured, _ = _measured(result)
     labelled, modules = labelled_by_time(result)
@@ -290,18 +288,18 @@ def by_module(result, reference=None) -> tuple[list, list[str]]:
     facts = {}
     if modules.is_empty():
         if reference is None:
-            raise GapprofError(f"{result.trace.path}: no `{MODULE_PREFIX}` ranges in its steps; capture with "
+            raise GapprofError(f"{result.frames.trace.path}: no `{MODULE_PREFIX}` ranges in its steps; capture with "
                                "`gapprof capture --modules` (eager or static), or pass --reference with such a "
                                "trace of the same model to map kernels by position")
-        check_same_model(result.trace.meta, reference.trace.meta)
+        check_same_model(result.frames.trace.meta, reference.frames.trace.meta)
         ref_labelled, ref_modules = labelled_by_time(reference)
         if ref_modules.is_empty():
-            raise GapprofError(f"--reference {reference.trace.path}: no `{MODULE_PREFIX}` ranges in its steps "
+            raise GapprofError(f"--reference {reference.frames.trace.path}: no `{MODULE_PREFIX}` ranges in its steps "
                                "(capture it with --modules)")
         ref_step = reference_step(ref_labelled)
         labelled, differences = label_by_position(_measured(result)[1], ref_step)
         modules = None
-        facts["kernels mapped by position from"] = str(reference.trace.path)
+        facts["kernels mapped by position from"] = str(reference.frames.trace.path)
         facts["reference ops per step"] = ref_step.height
         facts["unmatched ops per step"] = labelled.filter(pl.col("kind") == UNMATCHED).height / measured.height
         if differences.height:
@@ -309,7 +307,7 @@ def by_module(result, reference=None) -> tuple[list, list[str]]:
                          "'sequence differences'); their ops are counted as (unmatched)")
     else:
         differences = None
-        meta = result.trace.meta
+        meta = result.frames.trace.meta
         if "module_range_cost_ms" in meta:
             facts["module ranges per step"] = meta["module_ranges"]["ranges_per_step"]
             facts["module range cost, ms/step (unprofiled, with - without hooks)"] = meta["module_range_cost_ms"]

@@ -18,7 +18,7 @@ import polars as pl
 from gapprof import gpus, models
 from gapprof.analysis import kernels, modules
 from gapprof.analysis.floor import resolve_spec
-from gapprof.analysis.pipeline import Options, analyze
+from gapprof.analysis.attribution import Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 from gapprof.log import progress
@@ -169,7 +169,7 @@ def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, mod
     sections = [("totals", totals), ("classes", by_class), ("kernels", by_kernel.head(top) if top else by_kernel)]
     if reference is not None:
         ref = analyze(reference, Options(), progress)
-        modules.check_same_model(meta, ref.trace.meta)
+        modules.check_same_model(meta, ref.frames.trace.meta)
         labelled, ref_modules = modules.labelled_by_time(ref)
         if ref_modules.is_empty():
             raise GapprofError(f"--reference {reference}: no `module:` ranges in its steps (capture it with --modules)")

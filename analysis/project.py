@@ -12,7 +12,7 @@ import polars as pl
 
 from gapprof.analysis import anatomy, floor as floor_mod, replay
 from gapprof.analysis.kernels import CLASSES
-from gapprof.analysis.pipeline import Analysis
+from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.timeline import DTOD, Timeline
 from gapprof.errors import GapprofError
 from gapprof.gpus import GpuSpec
@@ -46,10 +46,10 @@ def parse_kernel_scale(items: tuple[str, ...]) -> dict:
     return scales
 
 
-def source_bandwidth(analysis: Analysis) -> float:
+def source_bandwidth(analysis: Attribution) -> float:
     """The captured GPU's datasheet bandwidth (GB/s), which the target's is compared with."""
     if analysis.floor is None or "datasheet" not in analysis.floor.bandwidths:
-        raise GapprofError(f"{analysis.trace.path}: no datasheet bandwidth for the captured GPU "
+        raise GapprofError(f"{analysis.frames.trace.path}: no datasheet bandwidth for the captured GPU "
                            f"({analysis.device_name or 'unnamed'}); project needs it to rescale kernels")
     return analysis.floor.bandwidths["datasheet"][0]
 
@@ -93,7 +93,7 @@ def as_graph(timeline: Timeline, launch_ns: int) -> Timeline:
     return replace(timeline, calls=calls.with_columns(seq="new").drop("new"), ops=ops)
 
 
-def replayed(analysis: Analysis, timeline: Timeline, target: GpuSpec, knobs: Knobs
+def replayed(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs
              ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(steps, calls, gpu) frames of the timeline replayed on `target` (see replay.replay)."""
     ratio = source_bandwidth(analysis) / target.peak_gbps
@@ -102,14 +102,14 @@ def replayed(analysis: Analysis, timeline: Timeline, target: GpuSpec, knobs: Kno
     return replay.replay(timeline, durations(timeline.ops, ratio, knobs), knobs.launch_cost_scale)
 
 
-def with_target_floor(table: pl.DataFrame, analysis: Analysis, target: GpuSpec) -> pl.DataFrame:
+def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpec) -> pl.DataFrame:
     """The floor of each replayed step against the target's datasheet bandwidth."""
     target_floor = replace(analysis.floor, bandwidths={"datasheet": (float(target.peak_gbps),
                                                                      f"{target.label} datasheet")})
     return floor_mod.apply_floor(table, target_floor, pl.col("ctx"))
 
 
-def project(analysis: Analysis, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
+def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
     """The replayed per-step table on `target`, with the floor against its datasheet bandwidth."""
     table = anatomy.attribute(*replayed(analysis, timeline, target, knobs))[0]
     return with_target_floor(table, analysis, target)

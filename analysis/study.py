@@ -1,4 +1,4 @@
-"""From trace paths to the columns `compare`, `project` and `plot` show: each trace through pipeline.analyze
+"""From trace paths to the columns `compare`, `project` and `plot` show: each trace through attribution.analyze
 (the attribution `attribute` uses), its launch timeline, its measured column and its projected ones."""
 from dataclasses import dataclass
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 
 from gapprof.analysis import compare, project as project_mod, timeline as timeline_mod
-from gapprof.analysis.pipeline import Analysis, Options, analyze
+from gapprof.analysis.attribution import Attribution, Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.paths import strip_extension
 from gapprof.gpus import GpuSpec
@@ -15,7 +15,7 @@ from gapprof.gpus import GpuSpec
 @dataclass(frozen=True)
 class Loaded:
     label: str
-    analysis: Analysis
+    analysis: Attribution
     timeline: timeline_mod.Timeline
 
 

@@ -4,7 +4,7 @@ Runs where polars is (the GPU image has none): the sweep writes traces there, th
 """
 from pathlib import Path
 
-from gapprof.analysis.pipeline import Options, analyze
+from gapprof.analysis.attribution import Options, analyze, summary_table
 from gapprof.log import progress
 
 
@@ -14,7 +14,7 @@ def attribute_rows(rows: list[dict], folder: Path) -> int:
     for row in rows:
         if "trace" not in row:
             continue
-        analysis = analyze(folder / row["trace"], Options(), progress)
-        row["anatomy"] = dict(zip(analysis.terms["term"].to_list(), analysis.terms["median_ms"].to_list()))
+        terms = summary_table(analyze(folder / row["trace"], Options(), progress))
+        row["anatomy"] = dict(zip(terms["term"].to_list(), terms["median_ms"].to_list()))
         done += 1
     return done

@@ -18,7 +18,7 @@ import polars as pl
 
 from gapprof.analysis import api, kernels
 from gapprof.analysis.load import GLOBAL_PID
-from gapprof.analysis.pipeline import Analysis
+from gapprof.analysis.attribution import Attribution
 
 DTOD = 8  # CUPTI copyKind of a device-to-device copy, the only copy that stays in DRAM
 
@@ -36,15 +36,13 @@ def _median(values: pl.Series) -> int:
     return int(values.median()) if values.len() else 0
 
 
-def build(analysis: Analysis) -> Timeline:
-    measured = analysis.steps.filter(~pl.col("warmup"))
-    keep = measured["step"].implode()
-    calls = (api.named_calls(analysis.calls.filter(pl.col("step").is_in(keep)), analysis.strings)
+def build(result: Attribution) -> Timeline:
+    measured, gpu, strings = result.measured, result.frames.gpu, result.frames.strings
+    calls = (api.named_calls(result.measured_only(result.calls), strings)
              .sort("step", "start", "end")
              .with_columns(seq=pl.int_range(pl.len()).over("step")))
-    gpu_cols = analysis.gpu.select("deviceId", "streamId", "correlationId", "globalPid").gather(analysis.ops["op"])
-    ops = kernels.named_ops(analysis.ops.hstack(gpu_cols).filter(pl.col("step").is_in(keep)),
-                            analysis.gpu, analysis.strings, False)
+    gpu_cols = gpu.select("deviceId", "streamId", "correlationId", "globalPid").gather(result.ops["op"])
+    ops = kernels.named_ops(result.measured_only(result.ops.hstack(gpu_cols)), gpu, strings, False)
     launchers = calls.select("step", "seq", "correlationId", globalPid=GLOBAL_PID, call_start="start",
                              call_end="end")
     ops = (ops.drop("gap", "starved")

@@ -1,8 +1,8 @@
-"""Floor, kernel, API and summary tables through analysis.pipeline on synthetic traces."""
+"""Floor, kernel, API and summary tables through analysis.attribution on synthetic traces."""
 import pytest
 
 from gapprof.analysis import kernels
-from gapprof.analysis.pipeline import Options, analyze
+from gapprof.analysis.attribution import Options, analyze, api_table, class_table, facts_table, kernel_table, summary_table
 from gapprof.errors import GapprofError
 from gapprof import models
 from gapprof.trace_schema import api_name
@@ -41,12 +41,12 @@ def test_floor_from_metadata_every_source(tmp_path):
     assert measured["floor_copy"].to_list() == [round(b / 2000) for b in expected]
     assert measured["floor"].to_list() == measured["floor_datasheet"].to_list()
     assert (measured["floor"] + measured["excess"]).to_list() == measured["busy"].to_list()
-    facts = result.facts
+    facts = facts_table(result)
     assert facts["floor fraction of wall, copy"] == pytest.approx(sum(round(b / 2000) for b in expected) / 2 / 1000)
     assert facts["floor/excess split against"] == "datasheet"
     assert facts["observer effect (profiled / unprofiled)"] == pytest.approx(0.001 / 0.0006)
     assert "embedding table as one row" in facts["floor convention"]
-    assert result.skip == 1 and facts["measured steps"] == 2
+    assert result.frames.skip == 1 and facts["measured steps"] == 2
 
 
 def test_count_embedding_adds_the_table(tmp_path):
@@ -55,7 +55,7 @@ def test_count_embedding_adds_the_table(tmp_path):
     counted = analyze(path, Options(count_embedding=True))
     spec = models.get_spec("tiny-qwen2")
     assert (counted.steps["bytes"] - plain).unique().to_list() == [(spec.vocab - 1) * spec.hidden * 2]
-    assert "--count-embedding" in counted.facts["floor convention"]
+    assert "--count-embedding" in facts_table(counted)["floor convention"]
 
 
 def test_ctx_option_is_the_first_measured_context(tmp_path):
@@ -65,8 +65,8 @@ def test_ctx_option_is_the_first_measured_context(tmp_path):
     b.gpu_info("NVIDIA L4", None)
     result = analyze(b.write(tmp_path / "t.sqlite"), Options(model="tiny-llama", ctx=50, skip=1))
     assert result.steps["ctx"].to_list() == [49, 50, 51]
-    assert result.facts["bandwidth datasheet GB/s (L4 datasheet)"] == 300.0
-    assert "device" not in " ".join(result.facts)  # no TARGET_INFO_GPU bandwidth in this export
+    assert facts_table(result)["bandwidth datasheet GB/s (L4 datasheet)"] == 300.0
+    assert "device" not in " ".join(facts_table(result))  # no TARGET_INFO_GPU bandwidth in this export
     assert any("--ctx 50" in note for note in result.notes)
 
 
@@ -80,7 +80,7 @@ def test_floor_needs_ctx_and_a_known_gpu(tmp_path):
     with pytest.raises(GapprofError, match=r"unknown GPU 'Mystery GPU 9000' for the floor; pass --gpu with one of: "
                                            r"h100-nvl, .*l4"):
         analyze(path, Options(model="tiny-qwen2", ctx=10, skip=0))
-    assert analyze(path, Options(model="tiny-qwen2", ctx=10, skip=0, gpu="a10g")).facts[
+    assert facts_table(analyze(path, Options(model="tiny-qwen2", ctx=10, skip=0, gpu="a10g")))[
         "floor/excess split against"] == "datasheet"
     no_floor = analyze(path, Options(skip=0))
     assert "floor" not in no_floor.steps.columns and any("no floor" in n for n in no_floor.notes)
@@ -91,7 +91,7 @@ def test_kernel_and_class_tables(tmp_path):
     basic_step(b)
     basic_step(b, offset=2000)
     result = analyze(b.write(tmp_path / "t.sqlite"), Options(skip=0))
-    rows = {r["name"]: r for r in result.kernels.iter_rows(named=True)}
+    rows = {r["name"]: r for r in kernel_table(result).iter_rows(named=True)}
     assert set(rows) == {"gemv_a", "gemv_b", "flash_attn", "[memcpy DtoH]"}
     assert rows["flash_attn"]["class"] == "attention"
     assert rows["flash_attn"]["starved_before_us_per_step"] == pytest.approx(0.12)
@@ -100,12 +100,12 @@ def test_kernel_and_class_tables(tmp_path):
     assert rows["gemv_a"]["us_per_step"] == pytest.approx(0.1)
     assert rows["gemv_a"]["busy_share_pct"] == pytest.approx(100 * 100 / 260)
     assert rows["gemv_a"]["calls_per_step"] == 1.0
-    classes = {r["class"]: r for r in result.classes.iter_rows(named=True)}
+    classes = {r["class"]: r for r in class_table(result).iter_rows(named=True)}
     assert classes["gemv/gemm"]["us_per_step"] == pytest.approx(0.15)
     assert classes["memcpy/memset"]["calls_per_step"] == 1.0
     assert sum(r["busy_share_pct"] for r in classes.values()) == pytest.approx(100)
-    full = analyze(tmp_path / "t.sqlite", Options(skip=0, full_names=True))
-    assert "void flash_attn<float>(int)" in full.kernels["name"].to_list()
+    full = analyze(tmp_path / "t.sqlite", Options(skip=0))
+    assert "void flash_attn<float>(int)" in kernel_table(full, full_names=True)["name"].to_list()
 
 
 def test_api_table_names_and_categories(tmp_path):
@@ -115,13 +115,13 @@ def test_api_table_names_and_categories(tmp_path):
     b.range(1400, 1600)
     b.kernel(1520, 1530, graph)
     result = analyze(b.write(tmp_path / "t.sqlite"), Options(skip=0))
-    rows = {r["name"]: r for r in result.api.iter_rows(named=True)}
+    rows = {r["name"]: r for r in api_table(result).iter_rows(named=True)}
     assert {n: r["category"] for n, r in rows.items()} == {
         "cudaLaunchKernel": "launch", "cudaMemcpyAsync": "memcpy", "cudaStreamSynchronize": "sync",
         "cudaGraphLaunch": "graph launch"}
     assert rows["cudaLaunchKernel"]["calls_per_step"] == 1.5
     assert rows["cudaStreamSynchronize"]["us_per_step"] == pytest.approx(0.38 / 2)
-    assert result.facts["CPU us per launch call"] == pytest.approx(0.05 / 5)
+    assert facts_table(result)["CPU us per launch call"] == pytest.approx(0.05 / 5)
 
 
 def test_summary_terms(tmp_path):
@@ -129,14 +129,14 @@ def test_summary_terms(tmp_path):
     basic_step(b)
     b.range(2000, 4000)  # an empty step: 2000 ns of head
     result = analyze(b.write(tmp_path / "t.sqlite"), Options(skip=0))
-    terms = {r["term"]: r for r in result.terms.iter_rows(named=True)}
+    terms = {r["term"]: r for r in summary_table(result).iter_rows(named=True)}
     assert terms["wall"]["median_ms"] == pytest.approx(0.0015)
     assert terms["head"]["mean_ms"] == pytest.approx((100 + 2000) / 2 / 1e6)
     assert terms["head"]["p90_ms"] == pytest.approx((100 + 0.9 * 1900) / 1e6)
     assert terms["busy"]["share_of_wall_pct"] == pytest.approx(100 * 260 / 3000)
     assert sum(terms[t]["share_of_wall_pct"] for t in ("busy", "starved", "latency", "head", "tail")) \
         == pytest.approx(100)
-    assert result.facts["empty steps (no GPU work)"] == 1
+    assert facts_table(result)["empty steps (no GPU work)"] == 1
 
 
 @pytest.mark.parametrize("name, cls", [

@@ -85,7 +85,7 @@ def _kernel(start, end, correlation, name="_Z6gemv_kPfS_"):
 
 def test_cupti_trace_has_the_schema_the_loader_reads_and_attributes_exactly(tmp_path):
     pytest.importorskip("polars")
-    from gapprof.analysis.pipeline import Options, analyze
+    from gapprof.analysis.attribution import Options, analyze, kernel_table
 
     # Two steps of [0, 100) and [200, 300): launch at 10 -> kernel 20..50, launch at 60 -> kernel 70..80, then
     # a sync 80..95 whose memcpy runs 82..90. Step 2 is step 1 shifted by 200.
@@ -121,7 +121,7 @@ def test_cupti_trace_has_the_schema_the_loader_reads_and_attributes_exactly(tmp_
     assert steps["starved"].to_list() == [20, 20]  # 50..70: its kernel was launched at 60 > 50
     assert steps["latency"].to_list() == [2, 2]  # 80..82: the memcpy was submitted at 80
     assert steps["kernels"].to_list() == [2, 2]
-    short = set(result.kernels["name"].to_list())
+    short = set(kernel_table(result)["name"].to_list())
     assert short == {"gemv_k", "[memcpy DtoH]"}
 
 

@@ -3,7 +3,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.analysis import modules
-from gapprof.analysis.pipeline import Options, analyze
+from gapprof.analysis.attribution import Options, analyze
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof import models
@@ -162,7 +162,7 @@ def test_without_module_ranges_or_reference_is_a_clear_error(tmp_path):
 def test_reference_of_another_model_is_refused(tmp_path):
     reference = analyze(annotated_trace(tmp_path), Options())
     other = analyze(graphs_trace(tmp_path), Options())
-    other.trace.meta["model"] = "tiny-llama"
+    other.frames.meta["model"] = "tiny-llama"
     with pytest.raises(GapprofError, match="only map within one model"):
         modules.by_module(other, reference)
 

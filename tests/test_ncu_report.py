@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.analysis import modules, ncu_report as ncu
-from gapprof.analysis.pipeline import Options, analyze
+from gapprof.analysis.attribution import Options, analyze
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof import models

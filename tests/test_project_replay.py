@@ -2,7 +2,7 @@
 import pytest
 
 from gapprof.analysis import anatomy, project, replay, study
-from gapprof.analysis.pipeline import Options
+from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof import gpus
 from synthetic import TraceBuilder

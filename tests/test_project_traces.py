@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from gapprof.analysis import anatomy, project, replay, study
-from gapprof.analysis.pipeline import Options
+from gapprof.analysis.attribution import Options
 from gapprof import gpus
 
 TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite"))

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import click
 
-from gapprof.analysis import render
-from gapprof.analysis.pipeline import Options, analyze
+from gapprof.analysis import attribution, render
+from gapprof.analysis.attribution import Options
 from gapprof.log import progress
 from gapprof.commands import options
 from gapprof.models import DTYPE_BYTES
@@ -37,7 +37,7 @@ def _tables(value: str) -> list[str]:
 @options.COUNT_EMBEDDING
 @click.option("--per-step", is_flag=True, help="Add the per-step table (times in integer ns).")
 @click.option("--full-names", is_flag=True, help="Full demangled kernel names instead of short names.")
-@click.option("--tables", "tables", default=DEFAULT_TABLES, show_default=True, callback=lambda c, p, v: _tables(v),
+@click.option("--tables", "tables_chosen", default=DEFAULT_TABLES, show_default=True, callback=lambda c, p, v: _tables(v),
               help=f"Comma-separated tables to show, from: {', '.join(TABLES)}.")
 @click.option("--top", type=click.IntRange(min=0), default=25, show_default=True,
               help="Rows of the kernel and API tables (0: all).")
@@ -48,27 +48,29 @@ def _tables(value: str) -> list[str]:
                    "kernels by position (for CUDA graphs traces).")
 @options.FORMAT
 @options.OUTPUT
-def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables,
+def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
               top, by, reference, fmt, output):
     """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
     and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns."""
-    options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
-                      count_embedding=count_embedding, full_names=full_names)
-    result = analyze(trace, options, progress)
-    for note in result.notes:
-        progress(note)
+    chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
+                      count_embedding=count_embedding)
+    result = attribution.analyze(trace, chosen_options, progress)
+    notes = list(result.notes)
     limit = (lambda frame: frame.head(top)) if top else (lambda frame: frame)
-    available = {"summary": result.terms, "facts": result.facts, "classes": result.classes,
-                 "kernels": limit(result.kernels), "api": limit(result.api), "steps": result.steps}
-    chosen = tables + (["steps"] if per_step and "steps" not in tables else [])
-    sections = [(name, available[name]) for name in chosen]
     if by == "module":
         from gapprof.analysis.modules import by_module
 
-        ref = analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
+        ref = attribution.analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
         module_sections, module_notes = by_module(result, ref)
-        for note in module_notes:
-            progress(note)
-        sections = [("summary", result.terms), *module_sections]
-        result.notes.extend(module_notes)
-    render.emit(render.render(sections, fmt, result.notes), output)
+        sections = [("summary", attribution.summary_table(result)), *module_sections]
+        notes += module_notes
+    else:
+        tables = {"summary": attribution.summary_table, "facts": attribution.facts_table,
+                  "classes": attribution.class_table,
+                  "kernels": lambda r: limit(attribution.kernel_table(r, full_names)),
+                  "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
+        chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
+        sections = [(name, tables[name](result)) for name in chosen]
+    for note in notes:
+        progress(note)
+    render.emit(render.render(sections, fmt, notes), output)

@@ -5,7 +5,7 @@ import click
 import polars as pl
 
 from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, render, study
-from gapprof.analysis.pipeline import Options
+from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof import gpus
@@ -96,7 +96,7 @@ def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, pl
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     loaded = _load(traces, range_pattern, skip, count_embedding)
-    notes = compare_mod.check_match({x.label: x.analysis.trace.meta for x in loaded}, force)
+    notes = compare_mod.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
     _emit([study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
 
 

@@ -1,0 +1,121 @@
+"""The step anatomy of a trace with its floor, and the tables `gapprof attribute` shows, one function each.
+
+`attribute(frames, options)` runs the anatomy (analysis.anatomy) over the frames and splits busy into floor
+and excess (analysis.floor); the result keeps every step, warm-up included, with the ops and API calls that
+belong to each step. The table functions read only that.
+"""
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from gapprof.analysis import anatomy, api, floor as floor_mod, kernels, summary
+from gapprof.analysis.frames import Frames, read_frames
+from gapprof.errors import GapprofError
+from gapprof.nvtx_names import STEP_MESSAGE
+
+# Per-step table order: identity terms first, then the floor split, then what the step contained.
+STEP_COLUMNS = ("step", "globalTid", "index", "payload", "warmup", "t0", "t1", "wall", "busy", "starved", "latency",
+                "head", "tail", "ctx", "bytes", "floor", "excess", *(f"floor_{s}" for s in floor_mod.SOURCES),
+                "spill", "overlap", "g0", "g1", "kernels", "memcpys", "memsets", "launch_calls", "launch_cpu",
+                "api_calls", "streams", "starved_gaps", "latency_gaps", "spill_ops", "nested", "empty")
+
+
+@dataclass(frozen=True)
+class Options:
+    range_pattern: str = STEP_MESSAGE
+    skip: int | None = None
+    model: str | None = None
+    ctx: int | None = None
+    dtype: str | None = None
+    gpu: str | None = None
+    count_embedding: bool = False
+
+
+@dataclass(frozen=True)
+class Attribution:
+    frames: Frames
+    steps: pl.DataFrame  # every step, warm-up included, with the anatomy (and floor) columns
+    ops: pl.DataFrame    # every step's GPU ops (anatomy.attribute); `op` indexes frames.gpu
+    calls: pl.DataFrame  # every step's API calls
+    floor: floor_mod.Floor | None
+    device_name: str | None
+    notes: tuple[str, ...]
+
+    @property
+    def measured(self) -> pl.DataFrame:
+        return self.steps.filter(~pl.col("warmup"))
+
+    def measured_only(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of a per-step frame (ops, calls) that belong to measured steps."""
+        return frame.filter(pl.col("step").is_in(self.measured["step"].implode()))
+
+
+def _device(ops: pl.DataFrame, gpu: pl.DataFrame, info: pl.DataFrame) -> tuple[str | None, int | None]:
+    """Name and bandwidth of the device that ran most of the steps' work, from TARGET_INFO_GPU."""
+    if ops.is_empty() or info.is_empty():
+        return None, None
+    device = gpu["deviceId"].gather(ops["op"]).mode().sort()[0]
+    row = info.filter(pl.col("id") == device)
+    if row.is_empty():
+        row = info.head(1)
+    return row["name"][0] or None, row["memoryBandwidth"][0]
+
+
+def attribute(frames: Frames, options: Options = Options(),
+              progress: Callable[[str], None] = lambda _: None) -> Attribution:
+    steps, meta, notes = frames.steps, frames.meta, list(frames.notes)
+    progress(f"attributing {steps.height} steps, {frames.gpu.height} GPU ops, {frames.calls.height} API calls")
+    table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu)
+
+    device_name, device_bw = _device(ops, frames.gpu, frames.gpu_info)
+    floor = floor_mod.floor_model(meta, model=options.model, dtype=options.dtype,
+                                  count_embedding=options.count_embedding, gpu=options.gpu,
+                                  device_name=device_name, device_bytes_per_s=device_bw)
+    if floor is None:
+        notes.append("no floor: the trace has no gapprof metadata; pass --model and --ctx (and --gpu if needed)")
+    else:
+        context = floor_mod.step_context(table, meta, options.ctx, frames.skip)
+        if context is None:
+            raise GapprofError("--ctx is needed for the floor: the trace has no capture metadata with the context "
+                               "length (pass the context at the first measured step)")
+        if options.ctx is not None:
+            notes.append(f"--ctx {options.ctx} is the context at the first measured step, +1 each step after")
+        table = floor_mod.apply_floor(table, floor, context)
+        notes.append(floor.convention)
+    table = table.select(*(c for c in STEP_COLUMNS if c in table.columns))
+    return Attribution(frames=frames, steps=table, ops=ops, calls=step_calls, floor=floor,
+                       device_name=device_name, notes=tuple(notes))
+
+
+def analyze(path, options: Options = Options(), progress: Callable[[str], None] = lambda _: None) -> Attribution:
+    """Read the trace at `path` and attribute it."""
+    return attribute(read_frames(path, options.range_pattern, options.skip, progress), options, progress)
+
+
+def summary_table(result: Attribution) -> pl.DataFrame:
+    return summary.term_table(result.measured)
+
+
+def facts_table(result: Attribution) -> dict:
+    facts = summary.facts(result.steps, result.measured, result.floor, result.frames.meta)
+    facts["GPU ops not launched inside any step"] = result.frames.gpu.height - result.ops.height
+    return facts
+
+
+def _busy_total(result: Attribution) -> int:
+    return int(result.measured["busy"].sum())
+
+
+def kernel_table(result: Attribution, full_names: bool = False) -> pl.DataFrame:
+    return kernels.kernel_table(result.measured_only(result.ops), result.frames.gpu, result.frames.strings,
+                                result.measured.height, _busy_total(result), full_names)
+
+
+def class_table(result: Attribution) -> pl.DataFrame:
+    return kernels.class_table(result.measured_only(result.ops), result.frames.gpu, result.frames.strings,
+                               result.measured.height, _busy_total(result))
+
+
+def api_table(result: Attribution) -> pl.DataFrame:
+    return api.api_table(result.measured_only(result.calls), result.frames.strings, result.measured.height)

@@ -1,0 +1,47 @@
+"""One trace read once into the polars frames every analysis works on: I/O happens here and nowhere after.
+
+Steps are the NVTX ranges matching the step pattern, warm-up marked; calls are the API calls of the threads
+that run steps; gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
+"""
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from gapprof.analysis import load, steps as steps_mod
+from gapprof.nvtx_names import STEP_MESSAGE
+
+
+@dataclass(frozen=True)
+class Frames:
+    trace: load.Trace    # path, tables present, capture metadata
+    ranges: pl.DataFrame  # every NVTX range
+    steps: pl.DataFrame  # the step ranges, with `warmup`
+    skip: int            # warm-up steps per thread
+    calls: pl.DataFrame  # runtime and driver API calls on the step threads
+    gpu: pl.DataFrame    # kernels, memcpys, memsets
+    strings: pl.DataFrame
+    gpu_info: pl.DataFrame  # TARGET_INFO_GPU: name and memory bandwidth per device
+    notes: tuple[str, ...]
+
+    @property
+    def meta(self) -> dict:
+        return self.trace.meta
+
+
+def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
+                progress: Callable[[str], None] = lambda _: None) -> Frames:
+    """Open the trace at `path` (a .sqlite, or a .nsys-rep with its export beside it) and read every frame."""
+    trace = load.open_trace(path)
+    progress(f"reading {trace.path}")
+    ranges = load.read_ranges(trace)
+    found = steps_mod.find_steps(ranges, range_pattern)
+    notes = ()
+    if skip is None:
+        skip, why = steps_mod.default_skip(found, trace.meta)
+        notes = (f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change",)
+    found = steps_mod.mark_warmup(found, skip)
+    return Frames(trace=trace, ranges=ranges, steps=found, skip=skip,
+                  calls=load.read_api_calls(trace, found["globalTid"].unique().to_list()),
+                  gpu=load.read_gpu_ops(trace), strings=load.read_strings(trace), gpu_info=load.read_gpu_info(trace),
+                  notes=notes)
