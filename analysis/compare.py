@@ -15,6 +15,7 @@ import polars as pl
 
 from gapprof.analysis.summary import cpu_us_per_launch
 from gapprof.errors import GapprofError
+from gapprof.render import Table
 
 TERMS = ("floor", "excess", "starved", "latency", "head", "tail")
 ROWS = ("gpu", "peak GB/s", "measured GB/s", "floor ms", "busy ms", "excess ms", "starved ms", "latency ms",
@@ -49,15 +50,17 @@ def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float |
     return Column(label, values)
 
 
-def table(columns: list[Column]) -> pl.DataFrame:
-    """One row per quantity, one column per trace; values as text so mixed kinds share a column."""
-    def text(value):
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
-        return str(value)
-    return pl.DataFrame({"": list(ROWS), **{c.label: [text(c.values[r]) for r in ROWS] for c in columns}})
+def _text(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return str(value)
+
+
+def table(columns: list[Column]) -> Table:
+    """One row per quantity, one column per trace (mixed kinds share a column, so a Table, not a frame)."""
+    return Table(["", *(c.label for c in columns)], [(r, *(c.values[r] for c in columns)) for r in ROWS], _text)
 
 
 def check_match(metas: dict, force: bool) -> list[str]:

@@ -1,4 +1,5 @@
-"""Pictures of the step anatomy with matplotlib (Agg backend: files only, no display needed).
+"""Pictures of the step anatomy with matplotlib, drawn on Figure objects (no pyplot, so no display backend is
+chosen or needed: files only).
 
 - anatomy: one stacked bar per trace or projection (floor, excess, starved, latency, head, tail), floor marked;
 - fraction: floor fraction against peak bandwidth, measured points and projected lines per source trace;
@@ -6,13 +7,12 @@
 """
 from pathlib import Path
 
-import matplotlib
+import matplotlib as mpl
+import polars as pl
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-
-from gapprof.analysis.compare import Column  # noqa: E402
+from gapprof.analysis.compare import Column
 
 COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
           "tail": "#c7c7c7"}
@@ -22,7 +22,8 @@ OTHER_CALL = "#bcbd22"
 
 def anatomy(columns: list[Column], path: Path) -> Path:
     labels = [c.label for c in columns]
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.3 * len(columns) + 3), 4.5))
+    fig = Figure(figsize=(max(6.5, 1.3 * len(columns) + 3), 4.5))
+    ax = fig.subplots()
     bottom = [0.0] * len(columns)
     for term, color in COLORS.items():
         values = [c.values[f"{term} ms"] for c in columns]
@@ -43,8 +44,9 @@ def anatomy(columns: list[Column], path: Path) -> Path:
 
 def fraction(measured: list[Column], projected: dict[str, list[Column]], path: Path) -> Path:
     """projected: source label -> its projections (one per target GPU)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    cycle = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, source in enumerate(measured):
         color = cycle[i % len(cycle)]
         points = sorted(projected.get(source.label, []), key=lambda c: c.values["peak GB/s"])
@@ -76,7 +78,8 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
     times in ns, drawn in ms from t0."""
     # One time axis for every panel, so a shorter replayed step looks shorter.
     span = max(t1 - t0 for *_, t0, t1 in panels) / 1e6
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 1.9 * len(panels) + 0.6), squeeze=False)
+    fig = Figure(figsize=(11, 1.9 * len(panels) + 0.6))
+    axes = fig.subplots(len(panels), 1, squeeze=False)
     for ax, (title, calls, ops, t0, t1) in zip(axes[:, 0], panels):
         ms = lambda col: ((pl.col(col) - t0) / 1e6)  # noqa: E731
         c = calls.select(s=ms("start"), w=(pl.col("end") - pl.col("start")) / 1e6, category="category")
@@ -94,7 +97,7 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
         ax.set_title(title, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("ms from step start")
     colors = ("#2ca02c", "#9467bd", "#8c564b", OTHER_CALL, "#1f77b4", "#d62728")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors]
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colors]
     fig.legend(handles, ["launch call", "sync call", "memcpy call", "other call", "GPU op", "starved gap"],
                loc="upper right", ncol=6, fontsize=8)
     return _save(fig, path)
@@ -103,5 +106,4 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
 def _save(fig, path: Path) -> Path:
     fig.tight_layout(rect=(0, 0, 1, 0.95) if fig.legends else (0, 0, 1, 1))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

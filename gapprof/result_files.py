@@ -4,6 +4,8 @@ import csv
 import json
 from pathlib import Path
 
+from gapprof.render import markdown_table
+
 SWEEP_COLUMNS = ("model", "ctx", "runtime", "status", "reason", "steps", "warmup", "median_ms", "p10_ms", "p90_ms",
                  "floor_ms", "floor_fraction", "floor_ms_copy", "floor_fraction_copy", "first_token")
 ANATOMY_PREFIX = "profiled_"
@@ -15,12 +17,6 @@ def _ms(value) -> str:
 
 def _pct(value) -> str:
     return "" if value is None else f"{100 * value:.1f}%"
-
-
-def markdown_table(headers: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _machine_line(machine: dict) -> str:
@@ -135,12 +131,10 @@ def sweep_markdown(result: dict) -> str:
 
 def plot_sweep(result: dict, path: Path) -> None:
     """Floor fraction against context, one line per model and runtime."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no display backend is chosen
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     series = {}
     for row in result["rows"]:
         if row.get("floor_fraction") is not None:
@@ -160,7 +154,6 @@ def plot_sweep(result: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_sweep(result: dict, out: Path) -> list[Path]:

@@ -1,10 +1,11 @@
 """`gapprof attribute`: per-step anatomy, floor, kernel and API tables of a trace. Data on stdout (or -o),
-progress and notes on stderr."""
+notes after the tables (in JSON under "notes"), progress on stderr."""
 from pathlib import Path
 
 import click
 
-from gapprof.analysis import attribution, render
+from gapprof import render
+from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
 from gapprof.log import progress
 from gapprof.commands import options
@@ -71,6 +72,4 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
         sections = [(name, tables[name](result)) for name in chosen]
-    for note in notes:
-        progress(note)
     render.emit(render.render(sections, fmt, notes), output)

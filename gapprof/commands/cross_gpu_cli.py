@@ -1,14 +1,14 @@
 """`gapprof compare`, `gapprof project` and `gapprof plot`: step anatomy across GPUs, measured and replayed.
-Data on stdout (or -o), progress and notes on stderr."""
+Data on stdout (or -o), notes after the tables (in JSON under "notes"), progress on stderr."""
 
 import click
 import polars as pl
 
-from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, render, study
+from gapprof import gpus, render
+from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, study
 from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof import gpus
 from gapprof.commands import options
 
 TRACE = options.TRACE
@@ -59,10 +59,7 @@ def _emit(columns, notes, fmt, output, plot_path) -> None:
         frame, lines = compare_mod.explain(columns[0], other)
         sections.append((f"explanation {columns[0].label} -> {other.label}", frame))
         notes = notes + lines
-    document = render.render(sections, fmt, notes)
-    if fmt in ("table", "markdown") and notes:
-        document += "\n" + "\n".join(notes) + "\n"
-    render.emit(document, output)
+    render.emit(render.render(sections, fmt, notes), output)
     if plot_path is not None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
 

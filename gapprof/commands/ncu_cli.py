@@ -4,6 +4,7 @@ from pathlib import Path
 
 import click
 
+from gapprof import render
 from gapprof.commands import options
 from gapprof.log import progress
 from gapprof.profiler.request import CaptureRequest, validate
@@ -60,10 +61,7 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_c
 def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
     """Measured DRAM bytes, achieved bandwidth and DRAM time at peak per kernel and class from CSV_PATH
     (`gapprof ncu` output); kernel time = DRAM time at peak + the rest."""
-    from gapprof.analysis import render
     from gapprof.analysis.ncu_report import report_sections
 
     sections, notes = report_sections(csv_path, gpu, reference, model, ctx, top)
-    for note in notes:
-        progress(note)
     render.emit(render.render(sections, fmt, notes), output)
