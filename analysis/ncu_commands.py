@@ -10,6 +10,7 @@ from gapprof.analysis.pipeline import Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof import gpus, models
+from gapprof.step_bytes import kind_bytes
 
 
 def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:
@@ -56,7 +57,7 @@ def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
         # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
         kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
         table, differences, complete = ncu.module_comparison(
-            rows, modules.reference_step(kernels_only), modules.bytes_by_kind(spec, dtype_bytes, context), peak)
+            rows, modules.reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes), peak)
         sections.append(("modules (per step)", table))
         notes.append(f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
                      f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "

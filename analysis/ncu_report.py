@@ -112,7 +112,7 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
 
     reference: a module-annotated step (modules.reference_step: position, short, kind, layer); ncu rows are
     aligned with it repeated, and a step counts only when ncu profiled past its end. analytic: bytes per step
-    by kind. Returns (table, sequence differences, complete steps).
+    by kind (gapprof.step_bytes.kind_bytes). Returns (table, sequence differences, complete steps).
     """
     names = rows["name"].map_elements(short_name, return_dtype=pl.String).to_list()
     ref_names = reference["short"].to_list()
