@@ -1,10 +1,9 @@
 """The DRAM floor: bytes one decode step must move / peak bandwidth, and busy = floor + excess.
 
-Bytes come from the model config (profiler.models.step_bytes): weights read once including lm_head, the
-token-embedding table as one row unless count_embedding, the KV cache read at the step's context, and the
-new token's KV written. Bandwidth comes from up to three sources, each reported when known: the datasheet
-table (by --gpu or device name), the export's TARGET_INFO_GPU.memoryBandwidth, and the copy bandwidth that
-gapprof measured at capture. 1 GB/s = 1e9 bytes/s = 1 byte/ns.
+Bytes come from the model config at each step's context (gapprof.step_bytes defines what they count).
+Bandwidth comes from up to three sources, each reported when known: the datasheet table (by --gpu or device
+name), the export's TARGET_INFO_GPU.memoryBandwidth, and the copy bandwidth that gapprof measured at capture.
+1 GB/s = 1e9 bytes/s = 1 byte/ns.
 """
 import json
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import polars as pl
 
 from gapprof.errors import GapprofError
 from gapprof import gpus, models
+from gapprof.step_bytes import floor_convention, step_bytes
 
 SOURCES = ("datasheet", "device", "copy")
 DEFAULT_DTYPE = "bfloat16"
@@ -24,8 +24,6 @@ class Floor:
     spec: models.ModelSpec
     dtype_bytes: int
     count_embedding: bool
-    parts_at_zero: dict  # step_bytes at context 0: the part of a step's bytes that does not grow with ctx
-    kv_token_bytes: int
     bandwidths: dict  # source -> (GB/s, what it is), in SOURCES order, known ones only
     convention: str
 
@@ -93,14 +91,8 @@ def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embed
             f"unknown GPU {device_name or meta.get('gpu_name') or '(no device name in the trace)'!r} for the "
             f"floor; pass --gpu with one of: {', '.join(gpus.known_gpus())}")
     dtype_bytes, dtype_label = _dtype_bytes(meta, dtype)
-    parts = models.step_bytes(spec, 0, dtype_bytes, count_embedding)
-    kv_token = spec.kv_bytes_per_token(dtype_bytes)
-    embedding = ("whole embedding table counted (--count-embedding, the study's convention)" if count_embedding
-                 else "embedding table as one row (--count-embedding counts the whole table)")
-    convention = (f"floor bytes/step = weights read once incl. lm_head ({parts['weights']:,} B) + {embedding} "
-                  f"({parts['embedding']:,} B) + KV read at the step's context ({kv_token:,} B/token) + new KV "
-                  f"written ({kv_token:,} B); model {spec.name}, dtype {dtype_label}; 1 GB/s = 1e9 B/s")
-    return Floor(spec, dtype_bytes, count_embedding, parts, kv_token, found, convention)
+    return Floor(spec, dtype_bytes, count_embedding, found,
+                 floor_convention(spec, dtype_bytes, count_embedding, dtype_label))
 
 
 def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) -> pl.Expr | None:
@@ -115,9 +107,10 @@ def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) ->
 
 def apply_floor(table: pl.DataFrame, floor: Floor, context: pl.Expr) -> pl.DataFrame:
     """Adds ctx, bytes, floor_<source> (ns) for every known source, floor and excess against the primary."""
-    base = floor.parts_at_zero["total"]
-    table = table.with_columns(ctx=context.cast(pl.Int64)).with_columns(
-        bytes=base + floor.kv_token_bytes * pl.col("ctx"))
+    table = table.with_columns(ctx=context.cast(pl.Int64))
+    totals = {ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding)["total"]
+              for ctx in table["ctx"].unique()}
+    table = table.with_columns(bytes=pl.col("ctx").replace_strict(totals, return_dtype=pl.Int64))
     # bytes / (GB/s) is ns; rounded so the split busy = floor + excess stays in integer ns.
     table = table.with_columns(
         (pl.col("bytes") / gbps).round().cast(pl.Int64).alias(f"floor_{source}")

@@ -9,8 +9,8 @@ Two ways to label kernels:
   and each aligned op takes the label of its reference op; ops in runs that differ stay unlabelled and the
   differences are listed.
 
-Busy time here is the sum of op durations (one stream in these runtimes); bytes are what the module must move
-(its parameters, plus for attention the KV cache read at the step's context and the new token's KV written).
+Busy time here is the sum of op durations (one stream in these runtimes); bytes are what the module instance
+must move at the step's context (gapprof.step_bytes.module_bytes).
 """
 import collections
 import difflib
@@ -21,41 +21,13 @@ from gapprof.analysis import kernels
 from gapprof.analysis.floor import Floor
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
-from gapprof.models import ModelSpec
 from gapprof.nvtx_names import KINDS, MODULE_PREFIX
+from gapprof.step_bytes import module_bytes
 
 OUTSIDE = "(outside modules)"
 UNMATCHED = "(unmatched)"
 MODEL_KINDS = ("embed", "rotary", "final_norm", "lm_head")
 LABEL_SCHEMA = {"kind": pl.String, "layer": pl.Int64}
-
-
-def module_bytes(spec: ModelSpec, dtype_bytes: int, count_embedding: bool = False) -> dict[str, int]:
-    """Bytes one instance of each kind must move per step, without the KV cache (see attention_kv_bytes).
-
-    Matches profiler.models.step_bytes: summed over layers and model-level kinds they give its total.
-    """
-    params = {
-        **spec.layer_module_params(),
-        "embed": spec.embedding_params() if count_embedding else spec.hidden,
-        "final_norm": spec.hidden,
-        # A tied lm_head still reads the whole table; step_bytes counts it once, as the lm_head.
-        "lm_head": spec.vocab * spec.hidden,
-    }
-    return {kind: params.get(kind, 0) * dtype_bytes for kind in (*KINDS, OUTSIDE)}
-
-
-def attention_kv_bytes(spec: ModelSpec, dtype_bytes: int) -> int:
-    """KV bytes of one token in one layer: attention reads ctx of them and writes one."""
-    return 2 * spec.kv_heads * spec.head_dim * dtype_bytes
-
-
-def bytes_by_kind(spec: ModelSpec, dtype_bytes: int, ctx: int, count_embedding: bool = False) -> dict[str, int]:
-    """Bytes each kind must move in one step at context ctx, summed over layers."""
-    per_kind = module_bytes(spec, dtype_bytes, count_embedding)
-    total = {kind: b * (1 if kind in MODEL_KINDS else spec.layers) for kind, b in per_kind.items()}
-    total["attention"] += spec.layers * attention_kv_bytes(spec, dtype_bytes) * (ctx + 1)
-    return total
 
 
 def module_ranges(ranges: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:
@@ -180,17 +152,18 @@ def _cpu_times(modules: pl.DataFrame) -> pl.DataFrame:
 
 
 def _op_bytes(labelled: pl.DataFrame, steps: pl.DataFrame, floor: Floor | None) -> pl.DataFrame:
-    """Per (step, kind, layer) that has ops: the analytic bytes of that module instance at the step's ctx."""
+    """Per (step, kind, layer) that has ops: the analytic bytes of that module instance at the step's ctx (0 for
+    ops outside modules or unmatched)."""
     instances = labelled.select("step", "kind", "layer").unique()
     if floor is None:
         return instances.with_columns(bytes=pl.lit(None, pl.Int64))
-    per_kind = module_bytes(floor.spec, floor.dtype_bytes, floor.count_embedding)
-    kv = attention_kv_bytes(floor.spec, floor.dtype_bytes)
-    base = pl.col("kind").replace_strict(per_kind, default=0, return_dtype=pl.Int64)
+    per_instance = pl.DataFrame(
+        [(ctx, kind, b) for ctx in steps["ctx"].unique()
+         for kind, b in module_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding).items()],
+        schema={"ctx": pl.Int64, "kind": pl.String, "bytes": pl.Int64}, orient="row")
     return (instances.join(steps.select("step", "ctx"), on="step", how="left")
-            .with_columns(bytes=base + pl.when(pl.col("kind") == "attention")
-                          .then(kv * (pl.col("ctx") + 1)).otherwise(0))
-            .drop("ctx"))
+            .join(per_instance, on=["ctx", "kind"], how="left")
+            .with_columns(pl.col("bytes").fill_null(0)).drop("ctx"))
 
 
 def module_tables(labelled: pl.DataFrame, modules: pl.DataFrame | None, steps: pl.DataFrame,

@@ -23,6 +23,7 @@ from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 from gapprof.log import progress
 from gapprof.paths import sibling
+from gapprof.step_bytes import kind_bytes
 
 READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
 _BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
@@ -116,7 +117,7 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
 
     reference: a module-annotated step (modules.reference_step: position, short, kind, layer); ncu rows are
     aligned with it repeated, and a step counts only when ncu profiled past its end. analytic: bytes per step
-    by kind. Returns (table, sequence differences, complete steps).
+    by kind (gapprof.step_bytes.kind_bytes). Returns (table, sequence differences, complete steps).
     """
     names = rows["name"].map_elements(short_name, return_dtype=pl.String).to_list()
     ref_names = reference["short"].to_list()
@@ -181,7 +182,7 @@ def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, mod
         # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
         kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
         table, differences, complete = module_comparison(
-            rows, modules.reference_step(kernels_only), modules.bytes_by_kind(spec, dtype_bytes, context), peak)
+            rows, modules.reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes), peak)
         sections.append(("modules (per step)", table))
         notes.append(f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
                      f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "

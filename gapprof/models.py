@@ -1,4 +1,5 @@
-"""Model specs from shipped config.json files, and the byte counts the DRAM floor is built on.
+"""Model specs from shipped config.json files, and their parameter counts (gapprof.step_bytes turns them into
+the bytes of the DRAM floor).
 
 Torch-free on purpose: analysis imports this to compute floors on machines without torch.
 """
@@ -112,17 +113,3 @@ class ModelSpec:
 def get_spec(name: str) -> ModelSpec:
     return ModelSpec.from_config(name, load_config(name))
 
-
-def step_bytes(spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False) -> dict[str, int]:
-    """Bytes one batch-1 decode step must move at context length ctx, by part.
-
-    Weights are read once (every linear, norm and lm_head); the embedding table is read as one row unless
-    count_embedding (the study's convention, which counts the whole table). KV cache: read ctx tokens and
-    write the new one.
-    """
-    weights = (spec.layers * spec.layer_params() + spec.hidden + spec.lm_head_params()) * dtype_bytes
-    embedding = (spec.embedding_params() if count_embedding else spec.hidden) * dtype_bytes
-    kv_token = spec.kv_bytes_per_token(dtype_bytes)
-    parts = {"weights": weights, "embedding": embedding, "kv_read": kv_token * ctx, "kv_write": kv_token}
-    parts["total"] = sum(parts.values())
-    return parts

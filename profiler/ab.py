@@ -42,7 +42,7 @@ def summarise(records_a: list[dict], records_b: list[dict], count_embedding: boo
         "ci95": [interval.low, interval.high],
         "bootstrap": {"method": "percentile; session medians resampled with replacement within each arm",
                       "resamples": interval.resamples, "seed": interval.seed, "level": interval.level},
-        "floor": {**floor, "convention": cells.floor_convention(count_embedding)},
+        "floor": floor,
         # Random bf16 weights leave near-tied logits, so a last-bit difference between sessions can flip a token.
         "distinct_token_sequences": {arm: len({(r["first_token"], tuple(r["tokens"])) for r in records})
                                      for arm, records in (("a", records_a), ("b", records_b), ("all", every))},

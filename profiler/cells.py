@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 from gapprof import gpus
-from gapprof.models import DTYPE_BYTES, get_spec, step_bytes
+from gapprof.models import DTYPE_BYTES, get_spec
+from gapprof.step_bytes import floor_convention, step_bytes
 
 STDERR_TAIL_LINES = 20
 MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu", "torch", "transformers", "cuda",
@@ -64,15 +65,16 @@ def machine(records: list[dict]) -> dict:
 
 def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_embedding: bool) -> dict:
     """The analytic DRAM floor of a request's measured steps (the mean over them: step i reads ctx + i tokens):
-    bytes per step, and ms against the datasheet bandwidth of `gpu_name` and against the measured copy bandwidth,
-    each where known. Empty for a local checkpoint (no shipped config to count bytes from)."""
+    bytes per step, its convention, and ms against the datasheet bandwidth of `gpu_name` and against the measured
+    copy bandwidth, each where known. Empty for a local checkpoint (no shipped config to count bytes from)."""
     if request.get("weights"):
         return {}
     spec, dtype_bytes = get_spec(request["model"]), DTYPE_BYTES[request["dtype"]]
     first = request["ctx"] + request["warmup"]
     contexts = range(first, first + request["steps"])
     mean_bytes = statistics.fmean(step_bytes(spec, c, dtype_bytes, count_embedding)["total"] for c in contexts)
-    out = {"floor_bytes": mean_bytes}
+    out = {"floor_bytes": mean_bytes,
+           "convention": floor_convention(spec, dtype_bytes, count_embedding, request["dtype"])}
     gpu = gpus.gpu_for_device_name(gpu_name) if gpu_name else None
     if gpu is not None:
         out.update(floor_ms=mean_bytes / gpu.peak_gbps / 1e6, datasheet_gbps=float(gpu.peak_gbps))
@@ -85,13 +87,6 @@ def floor_fractions(floor_: dict, step_ms: float) -> dict:
     """floor ms / step ms for each bandwidth the floor knows."""
     return {name: floor_[key] / step_ms for name, key in (("floor_fraction", "floor_ms"),
                                                           ("floor_fraction_copy", "floor_ms_copy")) if key in floor_}
-
-
-def floor_convention(count_embedding: bool) -> str:
-    embedding = "the whole embedding table" if count_embedding else "one embedding row"
-    return (f"floor bytes/step = weights read once incl. lm_head + {embedding} + KV cache read at the step's "
-            "context + the new token's KV written, averaged over the measured steps; floor ms = bytes / "
-            "bandwidth (datasheet by device name; copy = device-to-device copy measured in the session)")
 
 
 def gpu_key(records: list[dict]) -> str:

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from gapprof.cli import main
 from gapprof import result_files as report
 from gapprof.profiler import ab, cells
-from gapprof.models import get_spec, step_bytes
+from gapprof.models import get_spec
+from gapprof.step_bytes import step_bytes
 
 pytest.importorskip("torch")
 TINY = ["--model", "tiny-qwen2", "--ctx", "16", "--steps", "5", "--warmup", "2", "--dtype", "float32",

@@ -5,6 +5,7 @@ from gapprof.analysis import kernels
 from gapprof.analysis.attribution import Options, analyze, api_table, class_table, facts_table, kernel_table, summary_table
 from gapprof.errors import GapprofError
 from gapprof import models
+from gapprof.step_bytes import step_bytes
 from gapprof.trace_schema import api_name
 from synthetic import TraceBuilder
 from test_analysis_anatomy import basic_step
@@ -34,7 +35,7 @@ def test_floor_from_metadata_every_source(tmp_path):
     spec = models.get_spec("tiny-qwen2")
     measured = result.steps.filter(~result.steps["warmup"])
     assert measured["ctx"].to_list() == [101, 102]  # prefill 100, step i reads 100 + i
-    expected = [models.step_bytes(spec, ctx, 2)["total"] for ctx in (101, 102)]
+    expected = [step_bytes(spec, ctx, 2)["total"] for ctx in (101, 102)]
     assert measured["bytes"].to_list() == expected
     assert measured["floor_datasheet"].to_list() == [round(b / 3350) for b in expected]
     assert measured["floor_device"].to_list() == [round(b / 3352.32) for b in expected]

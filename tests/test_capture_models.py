@@ -1,9 +1,9 @@
-"""Model specs, byte counts and the GPU table (no torch needed)."""
+"""Model specs and the GPU table (no torch needed)."""
 import pytest
 
 from gapprof.errors import GapprofError
 from gapprof import gpus
-from gapprof.models import get_spec, known_models, step_bytes
+from gapprof.models import get_spec, known_models
 
 # Parameter totals published for these checkpoints.
 PUBLISHED_PARAMS = {"qwen2.5-7b": 7_615_616_512, "llama-3.1-8b": 8_030_261_248, "mistral-7b-v0.3": 7_248_023_552}
@@ -20,19 +20,6 @@ def test_unknown_model_lists_the_known_ones():
     assert "unknown model 'gpt-5'" in str(error.value)
     for name in known_models():
         assert name in str(error.value)
-
-
-def test_step_bytes_for_qwen_at_2048():
-    spec = get_spec("qwen2.5-7b")
-    parts = step_bytes(spec, ctx=2048, dtype_bytes=2)
-    kv_per_token = 2 * 28 * 4 * 128 * 2
-    assert parts["kv_read"] == 2048 * kv_per_token
-    assert parts["kv_write"] == kv_per_token
-    assert parts["embedding"] == 3584 * 2  # one row of the table
-    assert parts["weights"] == (spec.total_params() - spec.embedding_params()) * 2
-    assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
-    counted = step_bytes(spec, ctx=2048, dtype_bytes=2, count_embedding=True)
-    assert counted["total"] - parts["total"] == (152064 - 1) * 3584 * 2
 
 
 @pytest.mark.parametrize("device_name, key", [

@@ -102,15 +102,6 @@ def test_module_bytes_bandwidth_and_excess_share(tmp_path):
     assert dict(sections)["module facts"]["module range cost, ms/step (unprofiled, with - without hooks)"] == 0.25
 
 
-@pytest.mark.parametrize("name", ["qwen2.5-7b", "llama-3.1-8b", "mistral-7b-v0.3"])
-def test_module_bytes_add_up_to_the_step_floor(name):
-    spec = models.get_spec(name)
-    for count_embedding in (False, True):
-        by_kind = modules.bytes_by_kind(spec, 2, 2048, count_embedding)
-        assert sum(by_kind.values()) == models.step_bytes(spec, 2048, 2, count_embedding)["total"]
-    assert by_kind["attention"] - modules.bytes_by_kind(spec, 2, 2047)["attention"] == spec.kv_bytes_per_token(2)
-
-
 def test_graphs_steps_map_by_position_onto_the_reference(tmp_path):
     reference = analyze(annotated_trace(tmp_path), Options())
     sections, notes = modules.by_module(analyze(graphs_trace(tmp_path), Options()), reference)

@@ -11,6 +11,7 @@ from gapprof.analysis.attribution import Options, analyze
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof import models
+from gapprof.step_bytes import kind_bytes
 from test_modules_attribution import annotated_trace
 
 DATA = Path(__file__).parent / "data"
@@ -49,7 +50,7 @@ def test_measured_bytes_per_module_over_complete_steps(tmp_path):
     ref = analyze(annotated_trace(tmp_path), Options())
     labelled, _ = modules.labelled_by_time(ref)
     spec = models.get_spec("tiny-qwen2")
-    analytic = modules.bytes_by_kind(spec, 2, 100)
+    analytic = kind_bytes(spec, 100, 2)
     table, differences, complete = ncu.module_comparison(ncu.read_ncu_csv(CONSTRUCTED),
                                                          modules.reference_step(labelled), analytic, 3350.0)
     assert complete == 2 and differences.is_empty()  # 14 kernels: two 6-op steps and a partial third

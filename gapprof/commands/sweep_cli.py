@@ -9,11 +9,12 @@ import click
 from gapprof import result_files
 from gapprof.commands import options
 from gapprof.errors import GapprofError
-from gapprof.models import get_spec
+from gapprof.models import DTYPE_BYTES, get_spec
 from gapprof.profiler import cells, sweep as sweep_cells
 from gapprof.profiler.request import CaptureRequest
 from gapprof.provenance import invocation
 from gapprof.runtime_names import RUNTIMES
+from gapprof.step_bytes import floor_convention
 
 
 def _names(value: str) -> list[str]:
@@ -85,7 +86,9 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, 
               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "grid": {"models": models, "ctx": contexts, "runtimes": runtimes, "steps": steps, "warmup": warmup,
                        "dtype": dtype, "attn": attn, "seed": seed, "device": device},
-              "floor_convention": cells.floor_convention(count_embedding),
+              # Each model's floor counts its own bytes: one convention per model of the grid.
+              "floor_convention": " | ".join(floor_convention(get_spec(m), DTYPE_BYTES[dtype], count_embedding, dtype)
+                                             for m in models),
               "timing": ("each model's cells in a fresh process that builds the model once; per cell: new runtime "
                          "and prefill, warm-up, then each measured step timed on the host's perf_counter_ns and "
                          "ended once the next token is on the host; no profiler attached"),
