@@ -9,14 +9,15 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import anatomy, api, floor as floor_mod, kernels, summary
+from gapprof.analysis import anatomy, api, kernels, summary
+from gapprof.analysis.floor import SOURCES, Floor, apply_floor, floor_model, step_context
 from gapprof.analysis.frames import Frames, read_frames
 from gapprof.errors import GapprofError
 from gapprof.nvtx_names import STEP_MESSAGE
 
 # Per-step table order: identity terms first, then the floor split, then what the step contained.
 STEP_COLUMNS = ("step", "globalTid", "index", "payload", "warmup", "t0", "t1", "wall", "busy", "starved", "latency",
-                "head", "tail", "ctx", "bytes", "floor", "excess", *(f"floor_{s}" for s in floor_mod.SOURCES),
+                "head", "tail", "ctx", "bytes", "floor", "excess", *(f"floor_{s}" for s in SOURCES),
                 "spill", "overlap", "g0", "g1", "kernels", "memcpys", "memsets", "launch_calls", "launch_cpu",
                 "api_calls", "streams", "starved_gaps", "latency_gaps", "spill_ops", "nested", "empty")
 
@@ -38,7 +39,7 @@ class Attribution:
     steps: pl.DataFrame  # every step, warm-up included, with the anatomy (and floor) columns
     ops: pl.DataFrame    # every step's GPU ops (anatomy.attribute); `op` indexes frames.gpu
     calls: pl.DataFrame  # every step's API calls
-    floor: floor_mod.Floor | None
+    floor: Floor | None
     device_name: str | None
     notes: tuple[str, ...]
 
@@ -69,19 +70,19 @@ def attribute(frames: Frames, options: Options = Options(),
     table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu)
 
     device_name, device_bw = _device(ops, frames.gpu, frames.gpu_info)
-    floor = floor_mod.floor_model(meta, model=options.model, dtype=options.dtype,
+    floor = floor_model(meta, model=options.model, dtype=options.dtype,
                                   count_embedding=options.count_embedding, gpu=options.gpu,
                                   device_name=device_name, device_bytes_per_s=device_bw)
     if floor is None:
         notes.append("no floor: the trace has no gapprof metadata; pass --model and --ctx (and --gpu if needed)")
     else:
-        context = floor_mod.step_context(table, meta, options.ctx, frames.skip)
+        context = step_context(table, meta, options.ctx, frames.skip)
         if context is None:
             raise GapprofError("--ctx is needed for the floor: the trace has no capture metadata with the context "
                                "length (pass the context at the first measured step)")
         if options.ctx is not None:
             notes.append(f"--ctx {options.ctx} is the context at the first measured step, +1 each step after")
-        table = floor_mod.apply_floor(table, floor, context)
+        table = apply_floor(table, floor, context)
         notes.append(floor.convention)
     table = table.select(*(c for c in STEP_COLUMNS if c in table.columns))
     return Attribution(frames=frames, steps=table, ops=ops, calls=step_calls, floor=floor,

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import load, steps as steps_mod
+from gapprof.analysis import load
+from gapprof.analysis.steps import default_skip, find_steps, mark_warmup
 from gapprof.nvtx_names import STEP_MESSAGE
 
 
@@ -35,12 +36,12 @@ def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None
     trace = load.open_trace(path)
     progress(f"reading {trace.path}")
     ranges = load.read_ranges(trace)
-    found = steps_mod.find_steps(ranges, range_pattern)
+    found = find_steps(ranges, range_pattern)
     notes = ()
     if skip is None:
-        skip, why = steps_mod.default_skip(found, trace.meta)
+        skip, why = default_skip(found, trace.meta)
         notes = (f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change",)
-    found = steps_mod.mark_warmup(found, skip)
+    found = mark_warmup(found, skip)
     return Frames(trace=trace, ranges=ranges, steps=found, skip=skip,
                   calls=load.read_api_calls(trace, found["globalTid"].unique().to_list()),
                   gpu=load.read_gpu_ops(trace), strings=load.read_strings(trace), gpu_info=load.read_gpu_info(trace),

@@ -13,7 +13,7 @@ import polars as pl
 
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling
-from gapprof import trace_schema as ts
+from gapprof import trace_schema
 from gapprof.nsight import find_nsys, nsys_export_command
 
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
@@ -80,7 +80,7 @@ def open_trace(path: Path) -> Trace:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         tables = frozenset(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
-        meta = ts.read_meta(conn)
+        meta = trace_schema.read_meta(conn)
     except sqlite3.DatabaseError as error:
         raise GapprofError(f"{path}: unreadable SQLite file ({error})") from None
     finally:
@@ -121,9 +121,9 @@ def read_ranges(trace: Trace) -> pl.DataFrame:
         LEFT JOIN StringIds s ON s.id = e.textId
         LEFT JOIN (SELECT domainId, globalTid / {PID_MASK} AS pid,
                           MIN(COALESCE(text, (SELECT value FROM StringIds WHERE id = textId))) AS name
-                   FROM {NVTX} WHERE eventType = {ts.NVTX_DOMAIN_CREATE} GROUP BY domainId, pid) d
+                   FROM {NVTX} WHERE eventType = {trace_schema.NVTX_DOMAIN_CREATE} GROUP BY domainId, pid) d
                ON d.domainId = e.domainId AND d.pid = e.globalTid / {PID_MASK}
-        WHERE e.eventType IN ({ts.NVTX_PUSH_POP_RANGE}, {ts.NVTX_START_END_RANGE}) AND e."end" IS NOT NULL"""
+        WHERE e.eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, {trace_schema.NVTX_START_END_RANGE}) AND e."end" IS NOT NULL"""
     return _read(trace, query, RANGES_SCHEMA)
 
 

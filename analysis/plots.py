@@ -12,7 +12,7 @@ import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from gapprof.analysis.compare import Column
+from gapprof.analysis.comparison import Column
 
 COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
           "tail": "#c7c7c7"}

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from gapprof.analysis import load
-from gapprof.analysis.timeline import Timeline
+from gapprof.analysis.launch_timeline import Timeline
 
 STEP_KEYS = ("step", "globalTid", "index", "payload", "warmup", "t0", "nested", "ctx")
 

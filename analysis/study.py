@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 
-from gapprof.analysis import compare, project as project_mod, timeline as timeline_mod
+from gapprof.analysis import comparison, launch_timeline, projection
 from gapprof.analysis.attribution import Attribution, Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.paths import strip_extension
@@ -16,7 +16,7 @@ from gapprof.gpus import GpuSpec
 class Loaded:
     label: str
     analysis: Attribution
-    timeline: timeline_mod.Timeline
+    timeline: launch_timeline.Timeline
 
 
 def labels(paths: list[Path]) -> list[str]:
@@ -32,21 +32,21 @@ def load(paths: list[Path], options: Options) -> list[Loaded]:
         analysis = analyze(Path(path), options)
         if analysis.floor is None:
             raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model")
-        out.append(Loaded(label, analysis, timeline_mod.build(analysis)))
+        out.append(Loaded(label, analysis, launch_timeline.build(analysis)))
     return out
 
 
-def measured_column(loaded: Loaded) -> compare.Column:
+def measured_column(loaded: Loaded) -> comparison.Column:
     bandwidths = loaded.analysis.floor.bandwidths
     gpu = bandwidths["datasheet"][1].removesuffix(" datasheet") if "datasheet" in bandwidths \
         else loaded.analysis.device_name or "?"
-    return compare.column(loaded.label, gpu, bandwidths.get("datasheet", (None,))[0],
+    return comparison.column(loaded.label, gpu, bandwidths.get("datasheet", (None,))[0],
                           bandwidths.get("copy", (None,))[0], loaded.timeline.steps)
 
 
-def projected(loaded: Loaded, target: GpuSpec, knobs: project_mod.Knobs) -> tuple[compare.Column, pl.DataFrame]:
+def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple[comparison.Column, pl.DataFrame]:
     """(column, replayed per-step table) of `loaded` projected to `target`."""
-    table = project_mod.project(loaded.analysis, loaded.timeline, target, knobs)
-    column = compare.column(f"{loaded.label}->{target.key}", f"{target.label} (projected)",
+    table = projection.project(loaded.analysis, loaded.timeline, target, knobs)
+    column = comparison.column(f"{loaded.label}->{target.key}", f"{target.label} (projected)",
                             float(target.peak_gbps), None, table)
     return column, table

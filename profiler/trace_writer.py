@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from gapprof import trace_schema as schema
+from gapprof import trace_schema
 from gapprof.kernel_names import demangle, short_name
 
 
@@ -20,7 +20,7 @@ QUERY_CALLS = frozenset({
 
 
 def is_query_call(name: str) -> bool:
-    return schema.api_name(name) in QUERY_CALLS
+    return trace_schema.api_name(name) in QUERY_CALLS
 
 
 def app_driver_calls(driver_calls, runtime_calls):
@@ -62,29 +62,29 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
     tid = threading.get_native_id() if thread_id is None else thread_id
     strings = _Strings()
     with sqlite3.connect(path) as conn:
-        schema.create_tables(conn)
+        trace_schema.create_tables(conn)
 
         def named_kernel(kernel):
             full = demangle(kernel["name"])
             return {**kernel, "demangledName": strings.id(full), "shortName": strings.id(short_name(full)),
                     "mangledName": strings.id(kernel["name"])}
 
-        schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_KERNEL", [named_kernel(k) for k in kernels])
-        schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
-        schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMSET", memsets)
+        trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_KERNEL", [named_kernel(k) for k in kernels])
+        trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
+        trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMSET", memsets)
         for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", app_driver_calls(driver_calls, runtime_calls))):
-            schema.insert_rows(conn, table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0}
+            trace_schema.insert_rows(conn, table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0}
                            for call in calls if not is_query_call(call["name"])])
 
         domain_id = 1
-        thread = schema.global_tid(pid, tid)
-        nvtx = [{"start": step_spans[0][0] if step_spans else 0, "eventType": schema.NVTX_DOMAIN_CREATE,
+        thread = trace_schema.global_tid(pid, tid)
+        nvtx = [{"start": step_spans[0][0] if step_spans else 0, "eventType": trace_schema.NVTX_DOMAIN_CREATE,
                  "domainId": domain_id, "text": meta.get("range_domain", "gapprof"), "globalTid": thread}]
         message_id = strings.id(meta.get("range_message", "decode_step"))
-        nvtx += [{"start": start, "end": end, "eventType": schema.NVTX_PUSH_POP_RANGE, "textId": message_id,
+        nvtx += [{"start": start, "end": end, "eventType": trace_schema.NVTX_PUSH_POP_RANGE, "textId": message_id,
                   "domainId": domain_id, "globalTid": thread, "int64Value": index}
                  for index, (start, end) in enumerate(step_spans)]
-        schema.insert_rows(conn, "NVTX_EVENTS", nvtx)
-        schema.insert_rows(conn, "TARGET_INFO_GPU", [gpu])
-        schema.insert_rows(conn, "StringIds", [{"id": i, "value": v} for v, i in strings.ids.items()])
-        schema.write_meta(conn, meta)
+        trace_schema.insert_rows(conn, "NVTX_EVENTS", nvtx)
+        trace_schema.insert_rows(conn, "TARGET_INFO_GPU", [gpu])
+        trace_schema.insert_rows(conn, "StringIds", [{"id": i, "value": v} for v, i in strings.ids.items()])
+        trace_schema.write_meta(conn, meta)

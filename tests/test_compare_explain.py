@@ -2,26 +2,26 @@
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import compare
+from gapprof.analysis import comparison
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from synthetic import TraceBuilder
 from test_project_replay import cpu_bound, gpu_bound, with_meta
 
 
-def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0) -> compare.Column:
+def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0) -> comparison.Column:
     wall = floor + excess + starved + latency + head + tail
-    values = {r: None for r in compare.ROWS}
+    values = {r: None for r in comparison.ROWS}
     values.update({"peak GB/s": bw, "floor ms": floor, "excess ms": excess, "busy ms": floor + excess,
                    "starved ms": starved, "latency ms": latency, "head ms": head, "tail ms": tail, "wall ms": wall,
                    "floor fraction": floor / wall})
-    return compare.Column(label, values)
+    return comparison.Column(label, values)
 
 
 def test_cpu_bound_pair_starved_constant_and_carries_the_fall():
     a = col("slow", 1000, floor=4.0, excess=2.0, starved=30.0, head=1.0)
     b = col("fast", 2000, floor=2.0, excess=1.0, starved=30.0, head=1.0)
-    frame, lines = compare.explain(a, b)
+    frame, lines = comparison.explain(a, b)
     verdict = dict(zip(frame["term"], frame["verdict"]))
     assert verdict["floor"] == verdict["excess"] == "scaled with 1/bandwidth"
     assert verdict["starved"] == "constant"
@@ -33,7 +33,7 @@ def test_cpu_bound_pair_starved_constant_and_carries_the_fall():
 def test_gpu_bound_pair_keeps_its_fraction():
     a = col("slow", 1000, floor=4.0, excess=2.0, starved=0.0, latency=0.5)
     b = col("fast", 2000, floor=2.0, excess=1.0, starved=0.0, latency=0.25)
-    frame, _ = compare.explain(a, b)
+    frame, _ = comparison.explain(a, b)
     assert b.values["floor fraction"] == pytest.approx(a.values["floor fraction"])
     assert frame["floor fraction change pp"].abs().max() < 1e-9
     assert dict(zip(frame["term"], frame["exponent"]))["latency"] == pytest.approx(1.0)
@@ -42,7 +42,7 @@ def test_gpu_bound_pair_keeps_its_fraction():
 def test_term_that_grows_with_bandwidth_is_named():
     a = col("slow", 1000, floor=4.0, excess=2.0, starved=10.0)
     b = col("fast", 2000, floor=2.0, excess=1.0, starved=20.0)
-    frame, lines = compare.explain(a, b)
+    frame, lines = comparison.explain(a, b)
     assert dict(zip(frame["term"], frame["verdict"]))["starved"] == "moved against 1/bandwidth"
     assert "Grew although bandwidth rose: starved." in lines
 
@@ -50,8 +50,8 @@ def test_term_that_grows_with_bandwidth_is_named():
 def test_mismatched_traces_are_refused_unless_forced():
     metas = {"a": {"model": "m", "ctx": 2048, "runtime": "eager"}, "b": {"model": "m", "ctx": 1024, "runtime": "graphs"}}
     with pytest.raises(GapprofError, match=r"ctx differs \(a: 2048, b: 1024\); runtime differs"):
-        compare.check_match(metas, force=False)
-    assert len(compare.check_match(metas, force=True)) == 2
+        comparison.check_match(metas, force=False)
+    assert len(comparison.check_match(metas, force=True)) == 2
 
 
 @pytest.fixture

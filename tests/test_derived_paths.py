@@ -9,7 +9,7 @@ import pytest
 from gapprof.analysis import load, ncu_report as ncu_report, study
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling, strip_extension
-from gapprof.profiler import ncu_capture as ncu, nsys_capture as nsys, sweep
+from gapprof.profiler import ncu_capture, nsys_capture, sweep_cells
 from gapprof.commands.capture_cli import trace_output
 from gapprof.profiler.request import CaptureRequest
 
@@ -45,7 +45,7 @@ else:
 def test_nsys_capture_finds_the_report_and_export_of_a_dotted_name(tmp_path, monkeypatch, name, given):
     monkeypatch.setenv("GAPPROF_NSYS", _fake_tool(tmp_path / "nsys", FAKE_NSYS))
     out = tmp_path / "traces"
-    report, sqlite_path, meta = nsys.capture_with_nsys(CaptureRequest(), out / (name + given), "gapprof capture")
+    report, sqlite_path, meta = nsys_capture.capture_with_nsys(CaptureRequest(), out / (name + given), "gapprof capture")
     assert (report, sqlite_path) == (out / f"{name}.nsys-rep", out / f"{name}.sqlite")
     assert sorted(p.name for p in out.iterdir()) == [f"{name}.nsys-rep", f"{name}.sqlite"]
     assert meta["command"] == "gapprof capture"
@@ -56,7 +56,7 @@ def test_nsys_that_writes_elsewhere_is_named_in_the_error(tmp_path, monkeypatch)
     monkeypatch.setenv("GAPPROF_NSYS", _fake_tool(tmp_path / "nsys", body))
     with pytest.raises(GapprofError, match=r"did not write .*qwen2.5-7b\.nsys-rep; files it wrote there: "
                                            r"qwen2.5-7b-other.nsys-rep"):
-        nsys.capture_with_nsys(CaptureRequest(), tmp_path / "out" / "qwen2.5-7b.nsys-rep", "gapprof capture")
+        nsys_capture.capture_with_nsys(CaptureRequest(), tmp_path / "out" / "qwen2.5-7b.nsys-rep", "gapprof capture")
 
 
 # Stands in for ncu: the profiled run writes BASE.ncu-rep and the metadata; --import prints a CSV.
@@ -73,7 +73,7 @@ else:
 def test_ncu_keeps_the_report_csv_and_metadata_under_a_dotted_name(tmp_path, monkeypatch, name):
     monkeypatch.setenv("GAPPROF_NCU", _fake_tool(tmp_path / "ncu", FAKE_NCU))
     out = tmp_path / "traces"
-    written = ncu.run_ncu(CaptureRequest(), out / f"{name}.csv", 10, "gapprof ncu", keep_report=True)
+    written = ncu_capture.run_ncu(CaptureRequest(), out / f"{name}.csv", 10, "gapprof ncu", keep_report=True)
     assert written == (out / f"{name}.csv", out / f"{name}.json")
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{name}.csv", f"{name}.json", f"{name}.ncu-rep"])
     assert json.loads((out / f"{name}.json").read_text())["command"] == "gapprof ncu"
@@ -96,10 +96,10 @@ def test_sweep_profile_points_each_row_at_its_own_sqlite(tmp_path, monkeypatch, 
         outputs.append(argv[argv.index("-o") + 1])
         return type("Done", (), {"returncode": 0, "stderr": ""})()
 
-    monkeypatch.setattr(sweep.subprocess, "run", capture)
+    monkeypatch.setattr(sweep_cells.subprocess, "run", capture)
     rows = [{"status": "ok", "model": m, "ctx": 2048, "runtime": "eager", "steps": 2, "warmup": 1}
             for m in ("llama-3.1-8b", "tiny-qwen2")]
-    sweep.profile_rows(rows, tmp_path, backend, "bfloat16", "sdpa", 0)
+    sweep_cells.profile_rows(rows, tmp_path, backend, "bfloat16", "sdpa", 0)
     extension = ".nsys-rep" if backend == "nsys" else ".sqlite"
     assert outputs == [str(tmp_path / "traces" / f"{m}-ctx2048-eager{extension}") for m in ("llama-3.1-8b", "tiny-qwen2")]
     assert [r["trace"] for r in rows] == [str(Path("traces", f"{m}-ctx2048-eager.sqlite"))

@@ -1,7 +1,7 @@
 """The launch-timeline replay on synthetic steps with answers worked out by hand, and the project knobs."""
 import pytest
 
-from gapprof.analysis import anatomy, project, replay, study
+from gapprof.analysis import anatomy, projection, replay, study
 from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof import gpus
@@ -104,7 +104,7 @@ def test_launch_cost_scale_stretches_cpu_time_only(tmp_path):
 
 def test_graphs_collapse_launches_into_one(tmp_path):
     loaded = load(_built(cpu_bound), tmp_path / "t.sqlite")
-    tl = project.as_graph(loaded.timeline, 20)
+    tl = projection.as_graph(loaded.timeline, 20)
     assert tl.calls.height == 2  # the graph launch and the sync
     table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"]))[0].row(0, named=True)
     # Graph launch 10..30, nodes back to back from 20 (typical latency 10) to 120; the sync starts 86 ns after
@@ -121,25 +121,25 @@ def test_durations_scale_dram_work_and_keep_host_copies(tmp_path):
     b.memcpy(220, 320, c, copy_kind=2)
     b.call(40, 330, SYNC)
     tl = load(b, tmp_path / "t.sqlite").timeline
-    knobs = project.Knobs(fixed_ns=20, kernel_scale={"norm": 2.0})
-    assert project.durations(tl.ops, 0.5, knobs).to_list() == [20 + 80 * 0.5, (20 + 80 * 0.5) * 2, 100]
+    knobs = projection.Knobs(fixed_ns=20, kernel_scale={"norm": 2.0})
+    assert projection.durations(tl.ops, 0.5, knobs).to_list() == [20 + 80 * 0.5, (20 + 80 * 0.5) * 2, 100]
 
 
 def test_project_to_own_gpu_is_the_measurement_and_to_h200_shrinks_gpu_bound_steps(tmp_path):
     loaded = load(_built(gpu_bound), tmp_path / "t.sqlite")
-    own, _ = study.projected(loaded, gpus.resolve_gpu("h100"), project.Knobs())
+    own, _ = study.projected(loaded, gpus.resolve_gpu("h100"), projection.Knobs())
     assert own.values["wall ms"] == loaded.analysis.steps["wall"][0] / 1e6
-    faster, table = study.projected(loaded, gpus.resolve_gpu("h200"), project.Knobs())
+    faster, table = study.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
     assert table["busy"][0] == pytest.approx(1000 * 3350 / 4800, abs=10)
     assert faster.values["floor ms"] == pytest.approx(own.values["floor ms"] * 3350 / 4800, rel=1e-6)
 
 
 def test_bad_kernel_scale():
     with pytest.raises(GapprofError, match="CLASS=X"):
-        project.parse_kernel_scale(("gemm=2",))
+        projection.parse_kernel_scale(("gemm=2",))
     with pytest.raises(GapprofError, match="> 0"):
-        project.parse_kernel_scale(("norm=0",))
-    assert project.parse_kernel_scale(("norm=2", "attention=0.5")) == {"norm": 2.0, "attention": 0.5}
+        projection.parse_kernel_scale(("norm=0",))
+    assert projection.parse_kernel_scale(("norm=2", "attention=0.5")) == {"norm": 2.0, "attention": 0.5}
 
 
 def test_unknown_source_gpu_is_refused(tmp_path):
@@ -148,7 +148,7 @@ def test_unknown_source_gpu_is_refused(tmp_path):
     b.meta["copy_bandwidth_gbps"] = 1000.0  # a floor exists, but no datasheet entry to rescale from
     loaded = load(b, tmp_path / "t.sqlite")
     with pytest.raises(GapprofError, match="no datasheet bandwidth"):
-        study.projected(loaded, gpus.resolve_gpu("h200"), project.Knobs())
+        study.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
 
 
 def test_replayed_steps_keep_their_order_and_count(tmp_path):

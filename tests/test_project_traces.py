@@ -4,7 +4,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from gapprof.analysis import anatomy, project, replay, study
+from gapprof.analysis import anatomy, projection, replay, study
 from gapprof.analysis.attribution import Options
 from gapprof import gpus
 
@@ -23,6 +23,6 @@ def test_self_replay_reproduces_every_step(path):
     # Through the projection path too: the trace's own GPU has bandwidth ratio 1.
     own = gpus.gpu_for_device_name(loaded.analysis.device_name or "")
     if own is not None:
-        projected = project.project(loaded.analysis, tl, own, project.Knobs())
+        projected = projection.project(loaded.analysis, tl, own, projection.Knobs())
         assert projected["wall"].to_list() == measured["wall"].to_list()
         assert projected["floor"].to_list() == measured["floor_datasheet"].to_list()

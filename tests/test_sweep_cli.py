@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
-from gapprof.profiler import cells, sweep
+from gapprof.profiler import cells, sweep_cells
 from synthetic import TraceBuilder
 from test_analysis_anatomy import basic_step
 
@@ -66,7 +66,7 @@ def test_floor_fraction_of_a_gpu_cell():
     request = {"model": "llama-3.1-8b", "ctx": 4096, "steps": 2, "warmup": 1, "runtime": "graphs",
                "dtype": "bfloat16", "weights": None}
     record = {"ok": True, "step_ms": [12.0, 14.0], "first_token": 3}
-    row = sweep.cell_row(request, record, "", "NVIDIA H200", 4300.0, count_embedding=False)
+    row = sweep_cells.cell_row(request, record, "", "NVIDIA H200", 4300.0, count_embedding=False)
     floor = cells.floor(request, "NVIDIA H200", 4300.0, False)
     assert row["median_ms"] == 13.0 and row["floor_ms"] == floor["floor_ms"]
     assert row["floor_fraction"] == pytest.approx(floor["floor_bytes"] / 4800e9 * 1e3 / 13.0)

@@ -7,7 +7,7 @@ import click
 from gapprof import result_files
 from gapprof.commands import options
 from gapprof.profiler.request import CaptureRequest, validate
-from gapprof.profiler import ab as ab_sessions, cells
+from gapprof.profiler import ab_sessions, cells
 from gapprof.provenance import invocation
 from gapprof.runtime_names import RUNTIMES
 

@@ -5,7 +5,7 @@ import click
 import polars as pl
 
 from gapprof import gpus, render
-from gapprof.analysis import anatomy, compare as compare_mod, plots, project as project_mod, study
+from gapprof.analysis import anatomy, comparison, plots, projection, study
 from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
@@ -40,23 +40,23 @@ def _projection_options(f):
                         help="Target GPU: a key, alias or device name (repeatable).")(f)
 
 
-def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us) -> project_mod.Knobs:
+def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us) -> projection.Knobs:
     if graphs and graph_launch_us is None:
         raise GapprofError("--graphs needs --graph-launch-us (the CPU cost of one cudaGraphLaunch; "
                            "`gapprof attribute` on a graphs trace shows it in the api table)")
     if graph_launch_us is not None and not graphs:
         raise GapprofError("--graph-launch-us is only used with --graphs")
-    return project_mod.Knobs(launch_cost_scale=launch_cost_scale,
+    return projection.Knobs(launch_cost_scale=launch_cost_scale,
                              graph_launch_ns=round(graph_launch_us * 1e3) if graphs else None,
-                             kernel_scale=project_mod.parse_kernel_scale(kernel_scale),
+                             kernel_scale=projection.parse_kernel_scale(kernel_scale),
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
 def _emit(columns, notes, fmt, output, plot_path) -> None:
     """The column table, one explanation per column against the first, and the plot if asked for."""
-    sections = [("compare", compare_mod.table(columns))]
+    sections = [("compare", comparison.table(columns))]
     for other in columns[1:]:
-        frame, lines = compare_mod.explain(columns[0], other)
+        frame, lines = comparison.explain(columns[0], other)
         sections.append((f"explanation {columns[0].label} -> {other.label}", frame))
         notes = notes + lines
     render.emit(render.render(sections, fmt, notes), output)
@@ -69,7 +69,7 @@ def _load(paths, range_pattern, skip, count_embedding) -> list[study.Loaded]:
     return study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
 
 
-def _model_notes(loaded: study.Loaded, knobs: project_mod.Knobs) -> list[str]:
+def _model_notes(loaded: study.Loaded, knobs: projection.Knobs) -> list[str]:
     tl = loaded.timeline
     notes = [f"{loaded.label}: replay with typical launch latency {tl.launch_latency / 1e3:.1f} us and queued gap "
              f"{tl.queued_gap / 1e3:.2f} us (medians of the trace); kernels, memsets and device copies scale with "
@@ -93,7 +93,7 @@ def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, pl
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     loaded = _load(traces, range_pattern, skip, count_embedding)
-    notes = compare_mod.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
+    notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
     _emit([study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
 
 
@@ -128,7 +128,7 @@ def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_e
     GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it)."""
     loaded = _load(traces, range_pattern, skip, count_embedding)
     specs = [gpus.resolve_gpu(t) for t in targets]
-    knobs = project_mod.Knobs()
+    knobs = projection.Knobs()
     if kind == "anatomy":
         columns = [study.measured_column(x) for x in loaded]
         columns += [study.projected(x, spec, knobs)[0] for x in loaded for spec in specs]
@@ -155,7 +155,7 @@ def _timeline_panels(loaded: study.Loaded, specs, knobs, step_index: int) -> lis
     panels = [(f"{loaded.label}: step {step}, measured on {gpu_name}, wall {(t1 - t0) / 1e6:.2f} ms",
                calls, ops, t0, t1)]
     for spec in specs:
-        new_steps, new_calls, new_gpu = project_mod.replayed(analysis, tl, spec, knobs)
+        new_steps, new_calls, new_gpu = projection.replayed(analysis, tl, spec, knobs)
         one = new_steps.filter(pl.col("step") == step)
         _, new_ops, _ = anatomy.attribute(one, new_calls, new_gpu)
         categories = calls.select("correlationId", "category")

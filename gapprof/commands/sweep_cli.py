@@ -10,7 +10,7 @@ from gapprof import result_files
 from gapprof.commands import options
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, get_spec
-from gapprof.profiler import cells, sweep as sweep_cells
+from gapprof.profiler import cells, sweep_cells
 from gapprof.profiler.request import CaptureRequest
 from gapprof.provenance import invocation
 from gapprof.runtime_names import RUNTIMES

@@ -10,10 +10,11 @@ from dataclasses import dataclass, field, replace
 
 import polars as pl
 
-from gapprof.analysis import anatomy, floor as floor_mod, replay
+from gapprof.analysis import anatomy, replay
+from gapprof.analysis.floor import apply_floor
 from gapprof.analysis.kernels import CLASSES
 from gapprof.analysis.attribution import Attribution
-from gapprof.analysis.timeline import DTOD, Timeline
+from gapprof.analysis.launch_timeline import DTOD, Timeline
 from gapprof.errors import GapprofError
 from gapprof.gpus import GpuSpec
 
@@ -106,7 +107,7 @@ def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpe
     """The floor of each replayed step against the target's datasheet bandwidth."""
     target_floor = replace(analysis.floor, bandwidths={"datasheet": (float(target.peak_gbps),
                                                                      f"{target.label} datasheet")})
-    return floor_mod.apply_floor(table, target_floor, pl.col("ctx"))
+    return apply_floor(table, target_floor, pl.col("ctx"))
 
 
 def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
