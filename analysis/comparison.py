@@ -132,3 +132,13 @@ def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
     lines.append("Change in floor fraction by term (time that did not keep pace with the floor): "
                  + ", ".join(f"{t} {100 * v:+.1f} pp" for t, v in ranked[:4]) + ".")
     return frame, lines
+
+
+def sections(columns: list[Column]) -> tuple[list, list[str]]:
+    """The comparison table and one explanation per column against the first: (sections, sentences)."""
+    out, sentences = [("compare", table(columns))], []
+    for other in columns[1:]:
+        frame, lines = explain(columns[0], other)
+        out.append((f"explanation {columns[0].label} -> {other.label}", frame))
+        sentences += lines
+    return out, sentences

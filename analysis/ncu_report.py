@@ -17,6 +17,9 @@ import polars as pl
 
 from gapprof import gpus, models
 from gapprof.analysis import kernels, modules
+from gapprof.analysis.module_alignment import align, difference_frame, reference_step
+from gapprof.analysis.module_labels import OUTSIDE
+from gapprof.nvtx_names import KINDS
 from gapprof.analysis.floor import resolve_spec
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.errors import GapprofError
@@ -115,14 +118,14 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
                       peak_gbps: float) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Measured against analytic bytes per module kind, per step, over the complete steps ncu covered.
 
-    reference: a module-annotated step (modules.reference_step: position, short, kind, layer); ncu rows are
+    reference: a module-annotated step (module_alignment.reference_step: position, short, kind, layer); ncu rows are
     aligned with it repeated, and a step counts only when ncu profiled past its end. analytic: bytes per step
     by kind (gapprof.step_bytes.kind_bytes). Returns (table, sequence differences, complete steps).
     """
     names = rows["name"].map_elements(short_name, return_dtype=pl.String).to_list()
     ref_names = reference["short"].to_list()
     repeats = -(-len(names) // len(ref_names))
-    matched, diffs = modules.align(ref_names * repeats, names)
+    matched, diffs = align(ref_names * repeats, names)
     # The last matched reference position tells how far ncu got; steps before it are complete.
     last = max((m for m in matched if m is not None), default=-1)
     complete = (last + 1) // len(ref_names)
@@ -143,10 +146,10 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
                            .then(pl.col("measured_mb") / pl.col("analytic_mb")),
                            dram_at_peak_us=pl.col("measured_mb") * 1e3 / peak_gbps)
              .with_columns(rest_us=pl.col("time_us") - pl.col("dram_at_peak_us")))
-    order = {k: i for i, k in enumerate((*modules.KINDS, modules.OUTSIDE))}
+    order = {k: i for i, k in enumerate((*KINDS, OUTSIDE))}
     table = table.sort(pl.col("kind").replace_strict(order, default=len(order), return_dtype=pl.Int64))
     diff_rows = [d for d in diffs if d[1] < complete * len(ref_names)]
-    return table, modules.difference_frame(diff_rows, 1), complete
+    return table, difference_frame(diff_rows, 1), complete
 
 
 def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:
@@ -173,7 +176,7 @@ def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, mod
         modules.check_same_model(meta, ref.frames.trace.meta)
         labelled, ref_modules = modules.labelled_by_time(ref)
         if ref_modules.is_empty():
-            raise GapprofError(f"--reference {reference}: no `module:` ranges in its steps (capture it with --modules)")
+            raise modules.NoModuleRanges(reference, "reference")
         spec = resolve_spec(meta, model) or (ref.floor.spec if ref.floor else None)
         context = ctx if ctx is not None else meta.get("ctx")
         if spec is None or context is None:
@@ -182,7 +185,7 @@ def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, mod
         # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
         kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
         table, differences, complete = module_comparison(
-            rows, modules.reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes), peak)
+            rows, reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes), peak)
         sections.append(("modules (per step)", table))
         notes.append(f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
                      f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import polars as pl
 
-from gapprof.analysis import comparison, launch_timeline, projection
+from gapprof.analysis import anatomy, comparison, launch_timeline, projection
 from gapprof.analysis.attribution import Attribution, Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.paths import strip_extension
@@ -50,3 +50,41 @@ def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple
     column = comparison.column(f"{loaded.label}->{target.key}", f"{target.label} (projected)",
                             float(target.peak_gbps), None, table)
     return column, table
+
+
+def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
+    tl = loaded.timeline
+    notes = [f"{loaded.label}: replay with typical launch latency {tl.launch_latency / 1e3:.1f} us and queued gap "
+             f"{tl.queued_gap / 1e3:.2f} us (medians of the trace); kernels, memsets and device copies scale with "
+             f"source/target datasheet bandwidth above a fixed {knobs.fixed_ns / 1e3:g} us per op, host copies "
+             f"keep their duration; CPU time x{knobs.launch_cost_scale:g}"]
+    if knobs.graph_launch_ns is not None:
+        notes.append(f"--graphs: each step's launches become one graph launch of {knobs.graph_launch_ns / 1e3:g} us")
+    if knobs.kernel_scale:
+        notes.append("--kernel-scale: " + ", ".join(f"{k} x{v:g}" for k, v in knobs.kernel_scale.items()))
+    return notes
+
+
+def timeline_panels(loaded: Loaded, specs, knobs, step_index: int) -> list:
+    """(title, calls, ops, t0, t1) of the chosen measured step, captured and replayed on each target."""
+    tl = loaded.timeline
+    if step_index >= tl.steps.height:
+        raise GapprofError(f"--step {step_index}: the trace has {tl.steps.height} measured steps")
+    step, t0, t1 = tl.steps.sort("step").select("step", "t0", "t1").row(step_index)
+    analysis = loaded.analysis
+    ops = analysis.ops.filter(pl.col("step") == step)
+    calls = tl.calls.filter(pl.col("step") == step)
+    gpu_name = measured_column(loaded).values["gpu"]
+    panels = [(f"{loaded.label}: step {step}, measured on {gpu_name}, wall {(t1 - t0) / 1e6:.2f} ms",
+               calls, ops, t0, t1)]
+    for spec in specs:
+        new_steps, new_calls, new_gpu = projection.replayed(analysis, tl, spec, knobs)
+        one = new_steps.filter(pl.col("step") == step)
+        _, new_ops, _ = anatomy.attribute(one, new_calls, new_gpu)
+        categories = calls.select("correlationId", "category")
+        shown = new_calls.join(one.select("globalTid", "t0", "t1"), on="globalTid").filter(
+            pl.col("start").is_between("t0", "t1")).join(categories, on="correlationId", how="left")
+        new_t1 = one["t1"][0]
+        panels.append((f"replayed on {spec.label} (projected), wall {(new_t1 - t0) / 1e6:.2f} ms",
+                       shown, new_ops, t0, new_t1))
+    return panels

@@ -2,7 +2,7 @@
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import modules
+from gapprof.analysis import module_alignment, module_labels, modules
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.cli import main
 from gapprof.errors import GapprofError
@@ -68,7 +68,7 @@ def test_kernels_take_the_innermost_module_range_around_their_launch(tmp_path):
     sections, _ = modules.by_module(analyze(annotated_trace(tmp_path), Options()))
     by_kind = _rows(dict(sections)["modules"], "kind")
     assert {k: r["kernels_per_step"] for k, r in by_kind.items()} == {
-        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, modules.OUTSIDE: 1}
+        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, module_labels.OUTSIDE: 1}
     assert by_kind["q_proj"]["busy_us"] == pytest.approx(0.040)
     assert by_kind["attention"]["busy_us"] == pytest.approx(0.010)
     # CPU time: the whole range, and the range less its children's ranges.
@@ -97,7 +97,7 @@ def test_module_bytes_bandwidth_and_excess_share(tmp_path):
     assert by_kind["q_proj"]["excess_us"] == pytest.approx(q_excess_us)
     assert by_kind["q_proj"]["excess_share_pct"] == pytest.approx(100 * q_excess_us * 1000 * 2 / measured["excess"].sum())
     layers = _rows(dict(sections)["layers"], "layer")
-    assert set(layers) == {"0", "model", modules.OUTSIDE}
+    assert set(layers) == {"0", "model", module_labels.OUTSIDE}
     assert layers["0"]["kernels_per_step"] == 4
     assert dict(sections)["module facts"]["module range cost, ms/step (unprofiled, with - without hooks)"] == 0.25
 
@@ -107,7 +107,7 @@ def test_graphs_steps_map_by_position_onto_the_reference(tmp_path):
     sections, notes = modules.by_module(analyze(graphs_trace(tmp_path), Options()), reference)
     by_kind = _rows(dict(sections)["modules"], "kind")
     assert {k: r["kernels_per_step"] for k, r in by_kind.items()} == {
-        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, modules.OUTSIDE: 1}
+        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, module_labels.OUTSIDE: 1}
     assert by_kind["q_proj"]["cpu_us"] is None  # no ranges in a graphs trace
     assert "sequence differences" not in dict(sections) and not notes
 
@@ -117,7 +117,7 @@ def test_differing_sequences_are_reported_and_left_unmatched(tmp_path):
     reference = analyze(annotated_trace(tmp_path), Options())
     sections, notes = modules.by_module(analyze(graphs_trace(tmp_path, changed), Options()), reference)
     by_kind = _rows(dict(sections)["modules"], "kind")
-    assert by_kind[modules.UNMATCHED]["kernels_per_step"] == 2
+    assert by_kind[module_alignment.UNMATCHED]["kernels_per_step"] == 2
     assert by_kind["q_proj"]["kernels_per_step"] == 1 and "attention" not in by_kind
     diffs = dict(sections)["sequence differences"]
     assert diffs.select("tag", "reference_ops", "ops", "steps").rows() == [
@@ -126,10 +126,10 @@ def test_differing_sequences_are_reported_and_left_unmatched(tmp_path):
 
 
 def test_align_matches_runs_and_lists_what_differs():
-    matched, diffs = modules.align(list("abcab"), list("abxab"))
+    matched, diffs = module_alignment.align(list("abcab"), list("abxab"))
     assert matched == [0, 1, None, 3, 4]
     assert diffs == [("replace", 2, ["c"], 2, ["x"])]
-    assert modules.align(["a"] * 300, ["a"] * 300) == (list(range(300)), [])
+    assert module_alignment.align(["a"] * 300, ["a"] * 300) == (list(range(300)), [])
 
 
 @pytest.mark.parametrize("name, short", [
@@ -146,8 +146,15 @@ def test_short_name(name, short):
 
 
 def test_without_module_ranges_or_reference_is_a_clear_error(tmp_path):
-    with pytest.raises(GapprofError, match="no `module:` ranges.*capture --modules"):
-        modules.by_module(analyze(graphs_trace(tmp_path), Options()))
+    path = graphs_trace(tmp_path)
+    with pytest.raises(modules.NoModuleRanges) as missing:
+        modules.by_module(analyze(path, Options()))
+    assert (missing.value.path, missing.value.role) == (path, "trace")
+    result = CliRunner().invoke(main, ["attribute", str(path), "--by", "module"])
+    assert result.exit_code == 1
+    error = [line for line in result.output.splitlines() if not line.startswith("[gapprof]")]  # progress lines
+    assert len(error) == 1 and error[0].startswith(f"Error: {path}: no `module:` ranges")
+    assert "gapprof capture --modules" in error[0]
 
 
 def test_reference_of_another_model_is_refused(tmp_path):

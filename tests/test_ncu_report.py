@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import modules, ncu_report as ncu
+from gapprof.analysis import module_alignment, modules, ncu_report
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.cli import main
 from gapprof.errors import GapprofError
@@ -20,7 +20,7 @@ REAL = sorted((Path(__file__).parent.parent / "traces").glob("*-ncu.csv"))
 
 
 def test_units_separators_and_na_are_parsed():
-    rows = ncu.read_ncu_csv(CONSTRUCTED)
+    rows = ncu_report.read_ncu_csv(CONSTRUCTED)
     assert rows.height == 14 and rows["id"].to_list() == list(range(14))
     gemv = rows.row(2, named=True)
     assert gemv["name"].startswith("void gemv<")
@@ -33,7 +33,7 @@ def test_units_separators_and_na_are_parsed():
 
 
 def test_kernel_and_class_tables_split_time_into_dram_at_peak_and_rest():
-    by_kernel, by_class, totals = ncu.kernel_tables(ncu.read_ncu_csv(CONSTRUCTED), 3350.0)
+    by_kernel, by_class, totals = ncu_report.kernel_tables(ncu_report.read_ncu_csv(CONSTRUCTED), 3350.0)
     gemv = by_kernel.filter(pl.col("name") == "gemv").row(0, named=True)
     moved = 2 * (0.01e9 + 12_500)
     assert gemv["kernels"] == 2 and gemv["time_us"] == pytest.approx(8)
@@ -51,8 +51,8 @@ def test_measured_bytes_per_module_over_complete_steps(tmp_path):
     labelled, _ = modules.labelled_by_time(ref)
     spec = models.get_spec("tiny-qwen2")
     analytic = kind_bytes(spec, 100, 2)
-    table, differences, complete = ncu.module_comparison(ncu.read_ncu_csv(CONSTRUCTED),
-                                                         modules.reference_step(labelled), analytic, 3350.0)
+    table, differences, complete = ncu_report.module_comparison(ncu_report.read_ncu_csv(CONSTRUCTED),
+                                                         module_alignment.reference_step(labelled), analytic, 3350.0)
     assert complete == 2 and differences.is_empty()  # 14 kernels: two 6-op steps and a partial third
     rows = {r["kind"]: r for r in table.iter_rows(named=True)}
     assert rows["q_proj"]["kernels"] == 1
@@ -66,7 +66,7 @@ def test_fewer_kernels_than_a_step_is_refused(tmp_path):
     ref = analyze(annotated_trace(tmp_path), Options())
     labelled, _ = modules.labelled_by_time(ref)
     with pytest.raises(GapprofError, match="less than one complete step"):
-        ncu.module_comparison(ncu.read_ncu_csv(CONSTRUCTED).head(4), modules.reference_step(labelled), {}, 3350.0)
+        ncu_report.module_comparison(ncu_report.read_ncu_csv(CONSTRUCTED).head(4), module_alignment.reference_step(labelled), {}, 3350.0)
 
 
 def test_missing_metric_and_unknown_unit_are_clear_errors(tmp_path):
@@ -74,13 +74,13 @@ def test_missing_metric_and_unknown_unit_are_clear_errors(tmp_path):
     dropped = tmp_path / "dropped.csv"
     dropped.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
     with pytest.raises(GapprofError, match="no column gpu__time_duration.sum"):
-        ncu.read_ncu_csv(dropped)
+        ncu_report.read_ncu_csv(dropped)
     odd = tmp_path / "odd.csv"
     odd.write_text("\n".join([lines[0], lines[1].replace('"us"', '"fortnight"'), *lines[2:]]) + "\n")
     with pytest.raises(GapprofError, match="unknown unit 'fortnight'"):
-        ncu.read_ncu_csv(odd)
+        ncu_report.read_ncu_csv(odd)
     with pytest.raises(GapprofError, match="not an `ncu --csv --page raw` export"):
-        ncu.read_ncu_csv(DATA / "README.md")
+        ncu_report.read_ncu_csv(DATA / "README.md")
 
 
 def test_ncu_report_cli(tmp_path):
@@ -99,9 +99,9 @@ def test_ncu_report_cli(tmp_path):
 @pytest.mark.skipif(not REAL, reason="no real ncu export under traces/ yet")
 @pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
 def test_real_exports_parse(path):
-    rows = ncu.read_ncu_csv(path)
+    rows = ncu_report.read_ncu_csv(path)
     assert rows.height > 1000  # one or more decode steps
     assert rows["duration_ns"].min() > 0 and rows["bytes_read"].drop_nulls().min() >= 0
-    meta = ncu.read_sidecar(path)
-    _, _, totals = ncu.kernel_tables(rows, 3350.0 if "H100" in meta.get("gpu_name", "H100") else 4800.0)
+    meta = ncu_report.read_sidecar(path)
+    _, _, totals = ncu_report.kernel_tables(rows, 3350.0 if "H100" in meta.get("gpu_name", "H100") else 4800.0)
     assert totals["kernels profiled"] == rows.height

@@ -59,10 +59,13 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     notes = list(result.notes)
     limit = (lambda frame: frame.head(top)) if top else (lambda frame: frame)
     if by == "module":
-        from gapprof.analysis.modules import by_module
+        from gapprof.analysis.modules import NoModuleRanges, by_module
 
         ref = attribution.analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
-        module_sections, module_notes = by_module(result, ref)
+        try:
+            module_sections, module_notes = by_module(result, ref)
+        except NoModuleRanges as missing:
+            raise options.module_ranges_error(missing) from None
         sections = [("summary", attribution.summary_table(result)), *module_sections]
         notes += module_notes
     else:

@@ -2,10 +2,9 @@
 Data on stdout (or -o), notes after the tables (in JSON under "notes"), progress on stderr."""
 
 import click
-import polars as pl
 
 from gapprof import gpus, render
-from gapprof.analysis import anatomy, comparison, plots, projection, study
+from gapprof.analysis import comparison, plots, projection, study
 from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
@@ -54,12 +53,8 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
 
 def _emit(columns, notes, fmt, output, plot_path) -> None:
     """The column table, one explanation per column against the first, and the plot if asked for."""
-    sections = [("compare", comparison.table(columns))]
-    for other in columns[1:]:
-        frame, lines = comparison.explain(columns[0], other)
-        sections.append((f"explanation {columns[0].label} -> {other.label}", frame))
-        notes = notes + lines
-    render.emit(render.render(sections, fmt, notes), output)
+    sections, explained = comparison.sections(columns)
+    render.emit(render.render(sections, fmt, notes + explained), output)
     if plot_path is not None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
 
@@ -67,19 +62,6 @@ def _emit(columns, notes, fmt, output, plot_path) -> None:
 def _load(paths, range_pattern, skip, count_embedding) -> list[study.Loaded]:
     progress(f"analyzing {', '.join(map(str, paths))}")
     return study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
-
-
-def _model_notes(loaded: study.Loaded, knobs: projection.Knobs) -> list[str]:
-    tl = loaded.timeline
-    notes = [f"{loaded.label}: replay with typical launch latency {tl.launch_latency / 1e3:.1f} us and queued gap "
-             f"{tl.queued_gap / 1e3:.2f} us (medians of the trace); kernels, memsets and device copies scale with "
-             f"source/target datasheet bandwidth above a fixed {knobs.fixed_ns / 1e3:g} us per op, host copies "
-             f"keep their duration; CPU time x{knobs.launch_cost_scale:g}"]
-    if knobs.graph_launch_ns is not None:
-        notes.append(f"--graphs: each step's launches become one graph launch of {knobs.graph_launch_ns / 1e3:g} us")
-    if knobs.kernel_scale:
-        notes.append("--kernel-scale: " + ", ".join(f"{k} x{v:g}" for k, v in knobs.kernel_scale.items()))
-    return notes
 
 
 @click.command()
@@ -110,7 +92,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = _load([trace], range_pattern, skip, count_embedding)
     columns = [study.measured_column(loaded)] + [study.projected(loaded, spec, knobs)[0] for spec in specs]
-    _emit(columns, _model_notes(loaded, knobs), fmt, output, plot_path)
+    _emit(columns, study.replay_notes(loaded, knobs), fmt, output, plot_path)
 
 
 @click.command()
@@ -138,30 +120,5 @@ def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_e
         projected = {x.label: [study.projected(x, spec, knobs)[0] for spec in specs] for x in loaded}
         path = plots.fraction([study.measured_column(x) for x in loaded], projected, output)
     else:
-        path = plots.timeline(_timeline_panels(loaded[0], specs, knobs, step_index), output)
+        path = plots.timeline(study.timeline_panels(loaded[0], specs, knobs, step_index), output)
     progress(f"wrote {path}")
-
-
-def _timeline_panels(loaded: study.Loaded, specs, knobs, step_index: int) -> list:
-    """(title, calls, ops, t0, t1) of the chosen measured step, captured and replayed on each target."""
-    tl = loaded.timeline
-    if step_index >= tl.steps.height:
-        raise GapprofError(f"--step {step_index}: the trace has {tl.steps.height} measured steps")
-    step, t0, t1 = tl.steps.sort("step").select("step", "t0", "t1").row(step_index)
-    analysis = loaded.analysis
-    ops = analysis.ops.filter(pl.col("step") == step)
-    calls = tl.calls.filter(pl.col("step") == step)
-    gpu_name = study.measured_column(loaded).values["gpu"]
-    panels = [(f"{loaded.label}: step {step}, measured on {gpu_name}, wall {(t1 - t0) / 1e6:.2f} ms",
-               calls, ops, t0, t1)]
-    for spec in specs:
-        new_steps, new_calls, new_gpu = projection.replayed(analysis, tl, spec, knobs)
-        one = new_steps.filter(pl.col("step") == step)
-        _, new_ops, _ = anatomy.attribute(one, new_calls, new_gpu)
-        categories = calls.select("correlationId", "category")
-        shown = new_calls.join(one.select("globalTid", "t0", "t1"), on="globalTid").filter(
-            pl.col("start").is_between("t0", "t1")).join(categories, on="correlationId", how="left")
-        new_t1 = one["t1"][0]
-        panels.append((f"replayed on {spec.label} (projected), wall {(new_t1 - t0) / 1e6:.2f} ms",
-                       shown, new_ops, t0, new_t1))
-    return panels

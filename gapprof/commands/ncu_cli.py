@@ -61,7 +61,11 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_c
 def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
     """Measured DRAM bytes, achieved bandwidth and DRAM time at peak per kernel and class from CSV_PATH
     (`gapprof ncu` output); kernel time = DRAM time at peak + the rest."""
+    from gapprof.analysis.modules import NoModuleRanges
     from gapprof.analysis.ncu_report import report_sections
 
-    sections, notes = report_sections(csv_path, gpu, reference, model, ctx, top)
+    try:
+        sections, notes = report_sections(csv_path, gpu, reference, model, ctx, top)
+    except NoModuleRanges as missing:
+        raise options.module_ranges_error(missing) from None
     render.emit(render.render(sections, fmt, notes), output)

@@ -48,6 +48,16 @@ def steps_and_warmup(steps: int, warmup: int, per: str = ""):
     return decorate
 
 
+def module_ranges_error(missing) -> GapprofError:
+    """What to do about a trace without module ranges (analysis.modules.NoModuleRanges), in the CLI's words."""
+    if missing.role == "reference":
+        return GapprofError(f"--reference {missing.path}: no `module:` ranges in its steps (capture it with "
+                            "`gapprof capture --modules`)")
+    return GapprofError(f"{missing.path}: no `module:` ranges in its steps; capture with `gapprof capture --modules` "
+                        "(eager or static), or pass --reference with such a trace of the same model to map kernels "
+                        "by position")
+
+
 def import_torch(command: str):
     """torch, or a one-line error saying which extra installs it."""
     try:
