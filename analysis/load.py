@@ -24,7 +24,7 @@ DRIVER = "CUPTI_ACTIVITY_KIND_DRIVER"
 NVTX = "NVTX_EVENTS"
 GPU_INFO = "TARGET_INFO_GPU"
 
-PID_MASK = 1 << 24  # globalPid = globalTid with the low 24 (tid) bits cleared
+PID_MASK = 1 << trace_schema.TID_BITS  # globalPid = globalTid with the tid bits cleared
 # The process of a thread, as the GPU tables name it (globalPid), from its globalTid column.
 GLOBAL_PID = pl.col("globalTid") - pl.col("globalTid") % PID_MASK
 

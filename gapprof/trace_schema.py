@@ -11,6 +11,8 @@ import sqlite3
 from pathlib import Path
 
 META_TABLE = "GAPPROF_META"
+# globalTid = (pid << TID_BITS) | tid, as nsys numbers threads; globalPid is globalTid with the tid bits cleared.
+TID_BITS = 24
 
 # NVTX_EVENTS.eventType values used by nsys.
 NVTX_PUSH_POP_RANGE = 59
@@ -98,11 +100,11 @@ def read_meta(conn: sqlite3.Connection) -> dict:
 
 
 def global_tid(pid: int, tid: int) -> int:
-    return (pid << 24) | (tid & 0xFFFFFF)
+    return (pid << TID_BITS) | (tid & ((1 << TID_BITS) - 1))
 
 
 def global_pid(pid: int) -> int:
-    return pid << 24
+    return pid << TID_BITS
 
 
 def kernels_per_step(path: Path, steps: int) -> float:

@@ -5,18 +5,15 @@ A capture session runs in a child process under `ncu`; only kernels launched ins
 `ncu --import --csv --page raw --print-units base` to a CSV (one row per kernel, units in the second row),
 and a JSON of the session's metadata beside it; the .ncu-rep itself is deleted unless asked for.
 """
-import dataclasses
 import json
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.paths import sibling, strip_extension
+from gapprof.profiler.profiled_session import run_under
 from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
 from gapprof.nsight import find_ncu, ncu_export_command
 
@@ -25,8 +22,8 @@ METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.
 STEP_FILTER = f"{STEP_DOMAIN}@{STEP_MESSAGE}/"
 
 
-def profile_command(ncu: str, report_base: Path, request_path: Path, meta_path: Path, launch_count: int,
-                    graphs: bool) -> list[str]:
+def profile_command(ncu: str, report_base: Path, launch_count: int, graphs: bool) -> list[str]:
+    """The ncu command line before the session's."""
     command = [
         ncu, "--nvtx", "--nvtx-include", STEP_FILTER,
         "--metrics", ",".join(METRICS),
@@ -36,7 +33,7 @@ def profile_command(ncu: str, report_base: Path, request_path: Path, meta_path: 
     ]
     if graphs:
         command += ["--graph-profiling", "node"]  # each kernel node of a replay is a result of its own
-    return command + [sys.executable, "-m", "gapprof.profiler.session", str(request_path), str(meta_path)]
+    return command
 
 
 def run_ncu(request, output: Path, launch_count: int, command: str, keep_report: bool = False,
@@ -45,24 +42,13 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
     ncu = find_ncu()
     output.parent.mkdir(parents=True, exist_ok=True)
     meta_out = sibling(output, ".json")
+    graphs = request.runtime == "graphs"
     with tempfile.TemporaryDirectory() as scratch:
-        scratch = Path(scratch)
-        request_path, meta_path = scratch / "request.json", scratch / "meta.json"
-        request_path.write_text(json.dumps(dataclasses.asdict(request)))
-        base = strip_extension(output) if keep_report else scratch / "report"
-        progress(f"running under {ncu} (--launch-count {launch_count})")
-        # Its own process group, so a timeout stops the profiled decode process too, not only ncu.
-        child = subprocess.Popen(profile_command(ncu, base, request_path, meta_path, launch_count,
-                                                 request.runtime == "graphs"), start_new_session=True)
-        try:
-            child.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-            raise GapprofError(f"ncu ran past {timeout_s} s; lower --launch-count or raise --timeout") from None
+        base = strip_extension(output) if keep_report else Path(scratch, "report")
+        progress(f"--launch-count {launch_count}")
+        meta = run_under(profile_command(ncu, base, launch_count, graphs), request, timeout_s,
+                         "; lower --launch-count or raise --timeout")
         report = sibling(base, ".ncu-rep")
-        if child.returncode != 0 or not meta_path.exists():
-            raise GapprofError(f"the decode run under ncu failed (exit {child.returncode}); see the messages above")
         if not report.exists():
             raise GapprofError(f"ncu wrote no report: no kernel matched the NVTX filter {STEP_FILTER!r}")
         progress(f"exporting {output}")
@@ -71,9 +57,7 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
             last = exported.stderr.strip().splitlines()
             raise GapprofError(f"ncu --import failed (exit {exported.returncode}): {last[-1] if last else ''}")
         output.write_text(exported.stdout)
-        meta = json.loads(meta_path.read_text())
-    meta.update(command=command, ncu_command=" ".join(profile_command(
-        "ncu", Path("REPORT"), Path("REQUEST"), Path("META"), launch_count, request.runtime == "graphs")),
-        ncu_metrics=list(METRICS), launch_count=launch_count)
+    meta.update(command=command, ncu_command=" ".join(profile_command("ncu", Path("REPORT"), launch_count, graphs)),
+                ncu_metrics=list(METRICS), launch_count=launch_count)
     meta_out.write_text(json.dumps(meta, indent=1))
     return output, meta_out

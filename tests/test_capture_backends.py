@@ -11,19 +11,22 @@ from gapprof.cli import main
 from gapprof import nsight
 from gapprof.errors import GapprofError
 from gapprof import trace_schema
-from gapprof.profiler import nsys_capture as nsys
+from gapprof.profiler import nsys_capture as nsys, profiled_session
 from gapprof.kernel_names import demangle, short_name
 from gapprof.profiler.trace_writer import app_driver_calls, is_query_call, write_trace
 
 
 def test_profile_command_traces_cuda_and_nvtx_only_within_the_profiled_phase(tmp_path):
-    argv = nsys.profile_command("/x/nsys", tmp_path / "run", tmp_path / "req.json", tmp_path / "meta.json")
+    argv = nsys.profile_command("/x/nsys", tmp_path / "run")
     assert argv[:2] == ["/x/nsys", "profile"]
     joined = " ".join(argv)
     for flag in ("-t cuda,nvtx", "-s none", "--cpuctxsw=none", "--cuda-graph-trace=node",
                  "--capture-range=cudaProfilerApi", f"-o {tmp_path / 'run'}"):
         assert flag in joined
-    assert argv[-4:] == ["-m", "gapprof.profiler.session", str(tmp_path / "req.json"), str(tmp_path / "meta.json")]
+    assert argv[-2:] == ["-o", str(tmp_path / "run")]
+    child = profiled_session.session_argv(tmp_path / "req.json", tmp_path / "meta.json")
+    assert child == [sys.executable, "-m", "gapprof.profiler.session", str(tmp_path / "req.json"),
+                     str(tmp_path / "meta.json")]
     assert nsight.nsys_export_command("/x/nsys", Path("a.nsys-rep"), Path("a.sqlite")) == [
         "/x/nsys", "export", "--type", "sqlite", "--force-overwrite=true", "-o", "a.sqlite", "a.nsys-rep"]
 
@@ -151,8 +154,8 @@ def test_models_lists_parameter_bytes():
 @pytest.mark.parametrize("command", ["capture", "ncu", "ab", "sweep"])
 def test_session_commands_without_torch_say_what_to_install(monkeypatch, command):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError, as on an analysis-only install
-    for module in ("commands", "ab", "sweep", "session", "runtimes"):  # imported afresh, as in a new process
-        monkeypatch.delitem(sys.modules, f"gapprof.profiler.{module}", raising=False)
+    for module in ("profiler.session", "profiler.runtimes", "profiler.timed"):  # imported afresh, as in a new process
+        monkeypatch.delitem(sys.modules, f"gapprof.{module}", raising=False)
     result = CliRunner().invoke(main, [command])
     assert result.exit_code == 1
     assert "needs torch and transformers: pip install 'gapprof[capture]'" in result.output

@@ -6,19 +6,19 @@ import pytest
 
 from gapprof import nsight
 from gapprof.errors import GapprofError
-from gapprof.profiler import ncu_capture as ncu
+from gapprof.profiler import ncu_capture as ncu, profiled_session
 
 
 def test_profile_command_filters_the_step_ranges_and_keeps_clocks():
-    command = ncu.profile_command("ncu", Path("out/r"), Path("req.json"), Path("meta.json"), 1400, graphs=False)
+    command = ncu.profile_command("ncu", Path("out/r"), 1400, graphs=False)
     assert command[:3] == ["ncu", "--nvtx", "--nvtx-include"] and command[3] == "gapprof@decode_step/"
     assert command[command.index("--metrics") + 1] == \
         "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum"
     assert command[command.index("--clock-control") + 1] == "none"
     assert command[command.index("--launch-count") + 1] == "1400"
     assert "--graph-profiling" not in command
-    assert command[-4:] == ["-m", "gapprof.profiler.session", "req.json", "meta.json"]
-    graphs = ncu.profile_command("ncu", Path("r"), Path("q"), Path("m"), 1600, graphs=True)
+    assert command[-2:] == ["-o", "out/r"]
+    graphs = ncu.profile_command("ncu", Path("r"), 1600, graphs=True)
     assert graphs[graphs.index("--graph-profiling") + 1] == "node"
 
 
@@ -53,7 +53,7 @@ def test_a_timeout_stops_ncu_and_its_child(tmp_path, monkeypatch):
     fake.chmod(0o755)
     monkeypatch.setenv("GAPPROF_NCU", str(fake))
     request = type("Request", (), {"runtime": "eager"})()
-    monkeypatch.setattr(ncu.dataclasses, "asdict", lambda _: {})
+    monkeypatch.setattr(profiled_session.dataclasses, "asdict", lambda _: {})
     with pytest.raises(GapprofError, match="ncu ran past 1 s"):
         ncu.run_ncu(request, tmp_path / "out.csv", 10, "gapprof ncu", timeout_s=1)
     time.sleep(3.5)
