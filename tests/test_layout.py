@@ -1,0 +1,51 @@
+"""The structure docs/ARCHITECTURE.md describes: capture and analysis never import each other, only the entry
+point imports the CLI, the shared core needs neither torch nor polars, and no module outgrows one job."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = {"gapprof": REPO / "gapprof", "gapprof.profiler": REPO / "profiler", "gapprof.analysis": REPO / "analysis",
+            "gapprof.commands": REPO / "gapprof" / "commands"}
+SOURCES = {f"{package}.{path.stem}": path for package, folder in PACKAGES.items()
+           for path in sorted(folder.glob("*.py")) if not path.is_symlink()}
+CORE = sorted(name for name in SOURCES if name.count(".") == 1 and name not in ("gapprof.cli", "gapprof.__main__"))
+
+
+def imported(path: Path) -> set[str]:
+    """Every gapprof module `path` imports, `from gapprof.x import y` counting as gapprof.x and gapprof.x.y."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("gapprof")}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_capture_and_analysis_do_not_import_each_other_nor_the_cli(name):
+    names = imported(SOURCES[name])
+    if name.startswith("gapprof.profiler"):
+        assert not {n for n in names if n.startswith(("gapprof.analysis", "gapprof.commands"))}
+    if name.startswith("gapprof.analysis"):
+        assert not {n for n in names if n.startswith(("gapprof.profiler", "gapprof.commands"))}
+    if name in CORE:
+        assert not {n for n in names if n.startswith(("gapprof.profiler", "gapprof.analysis", "gapprof.commands"))}
+    if name != "gapprof.__main__":
+        assert "gapprof.cli" not in names
+
+
+def test_the_core_imports_without_torch_or_polars():
+    blocked = "import sys; sys.modules.update(torch=None, polars=None, transformers=None)"
+    imports = "; ".join(f"import {name}" for name in CORE)
+    result = subprocess.run([sys.executable, "-c", f"{blocked}; {imports}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_no_module_over_250_lines(name):
+    assert len(SOURCES[name].read_text().splitlines()) <= 250
