@@ -70,9 +70,8 @@ def attribute(frames: Frames, options: Options = Options(),
     table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu)
 
     device_name, device_bw = _device(ops, frames.gpu, frames.gpu_info)
-    floor = floor_model(meta, model=options.model, dtype=options.dtype,
-                                  count_embedding=options.count_embedding, gpu=options.gpu,
-                                  device_name=device_name, device_bytes_per_s=device_bw)
+    floor = floor_model(meta, model=options.model, dtype=options.dtype, count_embedding=options.count_embedding,
+                        gpu=options.gpu, device_name=device_name, device_bytes_per_s=device_bw)
     if floor is None:
         notes.append("no floor: the trace has no gapprof metadata; pass --model and --ctx (and --gpu if needed)")
     else:

@@ -55,8 +55,12 @@ def read_ncu_csv(path: Path) -> pl.DataFrame:
     path = Path(path)
     if not path.exists():
         raise GapprofError(f"{path}: no such file")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise GapprofError(f"{path}: not an ncu CSV (a binary file; expected the .csv `gapprof ncu` writes)") from None
     # ncu may prefix its own `==PROF==` lines when the CSV comes from a profiling run's stdout.
-    lines = [line for line in path.read_text().splitlines() if not line.startswith("==")]
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("==")]
     rows = list(csv.reader(io.StringIO("\n".join(lines))))
     if len(rows) < 2 or "Kernel Name" not in rows[0]:
         raise GapprofError(f"{path}: not an `ncu --csv --page raw` export (no header with 'Kernel Name')")
@@ -65,12 +69,16 @@ def read_ncu_csv(path: Path) -> pl.DataFrame:
     if missing:
         raise GapprofError(f"{path}: no column {', '.join(missing)} (profile with `gapprof ncu` or "
                            f"`ncu --metrics {READ},{WRITE},{DURATION}`)")
+    ragged = next((i for i, row in enumerate(data) if len(row) != len(header)), None)
+    if ragged is not None:
+        raise GapprofError(f"{path}: kernel row {ragged + 1} has {len(data[ragged])} fields where the header has "
+                           f"{len(header)}: a truncated or edited export")
     at = {c: header.index(c) for c in ("ID", "Kernel Name", READ, WRITE, DURATION)}
     scale = {c: _scale(path, c, units[at[c]], _BYTES) for c in (READ, WRITE)}
     scale[DURATION] = _scale(path, DURATION, units[at[DURATION]], _NS)
     records = [(int(row[at["ID"]].replace(",", "")), row[at["Kernel Name"]],
                 *(_number(row[at[c]], scale[c]) for c in (READ, WRITE, DURATION)))
-               for row in data if len(row) == len(header)]
+               for row in data]
     if not records:
         raise GapprofError(f"{path}: no kernel rows")
     return pl.DataFrame(records, schema=SCHEMA, orient="row").sort("id")

@@ -16,7 +16,7 @@ COMMANDS = {
     **{f"attribute-{p.stem}": f"attribute traces/{p.name}" for p in sorted((REPO / "traces").glob("*.sqlite"))},
     "attribute-h100-per-step-json": "attribute traces/h100-graphs.sqlite --per-step --format json",
     "attribute-h200-csv": "attribute traces/h200.sqlite --format csv --full-names",
-    "attribute-h100-markdown-options": "attribute traces/h100.sqlite --format markdown --count-embedding --gpu h200 "
+    "attribute-h100-markdown-options": "attribute traces/h100.sqlite --format markdown --count-embedding --gpu h200 --force "
                                        "--ctx 4096 --tables summary,facts,classes --top 5",
     "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite --by module",
     "attribute-graphs-by-module": f"attribute traces/h100-graphs.sqlite --by module --reference {STATIC}",

@@ -28,7 +28,7 @@ from gapprof.runtime_names import RUNTIMES
 @options.SEED
 @options.DEVICE
 @options.COUNT_EMBEDDING
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for ab.json and ab.md [default: results/<gpu>].")
 def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, device,
        count_embedding, out):

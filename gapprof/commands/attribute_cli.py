@@ -7,6 +7,8 @@ import click
 from gapprof import render
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
+from gapprof.analysis.plausibility import problems
+from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
 from gapprof.models import DTYPE_BYTES
@@ -47,15 +49,33 @@ def _tables(value: str) -> list[str]:
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="With --by module: a module-annotated trace of the same model whose step labels TRACE's "
                    "kernels by position (for CUDA graphs traces).")
+@click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
+                                            "and a floor above the GPU busy time.")
 @options.FORMAT
 @options.OUTPUT
 def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
-              top, by, reference, fmt, output):
+              top, by, reference, force, fmt, output):
     """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
-    and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns."""
+    and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns.
+
+    \b
+    busy     GPU time covered by the step's kernels, memcpys and memsets (= floor + excess)
+    starved  GPU idle gaps that ended when the CPU launched the next work
+    latency  GPU idle gaps whose next work was already launched
+    head     from the step's start to its first GPU work; tail: from its last GPU work to its end
+    spill    busy time of the step's work outside the step range (clipped off: not in wall)
+    overlap  GPU time covered by more than one op at once (counted once in busy)
+    """
+    if reference is not None and by != "module":
+        raise click.UsageError("--reference is used only with --by module")
+    if by == "module" and per_step:
+        raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
-                      count_embedding=count_embedding)
+                             count_embedding=count_embedding)
     result = attribution.analyze(trace, chosen_options, progress)
+    wrong = [] if force else problems(result, model, dtype, ctx)
+    if wrong:
+        raise GapprofError("; ".join(wrong) + "; --force shows the split anyway")
     notes = list(result.notes)
     limit = (lambda frame: frame.head(top)) if top else (lambda frame: frame)
     if by == "module":

@@ -18,8 +18,8 @@ def _trace_options(f):
 
 
 def _output_options(f):
-    f = click.option("--plot", "plot_path", type=options.TRACE, default=None,
-                     help="Also draw the step anatomy of every column to FILE (.png or .svg).")(f)
+    f = click.option("--plot", "plot_path", type=options.TRACE, default=None, callback=options.picture_path,
+                     help="Also draw the step anatomy of every column to FILE (.png, .svg, .pdf, ...).")(f)
     return options.FORMAT(options.OUTPUT(f))
 
 

@@ -33,8 +33,28 @@ RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_defa
 SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
                     help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
 FORMAT = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+def existing_folder(ctx, param, path: Path | None) -> Path | None:
+    """An output path whose folder exists, checked before any work starts."""
+    if path is not None and not path.resolve().parent.is_dir():
+        raise click.BadParameter(f"folder {path.parent} does not exist")
+    return path
+
+
+def picture_path(ctx, param, path: Path | None) -> Path | None:
+    """An output picture whose folder exists and whose extension matplotlib writes."""
+    if path is None:
+        return None
+    from matplotlib.figure import Figure
+
+    kinds = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in kinds:
+        raise click.BadParameter(f"{path.name}: not a picture format matplotlib writes; use one of "
+                                 f"{', '.join('.' + k for k in sorted(kinds))}")
+    return existing_folder(ctx, param, path)
+
+
 OUTPUT = click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                      help="Write to FILE instead of stdout.")
+                      callback=existing_folder, help="Write to FILE instead of stdout.")
 TRACE = click.Path(path_type=Path, dir_okay=False)
 
 

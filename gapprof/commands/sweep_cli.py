@@ -63,7 +63,7 @@ def _runtimes(ctx, param, value):
               help="Also capture a trace per timed cell (into OUT/traces); `gapprof sweep-attribute OUT` then adds "
                    "the anatomy terms, on any machine with polars.")
 @options.TRACE_BACKEND
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>].")
 def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, count_embedding, profile, backend,
           out):

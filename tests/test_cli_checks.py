@@ -1,0 +1,82 @@
+"""Bad output paths, foreign files and overrides that contradict a trace end in one line and a non-zero exit,
+before any analysis runs; --force accepts what contradicts the capture."""
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gapprof.cli import main
+
+TRACES = Path(__file__).resolve().parents[1] / "traces"
+H100 = str(TRACES / "h100.sqlite")
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_error_line(result) -> str:
+    """The output without progress lines must be exactly one error line."""
+    lines = [line for line in result.output.splitlines() if line and not line.startswith("[gapprof]")]
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert len(lines) == 1 or lines[0].startswith("Usage:"), result.output
+    return result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["attribute", H100, "-o", "/nonexistent/x.txt"],
+    ["compare", H100, str(TRACES / "h200.sqlite"), "-o", "/nonexistent/x.txt"],
+    ["ncu-report", str(TRACES / "h100-eager-ncu.csv"), "-o", "/nonexistent/x.txt"],
+    ["compare", H100, str(TRACES / "h200.sqlite"), "--plot", "/tmp/x.txt"],
+    ["project", H100, "--to", "h200", "--plot", "/nonexistent/x.png"],
+])
+def test_output_paths_are_checked_before_the_work(args):
+    result = run(*args)
+    assert result.exit_code == 2 and "[gapprof] reading" not in result.output, result.output
+    assert "does not exist" in result.output or "not a picture format" in result.output
+
+
+def test_a_file_that_is_not_an_ncu_csv_is_one_line():
+    assert "not an ncu CSV" in one_error_line(run("ncu-report", H100))
+
+
+def test_a_truncated_ncu_csv_is_refused(tmp_path):
+    rows = (TRACES / "h100-eager-ncu.csv").read_text().splitlines()
+    cut = tmp_path / "cut-ncu.csv"
+    cut.write_text("\n".join(rows[:50]) + "\n" + rows[50][:40] + "\n")
+    assert "kernel row 49 has" in one_error_line(run("ncu-report", cut, "--gpu", "h100"))
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--ctx", "10000000"], "floor is above the GPU busy time"),
+    (["--model", "llama-3.1-8b"], "--model llama-3.1-8b but the trace was captured with qwen2.5-7b"),
+    (["--dtype", "float32"], "--dtype float32 but the trace was captured in bfloat16"),
+    (["--ctx", "4096"], "--ctx 4096 but the first measured step was captured at context 2076"),
+])
+def test_overrides_that_contradict_the_trace_need_force(args, says):
+    assert says in one_error_line(run("attribute", H100, *args, "--tables", "summary"))
+    assert run("attribute", H100, *args, "--tables", "summary", "--force").exit_code == 0
+
+
+def test_the_capture_context_is_accepted():
+    assert run("attribute", H100, "--ctx", "2076", "--tables", "summary").exit_code == 0
+
+
+def test_ranges_smaller_than_a_step_are_caught_by_the_floor():
+    result = run("attribute", TRACES / "h100-eager-modules.sqlite", "--range", "module:.*", "--tables", "summary")
+    assert "step ranges are not whole decode steps" in one_error_line(result)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--reference", H100], "--reference is used only with --by module"),
+    (["--by", "module", "--per-step"], "--per-step shows steps, not modules"),
+])
+def test_options_that_would_be_ignored_are_refused(args, says):
+    result = run("attribute", H100, *args)
+    assert result.exit_code == 2 and says in result.output
+
+
+@pytest.mark.parametrize("command", ["ab", "sweep"])
+def test_every_command_writes_with_dash_dash_output(command):
+    assert "-o, --output, --out DIRECTORY" in run(command, "--help").output
