@@ -20,7 +20,13 @@ from gapprof.render import Table
 TERMS = ("floor", "excess", "starved", "latency", "head", "tail")
 ROWS = ("gpu", "peak GB/s", "measured GB/s", "floor ms", "busy ms", "excess ms", "starved ms", "latency ms",
         "head ms", "tail ms", "wall ms", "floor fraction", "kernels/step", "launch calls/step",
-        "CPU us/launch call", "host us/launch")
+        "launch call CPU us", "host CPU us per launch")
+# starved, head and tail are time the GPU waits for the step thread's CPU: they follow the host CPU (the two
+# machines' CPUs may differ), never the GPU's bandwidth, whatever their ratio.
+CPU_TERMS = ("starved", "head", "tail")
+DEFINITIONS = ("launch call CPU us: mean duration of one launch API call; host CPU us per launch: the step's wall "
+               "less the time its thread blocked waiting for the GPU, per launch call (all the CPU work of a step, "
+               "spread over its launches)")
 MATCH_KEYS = ("model", "ctx", "runtime")
 # Scaling exponent e with T_B / T_A = (bw_A / bw_B) ** e: 1 scales with 1/bandwidth, 0 stays constant.
 SCALED, CONSTANT = 0.67, 0.33
@@ -44,8 +50,8 @@ def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float |
         **{f"{t} ms": ms(t) for t in ("floor", "busy", "excess", "starved", "latency", "head", "tail", "wall")},
         "floor fraction": table["floor"].mean() / table["wall"].mean(),
         "kernels/step": table["kernels"].mean(), "launch calls/step": table["launch_calls"].mean(),
-        "CPU us/launch call": cpu_us_per_launch(table),
-        "host us/launch": (table["wall"] - table["wait"]).sum() / launches / 1e3 if launches else None,
+        "launch call CPU us": cpu_us_per_launch(table),
+        "host CPU us per launch": (table["wall"] - table["wait"]).sum() / launches / 1e3 if launches else None,
     }
     return Column(label, values)
 
@@ -100,6 +106,10 @@ def contributions(a: Column, b: Column) -> dict:
     return {t: fa * (s * a.values[f"{t} ms"] - b.values[f"{t} ms"]) / (wa * wb) for t in TERMS}
 
 
+def _times(ratio: float | None) -> str:
+    return "new" if ratio is None else f"x{ratio:.2f}"
+
+
 def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
     """Per term: A and B (ms), B/A, scaling exponent, verdict, contribution (percentage points); and sentences."""
     bw_a, bw_b = a.values["peak GB/s"], b.values["peak GB/s"]
@@ -110,7 +120,7 @@ def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
         va, vb = a.values[f"{term} ms"], b.values[f"{term} ms"]
         e = _exponent(va, vb, bw_ratio)
         negligible = max(va / a.values["wall ms"], vb / b.values["wall ms"]) < NEGLIGIBLE
-        verdict = _verdict(e, negligible)
+        verdict = "follows the host CPU" if term in CPU_TERMS and not negligible else _verdict(e, negligible)
         {"scaled with 1/bandwidth": scaled, "constant": constant, "moved against 1/bandwidth": against}.get(verdict, []).append(term)
         rows.append({"term": term, f"{a.label} ms": va, f"{b.label} ms": vb, "ratio": vb / va if va else None,
                      "exponent": e, "verdict": verdict, "floor fraction change pp": 100 * parts[term]})
@@ -129,16 +139,21 @@ def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
     if against:
         way = "Grew although bandwidth rose" if bw_ratio > 1 else "Shrank although bandwidth fell"
         lines.append(f"{way}: {', '.join(against)}.")
+    cpu = [t for t in CPU_TERMS if rows[TERMS.index(t)]["verdict"] == "follows the host CPU"]
+    if cpu:
+        lines.append("CPU time, which follows the host CPU and not the bandwidth: "
+                     + ", ".join(f"{t} {_times(rows[TERMS.index(t)]['ratio'])}" for t in cpu) + ".")
     lines.append("Change in floor fraction by term (time that did not keep pace with the floor): "
                  + ", ".join(f"{t} {100 * v:+.1f} pp" for t, v in ranked[:4]) + ".")
     return frame, lines
 
 
-def sections(columns: list[Column]) -> tuple[list, list[str]]:
-    """The comparison table and one explanation per column against the first: (sections, sentences)."""
-    out, sentences = [("compare", table(columns))], []
+def sections(columns: list[Column], title: str = "compare") -> tuple[list, list[str]]:
+    """The comparison table (under `title`) and one explanation per column against the first: (sections,
+    sentences, the definitions last)."""
+    out, sentences = [(title, table(columns))], []
     for other in columns[1:]:
         frame, lines = explain(columns[0], other)
         out.append((f"explanation {columns[0].label} -> {other.label}", frame))
         sentences += lines
-    return out, sentences
+    return out, sentences + [DEFINITIONS]

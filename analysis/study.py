@@ -47,7 +47,7 @@ def measured_column(loaded: Loaded) -> comparison.Column:
 def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple[comparison.Column, pl.DataFrame]:
     """(column, replayed per-step table) of `loaded` projected to `target`."""
     table = projection.project(loaded.analysis, loaded.timeline, target, knobs)
-    column = comparison.column(f"{loaded.label}->{target.key}", f"{target.label} (projected)",
+    column = comparison.column(f"{loaded.label} on {target.key} (projected)", f"{target.label} (projected)",
                             float(target.peak_gbps), None, table)
     return column, table
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from gapprof.cli import main
 from gapprof import result_files as report
 from gapprof.profiler import ab_sessions, cells
-from gapprof.models import get_spec
+from gapprof.models import get_spec, load_config
 from gapprof.step_bytes import step_bytes
 
 pytest.importorskip("torch")
@@ -102,10 +102,19 @@ def test_an_unknown_gpu_has_no_datasheet_floor_but_keeps_the_copy_floor():
 
 
 def test_a_failed_session_stops_the_run_with_its_reason(tmp_path):
-    # CUDA graphs need a CUDA device: the first B session fails inside its process.
-    line = error_line(run(*TINY, "--a", "eager", "--b", "graphs", "--warmup", 3, "--sessions", 2, "-o", tmp_path))
-    assert line.startswith("Error: session 2 (arm B, graphs) failed: RuntimeError:")
+    # A checkpoint folder with a config but no weight files: the first session fails inside its process.
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps(load_config("tiny-qwen2")))
+    line = error_line(run(*TINY, "--weights", checkpoint, "--b", "static", "--sessions", 2, "-o", tmp_path))
+    assert line.startswith("Error: session 1 (arm A, eager) failed: OSError:")
     assert not (tmp_path / "ab.json").exists()
+
+
+def test_graphs_on_the_cpu_is_refused_before_any_session(monkeypatch):
+    monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
+    line = error_line(run(*TINY, "--b", "graphs", "--warmup", 3))
+    assert line == "Error: runtime graphs needs a CUDA device (CUDA graphs); --device cpu runs eager, static and compile"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
+from gapprof.commands import options
 from gapprof import nsight
 from gapprof.errors import GapprofError
 from gapprof import trace_schema
@@ -129,6 +130,7 @@ def test_cupti_trace_has_the_schema_the_loader_reads_and_attributes_exactly(tmp_
 
 
 def test_capture_errors_are_one_line(monkeypatch):
+    monkeypatch.setattr(options, "check_session_device", lambda *_: None)  # as on a machine with a GPU
     runner = CliRunner()
     unknown = runner.invoke(main, ["capture", "--model", "gpt-5"])
     assert unknown.exit_code == 1 and "unknown model 'gpt-5'" in unknown.output and "qwen2.5-7b" in unknown.output
@@ -143,6 +145,9 @@ def test_capture_without_a_gpu_says_so(monkeypatch):
     result = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "16"])
     assert result.exit_code == 1
     assert "needs a CUDA GPU" in result.output
+    # The missing GPU is said first, not a complaint about options that would not help.
+    too_long = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "600"])
+    assert "needs a CUDA GPU" in too_long.output and "positions" not in too_long.output
 
 
 def test_models_lists_parameter_bytes():
@@ -158,7 +163,7 @@ def test_session_commands_without_torch_say_what_to_install(monkeypatch, command
         monkeypatch.delitem(sys.modules, f"gapprof.{module}", raising=False)
     result = CliRunner().invoke(main, [command])
     assert result.exit_code == 1
-    assert "needs torch and transformers: pip install 'gapprof[capture]'" in result.output
+    assert "needs torch and transformers: `pip install -e '.[capture]'` in the gapprof checkout" in result.output
     assert "Traceback" not in result.output
 
 

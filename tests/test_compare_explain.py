@@ -18,16 +18,18 @@ def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0) -> c
     return comparison.Column(label, values)
 
 
-def test_cpu_bound_pair_starved_constant_and_carries_the_fall():
+def test_cpu_bound_pair_starved_follows_the_cpu_and_carries_the_fall():
     a = col("slow", 1000, floor=4.0, excess=2.0, starved=30.0, head=1.0)
     b = col("fast", 2000, floor=2.0, excess=1.0, starved=30.0, head=1.0)
     frame, lines = comparison.explain(a, b)
     verdict = dict(zip(frame["term"], frame["verdict"]))
     assert verdict["floor"] == verdict["excess"] == "scaled with 1/bandwidth"
-    assert verdict["starved"] == "constant"
+    # CPU time is never said to scale or stay constant with the bandwidth: it follows the host's CPU.
+    assert verdict["starved"] == verdict["head"] == "follows the host CPU"
     change = b.values["floor fraction"] - a.values["floor fraction"]
     assert frame["floor fraction change pp"].sum() == pytest.approx(100 * change)
-    assert "Stayed constant in absolute time (|exponent| <= 0.33): starved, head." in lines
+    assert "CPU time, which follows the host CPU and not the bandwidth: starved x1.00, head x1.00." in lines
+    assert not any(line.startswith("Stayed constant") for line in lines)
 
 
 def test_gpu_bound_pair_keeps_its_fraction():
@@ -40,11 +42,12 @@ def test_gpu_bound_pair_keeps_its_fraction():
 
 
 def test_term_that_grows_with_bandwidth_is_named():
-    a = col("slow", 1000, floor=4.0, excess=2.0, starved=10.0)
-    b = col("fast", 2000, floor=2.0, excess=1.0, starved=20.0)
+    a = col("slow", 1000, floor=4.0, excess=2.0, starved=10.0, latency=1.0)
+    b = col("fast", 2000, floor=2.0, excess=1.0, starved=20.0, latency=2.0)
     frame, lines = comparison.explain(a, b)
-    assert dict(zip(frame["term"], frame["verdict"]))["starved"] == "moved against 1/bandwidth"
-    assert "Grew although bandwidth rose: starved." in lines
+    assert dict(zip(frame["term"], frame["verdict"]))["latency"] == "moved against 1/bandwidth"
+    assert "Grew although bandwidth rose: latency." in lines
+    assert "CPU time, which follows the host CPU and not the bandwidth: starved x2.00." in lines
 
 
 def test_mismatched_traces_are_refused_unless_forced():
@@ -85,7 +88,8 @@ def test_project_command(pair):
     result = CliRunner().invoke(main, ["project", str(pair[0]), "--to", "h200", "--to", "l4",
                                        "--kernel-scale", "other=2", "--launch-cost-scale", "1.5"])
     assert result.exit_code == 0, result.output
-    assert "h100->h200" in result.stdout and "h100->l4" in result.stdout
+    assert result.stdout.startswith("project\n")
+    assert "h100 on h200 (projected)" in result.stdout and "h100 on l4 (projected)" in result.stdout
     assert "CPU time x1.5" in result.stdout
     bad = CliRunner().invoke(main, ["project", str(pair[0]), "--to", "h200", "--graphs"])
     assert bad.exit_code == 1 and "--graph-launch-us" in bad.stderr

@@ -6,6 +6,7 @@ import click
 
 from gapprof import result_files
 from gapprof.commands import options
+from gapprof.errors import GapprofError
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.profiler import ab_sessions, cells
 from gapprof.provenance import invocation
@@ -42,6 +43,9 @@ def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, w
     request_a, request_b = CaptureRequest(runtime=runtime_a, **base), CaptureRequest(runtime=runtime_b, **base)
     validate(request_a)
     validate(request_b)
+    if "graphs" in (runtime_a, runtime_b) and not device.startswith("cuda"):
+        raise GapprofError(f"runtime graphs needs a CUDA device (CUDA graphs); --device {device} runs eager, static "
+                           "and compile")
 
     records_a, records_b = ab_sessions.run_ab(request_a, request_b, sessions)
     result = {"command": invocation(),

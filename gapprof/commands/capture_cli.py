@@ -53,8 +53,8 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
                              dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules)
-    validate(request)
     options.check_session_device("capture")
+    validate(request)
     output = trace_output(output, model, runtime, backend)
     if backend == "nsys":
         from gapprof.profiler.nsys_capture import capture_with_nsys

@@ -51,9 +51,9 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
-def _emit(columns, notes, fmt, output, plot_path) -> None:
+def _emit(title, columns, notes, fmt, output, plot_path) -> None:
     """The column table, one explanation per column against the first, and the plot if asked for."""
-    sections, explained = comparison.sections(columns)
+    sections, explained = comparison.sections(columns, title)
     render.emit(render.render(sections, fmt, notes + explained), output)
     if plot_path is not None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
@@ -76,7 +76,7 @@ def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, pl
         raise GapprofError("compare needs at least two traces")
     loaded = _load(traces, range_pattern, skip, count_embedding)
     notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
-    _emit([study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
+    _emit("compare", [study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
 
 
 @click.command()
@@ -92,7 +92,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = _load([trace], range_pattern, skip, count_embedding)
     columns = [study.measured_column(loaded)] + [study.projected(loaded, spec, knobs)[0] for spec in specs]
-    _emit(columns, study.replay_notes(loaded, knobs), fmt, output, plot_path)
+    _emit("project", columns, study.replay_notes(loaded, knobs), fmt, output, plot_path)
 
 
 @click.command()

@@ -35,8 +35,8 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_c
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend="ncu",
                              dtype=dtype, attn=attn, weights=weights, seed=seed)
-    validate(request)
     options.check_session_device("ncu")
+    validate(request)
     from gapprof.profiler.ncu_capture import run_ncu
 
     written = run_ncu(request, output or Path("traces", f"{model}-{runtime}-ncu.csv"), launch_count, invocation(),

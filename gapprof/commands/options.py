@@ -83,7 +83,8 @@ def import_torch(command: str):
     try:
         import torch
     except ImportError:
-        raise GapprofError(f"{command} needs torch and transformers: pip install 'gapprof[capture]'") from None
+        raise GapprofError(f"{command} needs torch and transformers: `pip install -e '.[capture]'` in the gapprof "
+                           "checkout, or `pip install torch transformers nvtx`") from None
     return torch
 
 
@@ -91,5 +92,5 @@ def check_session_device(command: str, device: str = "cuda") -> None:
     """The preamble of every command that runs decode sessions: torch is installed and the device is visible."""
     torch = import_torch(command)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        hint = "" if command in ("capture", "ncu") else " (--device cpu runs on the CPU)"
+        hint = "" if command in ("capture", "ncu") else " (--device cpu runs eager, static and compile on the CPU)"
         raise GapprofError(f"{command} needs a CUDA GPU: no CUDA device is visible to torch{hint}")
