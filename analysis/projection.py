@@ -114,3 +114,8 @@ def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: K
     """The replayed per-step table on `target`, with the floor against its datasheet bandwidth."""
     table = anatomy.attribute(*replayed(analysis, timeline, target, knobs))[0]
     return with_target_floor(table, analysis, target)
+
+
+def launches_graphs(timeline: Timeline) -> bool:
+    """Whether the measured steps launch CUDA graphs (cudaGraphLaunch and its driver twin)."""
+    return bool(timeline.calls["name"].str.contains("GraphLaunch").any())

@@ -55,6 +55,15 @@ def gpu_for_device_name(device_name: str) -> GpuSpec | None:
     return None
 
 
+def alias_note(name: str) -> str | None:
+    """What a short name stands for, where the table has other GPUs by that name too (a100: 80 GB or 40 GB)."""
+    key = ALIASES.get(name.lower())
+    if key is None:
+        return None
+    others = [g.key for g in GPUS if g.key != key and g.key.startswith(name.lower())]
+    return f"{name} means {key}" + (f" (name {', '.join(others)} for the other)" if others else "")
+
+
 def resolve_gpu(name: str) -> GpuSpec:
     """A table key, an alias or a device name."""
     try:

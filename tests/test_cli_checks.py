@@ -80,3 +80,13 @@ def test_options_that_would_be_ignored_are_refused(args, says):
 @pytest.mark.parametrize("command", ["ab", "sweep"])
 def test_every_command_writes_with_dash_dash_output(command):
     assert "-o, --output, --out DIRECTORY" in run(command, "--help").output
+
+
+def test_project_graphs_on_a_graphs_trace_is_refused():
+    result = run("project", TRACES / "h100-graphs.sqlite", "--to", "h200", "--graphs", "--graph-launch-us", "20")
+    assert "already launch CUDA graphs" in one_error_line(result)
+
+
+def test_a_short_gpu_name_says_which_gpu_it_means():
+    result = run("project", H100, "--to", "a100", "--format", "json")
+    assert "a100 means a100-80gb (name a100-40gb for the other)" in result.stdout

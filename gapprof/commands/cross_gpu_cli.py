@@ -91,8 +91,12 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = _load([trace], range_pattern, skip, count_embedding)
+    if graphs and projection.launches_graphs(loaded.timeline):
+        raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
+                           "graph launch a step")
     columns = [study.measured_column(loaded)] + [study.projected(loaded, spec, knobs)[0] for spec in specs]
-    _emit("project", columns, study.replay_notes(loaded, knobs), fmt, output, plot_path)
+    aliases = [note for note in map(gpus.alias_note, targets) if note]
+    _emit("project", columns, aliases + study.replay_notes(loaded, knobs), fmt, output, plot_path)
 
 
 @click.command()
