@@ -2,19 +2,25 @@
 
 Content is a dict (a key/value table), a polars DataFrame (used through its columns, rows and CSV writer, so
 this module needs no polars and serves the GPU side too), or a Table (rows of raw values of mixed kinds, with
-their own display format). Values stay raw in CSV and JSON; only the text formats round them. Notes follow the
-tables in the text formats and sit under "notes" in JSON; CSV carries tables only.
+their own display format). Values stay raw in CSV and JSON; only the text formats round them. The table
+format fits the terminal's width (`gapprof.terminal_table`; COLUMNS sets it); Markdown, CSV and JSON are
+never shortened. Notes follow the tables in the text formats and sit under "notes" in JSON; CSV carries
+tables only, one per file.
 """
 import csv
 import io
 import json
 import math
+import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
+from gapprof import terminal_table
+from gapprof.errors import GapprofError
 from gapprof.log import progress
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -54,16 +60,13 @@ def markdown_table(columns: list[str], rows: list, show: Callable = text) -> str
     return "\n".join(lines + ["| " + " | ".join(show(v).replace("|", "\\|") for v in row) + " |" for row in rows])
 
 
-def _aligned(title: str, content) -> str:
+def _aligned(title: str, content, width: int | None, full_names: bool) -> str:
     header, rows, show = _parts(content)
-    cells = [header] + [[show(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    cells = [[show(v) for v in row] for row in rows]
     numeric = [bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
                for i in range(len(header))]
-    lines = [title, "-" * len(title)]
-    for row in cells:
-        lines.append("  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip())
-    return "\n".join(lines)
+    return terminal_table.table(title, header, cells, numeric, width, wrap=isinstance(content, dict),
+                                shorten_text=not full_names)
 
 
 def _markdown(title: str, content) -> str:
@@ -71,15 +74,16 @@ def _markdown(title: str, content) -> str:
     return f"## {title}\n\n" + markdown_table(header, rows, show)
 
 
-def _csv(title: str, content) -> str:
+def _csv_table(content) -> str:
+    """One table as CSV: a header row, then raw values (an empty field for None)."""
     if hasattr(content, "write_csv"):  # a polars DataFrame writes itself
-        return f"# {title}\n" + content.write_csv().rstrip("\n")
+        return content.write_csv()
     header, rows, _ = _parts(content)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
     writer.writerows([[_csv_value(v) for v in row] for row in rows])
-    return f"# {title}\n" + out.getvalue().rstrip("\n")
+    return out.getvalue()
 
 
 def _csv_value(value):
@@ -90,8 +94,10 @@ def _json_value(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def render(sections: list[tuple[str, object]], fmt: str, notes: list[str]) -> str:
-    """One document holding every section, in order, and the notes."""
+def render(sections: list[tuple[str, object]], fmt: str, notes: list[str], width: int | None = None,
+           full_names: bool = False) -> str:
+    """One document holding every section, in order, and the notes, in table, markdown or json. width: fit the
+    table format to it (None: no limit); full_names: never shorten its text, only wrap and split it."""
     if fmt == "json":
         doc = {}
         for title, content in sections:
@@ -100,15 +106,54 @@ def render(sections: list[tuple[str, object]], fmt: str, notes: list[str]) -> st
                           else [{k: _json_value(v) for k, v in zip(header, row)} for row in rows])
         doc["notes"] = notes
         return json.dumps(doc, indent=2) + "\n"
-    block = {"table": _aligned, "markdown": _markdown, "csv": _csv}[fmt]
-    document = "\n\n".join(block(title, content) for title, content in sections) + "\n"
-    if fmt in ("table", "markdown") and notes:
-        document += "\n" + "\n".join(notes) + "\n"
-    return document
+    if fmt == "markdown":
+        return "\n\n".join(_markdown(title, content) for title, content in sections) + "\n" + _notes(notes, None)
+    document = "\n\n".join(_aligned(title, content, width, full_names) for title, content in sections) + "\n"
+    return document + _notes(notes, width)
 
 
-def emit(document: str, output: Path | None) -> None:
-    """Data to stdout, or to -o FILE (said on stderr)."""
+def _notes(notes: list[str], width: int | None) -> str:
+    lines = [line for note in notes for line in (terminal_table.wrapped(note, width) if width else [note])]
+    return "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def emit(sections: list[tuple[str, object]], fmt: str, notes: list[str], output: Path | None, *,
+         full_names: bool = False, select: str | None = None) -> None:
+    """The sections and notes in `fmt` to stdout or -o FILE (said on stderr); the table format fitted to the
+    terminal's width. CSV goes one table per file (see `_emit_csv`); `select` names the command's option that
+    picks one table, for the error when there are several."""
+    if fmt == "csv":
+        _emit_csv(sections, output, select)
+    elif output is not None and output.is_dir():
+        raise GapprofError(f"-o {output} is a folder; only --format csv writes to a folder (one CSV per table)")
+    else:
+        width = shutil.get_terminal_size().columns if fmt == "table" else None
+        _write(render(sections, fmt, notes, width, full_names), output)
+
+
+def _emit_csv(sections: list[tuple[str, object]], output: Path | None, select: str | None) -> None:
+    """-o DIR (an existing folder, or a new path without a suffix) gets DIR/<table>.csv per table; stdout and
+    -o FILE take exactly one table."""
+    names = [_file_stem(title) for title, _ in sections]
+    if output is not None and (output.is_dir() or not (output.exists() or output.suffix)):
+        output.mkdir(parents=True, exist_ok=True)
+        for name, (_, content) in zip(names, sections):
+            _write(_csv_table(content), output / f"{name}.csv")
+    elif len(sections) == 1:
+        _write(_csv_table(sections[0][1]), output)
+    else:
+        choose = f", or one of them with {select} NAME" if select else ""
+        raise GapprofError(f"--format csv writes one table per file and this output has {len(sections)} "
+                           f"({', '.join(names)}): pass -o DIR for DIR/<table>.csv each{choose}")
+
+
+def _file_stem(title: str) -> str:
+    """A section title as a file name: `modules (per step)` -> modules-per-step."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def _write(document: str, output: Path | None) -> None:
+    """Data to stdout, or to a file (said on stderr)."""
     if output is None:
         click.echo(document, nl=False)
     else:

@@ -1,6 +1,7 @@
 """What every analysis command prints for the shipped traces, kept under tests/data/golden/ so that a change
 meant to leave output alone (a refactor) is checked against it: `python tests/golden_outputs.py` writes the
-files again after a deliberate change of output."""
+files again after a deliberate change of output. Text tables are fitted to WIDTH columns (COLUMNS), so that
+the files do not depend on the terminal that runs the tests."""
 import shlex
 import sys
 from pathlib import Path
@@ -11,11 +12,12 @@ from gapprof.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = REPO / "tests" / "data" / "golden"
+WIDTH = 100
 STATIC = "traces/h100-static-modules.sqlite"
 COMMANDS = {
     **{f"attribute-{p.stem}": f"attribute traces/{p.name}" for p in sorted((REPO / "traces").glob("*.sqlite"))},
     "attribute-h100-per-step-json": "attribute traces/h100-graphs.sqlite --per-step --format json",
-    "attribute-h200-csv": "attribute traces/h200.sqlite --format csv --full-names",
+    "attribute-h200-csv": "attribute traces/h200.sqlite --format csv --full-names --tables kernels",
     "attribute-h100-markdown-options": "attribute traces/h100.sqlite --format markdown --count-embedding --gpu h200 --force "
                                        "--ctx 4096 --tables summary,facts,classes --top 5",
     "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite --by module",
@@ -26,13 +28,13 @@ COMMANDS = {
     "compare-graphs-json": "compare traces/h100-graphs.sqlite traces/h200-graphs.sqlite --format json",
     "project-eager": "project traces/h100.sqlite --to h200 --to l4 --to a100-80gb --launch-cost-scale 0.662",
     "project-graphs": "project traces/h100-graphs.sqlite --to h200 --fixed-kernel-us 4 --kernel-scale attention=0.5",
-    "project-graphs-what-if": "project traces/h100.sqlite --to h200 --graphs --graph-launch-us 20 --format csv",
+    "project-graphs-what-if": "project traces/h100.sqlite --to h200 --graphs --graph-launch-us 20 --format json",
 }
 
 
 def output(command: str) -> str:
-    """stdout of `gapprof COMMAND`, run from the repository root."""
-    result = CliRunner().invoke(main, shlex.split(command), catch_exceptions=False)
+    """stdout of `gapprof COMMAND` in a terminal WIDTH columns wide, run from the repository root."""
+    result = CliRunner(env={"COLUMNS": str(WIDTH)}).invoke(main, shlex.split(command), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
 

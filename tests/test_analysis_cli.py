@@ -67,9 +67,9 @@ def test_floor_options_and_convention(trace):
 
 
 def test_csv_markdown_and_output_file(trace, tmp_path):
-    csv = run(trace, "--format", "csv", "--tables", "summary,kernels")
-    assert csv.exit_code == 0 and csv.stdout.startswith("# summary\nterm,median_ms,")
-    assert "\n# kernels\nname,class," in csv.stdout
+    csv = run(trace, "--format", "csv", "--tables", "summary,kernels", "-o", tmp_path / "tables")
+    assert csv.exit_code == 0 and (tmp_path / "tables" / "summary.csv").read_text().startswith("term,median_ms,")
+    assert (tmp_path / "tables" / "kernels.csv").read_text().startswith("name,class,")
     md = run(trace, "--format", "markdown", "--tables", "api")
     assert md.stdout.startswith("## api\n\n| name | source |")
     out = tmp_path / "out.json"

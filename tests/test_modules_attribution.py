@@ -167,9 +167,11 @@ def test_reference_of_another_model_is_refused(tmp_path):
 
 def test_attribute_by_module_cli(tmp_path):
     path = annotated_trace(tmp_path)
-    out = CliRunner().invoke(main, ["attribute", str(path), "--by", "module", "--format", "csv"])
+    out = CliRunner().invoke(main, ["attribute", str(path), "--by", "module", "--format", "csv",
+                                    "-o", str(tmp_path / "t")])
     assert out.exit_code == 0, out.output
-    assert "# modules" in out.output and "# layers" in out.output and "q_proj" in out.output
+    assert {"modules.csv", "layers.csv"} <= {p.name for p in (tmp_path / "t").iterdir()}
+    assert "q_proj" in (tmp_path / "t" / "modules.csv").read_text()
     graphs = graphs_trace(tmp_path)
     out = CliRunner().invoke(main, ["attribute", str(graphs), "--by", "module", "--reference", str(path)])
     assert out.exit_code == 0, out.output

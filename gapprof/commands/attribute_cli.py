@@ -95,4 +95,4 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
         sections = [(name, tables[name](result)) for name in chosen]
-    render.emit(render.render(sections, fmt, notes), output)
+    render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)

@@ -54,7 +54,7 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
 def _emit(title, columns, notes, fmt, output, plot_path) -> None:
     """The column table, one explanation per column against the first, and the plot if asked for."""
     sections, explained = comparison.sections(columns, title)
-    render.emit(render.render(sections, fmt, notes + explained), output)
+    render.emit(sections, fmt, notes + explained, output)
     if plot_path is not None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
 

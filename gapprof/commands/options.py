@@ -32,7 +32,8 @@ RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_defa
                           "(any domain).")
 SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
                     help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
-FORMAT = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+
+
 def existing_folder(ctx, param, path: Path | None) -> Path | None:
     """An output path whose folder exists, checked before any work starts."""
     if path is not None and not path.resolve().parent.is_dir():
@@ -53,8 +54,16 @@ def picture_path(ctx, param, path: Path | None) -> Path | None:
     return existing_folder(ctx, param, path)
 
 
-OUTPUT = click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                      callback=existing_folder, help="Write to FILE instead of stdout.")
+FORMAT = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                      help="table fits the terminal's width (COLUMNS=N sets it): long names are shortened in the "
+                           "middle (attribute --full-names keeps them whole), long facts and notes wrapped, and a "
+                           "table still too wide is split into blocks of columns, each repeating the first column. "
+                           "csv (one table per file, see -o), json and markdown are never shortened; numbers stay "
+                           "unrounded in csv and json.")
+OUTPUT = click.option("-o", "--output", type=click.Path(path_type=Path), default=None, callback=existing_folder,
+                      help="Write to FILE instead of stdout. With --format csv, a folder DIR (an existing one, or a "
+                           "new path without a suffix) gets DIR/TABLE.csv for each table; stdout and a FILE take "
+                           "one table only.")
 TRACE = click.Path(path_type=Path, dir_okay=False)
 
 
