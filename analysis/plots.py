@@ -13,11 +13,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from gapprof.analysis.comparison import Column
+from gapprof.errors import GapprofError
 
 COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
           "tail": "#c7c7c7"}
 CALL_COLORS = {"launch": "#2ca02c", "graph launch": "#2ca02c", "sync": "#9467bd", "memcpy": "#8c564b"}
 OTHER_CALL = "#bcbd22"
+FORMATS = (".png", ".svg", ".pdf")
 
 
 def anatomy(columns: list[Column], path: Path) -> Path:
@@ -43,8 +45,9 @@ def anatomy(columns: list[Column], path: Path) -> Path:
 
 
 def fraction(measured: list[Column], projected: dict[str, list[Column]], path: Path) -> Path:
-    """projected: source label -> its projections (one per target GPU)."""
-    fig = Figure(figsize=(7, 4.5))
+    """projected: source label -> its projections (one per target GPU). GPUs are named on the x axis (`_gpu_ticks`),
+    the legend sits outside the axes."""
+    fig = Figure(figsize=(9.5, 5))
     ax = fig.subplots()
     cycle = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, source in enumerate(measured):
@@ -53,24 +56,37 @@ def fraction(measured: list[Column], projected: dict[str, list[Column]], path: P
         if points:
             ax.plot([c.values["peak GB/s"] for c in points], [100 * c.values["floor fraction"] for c in points],
                     "--", marker="x", color=color, alpha=0.8, label=f"{source.label}: projected")
-            for c in points if i == 0 else ():  # GPU names once, on the first source's line
-                ax.annotate(c.values["gpu"].removesuffix(" (projected)"),
-                            (c.values["peak GB/s"], 100 * c.values["floor fraction"]), fontsize=7,
-                            textcoords="offset points", xytext=(3, 4), color=color)
         ax.plot(source.values["peak GB/s"], 100 * source.values["floor fraction"], "o", markersize=9,
                 color=color, markeredgecolor="black", label=f"{source.label}: measured ({source.values['gpu']})")
     ax.set_xscale("log")
-    ticks = sorted({c.values["peak GB/s"] for c in measured} | {c.values["peak GB/s"] for cs in projected.values()
-                                                                for c in cs})
-    ax.set_xticks(ticks, [f"{t:,.0f}" for t in ticks], fontsize=7, rotation=45)
+    ticks = _gpu_ticks(measured + [c for cs in projected.values() for c in cs])
+    ax.set_xticks(list(ticks), list(ticks.values()), fontsize=7, rotation=45, ha="right", rotation_mode="anchor")
     ax.minorticks_off()
     ax.set_xlabel("datasheet peak DRAM bandwidth, GB/s (log)")
     ax.set_ylabel("floor fraction of wall, %")
     ax.set_ylim(bottom=0)
     ax.set_title("Floor fraction vs peak bandwidth")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     return _save(fig, path)
+
+
+def _gpu_ticks(columns: list[Column]) -> dict[float, str]:
+    """Tick position (peak GB/s) -> label, one line per GPU: its name and peak. A GPU within 10% of the tick below
+    it (A100 80GB at 2,039 over H100 PCIe at 2,000) adds its line to that tick's label instead of a tick of its
+    own, so that no two labels overlap."""
+    names: dict[float, set[str]] = {}
+    for c in columns:
+        names.setdefault(c.values["peak GB/s"], set()).add(c.values["gpu"].removesuffix(" (projected)"))
+    ticks: dict[float, str] = {}
+    for peak in sorted(names):
+        line = f"{' / '.join(sorted(names[peak]))} {peak:,.0f}"
+        below = max(ticks, default=None)
+        if below is not None and peak < 1.1 * below:
+            ticks[below] += "\n" + line
+        else:
+            ticks[peak] = line
+    return ticks
 
 
 def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], path: Path) -> Path:
@@ -103,7 +119,22 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
     return _save(fig, path)
 
 
+def picture_path(path: Path) -> Path:
+    """The file a picture asked for as `path` is written to, checked before any work: with no extension (no dot,
+    or text other than letters after the last one, as in qwen2.5-7b) .png is added; otherwise the extension must be
+    one of FORMATS (any case), and the folder must exist."""
+    path = Path(path)
+    if not path.suffix[1:].isalpha():
+        path = path.with_name(path.name + ".png")
+    elif path.suffix.lower() not in FORMATS:
+        raise GapprofError(f"{path}: unsupported picture format {path.suffix}; use {', '.join(FORMATS)}")
+    if not path.parent.is_dir():
+        raise GapprofError(f"{path}: folder {path.parent} does not exist")
+    return path
+
+
 def _save(fig, path: Path) -> Path:
+    path = picture_path(path)
     fig.tight_layout(rect=(0, 0, 1, 0.95) if fig.legends else (0, 0, 1, 1))
     fig.savefig(path, dpi=110)
     return path

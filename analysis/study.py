@@ -1,5 +1,6 @@
 """From trace paths to the columns `compare`, `project` and `plot` show: each trace through attribution.analyze
 (the attribution `attribute` uses), its launch timeline, its measured column and its projected ones."""
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,18 @@ def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple
     return column, table
 
 
+def projected_columns(loaded: list[Loaded], targets: list[GpuSpec], knobs: projection.Knobs,
+                      progress: Callable[[str], None] = lambda _: None) -> dict[str, list[comparison.Column]]:
+    """Label of each trace -> its columns projected to each of `targets`, in order; one progress line a trace
+    when there are targets."""
+    out = {}
+    for x in loaded:
+        if targets:
+            progress(f"projecting {x.label} to {', '.join(t.key for t in targets)}")
+        out[x.label] = [projected(x, target, knobs)[0] for target in targets]
+    return out
+
+
 def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
     tl = loaded.timeline
     notes = [f"{loaded.label}: replay with typical launch latency {tl.launch_latency / 1e3:.1f} us and queued gap "
@@ -66,16 +79,19 @@ def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
 
 
 def timeline_panels(loaded: Loaded, specs, knobs, step_index: int) -> list:
-    """(title, calls, ops, t0, t1) of the chosen measured step, captured and replayed on each target."""
+    """(title, calls, ops, t0, t1) of the chosen measured step, captured and replayed on each target; step_index
+    counts the measured steps from 0 (warm-up excluded), and the title says so."""
     tl = loaded.timeline
-    if step_index >= tl.steps.height:
-        raise GapprofError(f"--step {step_index}: the trace has {tl.steps.height} measured steps")
+    count = tl.steps.height
+    if step_index >= count:
+        raise GapprofError(f"--step {step_index}: the trace has {count} measured steps")
     step, t0, t1 = tl.steps.sort("step").select("step", "t0", "t1").row(step_index)
     analysis = loaded.analysis
     ops = analysis.ops.filter(pl.col("step") == step)
     calls = tl.calls.filter(pl.col("step") == step)
     gpu_name = measured_column(loaded).values["gpu"]
-    panels = [(f"{loaded.label}: step {step}, measured on {gpu_name}, wall {(t1 - t0) / 1e6:.2f} ms",
+    panels = [(f"{loaded.label}: measured step {step_index} (of 0-{count - 1}, warm-up excluded) on {gpu_name}, "
+               f"wall {(t1 - t0) / 1e6:.2f} ms",
                calls, ops, t0, t1)]
     for spec in specs:
         new_steps, new_calls, new_gpu = projection.replayed(analysis, tl, spec, knobs)

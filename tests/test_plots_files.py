@@ -1,7 +1,10 @@
-"""Every plot is written, is a PNG (or SVG) and is not empty."""
+"""Every plot is written, is a PNG (or SVG) and is not empty; -o and --step are checked before any work; the
+timeline title numbers steps as --step does."""
 import pytest
 from click.testing import CliRunner
 
+from gapprof.analysis import projection, study
+from gapprof.analysis.attribution import Options
 from gapprof.cli import main
 from test_compare_explain import pair  # noqa: F401  (fixture)
 
@@ -31,3 +34,34 @@ def test_timeline_step_out_of_range(pair, tmp_path):  # noqa: F811
     result = CliRunner().invoke(main, ["plot", "timeline", str(pair[0]), "-o", str(tmp_path / "t.png"),
                                        "--step", "9"])
     assert result.exit_code == 1 and "--step 9: the trace has 3 measured steps" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["anatomy", "qwen2.5-7b"])
+def test_output_without_extension_reports_the_png_written(pair, tmp_path, name):  # noqa: F811
+    result = CliRunner().invoke(main, ["plot", "anatomy", str(pair[0]), "-o", str(tmp_path / name)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines()[-1] == f"[gapprof] wrote {tmp_path / name}.png"
+    assert (tmp_path / f"{name}.png").read_bytes().startswith(PNG)
+
+
+@pytest.mark.parametrize("kind", ["anatomy", "fraction"])
+def test_step_refused_outside_timeline(pair, tmp_path, kind):  # noqa: F811
+    result = CliRunner().invoke(main, ["plot", kind, str(pair[0]), "-o", str(tmp_path / "p.png"), "--step", "0"])
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == f"Error: --step applies to timeline only; {kind} draws the mean over " \
+                                             "all measured steps"
+    assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("name, error", [("p.bmp", "unsupported picture format .bmp; use .png, .svg, .pdf"),
+                                         ("missing/p.png", "folder {tmp}/missing does not exist")])
+def test_bad_output_refused_before_the_analysis(pair, tmp_path, name, error):  # noqa: F811
+    result = CliRunner().invoke(main, ["plot", "fraction", str(pair[0]), "-o", str(tmp_path / name)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {tmp_path / name}: {error.format(tmp=tmp_path)}\n"
+
+
+def test_timeline_title_counts_measured_steps(pair):  # noqa: F811
+    loaded, = study.load([pair[0]], Options(skip=1))  # trace steps 1 and 2 are measured steps 0 and 1
+    title = study.timeline_panels(loaded, [], projection.Knobs(), 0)[0][0]
+    assert title.startswith("h100: measured step 0 (of 0-1, warm-up excluded) on H100 SXM, wall ")

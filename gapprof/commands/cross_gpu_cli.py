@@ -102,27 +102,30 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
 @click.command()
 @click.argument("kind", type=click.Choice(("anatomy", "fraction", "timeline")))
 @click.argument("traces", nargs=-1, required=True, type=TRACE)
-@click.option("-o", "--output", type=options.TRACE, required=True, help="Picture file (.png or .svg).")
+@click.option("-o", "--output", type=options.TRACE, required=True,
+              help="Picture file: .png, .svg or .pdf (no extension: .png is added).")
 @click.option("--to", "targets", multiple=True,
               help="Also project each trace to this GPU (repeatable; fraction: default every GPU in the table).")
-@click.option("--step", "step_index", type=click.IntRange(min=0), default=0, show_default=True,
-              help="timeline: which measured step (0 = the first after warm-up).")
+@click.option("--step", "step_index", type=click.IntRange(min=0), default=None,
+              help="timeline only: which measured step, counted from 0 after warm-up (default 0).")
 @_trace_options
 def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_embedding):
     """Draw KIND for TRACES: anatomy (stacked bar per trace and projection, floor marked), fraction (floor
     fraction vs peak bandwidth, measured and projected), timeline (one step of the first trace: CPU calls above,
     GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it)."""
-    loaded = _load(traces, range_pattern, skip, count_embedding)
+    if step_index is not None and kind != "timeline":
+        raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
+    output = plots.picture_path(output)
     specs = [gpus.resolve_gpu(t) for t in targets]
+    loaded = _load(traces, range_pattern, skip, count_embedding)
     knobs = projection.Knobs()
     if kind == "anatomy":
-        columns = [study.measured_column(x) for x in loaded]
-        columns += [study.projected(x, spec, knobs)[0] for x in loaded for spec in specs]
+        projected = study.projected_columns(loaded, specs, knobs, progress)
+        columns = [study.measured_column(x) for x in loaded] + [c for cs in projected.values() for c in cs]
         path = plots.anatomy(columns, output)
     elif kind == "fraction":
-        specs = specs or gpus.GPUS
-        projected = {x.label: [study.projected(x, spec, knobs)[0] for spec in specs] for x in loaded}
+        projected = study.projected_columns(loaded, specs or gpus.GPUS, knobs, progress)
         path = plots.fraction([study.measured_column(x) for x in loaded], projected, output)
     else:
-        path = plots.timeline(study.timeline_panels(loaded[0], specs, knobs, step_index), output)
+        path = plots.timeline(study.timeline_panels(loaded[0], specs, knobs, step_index or 0), output)
     progress(f"wrote {path}")
