@@ -34,7 +34,7 @@ def one_error_line(result) -> str:
 def test_output_paths_are_checked_before_the_work(args):
     result = run(*args)
     assert result.exit_code == 2 and "[gapprof] reading" not in result.output, result.output
-    assert "does not exist" in result.output or "not a picture format" in result.output
+    assert "does not exist" in result.output or "unsupported picture format" in result.output
 
 
 def test_a_file_that_is_not_an_ncu_csv_is_one_line():

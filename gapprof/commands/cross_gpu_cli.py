@@ -19,7 +19,7 @@ def _trace_options(f):
 
 def _output_options(f):
     f = click.option("--plot", "plot_path", type=options.TRACE, default=None, callback=options.picture_path,
-                     help="Also draw the step anatomy of every column to FILE (.png, .svg, .pdf, ...).")(f)
+                     help="Also draw the step anatomy of every column to FILE (.png, .svg or .pdf).")(f)
     return options.FORMAT(options.OUTPUT(f))
 
 
@@ -102,7 +102,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
 @click.command()
 @click.argument("kind", type=click.Choice(("anatomy", "fraction", "timeline")))
 @click.argument("traces", nargs=-1, required=True, type=TRACE)
-@click.option("-o", "--output", type=options.TRACE, required=True,
+@click.option("-o", "--output", type=options.TRACE, required=True, callback=options.picture_path,
               help="Picture file: .png, .svg or .pdf (no extension: .png is added).")
 @click.option("--to", "targets", multiple=True,
               help="Also project each trace to this GPU (repeatable; fraction: default every GPU in the table).")
@@ -115,7 +115,6 @@ def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_e
     GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it)."""
     if step_index is not None and kind != "timeline":
         raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
-    output = plots.picture_path(output)
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded = _load(traces, range_pattern, skip, count_embedding)
     knobs = projection.Knobs()

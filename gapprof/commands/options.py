@@ -42,16 +42,15 @@ def existing_folder(ctx, param, path: Path | None) -> Path | None:
 
 
 def picture_path(ctx, param, path: Path | None) -> Path | None:
-    """An output picture whose folder exists and whose extension matplotlib writes."""
+    """An output picture, checked before any work by analysis.plots.picture_path (format, folder, .png added)."""
     if path is None:
         return None
-    from matplotlib.figure import Figure
+    from gapprof.analysis import plots  # matplotlib: only when a picture is asked for
 
-    kinds = Figure().canvas.get_supported_filetypes()
-    if path.suffix.lstrip(".").lower() not in kinds:
-        raise click.BadParameter(f"{path.name}: not a picture format matplotlib writes; use one of "
-                                 f"{', '.join('.' + k for k in sorted(kinds))}")
-    return existing_folder(ctx, param, path)
+    try:
+        return plots.picture_path(path)
+    except GapprofError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
