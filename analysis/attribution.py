@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import anatomy, api, kernels, summary
+from gapprof.analysis import anatomy, api, kernels, summary, trace_checks
 from gapprof.analysis.floor import SOURCES, Floor, apply_floor, floor_model, step_context
 from gapprof.analysis.frames import Frames, read_frames
 from gapprof.errors import GapprofError
@@ -68,6 +68,8 @@ def attribute(frames: Frames, options: Options = Options(),
     steps, meta, notes = frames.steps, frames.meta, list(frames.notes)
     progress(f"attributing {steps.height} steps, {frames.gpu.height} GPU ops, {frames.calls.height} API calls")
     table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu)
+    trace_checks.refuse_without_kernels(frames.trace, table.filter(~pl.col("warmup")),
+                                        int((frames.gpu["kind"] == "kernel").sum()))
 
     device_name, device_bw = _device(ops, frames.gpu, frames.gpu_info)
     floor = floor_model(meta, model=options.model, dtype=options.dtype, count_embedding=options.count_embedding,
@@ -100,7 +102,7 @@ def summary_table(result: Attribution) -> pl.DataFrame:
 def facts_table(result: Attribution) -> dict:
     facts = summary.facts(result.steps, result.measured, result.floor, result.frames.meta)
     facts["GPU ops not launched inside any step"] = result.frames.gpu.height - result.ops.height
-    return facts
+    return facts | result.frames.checks
 
 
 def _busy_total(result: Attribution) -> int:

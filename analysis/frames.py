@@ -2,13 +2,14 @@
 
 Steps are the NVTX ranges matching the step pattern, warm-up marked; calls are the API calls of the threads
 that run steps; gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
+The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import load
+from gapprof.analysis import load, trace_checks
 from gapprof.analysis.steps import default_skip, find_steps, mark_warmup
 from gapprof.nvtx_names import STEP_MESSAGE
 
@@ -24,6 +25,7 @@ class Frames:
     strings: pl.DataFrame
     gpu_info: pl.DataFrame  # TARGET_INFO_GPU: name and memory bandwidth per device
     notes: tuple[str, ...]
+    checks: dict         # trace_checks counts, facts label -> count
 
     @property
     def meta(self) -> dict:
@@ -37,12 +39,16 @@ def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None
     progress(f"reading {trace.path}")
     ranges = load.read_ranges(trace)
     found = find_steps(ranges, range_pattern)
-    notes = ()
+    notes = []
+    if trace.unparsable_meta:
+        notes.append(f"capture metadata left out, not JSON: {', '.join(trace.unparsable_meta)}")
     if skip is None:
         skip, why = default_skip(found, trace.meta)
-        notes = (f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change",)
+        notes.append(f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change")
     found = mark_warmup(found, skip)
-    return Frames(trace=trace, ranges=ranges, steps=found, skip=skip,
-                  calls=load.read_api_calls(trace, found["globalTid"].unique().to_list()),
-                  gpu=load.read_gpu_ops(trace), strings=load.read_strings(trace), gpu_info=load.read_gpu_info(trace),
-                  notes=notes)
+    calls, gpu = load.read_api_calls(trace, found["globalTid"].unique().to_list()), load.read_gpu_ops(trace)
+    checks = trace_checks.check_frames(trace, ranges, found, calls, gpu, load.read_launch_keys(trace),
+                                       load.count_open_ranges(trace))
+    return Frames(trace=trace, ranges=ranges, steps=found, skip=skip, calls=calls, gpu=gpu,
+                  strings=load.read_strings(trace), gpu_info=load.read_gpu_info(trace), notes=tuple(notes),
+                  checks=checks)

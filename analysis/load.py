@@ -3,6 +3,7 @@
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
 columns without building a Python object per value; small tables go through sqlite3.
 """
+import json
 import sqlite3
 import subprocess
 from dataclasses import dataclass
@@ -42,10 +43,12 @@ GPU_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "deviceId": pl.Int64, "streamI
 
 @dataclass(frozen=True)
 class Trace:
-    """An opened trace: its path, the tables present, the capture metadata ({} for foreign traces)."""
+    """An opened trace: its path, the tables present, the capture metadata ({} for foreign traces) and the
+    metadata keys left out of it because their value is not JSON."""
     path: Path
     tables: frozenset
     meta: dict
+    unparsable_meta: tuple[str, ...]
 
 
 def sqlite_for(path: Path) -> Path:
@@ -80,7 +83,7 @@ def open_trace(path: Path) -> Trace:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         tables = frozenset(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
-        meta = trace_schema.read_meta(conn)
+        meta, unparsable = parse_meta(trace_schema.read_meta_text(conn))
     except sqlite3.DatabaseError as error:
         raise GapprofError(f"{path}: unreadable SQLite file ({error})") from None
     finally:
@@ -96,7 +99,19 @@ def open_trace(path: Path) -> Trace:
         missing.append("no StringIds table (not an `nsys export --type sqlite` file)")
     if missing:
         raise GapprofError(f"{path}: " + "; ".join(missing))
-    return Trace(path=path, tables=tables, meta=meta)
+    return Trace(path=path, tables=tables, meta=meta, unparsable_meta=unparsable)
+
+
+def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:
+    """The metadata values that are JSON, and the keys of those that are not: a damaged value is left out
+    (the analysis goes on as for a trace without that key) rather than guessed at."""
+    meta, unparsable = {}, []
+    for key, text in stored.items():
+        try:
+            meta[key] = json.loads(text)
+        except json.JSONDecodeError:
+            unparsable.append(key)
+    return meta, tuple(unparsable)
 
 
 def _read(trace: Trace, query: str, schema: dict) -> pl.DataFrame:
@@ -125,6 +140,21 @@ def read_ranges(trace: Trace) -> pl.DataFrame:
                ON d.domainId = e.domainId AND d.pid = e.globalTid / {PID_MASK}
         WHERE e.eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, {trace_schema.NVTX_START_END_RANGE}) AND e."end" IS NOT NULL"""
     return _read(trace, query, RANGES_SCHEMA)
+
+
+def count_open_ranges(trace: Trace) -> int:
+    """NVTX push/pop and start/end ranges that never ended (read_ranges leaves them out)."""
+    query = (f"SELECT COUNT(*) AS n FROM {NVTX} WHERE eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, "
+             f'{trace_schema.NVTX_START_END_RANGE}) AND "end" IS NULL')
+    return _read(trace, query, {"n": pl.Int64})["n"][0]
+
+
+def read_launch_keys(trace: Trace) -> pl.DataFrame:
+    """(globalPid, correlationId) of every runtime and driver API call, on any thread: what a GPU op joins."""
+    parts = [f"SELECT globalTid, correlationId FROM {table} WHERE correlationId IS NOT NULL"
+             for table in (RUNTIME, DRIVER) if table in trace.tables]
+    calls = _read(trace, " UNION ALL ".join(parts), {"globalTid": pl.Int64, "correlationId": pl.Int64})
+    return calls.select(GLOBAL_PID.alias("globalPid"), "correlationId").unique()
 
 
 def read_api_calls(trace: Trace, threads: list[int]) -> pl.DataFrame:

@@ -38,6 +38,7 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
         "warm-up steps skipped": int(table["warmup"].sum()),
         "measured steps": n,
         "empty steps (no GPU work)": int(measured["empty"].sum()),
+        "steps without kernels": int((measured["kernels"] == 0).sum()),
         "steps with work past the range (spill)": int((measured["spill_ops"] > 0).sum()),
         "steps with nested matching ranges": int((measured["nested"] > 0).sum()),
         "steps with overlapping GPU work": int((measured["overlap"] > 0).sum()),

@@ -91,12 +91,12 @@ def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
     conn.commit()
 
 
-def read_meta(conn: sqlite3.Connection) -> dict:
-    """The capture metadata, or {} for a trace that was not made by gapprof."""
+def read_meta_text(conn: sqlite3.Connection) -> dict[str, str]:
+    """The capture metadata as stored, key -> JSON text, or {} for a trace that was not made by gapprof."""
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (META_TABLE,)).fetchone()
     if not exists:
         return {}
-    return {key: json.loads(value) for key, value in conn.execute(f"SELECT key, value FROM {META_TABLE}")}
+    return dict(conn.execute(f"SELECT key, value FROM {META_TABLE}"))
 
 
 def global_tid(pid: int, tid: int) -> int:

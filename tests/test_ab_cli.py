@@ -14,12 +14,12 @@ from gapprof.profiler import ab_sessions, cells
 from gapprof.models import get_spec, load_config
 from gapprof.step_bytes import step_bytes
 
-pytest.importorskip("torch")
 TINY = ["--model", "tiny-qwen2", "--ctx", "16", "--steps", "5", "--warmup", "2", "--dtype", "float32",
         "--device", "cpu"]
 
 
 def run(*args):
+    pytest.importorskip("torch")  # `gapprof ab` checks for torch before it reads its options
     argv = ["ab", *map(str, args)]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", ["gapprof", *argv])  # what the results record as the command
@@ -130,6 +130,7 @@ def test_bad_requests_fail_before_any_session(args, message, monkeypatch):
 
 
 def test_ab_and_sweep_import_no_polars():
+    pytest.importorskip("torch")  # profiler.timed imports it
     code = ("import sys, gapprof.profiler.ab_sessions, gapprof.profiler.sweep_cells, gapprof.profiler.timed; "
             "sys.exit('polars' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -3,6 +3,7 @@ import polars as pl
 import pytest
 
 from gapprof.analysis import anatomy, load, steps as steps_mod
+from conftest import basic_step
 from synthetic import PID, TID, TraceBuilder
 from gapprof import trace_schema as ts
 
@@ -16,21 +17,6 @@ def attribute(builder: TraceBuilder, path, pattern="decode_step", skip=0):
 
 def terms(row: dict) -> dict:
     return {k: row[k] for k in ("wall", "busy", "starved", "latency", "head", "tail")}
-
-
-def basic_step(b: TraceBuilder, offset: int = 0, tid: int = TID) -> None:
-    """wall 1000 = busy 260 + starved 150 + latency 50 + head 100 + tail 440."""
-    o = offset
-    b.range(o, o + 1000, tid=tid)
-    c1 = b.call(o + 10, o + 20, tid=tid)
-    b.kernel(o + 100, o + 200, c1, "gemv_a")           # head 100
-    c2 = b.call(o + 30, o + 40, tid=tid)
-    b.kernel(o + 250, o + 300, c2, "gemv_b")           # gap 200-250, call began at 30: latency 50
-    c3 = b.call(o + 400, o + 410, tid=tid)
-    b.kernel(o + 420, o + 500, c3, "flash_attn")       # gap 300-420, call began at 400 > 300: starved 120
-    c4 = b.call(o + 510, o + 520, "cudaMemcpyAsync_v3020", tid=tid)
-    b.memcpy(o + 530, o + 560, c4)                     # gap 500-530, call began at 510 > 500: starved 30
-    b.call(o + 520, o + 900, "cudaStreamSynchronize_v3020", tid=tid)  # tail 440
 
 
 def test_basic_gaps_starved_versus_latency(tmp_path):

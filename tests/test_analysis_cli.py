@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
+from conftest import basic_step
 from synthetic import TraceBuilder
-from test_analysis_anatomy import basic_step
 
 
 @pytest.fixture

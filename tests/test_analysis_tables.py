@@ -7,10 +7,8 @@ from gapprof.errors import GapprofError
 from gapprof import models
 from gapprof.step_bytes import step_bytes
 from gapprof.trace_schema import api_name
+from conftest import H100, basic_step
 from synthetic import TraceBuilder
-from test_analysis_anatomy import basic_step
-
-H100 = "NVIDIA H100 80GB HBM3"
 
 
 def gapprof_trace(tmp_path, steps=3, **meta_overrides):

@@ -114,7 +114,7 @@ def test_cupti_trace_has_the_schema_the_loader_reads_and_attributes_exactly(tmp_
             assert columns == trace_schema.column_names(table), table
         (driver_rows,) = conn.execute("SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_DRIVER").fetchone()
         assert driver_rows == 0  # one call inside a runtime call, one query call
-        assert trace_schema.read_meta(conn)["model"] == "tiny-qwen2"
+        assert trace_schema.read_meta_text(conn)["model"] == '"tiny-qwen2"'
 
     result = analyze(path, Options(skip=0))
     steps = result.steps.sort("t0")

@@ -1,6 +1,5 @@
 """Bad output paths, foreign files and overrides that contradict a trace end in one line and a non-zero exit,
 before any analysis runs; --force accepts what contradicts the capture."""
-import shutil
 from pathlib import Path
 
 import pytest

@@ -5,8 +5,8 @@ from click.testing import CliRunner
 from gapprof.analysis import comparison
 from gapprof.cli import main
 from gapprof.errors import GapprofError
+from conftest import gpu_bound, with_meta
 from synthetic import TraceBuilder
-from test_project_replay import cpu_bound, gpu_bound, with_meta
 
 
 def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0) -> comparison.Column:
@@ -55,18 +55,6 @@ def test_mismatched_traces_are_refused_unless_forced():
     with pytest.raises(GapprofError, match=r"ctx differs \(a: 2048, b: 1024\); runtime differs"):
         comparison.check_match(metas, force=False)
     assert len(comparison.check_match(metas, force=True)) == 2
-
-
-@pytest.fixture
-def pair(tmp_path):
-    """The same CPU-bound step on an H100 and (kernels 0.7x as long) on an H200."""
-    paths = []
-    for name, gpu in (("h100", "NVIDIA H100 80GB HBM3"), ("h200", "NVIDIA H200")):
-        b = with_meta(TraceBuilder(), gpu_name=gpu)
-        for i in range(3):
-            cpu_bound(b, o=2000 * i)
-        paths.append(b.write(tmp_path / f"{name}.sqlite"))
-    return paths
 
 
 def test_compare_command(pair, tmp_path):

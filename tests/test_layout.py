@@ -1,5 +1,6 @@
 """The structure docs/ARCHITECTURE.md describes: capture and analysis never import each other, only the entry
-point imports the CLI, the shared core needs neither torch nor polars, and no module outgrows one job."""
+point imports the CLI, the shared core needs neither torch nor polars, no module outgrows one job, test modules
+share helpers through tests/conftest.py, and the tests run without torch."""
 import ast
 import subprocess
 import sys
@@ -49,3 +50,25 @@ def test_the_core_imports_without_torch_or_polars():
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_no_module_over_250_lines(name):
     assert len(SOURCES[name].read_text().splitlines()) <= 250
+
+
+def test_test_modules_import_no_other_test_module():
+    # Shared helpers and fixtures live in tests/conftest.py, traces are built by tests/synthetic.py.
+    for path in sorted((REPO / "tests").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {name for name in names if name.startswith("test_")}, path.name
+
+
+def test_without_torch_the_capture_tests_that_need_it_skip_and_the_rest_pass():
+    """As on an analysis-only install: in the modules with tests that need torch, the torch-free tests still run."""
+    modules = [str(path) for path in sorted((REPO / "tests").glob("test_*.py"))
+               if 'importorskip("torch")' in path.read_text() and path.name != "test_layout.py"]
+    code = ("import sys; sys.modules.update(torch=None, transformers=None); import pytest; "
+            f"sys.exit(pytest.main(['-v', '-p', 'no:cacheprovider', *{modules!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout[-3000:]
+    for passed in ("test_ab_cli.py::test_floor_fraction_per_arm_uses_the_datasheet_and_the_copy_bandwidth",
+                   "test_sweep_cli.py::test_floor_fraction_of_a_gpu_cell"):
+        assert f"{passed} PASSED" in result.stdout

@@ -8,43 +8,8 @@ from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof import models
 from gapprof.kernel_names import short_name
+from conftest import SEQUENCE, annotated_trace, module_meta
 from synthetic import TraceBuilder
-
-H100 = "NVIDIA H100 80GB HBM3"
-SEQUENCE = ["embedding_kernel", "rms_norm", "gemv", "sdpa_kernel", "add_kernel", "argmax_kernel"]
-
-
-def _meta(b, **extra):
-    b.gpu_info(H100, 3_352_320_000_000)
-    b.meta = dict(model="tiny-qwen2", config=models.load_config("tiny-qwen2"), dtype="bfloat16", dtype_bytes=2,
-                  ctx=100, steps=2, warmup=1, gpu_name=H100, unprofiled_step_ms=[0.001, 0.001], **extra)
-
-
-def _module(b, t0, t1, kind, layer=None):
-    b.range(t0, t1, f"module:{kind}", domain_id=1, payload=layer)
-
-
-def annotated_trace(tmp_path, steps=3):
-    """Steps as `capture --modules` records them; each kernel's launch sits in a known innermost range."""
-    b = TraceBuilder()
-    b.domain("gapprof", 1)
-    for i in range(steps):
-        t = 1000 * i
-        b.range(t, t + 1000, "decode_step", domain_id=1, payload=i)
-        _module(b, t + 10, t + 60, "embed")
-        b.launch(t + 20, t + 25, t + 30, t + 40, SEQUENCE[0])
-        _module(b, t + 100, t + 500, "layer", 0)
-        _module(b, t + 110, t + 160, "input_norm", 0)
-        b.launch(t + 120, t + 125, t + 130, t + 150, SEQUENCE[1])
-        _module(b, t + 200, t + 400, "attention", 0)
-        _module(b, t + 210, t + 260, "q_proj", 0)
-        b.launch(t + 220, t + 225, t + 230, t + 270, SEQUENCE[2])
-        b.launch(t + 300, t + 305, t + 300 + 50, t + 360, SEQUENCE[3])  # attention, after q_proj closed
-        b.launch(t + 450, t + 455, t + 460, t + 470, SEQUENCE[4])  # the layer's own (residual add)
-        b.launch(t + 600, t + 605, t + 610, t + 620, SEQUENCE[5])  # outside every module
-    _meta(b, module_ranges={"ranges_per_step": 5}, module_range_cost_ms=0.25)
-    return b.write(tmp_path / "modules.sqlite")
-
 
 def graphs_trace(tmp_path, sequence=SEQUENCE, steps=3):
     """Steps with one graph launch each: every kernel carries the same correlationId."""
@@ -56,7 +21,7 @@ def graphs_trace(tmp_path, sequence=SEQUENCE, steps=3):
         correlation = b.call(t + 10, t + 50, "cudaGraphLaunch_v10000")
         for k, name in enumerate(sequence):
             b.kernel(t + 100 + 50 * k, t + 140 + 50 * k, correlation, name)
-    _meta(b, runtime="graphs")
+    module_meta(b, runtime="graphs")
     return b.write(tmp_path / "graphs.sqlite")
 
 

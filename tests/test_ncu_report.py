@@ -12,7 +12,7 @@ from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof import models
 from gapprof.step_bytes import kind_bytes
-from test_modules_attribution import annotated_trace
+from conftest import annotated_trace
 
 DATA = Path(__file__).parent / "data"
 CONSTRUCTED = DATA / "ncu-raw-constructed.csv"

@@ -6,14 +6,13 @@ from click.testing import CliRunner
 from gapprof.analysis import projection, study
 from gapprof.analysis.attribution import Options
 from gapprof.cli import main
-from test_compare_explain import pair  # noqa: F401  (fixture)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("kind, extra", [("anatomy", ["--to", "l4"]), ("fraction", []),
                                          ("timeline", ["--to", "h200", "--step", "1"])])
-def test_plot_kinds(pair, tmp_path, kind, extra):  # noqa: F811
+def test_plot_kinds(pair, tmp_path, kind, extra):
     out = tmp_path / f"{kind}.png"
     result = CliRunner().invoke(main, ["plot", kind, *map(str, pair), "-o", str(out), *extra])
     assert result.exit_code == 0, result.output
@@ -21,7 +20,7 @@ def test_plot_kinds(pair, tmp_path, kind, extra):  # noqa: F811
     assert data.startswith(PNG) and len(data) > 5000
 
 
-def test_plot_option_on_compare_and_project(pair, tmp_path):  # noqa: F811
+def test_plot_option_on_compare_and_project(pair, tmp_path):
     svg = tmp_path / "compare.svg"
     assert CliRunner().invoke(main, ["compare", *map(str, pair), "--plot", str(svg)]).exit_code == 0
     assert b"<svg" in svg.read_bytes()
@@ -30,7 +29,7 @@ def test_plot_option_on_compare_and_project(pair, tmp_path):  # noqa: F811
     assert png.read_bytes().startswith(PNG)
 
 
-def test_timeline_step_out_of_range(pair, tmp_path):  # noqa: F811
+def test_timeline_step_out_of_range(pair, tmp_path):
     result = CliRunner().invoke(main, ["plot", "timeline", str(pair[0]), "-o", str(tmp_path / "t.png"),
                                        "--step", "9"])
     assert result.exit_code == 1 and "--step 9: the trace has 3 measured steps" in result.stderr

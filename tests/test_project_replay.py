@@ -5,34 +5,8 @@ from gapprof.analysis import anatomy, projection, replay, study
 from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof import gpus
+from conftest import SYNC, cpu_bound, gpu_bound, with_meta
 from synthetic import TraceBuilder
-
-SYNC = "cudaStreamSynchronize_v3020"
-H100 = "NVIDIA H100 80GB HBM3"
-
-
-def with_meta(b: TraceBuilder, gpu_name: str = H100, runtime: str = "eager") -> TraceBuilder:
-    b.meta = {"model": "qwen2.5-7b", "ctx": 2048, "warmup": 0, "runtime": runtime, "gpu_name": gpu_name}
-    b.gpu_info(gpu_name, None)
-    return b
-
-
-def gpu_bound(b: TraceBuilder, o: int = 0, kernel: int = 100) -> None:
-    """10 launches 5 ns apart, kernels of `kernel` ns queued back to back from 20, then a sync.
-    With kernel=100: last kernel ends at 1020, the sync returns at 1026, the step ends at 1030."""
-    b.range(o, o + 1030)
-    for i in range(10):
-        start = o + 20 + kernel * i
-        b.launch(o + 10 + 5 * i, o + 14 + 5 * i, start, start + kernel)
-    b.call(o + 64, o + 20 + 10 * kernel + 6, SYNC)
-
-
-def cpu_bound(b: TraceBuilder, o: int = 0) -> None:
-    """10 launches 100 ns apart, 10 ns kernels 10 ns after each call; a sync at 1000 that finds the GPU idle."""
-    b.range(o, o + 1010)
-    for i in range(10):
-        b.launch(o + 100 * i + 10, o + 100 * i + 14, o + 100 * i + 20, o + 100 * i + 30)
-    b.call(o + 1000, o + 1005, SYNC)
 
 
 def sync_inside(b: TraceBuilder, o: int = 0) -> None:

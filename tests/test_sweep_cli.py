@@ -9,10 +9,8 @@ from click.testing import CliRunner
 
 from gapprof.cli import main
 from gapprof.profiler import cells, sweep_cells
+from conftest import basic_step
 from synthetic import TraceBuilder
-from test_analysis_anatomy import basic_step
-
-pytest.importorskip("torch")
 
 
 def run(*args):
@@ -24,6 +22,7 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
+    pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("sweep")
     # tiny-qwen2 has 512 positions: ctx 1024 cannot run. graphs needs CUDA: it fails inside its process, and the
     # eager cell after it must still run, in a new process.
@@ -81,6 +80,7 @@ def test_floor_fraction_of_a_gpu_cell():
     (["--device", "cpu", "--profile"], "--profile captures with nsys or CUPTI and needs --device cuda"),
 ])
 def test_bad_options_fail_in_one_line_before_any_cell(args, message, monkeypatch):
+    pytest.importorskip("torch")  # `gapprof sweep` checks for torch before it reads its options
     monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a cell was started"))
     result = run("sweep", "--models", "tiny-qwen2", "--ctx", "16", *args)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
