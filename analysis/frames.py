@@ -39,7 +39,7 @@ def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None
     progress(f"reading {trace.path}")
     ranges = load.read_ranges(trace)
     found = find_steps(ranges, range_pattern)
-    notes = []
+    notes = [note for note in [load.stale_export_note(path)] if note]
     if trace.unparsable_meta:
         notes.append(f"capture metadata left out, not JSON: {', '.join(trace.unparsable_meta)}")
     if skip is None:

@@ -74,6 +74,23 @@ def sqlite_for(path: Path) -> Path:
     return target
 
 
+# A .sqlite older than its .nsys-rep by more than this was exported from an earlier report (a fresh clone or
+# copy leaves both with about the same time, so only a clear gap says so).
+STALE_EXPORT_S = 60
+
+
+def stale_export_note(path: Path) -> str | None:
+    """A note when `path` is a .nsys-rep whose .sqlite beside it is older than the report."""
+    target = sibling(Path(path), ".sqlite")
+    if Path(path).suffix != ".nsys-rep" or not target.exists():
+        return None
+    behind = Path(path).stat().st_mtime - target.stat().st_mtime
+    if behind <= STALE_EXPORT_S:
+        return None
+    return (f"{target} is {behind / 60:.0f} min older than {Path(path).name}, so it may be the export of an earlier "
+            "report; it was read as it is (delete it to export the report again)")
+
+
 def open_trace(path: Path) -> Trace:
     """Check that `path` is an SQLite trace with the tables attribution needs, and read its metadata."""
     path = sqlite_for(Path(path))

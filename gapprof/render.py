@@ -131,11 +131,16 @@ def emit(sections: list[tuple[str, object]], fmt: str, notes: list[str], output:
         _write(render(sections, fmt, notes, width, full_names), output)
 
 
+def csv_folder(output: Path | None) -> bool:
+    """Whether -o names a folder for one CSV per table: an existing folder, or a new path without a suffix."""
+    return output is not None and (output.is_dir() or not (output.exists() or output.suffix))
+
+
 def _emit_csv(sections: list[tuple[str, object]], output: Path | None, select: str | None) -> None:
     """-o DIR (an existing folder, or a new path without a suffix) gets DIR/<table>.csv per table; stdout and
     -o FILE take exactly one table."""
     names = [_file_stem(title) for title, _ in sections]
-    if output is not None and (output.is_dir() or not (output.exists() or output.suffix)):
+    if csv_folder(output):
         output.mkdir(parents=True, exist_ok=True)
         for name, (_, content) in zip(names, sections):
             _write(_csv_table(content), output / f"{name}.csv")

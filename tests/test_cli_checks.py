@@ -1,5 +1,8 @@
 """Bad output paths, foreign files and overrides that contradict a trace end in one line and a non-zero exit,
 before any analysis runs; --force accepts what contradicts the capture."""
+import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -89,3 +92,29 @@ def test_project_graphs_on_a_graphs_trace_is_refused():
 def test_a_short_gpu_name_says_which_gpu_it_means():
     result = run("project", H100, "--to", "a100", "--format", "json")
     assert "a100 means a100-80gb (name a100-40gb for the other)" in result.stdout
+
+
+def test_an_export_older_than_its_report_is_named(tmp_path):
+    report, export = tmp_path / "x.nsys-rep", tmp_path / "x.sqlite"
+    shutil.copy(TRACES / "h100-graphs.nsys-rep", report)
+    shutil.copy(TRACES / "h100-graphs.sqlite", export)
+    fresh = run("attribute", report, "--tables", "summary")
+    assert fresh.exit_code == 0 and "older than" not in fresh.stdout
+    os.utime(export, (report.stat().st_mtime - 3600,) * 2)
+    stale = run("attribute", report, "--tables", "summary", "--format", "json")
+    assert stale.exit_code == 0 and f"{export} is 60 min older than x.nsys-rep" in json.loads(stale.stdout)["notes"][0]
+
+
+@pytest.mark.parametrize("args", [
+    ["attribute", H100, "--format", "csv"],
+    ["attribute", H100, "--format", "csv", "--by", "module"],
+    ["compare", H100, str(TRACES / "h200.sqlite"), "--format", "csv"],
+    ["project", H100, "--to", "h200", "--format", "csv", "-o", "/tmp/one.csv"],
+    ["ncu-report", str(TRACES / "h100-eager-ncu.csv"), "--format", "csv"],
+])
+def test_csv_of_several_tables_without_a_folder_is_refused_before_the_work(args):
+    result = run(*args)
+    assert result.exit_code == 2 and "[gapprof] reading" not in result.output
+    assert "--format csv writes one table per file: pass -o DIR" in result.output
+    # attribute can also pick one table; the others always print several.
+    assert ("--tables NAME" in result.output) == (args[0] == "attribute" and "module" not in args)

@@ -60,17 +60,6 @@ def test_full_names_are_never_shortened():
     assert CUDNN in run("attribute traces/h100.sqlite --tables kernels --full-names").stdout
 
 
-@pytest.mark.parametrize("command", ["attribute traces/h100.sqlite", "compare traces/h100.sqlite traces/h200.sqlite",
-                                     "attribute traces/h100.sqlite --tables summary,kernels -o {tmp}/out.csv"])
-def test_csv_of_several_tables_without_a_folder_is_refused_in_one_line(command, tmp_path):
-    result = run(f"{command.format(tmp=tmp_path)} --format csv")
-    assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if not line.startswith("[gapprof]")]
-    assert len(errors) == 1 and errors[0].startswith("Error: --format csv writes one table per file")
-    assert "-o DIR" in errors[0] and ("--tables" in errors[0]) == command.startswith("attribute")
-    assert not list(tmp_path.iterdir())
-
-
 def test_csv_to_a_folder_writes_one_readable_table_each(tmp_path):
     folder = tmp_path / "tables"
     assert run(f"attribute traces/h100.sqlite --per-step --format csv -o {folder}").exit_code == 0

@@ -70,6 +70,8 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
         raise click.UsageError("--reference is used only with --by module")
     if by == "module" and per_step:
         raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
+    several = by == "module" or len(set(tables_chosen) | ({"steps"} if per_step else set())) > 1
+    options.check_csv_output(fmt, output, several, None if by == "module" else "--tables")
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
                              count_embedding=count_embedding)
     result = attribution.analyze(trace, chosen_options, progress)

@@ -74,6 +74,7 @@ def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, pl
     which stayed constant, and each term's share of the change in floor fraction (against the first trace)."""
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
+    options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
     loaded = _load(traces, range_pattern, skip, count_embedding)
     notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
     _emit("compare", [study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
@@ -89,6 +90,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     """Predict TRACE's step anatomy on other GPUs: replay its launch timeline with kernel durations rescaled by
     bandwidth, CPU time and synchronisation kept. One column per target, after the measured one."""
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
+    options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = _load([trace], range_pattern, skip, count_embedding)
     if graphs and projection.launches_graphs(loaded.timeline):

@@ -61,6 +61,7 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_c
 def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
     """Measured DRAM bytes, achieved bandwidth and DRAM time at peak per kernel and class from CSV_PATH
     (`gapprof ncu` output); kernel time = DRAM time at peak + the rest."""
+    options.check_csv_output(fmt, output, several=True)  # totals, classes, kernels (and modules)
     from gapprof.analysis.modules import NoModuleRanges
     from gapprof.analysis.ncu_report import report_sections
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from gapprof import render
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, known_models
 from gapprof.nvtx_names import STEP_MESSAGE
@@ -84,6 +85,13 @@ def module_ranges_error(missing) -> GapprofError:
     return GapprofError(f"{missing.path}: no `module:` ranges in its steps; capture with `gapprof capture --modules` "
                         "(eager or static), or pass --reference with such a trace of the same model to map kernels "
                         "by position")
+
+
+def check_csv_output(fmt: str, output: Path | None, several: bool, select: str | None = None) -> None:
+    """Before any work: CSV holds one table per file, so several tables need -o DIR (or one picked by `select`)."""
+    if fmt == "csv" and several and not render.csv_folder(output):
+        choose = f", or pick one table with {select} NAME" if select else ""
+        raise click.UsageError(f"--format csv writes one table per file: pass -o DIR for DIR/<table>.csv each{choose}")
 
 
 def import_torch(command: str):
