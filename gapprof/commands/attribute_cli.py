@@ -13,7 +13,7 @@ from gapprof.log import progress
 from gapprof.commands import options
 from gapprof.models import DTYPE_BYTES
 
-TABLES = ("summary", "facts", "classes", "kernels", "api", "steps")
+TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost")
 DEFAULT_TABLES = "summary,facts,classes,kernels,api"
 
 
@@ -49,12 +49,15 @@ def _tables(value: str) -> list[str]:
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="With --by module: a module-annotated trace of the same model whose step labels TRACE's "
                    "kernels by position (for CUDA graphs traces).")
+@click.option("--ncu", "ncu_csv", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The CSV of `gapprof ncu` for this trace's model and runtime: each kernel's measured bytes, and "
+                   "the cost table (busy = floor + extra + shortfall + fixed).")
 @click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
                                             "and a floor above the GPU busy time.")
 @options.FORMAT
 @options.OUTPUT
 def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
-              top, by, reference, force, fmt, output):
+              top, by, reference, ncu_csv, force, fmt, output):
     """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
     and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns.
 
@@ -65,9 +68,20 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     head     from the step's start to its first GPU work; tail: from its last GPU work to its end
     spill    busy time of the step's work outside the step range (clipped off: not in wall)
     overlap  GPU time covered by more than one op at once (counted once in busy)
+
+    \b
+    With --ncu (or --tables cost), the cost table splits busy by what each kernel moved:
+    busy = floor + extra + shortfall + fixed, per step, in integer ns
+    extra      measured bytes above the floor's analytic bytes, at peak bandwidth
+    shortfall  the measured bytes at 0.9 x peak minus at peak
+    fixed      the rest: kernel time beyond its bytes at 0.9 x peak
     """
     if reference is not None and by != "module":
         raise click.UsageError("--reference is used only with --by module")
+    if ncu_csv is not None and by == "module":
+        raise click.UsageError("--ncu splits steps and kernel classes, not modules: use it without --by module")
+    if "cost" in tables_chosen and ncu_csv is None:
+        raise click.UsageError("the cost table needs each kernel's bytes: pass --ncu CSV (from `gapprof ncu`)")
     if by == "module" and per_step:
         raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
@@ -94,5 +108,11 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
                   "kernels": lambda r: limit(attribution.kernel_table(r, full_names)),
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
-        sections = [(name, tables[name](result)) for name in chosen]
+        sections = [(name, tables[name](result)) for name in chosen if name != "cost"]
+        if ncu_csv is not None:
+            from gapprof.analysis.kernel_cost import cost_sections
+
+            cost, cost_notes = cost_sections(result, ncu_csv, per_step)
+            sections += cost
+            notes += cost_notes
     render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)
