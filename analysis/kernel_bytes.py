@@ -12,6 +12,12 @@ Nothing is guessed. A position no ncu row matched (missing, or n/a bytes), an nc
 that matches no position (extra) and a trace kernel outside its step's alignment are listed as unmatched; with
 any of them the bytes are not used. Memcpys and memsets are not kernels and ncu does not profile them: they
 take 0 bytes, so their time counts as fixed (kernel_cost).
+
+Bytes per kernel, analytic, where ops carry module labels (modules.module_labels): each module instance (step,
+kind, layer) must move module_tables.instance_bytes (a projection its weight matrix, attention its KV at the
+step's context, a norm its weight vector); the whole of it goes to the instance's kernel that measured the most
+bytes (the one that streams the weights or the KV; the first in GPU order on a tie), its other kernels and the
+ops outside modules or unmatched get 0.
 """
 import collections
 from dataclasses import dataclass
@@ -20,6 +26,7 @@ from pathlib import Path
 import polars as pl
 
 from gapprof.analysis import kernels
+from gapprof.analysis.module_tables import instance_bytes
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step, step_sequences
 from gapprof.analysis.ncu_report import read_ncu_csv
 from gapprof.errors import GapprofError
@@ -114,3 +121,18 @@ def measured_bytes(result, ncu_csv: Path) -> KernelBytes:
              "kernels matched per step": kernels_per_step - without.height / result.measured.height,
              "kernels without bytes (all steps)": without.height, **facts}
     return KernelBytes(ops if unmatched.is_empty() and without.is_empty() else None, unmatched, facts)
+
+
+def with_analytic(ops: pl.DataFrame, labelled: pl.DataFrame, steps: pl.DataFrame, floor) -> pl.DataFrame:
+    """ops with measured `bytes` plus `analytic` bytes (see the module docstring); labelled: ops with kind, layer;
+    steps: the measured steps with ctx; floor: the attribution's Floor."""
+    instance = ["step", "kind", "layer"]
+    labels = labelled.select("op", "kind", "layer")
+    must_move = instance_bytes(labels.join(ops.select("op", "step"), on="op"), steps, floor)
+    ranked = (ops.drop("kind").join(labels, on="op", how="left")
+              .join(must_move.rename({"bytes": "instance"}), on=instance, how="left", nulls_equal=True)
+              .sort("step", "start", "op")
+              # "ordinal" ranks ties in GPU order, so the first of equal kernels carries the bytes.
+              .with_columns(carrier=pl.col("bytes").rank("ordinal", descending=True).over(instance) == 1))
+    analytic = pl.when(pl.col("carrier")).then(pl.col("instance")).otherwise(0).fill_null(0)
+    return ops.join(ranked.select("op", analytic=analytic.cast(pl.Int64)), on="op", how="left")

@@ -18,15 +18,16 @@ M / P and M / R are rounded to integer ns and fixed is the remainder, so the fou
 (check_split). Per op, fixed = duration - bytes / R: negative for a kernel faster than its bytes at R (it
 achieved more than 0.9 x peak). It is kept negative, not clipped, so the per-op parts add up to the step's
 (busy equals the sum of durations when no ops overlap or spill past the step) and such kernels are counted.
-Per class the same terms use the class's bytes and durations; floor and extra need analytic bytes per kernel,
-which only a module mapping would give, so per class they are shown together as bytes at peak (M / P).
+Per class the same terms use the class's bytes and durations, unrounded. Floor and extra per class need analytic
+bytes per kernel, which a module mapping gives (kernel_bytes.with_analytic: module ranges in the trace, or
+--reference); without one they are shown together as bytes at peak (M / P).
 """
 from pathlib import Path
 
 import polars as pl
 
-from gapprof.analysis.kernel_bytes import measured_bytes
-from gapprof.analysis.modules import check_same_model
+from gapprof.analysis.kernel_bytes import measured_bytes, with_analytic
+from gapprof.analysis.modules import NoModuleRanges, check_same_model, module_labels
 from gapprof.analysis.ncu_report import read_sidecar
 from gapprof.errors import GapprofError
 
@@ -80,11 +81,19 @@ def _row(n_steps: int, peak: float, reference: float) -> list[pl.Expr]:
               for name, q in (("median", 0.5), ("p10", 0.1), ("p90", 0.9)))]
 
 
+def _analytic_row(n_steps: int, peak: float) -> list[pl.Expr]:
+    per_step = 1000.0 * n_steps
+    return [(pl.col("analytic").sum() / peak / per_step).alias("floor_us"),
+            ((pl.col("bytes") - pl.col("analytic")).sum() / peak / per_step).alias("extra_us")]
+
+
 def cost_table(ops: pl.DataFrame, split: pl.DataFrame, peak: float, reference: float) -> pl.DataFrame:
-    """Per class, then all ops with the step split's means (time = busy): µs per step, bytes, the terms."""
+    """Per class, then all ops with the step split's means (time = busy): µs per step, bytes, the terms; floor and
+    extra per class where ops have `analytic` bytes."""
     n = split.height
+    per_class = _row(n, peak, reference) + (_analytic_row(n, peak) if "analytic" in ops.columns else [])
     by_class = (ops.with_columns(pl.col("class").cast(pl.String)).group_by("class")
-                .agg(_row(n, peak, reference)).sort("time_us", descending=True))
+                .agg(per_class).sort("time_us", descending=True))
     mean_us = lambda c: pl.lit(split[c].mean() / 1000)  # noqa: E731
     total = ops.select(pl.lit(TOTAL).alias("class"), *_row(n, peak, reference)).with_columns(
         time_us=mean_us("busy"), floor_us=mean_us("floor"), extra_us=mean_us("extra"),
@@ -115,9 +124,20 @@ def cost_facts(ops: pl.DataFrame, split: pl.DataFrame, peak: tuple, reference: f
     }
 
 
-def cost_sections(result, ncu_csv: Path, per_step: bool = False) -> tuple[list, list[str]]:
-    """Sections (title, table) and notes of the busy split of an attribution.Attribution with the ncu CSV's bytes;
-    when some kernels did not match, what did not match instead."""
+def _labels(result, reference) -> pl.DataFrame | None:
+    """The measured ops' module labels, or None for a trace without module ranges when no reference is given."""
+    try:
+        return module_labels(result, reference)[0]
+    except NoModuleRanges:
+        if reference is not None:
+            raise
+        return None
+
+
+def cost_sections(result, ncu_csv: Path, reference=None, per_step: bool = False) -> tuple[list, list[str]]:
+    """Sections (title, table) and notes of the busy split of an attribution.Attribution with the ncu CSV's bytes,
+    floor and extra per class where module labels exist (its module ranges, or `reference`'s by position); when
+    some kernels did not match, what did not match instead."""
     if result.floor is None:
         raise GapprofError("the cost split needs the floor: pass --model and --ctx")
     check_same_model(read_sidecar(ncu_csv), result.frames.trace.meta)
@@ -127,15 +147,23 @@ def cost_sections(result, ncu_csv: Path, per_step: bool = False) -> tuple[list, 
                 ["no cost split: the ncu CSV's kernels and the trace's do not match one for one (table 'unmatched "
                  "kernels'); profile the same model, runtime and context with `gapprof ncu`"])
     peak = result.floor.bandwidths[result.floor.primary]
-    reference = REFERENCE_FRACTION * peak[0]
-    split = step_split(result.measured, found.ops, peak[0], reference)
-    ops = with_fixed(found.ops, reference)
-    sections = [("cost", cost_table(ops, split, peak[0], reference)),
-                ("cost facts", found.facts | cost_facts(ops, split, peak, reference))]
-    if per_step:
-        sections.append(("cost per step", split))
+    reference_gbps = REFERENCE_FRACTION * peak[0]
+    split = step_split(result.measured, found.ops, peak[0], reference_gbps)
+    ops = with_fixed(found.ops, reference_gbps)
+    labelled = _labels(result, reference)
+    facts = found.facts | cost_facts(ops, split, peak, reference_gbps)
     notes = [f"cost: busy = floor + extra + shortfall + fixed per step (ns, exact): floor = analytic bytes at "
              f"peak, extra = (measured - analytic bytes) at peak, shortfall = measured bytes at {REFERENCE_FRACTION}"
-             " x peak minus at peak, fixed = the rest; per class, floor + extra is at_peak; bytes measured on "
-             "one profiled step apply to every step"]
+             " x peak minus at peak, fixed = the rest; bytes measured on one profiled step apply to every step"]
+    if labelled is None:
+        notes.append("cost: floor and extra per class need a module mapping (--reference, or a trace captured "
+                     "with --modules); at_peak_us = floor + extra")
+    else:
+        ops = with_analytic(ops, labelled, result.measured, result.floor)
+        assigned = ops["analytic"].sum() / split.height
+        facts["analytic bytes per step on kernels, GB (module mapping)"] = assigned / 1e9
+        facts["analytic bytes per step on no kernel, GB"] = (split["bytes"].mean() - assigned) / 1e9
+    sections = [("cost", cost_table(ops, split, peak[0], reference_gbps)), ("cost facts", facts)]
+    if per_step:
+        sections.append(("cost per step", split))
     return sections, notes

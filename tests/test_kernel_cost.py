@@ -133,3 +133,16 @@ def test_trace_step_with_a_different_sequence_is_reported(tmp_path):
 def test_cost_options_are_checked(args, message):
     result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite"), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+def test_module_mapping_splits_floor_and_extra_per_class():
+    result = analyze(TRACES / "h100-graphs.sqlite", Options())
+    reference = analyze(TRACES / "h100-static-modules.sqlite", Options())
+    found = dict(cost_sections(result, TRACES / "h100-graphs-ncu.csv", reference)[0])
+    table = found["cost"]
+    total, classes = table.row(0, named=True), table.slice(1)
+    assert found["cost facts"]["analytic bytes per step on no kernel, GB"] == pytest.approx(0)
+    assert classes["floor_us"].sum() == pytest.approx(total["floor_us"], abs=0.01)
+    assert (classes["floor_us"] + classes["extra_us"] - classes["at_peak_us"]).abs().max() < 1e-6
+    attention = classes.filter(pl.col("class") == "attention").row(0, named=True)
+    assert attention["extra_us"] > 5 * attention["floor_us"]  # the graphs attention path re-reads its KV

@@ -76,8 +76,8 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     shortfall  the measured bytes at 0.9 x peak minus at peak
     fixed      the rest: kernel time beyond its bytes at 0.9 x peak
     """
-    if reference is not None and by != "module":
-        raise click.UsageError("--reference is used only with --by module")
+    if reference is not None and by != "module" and ncu_csv is None:
+        raise click.UsageError("--reference is used only with --by module or --ncu")
     if ncu_csv is not None and by == "module":
         raise click.UsageError("--ncu splits steps and kernel classes, not modules: use it without --by module")
     if "cost" in tables_chosen and ncu_csv is None:
@@ -92,10 +92,10 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
         raise GapprofError("; ".join(wrong) + "; --force shows the split anyway")
     notes = list(result.notes)
     limit = (lambda frame: frame.head(top)) if top else (lambda frame: frame)
+    ref = attribution.analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
     if by == "module":
         from gapprof.analysis.modules import NoModuleRanges, by_module
 
-        ref = attribution.analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
         try:
             module_sections, module_notes = by_module(result, ref)
         except NoModuleRanges as missing:
@@ -112,7 +112,7 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
         if ncu_csv is not None:
             from gapprof.analysis.kernel_cost import cost_sections
 
-            cost, cost_notes = cost_sections(result, ncu_csv, per_step)
+            cost, cost_notes = cost_sections(result, ncu_csv, ref, per_step)
             sections += cost
             notes += cost_notes
     render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)
