@@ -15,9 +15,11 @@ take 0 bytes, so their time counts as fixed (kernel_cost).
 
 Bytes per kernel, analytic, where ops carry module labels (modules.module_labels): each module instance (step,
 kind, layer) must move module_tables.instance_bytes (a projection its weight matrix, attention its KV at the
-step's context, a norm its weight vector); the whole of it goes to the instance's kernel that measured the most
-bytes (the one that streams the weights or the KV; the first in GPU order on a tie), its other kernels and the
-ops outside modules or unmatched get 0.
+step's context, a norm its weight vector); the whole of it goes to one op of the instance, its carrier, and its
+other ops and the ops outside modules or unmatched get 0. The carrier is the op that streams those bytes: among
+the ops of the kind's class where it has one (CARRIER_CLASS: attention kernels for attention, GEMV/GEMM for the
+projections and lm_head), else among all, the one that measured the most bytes, or with no ncu CSV
+(analytic_bytes) the longest, whose analytic bytes are then each op's bytes; ties go to the first in GPU order.
 """
 import collections
 from dataclasses import dataclass
@@ -31,7 +33,10 @@ from gapprof.analysis.module_alignment import align, difference_frame, reference
 from gapprof.analysis.ncu_report import read_ncu_csv
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
+from gapprof.nvtx_names import KINDS
 
+CARRIER_CLASS = {"attention": "attention", "lm_head": "gemv/gemm",
+                 **{kind: "gemv/gemm" for kind in KINDS if kind.endswith("_proj")}}
 UNMATCHED_SCHEMA = {"against": pl.String, "steps": pl.Int64, "tag": pl.String, "reference_position": pl.Int64,
                     "reference_ops": pl.String, "position": pl.Int64, "ops": pl.String}
 
@@ -123,16 +128,29 @@ def measured_bytes(result, ncu_csv: Path) -> KernelBytes:
     return KernelBytes(ops if unmatched.is_empty() and without.is_empty() else None, unmatched, facts)
 
 
-def with_analytic(ops: pl.DataFrame, labelled: pl.DataFrame, steps: pl.DataFrame, floor) -> pl.DataFrame:
-    """ops with measured `bytes` plus `analytic` bytes (see the module docstring); labelled: ops with kind, layer;
-    steps: the measured steps with ctx; floor: the attribution's Floor."""
+def with_analytic(ops: pl.DataFrame, labelled: pl.DataFrame, steps: pl.DataFrame, floor,
+                  carrier_by: str = "bytes") -> pl.DataFrame:
+    """ops plus `analytic` bytes (see the module docstring), carried in each module instance by its op with the
+    largest `carrier_by`; labelled: ops with kind, layer; steps: the measured steps with ctx; floor: a Floor."""
     instance = ["step", "kind", "layer"]
     labels = labelled.select("op", "kind", "layer")
     must_move = instance_bytes(labels.join(ops.select("op", "step"), on="op"), steps, floor)
+    preferred = pl.col("class").cast(pl.String) == pl.col("kind").replace_strict(CARRIER_CLASS, default=None)
     ranked = (ops.drop("kind").join(labels, on="op", how="left")
               .join(must_move.rename({"bytes": "instance"}), on=instance, how="left", nulls_equal=True)
-              .sort("step", "start", "op")
-              # "ordinal" ranks ties in GPU order, so the first of equal kernels carries the bytes.
-              .with_columns(carrier=pl.col("bytes").rank("ordinal", descending=True).over(instance) == 1))
+              .sort(*instance, preferred.fill_null(False), carrier_by, "start",
+                    descending=[False, False, False, True, True, False], nulls_last=True)
+              .with_columns(carrier=pl.int_range(pl.len()).over(instance) == 0))
     analytic = pl.when(pl.col("carrier")).then(pl.col("instance")).otherwise(0).fill_null(0)
     return ops.join(ranked.select("op", analytic=analytic.cast(pl.Int64)), on="op", how="left")
+
+
+def analytic_bytes(result, labelled: pl.DataFrame) -> KernelBytes:
+    """Each measured op's bytes from the module mapping alone (no ncu CSV): with_analytic, longest op carrying."""
+    ops = step_ops(result).with_columns(duration=pl.col("end") - pl.col("start"))
+    ops = with_analytic(ops, labelled, result.measured, result.floor, "duration").with_columns(bytes="analytic")
+    facts = {"bytes per kernel": "analytic: each module instance's bytes (weights, KV at the step's context) on "
+                                 "its longest op, by the module mapping; no traffic above them is measured, so extra "
+                                 "is 0 and its time counts as fixed",
+             "kernels per step": (ops["kind"] == "kernel").sum() / result.measured.height}
+    return KernelBytes(ops, pl.DataFrame(schema=UNMATCHED_SCHEMA), facts)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
-from gapprof.analysis.kernel_bytes import measured_bytes, with_analytic
+from gapprof.analysis.kernel_bytes import analytic_bytes, measured_bytes, with_analytic
 from gapprof.analysis.modules import NoModuleRanges, check_same_model, module_labels
 from gapprof.analysis.ncu_report import read_sidecar
 from gapprof.errors import GapprofError
@@ -134,14 +134,25 @@ def _labels(result, reference) -> pl.DataFrame | None:
         return None
 
 
-def cost_sections(result, ncu_csv: Path, reference=None, per_step: bool = False) -> tuple[list, list[str]]:
-    """Sections (title, table) and notes of the busy split of an attribution.Attribution with the ncu CSV's bytes,
-    floor and extra per class where module labels exist (its module ranges, or `reference`'s by position); when
-    some kernels did not match, what did not match instead."""
+def _bytes(result, ncu_csv: Path | None, labelled: pl.DataFrame | None):
+    """kernel_bytes.KernelBytes: measured from the ncu CSV, else analytic from the module labels."""
+    if ncu_csv is not None:
+        check_same_model(read_sidecar(ncu_csv), result.frames.trace.meta)
+        return measured_bytes(result, ncu_csv)
+    if labelled is None:
+        raise GapprofError("the cost table needs bytes per kernel: --ncu CSV (measured, from `gapprof ncu`), or a "
+                           "module mapping (analytic: --reference MODULES_TRACE, or a trace captured with --modules)")
+    return analytic_bytes(result, labelled)
+
+
+def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool = False) -> tuple[list, list[str]]:
+    """Sections (title, table) and notes of the busy split of an attribution.Attribution: bytes measured by the ncu
+    CSV, else analytic from module labels (its module ranges, or `reference`'s by position), which also split
+    floor and extra per class; when some kernels did not match the ncu CSV, what did not match instead."""
     if result.floor is None:
         raise GapprofError("the cost split needs the floor: pass --model and --ctx")
-    check_same_model(read_sidecar(ncu_csv), result.frames.trace.meta)
-    found = measured_bytes(result, ncu_csv)
+    labelled = _labels(result, reference)
+    found = _bytes(result, ncu_csv, labelled)
     if found.ops is None:
         return ([("cost facts", found.facts), ("unmatched kernels", found.unmatched)],
                 ["no cost split: the ncu CSV's kernels and the trace's do not match one for one (table 'unmatched "
@@ -150,16 +161,16 @@ def cost_sections(result, ncu_csv: Path, reference=None, per_step: bool = False)
     reference_gbps = REFERENCE_FRACTION * peak[0]
     split = step_split(result.measured, found.ops, peak[0], reference_gbps)
     ops = with_fixed(found.ops, reference_gbps)
-    labelled = _labels(result, reference)
     facts = found.facts | cost_facts(ops, split, peak, reference_gbps)
     notes = [f"cost: busy = floor + extra + shortfall + fixed per step (ns, exact): floor = analytic bytes at "
-             f"peak, extra = (measured - analytic bytes) at peak, shortfall = measured bytes at {REFERENCE_FRACTION}"
-             " x peak minus at peak, fixed = the rest; bytes measured on one profiled step apply to every step"]
+             f"peak, extra = (moved - analytic bytes) at peak, shortfall = moved bytes at {REFERENCE_FRACTION}"
+             f" x peak minus at peak, fixed = the rest; bytes: {found.facts['bytes per kernel'].split(':')[0]}"]
     if labelled is None:
         notes.append("cost: floor and extra per class need a module mapping (--reference, or a trace captured "
                      "with --modules); at_peak_us = floor + extra")
-    else:
+    elif "analytic" not in ops.columns:
         ops = with_analytic(ops, labelled, result.measured, result.floor)
+    if "analytic" in ops.columns:
         assigned = ops["analytic"].sum() / split.height
         facts["analytic bytes per step on kernels, GB (module mapping)"] = assigned / 1e9
         facts["analytic bytes per step on no kernel, GB"] = (split["bytes"].mean() - assigned) / 1e9

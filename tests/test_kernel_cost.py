@@ -126,13 +126,14 @@ def test_trace_step_with_a_different_sequence_is_reported(tmp_path):
     assert (row["against"], row["tag"], row["steps"], row["ops"]) == ("trace steps", "insert", 1, "extra_kernel")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--tables", "cost"], "needs each kernel's bytes"),
-    (["--ncu", str(TRACES / "h100-graphs-ncu.csv"), "--by", "module"], "not modules"),
+@pytest.mark.parametrize("args, code, message", [
+    (["--tables", "cost"], 1, "needs bytes per kernel"),
+    (["--ncu", str(TRACES / "h100-graphs-ncu.csv"), "--by", "module"], 2, "not modules"),
+    (["--reference", str(TRACES / "h100-static-modules.sqlite")], 2, "--reference is used only"),
 ])
-def test_cost_options_are_checked(args, message):
+def test_cost_options_are_checked(args, code, message):
     result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite"), *args])
-    assert result.exit_code == 2 and message in result.output
+    assert result.exit_code == code and message in result.output
 
 
 def test_module_mapping_splits_floor_and_extra_per_class():
@@ -146,3 +147,14 @@ def test_module_mapping_splits_floor_and_extra_per_class():
     assert (classes["floor_us"] + classes["extra_us"] - classes["at_peak_us"]).abs().max() < 1e-6
     attention = classes.filter(pl.col("class") == "attention").row(0, named=True)
     assert attention["extra_us"] > 5 * attention["floor_us"]  # the graphs attention path re-reads its KV
+
+
+def test_analytic_bytes_without_ncu_move_exactly_the_floor():
+    result = analyze(TRACES / "h100-static-modules.sqlite", Options())
+    found = dict(cost_sections(result, None, per_step=True)[0])
+    split = found["cost per step"]
+    assert found["cost facts"]["bytes per kernel"].startswith("analytic")
+    assert (split["moved"] == split["bytes"]).all() and (split["extra"] == 0).all()
+    assert (split["floor"] + split["extra"] + split["shortfall"] + split["fixed"] == split["busy"]).all()
+    classes = {row["class"]: row for row in found["cost"].iter_rows(named=True)}
+    assert classes["attention"]["mb_per_step"] == pytest.approx(classes["attention"]["floor_us"] * PEAK / 1000)

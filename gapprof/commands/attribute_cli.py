@@ -70,18 +70,18 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     overlap  GPU time covered by more than one op at once (counted once in busy)
 
     \b
-    With --ncu (or --tables cost), the cost table splits busy by what each kernel moved:
+    With --ncu (bytes measured) or --tables cost (bytes analytic, from module ranges or --reference),
+    the cost table splits busy by the bytes each kernel moves:
     busy = floor + extra + shortfall + fixed, per step, in integer ns
     extra      measured bytes above the floor's analytic bytes, at peak bandwidth
     shortfall  the measured bytes at 0.9 x peak minus at peak
     fixed      the rest: kernel time beyond its bytes at 0.9 x peak
     """
-    if reference is not None and by != "module" and ncu_csv is None:
-        raise click.UsageError("--reference is used only with --by module or --ncu")
+    cost = ncu_csv is not None or "cost" in tables_chosen
+    if reference is not None and by != "module" and not cost:
+        raise click.UsageError("--reference is used only with --by module, --ncu or --tables cost")
     if ncu_csv is not None and by == "module":
         raise click.UsageError("--ncu splits steps and kernel classes, not modules: use it without --by module")
-    if "cost" in tables_chosen and ncu_csv is None:
-        raise click.UsageError("the cost table needs each kernel's bytes: pass --ncu CSV (from `gapprof ncu`)")
     if by == "module" and per_step:
         raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
@@ -109,7 +109,7 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
         sections = [(name, tables[name](result)) for name in chosen if name != "cost"]
-        if ncu_csv is not None:
+        if cost:
             from gapprof.analysis.kernel_cost import cost_sections
 
             cost, cost_notes = cost_sections(result, ncu_csv, ref, per_step)
