@@ -105,16 +105,19 @@ def cost_table(ops: pl.DataFrame, split: pl.DataFrame, peak: float, reference: f
 
 
 def cost_facts(ops: pl.DataFrame, split: pl.DataFrame, peak: tuple, reference: float) -> dict:
+    """Scalar findings over the measured steps; the fixed time per kernel over the kernels (memcpys and memsets
+    left out). peak: (GB/s, label)."""
     kernels = ops.filter(pl.col("kind") == "kernel")
     n = split.height
     fixed_us = kernels["fixed"] / 1000
     return {
         f"peak bandwidth GB/s ({peak[1]})": peak[0],
         f"reference bandwidth GB/s ({REFERENCE_FRACTION} x peak)": reference,
-        "measured bytes per step, GB (mean)": split["moved"].mean() / 1e9,
+        "bytes moved per step, GB (mean)": split["moved"].mean() / 1e9,
         "analytic floor bytes per step, GB (mean)": split["bytes"].mean() / 1e9,
         "kernel time per step, ms (sum of kernel durations)": kernels["duration"].sum() / n / 1e6,
         "fixed time per step, ms (mean)": split["fixed"].mean() / 1e6,
+        "fixed per kernel, us: mean": fixed_us.mean(),
         "fixed per kernel, us: median": fixed_us.median(),
         "fixed per kernel, us: p10": fixed_us.quantile(0.1, "linear"),
         "fixed per kernel, us: p90": fixed_us.quantile(0.9, "linear"),
@@ -137,8 +140,13 @@ def _labels(result, reference) -> pl.DataFrame | None:
 def _bytes(result, ncu_csv: Path | None, labelled: pl.DataFrame | None):
     """kernel_bytes.KernelBytes: measured from the ncu CSV, else analytic from the module labels."""
     if ncu_csv is not None:
-        check_same_model(read_sidecar(ncu_csv), result.frames.trace.meta)
-        return measured_bytes(result, ncu_csv)
+        sidecar = read_sidecar(ncu_csv)
+        check_same_model(sidecar, result.frames.trace.meta)
+        found = measured_bytes(result, ncu_csv)
+        # What the bytes were measured on: another GPU's L2 or another context changes them a little.
+        found.facts["ncu capture"] = ", ".join(f"{key} {sidecar[key]}" for key in ("gpu_name", "runtime", "ctx")
+                                               if key in sidecar) or "no .json beside the CSV"
+        return found
     if labelled is None:
         raise GapprofError("the cost table needs bytes per kernel: --ncu CSV (measured, from `gapprof ncu`), or a "
                            "module mapping (analytic: --reference MODULES_TRACE, or a trace captured with --modules)")
@@ -162,6 +170,8 @@ def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool =
     split = step_split(result.measured, found.ops, peak[0], reference_gbps)
     ops = with_fixed(found.ops, reference_gbps)
     facts = found.facts | cost_facts(ops, split, peak, reference_gbps)
+    if "copy" in result.floor.bandwidths:
+        facts["copy benchmark at capture / peak"] = result.floor.bandwidths["copy"][0] / peak[0]
     notes = [f"cost: busy = floor + extra + shortfall + fixed per step (ns, exact): floor = analytic bytes at "
              f"peak, extra = (moved - analytic bytes) at peak, shortfall = moved bytes at {REFERENCE_FRACTION}"
              f" x peak minus at peak, fixed = the rest; bytes: {found.facts['bytes per kernel'].split(':')[0]}"]

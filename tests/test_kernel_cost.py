@@ -95,7 +95,7 @@ def test_split_adds_up_on_every_measured_step_of_the_shipped_traces(trace, csv):
 def test_graphs_trace_gives_the_figures_design_md_quotes():
     facts = sections(analyze(TRACES / "h100-graphs.sqlite", Options()), TRACES / "h100-graphs-ncu.csv")["cost facts"]
     assert facts["kernels per step"] == 1484
-    assert facts["measured bytes per step, GB (mean)"] == pytest.approx(15.1, abs=0.05)
+    assert facts["bytes moved per step, GB (mean)"] == pytest.approx(15.1, abs=0.05)
     assert facts["fixed time per step, ms (mean)"] == pytest.approx(4.1, abs=0.05)
 
 
