@@ -28,8 +28,8 @@ from pathlib import Path
 import polars as pl
 
 from gapprof.analysis import kernels
-from gapprof.analysis.module_tables import instance_bytes
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step, step_sequences
+from gapprof.analysis.module_tables import instance_bytes
 from gapprof.analysis.ncu_report import read_ncu_csv
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
@@ -108,6 +108,7 @@ def trace_positions(ops: pl.DataFrame, step: list[str]) -> tuple[pl.DataFrame, p
 def measured_bytes(result, ncu_csv: Path) -> KernelBytes:
     """Each measured kernel's DRAM bytes from the ncu CSV at ncu_csv, or the runs that did not match."""
     ops = step_ops(result)
+    # reference_step finds the most common sequence; it carries module labels along, which play no part here.
     step = reference_step(ops.filter(pl.col("kind") == "kernel").with_columns(kind=pl.lit(""), layer=pl.lit(0)))
     step_names = step["short"].to_list()
     per_position, ncu_unmatched, facts = profiled_bytes(read_ncu_csv(ncu_csv), step_names)

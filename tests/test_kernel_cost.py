@@ -118,6 +118,16 @@ def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
     assert "unmatched kernels" in result.output and "no cost split" in result.output
 
 
+def test_ncu_kernel_without_bytes_is_reported(tmp_path):
+    result = analyze(known_steps().write(tmp_path / "t.sqlite"), Options())
+    csv = write_ncu(tmp_path / "t-ncu.csv", KERNELS)
+    csv.write_text(csv.read_text().replace('"flash_attn","1206000"', '"flash_attn","n/a"'))
+    found = measured_bytes(result, csv)
+    assert found.ops is None and found.facts["kernels without bytes (all steps)"] == 3
+    row = found.unmatched.row(0, named=True)
+    assert (row["tag"], row["reference_position"], row["reference_ops"]) == ("no bytes", 2, "flash_attn")
+
+
 def test_trace_step_with_a_different_sequence_is_reported(tmp_path):
     result = analyze(known_steps(extra_in_last=True).write(tmp_path / "t.sqlite"), Options())
     found = measured_bytes(result, write_ncu(tmp_path / "t-ncu.csv", KERNELS))
