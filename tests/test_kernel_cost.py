@@ -168,3 +168,10 @@ def test_analytic_bytes_without_ncu_move_exactly_the_floor():
     assert (split["floor"] + split["extra"] + split["shortfall"] + split["fixed"] == split["busy"]).all()
     classes = {row["class"]: row for row in found["cost"].iter_rows(named=True)}
     assert classes["attention"]["mb_per_step"] == pytest.approx(classes["attention"]["floor_us"] * PEAK / 1000)
+
+
+def test_attribute_ncu_adds_the_cost_tables_in_json():
+    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite"), "--ncu",
+                                       str(TRACES / "h100-graphs-ncu.csv"), "--tables", "summary", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert '"cost"' in result.output and '"cost facts"' in result.output and "all (busy)" in result.output
