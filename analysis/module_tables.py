@@ -23,7 +23,7 @@ def _cpu_times(modules: pl.DataFrame) -> pl.DataFrame:
             .select("step", "kind", "layer", cpu=length, self_cpu=length - pl.col("child").fill_null(0)))
 
 
-def _op_bytes(labelled: pl.DataFrame, steps: pl.DataFrame, floor: Floor | None) -> pl.DataFrame:
+def instance_bytes(labelled: pl.DataFrame, steps: pl.DataFrame, floor: Floor | None) -> pl.DataFrame:
     """Per (step, kind, layer) that has ops: the analytic bytes of that module instance at the step's ctx (0 for
     ops outside modules or unmatched)."""
     instances = labelled.select("step", "kind", "layer").unique()
@@ -49,7 +49,7 @@ def module_tables(labelled: pl.DataFrame, modules: pl.DataFrame | None, steps: p
     duration = pl.col("end") - pl.col("start")
     gpu = labelled.group_by("step", "kind", "layer").agg(
         kernels=(pl.col("kind_op") == "kernel").sum(), busy=duration.sum())
-    gpu = gpu.join(_op_bytes(labelled, steps, floor), on=["step", "kind", "layer"], how="left", nulls_equal=True)
+    gpu = gpu.join(instance_bytes(labelled, steps, floor), on=["step", "kind", "layer"], how="left", nulls_equal=True)
     if modules is not None:
         cpu = _cpu_times(modules).group_by("step", "kind", "layer").agg(
             ranges=pl.len(), cpu=pl.col("cpu").sum(), self_cpu=pl.col("self_cpu").sum())

@@ -54,35 +54,40 @@ def labelled_by_time(result) -> tuple[pl.DataFrame, pl.DataFrame]:
     return label_by_time(named.join(measured.select("step", "globalTid"), on="step"), modules), modules
 
 
+def module_labels(result, reference=None) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, dict]:
+    """An attribution.Attribution's measured ops labelled with module kind and layer: by its own module ranges, else
+    by position from a module-annotated `reference` of the same model (else NoModuleRanges). Returns (labelled ops,
+    the module ranges or None when labelled by position, the differing runs or None when labelled by time, facts)."""
+    labelled, modules = labelled_by_time(result)
+    if not modules.is_empty():
+        return labelled, modules, None, {}
+    if reference is None:
+        raise NoModuleRanges(result.frames.trace.path, "trace")
+    check_same_model(result.frames.trace.meta, reference.frames.trace.meta)
+    ref_labelled, ref_modules = labelled_by_time(reference)
+    if ref_modules.is_empty():
+        raise NoModuleRanges(reference.frames.trace.path, "reference")
+    ref_step = reference_step(ref_labelled)
+    labelled, differences = label_by_position(_measured(result)[1], ref_step)
+    facts = {"kernels mapped by position from": str(reference.frames.trace.path),
+             "reference ops per step": ref_step.height,
+             "unmatched ops per step": labelled.filter(pl.col("kind") == UNMATCHED).height / result.measured.height}
+    return labelled, None, differences, facts
+
+
 def by_module(result, reference=None) -> tuple[list, list[str]]:
     """Sections (title, table) and notes per module, from attribution.Attribution results: `result` and, for a
     trace without module ranges, a module-annotated `reference` of the same model (else NoModuleRanges)."""
     measured, _ = _measured(result)
-    labelled, modules = labelled_by_time(result)
+    labelled, modules, differences, facts = module_labels(result, reference)
     notes, sections = [], []
-    facts = {}
-    if modules.is_empty():
-        if reference is None:
-            raise NoModuleRanges(result.frames.trace.path, "trace")
-        check_same_model(result.frames.trace.meta, reference.frames.trace.meta)
-        ref_labelled, ref_modules = labelled_by_time(reference)
-        if ref_modules.is_empty():
-            raise NoModuleRanges(reference.frames.trace.path, "reference")
-        ref_step = reference_step(ref_labelled)
-        labelled, differences = label_by_position(_measured(result)[1], ref_step)
-        modules = None
-        facts["kernels mapped by position from"] = str(reference.frames.trace.path)
-        facts["reference ops per step"] = ref_step.height
-        facts["unmatched ops per step"] = labelled.filter(pl.col("kind") == UNMATCHED).height / measured.height
-        if differences.height:
-            notes.append(f"the op sequence differs from the reference in {differences.height} runs (table "
-                         "'sequence differences'); their ops are counted as (unmatched)")
-    else:
-        differences = None
-        meta = result.frames.trace.meta
-        if "module_range_cost_ms" in meta:
-            facts["module ranges per step"] = meta["module_ranges"]["ranges_per_step"]
-            facts["module range cost, ms/step (unprofiled, with - without hooks)"] = meta["module_range_cost_ms"]
+    if differences is not None and differences.height:
+        notes.append(f"the op sequence differs from the reference in {differences.height} runs (table "
+                     "'sequence differences'); their ops are counted as (unmatched)")
+    meta = result.frames.trace.meta
+    if modules is not None and "module_range_cost_ms" in meta:
+        facts["module ranges per step"] = meta["module_ranges"]["ranges_per_step"]
+        facts["module range cost, ms/step (unprofiled, with - without hooks)"] = meta["module_range_cost_ms"]
     by_kind, by_layer = module_tables(labelled, modules, measured, result.floor)
     sections += [("modules", by_kind), ("layers", by_layer), ("module facts", facts)]
     if differences is not None and differences.height:

@@ -13,7 +13,7 @@ from gapprof.log import progress
 from gapprof.commands import options
 from gapprof.models import DTYPE_BYTES
 
-TABLES = ("summary", "facts", "classes", "kernels", "api", "steps")
+TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost")
 DEFAULT_TABLES = "summary,facts,classes,kernels,api"
 
 
@@ -49,12 +49,15 @@ def _tables(value: str) -> list[str]:
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="With --by module: a module-annotated trace of the same model whose step labels TRACE's "
                    "kernels by position (for CUDA graphs traces).")
+@click.option("--ncu", "ncu_csv", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="The CSV of `gapprof ncu` for this trace's model and runtime: each kernel's measured bytes, and "
+                   "the cost table (busy = floor + extra + shortfall + fixed).")
 @click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
                                             "and a floor above the GPU busy time.")
 @options.FORMAT
 @options.OUTPUT
 def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
-              top, by, reference, force, fmt, output):
+              top, by, reference, ncu_csv, force, fmt, output):
     """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
     and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns.
 
@@ -65,9 +68,20 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     head     from the step's start to its first GPU work; tail: from its last GPU work to its end
     spill    busy time of the step's work outside the step range (clipped off: not in wall)
     overlap  GPU time covered by more than one op at once (counted once in busy)
+
+    \b
+    With --ncu (bytes measured) or --tables cost (bytes analytic, from module ranges or --reference),
+    the cost table splits busy by the bytes each kernel moves:
+    busy = floor + extra + shortfall + fixed, per step, in integer ns
+    extra      measured bytes above the floor's analytic bytes, at peak bandwidth
+    shortfall  the measured bytes at 0.9 x peak minus at peak
+    fixed      the rest: kernel time beyond its bytes at 0.9 x peak
     """
-    if reference is not None and by != "module":
-        raise click.UsageError("--reference is used only with --by module")
+    cost = ncu_csv is not None or "cost" in tables_chosen
+    if reference is not None and by != "module" and not cost:
+        raise click.UsageError("--reference is used only with --by module, --ncu or --tables cost")
+    if ncu_csv is not None and by == "module":
+        raise click.UsageError("--ncu splits steps and kernel classes, not modules: use it without --by module")
     if by == "module" and per_step:
         raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
     several = by == "module" or len(set(tables_chosen) | ({"steps"} if per_step else set())) > 1
@@ -80,10 +94,10 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
         raise GapprofError("; ".join(wrong) + "; --force shows the split anyway")
     notes = list(result.notes)
     limit = (lambda frame: frame.head(top)) if top else (lambda frame: frame)
+    ref = attribution.analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
     if by == "module":
         from gapprof.analysis.modules import NoModuleRanges, by_module
 
-        ref = attribution.analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
         try:
             module_sections, module_notes = by_module(result, ref)
         except NoModuleRanges as missing:
@@ -96,5 +110,11 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
                   "kernels": lambda r: limit(attribution.kernel_table(r, full_names)),
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
-        sections = [(name, tables[name](result)) for name in chosen]
+        sections = [(name, tables[name](result)) for name in chosen if name != "cost"]
+        if cost:
+            from gapprof.analysis.kernel_cost import cost_sections
+
+            cost, cost_notes = cost_sections(result, ncu_csv, ref, per_step)
+            sections += cost
+            notes += cost_notes
     render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)
