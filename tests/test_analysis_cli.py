@@ -48,7 +48,7 @@ def test_json_holds_every_number(trace):
     result = run(trace, "--format", "json", "--per-step", "--skip", "0")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"summary", "facts", "classes", "kernels", "api", "steps", "notes"}
+    assert set(doc) == {"summary", "facts", "classes", "kernels", "api", "findings", "steps", "notes"}
     assert len(doc["steps"]) == 4
     for step in doc["steps"]:
         assert step["wall"] == step["busy"] + step["starved"] + step["latency"] + step["head"] + step["tail"]

@@ -64,7 +64,8 @@ def test_csv_to_a_folder_writes_one_readable_table_each(tmp_path):
     folder = tmp_path / "tables"
     assert run(f"attribute traces/h100.sqlite --per-step --format csv -o {folder}").exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [f"{t}.csv" for t in
-                                                        ("api", "classes", "facts", "kernels", "steps", "summary")]
+                                                        ("api", "classes", "facts", "findings", "kernels", "steps",
+                                                         "summary")]
     doc = json.loads(run("attribute traces/h100.sqlite --per-step --format json").stdout)
     summary = pl.read_csv(folder / "summary.csv")
     assert summary.filter(pl.col("term") == "wall")["median_ms"].item() == doc["summary"][0]["median_ms"]

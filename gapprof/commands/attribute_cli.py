@@ -7,14 +7,15 @@ import click
 from gapprof import render
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
+from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
 from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
 from gapprof.models import DTYPE_BYTES
 
-TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost")
-DEFAULT_TABLES = "summary,facts,classes,kernels,api"
+TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost", "findings")
+DEFAULT_TABLES = "summary,facts,classes,kernels,api,findings"
 
 
 def _tables(value: str) -> list[str]:
@@ -110,11 +111,14 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
                   "kernels": lambda r: limit(attribution.kernel_table(r, full_names)),
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
-        sections = [(name, tables[name](result)) for name in chosen if name != "cost"]
+        sections = [(name, tables[name](result)) for name in chosen if name not in ("cost", "findings")]
         if cost:
             from gapprof.analysis.kernel_cost import cost_sections
 
             cost, cost_notes = cost_sections(result, ncu_csv, ref, per_step)
             sections += cost
             notes += cost_notes
+        if "findings" in chosen:
+            sections.append(("findings", findings_table(findings(result, dict(cost).get("cost") if cost else None))))
+            notes.append(FINDINGS_NOTE)
     render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)

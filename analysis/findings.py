@@ -1,0 +1,162 @@
+"""What costs a step the most: a short ranked list of findings, each with the milliseconds a step it accounts
+for, the evidence in the trace and the knob to try. A finding appears only when its evidence is in the trace.
+
+Each detector reads an attribution.Attribution (measured steps, their ops and API calls) and, where bytes per
+kernel are known, the cost table (analysis.kernel_cost): per class, time, bytes moved, achieved bandwidth, floor
+and extra traffic. Times are means over the measured steps.
+"""
+from dataclasses import dataclass
+
+import polars as pl
+
+from gapprof.analysis import api, kernels
+
+# API calls that load modules or compile code: work that a decode step should not repeat.
+SETUP_CALLS = r"^(cuLibraryLoad|cuModuleLoad|cuLink|nvrtc)"
+SHORT_KERNEL_NS = 5_000  # a kernel this short is mostly its fixed cost on these GPUs (DESIGN.md)
+EXPOSED_CPU_SHARE = 0.2  # starved time above this share of the wall: the step is CPU-bound
+CONCENTRATED_SHARE = 0.5  # one class holding this share of the starved time sits behind one cause
+LOW_BANDWIDTH_SHARE = 0.5  # a class moving real bytes below this share of peak
+BUSY_SHARE = 0.05  # a class or short-kernel group worth naming holds at least this share of busy
+EXTRA_RATIO, EXTRA_SHARE = 1.5, 0.01  # bytes moved / analytic, and the extra time's least share of busy
+FINDINGS_NOTE = ("findings: each names the ms a step its evidence accounts for; they can overlap (the starved time "
+                 "before one class may be the wait after a module load), so they do not add up")
+
+
+@dataclass(frozen=True)
+class Finding:
+    title: str
+    ms: float  # per step
+    evidence: str
+    knob: str
+
+
+def _ms(ns: float) -> float:
+    return ns / 1e6
+
+
+def setup_in_step(result) -> Finding | None:
+    """Module loads or compilation inside steps, and the GPU idle gap that follows each (the next op's gap)."""
+    calls = api.named_calls(result.measured_only(result.calls), result.frames.strings)
+    setup = calls.filter(pl.col("name").str.contains(SETUP_CALLS)).sort("end")
+    if setup.is_empty():
+        return None
+    ops = result.measured_only(result.ops).sort("start")
+    following = setup.join_asof(ops.select("step", "start", "gap", "starved"), left_on="end", right_on="start",
+                                by="step", strategy="forward", check_sortedness=False)
+    waited = following.filter(pl.col("starved").fill_null(False))["gap"].sum() / result.measured.height
+    names = ", ".join(sorted(setup["name"].unique()))
+    return Finding("module loading or compilation inside each step", _ms(waited),
+                   f"{setup.height / result.measured.height:.1f} {names} call(s) a step; the GPU then waits "
+                   f"{_ms(waited):.2f} ms for its next op",
+                   "work prepared per new shape (an attention backend that plans per KV length, a JIT): force "
+                   "another SDPA backend, use a static KV cache, or warm every length up before timing")
+
+
+def starved_before_one_class(result, classes: pl.DataFrame) -> Finding | None:
+    """Most of the starved time right before the kernels of one class."""
+    measured = result.measured
+    starved_us = measured["starved"].mean() / 1000
+    if starved_us < EXPOSED_CPU_SHARE * measured["wall"].mean() / 1000:
+        return None
+    top = classes.sort("starved_before_us_per_step", descending=True).row(0, named=True)
+    if top["starved_before_us_per_step"] < CONCENTRATED_SHARE * starved_us:
+        return None
+    return Finding(f"GPU waits before the {top['class']} kernels", top["starved_before_us_per_step"] / 1000,
+                   f"{top['starved_before_us_per_step'] / 1000:.2f} of the {starved_us / 1000:.2f} ms starved a "
+                   f"step end at {top['calls_per_step']:.0f} {top['class']} kernels",
+                   "look at the CPU work just before them (the API table, `--by module` on a trace captured with "
+                   "--modules)")
+
+
+def host_syncs(result) -> Finding | None:
+    """More than one synchronising call a step (the step's own token copy needs one): all but the last cost."""
+    calls = api.named_calls(result.measured_only(result.calls), result.frames.strings)
+    syncs = calls.filter(pl.col("name").str.contains("Synchronize")).sort("step", "start")
+    per_step = syncs.height / result.measured.height
+    if per_step <= 1:
+        return None
+    extra = syncs.filter(pl.int_range(pl.len()).over("step") < pl.len().over("step") - 1)
+    blocked = (extra["end"] - extra["start"]).sum() / result.measured.height
+    return Finding("host synchronisation inside the step", _ms(blocked),
+                   f"{per_step:.1f} synchronising calls a step ({', '.join(sorted(syncs['name'].unique()))}); "
+                   f"those before the last block {_ms(blocked):.3f} ms",
+                   "keep values on the GPU until the step's end (no .item(), no host-side checks mid-step)")
+
+
+def short_kernels(result) -> Finding | None:
+    """Many kernels too short to reach bandwidth: their time is mostly fixed cost."""
+    ops = result.measured_only(result.ops).filter(pl.col("kind") == "kernel")
+    duration = pl.col("end") - pl.col("start")
+    short = ops.filter(duration < SHORT_KERNEL_NS)
+    busy = result.measured["busy"].mean()
+    time = short.select(duration.sum()).item() / result.measured.height if short.height else 0
+    if time < BUSY_SHARE * busy or short.height < ops.height / 2:
+        return None
+    n = result.measured.height
+    return Finding("many short kernels, each with a fixed cost", _ms(time),
+                   f"{short.height / n:,.0f} of {ops.height / n:,.0f} kernels a step run under "
+                   f"{SHORT_KERNEL_NS / 1000:.0f} us and take {_ms(time):.2f} ms of the {_ms(busy):.2f} ms busy",
+                   "fewer kernels: fused norms and activations, one GEMV for q/k/v and for gate/up, "
+                   "torch.compile; no bandwidth buys this time back")
+
+
+def exposed_cpu(result) -> Finding | None:
+    """A CPU-bound step: the GPU waits for launches most of the time."""
+    measured = result.measured
+    starved, wall = measured["starved"].mean(), measured["wall"].mean()
+    if starved < EXPOSED_CPU_SHARE * wall:
+        return None
+    launches = measured["launch_calls"].sum()
+    cpu_us = measured["launch_cpu"].sum() / launches / 1000 if launches else 0
+    return Finding("GPU starved by the CPU's launches", _ms(starved),
+                   f"{starved / wall:.0%} of the step the GPU waits for the next launch; "
+                   f"{launches / measured.height:,.0f} launch calls a step, {cpu_us:.1f} us of CPU each",
+                   "launch the whole step at once: CUDA Graphs (runtime graphs) or torch.compile reduce-overhead")
+
+
+def low_bandwidth_classes(cost: pl.DataFrame, peak: float) -> list[Finding]:
+    """Classes that move real bytes far below peak bandwidth (from the cost table, bytes per kernel known)."""
+    classes = cost.filter(pl.col("class") != cost["class"][0])  # the first row is the step total
+    total_mb, busy_us = cost["mb_per_step"][0], cost["time_us"][0]
+    slow = classes.filter((pl.col("mb_per_step") >= 0.005 * total_mb) & (pl.col("time_us") >= BUSY_SHARE * busy_us)
+                          & (pl.col("achieved_gbps") < LOW_BANDWIDTH_SHARE * peak))
+    return [Finding(f"{row['class']} far below bandwidth", (row["shortfall_us"] + row["fixed_us"]) / 1000,
+                    f"{row['mb_per_step']:,.1f} MB a step at {row['achieved_gbps']:,.0f} GB/s "
+                    f"({row['achieved_gbps'] / peak:.0%} of peak) in {row['time_us'] / 1000:.2f} ms",
+                    "larger or fused kernels for this class (more bytes per launch), or fewer copies")
+            for row in slow.iter_rows(named=True)]
+
+
+def extra_traffic(cost: pl.DataFrame, peak: float) -> list[Finding]:
+    """Classes that move more bytes than the step must (measured against analytic bytes)."""
+    if "floor_us" not in cost.columns:
+        return []
+    classes = cost.filter(pl.col("class") != cost["class"][0])
+    moved_over_analytic = pl.col("at_peak_us") / pl.col("floor_us")
+    heavy = classes.filter((pl.col("floor_us") > 0) & (moved_over_analytic >= EXTRA_RATIO)
+                           & (pl.col("extra_us") >= EXTRA_SHARE * cost["time_us"][0]))
+    return [Finding(f"{row['class']} moves more than its analytic bytes", row["extra_us"] / 1000,
+                    f"{row['mb_per_step']:,.1f} MB a step where the analytic bytes are "
+                    f"{row['floor_us'] * peak / 1000:,.1f} MB ({row['at_peak_us'] / row['floor_us']:.1f}x)",
+                    "read each K and V head once for its query group (no expansion to every head), avoid "
+                    "re-reads and copies of the cache")
+            for row in heavy.iter_rows(named=True)]
+
+
+def findings(result, cost: pl.DataFrame | None = None) -> list[Finding]:
+    """Every finding whose evidence is in the trace, largest first."""
+    classes = kernels.class_table(result.measured_only(result.ops), result.frames.gpu, result.frames.strings,
+                                  result.measured.height, int(result.measured["busy"].sum()))
+    found = [setup_in_step(result), starved_before_one_class(result, classes), host_syncs(result),
+             short_kernels(result), exposed_cpu(result)]
+    if cost is not None and result.floor is not None:
+        peak = result.floor.bandwidths[result.floor.primary][0]
+        found += low_bandwidth_classes(cost, peak) + extra_traffic(cost, peak)
+    return sorted((f for f in found if f is not None), key=lambda f: f.ms, reverse=True)
+
+
+def findings_table(found: list[Finding]) -> dict:
+    """The ranked list as a key/value table: rank, title and ms -> evidence and knob."""
+    return {f"{i}. {f.title} ({f.ms:.2f} ms a step)": f"{f.evidence}. Try: {f.knob}."
+            for i, f in enumerate(found, 1)}

@@ -1,0 +1,100 @@
+"""Each finding fires on a synthetic trace built to show it and stays silent on one that does not."""
+import polars as pl
+import pytest
+
+from conftest import SYNC, cpu_bound, gpu_bound, with_meta
+from gapprof.analysis import findings
+from gapprof.analysis.attribution import Options, analyze
+from synthetic import TraceBuilder
+
+
+def found(b: TraceBuilder, tmp_path, name: str = "t") -> dict:
+    result = analyze(b.write(tmp_path / f"{name}.sqlite"), Options(skip=0))
+    return {f.title: f for f in findings.findings(result)}
+
+
+def test_a_cpu_bound_step_is_starved_and_a_gpu_bound_one_is_not(tmp_path):
+    b = with_meta(TraceBuilder())
+    for i in range(3):
+        cpu_bound(b, o=2000 * i)
+    starved = found(b, tmp_path)["GPU starved by the CPU's launches"]
+    assert starved.ms == pytest.approx(810 / 1e6)  # 9 gaps of 90 ns between 10 kernels, each ended by a late call
+    g = with_meta(TraceBuilder())
+    for i in range(3):
+        gpu_bound(g, o=2000 * i, kernel=10_000)
+    assert "GPU starved by the CPU's launches" not in found(g, tmp_path, "quiet")
+
+
+def _step_with_a_load(b: TraceBuilder, o: int, load: bool) -> None:
+    """Two kernels; between them (with `load`) a cuLibraryLoadData call, so the second kernel starts late."""
+    b.range(o, o + 100_000)
+    b.launch(o + 10, o + 20, o + 30, o + 10_030, name="gemv")
+    if load:
+        b.call(o + 11_000, o + 60_000, "cuLibraryLoadData")
+    start = o + 61_000 if load else o + 10_100
+    b.launch(start - 500, start - 400, start, start + 10_000, name="flash_attn")
+    b.call(start + 10_010, start + 10_020, SYNC)
+
+
+def test_a_module_load_inside_the_step_is_found_with_the_wait_after_it(tmp_path):
+    loads, plain = with_meta(TraceBuilder()), with_meta(TraceBuilder())
+    for i in range(2):
+        _step_with_a_load(loads, 200_000 * i, True)
+        _step_with_a_load(plain, 200_000 * i, False)
+    setup = found(loads, tmp_path)["module loading or compilation inside each step"]
+    assert setup.ms == pytest.approx((61_000 - 10_030) / 1e6)  # the gap before the next kernel, all starved
+    assert "cuLibraryLoadData" in setup.evidence
+    # The same wait sits before the attention kernels, and is said so.
+    assert "GPU waits before the attention kernels" in found(loads, tmp_path, "again")
+    quiet = found(plain, tmp_path, "quiet")
+    assert "module loading or compilation inside each step" not in quiet
+    assert "GPU waits before the attention kernels" not in quiet
+
+
+def test_more_than_one_sync_a_step_is_found(tmp_path):
+    b, one = with_meta(TraceBuilder()), with_meta(TraceBuilder())
+    for i in range(2):
+        gpu_bound(b, o=5000 * i, kernel=10)
+        b.call(5000 * i + 30, 5000 * i + 40, SYNC)  # an extra sync before the step's last one
+        gpu_bound(one, o=5000 * i, kernel=10)
+    sync = found(b, tmp_path)["host synchronisation inside the step"]
+    assert sync.ms == pytest.approx(10 / 1e6) and "2.0 synchronising calls a step" in sync.evidence
+    assert "host synchronisation inside the step" not in found(one, tmp_path, "quiet")
+
+
+def test_short_kernels_are_found_and_long_ones_are_not(tmp_path):
+    short, long = with_meta(TraceBuilder()), with_meta(TraceBuilder())
+    for i in range(2):
+        gpu_bound(short, o=5000 * i, kernel=100)
+        gpu_bound(long, o=200_000 * i, kernel=10_000)
+    assert found(short, tmp_path)["many short kernels, each with a fixed cost"].ms == pytest.approx(1000 / 1e6)
+    assert "many short kernels, each with a fixed cost" not in found(long, tmp_path, "quiet")
+
+
+def _cost(rows: list[tuple]) -> pl.DataFrame:
+    """A cost table: the step total first, then classes (time, MB, GB/s, floor, extra, at peak, shortfall, fixed)."""
+    columns = ["class", "time_us", "mb_per_step", "achieved_gbps", "floor_us", "extra_us", "at_peak_us",
+               "shortfall_us", "fixed_us"]
+    return pl.DataFrame(rows, schema=columns, orient="row")
+
+
+def test_a_class_far_below_bandwidth_and_one_above_its_bytes_are_found():
+    peak = 1000.0
+    cost = _cost([("all (busy)", 10_000.0, 10_000.0, 1000.0, 9_000.0, 1_000.0, 10_000.0, 1_000.0, 0.0),
+                  ("copy", 1_000.0, 100.0, 100.0, 0.0, 100.0, 100.0, 10.0, 890.0),
+                  ("attention", 2_000.0, 1_800.0, 900.0, 600.0, 1_200.0, 1_800.0, 200.0, 0.0),
+                  ("gemv", 7_000.0, 8_100.0, 950.0, 8_400.0, -300.0, 8_100.0, 500.0, 0.0)])
+    slow = findings.low_bandwidth_classes(cost, peak)
+    assert [(f.title, f.ms) for f in slow] == [("copy far below bandwidth", 0.9)]
+    extra = findings.extra_traffic(cost, peak)
+    assert [(f.title, f.ms) for f in extra] == [("attention moves more than its analytic bytes", 1.2)]
+    assert "(3.0x)" in extra[0].evidence
+
+
+def test_findings_on_the_shipped_eager_trace():
+    from pathlib import Path
+
+    result = analyze(Path(__file__).parents[1] / "traces" / "h100.sqlite", Options())
+    titles = [f.title for f in findings.findings(result)]
+    assert titles == ["GPU starved by the CPU's launches", "GPU waits before the attention kernels",
+                      "module loading or compilation inside each step", "many short kernels, each with a fixed cost"]
