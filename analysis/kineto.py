@@ -146,16 +146,22 @@ def _calls_frame(rows: list, ids: dict[str, int]) -> pl.DataFrame:
     return pl.DataFrame({c: columns[c] for c in schema}, schema=schema).cast(load.API_SCHEMA)
 
 
+def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
+    """(shortName id, demangledName id, copyKind) of a GPU op's Kineto name."""
+    if kind == "kernel":
+        return ids[short_name(name)], ids[name], None
+    direction = _COPY.search(name) if kind == "memcpy" else None
+    return None, None, COPY_KINDS.get("to".join(direction.groups())) if direction else None
+
+
 def _gpu_frame(rows: list, ids: dict[str, int], pid: int) -> pl.DataFrame:
     start, end, device, stream, correlation, kind, name = list(zip(*rows)) or [()] * 7
-    kernel = [k == "kernel" for k in kind]
-    copy = [COPY_KINDS.get("to".join(m.groups())) if k == "memcpy" and (m := _COPY.search(n)) else None
-            for k, n in zip(kind, name)]
+    known = {key: _op_names(*key, ids) for key in set(zip(kind, name))}  # once per distinct name, not per op
+    short, full, copy = list(zip(*(known[key] for key in zip(kind, name)))) or [()] * 3
     frame = pl.DataFrame({
         "start": start, "end": end, "deviceId": device, "streamId": stream, "correlationId": correlation,
         "globalPid": [trace_schema.global_pid(pid)] * len(start), "kind": kind,
-        "shortName": [ids[short_name(n)] if k else None for n, k in zip(name, kernel)],
-        "demangledName": [ids[n] if k else None for n, k in zip(name, kernel)], "copyKind": copy},
+        "shortName": short, "demangledName": full, "copyKind": copy},
         schema={c: pl.Int64 for c in load.GPU_SCHEMA if c != "kind"} | {"kind": pl.String})
     return frame.select(*load.GPU_SCHEMA).cast(load.GPU_SCHEMA)
 
