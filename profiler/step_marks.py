@@ -7,9 +7,12 @@ attribute` looks for by default) with payload = the step's index since the last 
 them. New tokens: the last dimension of `input_ids` (keyword, else the first positional argument), else the
 second-to-last of `inputs_embeds`; a forward with neither is marked `forward`.
 
+The ranges are NVTX ranges (for Nsight Systems), or with ranges="record_function" torch.profiler's
+record_function ranges, which a torch.profiler trace keeps as user_annotation events (no payload there).
 The range is the forward call only: sampling and copying the token to the host run after it, and GPU work still
 running when the forward returns is reported by attribute as spill. The hooks need no torch import of their own.
 """
+from gapprof.errors import GapprofError
 from gapprof.nvtx_names import PREFILL_MESSAGE, STEP_DOMAIN, STEP_MESSAGE
 
 UNKNOWN_MESSAGE = "forward"
@@ -28,6 +31,26 @@ class NvtxRanges:
 
     def pop(self) -> None:
         self._domain.pop_range()
+
+
+class RecordFunctionRanges:
+    """torch.profiler record_function ranges, opened and closed as a stack (the payload is not kept)."""
+
+    def __init__(self):
+        from torch.profiler import record_function
+
+        self._record_function = record_function
+        self._open = []
+
+    def push(self, message: str, payload: int | None) -> None:
+        self._open.append(self._record_function(message))
+        self._open[-1].__enter__()
+
+    def pop(self) -> None:
+        self._open.pop().__exit__(None, None, None)
+
+
+RANGES = {"nvtx": NvtxRanges, "record_function": RecordFunctionRanges}
 
 
 def new_tokens(args: tuple, kwargs: dict) -> int | None:
@@ -76,9 +99,14 @@ class StepMarks:
         self.remove()
 
 
-def mark_steps(model, ranges=None) -> StepMarks:
-    """Mark every forward of `model` with an NVTX range (prefill or decode_step) until `.remove()`.
+def mark_steps(model, ranges="nvtx") -> StepMarks:
+    """Mark every forward of `model` with a range (prefill or decode_step) until `.remove()`.
 
-    ranges: what pushes and pops the ranges (push(message, payload), pop()); default NVTX via the nvtx package.
+    ranges: "nvtx" (the nvtx package), "record_function" (torch.profiler), or an object with push(message,
+    payload) and pop().
     """
-    return StepMarks(model, NvtxRanges() if ranges is None else ranges)
+    if isinstance(ranges, str):
+        if ranges not in RANGES:
+            raise GapprofError(f"mark_steps: unknown ranges {ranges!r}; choose from {', '.join(RANGES)}")
+        ranges = RANGES[ranges]()
+    return StepMarks(model, ranges)

@@ -1,5 +1,6 @@
 """The Python API: `import gapprof` stays light, `gapprof.attribute` gives the command's tables as polars frames,
 and `gapprof.mark_steps` marks prefill and decode forwards of a tiny model on CPU and removes itself cleanly."""
+import json
 import subprocess
 import sys
 
@@ -111,3 +112,29 @@ def test_mark_steps_with_nvtx_ranges():
     with gapprof.mark_steps(model):  # no profiler attached: the ranges go nowhere, the forward runs as usual
         logits = model(torch.tensor([[1, 2, 3]])).logits
     assert logits.shape[:2] == (1, 3)
+
+
+def test_record_function_marks_make_a_torch_profiler_trace_that_attribute_reads(tmp_path):
+    torch = pytest.importorskip("torch")
+    from torch.profiler import ProfilerActivity, profile
+
+    model, path = _tiny_model(), tmp_path / "generate.json"
+    with profile(activities=[ProfilerActivity.CPU]) as prof, gapprof.mark_steps(model, ranges="record_function"):
+        model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    prof.export_chrome_trace(str(path))
+    with pytest.raises(GapprofError, match="no GPU kernels"):  # CPU only: the ranges are there, the kernels not
+        gapprof.attribute(path)
+    data = json.loads(path.read_text())
+    marks = [e for e in data["traceEvents"] if e.get("cat") == "user_annotation"]
+    assert [e["name"] for e in marks] == ["prefill", "decode_step", "decode_step", "decode_step"]
+    for i, mark in enumerate(marks):  # a launch and its kernel inside each mark, as a GPU trace would have
+        launch = dict(ph="X", pid=mark["pid"], tid=mark["tid"], ts=mark["ts"] + 1, dur=1, args={"correlation": i})
+        data["traceEvents"] += [dict(launch, cat="cuda_runtime", name="cudaLaunchKernel"),
+                                dict(launch, cat="kernel", name="gemv", pid=0, tid=7, ts=mark["ts"] + 2)]
+    path.write_text(json.dumps(data))
+    assert gapprof.attribute(path, skip=0).steps["kernels"].to_list() == [1, 1, 1]
+
+
+def test_mark_steps_refuses_unknown_ranges():
+    with pytest.raises(GapprofError, match="unknown ranges 'perfetto'; choose from nvtx, record_function"):
+        gapprof.mark_steps(object(), ranges="perfetto")
