@@ -37,7 +37,7 @@ from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 
 GZIP_MAGIC = b"\x1f\x8b"
-# Event category -> (frame, kind); the capitalised names are those of older Kineto releases.
+# Event category, in lower case (older Kineto releases wrote Runtime, Kernel, Memcpy, Memset) -> (frame, kind).
 CATEGORIES = {"user_annotation": ("ranges", None),
               "cuda_runtime": ("calls", "runtime"), "runtime": ("calls", "runtime"), "cuda_driver": ("calls", "driver"),
               "kernel": ("gpu", "kernel"), "gpu_memcpy": ("gpu", "memcpy"), "memcpy": ("gpu", "memcpy"),
@@ -65,16 +65,17 @@ def _text(path: Path) -> bytes:
 def is_json(path) -> bool:
     """Whether `path` is a file whose content (gunzipped if need be) starts as JSON does: read as a Chrome trace."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+            if head == GZIP_MAGIC:
+                f.seek(0)
+                with gzip.open(f) as unzipped:
+                    head = unzipped.read(64)
+            else:
+                head += f.read(62)
+    except (OSError, EOFError):  # missing, unreadable or a damaged gzip: analysis.load says what is wrong
         return False
-    with open(path, "rb") as f:
-        head = f.read(2)
-        if head == GZIP_MAGIC:
-            f.seek(0)
-            with gzip.open(f) as unzipped:
-                head = unzipped.read(64)
-        else:
-            head += f.read(62)
     return head.lstrip()[:1] in (b"{", b"[")
 
 
@@ -97,23 +98,31 @@ def _parse(path: Path) -> tuple[list, list]:
     return events, properties if isinstance(properties, list) else []
 
 
-def _rows(events: list) -> dict[str, list]:
+def _row(event: dict, frame: str, kind: str) -> tuple:
+    """(start ns, end ns, pid or device, tid or stream, correlation, kind, name) of one event."""
+    start, args = event["ts"], event.get("args") or {}
+    times = (to_ns(start), to_ns(start + event.get("dur", 0)))
+    if frame == "gpu":
+        where = (int(args.get("device", event.get("pid"))), int(args.get("stream", event.get("tid"))))
+    else:
+        where = (int(event["pid"]), int(event["tid"]))
+    return *times, *where, args.get("correlation"), kind, event.get("name", "")
+
+
+def _rows(path: Path, events: list) -> dict[str, list]:
     """Complete events ('X') of the categories read, as row tuples per frame: ranges, calls, gpu."""
     rows = {"ranges": [], "calls": [], "gpu": []}
-    for event in events:
+    for index, event in enumerate(events):
         if not isinstance(event, dict) or event.get("ph") != "X":
             continue
         frame, kind = CATEGORIES.get(str(event.get("cat", "")).lower(), (None, None))
         if frame is None:
             continue
-        start, args = event["ts"], event.get("args") or {}
-        times = (to_ns(start), to_ns(start + event.get("dur", 0)))
-        if frame == "gpu":
-            rows[frame].append((*times, args.get("device", event.get("pid")), args.get("stream", event.get("tid")),
-                                args.get("correlation"), kind, event.get("name", "")))
-        else:
-            rows[frame].append((*times, event["pid"], event["tid"], args.get("correlation"), kind,
-                                event.get("name", "")))
+        try:
+            rows[frame].append(_row(event, frame, kind))
+        except (KeyError, TypeError, ValueError, ArithmeticError):
+            raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
+                               f"numeric ts, dur, pid or tid: a damaged trace") from None
     return rows
 
 
@@ -122,14 +131,14 @@ def _host_pid(path: Path, rows: dict[str, list]) -> int:
     if len(pids) > 1:
         raise GapprofError(f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "
                            f"torch.profiler writes one trace per process: pass one process's trace")
-    return int(pids[0])
+    return pids[0]
 
 
 def _cpu_columns(rows: list, ids: dict[str, int]) -> dict:
     """start, end, globalTid, correlationId, source, name and nameId of CPU event rows."""
     start, end, pid, tid, correlation, kind, name = list(zip(*rows)) or [()] * 7
     return {"start": start, "end": end,
-            "globalTid": [trace_schema.global_tid(int(p), int(t)) for p, t in zip(pid, tid)],
+            "globalTid": [trace_schema.global_tid(p, t) for p, t in zip(pid, tid)],
             "correlationId": correlation, "source": kind, "message": name, "nameId": [ids.get(n) for n in name]}
 
 
@@ -184,7 +193,7 @@ def open_trace(path) -> KinetoTrace:
     """Parse the Chrome trace at `path`, refusing one with no GPU kernels or no ranges, into its frames."""
     path = Path(path)
     events, properties = _parse(path)
-    rows = _rows(events)
+    rows = _rows(path, events)
     if not any(row[5] == "kernel" for row in rows["gpu"]):
         raise GapprofError(
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "

@@ -155,3 +155,9 @@ def test_a_real_cpu_trace_is_refused_as_cpu_only_and_parses_with_gpu_events_adde
     assert result.steps["kernels"].to_list() == [1, 1, 1]
     # The added times went through doubles near 5e12 µs here, so a ns either way.
     assert all(abs(head - 3000) <= 1 for head in result.steps["head"])
+
+
+def test_a_damaged_event_is_refused_in_one_line(tmp_path):
+    events = [_x("user_annotation", "decode_step", 0, 10), dict(ph="X", cat="kernel", name="k", pid=0, tid=7)]
+    with pytest.raises(GapprofError, match=r"event 1 \(kernel 'k'\) lacks a numeric ts, dur, pid or tid"):
+        attribution.analyze(_events_file(tmp_path, events))
