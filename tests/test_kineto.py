@@ -26,7 +26,16 @@ def mixed_step(b: TraceBuilder, o: int = 0) -> None:
     b.kernel(o + 900, o + 1100, b.call(o + 800, o + 810), "argmax_kernel")
 
 
-SHAPES = {"basic": basic_step, "gpu_bound": lambda b, o: gpu_bound(b, o), "cpu_bound": lambda b, o: cpu_bound(b, o),
+def graph_step(b: TraceBuilder, o: int = 0) -> None:
+    """One cudaGraphLaunch whose three nodes carry its correlation id (per-node tracing), then a sync."""
+    b.range(o, o + 1000)
+    graph = b.call(o + 10, o + 30, "cudaGraphLaunch_v10000")
+    for start in (100, 300, 420):
+        b.kernel(o + start, o + start + 50, graph, "gemv_a")
+    b.call(o + 40, o + 480, "cudaStreamSynchronize_v3020")
+
+
+SHAPES = {"basic": basic_step, "graph": graph_step, "gpu_bound": lambda b, o: gpu_bound(b, o), "cpu_bound": lambda b, o: cpu_bound(b, o),
           "mixed": mixed_step}
 
 
