@@ -1,8 +1,9 @@
 """One trace read once into the polars frames every analysis works on: I/O happens here and nowhere after.
 
 The trace is an nsys export or gapprof CUPTI trace (analysis.load) or a torch.profiler Chrome trace
-(analysis.kineto, which reads it into the same frames). Steps are the NVTX ranges matching the step pattern, warm-up marked; calls are the API calls of the threads
-that run steps; gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
+(analysis.kineto, which reads it into the same frames). Steps are the NVTX ranges matching the step pattern,
+warm-up marked; calls are the API calls of the threads that run steps; gpu holds every kernel, memcpy and
+memset; ranges keeps every NVTX range (module ranges too).
 The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable

@@ -21,7 +21,8 @@ class Report:
         self.attribution = result  # frames, per-step table, ops, calls and floor, for analyses of one's own
 
     def __repr__(self) -> str:
-        return f"<gapprof Report of {self.attribution.frames.trace.path}: {self.attribution.measured.height} measured steps>"
+        result = self.attribution
+        return f"<gapprof Report of {result.frames.trace.path}: {result.measured.height} measured steps>"
 
     @cached_property
     def summary(self) -> pl.DataFrame:

@@ -102,25 +102,23 @@ class TraceBuilder:
         events = []
 
         def event(cat, name, start, end, pid, tid, **args):
-            events.append(dict(ph="X", cat=cat, name=name, pid=pid, tid=tid, ts=start / 1000, dur=(end - start) / 1000,
-                               args=args))
+            # Test times are small integer ns, so ns / 1000 prints as Kineto's three-decimal µs exactly.
+            events.append(dict(ph="X", cat=cat, name=name, pid=pid, tid=tid, ts=start / 1000,
+                               dur=(end - start) / 1000, args=args))
 
-        split = lambda gtid: (gtid >> ts.TID_BITS, gtid & ((1 << ts.TID_BITS) - 1))
         for row in self.rows["NVTX_EVENTS"]:
             if row["eventType"] != ts.NVTX_DOMAIN_CREATE and row["end"] is not None:
                 event("user_annotation", row.get("text") or names[row["textId"]], row["start"], row["end"],
-                      *split(row["globalTid"]))
-        for table, cat in (("CUPTI_ACTIVITY_KIND_RUNTIME", "cuda_runtime"), ("CUPTI_ACTIVITY_KIND_DRIVER", "cuda_driver")):
+                      *_pid_tid(row["globalTid"]))
+        for table, cat in (("CUPTI_ACTIVITY_KIND_RUNTIME", "cuda_runtime"),
+                           ("CUPTI_ACTIVITY_KIND_DRIVER", "cuda_driver")):
             for row in self.rows[table]:
-                event(cat, ts.api_name(names[row["nameId"]]), row["start"], row["end"], *split(row["globalTid"]),
+                event(cat, ts.api_name(names[row["nameId"]]), row["start"], row["end"], *_pid_tid(row["globalTid"]),
                       correlation=row["correlationId"])
         for table, cat in KINETO_GPU.items():
             for row in self.rows[table]:
-                name = {"kernel": lambda: names[row["demangledName"]],
-                        "gpu_memcpy": lambda: f"Memcpy {COPY_DIRECTIONS[row['copyKind']]} (Device -> Pinned)",
-                        "gpu_memset": lambda: "Memset (Device)"}[cat]()
-                event(cat, name, row["start"], row["end"], row["deviceId"], row["streamId"], device=row["deviceId"],
-                      stream=row["streamId"], correlation=row["correlationId"])
+                event(cat, _kineto_gpu_name(cat, row, names), row["start"], row["end"], row["deviceId"],
+                      row["streamId"], device=row["deviceId"], stream=row["streamId"], correlation=row["correlationId"])
         return events
 
     def write_kineto(self, path: Path) -> Path:
@@ -129,3 +127,16 @@ class TraceBuilder:
         text = json.dumps({"schemaVersion": 1, "deviceProperties": gpus, "traceEvents": self.kineto_events()})
         path.write_bytes(gzip.compress(text.encode()) if path.suffix == ".gz" else text.encode())
         return path
+
+
+def _pid_tid(global_tid: int) -> tuple[int, int]:
+    return global_tid >> ts.TID_BITS, global_tid & ((1 << ts.TID_BITS) - 1)
+
+
+def _kineto_gpu_name(cat: str, row: dict, names: dict[int, str]) -> str:
+    """A GPU op's name as Kineto writes it: the demangled kernel name, or the copy direction and memory kinds."""
+    if cat == "kernel":
+        return names[row["demangledName"]]
+    if cat == "gpu_memcpy":
+        return f"Memcpy {COPY_DIRECTIONS[row['copyKind']]} (Device -> Pinned)"
+    return "Memset (Device)"

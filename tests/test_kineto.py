@@ -35,8 +35,8 @@ def graph_step(b: TraceBuilder, o: int = 0) -> None:
     b.call(o + 40, o + 480, "cudaStreamSynchronize_v3020")
 
 
-SHAPES = {"basic": basic_step, "graph": graph_step, "gpu_bound": lambda b, o: gpu_bound(b, o), "cpu_bound": lambda b, o: cpu_bound(b, o),
-          "mixed": mixed_step}
+SHAPES = {"basic": basic_step, "graph": graph_step, "gpu_bound": lambda b, o: gpu_bound(b, o),
+          "cpu_bound": lambda b, o: cpu_bound(b, o), "mixed": mixed_step}
 
 
 def pair(tmp_path, shape, suffix=".json"):
