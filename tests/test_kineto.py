@@ -3,14 +3,16 @@ round to integer ns exactly, and a file that cannot be attributed is refused in 
 import gzip
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import attribution, kineto
+from gapprof.analysis import attribution, kineto, load
 from gapprof.analysis.attribution import Options
 from gapprof.cli import main
 from gapprof.errors import GapprofError
+from gapprof.trace_schema import TID_BITS, api_name
 from conftest import H100, basic_step, cpu_bound, gpu_bound
 from synthetic import PID, TID, TraceBuilder
 
@@ -170,3 +172,46 @@ def test_a_damaged_event_is_refused_in_one_line(tmp_path):
     events = [_x("user_annotation", "decode_step", 0, 10), dict(ph="X", cat="kernel", name="k", pid=0, tid=7)]
     with pytest.raises(GapprofError, match=r"event 1 \(kernel 'k'\) lacks a numeric ts, dur, pid or tid"):
         attribution.analyze(_events_file(tmp_path, events))
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "traces"
+ANATOMY = ("step", "wall", "busy", "starved", "latency", "head", "tail", "spill", "overlap", "kernels",
+           "memcpys", "memsets", "launch_calls", "launch_cpu", "api_calls", "streams", "starved_gaps", "latency_gaps")
+COPY_NAMES = {kind: name for name, kind in kineto.COPY_KINDS.items()}
+
+
+def kineto_copy(path: Path, out: Path) -> Path:
+    """The ranges, the step threads' API calls and the GPU ops of an nsys trace, written as Kineto writes them:
+    times relative to the trace's first ns (the CUPTI backend's are epoch ns, beyond a double's ns at µs)."""
+    trace = load.open_trace(path)
+    names = dict(load.read_strings(trace).iter_rows())
+    ranges = load.read_ranges(trace)
+    calls = load.read_api_calls(trace, ranges["globalTid"].unique().to_list())
+    gpu = load.read_gpu_ops(trace)
+    base = min(ranges["start"].min(), calls["start"].min(), gpu["start"].min())
+    # Exact three-decimal µs: these differences from base are far below 2**53 / 1000 ns.
+    times = lambda row: dict(ts=(row["start"] - base) / 1000, dur=(row["end"] - row["start"]) / 1000)
+    split = lambda gtid: dict(pid=gtid >> TID_BITS, tid=gtid & ((1 << TID_BITS) - 1))
+    events = [dict(ph="X", cat="user_annotation", name=r["message"], **times(r), **split(r["globalTid"]))
+              for r in ranges.iter_rows(named=True)]
+    events += [dict(ph="X", cat=f"cuda_{c['source']}", name=api_name(names[c["nameId"]]), **times(c),
+                    args={"correlation": c["correlationId"]}, **split(c["globalTid"]))
+               for c in calls.iter_rows(named=True)]
+    gpu_names = {"kernel": lambda g: names[g["demangledName"]], "memset": lambda g: "Memset (Device)",
+                 "memcpy": lambda g: f"Memcpy {COPY_NAMES[g['copyKind']]} (Device -> Device)"}
+    events += [dict(ph="X", cat="kernel" if g["kind"] == "kernel" else f"gpu_{g['kind']}",
+                    name=gpu_names[g["kind"]](g), pid=g["deviceId"], tid=g["streamId"], **times(g),
+                    args={"device": g["deviceId"], "stream": g["streamId"], "correlation": g["correlationId"]})
+               for g in gpu.iter_rows(named=True)]
+    out.write_text(json.dumps({"traceEvents": events}))
+    return out
+
+
+@pytest.mark.parametrize("name", ["h100.sqlite", "h100-graphs.sqlite", "h100-cupti.sqlite"])
+def test_a_shipped_trace_written_as_kineto_gives_the_same_anatomy(tmp_path, name):
+    nsys = attribution.analyze(SHIPPED / name)
+    options = Options(range_pattern=nsys.frames.meta.get("range_message", "decode_step"), skip=nsys.frames.skip)
+    torch_trace = attribution.analyze(kineto_copy(SHIPPED / name, tmp_path / "t.json"), options)
+    assert torch_trace.steps.select(ANATOMY).equals(nsys.steps.select(ANATOMY))
+    for table in ("class_table", "kernel_table", "api_table"):  # short names derived as nsys writes them
+        assert getattr(attribution, table)(torch_trace).equals(getattr(attribution, table)(nsys)), table
