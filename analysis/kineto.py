@@ -15,7 +15,7 @@ signatures and schemas, so analysis.frames reads either kind of trace the same w
   op gets globalPid = trace_schema.global_pid of that process (a file with CPU events of several processes
   is refused).
 - times: ts and dur are microseconds written as decimals (Kineto writes integer ns / 1000 with three
-  digits). A time point t µs becomes round(1000 t) ns, computed exactly in decimal arithmetic (the JSON
+  digits, ts counted from its base time; the base is not added back, as only differences matter). A time point t µs becomes round(1000 t) ns, computed exactly in decimal arithmetic (the JSON
   numbers are never floats: a double near 5e12 µs cannot hold every ns) with ties to even; an event's end is
   round(1000 (ts + dur)). Both ends are points on one timeline rounded by one non-decreasing function, so no
   two points change order and the identity, checked on the integer ns, holds exactly.
