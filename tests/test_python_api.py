@@ -97,11 +97,12 @@ def test_a_forward_that_raises_still_pops_and_unknown_inputs_are_marked_forward(
     with pytest.raises(Exception):
         model(input_ids=torch.tensor([[10 ** 9]]))  # beyond the vocabulary
     model(inputs_embeds=torch.zeros(1, 3, model.config.hidden_size))
+    model(torch.tensor([[1]]))  # input_ids as the first positional argument
     with pytest.raises(Exception):
         model()
     marks.remove()
     assert recorder.events == [("push", "decode_step", 0), ("pop",), ("push", "prefill", None), ("pop",),
-                               ("push", "forward", None), ("pop",)]
+                               ("push", "decode_step", 0), ("pop",), ("push", "forward", None), ("pop",)]
 
 
 def test_mark_steps_with_nvtx_ranges():
