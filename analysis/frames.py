@@ -1,7 +1,9 @@
 """One trace read once into the polars frames every analysis works on: I/O happens here and nowhere after.
 
-Steps are the NVTX ranges matching the step pattern, warm-up marked; calls are the API calls of the threads
-that run steps; gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
+The trace is an nsys export or gapprof CUPTI trace (analysis.load) or a torch.profiler Chrome trace
+(analysis.kineto, which reads it into the same frames). Steps are the NVTX ranges matching the step pattern,
+warm-up marked; calls are the API calls of the threads that run steps; gpu holds every kernel, memcpy and
+memset; ranges keeps every NVTX range (module ranges too).
 The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable
@@ -9,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import load, trace_checks
+from gapprof.analysis import kineto, load, trace_checks
 from gapprof.analysis.steps import default_skip, find_steps, mark_warmup
 from gapprof.nvtx_names import STEP_MESSAGE
 
@@ -34,10 +36,12 @@ class Frames:
 
 def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
                 progress: Callable[[str], None] = lambda _: None) -> Frames:
-    """Open the trace at `path` (a .sqlite, or a .nsys-rep with its export beside it) and read every frame."""
-    trace = load.open_trace(path)
+    """Open the trace at `path` (a .sqlite, a .nsys-rep with its export beside it, or a torch.profiler .json or
+    .json.gz, told apart by content) and read every frame."""
+    source = kineto if kineto.is_json(path) else load
+    trace = source.open_trace(path)
     progress(f"reading {trace.path}")
-    ranges = load.read_ranges(trace)
+    ranges = source.read_ranges(trace)
     found = find_steps(ranges, range_pattern)
     notes = [note for note in [load.stale_export_note(path)] if note]
     if trace.unparsable_meta:
@@ -46,9 +50,9 @@ def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None
         skip, why = default_skip(found, trace.meta)
         notes.append(f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change")
     found = mark_warmup(found, skip)
-    calls, gpu = load.read_api_calls(trace, found["globalTid"].unique().to_list()), load.read_gpu_ops(trace)
-    checks = trace_checks.check_frames(trace, ranges, found, calls, gpu, load.read_launch_keys(trace),
-                                       load.count_open_ranges(trace))
+    calls, gpu = source.read_api_calls(trace, found["globalTid"].unique().to_list()), source.read_gpu_ops(trace)
+    checks = trace_checks.check_frames(trace, ranges, found, calls, gpu, source.read_launch_keys(trace),
+                                       source.count_open_ranges(trace))
     return Frames(trace=trace, ranges=ranges, steps=found, skip=skip, calls=calls, gpu=gpu,
-                  strings=load.read_strings(trace), gpu_info=load.read_gpu_info(trace), notes=tuple(notes),
+                  strings=source.read_strings(trace), gpu_info=source.read_gpu_info(trace), notes=tuple(notes),
                   checks=checks)

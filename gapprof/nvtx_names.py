@@ -1,11 +1,12 @@
 """The NVTX ranges capture writes and analysis reads: the step range, and the module ranges of `--modules`.
 
 A decode step is a push/pop range in domain `gapprof` with message `decode_step` and payload = the step's index
-since prefill. A module range has message `module:<kind>` and payload = decoder layer index (none for the
-model-level modules).
+since prefill; `gapprof.mark_steps` marks a forward of more than one new token `prefill` instead. A module
+range has message `module:<kind>` and payload = decoder layer index (none for the model-level modules).
 """
 STEP_DOMAIN = "gapprof"
 STEP_MESSAGE = "decode_step"
+PREFILL_MESSAGE = "prefill"
 MODULE_PREFIX = "module:"
 
 # Path inside a decoder layer -> kind, in the order a layer runs them.

@@ -1,5 +1,8 @@
-"""Synthetic traces in the nsys SQLite schema subset, built event by event so every number is known."""
+"""Synthetic traces in the nsys SQLite schema subset, built event by event so every number is known; the same
+events can be written as a torch.profiler (Kineto) Chrome trace too."""
+import gzip
 import itertools
+import json
 import sqlite3
 from pathlib import Path
 
@@ -7,6 +10,10 @@ from gapprof import trace_schema as ts
 
 PID = 100
 TID = ts.global_tid(PID, 100)
+# CUPTI copyKind -> the direction Kineto writes in a memcpy's name.
+COPY_DIRECTIONS = {1: "HtoD", 2: "DtoH", 8: "DtoD", 10: "PtoP"}
+KINETO_GPU = {"CUPTI_ACTIVITY_KIND_KERNEL": "kernel", "CUPTI_ACTIVITY_KIND_MEMCPY": "gpu_memcpy",
+              "CUPTI_ACTIVITY_KIND_MEMSET": "gpu_memset"}
 # Tables an `nsys profile -t cuda,nvtx` export has even when empty; the others exist only when used.
 ALWAYS = ("StringIds", "CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_RUNTIME", "NVTX_EVENTS")
 
@@ -87,3 +94,49 @@ class TraceBuilder:
             ts.write_meta(conn, self.meta)
         conn.close()
         return path
+
+    def kineto_events(self) -> list[dict]:
+        """The ranges, API calls and GPU ops as Kineto writes them ('X' events, times in µs); metadata and
+        domains have no Kineto form and are left out."""
+        names = {i: v for v, i in self.strings.items()}
+        events = []
+
+        def event(cat, name, start, end, pid, tid, **args):
+            # Test times are small integer ns, so ns / 1000 prints as Kineto's three-decimal µs exactly.
+            events.append(dict(ph="X", cat=cat, name=name, pid=pid, tid=tid, ts=start / 1000,
+                               dur=(end - start) / 1000, args=args))
+
+        for row in self.rows["NVTX_EVENTS"]:
+            if row["eventType"] != ts.NVTX_DOMAIN_CREATE and row["end"] is not None:
+                event("user_annotation", row.get("text") or names[row["textId"]], row["start"], row["end"],
+                      *_pid_tid(row["globalTid"]))
+        for table, cat in (("CUPTI_ACTIVITY_KIND_RUNTIME", "cuda_runtime"),
+                           ("CUPTI_ACTIVITY_KIND_DRIVER", "cuda_driver")):
+            for row in self.rows[table]:
+                event(cat, ts.api_name(names[row["nameId"]]), row["start"], row["end"], *_pid_tid(row["globalTid"]),
+                      correlation=row["correlationId"])
+        for table, cat in KINETO_GPU.items():
+            for row in self.rows[table]:
+                event(cat, _kineto_gpu_name(cat, row, names), row["start"], row["end"], row["deviceId"],
+                      row["streamId"], device=row["deviceId"], stream=row["streamId"], correlation=row["correlationId"])
+        return events
+
+    def write_kineto(self, path: Path) -> Path:
+        """Write the events as torch.profiler's export_chrome_trace does (gzipped for a .gz path)."""
+        gpus = [dict(id=row["id"], name=row["name"]) for row in self.rows["TARGET_INFO_GPU"]]
+        text = json.dumps({"schemaVersion": 1, "deviceProperties": gpus, "traceEvents": self.kineto_events()})
+        path.write_bytes(gzip.compress(text.encode()) if path.suffix == ".gz" else text.encode())
+        return path
+
+
+def _pid_tid(global_tid: int) -> tuple[int, int]:
+    return global_tid >> ts.TID_BITS, global_tid & ((1 << ts.TID_BITS) - 1)
+
+
+def _kineto_gpu_name(cat: str, row: dict, names: dict[int, str]) -> str:
+    """A GPU op's name as Kineto writes it: the demangled kernel name, or the copy direction and memory kinds."""
+    if cat == "kernel":
+        return names[row["demangledName"]]
+    if cat == "gpu_memcpy":
+        return f"Memcpy {COPY_DIRECTIONS[row['copyKind']]} (Device -> Pinned)"
+    return "Memset (Device)"

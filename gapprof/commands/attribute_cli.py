@@ -59,8 +59,9 @@ def _tables(value: str) -> list[str]:
 @options.OUTPUT
 def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
               top, by, reference, ncu_csv, force, fmt, output):
-    """Split each decode step of TRACE (.sqlite or .nsys-rep) into DRAM floor, kernel excess, launch gaps
-    and CPU-side time: wall = busy + starved + latency + head + tail, per step, in integer ns.
+    """Split each decode step of TRACE (.sqlite, .nsys-rep, or a torch.profiler .json or .json.gz) into DRAM
+    floor, kernel excess, launch gaps and CPU-side time: wall = busy + starved + latency + head + tail, per step,
+    in integer ns.
 
     \b
     busy     GPU time covered by the step's kernels, memcpys and memsets (= floor + excess)

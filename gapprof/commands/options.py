@@ -29,8 +29,8 @@ COUNT_EMBEDDING = click.option("--count-embedding", is_flag=True,
                                help="Count the whole token-embedding table in the floor bytes (the study's "
                                     "convention).")
 RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_default=True,
-                     help="NVTX message of a step range, a regular expression matching the whole message "
-                          "(any domain).")
+                     help="NVTX message (or torch.profiler record_function name) of a step range, a regular "
+                          "expression matching the whole message (any domain).")
 SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
                     help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
 

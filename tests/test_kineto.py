@@ -1,0 +1,217 @@
+"""torch.profiler (Kineto) Chrome traces as input: the same events as an nsys export give the same tables, times
+round to integer ns exactly, and a file that cannot be attributed is refused in one line."""
+import gzip
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gapprof.analysis import attribution, kineto, load
+from gapprof.analysis.attribution import Options
+from gapprof.cli import main
+from gapprof.errors import GapprofError
+from gapprof.trace_schema import TID_BITS, api_name
+from conftest import H100, basic_step, cpu_bound, gpu_bound
+from synthetic import PID, TID, TraceBuilder
+
+TABLES = ("summary_table", "facts_table", "class_table", "kernel_table", "api_table")
+
+
+def mixed_step(b: TraceBuilder, o: int = 0) -> None:
+    """A driver launch, two overlapping streams, a memset and a kernel that runs past the range's end."""
+    b.range(o, o + 1000)
+    b.kernel(o + 50, o + 300, b.call(o + 10, o + 20, "cuLaunchKernel", driver=True), "gemv_a")
+    b.kernel(o + 100, o + 200, b.call(o + 30, o + 40), "rms_norm", stream=8)
+    b.memset(o + 350, o + 360, b.call(o + 320, o + 330, "cudaMemsetAsync_v3020"))
+    b.kernel(o + 900, o + 1100, b.call(o + 800, o + 810), "argmax_kernel")
+
+
+def graph_step(b: TraceBuilder, o: int = 0) -> None:
+    """One cudaGraphLaunch whose three nodes carry its correlation id (per-node tracing), then a sync."""
+    b.range(o, o + 1000)
+    graph = b.call(o + 10, o + 30, "cudaGraphLaunch_v10000")
+    for start in (100, 300, 420):
+        b.kernel(o + start, o + start + 50, graph, "gemv_a")
+    b.call(o + 40, o + 480, "cudaStreamSynchronize_v3020")
+
+
+SHAPES = {"basic": basic_step, "graph": graph_step, "gpu_bound": lambda b, o: gpu_bound(b, o),
+          "cpu_bound": lambda b, o: cpu_bound(b, o), "mixed": mixed_step}
+
+
+def pair(tmp_path, shape, suffix=".json"):
+    b = TraceBuilder()
+    b.gpu_info(H100, None)
+    for i in range(4):
+        SHAPES[shape](b, 3000 * i)
+    return b.write(tmp_path / "t.sqlite"), b.write_kineto(tmp_path / f"t{suffix}")
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_same_events_give_the_same_tables_as_the_nsys_trace(tmp_path, shape):
+    options = Options(model="qwen2.5-7b", ctx=2048)  # a trace without metadata: the floor from options
+    nsys, torch_trace = (attribution.analyze(path, options) for path in pair(tmp_path, shape))
+    assert torch_trace.steps.equals(nsys.steps)
+    assert torch_trace.device_name == nsys.device_name == H100
+    for table in TABLES:
+        expected, got = getattr(attribution, table)(nsys), getattr(attribution, table)(torch_trace)
+        assert got == expected if isinstance(got, dict) else got.equals(expected), table
+
+
+def test_a_gzipped_trace_reads_as_the_json(tmp_path):
+    nsys, zipped = pair(tmp_path, "basic", ".json.gz")
+    assert attribution.analyze(zipped).steps.equals(attribution.analyze(nsys).steps)
+
+
+def test_the_command_line_reads_a_torch_trace(tmp_path):
+    nsys, torch_trace = pair(tmp_path, "basic")
+    outputs = [CliRunner().invoke(main, ["attribute", str(path), "--tables", "summary,classes,kernels,api"])
+               for path in (nsys, torch_trace)]
+    assert outputs[0].exit_code == outputs[1].exit_code == 0
+    assert outputs[1].stdout == outputs[0].stdout
+
+
+@pytest.mark.parametrize("us, ns", [(Decimal("4921650408244.786"), 4921650408244786),  # beyond a double's ns
+                                    (Decimal("0.0004"), 0), (Decimal("0.0005"), 0), (Decimal("0.0015"), 2),
+                                    (Decimal("1.0006"), 1001), (7, 7000)])
+def test_microseconds_round_to_the_nearest_ns_ties_to_even(us, ns):
+    assert kineto.to_ns(us) == ns
+
+
+def _events_file(tmp_path, events, name="t.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps({"traceEvents": events}))
+    return path
+
+
+def _x(cat, name, ts, dur, pid=PID, tid=100, **args):
+    return dict(ph="X", cat=cat, name=name, pid=pid, tid=tid, ts=ts, dur=dur, args=args)
+
+
+def test_each_end_is_rounded_as_a_point_so_the_identity_holds(tmp_path):
+    # In ns: the range [0.4, 1000.6] -> [0, 1001], the call [10.4, 20.5] -> [10, 20], the kernel [100.5, 200.5]
+    # -> [100, 200] (ties to even): a length is the difference of rounded ends, not a rounded duration.
+    events = [_x("user_annotation", "decode_step", 0.0004, 1.0002),
+              _x("cuda_runtime", "cudaLaunchKernel", 0.0104, 0.0101, correlation=1),
+              _x("kernel", "void k<float>(int)", 0.1005, 0.1, 0, 7, device=0, stream=7, correlation=1)]
+    result = attribution.analyze(_events_file(tmp_path, events), Options(skip=0))
+    step = result.steps.row(0, named=True)
+    assert (step["t0"], step["t1"], step["g0"], step["g1"]) == (0, 1001, 100, 200)
+    assert (step["wall"], step["busy"], step["head"], step["tail"]) == (1001, 100, 100, 801)
+    assert step["globalTid"] == TID
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"traceEvents": [', "not a Chrome trace: unreadable JSON"),
+    ('{"schemaVersion": 1}', "JSON but not a Chrome trace (no traceEvents list)"),
+])
+def test_json_that_is_no_chrome_trace_is_refused(tmp_path, content, says):
+    path = tmp_path / "t.json"
+    path.write_text(content)
+    with pytest.raises(GapprofError, match=f"^{path}: {says.replace('(', '.').replace(')', '.')}"):
+        attribution.analyze(path)
+
+
+def test_a_trace_without_kernels_says_it_is_cpu_only(tmp_path):
+    path = _events_file(tmp_path, [_x("user_annotation", "decode_step", 0, 10), _x("cpu_op", "aten::mm", 1, 5)])
+    result = CliRunner().invoke(main, ["attribute", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: {path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
+        "activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
+
+
+def test_a_trace_without_ranges_or_of_several_processes_is_refused(tmp_path):
+    launch = [_x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
+              _x("kernel", "k", 3, 1, 0, 7, device=0, stream=7, correlation=1)]
+    with pytest.raises(GapprofError, match="no record_function ranges"):
+        attribution.analyze(_events_file(tmp_path, launch))
+    other = _x("user_annotation", "decode_step", 0, 10, pid=PID + 1)
+    with pytest.raises(GapprofError, match="CPU events of 2 processes"):
+        attribution.analyze(_events_file(tmp_path, [*launch, other, _x("user_annotation", "decode_step", 0, 10)]))
+
+
+def _real_cpu_trace(tmp_path):
+    """A torch.profiler trace of three scheduled steps of a tiny Qwen2 forward on CPU, with record_function."""
+    torch = pytest.importorskip("torch")
+    from gapprof.profiler.build import build_model
+    from torch.profiler import ProfilerActivity, profile, record_function, schedule
+
+    model, _ = build_model("tiny-qwen2", "float32", "sdpa", "cpu", seed=0)
+    path = tmp_path / "cpu.json"
+    with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=3, repeat=1),
+                 on_trace_ready=lambda p: p.export_chrome_trace(str(path))) as prof:
+        for _ in range(5):
+            with record_function("decode_step"), torch.no_grad():
+                model(torch.tensor([[1, 2, 3]]))
+            prof.step()
+    return path
+
+
+def test_a_real_cpu_trace_is_refused_as_cpu_only_and_parses_with_gpu_events_added(tmp_path):
+    path = _real_cpu_trace(tmp_path)
+    with pytest.raises(GapprofError, match="no GPU kernels"):
+        attribution.analyze(path)
+    data = json.loads(path.read_text())
+    steps = [e for e in data["traceEvents"] if e.get("name", "").startswith("ProfilerStep#")]
+    assert len(steps) == 3 and {e["cat"] for e in steps} == {"user_annotation"}
+    for i, step in enumerate(steps):  # one launch 1 µs into each step, on the step's own thread
+        data["traceEvents"] += [
+            _x("cuda_runtime", "cudaLaunchKernel", step["ts"] + 1, 1, step["pid"], step["tid"], correlation=i + 1),
+            _x("kernel", "void gemv<float>(int)", step["ts"] + 3, 2, 0, 7, device=0, stream=7, correlation=i + 1)]
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    result = attribution.analyze(path, Options(range_pattern=r"ProfilerStep#\d+", skip=0))
+    assert result.steps["kernels"].to_list() == [1, 1, 1]
+    # The added times went through doubles near 5e12 µs here, so a ns either way.
+    assert all(abs(head - 3000) <= 1 for head in result.steps["head"])
+
+
+def test_a_damaged_event_is_refused_in_one_line(tmp_path):
+    events = [_x("user_annotation", "decode_step", 0, 10), dict(ph="X", cat="kernel", name="k", pid=0, tid=7)]
+    with pytest.raises(GapprofError, match=r"event 1 \(kernel 'k'\) lacks a numeric ts, dur, pid or tid"):
+        attribution.analyze(_events_file(tmp_path, events))
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "traces"
+ANATOMY = ("step", "wall", "busy", "starved", "latency", "head", "tail", "spill", "overlap", "kernels",
+           "memcpys", "memsets", "launch_calls", "launch_cpu", "api_calls", "streams", "starved_gaps", "latency_gaps")
+COPY_NAMES = {kind: name for name, kind in kineto.COPY_KINDS.items()}
+
+
+def kineto_copy(path: Path, out: Path) -> Path:
+    """The ranges, the step threads' API calls and the GPU ops of an nsys trace, written as Kineto writes them:
+    times relative to the trace's first ns (the CUPTI backend's are epoch ns, beyond a double's ns at µs)."""
+    trace = load.open_trace(path)
+    names = dict(load.read_strings(trace).iter_rows())
+    ranges = load.read_ranges(trace)
+    calls = load.read_api_calls(trace, ranges["globalTid"].unique().to_list())
+    gpu = load.read_gpu_ops(trace)
+    base = min(ranges["start"].min(), calls["start"].min(), gpu["start"].min())
+    # Exact three-decimal µs: these differences from base are far below 2**53 / 1000 ns.
+    times = lambda row: dict(ts=(row["start"] - base) / 1000, dur=(row["end"] - row["start"]) / 1000)
+    split = lambda gtid: dict(pid=gtid >> TID_BITS, tid=gtid & ((1 << TID_BITS) - 1))
+    events = [dict(ph="X", cat="user_annotation", name=r["message"], **times(r), **split(r["globalTid"]))
+              for r in ranges.iter_rows(named=True)]
+    events += [dict(ph="X", cat=f"cuda_{c['source']}", name=api_name(names[c["nameId"]]), **times(c),
+                    args={"correlation": c["correlationId"]}, **split(c["globalTid"]))
+               for c in calls.iter_rows(named=True)]
+    gpu_names = {"kernel": lambda g: names[g["demangledName"]], "memset": lambda g: "Memset (Device)",
+                 "memcpy": lambda g: f"Memcpy {COPY_NAMES[g['copyKind']]} (Device -> Device)"}
+    events += [dict(ph="X", cat="kernel" if g["kind"] == "kernel" else f"gpu_{g['kind']}",
+                    name=gpu_names[g["kind"]](g), pid=g["deviceId"], tid=g["streamId"], **times(g),
+                    args={"device": g["deviceId"], "stream": g["streamId"], "correlation": g["correlationId"]})
+               for g in gpu.iter_rows(named=True)]
+    out.write_text(json.dumps({"traceEvents": events}))
+    return out
+
+
+@pytest.mark.parametrize("name", ["h100-graphs.sqlite", "h100-cupti.sqlite"])  # nsys graphs, CUPTI eager
+def test_a_shipped_trace_written_as_kineto_gives_the_same_anatomy(tmp_path, name):
+    nsys = attribution.analyze(SHIPPED / name)
+    options = Options(range_pattern=nsys.frames.meta.get("range_message", "decode_step"), skip=nsys.frames.skip)
+    torch_trace = attribution.analyze(kineto_copy(SHIPPED / name, tmp_path / "t.json"), options)
+    assert torch_trace.steps.select(ANATOMY).equals(nsys.steps.select(ANATOMY))
+    for table in ("class_table", "kernel_table", "api_table"):  # short names derived as nsys writes them
+        assert getattr(attribution, table)(torch_trace).equals(getattr(attribution, table)(nsys)), table
