@@ -19,7 +19,8 @@ def _import_cupti():
     try:
         from cupti import cupti
     except ImportError as error:
-        raise GapprofError(f"--backend cupti needs cupti-python (pip install 'gapprof[cupti]'): {error}") from None
+        raise GapprofError(f"--backend cupti needs cupti-python (`pip install -e '.[cupti]'` in the checkout): "
+                           f"{error}") from None
     return cupti
 
 
