@@ -1,11 +1,13 @@
 """`gapprof compare`, `gapprof project` and `gapprof plot`: step anatomy across GPUs, measured and replayed.
 Data on stdout (or -o), notes after the tables (in JSON under "notes"), progress on stderr."""
 
+from pathlib import Path
+
 import click
 
 from gapprof import gpus, render
 from gapprof.analysis import comparison, plots, projection, study
-from gapprof.analysis.attribution import Options
+from gapprof.analysis.attribution import Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -21,6 +23,24 @@ def _output_options(f):
     f = click.option("--plot", "plot_path", type=options.TRACE, default=None, callback=options.picture_path,
                      help="Also draw the step anatomy of every column to FILE (.png, .svg or .pdf).")(f)
     return options.FORMAT(options.OUTPUT(f))
+
+
+def _kernel_model_options(f):
+    f = click.option("--reference", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+                     help="Without --ncu: a module-annotated trace of the same model whose step labels TRACE's "
+                          "kernels by position, for analytic bytes per kernel.")(f)
+    return click.option("--ncu", "ncu_csv", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                        default=None, help="The CSV of `gapprof ncu` for this trace's model and runtime: each "
+                                           "kernel's measured bytes, for the kernel model (a kernel keeps its fixed "
+                                           "part and moves its bytes at 0.9 x the target's peak).")(f)
+
+
+def _with_kernel_model(loaded: study.Loaded, ncu_csv, reference, range_pattern) -> study.Loaded:
+    """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones)."""
+    if ncu_csv is None and reference is None:
+        return loaded
+    ref = analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
+    return study.with_kernel_model(loaded, ncu_csv, ref)
 
 
 def _projection_options(f):
@@ -83,16 +103,25 @@ def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, pl
 @click.command()
 @click.argument("trace", type=TRACE)
 @_projection_options
+@_kernel_model_options
 @_trace_options
 @_output_options
-def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us,
-            range_pattern, skip, count_embedding, fmt, output, plot_path):
+def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, ncu_csv,
+            reference, range_pattern, skip, count_embedding, fmt, output, plot_path):
     """Predict TRACE's step anatomy on other GPUs: replay its launch timeline with kernel durations rescaled by
-    bandwidth, CPU time and synchronisation kept. One column per target, after the measured one."""
+    bandwidth, CPU time and synchronisation kept. One column per target, after the measured one.
+
+    With --ncu (or --reference) each kernel's bytes are known and the kernel model replaces the bandwidth ratio:
+    a kernel keeps its fixed part (duration - bytes at 0.9 x the source's peak) and moves its bytes at 0.9 x the
+    target's peak."""
+    if fixed_kernel_us and (ncu_csv or reference):
+        raise click.UsageError("--fixed-kernel-us is the fixed cost of a kernel without the kernel model; with --ncu "
+                               "or --reference each kernel's fixed part comes from the trace")
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = _load([trace], range_pattern, skip, count_embedding)
+    loaded = _with_kernel_model(loaded, ncu_csv, reference, range_pattern)
     if graphs and projection.launches_graphs(loaded.timeline):
         raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
                            "graph launch a step")
