@@ -27,7 +27,9 @@ class Loaded:
     label: str
     analysis: Attribution
     timeline: launch_timeline.Timeline
-    kernel_bytes: str | None = None  # with the kernel model: where each kernel's bytes come from
+    # With the kernel model: the measured ops with their bytes (kernel_bytes), and where the bytes come from.
+    bytes_ops: pl.DataFrame | None = None
+    bytes_source: str | None = None
 
 
 def labels(paths: list[Path]) -> list[str]:
@@ -57,8 +59,8 @@ def with_kernel_model(loaded: Loaded, ncu_csv: Path | None, reference: Attributi
     source = found.facts["bytes per kernel"].split(":")[0]
     matched = f", {found.facts['kernels matched per step']:,.0f} kernels a step matched" if ncu_csv else ""
     timeline = projection.with_kernel_bytes(loaded.analysis, loaded.timeline, found.ops)
-    return replace(loaded, timeline=timeline, kernel_bytes=f"{source} ({ncu_csv or reference.frames.trace.path}"
-                                                           f"{matched})")
+    return replace(loaded, timeline=timeline, bytes_ops=found.ops,
+                   bytes_source=f"{source} ({ncu_csv or reference.frames.trace.path}{matched})")
 
 
 def measured_column(loaded: Loaded) -> comparison.Column:
@@ -95,8 +97,8 @@ def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
              f"{tl.queued_gap / 1e3:.2f} us (medians of the trace); kernels, memsets and device copies scale with "
              f"source/target datasheet bandwidth above a fixed {knobs.fixed_ns / 1e3:g} us per op, host copies "
              f"keep their duration; CPU time x{knobs.launch_cost_scale:g}"]
-    if loaded.kernel_bytes is not None:
-        notes.append(KERNEL_MODEL_NOTE + f"; bytes per kernel {loaded.kernel_bytes}")
+    if loaded.bytes_source is not None:
+        notes.append(KERNEL_MODEL_NOTE + f"; bytes per kernel {loaded.bytes_source}")
     if knobs.graph_launch_ns is not None:
         notes.append(f"--graphs: each step's launches become one graph launch of {knobs.graph_launch_ns / 1e3:g} us")
     if knobs.kernel_scale:

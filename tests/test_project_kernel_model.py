@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof import gpus
-from gapprof.analysis import anatomy, projection, study
+from gapprof.analysis import anatomy, fraction_model, projection, study
 from gapprof.analysis.attribution import Options
 from gapprof.cli import main
 from conftest import SYNC, with_meta
@@ -89,3 +89,24 @@ def test_project_cli_takes_ncu_and_refuses_a_fixed_kernel_cost_with_it(tmp_path)
     result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--ncu", str(csv),
                                        "--fixed-kernel-us", "4"])
     assert result.exit_code == 2 and "--fixed-kernel-us" in result.output
+
+
+def test_plot_fraction_with_ncu_draws_the_model(tmp_path):
+    trace, csv = known_steps(tmp_path)
+    out = tmp_path / "fraction.png"
+    result = CliRunner().invoke(main, ["plot", "fraction", str(trace), "--ncu", str(csv), "--to", "h200", "-o",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"\x89PNG") and out.stat().st_size > 5000
+    result = CliRunner().invoke(main, ["plot", "anatomy", str(trace), "--ncu", str(csv), "-o", str(out)])
+    assert result.exit_code == 2 and "fraction only" in result.output
+
+
+def test_fraction_model_passes_through_the_measured_point_and_falls_to_zero(tmp_path):
+    loaded = with_model(*known_steps(tmp_path))
+    model = fraction_model.fraction_model(loaded.label, loaded.analysis, loaded.bytes_ops)
+    measured = loaded.analysis.measured
+    assert model.fraction(3350.0) == pytest.approx(measured["floor"].mean() / measured["wall"].mean())
+    assert model.fixed_ms == pytest.approx(sum(f for _, _, f in KERNELS) / 1e6)
+    assert model.fraction(1e12) < 1e-5
+    assert model.floor_ms * model.peak_gbps / model.crossover_gbps == pytest.approx(model.fixed_ms)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from gapprof import gpus, render
-from gapprof.analysis import comparison, plots, projection, study
+from gapprof.analysis import comparison, fraction_model, plots, projection, study
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.errors import GapprofError
 from gapprof.log import progress
@@ -139,13 +139,20 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
               help="Also project each trace to this GPU (repeatable; fraction: default every GPU in the table).")
 @click.option("--step", "step_index", type=click.IntRange(min=0), default=None,
               help="timeline only: which measured step, counted from 0 after warm-up (default 0).")
+@_kernel_model_options
 @_trace_options
-def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_embedding):
+def plot(kind, traces, output, targets, step_index, ncu_csv, reference, range_pattern, skip, count_embedding):
     """Draw KIND for TRACES: anatomy (stacked bar per trace and projection, floor marked), fraction (floor
     fraction vs peak bandwidth, measured and projected), timeline (one step of the first trace: CPU calls above,
-    GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it)."""
+    GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it).
+
+    fraction with --ncu (or --reference): the kernel model of the first trace's kernel mix, as a curve of floor
+    fraction against bandwidth with the step time it tends to; the first trace is projected by the model, the
+    others are measured points only."""
     if step_index is not None and kind != "timeline":
         raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
+    if (ncu_csv or reference) and kind != "fraction":
+        raise click.UsageError("--ncu and --reference apply to fraction only")
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded = _load(traces, range_pattern, skip, count_embedding)
     knobs = projection.Knobs()
@@ -154,8 +161,21 @@ def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_e
         columns = [study.measured_column(x) for x in loaded] + [c for cs in projected.values() for c in cs]
         path = plots.anatomy(columns, output)
     elif kind == "fraction":
-        projected = study.projected_columns(loaded, specs or gpus.GPUS, knobs, progress)
-        path = plots.fraction([study.measured_column(x) for x in loaded], projected, output)
+        path = _fraction(loaded, specs or gpus.GPUS, ncu_csv, reference, range_pattern, output)
     else:
         path = plots.timeline(study.timeline_panels(loaded[0], specs, knobs, step_index or 0), output)
     progress(f"wrote {path}")
+
+
+def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_pattern, output):
+    """The fraction plot; with bytes per kernel, the first trace's kernel model, only its projections, and the
+    unprofiled steps' fractions where the traces recorded them."""
+    measured = [study.measured_column(x) for x in loaded]
+    if ncu_csv is None and reference is None:
+        projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
+        return plots.fraction(measured, projected, output)
+    unprofiled = {x.label: fraction_model.unprofiled_fraction(x.analysis) for x in loaded}
+    first = _with_kernel_model(loaded[0], ncu_csv, reference, range_pattern)
+    projected = study.projected_columns([first], specs, projection.Knobs(), progress)
+    model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops)
+    return plots.fraction(measured, projected, output, model, unprofiled)
