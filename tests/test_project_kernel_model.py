@@ -11,7 +11,7 @@ from gapprof import gpus
 from gapprof.analysis import anatomy, fraction_model, projection, study
 from gapprof.analysis.attribution import Options
 from gapprof.cli import main
-from conftest import SYNC, with_meta
+from conftest import H100, SYNC, with_meta
 from synthetic import TraceBuilder
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
@@ -110,3 +110,24 @@ def test_fraction_model_passes_through_the_measured_point_and_falls_to_zero(tmp_
     assert model.fixed_ms == pytest.approx(sum(f for _, _, f in KERNELS) / 1e6)
     assert model.fraction(1e12) < 1e-5
     assert model.floor_ms * model.peak_gbps / model.crossover_gbps == pytest.approx(model.fixed_ms)
+
+
+def test_project_and_compare_take_the_model_of_a_trace_without_metadata(tmp_path):
+    traces = []
+    for name in ("a", "b"):
+        b = TraceBuilder()
+        b.gpu_info(H100, None)
+        b.range(0, 50_001_000)
+        for i in range(10):  # 50 ms of kernels: above the floor of qwen2.5-7b on an H100 (4.3 ms)
+            b.launch(10 + 5 * i, 14 + 5 * i, 100 + 5_000_000 * i, 100 + 5_000_000 * (i + 1))
+        b.call(64, 50_000_200, SYNC)
+        traces.append(str(b.write(tmp_path / f"{name}.sqlite")))
+    floor = ["--model", "qwen2.5-7b", "--ctx", "2048"]
+    result = CliRunner().invoke(main, ["project", traces[0], "--to", "h200"])
+    assert result.exit_code == 1 and "--model and --ctx" in result.output
+    result = CliRunner().invoke(main, ["project", traces[0], "--to", "h200", *floor])
+    assert result.exit_code == 0, result.output
+    assert "H200 (projected)" in result.output
+    assert CliRunner().invoke(main, ["compare", *traces, *floor]).exit_code == 0
+    result = CliRunner().invoke(main, ["project", traces[0], "--to", "h200", *floor[:2], "--ctx", "10000000"])
+    assert result.exit_code == 1 and "floor is above the GPU busy time" in result.output

@@ -8,6 +8,7 @@ import click
 from gapprof import gpus, render
 from gapprof.analysis import comparison, fraction_model, plots, projection, study
 from gapprof.analysis.attribution import Options, analyze
+from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -79,23 +80,35 @@ def _emit(title, columns, notes, fmt, output, plot_path) -> None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
 
 
-def _load(paths, range_pattern, skip, count_embedding) -> list[study.Loaded]:
+def _load(paths, range_pattern, skip, count_embedding, overrides: dict | None = None,
+          force: bool = False) -> list[study.Loaded]:
+    """The traces through study.load; overrides: --model, --ctx and --dtype for the floor, refused where they
+    contradict a capture's metadata or put the floor above busy (as in `attribute`) unless force."""
     progress(f"analyzing {', '.join(map(str, paths))}")
-    return study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
+    overrides = overrides or {}
+    loaded = study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding,
+                                             **overrides))
+    if any(v is not None for v in overrides.values()) and not force:
+        wrong = [f"{x.label}: {problem}" for x in loaded for problem in problems(x.analysis, **overrides)]
+        if wrong:
+            raise GapprofError("; ".join(wrong) + "; --force uses them anyway")
+    return loaded
 
 
 @click.command()
 @click.argument("traces", nargs=-1, required=True, type=TRACE)
-@click.option("--force", is_flag=True, help="Compare traces that differ in model, ctx or runtime.")
+@click.option("--force", is_flag=True, help="Compare traces that differ in model, ctx or runtime, and accept "
+                                            "--model/--ctx/--dtype that contradict the captures' metadata.")
+@options.floor_inputs
 @_trace_options
 @_output_options
-def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, plot_path):
+def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embedding, fmt, output, plot_path):
     """Step anatomy of several TRACES side by side (one column each), with which terms scaled with 1/bandwidth,
     which stayed constant, and each term's share of the change in floor fraction (against the first trace)."""
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
-    loaded = _load(traces, range_pattern, skip, count_embedding)
+    loaded = _load(traces, range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
     notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
     _emit("compare", [study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
 
@@ -104,10 +117,13 @@ def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, pl
 @click.argument("trace", type=TRACE)
 @_projection_options
 @_kernel_model_options
+@options.floor_inputs
+@click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
+                                            "and a floor above the GPU busy time.")
 @_trace_options
 @_output_options
 def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, ncu_csv,
-            reference, range_pattern, skip, count_embedding, fmt, output, plot_path):
+            reference, model, ctx, dtype, force, range_pattern, skip, count_embedding, fmt, output, plot_path):
     """Predict TRACE's step anatomy on other GPUs: replay its launch timeline with kernel durations rescaled by
     bandwidth, CPU time and synchronisation kept. One column per target, after the measured one.
 
@@ -120,7 +136,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     specs = [gpus.resolve_gpu(t) for t in targets]
-    loaded, = _load([trace], range_pattern, skip, count_embedding)
+    loaded, = _load([trace], range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
     loaded = _with_kernel_model(loaded, ncu_csv, reference, range_pattern)
     if graphs and projection.launches_graphs(loaded.timeline):
         raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
