@@ -44,8 +44,8 @@ def load(paths: list[Path], options: Options) -> list[Loaded]:
     for label, path in zip(labels(paths), paths):
         analysis = analyze(Path(path), options)
         if analysis.floor is None:
-            raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model: "
-                               "pass --model and --ctx")
+            raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model "
+                               "(their --model and --ctx give it)")
         out.append(Loaded(label, analysis, launch_timeline.build(analysis)))
     return out
 
