@@ -79,7 +79,7 @@ def fraction(measured: list[Column], projected: dict[str, list[Column]], path: P
     ax.set_xlabel("datasheet peak DRAM bandwidth, GB/s (log)")
     ax.set_ylabel("floor fraction of wall, %")
     ax.set_ylim(bottom=0)
-    ax.set_title("Floor fraction vs peak bandwidth")
+    ax.set_title("Floor fraction vs peak bandwidth" + (f": the kernel model of {model.label}" if model else ""))
     ax.grid(True, alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
     for twin in ax.figure.axes[1:]:  # the model's step-time axis
