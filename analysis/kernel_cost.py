@@ -153,6 +153,12 @@ def _bytes(result, ncu_csv: Path | None, labelled: pl.DataFrame | None):
     return analytic_bytes(result, labelled)
 
 
+def bytes_per_kernel(result, ncu_csv: Path | None, reference=None):
+    """kernel_bytes.KernelBytes of an attribution.Attribution as cost_sections takes them: measured by the ncu CSV,
+    else analytic from module labels (its module ranges, or `reference`'s by position)."""
+    return _bytes(result, ncu_csv, _labels(result, reference))
+
+
 def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool = False) -> tuple[list, list[str]]:
     """Sections (title, table) and notes of the busy split of an attribution.Attribution: bytes measured by the ncu
     CSV, else analytic from module labels (its module ranges, or `reference`'s by position), which also split

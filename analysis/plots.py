@@ -2,17 +2,20 @@
 chosen or needed: files only).
 
 - anatomy: one stacked bar per trace or projection (floor, excess, starved, latency, head, tail), floor marked;
-- fraction: floor fraction against peak bandwidth, measured points and projected lines per source trace;
+- fraction: floor fraction against peak bandwidth, measured points and projected lines per source trace, and
+  the kernel model's curve for one trace (analysis.fraction_model);
 - timeline: one step, API calls on the CPU row above, GPU ops below, starved gaps shaded.
 """
 from pathlib import Path
 
 import matplotlib as mpl
+import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from gapprof.analysis.comparison import Column
+from gapprof.analysis.fraction_model import FractionModel
 from gapprof.errors import GapprofError
 
 COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
@@ -20,6 +23,8 @@ COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latenc
 CALL_COLORS = {"launch": "#2ca02c", "graph launch": "#2ca02c", "sync": "#9467bd", "memcpy": "#8c564b"}
 OTHER_CALL = "#bcbd22"
 FORMATS = (".png", ".svg", ".pdf")
+STEP_COLOR = "#9467bd"
+MODEL_SPAN = 4  # the kernel model's curve runs to this many times the fastest GPU drawn, to show where it tends
 
 
 def anatomy(columns: list[Column], path: Path) -> Path:
@@ -44,31 +49,68 @@ def anatomy(columns: list[Column], path: Path) -> Path:
     return _save(fig, path)
 
 
-def fraction(measured: list[Column], projected: dict[str, list[Column]], path: Path) -> Path:
-    """projected: source label -> its projections (one per target GPU). GPUs are named on the x axis (`_gpu_ticks`),
-    the legend sits outside the axes."""
-    fig = Figure(figsize=(9.5, 5))
+def fraction(measured: list[Column], projected: dict[str, list[Column]], path: Path,
+             model: FractionModel | None = None, unprofiled: dict[str, float] | None = None) -> Path:
+    """projected: source label -> its projections (one per target GPU); unprofiled: source label -> the floor
+    fraction of its unprofiled step, drawn hollow. With `model`, its curve (fraction_model), the bandwidth where
+    fixed time equals the floor, and on a second axis the step time it predicts, which tends to fixed + exposed.
+    GPUs are named on the x axis (`_gpu_ticks`), the legend sits outside the axes."""
+    fig = Figure(figsize=(10.5 if model else 9.5, 5))
     ax = fig.subplots()
     cycle = mpl.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, source in enumerate(measured):
         color = cycle[i % len(cycle)]
         points = sorted(projected.get(source.label, []), key=lambda c: c.values["peak GB/s"])
+        how = "projected by the kernel model (replay)" if model and model.label == source.label else "projected"
         if points:
             ax.plot([c.values["peak GB/s"] for c in points], [100 * c.values["floor fraction"] for c in points],
-                    "--", marker="x", color=color, alpha=0.8, label=f"{source.label}: projected")
+                    "--", marker="x", color=color, alpha=0.8, label=f"{source.label}: {how}")
         ax.plot(source.values["peak GB/s"], 100 * source.values["floor fraction"], "o", markersize=9,
                 color=color, markeredgecolor="black", label=f"{source.label}: measured ({source.values['gpu']})")
+        if (unprofiled or {}).get(source.label) is not None:
+            ax.plot(source.values["peak GB/s"], 100 * unprofiled[source.label], "o", markersize=9, color="none",
+                    markeredgecolor=color, markeredgewidth=2, label=f"{source.label}: measured, unprofiled step")
     ax.set_xscale("log")
     ticks = _gpu_ticks(measured + [c for cs in projected.values() for c in cs])
+    if model is not None:
+        ticks = _model_curve(ax, model, ticks)
     ax.set_xticks(list(ticks), list(ticks.values()), fontsize=7, rotation=45, ha="right", rotation_mode="anchor")
     ax.minorticks_off()
     ax.set_xlabel("datasheet peak DRAM bandwidth, GB/s (log)")
     ax.set_ylabel("floor fraction of wall, %")
     ax.set_ylim(bottom=0)
-    ax.set_title("Floor fraction vs peak bandwidth")
+    ax.set_title("Floor fraction vs peak bandwidth" + (f": the kernel model of {model.label}" if model else ""))
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    handles, labels = ax.get_legend_handles_labels()
+    for twin in ax.figure.axes[1:]:  # the model's step-time axis
+        more = twin.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.09 if model else 1.0, 1.0), fontsize=7)
     return _save(fig, path)
+
+
+def _model_curve(ax, model: FractionModel, ticks: dict[float, str]) -> dict[float, str]:
+    """Draw the model's fraction from below the slowest GPU to MODEL_SPAN x the fastest, the bandwidth where fixed
+    time equals the floor, and the step time on a second axis with its limit; return ticks with the span's end."""
+    high = MODEL_SPAN * max(ticks)
+    x = np.geomspace(min(ticks) / 1.2, high, 200)
+    ax.plot(x, 100 * model.fraction(x), "-", color="black", linewidth=1.5,
+            label=f"{model.label}: kernel model, fixed {model.fixed_ms:.2f} ms + bytes x peak/bandwidth")
+    ax.axvline(model.crossover_gbps, color="gray", linestyle=":", linewidth=1)
+    ax.annotate(f"fixed time = floor time\nat {model.crossover_gbps:,.0f} GB/s", (model.crossover_gbps, 0.97),
+                xycoords=("data", "axes fraction"), va="top", fontsize=7, color="dimgray", xytext=(4, 0),
+                textcoords="offset points")
+    step = ax.twinx()
+    wall = model.bytes_ms * model.peak_gbps / x + model.fixed_ms + model.exposed_ms
+    step.plot(x, wall, "-", color=STEP_COLOR, linewidth=1, label="kernel model: step time (right axis)")
+    limit = model.fixed_ms + model.exposed_ms
+    step.axhline(limit, color=STEP_COLOR, linestyle="--", linewidth=1,
+                 label=f"its limit (right axis): fixed {model.fixed_ms:.2f} + exposed {model.exposed_ms:.2f} = "
+                       f"{limit:.2f} ms")
+    step.set_ylim(0, wall.max() * 1.05)
+    step.set_ylabel("kernel model: step time, ms", color=STEP_COLOR)
+    step.tick_params(axis="y", colors=STEP_COLOR)
+    return ticks | {high: f"{high:,.0f}"}
 
 
 def _gpu_ticks(columns: list[Column]) -> dict[float, str]:

@@ -5,6 +5,14 @@ Duration model: an op that works in DRAM (kernel, memset, device-to-device copy)
     (min(d, fixed) + max(d - fixed, 0) * source peak / target peak) * class scale,
 so with fixed = 0 every such op scales with 1 / datasheet bandwidth and a fixed per-kernel cost (`fixed`)
 stays constant; host<->device copies cross PCIe and keep their duration (times their class scale).
+
+Kernel model (a timeline `with_kernel_bytes`, issue 11): a kernel of b bytes and duration d has its bytes' time
+t = b / R_s at the source's reference bandwidth R_s = 0.9 x its datasheet peak (kernel_cost.REFERENCE_FRACTION)
+and the fixed part d - t (kernel_cost.with_fixed); on the target, whose reference bandwidth is assumed to be 0.9 x
+its datasheet peak too (no measured GPU profile exists), it lasts
+    (fixed + b / R_t) * class scale = (d + t * (ratio - 1)) * class scale,  ratio = source peak / target peak,
+at least 0 (a kernel faster than its bytes at R_s has a negative fixed part). On the source GPU ratio = 1 and
+the duration is d exactly. Memcpys and memsets keep the rule above.
 """
 from dataclasses import dataclass, field, replace
 
@@ -12,6 +20,7 @@ import polars as pl
 
 from gapprof.analysis import anatomy, replay
 from gapprof.analysis.floor import apply_floor
+from gapprof.analysis.kernel_cost import REFERENCE_FRACTION
 from gapprof.analysis.kernels import CLASSES
 from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.launch_timeline import DTOD, Timeline
@@ -55,10 +64,27 @@ def source_bandwidth(analysis: Attribution) -> float:
     return analysis.floor.bandwidths["datasheet"][0]
 
 
+def with_kernel_bytes(analysis: Attribution, timeline: Timeline, ops: pl.DataFrame) -> Timeline:
+    """timeline whose kernels carry `bytes_ns`, their bytes' time at the source's reference bandwidth (the kernel
+    model); ops: the measured ops with `bytes` (kernel_bytes.KernelBytes.ops)."""
+    reference_gbps = REFERENCE_FRACTION * source_bandwidth(analysis)
+    # bytes per ns is GB/s; memcpys and memsets carry 0 bytes there but keep their own rule here.
+    bytes_ns = pl.when(pl.col("kind") == "kernel").then(pl.col("bytes") / reference_gbps)
+    timed = timeline.ops.join(ops.select("op", bytes_ns=bytes_ns), on="op", how="left")
+    missing = timed.filter((pl.col("kind") == "kernel") & pl.col("bytes_ns").is_null()).height
+    if missing:
+        raise GapprofError(f"{missing} kernels of the measured steps have no bytes; the kernel model needs them all")
+    return replace(timeline, ops=timed)
+
+
 def durations(ops: pl.DataFrame, ratio: float, knobs: Knobs) -> pl.Series:
-    """New duration (ns, float) of each op: ratio = source peak / target peak."""
+    """New duration (ns, float) of each op: ratio = source peak / target peak; kernels with `bytes_ns` take the
+    kernel model."""
     fixed = pl.min_horizontal("dur", pl.lit(knobs.fixed_ns))
     scaled = pl.when(IN_DRAM).then(fixed + (pl.col("dur") - fixed) * ratio).otherwise(pl.col("dur").cast(pl.Float64))
+    if "bytes_ns" in ops.columns:
+        model = (pl.col("dur") + pl.col("bytes_ns") * (ratio - 1)).clip(lower_bound=0)
+        scaled = pl.when(pl.col("bytes_ns").is_not_null()).then(model).otherwise(scaled)
     factor = pl.col("class").cast(pl.String).replace_strict(knobs.kernel_scale, default=1.0, return_dtype=pl.Float64)
     return ops.select(new=scaled * factor)["new"]
 

@@ -1,16 +1,25 @@
 """From trace paths to the columns `compare`, `project` and `plot` show: each trace through attribution.analyze
 (the attribution `attribute` uses), its launch timeline, its measured column and its projected ones."""
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
 from gapprof.analysis import anatomy, comparison, launch_timeline, projection
 from gapprof.analysis.attribution import Attribution, Options, analyze
+from gapprof.analysis.kernel_cost import REFERENCE_FRACTION, bytes_per_kernel
 from gapprof.errors import GapprofError
 from gapprof.paths import strip_extension
 from gapprof.gpus import GpuSpec
+
+
+KERNEL_MODEL_NOTE = (
+    f"kernel model: each kernel takes its fixed part from the trace (duration - bytes at {REFERENCE_FRACTION} x the "
+    f"source's datasheet peak) plus its bytes at {REFERENCE_FRACTION} x the target's datasheet peak, instead of the "
+    "bandwidth ratio above (memcpys and memsets keep it); the target's reference bandwidth is assumed: no measured "
+    f"GPU profile exists yet, and {REFERENCE_FRACTION} is what the copy benchmark recorded at capture reaches on the "
+    "shipped H100 traces (0.90 x datasheet)")
 
 
 @dataclass(frozen=True)
@@ -18,6 +27,9 @@ class Loaded:
     label: str
     analysis: Attribution
     timeline: launch_timeline.Timeline
+    # With the kernel model: the measured ops with their bytes (kernel_bytes), and where the bytes come from.
+    bytes_ops: pl.DataFrame | None = None
+    bytes_source: str | None = None
 
 
 def labels(paths: list[Path]) -> list[str]:
@@ -32,9 +44,24 @@ def load(paths: list[Path], options: Options) -> list[Loaded]:
     for label, path in zip(labels(paths), paths):
         analysis = analyze(Path(path), options)
         if analysis.floor is None:
-            raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model")
+            raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model "
+                               "(their --model and --ctx give it)")
         out.append(Loaded(label, analysis, launch_timeline.build(analysis)))
     return out
+
+
+def with_kernel_model(loaded: Loaded, ncu_csv: Path | None, reference: Attribution | None = None) -> Loaded:
+    """loaded whose projections use the kernel model (projection.with_kernel_bytes), with bytes measured by the ncu
+    CSV, else analytic from `reference`'s module labels."""
+    found = bytes_per_kernel(loaded.analysis, ncu_csv, reference)
+    if found.ops is None:
+        raise GapprofError(f"{loaded.label}: the ncu CSV's kernels and the trace's do not match one for one; "
+                           "`gapprof attribute --ncu` lists what did not match")
+    source = found.facts["bytes per kernel"].split(":")[0]
+    matched = f", {found.facts['kernels matched per step']:,.0f} kernels a step matched" if ncu_csv else ""
+    timeline = projection.with_kernel_bytes(loaded.analysis, loaded.timeline, found.ops)
+    return replace(loaded, timeline=timeline, bytes_ops=found.ops,
+                   bytes_source=f"{source} ({ncu_csv or reference.frames.trace.path}{matched})")
 
 
 def measured_column(loaded: Loaded) -> comparison.Column:
@@ -71,6 +98,8 @@ def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
              f"{tl.queued_gap / 1e3:.2f} us (medians of the trace); kernels, memsets and device copies scale with "
              f"source/target datasheet bandwidth above a fixed {knobs.fixed_ns / 1e3:g} us per op, host copies "
              f"keep their duration; CPU time x{knobs.launch_cost_scale:g}"]
+    if loaded.bytes_source is not None:
+        notes.append(KERNEL_MODEL_NOTE + f"; bytes per kernel {loaded.bytes_source}")
     if knobs.graph_launch_ns is not None:
         notes.append(f"--graphs: each step's launches become one graph launch of {knobs.graph_launch_ns / 1e3:g} us")
     if knobs.kernel_scale:

@@ -12,7 +12,6 @@ from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
-from gapprof.models import DTYPE_BYTES
 
 TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost", "findings")
 DEFAULT_TABLES = "summary,facts,classes,kernels,api,findings"
@@ -30,12 +29,7 @@ def _tables(value: str) -> list[str]:
 @click.argument("trace", type=options.TRACE)
 @options.RANGE
 @options.SKIP
-@click.option("--model", default=None, help="Model name, config.json or checkpoint folder, for the floor "
-                                            "[default: the capture's].")
-@click.option("--ctx", type=click.IntRange(min=0), default=None,
-              help="Context length at the first measured step, for the floor [default: the capture's].")
-@click.option("--dtype", type=click.Choice(sorted(DTYPE_BYTES)), default=None,
-              help="Weight and KV dtype for the floor [default: the capture's, else bfloat16].")
+@options.floor_inputs
 @click.option("--gpu", default=None, help="GPU for the datasheet bandwidth (a key, alias or device name) "
                                           "[default: the trace's device].")
 @options.COUNT_EMBEDDING

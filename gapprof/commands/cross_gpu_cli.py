@@ -1,11 +1,14 @@
 """`gapprof compare`, `gapprof project` and `gapprof plot`: step anatomy across GPUs, measured and replayed.
 Data on stdout (or -o), notes after the tables (in JSON under "notes"), progress on stderr."""
 
+from pathlib import Path
+
 import click
 
 from gapprof import gpus, render
-from gapprof.analysis import comparison, plots, projection, study
-from gapprof.analysis.attribution import Options
+from gapprof.analysis import comparison, fraction_model, plots, projection, study
+from gapprof.analysis.attribution import Options, analyze
+from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -21,6 +24,24 @@ def _output_options(f):
     f = click.option("--plot", "plot_path", type=options.TRACE, default=None, callback=options.picture_path,
                      help="Also draw the step anatomy of every column to FILE (.png, .svg or .pdf).")(f)
     return options.FORMAT(options.OUTPUT(f))
+
+
+def _kernel_model_options(f):
+    f = click.option("--reference", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+                     help="Without --ncu: a module-annotated trace of the same model whose step labels TRACE's "
+                          "kernels by position, for analytic bytes per kernel.")(f)
+    return click.option("--ncu", "ncu_csv", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+                        default=None, help="The CSV of `gapprof ncu` for this trace's model and runtime: each "
+                                           "kernel's measured bytes, for the kernel model (a kernel keeps its fixed "
+                                           "part and moves its bytes at 0.9 x the target's peak).")(f)
+
+
+def _with_kernel_model(loaded: study.Loaded, ncu_csv, reference, range_pattern) -> study.Loaded:
+    """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones)."""
+    if ncu_csv is None and reference is None:
+        return loaded
+    ref = analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
+    return study.with_kernel_model(loaded, ncu_csv, ref)
 
 
 def _projection_options(f):
@@ -59,23 +80,35 @@ def _emit(title, columns, notes, fmt, output, plot_path) -> None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
 
 
-def _load(paths, range_pattern, skip, count_embedding) -> list[study.Loaded]:
+def _load(paths, range_pattern, skip, count_embedding, overrides: dict | None = None,
+          force: bool = False) -> list[study.Loaded]:
+    """The traces through study.load; overrides: --model, --ctx and --dtype for the floor, refused where they
+    contradict a capture's metadata or put the floor above busy (as in `attribute`) unless force."""
     progress(f"analyzing {', '.join(map(str, paths))}")
-    return study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
+    overrides = overrides or {}
+    loaded = study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding,
+                                             **overrides))
+    if any(v is not None for v in overrides.values()) and not force:
+        wrong = [f"{x.label}: {problem}" for x in loaded for problem in problems(x.analysis, **overrides)]
+        if wrong:
+            raise GapprofError("; ".join(wrong) + "; --force uses them anyway")
+    return loaded
 
 
 @click.command()
 @click.argument("traces", nargs=-1, required=True, type=TRACE)
-@click.option("--force", is_flag=True, help="Compare traces that differ in model, ctx or runtime.")
+@click.option("--force", is_flag=True, help="Compare traces that differ in model, ctx or runtime, and accept "
+                                            "--model/--ctx/--dtype that contradict the captures' metadata.")
+@options.floor_inputs
 @_trace_options
 @_output_options
-def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, plot_path):
+def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embedding, fmt, output, plot_path):
     """Step anatomy of several TRACES side by side (one column each), with which terms scaled with 1/bandwidth,
     which stayed constant, and each term's share of the change in floor fraction (against the first trace)."""
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
-    loaded = _load(traces, range_pattern, skip, count_embedding)
+    loaded = _load(traces, range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
     notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
     _emit("compare", [study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
 
@@ -83,16 +116,28 @@ def compare(traces, force, range_pattern, skip, count_embedding, fmt, output, pl
 @click.command()
 @click.argument("trace", type=TRACE)
 @_projection_options
+@_kernel_model_options
+@options.floor_inputs
+@click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
+                                            "and a floor above the GPU busy time.")
 @_trace_options
 @_output_options
-def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us,
-            range_pattern, skip, count_embedding, fmt, output, plot_path):
+def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, ncu_csv,
+            reference, model, ctx, dtype, force, range_pattern, skip, count_embedding, fmt, output, plot_path):
     """Predict TRACE's step anatomy on other GPUs: replay its launch timeline with kernel durations rescaled by
-    bandwidth, CPU time and synchronisation kept. One column per target, after the measured one."""
+    bandwidth, CPU time and synchronisation kept. One column per target, after the measured one.
+
+    With --ncu (or --reference) each kernel's bytes are known and the kernel model replaces the bandwidth ratio:
+    a kernel keeps its fixed part (duration - bytes at 0.9 x the source's peak) and moves its bytes at 0.9 x the
+    target's peak."""
+    if fixed_kernel_us and (ncu_csv or reference):
+        raise click.UsageError("--fixed-kernel-us is the fixed cost of a kernel without the kernel model; with --ncu "
+                               "or --reference each kernel's fixed part comes from the trace")
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     specs = [gpus.resolve_gpu(t) for t in targets]
-    loaded, = _load([trace], range_pattern, skip, count_embedding)
+    loaded, = _load([trace], range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
+    loaded = _with_kernel_model(loaded, ncu_csv, reference, range_pattern)
     if graphs and projection.launches_graphs(loaded.timeline):
         raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
                            "graph launch a step")
@@ -110,13 +155,20 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
               help="Also project each trace to this GPU (repeatable; fraction: default every GPU in the table).")
 @click.option("--step", "step_index", type=click.IntRange(min=0), default=None,
               help="timeline only: which measured step, counted from 0 after warm-up (default 0).")
+@_kernel_model_options
 @_trace_options
-def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_embedding):
+def plot(kind, traces, output, targets, step_index, ncu_csv, reference, range_pattern, skip, count_embedding):
     """Draw KIND for TRACES: anatomy (stacked bar per trace and projection, floor marked), fraction (floor
     fraction vs peak bandwidth, measured and projected), timeline (one step of the first trace: CPU calls above,
-    GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it)."""
+    GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it).
+
+    fraction with --ncu (or --reference): the kernel model of the first trace's kernel mix, as a curve of floor
+    fraction against bandwidth with the step time it tends to; the first trace is projected by the model, the
+    others are measured points only."""
     if step_index is not None and kind != "timeline":
         raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
+    if (ncu_csv or reference) and kind != "fraction":
+        raise click.UsageError("--ncu and --reference apply to fraction only")
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded = _load(traces, range_pattern, skip, count_embedding)
     knobs = projection.Knobs()
@@ -125,8 +177,21 @@ def plot(kind, traces, output, targets, step_index, range_pattern, skip, count_e
         columns = [study.measured_column(x) for x in loaded] + [c for cs in projected.values() for c in cs]
         path = plots.anatomy(columns, output)
     elif kind == "fraction":
-        projected = study.projected_columns(loaded, specs or gpus.GPUS, knobs, progress)
-        path = plots.fraction([study.measured_column(x) for x in loaded], projected, output)
+        path = _fraction(loaded, specs or gpus.GPUS, ncu_csv, reference, range_pattern, output)
     else:
         path = plots.timeline(study.timeline_panels(loaded[0], specs, knobs, step_index or 0), output)
     progress(f"wrote {path}")
+
+
+def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_pattern, output):
+    """The fraction plot; with bytes per kernel, the first trace's kernel model, only its projections, and the
+    unprofiled steps' fractions where the traces recorded them."""
+    measured = [study.measured_column(x) for x in loaded]
+    if ncu_csv is None and reference is None:
+        projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
+        return plots.fraction(measured, projected, output)
+    unprofiled = {x.label: fraction_model.unprofiled_fraction(x.analysis) for x in loaded}
+    first = _with_kernel_model(loaded[0], ncu_csv, reference, range_pattern)
+    projected = study.projected_columns([first], specs, projection.Knobs(), progress)
+    model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops)
+    return plots.fraction(measured, projected, output, model, unprofiled)

@@ -28,6 +28,18 @@ TRACE_BACKEND = click.option("--backend", type=click.Choice(["nsys", "cupti"]), 
 COUNT_EMBEDDING = click.option("--count-embedding", is_flag=True,
                                help="Count the whole token-embedding table in the floor bytes (the study's "
                                     "convention).")
+
+
+def floor_inputs(f):
+    """--model, --ctx and --dtype: the floor's inputs when the capture's metadata lacks them or is overridden."""
+    f = click.option("--dtype", type=click.Choice(sorted(DTYPE_BYTES)), default=None,
+                     help="Weight and KV dtype for the floor [default: the capture's, else bfloat16].")(f)
+    f = click.option("--ctx", type=click.IntRange(min=0), default=None,
+                     help="Context length at the first measured step, for the floor [default: the capture's].")(f)
+    return click.option("--model", default=None, help="Model name, config.json or checkpoint folder, for the floor "
+                                                      "[default: the capture's].")(f)
+
+
 RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_default=True,
                      help="NVTX message (or torch.profiler record_function name) of a step range, a regular "
                           "expression matching the whole message (any domain).")
