@@ -60,7 +60,9 @@ def starved_before_one_class(result, classes: pl.DataFrame) -> Finding | None:
     if starved_us < EXPOSED_CPU_SHARE * measured["wall"].mean() / 1000:
         return None
     top = classes.sort("starved_before_us_per_step", descending=True).row(0, named=True)
-    if top["starved_before_us_per_step"] < CONCENTRATED_SHARE * starved_us:
+    # Concentrated: much of the wait before a class that holds few of the kernels (not the only class there is).
+    if (top["starved_before_us_per_step"] < CONCENTRATED_SHARE * starved_us
+            or top["calls_per_step"] > CONCENTRATED_SHARE * classes["calls_per_step"].sum()):
         return None
     return Finding(f"GPU waits before the {top['class']} kernels", top["starved_before_us_per_step"] / 1000,
                    f"{top['starved_before_us_per_step'] / 1000:.2f} of the {starved_us / 1000:.2f} ms starved a "

@@ -98,3 +98,15 @@ def test_findings_on_the_shipped_eager_trace():
     titles = [f.title for f in findings.findings(result)]
     assert titles == ["GPU starved by the CPU's launches", "GPU waits before the attention kernels",
                       "module loading or compilation inside each step", "many short kernels, each with a fixed cost"]
+
+
+def test_compare_ends_with_the_findings_of_each_trace(pair):
+    import json
+
+    from click.testing import CliRunner
+
+    from gapprof.cli import main
+
+    doc = json.loads(CliRunner().invoke(main, ["compare", *map(str, pair), "--format", "json"]).stdout)
+    for label in ("h100", "h200"):
+        assert any(key.startswith("1. GPU starved by the CPU's launches") for key in doc[f"findings {label}"])

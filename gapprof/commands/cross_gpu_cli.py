@@ -8,6 +8,7 @@ import click
 from gapprof import gpus, render
 from gapprof.analysis import comparison, fraction_model, plots, projection, study
 from gapprof.analysis.attribution import Options, analyze
+from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
 from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
 from gapprof.log import progress
@@ -72,10 +73,11 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
-def _emit(title, columns, notes, fmt, output, plot_path) -> None:
-    """The column table, one explanation per column against the first, and the plot if asked for."""
+def _emit(title, columns, notes, fmt, output, plot_path, extra_sections=()) -> None:
+    """The column table, one explanation per column against the first, any further sections, and the plot if
+    asked for."""
     sections, explained = comparison.sections(columns, title)
-    render.emit(sections, fmt, notes + explained, output)
+    render.emit(sections + list(extra_sections), fmt, notes + explained, output)
     if plot_path is not None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
 
@@ -110,7 +112,9 @@ def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embeddi
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
     loaded = _load(traces, range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
     notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
-    _emit("compare", [study.measured_column(x) for x in loaded], notes, fmt, output, plot_path)
+    found = [(f"findings {x.label}", findings_table(findings(x.analysis))) for x in loaded]
+    _emit("compare", [study.measured_column(x) for x in loaded], notes + [FINDINGS_NOTE], fmt, output, plot_path,
+          found)
 
 
 @click.command()
