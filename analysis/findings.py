@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import api, kernels
+from gapprof.analysis import api
+from gapprof.analysis.attribution import class_table
+from gapprof.analysis.summary import cpu_us_per_launch
 
 # API calls that load modules or compile code: work that a decode step should not repeat.
 SETUP_CALLS = r"^(cuLibraryLoad|cuModuleLoad|cuLink|nvrtc)"
@@ -35,9 +37,9 @@ def _ms(ns: float) -> float:
     return ns / 1e6
 
 
-def setup_in_step(result) -> Finding | None:
-    """Module loads or compilation inside steps, and the GPU idle gap that follows each (the next op's gap)."""
-    calls = api.named_calls(result.measured_only(result.calls), result.frames.strings)
+def setup_in_step(result, calls: pl.DataFrame) -> Finding | None:
+    """Module loads or compilation inside steps (calls: the measured steps' API calls, named), and the GPU idle
+    gap that follows each (the next op's gap)."""
     setup = calls.filter(pl.col("name").str.contains(SETUP_CALLS)).sort("end")
     if setup.is_empty():
         return None
@@ -71,9 +73,9 @@ def starved_before_one_class(result, classes: pl.DataFrame) -> Finding | None:
                    "--modules)")
 
 
-def host_syncs(result) -> Finding | None:
-    """More than one synchronising call a step (the step's own token copy needs one): all but the last cost."""
-    calls = api.named_calls(result.measured_only(result.calls), result.frames.strings)
+def host_syncs(result, calls: pl.DataFrame) -> Finding | None:
+    """More than one synchronising call a step (the step's own token copy needs one): all but the last cost.
+    calls: the measured steps' API calls, named."""
     syncs = calls.filter(pl.col("name").str.contains("Synchronize")).sort("step", "start")
     per_step = syncs.height / result.measured.height
     if per_step <= 1:
@@ -109,11 +111,10 @@ def exposed_cpu(result) -> Finding | None:
     starved, wall = measured["starved"].mean(), measured["wall"].mean()
     if starved < EXPOSED_CPU_SHARE * wall:
         return None
-    launches = measured["launch_calls"].sum()
-    cpu_us = measured["launch_cpu"].sum() / launches / 1000 if launches else 0
+    cpu_us = cpu_us_per_launch(measured) or 0
     return Finding("GPU starved by the CPU's launches", _ms(starved),
                    f"{starved / wall:.0%} of the step the GPU waits for the next launch; "
-                   f"{launches / measured.height:,.0f} launch calls a step, {cpu_us:.1f} us of CPU each",
+                   f"{measured['launch_calls'].mean():,.0f} launch calls a step, {cpu_us:.1f} us of CPU each",
                    "launch the whole step at once: CUDA Graphs (runtime graphs) or torch.compile reduce-overhead")
 
 
@@ -148,10 +149,9 @@ def extra_traffic(cost: pl.DataFrame, peak: float) -> list[Finding]:
 
 def findings(result, cost: pl.DataFrame | None = None) -> list[Finding]:
     """Every finding whose evidence is in the trace, largest first."""
-    classes = kernels.class_table(result.measured_only(result.ops), result.frames.gpu, result.frames.strings,
-                                  result.measured.height, int(result.measured["busy"].sum()))
-    found = [setup_in_step(result), starved_before_one_class(result, classes), host_syncs(result),
-             short_kernels(result), exposed_cpu(result)]
+    calls = api.named_calls(result.measured_only(result.calls), result.frames.strings)
+    found = [setup_in_step(result, calls), starved_before_one_class(result, class_table(result)),
+             host_syncs(result, calls), short_kernels(result), exposed_cpu(result)]
     if cost is not None and result.floor is not None:
         peak = result.floor.bandwidths[result.floor.primary][0]
         found += low_bandwidth_classes(cost, peak) + extra_traffic(cost, peak)
