@@ -123,11 +123,11 @@ def analyses(gpu_records: list[dict]) -> list[str]:
 
 
 def _gpu_key(gpu_name: str) -> str:
+    """The results folder ab and sweep use for this GPU (profiler.cells.gpu_key)."""
     sys.path.insert(0, str(REPO))
-    from gapprof.gpus import gpu_for_device_name
+    from gapprof.profiler.cells import gpu_key
 
-    gpu = gpu_for_device_name(gpu_name)
-    return gpu.key if gpu else gpu_name.lower().replace(" ", "-")
+    return gpu_key([{"gpu_name": gpu_name}])
 
 
 def markdown(records: list[dict]) -> str:
