@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gapprof.render import markdown_table
 
-SWEEP_COLUMNS = ("model", "ctx", "runtime", "status", "reason", "steps", "warmup", "median_ms", "p10_ms", "p90_ms",
+SWEEP_COLUMNS = ("model", "ctx", "runtime", "attn", "status", "reason", "steps", "warmup", "median_ms", "p10_ms", "p90_ms",
                  "floor_ms", "floor_fraction", "floor_ms_copy", "floor_fraction_copy", "first_token")
 ANATOMY_PREFIX = "profiled_"
 
@@ -73,7 +73,7 @@ def ab_markdown(result: dict) -> str:
         f"95% CI {low:.3f}-{high:.3f} ({boot['method']}, {boot['resamples']:,} resamples, seed {boot['seed']}).",
         summary,
         f"Per session: {request['warmup']} warm-up + {request['steps']} measured steps, {request['dtype']}, "
-        f"attn {request['attn']}; {result['timing']}. Distinct decoded token sequences: "
+        f"attn {arms[0]['attn']} (A), {arms[1]['attn']} (B); {result['timing']}. Distinct decoded token sequences: "
         f"{_token_line(result['distinct_token_sequences'], len(arms[0]['sessions']), len(arms[1]['sessions']))}.",
         _floor_line(floor),
         "## Sessions in run order",
@@ -108,9 +108,9 @@ def sweep_table(rows: list[dict]) -> tuple[list[str], list[dict]]:
 def sweep_markdown(result: dict) -> str:
     rows, terms = result["rows"], _anatomy_terms(result["rows"])
     table = markdown_table(
-        ["model", "ctx", "runtime", "median ms/step", "p10-p90 ms", "floor ms", "floor fraction",
+        ["model", "ctx", "runtime", "attn", "median ms/step", "p10-p90 ms", "floor ms", "floor fraction",
          "floor fraction (copy)", *(f"profiled {t} ms" for t in terms), "note"],
-        [[r["model"], r["ctx"], r["runtime"], _ms(r.get("median_ms")),
+        [[r["model"], r["ctx"], r["runtime"], r.get("attn", ""), _ms(r.get("median_ms")),
           f"{_ms(r['p10_ms'])}-{_ms(r['p90_ms'])}" if r["status"] == "ok" else "", _ms(r.get("floor_ms")),
           _pct(r.get("floor_fraction")), _pct(r.get("floor_fraction_copy")),
           *(_ms(r.get("anatomy", {}).get(t)) for t in terms), r.get("reason") or r.get("profile_error", "")]
@@ -120,7 +120,7 @@ def sweep_markdown(result: dict) -> str:
              f"Command: `{result['command']}` (finished {result['finished_at']})",
              f"Machine: {_machine_line(result['machine'])}",
              f"Per cell: {grid['warmup']} warm-up + {grid['steps']} measured steps, {grid['dtype']}, attn "
-             f"{grid['attn']}; {result['timing']}. Floor fraction = floor ms / median ms; "
+             f"{grid['attn']} (each cell's backend in the table); {result['timing']}. Floor fraction = floor ms / median ms; "
              f"{result['floor_convention']}.",
              table]
     if terms:

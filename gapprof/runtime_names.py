@@ -4,3 +4,24 @@ RUNTIMES = ("eager", "static", "graphs", "compile")
 # CUDA graph capture and cudagraph trees need eager iterations first (lazy init, cuBLAS workspaces).
 EAGER_STEPS_BEFORE_CAPTURE = 2
 MIN_WARMUP = {"eager": 0, "static": 0, "graphs": EAGER_STEPS_BEFORE_CAPTURE + 1, "compile": 3}
+
+# Attention backends: "sdpa" lets torch pick per call; "sdpa-X" pins SDPA to one backend; "eager" is Hugging Face's
+# own matmul-softmax-matmul attention. The pinned ones are what a user sets with torch.nn.attention.sdpa_kernel.
+ATTENTION_BACKENDS = ("sdpa-math", "sdpa-flash", "sdpa-cudnn", "sdpa-efficient", "sdpa", "eager")
+CUDA_ONLY_ATTENTION = ("sdpa-cudnn", "sdpa-efficient")
+# `auto`: the fastest backend without a per-length setup, per runtime (benchmarks/attn_backends.py, H100 and
+# H200, 2026-11-27). The dynamic cache gives attention a new KV length every step, where torch's own choice
+# (cuDNN) pays a setup each time and flash is fastest; the static-cache runtimes keep one length, flash refuses
+# their attention mask, and torch's choice is fastest.
+AUTO_ATTENTION = {"eager": "sdpa-flash", "static": "sdpa", "graphs": "sdpa", "compile": "sdpa"}
+# Backends a runtime cannot run (measured on H100, torch 2.11, transformers 5.17): flash takes no attention mask,
+# which the static cache passes; Hugging Face's eager attention copies a host tensor inside CUDA graph capture.
+UNSUPPORTED_ATTENTION = {("sdpa-flash", r): "flash attention takes no attention mask, which the static cache "
+                         "passes" for r in ("static", "graphs", "compile")}
+UNSUPPORTED_ATTENTION[("eager", "graphs")] = ("Hugging Face's eager attention copies a host tensor during CUDA "
+                                              "graph capture")
+
+
+def resolve_attention(attn: str, runtime: str) -> str:
+    """The backend `--attn auto` stands for under `runtime`; any other choice as given."""
+    return AUTO_ATTENTION.get(runtime, "sdpa") if attn == "auto" else attn

@@ -19,7 +19,7 @@ def _arm(runtime: str, records: list[dict], floor: dict) -> dict:
                  "mean_ms": statistics.fmean(r["step_ms"]), **{k: r[k] for k in SESSION_FIELDS}} for r in records]
     medians = [s["median_ms"] for s in sessions]
     mean = statistics.fmean(medians)
-    return {"runtime": runtime, "mean_of_medians_ms": mean, "sd_of_medians_ms": statistics.stdev(medians),
+    return {"runtime": runtime, "attn": records[0]["request"]["attn"], "mean_of_medians_ms": mean, "sd_of_medians_ms": statistics.stdev(medians),
             "min_median_ms": min(medians), "max_median_ms": max(medians),
             **cells.floor_fractions(floor, mean), "sessions": sessions}
 
@@ -34,7 +34,7 @@ def summarise(records_a: list[dict], records_b: list[dict], count_embedding: boo
             "b": _arm(records_b[0]["request"]["runtime"], records_b, floor)}
     interval = ratio_of_means_ci([s["median_ms"] for s in arms["a"]["sessions"]],
                                  [s["median_ms"] for s in arms["b"]["sessions"]], resamples=resamples, seed=seed)
-    request = {k: v for k, v in records_a[0]["request"].items() if k not in ("runtime", "backend")}
+    request = {k: v for k, v in records_a[0]["request"].items() if k not in ("runtime", "backend", "attn")}
     return {
         "request": request,
         "arms": arms,

@@ -7,6 +7,7 @@ import torch
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.models import load_config
+from gapprof.profiler.attention import implementation
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -20,17 +21,19 @@ def build_model(model: str, dtype: str, attn: str, device: str, seed: int, weigh
     from transformers import AutoConfig, AutoModelForCausalLM
 
     torch_dtype = DTYPES[dtype]
+    attn_implementation = implementation(attn)
     started = time.perf_counter()
     if weights:
         if not Path(weights, "config.json").is_file():
             raise GapprofError(f"--weights {weights}: no config.json there (expected a Hugging Face checkpoint folder)")
         # Loaded on the host, then moved: placing it directly with device_map would need accelerate.
-        net = AutoModelForCausalLM.from_pretrained(weights, dtype=torch_dtype, attn_implementation=attn).to(device)
+        net = AutoModelForCausalLM.from_pretrained(weights, dtype=torch_dtype,
+                                                   attn_implementation=attn_implementation).to(device)
     else:
         config = AutoConfig.for_model(**load_config(model))
         torch.manual_seed(seed)
         with torch.device(device):
-            net = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn)
+            net = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn_implementation)
     net.eval().requires_grad_(False)
     progress(f"built {weights or model} ({dtype}, attn={attn}) on {device} in {time.perf_counter() - started:.1f} s")
     return net, net.config

@@ -5,7 +5,8 @@ import dataclasses
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, get_spec
 from gapprof.profiler.module_ranges import HOOKED_RUNTIMES
-from gapprof.runtime_names import MIN_WARMUP, RUNTIMES
+from gapprof.runtime_names import (ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION, MIN_WARMUP, RUNTIMES,
+                                   UNSUPPORTED_ATTENTION, resolve_attention)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,11 +18,14 @@ class CaptureRequest:
     runtime: str = "eager"
     backend: str = "nsys"
     dtype: str = "bfloat16"
-    attn: str = "sdpa"
+    attn: str = "auto"  # resolved on creation, so every record names the backend that ran
     weights: str | None = None
     seed: int = 0
     device: str = "cuda"
     modules: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "attn", resolve_attention(self.attn, self.runtime))
 
 
 def validate(request: CaptureRequest) -> None:
@@ -40,6 +44,14 @@ def validate(request: CaptureRequest) -> None:
                            f"{request.runtime} replay (map its kernels with `attribute --by module --reference`)")
     if request.modules and request.backend == "cupti":
         raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
+    if request.attn not in ATTENTION_BACKENDS:
+        raise GapprofError(f"unknown attention backend {request.attn!r}; known: auto, {', '.join(ATTENTION_BACKENDS)}")
+    if (request.attn, request.runtime) in UNSUPPORTED_ATTENTION:
+        raise GapprofError(f"--attn {request.attn} does not run under runtime {request.runtime}: "
+                           f"{UNSUPPORTED_ATTENTION[request.attn, request.runtime]}")
+    if request.attn in CUDA_ONLY_ATTENTION and not request.device.startswith("cuda"):
+        raise GapprofError(f"--attn {request.attn} runs on CUDA only; on {request.device} use "
+                           "sdpa, sdpa-math, sdpa-flash or eager")
     if not request.weights:  # a checkpoint's positions are known once its config is read (start_decode)
         check_positions(request, get_spec(request.model).max_positions, request.model)
 

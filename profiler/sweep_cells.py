@@ -22,7 +22,7 @@ from gapprof.profiler import cells
 def cell_row(request: dict, record: dict | None, reason: str, gpu_name: str | None, copy_gbps: float | None,
              count_embedding: bool) -> dict:
     """One output row: the cell, and its timing and floor if it ran, else the reason it did not."""
-    row = {"model": request["model"], "ctx": request["ctx"], "runtime": request["runtime"],
+    row = {"model": request["model"], "ctx": request["ctx"], "runtime": request["runtime"], "attn": request["attn"],
            "steps": request["steps"], "warmup": request["warmup"]}
     if record is None or not record["ok"]:
         return {**row, "status": "not run", "reason": reason or record["reason"]}

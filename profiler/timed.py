@@ -1,8 +1,8 @@
 """A fresh session: one process that builds the model, prefills, warms up and times decode steps, unprofiled.
 
 Run as `python -m gapprof.profiler.timed REQUESTS.json RESULTS.jsonl`. REQUESTS holds a list of
-CaptureRequest dicts for one model (same dtype, attn, weights, seed, device); the model is built once and
-each request gets its own runtime and prefill. Each step is timed on the host's perf_counter_ns and ends
+CaptureRequest dicts for one model (same dtype, weights, seed, device); the model is built once and
+each request gets its own runtime, attention backend and prefill. Each step is timed on the host's perf_counter_ns and ends
 once the next token is on the host (runtime.step() reads it back, which synchronises with the GPU).
 
 One JSON line per request is appended to RESULTS as soon as it is done. A request that fails writes a line
@@ -19,13 +19,14 @@ import torch
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.profiler import environment
+from gapprof.profiler.attention import implementation
 from gapprof.profiler.build import build_model
 from gapprof.profiler.decode import run_steps, step_ms
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.profiler.session import start_decode
 
 FAILED_EXIT = 3
-SHARED_FIELDS = ("model", "dtype", "attn", "weights", "seed", "device")
+SHARED_FIELDS = ("model", "dtype", "weights", "seed", "device")
 
 
 def failure_reason(error: BaseException) -> str:
@@ -34,6 +35,7 @@ def failure_reason(error: BaseException) -> str:
 
 
 def _time_one(request: CaptureRequest, model, config) -> dict:
+    model.set_attn_implementation(implementation(request.attn))
     runtime, first = start_decode(request, model, config)
     progress(f"timing {request.warmup} warm-up + {request.steps} steps ({request.runtime}, ctx {request.ctx})")
     tokens, spans = run_steps(runtime, request.warmup + request.steps)

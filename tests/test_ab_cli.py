@@ -66,6 +66,9 @@ def test_results_record_the_exact_command(two_sessions_per_arm):
     assert data["command"] in markdown
     assert f"**{data['speedup']:.3f}x**" in markdown
     assert markdown.count("| eager |") == 3  # the arm row and its two sessions
+    # --attn auto resolves per arm, and each arm records the backend it ran
+    assert (data["arms"]["a"]["attn"], data["arms"]["b"]["attn"]) == ("sdpa-flash", "sdpa")
+    assert "attn sdpa-flash (A), sdpa (B)" in markdown
 
 
 def session(order: int, runtime: str, step_ms: list[float], gpu_name: str = "NVIDIA H100 80GB HBM3") -> dict:

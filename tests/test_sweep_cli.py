@@ -62,7 +62,7 @@ def test_outputs_hold_every_row_and_the_command(swept):
 
 
 def test_floor_fraction_of_a_gpu_cell():
-    request = {"model": "llama-3.1-8b", "ctx": 4096, "steps": 2, "warmup": 1, "runtime": "graphs",
+    request = {"model": "llama-3.1-8b", "ctx": 4096, "steps": 2, "warmup": 1, "runtime": "graphs", "attn": "sdpa",
                "dtype": "bfloat16", "weights": None}
     record = {"ok": True, "step_ms": [12.0, 14.0], "first_token": 3}
     row = sweep_cells.cell_row(request, record, "", "NVIDIA H200", 4300.0, count_embedding=False)

@@ -9,6 +9,7 @@ from gapprof import render
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, known_models
 from gapprof.nvtx_names import STEP_MESSAGE
+from gapprof.runtime_names import ATTENTION_BACKENDS
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -16,7 +17,11 @@ FORMATS = ("table", "csv", "json", "markdown")
 MODEL = click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
 CTX = click.option("--ctx", default=2048, show_default=True, help="Prompt tokens prefilled before decoding.")
 DTYPE = click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="bfloat16", show_default=True)
-ATTN = click.option("--attn", type=click.Choice(["sdpa", "eager"]), default="sdpa", show_default=True)
+ATTN = click.option("--attn", type=click.Choice(["auto", *ATTENTION_BACKENDS]), default="auto", show_default=True,
+                    help="Attention backend: sdpa-X pins torch's SDPA to backend X, sdpa lets torch choose, eager is "
+                         "Hugging Face's own. auto: sdpa-flash for the eager runtime (torch's choice, cuDNN, pays a "
+                         "setup per new KV length there), sdpa for the static-cache runtimes; the fastest without "
+                         "per-length setup on H100 and H200 (benchmarks/attn_backends.py, 2026-11-27).")
 WEIGHTS = click.option("--weights", type=click.Path(file_okay=False),
                        help="Local Hugging Face checkpoint (default: random).")
 SEED = click.option("--seed", default=0, show_default=True, help="Weights and prompt seed.")
