@@ -81,7 +81,7 @@ def with_kernel_bytes(analysis: Attribution, timeline: Timeline, ops: pl.DataFra
     missing = timed.filter((pl.col("kind") == "kernel") & pl.col("bytes_ns").is_null()).height
     if missing:
         raise GapprofError(f"{missing} kernels of the measured steps have no bytes; the kernel model needs them all")
-    return replace(timeline, ops=timed)
+    return replace(timeline, ops=timed, profiles=profiles or {})
 
 
 def durations(ops: pl.DataFrame, ratio: float, knobs: Knobs, kernel: tuple[float, float] | None = None) -> pl.Series:
@@ -141,12 +141,12 @@ def kernel_rates(analysis: Attribution, target: GpuSpec, profiles: dict) -> tupl
     return source.gbps / there.gbps, fixed_scale(source.parameters, there)
 
 
-def replayed(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs, profiles: dict | None = None
+def replayed(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs
              ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(steps, calls, gpu) frames of the timeline replayed on `target` (see replay.replay); profiles: GPU key ->
-    gapprof.gpu_profile.Found, for the kernel model."""
+    """(steps, calls, gpu) frames of the timeline replayed on `target` (see replay.replay); a timeline
+    `with_kernel_bytes` takes the kernel model, with its GPU profiles."""
     ratio = source_bandwidth(analysis) / target.peak_gbps
-    kernel = kernel_rates(analysis, target, profiles or {}) if "bytes_ns" in timeline.ops.columns else None
+    kernel = kernel_rates(analysis, target, timeline.profiles) if "bytes_ns" in timeline.ops.columns else None
     if knobs.graph_launch_ns is not None:
         timeline = as_graph(timeline, knobs.graph_launch_ns)
     return replay.replay(timeline, durations(timeline.ops, ratio, knobs, kernel), knobs.launch_cost_scale)
@@ -159,10 +159,9 @@ def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpe
     return apply_floor(table, target_floor, pl.col("ctx"))
 
 
-def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs,
-            profiles: dict | None = None) -> pl.DataFrame:
+def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
     """The replayed per-step table on `target`, with the floor against its datasheet bandwidth."""
-    table = anatomy.attribute(*replayed(analysis, timeline, target, knobs, profiles))[0]
+    table = anatomy.attribute(*replayed(analysis, timeline, target, knobs))[0]
     return with_target_floor(table, analysis, target)
 
 

@@ -1,7 +1,7 @@
 """From trace paths to the columns `compare`, `project` and `plot` show: each trace through attribution.analyze
 (the attribution `attribute` uses), its launch timeline, its measured column and its projected ones."""
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
@@ -32,7 +32,6 @@ class Loaded:
     # With the kernel model: the measured ops with their bytes (kernel_bytes), and where the bytes come from.
     bytes_ops: pl.DataFrame | None = None
     bytes_source: str | None = None
-    profiles: dict = field(default_factory=dict)  # GPU key -> gapprof.gpu_profile.Found, for the kernel model
 
 
 def labels(paths: list[Path]) -> list[str]:
@@ -64,17 +63,17 @@ def with_kernel_model(loaded: Loaded, ncu_csv: Path | None, reference: Attributi
                            "`gapprof attribute --ncu` lists what did not match")
     source = found.facts["bytes per kernel"].split(":")[0]
     matched = f", {found.facts['kernels matched per step']:,.0f} kernels a step matched" if ncu_csv else ""
-    profiles = profiles or {}
     timeline = projection.with_kernel_bytes(loaded.analysis, loaded.timeline, found.ops, profiles)
-    return replace(loaded, timeline=timeline, bytes_ops=found.ops, profiles=profiles,
+    return replace(loaded, timeline=timeline, bytes_ops=found.ops,
                    bytes_source=f"{source} ({ncu_csv or reference.frames.trace.path}{matched})")
 
 
 def kernel_model_parameters(loaded: Loaded, targets: list[GpuSpec]) -> tuple[pl.DataFrame, list[str]]:
     """The kernel model's parameters of the source GPU and each target, and a note per GPU saying which were
     measured (profile file and date) and which assumed (analysis.achievable.parameters)."""
-    source = reference_bandwidth(loaded.analysis, loaded.profiles)
-    return parameters(source.parameters, [of_target(t, loaded.profiles) for t in targets],
+    profiles = loaded.timeline.profiles
+    source = reference_bandwidth(loaded.analysis, profiles)
+    return parameters(source.parameters, [of_target(t, profiles) for t in targets],
                       (source.gbps, source.says()))
 
 
@@ -88,7 +87,7 @@ def measured_column(loaded: Loaded) -> comparison.Column:
 
 def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple[comparison.Column, pl.DataFrame]:
     """(column, replayed per-step table) of `loaded` projected to `target`."""
-    table = projection.project(loaded.analysis, loaded.timeline, target, knobs, loaded.profiles)
+    table = projection.project(loaded.analysis, loaded.timeline, target, knobs)
     column = comparison.column(f"{loaded.label} on {target.key} (projected)", f"{target.label} (projected)",
                             float(target.peak_gbps), None, table)
     return column, table
@@ -137,7 +136,7 @@ def timeline_panels(loaded: Loaded, specs, knobs, step_index: int) -> list:
                f"wall {(t1 - t0) / 1e6:.2f} ms",
                calls, ops, t0, t1)]
     for spec in specs:
-        new_steps, new_calls, new_gpu = projection.replayed(analysis, tl, spec, knobs, loaded.profiles)
+        new_steps, new_calls, new_gpu = projection.replayed(analysis, tl, spec, knobs)
         one = new_steps.filter(pl.col("step") == step)
         _, new_ops, _ = anatomy.attribute(one, new_calls, new_gpu)
         categories = calls.select("correlationId", "category")

@@ -219,5 +219,5 @@ def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_patte
         progress(f"kernel model, targets without a GPU profile ({', '.join(assumed)}): bandwidth assumed 0.9 x their "
                  "datasheet peak (gapprof/gpus.py), fixed part kept")
     projected = study.projected_columns([first], specs, projection.Knobs(), progress)
-    model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops, first.profiles)
+    model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops, first.timeline.profiles)
     return plots.fraction(measured, projected, output, model, unprofiled)
