@@ -140,13 +140,14 @@ def write(doc: dict, path: Path) -> Path:
     return Path(path)
 
 
-def shipped() -> dict[str, Found]:
-    """GPU key -> the profile shipped in gapprof/gpu_profiles/<key>.json (none measured: empty)."""
-    folder = resources.files("gapprof").joinpath(FOLDER)
+def shipped(folder=None) -> dict[str, Found]:
+    """GPU key -> the profile shipped in gapprof/gpu_profiles/<key>.json (or in `folder`); none there: empty."""
+    named = f"gapprof/{FOLDER}" if folder is None else str(folder)  # not the install's absolute path
+    folder = folder if folder is not None else resources.files("gapprof").joinpath(FOLDER)
     found = {}
     for entry in sorted(folder.iterdir(), key=lambda e: e.name) if folder.is_dir() else ():
         if entry.name.endswith(".json"):
-            profile = parse(entry.read_text(), f"gapprof/{FOLDER}/{entry.name}")
+            profile = parse(entry.read_text(), f"{named}/{entry.name}")
             if f"{profile.key}.json" != entry.name:
                 raise GapprofError(f"{profile.where}: holds the profile of {profile.key!r}; name it {profile.key}.json")
             found[profile.key] = profile
