@@ -2,6 +2,7 @@
 configs), its workloads run on CPU tensors, the command's refusal without CUDA, and the profile it writes from
 measurements (stood in for here) with its summary."""
 import json
+import subprocess
 import sys
 from types import SimpleNamespace
 
@@ -135,3 +136,11 @@ def test_the_summary_states_each_fitted_parameter():
     assert rows["read bandwidth at large transfers, GB/s"] == "4,400"  # no datasheet: no ratio
     assert rows["GEMV bf16 M=1 at decode shapes: time = fixed + bytes / bandwidth"].startswith(
         "2.00 us + bytes at 3,520 GB/s (R^2 1.0000")
+
+
+def test_the_command_and_its_plan_import_without_polars():
+    # The GPU image has torch but no polars.
+    code = ("import sys; sys.modules.update(polars=None); import gapprof.commands.calibrate_cli, "
+            "gapprof.profiler.calibration_plan, gapprof.gpu_profile")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
