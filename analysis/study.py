@@ -20,8 +20,8 @@ KERNEL_MODEL_NOTE = (
     "bandwidth), times target / source fixed cost per kernel where both GPUs have a measured profile (else kept), "
     "plus its bytes at the target's achievable bandwidth, instead of the bandwidth ratio above (memcpys and memsets "
     "keep it); the 'kernel model' table and a note per GPU say which parameters were measured (GPU profile file "
-    f"and date) and which assumed ({REFERENCE_FRACTION} x the datasheet peak of {DATASHEET_TABLE}: what the copy benchmark recorded "
-    "at capture reaches on the shipped H100 traces, 0.90 x datasheet)")
+    f"and date) and which assumed ({REFERENCE_FRACTION} x the datasheet peak of {DATASHEET_TABLE}: what the copy "
+    "benchmark recorded at capture reaches on the shipped H100 traces, 0.90 x datasheet)")
 
 
 @dataclass(frozen=True)

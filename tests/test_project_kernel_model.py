@@ -208,7 +208,8 @@ def test_attribute_and_the_fraction_model_split_fixed_time_at_the_measured_bandw
     moved = sum(b for _, b, _ in KERNELS)
     fixed_ns = sum(on(3350, b, f) for _, b, f in KERNELS) - moved / 3000.0
     result = CliRunner().invoke(main, ["attribute", str(trace), "--ncu", str(csv), "--gpu-profile",
-                                       str(tmp_path / "h100-sxm.json"), "--tables", "summary", "--format", "json", "--force"])
+                                       str(tmp_path / "h100-sxm.json"), "--tables", "summary", "--format", "json",
+                                       "--force"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["cost facts"]["reference bandwidth GB/s (measured)"] == pytest.approx(3000)
@@ -223,7 +224,8 @@ def test_a_measured_bandwidth_above_the_peak_is_capped_at_it_and_said(tmp_path):
     trace, csv = known_steps(tmp_path)
     profiles(tmp_path, ("h100-sxm", 4000.0, 2.0))
     result = CliRunner().invoke(main, ["attribute", str(trace), "--ncu", str(csv), "--gpu-profile",
-                                       str(tmp_path / "h100-sxm.json"), "--tables", "summary", "--format", "json", "--force"])
+                                       str(tmp_path / "h100-sxm.json"), "--tables", "summary", "--format", "json",
+                                       "--force"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["cost facts"]["reference bandwidth GB/s (measured, capped at peak)"] == 3350

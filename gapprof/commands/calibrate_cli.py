@@ -19,7 +19,10 @@ def summary(doc: dict) -> dict:
     """The fitted parameters of a profile, as the summary table shows them."""
     fit, gpu = doc["fit"], doc["gpu"]
     datasheet = gpu.get("datasheet_gbps")
-    of_datasheet = lambda gbps: f" ({gbps / datasheet:.2f} x datasheet {datasheet:,.0f})" if datasheet else ""  # noqa: E731
+
+    def of_datasheet(gbps: float) -> str:
+        return f" ({gbps / datasheet:.2f} x datasheet {datasheet:,.0f})" if datasheet else ""
+
     rows = {"GPU": f"{gpu['name']} ({gpu['key']})",
             "kernel in a CUDA graph, us (add on 1 element)": fit["fixed_us_graph"],
             "kernel launched from the host, us (add on 1 element)": fit["fixed_us_host"]}
