@@ -26,6 +26,7 @@ class Floor:
     count_embedding: bool
     bandwidths: dict  # source -> (GB/s, what it is), in SOURCES order, known ones only
     convention: str
+    gpu: gpus.GpuSpec | None = None  # the datasheet entry of the captured GPU (or --gpu), where the table has one
 
     @property
     def primary(self) -> str:
@@ -65,11 +66,16 @@ def _dtype_bytes(meta: dict, dtype: str | None) -> tuple[int, str]:
     return models.DTYPE_BYTES[DEFAULT_DTYPE], f"{DEFAULT_DTYPE} (assumed)"
 
 
+def datasheet_gpu(meta: dict, gpu: str | None, device_name: str | None) -> gpus.GpuSpec | None:
+    """The datasheet entry of --gpu, else of the trace's device name, else of the capture's GPU name."""
+    name = device_name or meta.get("gpu_name")
+    return gpus.resolve_gpu(gpu) if gpu else (gpus.gpu_for_device_name(name) if name else None)
+
+
 def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_bytes_per_s: int | None) -> dict:
     """Known peak bandwidths, source -> (GB/s, label)."""
     found = {}
-    name = device_name or meta.get("gpu_name")
-    spec = gpus.resolve_gpu(gpu) if gpu else (gpus.gpu_for_device_name(name) if name else None)
+    spec = datasheet_gpu(meta, gpu, device_name)
     if spec is not None:
         found["datasheet"] = (float(spec.peak_gbps), f"{spec.label} datasheet")
     if device_bytes_per_s:
@@ -92,7 +98,8 @@ def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embed
             f"floor; pass --gpu with one of: {', '.join(gpus.known_gpus())}")
     dtype_bytes, dtype_label = _dtype_bytes(meta, dtype)
     return Floor(spec, dtype_bytes, count_embedding, found,
-                 floor_convention(spec, dtype_bytes, count_embedding, dtype_label))
+                 floor_convention(spec, dtype_bytes, count_embedding, dtype_label),
+                 datasheet_gpu(meta, gpu, device_name))
 
 
 def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) -> pl.Expr | None:

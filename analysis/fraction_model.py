@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gapprof.analysis.attribution import Attribution
-from gapprof.analysis.kernel_cost import REFERENCE_FRACTION, step_split
+from gapprof.analysis.kernel_cost import reference_bandwidth, step_split
 from gapprof.analysis.projection import source_bandwidth
 
 
@@ -39,10 +39,11 @@ class FractionModel:
         return self.peak_gbps * self.floor_ms / self.fixed_ms
 
 
-def fraction_model(label: str, analysis: Attribution, ops) -> FractionModel:
-    """The model of `analysis`'s measured steps; ops: its measured ops with `bytes` (kernel_bytes.KernelBytes.ops)."""
+def fraction_model(label: str, analysis: Attribution, ops, profiles: dict | None = None) -> FractionModel:
+    """The model of `analysis`'s measured steps; ops: its measured ops with `bytes` (kernel_bytes.KernelBytes.ops);
+    profiles: GPU key -> gapprof.gpu_profile.Found, for the reference bandwidth that splits off the fixed time."""
     peak = source_bandwidth(analysis)
-    split = step_split(analysis.measured, ops, peak, REFERENCE_FRACTION * peak)
+    split = step_split(analysis.measured, ops, peak, reference_bandwidth(analysis, profiles or {}).gbps)
     ms = lambda column: split[column].mean() / 1e6  # noqa: E731
     return FractionModel(label, peak, ms("floor"), ms("floor") + ms("extra") + ms("shortfall"), ms("fixed"),
                          (analysis.measured["wall"].mean() - analysis.measured["busy"].mean()) / 1e6)

@@ -5,8 +5,8 @@ at the bandwidth it achieves. Per measured step, with
 - B the analytic bytes the step must move (analysis.floor, gapprof.step_bytes) and M the bytes its kernels
   moved, each kernel's measured bytes summed (analysis.kernel_bytes; memcpys and memsets count 0);
 - P the peak bandwidth the floor is taken against (its primary source, the datasheet when known) and
-  R = 0.9 x P the reference achievable bandwidth: what a kernel that only streams DRAM reaches in practice
-  (the copy benchmark recorded at capture reaches 0.90 x the datasheet on the shipped H100 traces);
+  R the reference achievable bandwidth: what a kernel that only streams DRAM reaches in practice, measured by the
+  GPU's profile where it has one, else 0.9 x P (analysis.achievable), and at most P;
 the four terms are
 - floor = B / P, the floor column of the per-step table;
 - extra = M / P - floor: bytes moved above the analytic ones, at peak (negative when the kernels moved fewer
@@ -22,16 +22,18 @@ Per class the same terms use the class's bytes and durations, unrounded. Floor a
 bytes per kernel, which a module mapping gives (kernel_bytes.with_analytic: module ranges in the trace, or
 --reference); without one they are shown together as bytes at peak (M / P).
 """
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
+from gapprof.analysis.achievable import ASSUMED_FRACTION, Achievable, achievable
 from gapprof.analysis.kernel_bytes import analytic_bytes, measured_bytes, with_analytic
 from gapprof.analysis.modules import NoModuleRanges, check_same_model, module_labels
 from gapprof.analysis.ncu_report import read_sidecar
 from gapprof.errors import GapprofError
 
-REFERENCE_FRACTION = 0.9
+REFERENCE_FRACTION = ASSUMED_FRACTION
 TERMS = ("floor", "extra", "shortfall", "fixed")
 TOTAL = "all (busy)"
 
@@ -104,15 +106,15 @@ def cost_table(ops: pl.DataFrame, split: pl.DataFrame, peak: float, reference: f
     return table.select(*first, *(c for c in table.columns if c not in first))
 
 
-def cost_facts(ops: pl.DataFrame, split: pl.DataFrame, peak: tuple, reference: float) -> dict:
+def cost_facts(ops: pl.DataFrame, split: pl.DataFrame, peak: tuple, reference: tuple) -> dict:
     """Scalar findings over the measured steps; the fixed time per kernel over the kernels (memcpys and memsets
-    left out). peak: (GB/s, label)."""
+    left out). peak and reference: (GB/s, label)."""
     kernels = ops.filter(pl.col("kind") == "kernel")
     n = split.height
     fixed_us = kernels["fixed"] / 1000
     return {
         f"peak bandwidth GB/s ({peak[1]})": peak[0],
-        f"reference bandwidth GB/s ({REFERENCE_FRACTION} x peak)": reference,
+        f"reference bandwidth GB/s ({reference[1]})": reference[0],
         "bytes moved per step, GB (mean)": split["moved"].mean() / 1e9,
         "analytic floor bytes per step, GB (mean)": split["bytes"].mean() / 1e9,
         "kernel time per step, ms (sum of kernel durations)": kernels["duration"].sum() / n / 1e6,
@@ -159,10 +161,40 @@ def bytes_per_kernel(result, ncu_csv: Path | None, reference=None):
     return _bytes(result, ncu_csv, _labels(result, reference))
 
 
-def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool = False) -> tuple[list, list[str]]:
+@dataclass(frozen=True)
+class Reference:
+    """The reference bandwidth R of a trace's GPU: its achievable bandwidth, at most the primary peak so that
+    shortfall >= 0."""
+    gbps: float
+    parameters: Achievable
+    capped: bool
+
+    @property
+    def measured(self) -> bool:
+        return self.parameters.profile is not None
+
+    @property
+    def label(self) -> str:
+        return ("measured" if self.measured else f"{REFERENCE_FRACTION} x peak") + (", capped at peak" if self.capped
+                                                                                   else "")
+
+    def says(self) -> str:
+        return self.parameters.bandwidth_from() + (", above the peak: capped at it" if self.capped else "")
+
+
+def reference_bandwidth(result, profiles: dict) -> Reference:
+    """R of an attribution.Attribution with a floor; profiles: GPU key -> gapprof.gpu_profile.Found."""
+    peak = result.floor.bandwidths[result.floor.primary]
+    found = achievable(result.floor.gpu, peak, profiles)
+    return Reference(min(found.gbps, peak[0]), found, found.gbps > peak[0])
+
+
+def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool = False,
+                  profiles: dict | None = None) -> tuple[list, list[str]]:
     """Sections (title, table) and notes of the busy split of an attribution.Attribution: bytes measured by the ncu
     CSV, else analytic from module labels (its module ranges, or `reference`'s by position), which also split
-    floor and extra per class; when some kernels did not match the ncu CSV, what did not match instead."""
+    floor and extra per class; when some kernels did not match the ncu CSV, what did not match instead.
+    profiles: GPU key -> gapprof.gpu_profile.Found, for the reference bandwidth (none: 0.9 x peak)."""
     if result.floor is None:
         raise GapprofError("the cost split needs the floor: pass --model and --ctx")
     labelled = _labels(result, reference)
@@ -172,15 +204,16 @@ def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool =
                 ["no cost split: the ncu CSV's kernels and the trace's do not match one for one (table 'unmatched "
                  "kernels'); profile the same model, runtime and context with `gapprof ncu`"])
     peak = result.floor.bandwidths[result.floor.primary]
-    reference_gbps = REFERENCE_FRACTION * peak[0]
-    split = step_split(result.measured, found.ops, peak[0], reference_gbps)
-    ops = with_fixed(found.ops, reference_gbps)
-    facts = found.facts | cost_facts(ops, split, peak, reference_gbps)
+    reference = reference_bandwidth(result, profiles or {})
+    split = step_split(result.measured, found.ops, peak[0], reference.gbps)
+    ops = with_fixed(found.ops, reference.gbps)
+    facts = found.facts | cost_facts(ops, split, peak, (reference.gbps, reference.label))
     if "copy" in result.floor.bandwidths:
         facts["copy benchmark at capture / peak"] = result.floor.bandwidths["copy"][0] / peak[0]
     notes = [f"cost: busy = floor + extra + shortfall + fixed per step (ns, exact): floor = analytic bytes at "
-             f"peak, extra = (moved - analytic bytes) at peak, shortfall = moved bytes at {REFERENCE_FRACTION}"
-             f" x peak minus at peak, fixed = the rest; bytes: {found.facts['bytes per kernel'].split(':')[0]}"]
+             f"peak, extra = (moved - analytic bytes) at peak, shortfall = moved bytes at the reference bandwidth R "
+             f"minus at peak, fixed = the rest; bytes: {found.facts['bytes per kernel'].split(':')[0]}",
+             f"cost: R = {reference.gbps:,.0f} GB/s, {reference.says()}"]
     if labelled is None:
         notes.append("cost: floor and extra per class need a module mapping (--reference, or a trace captured "
                      "with --modules); at_peak_us = floor + extra")
@@ -190,7 +223,7 @@ def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool =
         assigned = ops["analytic"].sum() / split.height
         facts["analytic bytes per step on kernels, GB (module mapping)"] = assigned / 1e9
         facts["analytic bytes per step on no kernel, GB"] = (split["bytes"].mean() - assigned) / 1e9
-    sections = [("cost", cost_table(ops, split, peak[0], reference_gbps)), ("cost facts", facts)]
+    sections = [("cost", cost_table(ops, split, peak[0], reference.gbps)), ("cost facts", facts)]
     if per_step:
         sections.append(("cost per step", split))
     return sections, notes

@@ -12,7 +12,7 @@ The replay starts an op at max(call start + launch latency, previous op end + ga
 latency and at most the trace's typical queued gap, a queued op its own gap and at most the typical launch
 latency. Both bounds hold with equality on the captured GPU, so a replay with nothing rescaled is exact.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -30,6 +30,8 @@ class Timeline:
     ops: pl.DataFrame    # step, seq, op, streamId, kind, copyKind, class, start, end, lat, gap, queued, ...
     launch_latency: int  # median lat of the starved ops: what a queued op waits once the queue drains
     queued_gap: int      # median gap between queued ops on a stream: what a starved op waits once it is queued
+    # GPU key -> gapprof.gpu_profile.Found: the measured GPUs of the kernel model (projection.with_kernel_bytes)
+    profiles: dict = field(default_factory=dict)
 
 
 def _median(values: pl.Series) -> int:

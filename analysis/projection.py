@@ -7,20 +7,24 @@ so with fixed = 0 every such op scales with 1 / datasheet bandwidth and a fixed 
 stays constant; host<->device copies cross PCIe and keep their duration (times their class scale).
 
 Kernel model (a timeline `with_kernel_bytes`, issue 11): a kernel of b bytes and duration d has its bytes' time
-t = b / R_s at the source's reference bandwidth R_s = 0.9 x its datasheet peak (kernel_cost.REFERENCE_FRACTION)
-and the fixed part d - t (kernel_cost.with_fixed); on the target, whose reference bandwidth is assumed to be 0.9 x
-its datasheet peak too (no measured GPU profile exists), it lasts
-    (fixed + b / R_t) * class scale = (d + t * (ratio - 1)) * class scale,  ratio = source peak / target peak,
-at least 0 (a kernel faster than its bytes at R_s has a negative fixed part). On the source GPU ratio = 1 and
-the duration is d exactly. Memcpys and memsets keep the rule above.
+t = b / R_s at the source's achievable bandwidth R_s and the fixed part d - t (kernel_cost.with_fixed); on the
+target, of achievable bandwidth R_t, it lasts
+    (f x (d - t) + b / R_t) * class scale = (d + t * (ratio - 1) + (d - t) * (f - 1)) * class scale,
+ratio = R_s / R_t, at least 0 (a kernel faster than its bytes at R_s has a negative fixed part). R and the fixed
+cost per kernel come from each GPU's profile where it has one, else R = 0.9 x its datasheet peak
+(analysis.achievable; R_s as kernel_cost.reference_bandwidth takes it, so that the fixed part is the one
+`attribute --ncu` shows); f = target / source fixed cost per kernel where both are measured, else 1. With neither
+GPU measured, ratio = source peak / target peak. On the source GPU ratio = f = 1 and the duration is d exactly.
+Memcpys and memsets keep the rule above.
 """
 from dataclasses import dataclass, field, replace
 
 import polars as pl
 
 from gapprof.analysis import anatomy, replay
+from gapprof.analysis.achievable import fixed_scale, of_target
 from gapprof.analysis.floor import apply_floor
-from gapprof.analysis.kernel_cost import REFERENCE_FRACTION
+from gapprof.analysis.kernel_cost import reference_bandwidth
 from gapprof.analysis.kernels import CLASSES
 from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.launch_timeline import DTOD, Timeline
@@ -64,26 +68,33 @@ def source_bandwidth(analysis: Attribution) -> float:
     return analysis.floor.bandwidths["datasheet"][0]
 
 
-def with_kernel_bytes(analysis: Attribution, timeline: Timeline, ops: pl.DataFrame) -> Timeline:
-    """timeline whose kernels carry `bytes_ns`, their bytes' time at the source's reference bandwidth (the kernel
-    model); ops: the measured ops with `bytes` (kernel_bytes.KernelBytes.ops)."""
-    reference_gbps = REFERENCE_FRACTION * source_bandwidth(analysis)
+def with_kernel_bytes(analysis: Attribution, timeline: Timeline, ops: pl.DataFrame,
+                      profiles: dict | None = None) -> Timeline:
+    """timeline whose kernels carry `bytes_ns`, their bytes' time at the source's achievable bandwidth (the kernel
+    model); ops: the measured ops with `bytes` (kernel_bytes.KernelBytes.ops); profiles: GPU key ->
+    gapprof.gpu_profile.Found."""
+    source_bandwidth(analysis)  # the kernel model rescales to other GPUs: the source's datasheet entry is needed
+    reference_gbps = reference_bandwidth(analysis, profiles or {}).gbps
     # bytes per ns is GB/s; memcpys and memsets carry 0 bytes there but keep their own rule here.
     bytes_ns = pl.when(pl.col("kind") == "kernel").then(pl.col("bytes") / reference_gbps)
     timed = timeline.ops.join(ops.select("op", bytes_ns=bytes_ns), on="op", how="left")
     missing = timed.filter((pl.col("kind") == "kernel") & pl.col("bytes_ns").is_null()).height
     if missing:
         raise GapprofError(f"{missing} kernels of the measured steps have no bytes; the kernel model needs them all")
-    return replace(timeline, ops=timed)
+    return replace(timeline, ops=timed, profiles=profiles or {})
 
 
-def durations(ops: pl.DataFrame, ratio: float, knobs: Knobs) -> pl.Series:
+def durations(ops: pl.DataFrame, ratio: float, knobs: Knobs, kernel: tuple[float, float] | None = None) -> pl.Series:
     """New duration (ns, float) of each op: ratio = source peak / target peak; kernels with `bytes_ns` take the
-    kernel model."""
+    kernel model, kernel = (R_s / R_t, f) (default (ratio, 1))."""
     fixed = pl.min_horizontal("dur", pl.lit(knobs.fixed_ns))
     scaled = pl.when(IN_DRAM).then(fixed + (pl.col("dur") - fixed) * ratio).otherwise(pl.col("dur").cast(pl.Float64))
     if "bytes_ns" in ops.columns:
-        model = (pl.col("dur") + pl.col("bytes_ns") * (ratio - 1)).clip(lower_bound=0)
+        bytes_ratio, f = kernel or (ratio, 1.0)
+        model = pl.col("dur") + pl.col("bytes_ns") * (bytes_ratio - 1)
+        if f != 1.0:
+            model = model + (pl.col("dur") - pl.col("bytes_ns")) * (f - 1)
+        model = model.clip(lower_bound=0)
         scaled = pl.when(pl.col("bytes_ns").is_not_null()).then(model).otherwise(scaled)
     factor = pl.col("class").cast(pl.String).replace_strict(knobs.kernel_scale, default=1.0, return_dtype=pl.Float64)
     return ops.select(new=scaled * factor)["new"]
@@ -120,13 +131,25 @@ def as_graph(timeline: Timeline, launch_ns: int) -> Timeline:
     return replace(timeline, calls=calls.with_columns(seq="new").drop("new"), ops=ops)
 
 
+def kernel_rates(analysis: Attribution, target: GpuSpec, profiles: dict) -> tuple[float, float]:
+    """(R_s / R_t, f) of the kernel model from `analysis`'s GPU to `target` (see the module docstring)."""
+    source = reference_bandwidth(analysis, profiles)
+    there = of_target(target, profiles)
+    if not source.measured and there.profile is None:
+        # The assumed-only model in its own arithmetic, so that its figures stay exactly as they were.
+        return source_bandwidth(analysis) / target.peak_gbps, 1.0
+    return source.gbps / there.gbps, fixed_scale(source.parameters, there)
+
+
 def replayed(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs
              ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(steps, calls, gpu) frames of the timeline replayed on `target` (see replay.replay)."""
+    """(steps, calls, gpu) frames of the timeline replayed on `target` (see replay.replay); a timeline
+    `with_kernel_bytes` takes the kernel model, with its GPU profiles."""
     ratio = source_bandwidth(analysis) / target.peak_gbps
+    kernel = kernel_rates(analysis, target, timeline.profiles) if "bytes_ns" in timeline.ops.columns else None
     if knobs.graph_launch_ns is not None:
         timeline = as_graph(timeline, knobs.graph_launch_ns)
-    return replay.replay(timeline, durations(timeline.ops, ratio, knobs), knobs.launch_cost_scale)
+    return replay.replay(timeline, durations(timeline.ops, ratio, knobs, kernel), knobs.launch_cost_scale)
 
 
 def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpec) -> pl.DataFrame:

@@ -7,19 +7,21 @@ from pathlib import Path
 import polars as pl
 
 from gapprof.analysis import anatomy, comparison, launch_timeline, projection
+from gapprof.analysis.achievable import DATASHEET_TABLE, of_target, parameters
 from gapprof.analysis.attribution import Attribution, Options, analyze
-from gapprof.analysis.kernel_cost import REFERENCE_FRACTION, bytes_per_kernel
+from gapprof.analysis.kernel_cost import REFERENCE_FRACTION, bytes_per_kernel, reference_bandwidth
 from gapprof.errors import GapprofError
 from gapprof.paths import strip_extension
 from gapprof.gpus import GpuSpec
 
 
 KERNEL_MODEL_NOTE = (
-    f"kernel model: each kernel takes its fixed part from the trace (duration - bytes at {REFERENCE_FRACTION} x the "
-    f"source's datasheet peak) plus its bytes at {REFERENCE_FRACTION} x the target's datasheet peak, instead of the "
-    "bandwidth ratio above (memcpys and memsets keep it); the target's reference bandwidth is assumed: no measured "
-    f"GPU profile exists yet, and {REFERENCE_FRACTION} is what the copy benchmark recorded at capture reaches on the "
-    "shipped H100 traces (0.90 x datasheet)")
+    "kernel model: each kernel takes its fixed part from the trace (duration - bytes at the source's achievable "
+    "bandwidth), times target / source fixed cost per kernel where both GPUs have a measured profile (else kept), "
+    "plus its bytes at the target's achievable bandwidth, instead of the bandwidth ratio above (memcpys and memsets "
+    "keep it); the 'kernel model' table and a note per GPU say which parameters were measured (GPU profile file "
+    f"and date) and which assumed ({REFERENCE_FRACTION} x the datasheet peak of {DATASHEET_TABLE}: what the copy "
+    "benchmark recorded at capture reaches on the shipped H100 traces, 0.90 x datasheet)")
 
 
 @dataclass(frozen=True)
@@ -50,18 +52,29 @@ def load(paths: list[Path], options: Options) -> list[Loaded]:
     return out
 
 
-def with_kernel_model(loaded: Loaded, ncu_csv: Path | None, reference: Attribution | None = None) -> Loaded:
+def with_kernel_model(loaded: Loaded, ncu_csv: Path | None, reference: Attribution | None = None,
+                      profiles: dict | None = None) -> Loaded:
     """loaded whose projections use the kernel model (projection.with_kernel_bytes), with bytes measured by the ncu
-    CSV, else analytic from `reference`'s module labels."""
+    CSV, else analytic from `reference`'s module labels; profiles: GPU key -> gapprof.gpu_profile.Found (the GPUs
+    without one take assumed parameters)."""
     found = bytes_per_kernel(loaded.analysis, ncu_csv, reference)
     if found.ops is None:
         raise GapprofError(f"{loaded.label}: the ncu CSV's kernels and the trace's do not match one for one; "
                            "`gapprof attribute --ncu` lists what did not match")
     source = found.facts["bytes per kernel"].split(":")[0]
     matched = f", {found.facts['kernels matched per step']:,.0f} kernels a step matched" if ncu_csv else ""
-    timeline = projection.with_kernel_bytes(loaded.analysis, loaded.timeline, found.ops)
+    timeline = projection.with_kernel_bytes(loaded.analysis, loaded.timeline, found.ops, profiles)
     return replace(loaded, timeline=timeline, bytes_ops=found.ops,
                    bytes_source=f"{source} ({ncu_csv or reference.frames.trace.path}{matched})")
+
+
+def kernel_model_parameters(loaded: Loaded, targets: list[GpuSpec]) -> tuple[pl.DataFrame, list[str]]:
+    """The kernel model's parameters of the source GPU and each target, and a note per GPU saying which were
+    measured (profile file and date) and which assumed (analysis.achievable.parameters)."""
+    profiles = loaded.timeline.profiles
+    source = reference_bandwidth(loaded.analysis, profiles)
+    return parameters(source.parameters, [of_target(t, profiles) for t in targets],
+                      (source.gbps, source.says()))
 
 
 def measured_column(loaded: Loaded) -> comparison.Column:

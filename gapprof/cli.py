@@ -18,6 +18,7 @@ COMMANDS = {
     "ab": "gapprof.commands.ab_cli:ab",
     "sweep": "gapprof.commands.sweep_cli:sweep",
     "sweep-attribute": "gapprof.commands.sweep_cli:sweep_attribute",
+    "calibrate": "gapprof.commands.calibrate_cli:calibrate",
 }
 
 

@@ -4,9 +4,10 @@
     python3 scripts/acceptance.py report WORKDIR             # where polars is: the analyses, then the log
 
 The GPU-side commands are read from README.md itself (indented code lines that start with `gapprof capture`,
-`gapprof ncu`, `gapprof ab` or `gapprof sweep`, and the GPU install line), so the run follows the README as it
-stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3, --sessions to 2, --launch-count to 100,
-comma lists of --models/--ctx to their first item; NAME becomes a dotted name. Each command runs in WORKDIR
+`gapprof ncu`, `gapprof ab`, `gapprof sweep` or `gapprof calibrate`, and the GPU install line), so the run follows
+the README as it stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3, --sessions to 2,
+--launch-count to 100, comma lists of --models/--ctx to their first item, calibrate gets --quick; NAME becomes a
+dotted name. Each command runs in WORKDIR
 (the install in the repository), and WORKDIR/acceptance.jsonl records its exit status, seconds, the files it
 wrote and the end of its output. `report` runs `attribute` on every trace written (`--by module` for module
 traces, `ncu-report` for ncu CSVs, `sweep-attribute` for profiled sweeps) and writes
@@ -25,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = "acceptance.jsonl"
-GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)|gapprof (?:capture|ncu|ab|sweep)\b(?!-).*)$")
+GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)|gapprof (?:capture|ncu|ab|sweep|calibrate)\b(?!-).*)$")
 SHRINK = {"--steps": 4, "--warmup": 3, "--sessions": 2, "--launch-count": 100}
 FIRST_ITEM = ("--models", "--ctx")
 DOTTED_NAME = "qwen2.5-7b-readme{}"  # a model-like name with a dot, as every shipped model name has
@@ -47,6 +48,8 @@ def shrink(command: str, index: int) -> str:
             words[i + 1] = str(min(int(value), SHRINK[word]))
         elif word in FIRST_ITEM:
             words[i + 1] = value.split(",")[0]
+    if words[:2] == ["gapprof", "calibrate"] and "--quick" not in words:
+        words.append("--quick")
     return shlex.join(words)
 
 

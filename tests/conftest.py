@@ -93,3 +93,33 @@ def annotated_trace(tmp_path, steps=3):
         b.launch(t + 600, t + 605, t + 610, t + 620, SEQUENCE[5])  # outside every module
     module_meta(b, module_ranges={"ranges_per_step": 5}, module_range_cost_ms=0.25)
     return b.write(tmp_path / "modules.sqlite")
+
+
+def gpu_profile_points(read_gbps: float, fixed_us: float) -> dict:
+    """Points as `gapprof calibrate` measures them: large reads achieve exactly `read_gbps`, the tiny kernel takes
+    `fixed_us` in a CUDA graph, GEMVs 2 us + their bytes at 0.8 x read_gbps."""
+    at = lambda nbytes, gbps: nbytes / (gbps * 1e3)  # noqa: E731  µs
+    sizes = [1 << 20, 16 << 20, 256 << 20, 1 << 30]
+    return {"launch": [dict(kernel="add", mode="graph", count=10, us=fixed_us, samples_us=[fixed_us]),
+                       dict(kernel="add", mode="host", count=10, us=fixed_us + 3, samples_us=[fixed_us + 3])],
+            "read": [dict(bytes=s, size=s, count=4, copies=1, us=at(s, read_gbps), samples_us=[]) for s in sizes],
+            "copy": [dict(bytes=2 * s, size=s, count=4, copies=1, us=at(2 * s, 0.9 * read_gbps), samples_us=[])
+                     for s in sizes],
+            "gemv": [dict(n=n, k=4096, bytes=2 * n * 4096, us=2 + at(2 * n * 4096, 0.8 * read_gbps), samples_us=[])
+                     for n in (1024, 4096, 14336)]}
+
+
+def gpu_profile_doc(key: str, name: str, read_gbps: float, fixed_us: float) -> dict:
+    """A GPU profile as `gapprof calibrate` writes it, of gpu_profile_points (gapprof.gpu_profile.document fits
+    them)."""
+    from gapprof import gpu_profile
+
+    return gpu_profile.document(gpu=dict(name=name, key=key, datasheet_gbps=None), date="2026-12-01T10:00:00+00:00",
+                                command="gapprof calibrate", versions=dict(torch="2.11", cuda="13.0"),
+                                settings=dict(repeats=1), points=gpu_profile_points(read_gbps, fixed_us))
+
+
+def write_gpu_profile(path, key: str, name: str, read_gbps: float, fixed_us: float):
+    from gapprof import gpu_profile
+
+    return gpu_profile.write(gpu_profile_doc(key, name, read_gbps, fixed_us), path)

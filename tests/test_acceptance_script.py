@@ -19,6 +19,7 @@ def test_the_readme_names_every_gpu_side_path_the_run_must_cover():
     assert any("--modules" in c for c in captures)
     assert any(c.startswith("gapprof ncu ") for c in commands)
     assert any(c.startswith("gapprof ab ") for c in commands)
+    assert "gapprof calibrate" in commands
     sweeps = [c for c in commands if c.startswith("gapprof sweep ")]
     assert any("--profile" in c for c in sweeps) and any("--profile" not in c for c in sweeps)
     assert not any(c.startswith(("gapprof attribute", "gapprof sweep-attribute")) for c in commands)
@@ -29,6 +30,8 @@ def test_sizes_shrink_and_names_get_a_dot():
         == "gapprof sweep --models a --ctx 2048 --steps 4 --warmup 3 --sessions 2"
     assert acceptance.shrink("gapprof ncu --warmup 0 --launch-count 1400 -o traces/NAME-ncu.csv", 7) \
         == "gapprof ncu --warmup 0 --launch-count 100 -o traces/qwen2.5-7b-readme7-ncu.csv"
+    assert acceptance.shrink("gapprof calibrate", 3) == "gapprof calibrate --quick"
+    assert acceptance.shrink("gapprof calibrate --quick -o p.json", 3) == "gapprof calibrate --quick -o p.json"
 
 
 def test_each_output_gets_its_analysis():

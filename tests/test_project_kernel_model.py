@@ -1,17 +1,20 @@
 """project with the kernel model (projection.with_kernel_bytes): each kernel keeps its fixed part and moves its bytes
-at 0.9 x the target's peak. Synthetic kernels with known fixed and bytes parts land exactly where the model puts
-them; on the trace's own GPU the model is the identity; the CLI takes --ncu and refuses --fixed-kernel-us with it."""
+at the target's achievable bandwidth: 0.9 x its peak, or measured by its GPU profile, which with the source's also
+rescales the fixed part. Synthetic kernels with known fixed and bytes parts land exactly where the model puts
+them; on the trace's own GPU the model is the identity; the CLI takes --ncu and refuses --fixed-kernel-us with it,
+and says which parameters were measured and which assumed."""
+import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from gapprof import gpus
+from gapprof import gpu_profile, gpus
 from gapprof.analysis import anatomy, fraction_model, projection, study
 from gapprof.analysis.attribution import Options
 from gapprof.cli import main
-from conftest import H100, SYNC, with_meta
+from conftest import H100, SYNC, with_meta, write_gpu_profile
 from synthetic import TraceBuilder
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
@@ -131,3 +134,99 @@ def test_project_and_compare_take_the_model_of_a_trace_without_metadata(tmp_path
     assert CliRunner().invoke(main, ["compare", *traces, *floor]).exit_code == 0
     result = CliRunner().invoke(main, ["project", traces[0], "--to", "h200", *floor[:2], "--ctx", "10000000"])
     assert result.exit_code == 1 and "floor is above the GPU busy time" in result.output
+
+
+def profiles(tmp_path: Path, *which: tuple) -> dict:
+    """GPU key -> profile, each written to tmp_path by conftest.write_gpu_profile: (key, read GB/s, fixed us)."""
+    names = {"h100-sxm": H100, "h200": "NVIDIA H200"}
+    return {key: gpu_profile.read(write_gpu_profile(tmp_path / f"{key}.json", key, names[key], gbps, fixed))
+            for key, gbps, fixed in which}
+
+
+def on_target(source_gbps: float, target_gbps: float, scale: float) -> list[float]:
+    """Each of KERNELS (as measured on the H100) moved by the kernel model: fixed part x scale + bytes on target."""
+    out = []
+    for _, nbytes, fixed in KERNELS:
+        d = on(3350, nbytes, fixed)
+        out.append((d - nbytes / source_gbps) * scale + nbytes / target_gbps)
+    return out * 3
+
+
+@pytest.mark.parametrize("measured, source_gbps, target_gbps, scale", [
+    ((("h100-sxm", 3000.0, 2.0), ("h200", 4400.0, 1.5)), 3000.0, 4400.0, 0.75),  # both: fixed part x 1.5 / 2
+    ((("h200", 4400.0, 1.5),), 0.9 * 3350, 4400.0, 1.0),                          # target only: fixed part kept
+    ((("h100-sxm", 3000.0, 2.0),), 3000.0, 0.9 * 4800, 1.0),                      # source only: fixed part kept
+])
+def test_measured_profiles_set_the_bandwidths_and_only_both_rescale_the_fixed_part(tmp_path, measured, source_gbps,
+                                                                                     target_gbps, scale):
+    trace, csv = known_steps(tmp_path)
+    loaded = study.with_kernel_model(study.load([trace], Options())[0], csv, profiles=profiles(tmp_path, *measured))
+    assert replayed_durations(loaded, "h200") == pytest.approx(on_target(source_gbps, target_gbps, scale), abs=1)
+    # On its own GPU the model still gives back every measured duration.
+    assert replayed_durations(loaded, "h100-sxm") == [on(3350, b, f) for _, b, f in KERNELS] * 3
+
+
+def test_project_says_which_parameters_were_measured_and_which_assumed(tmp_path):
+    trace, csv = known_steps(tmp_path)
+    profiles(tmp_path, ("h100-sxm", 3000.0, 2.0), ("h200", 4400.0, 1.5))
+    given = ["--gpu-profile", str(tmp_path / "h100-sxm.json"), "--gpu-profile", str(tmp_path / "h200.json")]
+    result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--to", "l4", "--ncu", str(csv),
+                                       *given, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    rows = {row["gpu"]: row for row in doc["kernel model"]}
+    assert rows["H100 SXM"] == dict(gpu="H100 SXM", role="source", achievable_gbps=pytest.approx(3000),
+                                    bandwidth="measured", fixed_us_per_kernel=2.0, fixed_part_scale=1.0)
+    assert (rows["H200"]["bandwidth"], rows["H200"]["fixed_part_scale"]) == ("measured", 0.75)
+    assert (rows["L4"]["bandwidth"], rows["L4"]["achievable_gbps"], rows["L4"]["fixed_us_per_kernel"]) == \
+        ("assumed", pytest.approx(270), None)
+    notes = "\n".join(doc["notes"])
+    assert f"read bandwidth at large transfers ({tmp_path / 'h200.json'}, measured 2026-12-01)" in notes
+    assert "fixed part times 0.750 (target / source fixed cost per kernel)" in notes
+    assert "L4 (target): achievable bandwidth 270 GB/s, assumed: 0.9 x peak 300 GB/s (L4 datasheet, gapprof/gpus.py)" \
+        in notes and "no fixed cost per kernel measured on the target" in notes
+
+
+def test_gpu_profiles_are_refused_without_the_kernel_model_and_when_broken(tmp_path):
+    trace, csv = known_steps(tmp_path)
+    good = write_gpu_profile(tmp_path / "h200.json", "h200", "NVIDIA H200", 4400.0, 1.5)
+    result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--gpu-profile", str(good)])
+    assert result.exit_code == 2 and "--gpu-profile applies to the kernel model" in result.output
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"format": "gapprof-gpu-profile", "version": 1}))
+    result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--ncu", str(csv),
+                                       "--gpu-profile", str(broken)])
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1] == \
+        f"Error: {broken}: not a usable gapprof GPU profile: 'gpu' missing or not an object"
+    result = CliRunner().invoke(main, ["attribute", str(trace), "--gpu-profile", str(good)])
+    assert result.exit_code == 2 and "--ncu or --tables cost" in result.output
+
+
+def test_attribute_and_the_fraction_model_split_fixed_time_at_the_measured_bandwidth(tmp_path):
+    trace, csv = known_steps(tmp_path)
+    measured = profiles(tmp_path, ("h100-sxm", 3000.0, 2.0))
+    moved = sum(b for _, b, _ in KERNELS)
+    fixed_ns = sum(on(3350, b, f) for _, b, f in KERNELS) - moved / 3000.0
+    result = CliRunner().invoke(main, ["attribute", str(trace), "--ncu", str(csv), "--gpu-profile",
+                                       str(tmp_path / "h100-sxm.json"), "--tables", "summary", "--format", "json",
+                                       "--force"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["cost facts"]["reference bandwidth GB/s (measured)"] == pytest.approx(3000)
+    assert doc["cost facts"]["fixed time per step, ms (mean)"] == pytest.approx(fixed_ns / 1e6, abs=1e-6)
+    assert any("R = 3,000 GB/s, measured: read bandwidth at large transfers" in note for note in doc["notes"])
+    loaded = study.with_kernel_model(study.load([trace], Options())[0], csv, profiles=measured)
+    model = fraction_model.fraction_model(loaded.label, loaded.analysis, loaded.bytes_ops, measured)
+    assert model.fixed_ms == pytest.approx(fixed_ns / 1e6, abs=1e-6)
+
+
+def test_a_measured_bandwidth_above_the_peak_is_capped_at_it_and_said(tmp_path):
+    trace, csv = known_steps(tmp_path)
+    profiles(tmp_path, ("h100-sxm", 4000.0, 2.0))
+    result = CliRunner().invoke(main, ["attribute", str(trace), "--ncu", str(csv), "--gpu-profile",
+                                       str(tmp_path / "h100-sxm.json"), "--tables", "summary", "--format", "json",
+                                       "--force"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["cost facts"]["reference bandwidth GB/s (measured, capped at peak)"] == 3350
+    assert any("above the peak: capped at it" in note for note in doc["notes"])

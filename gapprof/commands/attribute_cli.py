@@ -47,12 +47,13 @@ def _tables(value: str) -> list[str]:
 @click.option("--ncu", "ncu_csv", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
               help="The CSV of `gapprof ncu` for this trace's model and runtime: each kernel's measured bytes, and "
                    "the cost table (busy = floor + extra + shortfall + fixed).")
+@options.GPU_PROFILE
 @click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
                                             "and a floor above the GPU busy time.")
 @options.FORMAT
 @options.OUTPUT
 def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
-              top, by, reference, ncu_csv, force, fmt, output):
+              top, by, reference, ncu_csv, gpu_profiles, force, fmt, output):
     """Split each decode step of TRACE (.sqlite, .nsys-rep, or a torch.profiler .json or .json.gz) into DRAM
     floor, kernel excess, launch gaps and CPU-side time: wall = busy + starved + latency + head + tail, per step,
     in integer ns.
@@ -70,10 +71,13 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     the cost table splits busy by the bytes each kernel moves:
     busy = floor + extra + shortfall + fixed, per step, in integer ns
     extra      measured bytes above the floor's analytic bytes, at peak bandwidth
-    shortfall  the measured bytes at 0.9 x peak minus at peak
-    fixed      the rest: kernel time beyond its bytes at 0.9 x peak
+    shortfall  the measured bytes at the reference bandwidth R minus at peak
+    fixed      the rest: kernel time beyond its bytes at R
+    R is the GPU's achievable bandwidth: measured by its GPU profile (`gapprof calibrate`, shipped or
+    --gpu-profile), else 0.9 x peak.
     """
     cost = ncu_csv is not None or "cost" in tables_chosen
+    options.check_gpu_profiles(gpu_profiles, cost and by != "module", "--ncu or --tables cost")
     if reference is not None and by != "module" and not cost:
         raise click.UsageError("--reference is used only with --by module, --ncu or --tables cost")
     if ncu_csv is not None and by == "module":
@@ -110,7 +114,9 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
         if cost:
             from gapprof.analysis.kernel_cost import cost_sections
 
-            cost, cost_notes = cost_sections(result, ncu_csv, ref, per_step)
+            from gapprof.gpu_profile import profiles
+
+            cost, cost_notes = cost_sections(result, ncu_csv, ref, per_step, profiles(gpu_profiles))
             sections += cost
             notes += cost_notes
         if "findings" in chosen:

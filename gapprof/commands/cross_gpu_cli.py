@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from gapprof import gpus, render
+from gapprof import gpu_profile, gpus, render
 from gapprof.analysis import comparison, fraction_model, plots, projection, study
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
@@ -31,18 +31,20 @@ def _kernel_model_options(f):
     f = click.option("--reference", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
                      help="Without --ncu: a module-annotated trace of the same model whose step labels TRACE's "
                           "kernels by position, for analytic bytes per kernel.")(f)
+    f = options.GPU_PROFILE(f)
     return click.option("--ncu", "ncu_csv", type=click.Path(path_type=Path, dir_okay=False, exists=True),
                         default=None, help="The CSV of `gapprof ncu` for this trace's model and runtime: each "
                                            "kernel's measured bytes, for the kernel model (a kernel keeps its fixed "
-                                           "part and moves its bytes at 0.9 x the target's peak).")(f)
+                                           "part and moves its bytes at the target's achievable bandwidth).")(f)
 
 
-def _with_kernel_model(loaded: study.Loaded, ncu_csv, reference, range_pattern) -> study.Loaded:
-    """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones)."""
+def _with_kernel_model(loaded: study.Loaded, ncu_csv, reference, range_pattern, gpu_profiles=()) -> study.Loaded:
+    """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones), with
+    the shipped GPU profiles and --gpu-profile's."""
     if ncu_csv is None and reference is None:
         return loaded
     ref = analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
-    return study.with_kernel_model(loaded, ncu_csv, ref)
+    return study.with_kernel_model(loaded, ncu_csv, ref, gpu_profile.profiles(gpu_profiles))
 
 
 def _projection_options(f):
@@ -127,27 +129,35 @@ def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embeddi
 @_trace_options
 @_output_options
 def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, ncu_csv,
-            reference, model, ctx, dtype, force, range_pattern, skip, count_embedding, fmt, output, plot_path):
+            gpu_profiles, reference, model, ctx, dtype, force, range_pattern, skip, count_embedding, fmt, output,
+            plot_path):
     """Predict TRACE's step anatomy on other GPUs: replay its launch timeline with kernel durations rescaled by
     bandwidth, CPU time and synchronisation kept. One column per target, after the measured one.
 
     With --ncu (or --reference) each kernel's bytes are known and the kernel model replaces the bandwidth ratio:
-    a kernel keeps its fixed part (duration - bytes at 0.9 x the source's peak) and moves its bytes at 0.9 x the
-    target's peak."""
+    a kernel keeps its fixed part (duration - bytes at the source's achievable bandwidth), rescaled by target /
+    source fixed cost per kernel where both GPUs have a measured profile, and moves its bytes at the target's
+    achievable bandwidth. A GPU's measured profile (`gapprof calibrate`, shipped or --gpu-profile) gives its
+    achievable bandwidth; without one it is 0.9 x its datasheet peak. The table 'kernel model' says which."""
     if fixed_kernel_us and (ncu_csv or reference):
         raise click.UsageError("--fixed-kernel-us is the fixed cost of a kernel without the kernel model; with --ncu "
                                "or --reference each kernel's fixed part comes from the trace")
+    options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "--ncu or --reference")
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = _load([trace], range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
-    loaded = _with_kernel_model(loaded, ncu_csv, reference, range_pattern)
+    loaded = _with_kernel_model(loaded, ncu_csv, reference, range_pattern, gpu_profiles)
     if graphs and projection.launches_graphs(loaded.timeline):
         raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
                            "graph launch a step")
     columns = [study.measured_column(loaded)] + [study.projected(loaded, spec, knobs)[0] for spec in specs]
     aliases = [note for note in map(gpus.alias_note, targets) if note]
-    _emit("project", columns, aliases + study.replay_notes(loaded, knobs), fmt, output, plot_path)
+    notes, sections = aliases + study.replay_notes(loaded, knobs), []
+    if loaded.bytes_source is not None:
+        table, said = study.kernel_model_parameters(loaded, specs)
+        notes, sections = notes + said, [("kernel model", table)]
+    _emit("project", columns, notes, fmt, output, plot_path, sections)
 
 
 @click.command()
@@ -161,7 +171,8 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
               help="timeline only: which measured step, counted from 0 after warm-up (default 0).")
 @_kernel_model_options
 @_trace_options
-def plot(kind, traces, output, targets, step_index, ncu_csv, reference, range_pattern, skip, count_embedding):
+def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, reference, range_pattern, skip,
+         count_embedding):
     """Draw KIND for TRACES: anatomy (stacked bar per trace and projection, floor marked), fraction (floor
     fraction vs peak bandwidth, measured and projected), timeline (one step of the first trace: CPU calls above,
     GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it).
@@ -173,6 +184,7 @@ def plot(kind, traces, output, targets, step_index, ncu_csv, reference, range_pa
         raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
     if (ncu_csv or reference) and kind != "fraction":
         raise click.UsageError("--ncu and --reference apply to fraction only")
+    options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "fraction with --ncu or --reference")
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded = _load(traces, range_pattern, skip, count_embedding)
     knobs = projection.Knobs()
@@ -181,13 +193,13 @@ def plot(kind, traces, output, targets, step_index, ncu_csv, reference, range_pa
         columns = [study.measured_column(x) for x in loaded] + [c for cs in projected.values() for c in cs]
         path = plots.anatomy(columns, output)
     elif kind == "fraction":
-        path = _fraction(loaded, specs or gpus.GPUS, ncu_csv, reference, range_pattern, output)
+        path = _fraction(loaded, specs or gpus.GPUS, ncu_csv, reference, range_pattern, output, gpu_profiles)
     else:
         path = plots.timeline(study.timeline_panels(loaded[0], specs, knobs, step_index or 0), output)
     progress(f"wrote {path}")
 
 
-def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_pattern, output):
+def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_pattern, output, gpu_profiles):
     """The fraction plot; with bytes per kernel, the first trace's kernel model, only its projections, and the
     unprofiled steps' fractions where the traces recorded them."""
     measured = [study.measured_column(x) for x in loaded]
@@ -195,7 +207,17 @@ def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_patte
         projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
         return plots.fraction(measured, projected, output)
     unprofiled = {x.label: fraction_model.unprofiled_fraction(x.analysis) for x in loaded}
-    first = _with_kernel_model(loaded[0], ncu_csv, reference, range_pattern)
+    first = _with_kernel_model(loaded[0], ncu_csv, reference, range_pattern, gpu_profiles)
+    table, said = study.kernel_model_parameters(first, specs)
+    # Every GPU of the table is a target by default: name the source and the measured ones, count the rest.
+    how = table["bandwidth"].to_list()
+    for i, note in enumerate(said):
+        if i == 0 or how[i] == "measured":
+            progress(note)
+    assumed = [gpu for gpu, h in zip(table["gpu"].to_list()[1:], how[1:]) if h == "assumed"]
+    if assumed:
+        progress(f"kernel model, targets without a GPU profile ({', '.join(assumed)}): bandwidth assumed 0.9 x their "
+                 "datasheet peak (gapprof/gpus.py), fixed part kept")
     projected = study.projected_columns([first], specs, projection.Knobs(), progress)
-    model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops)
+    model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops, first.timeline.profiles)
     return plots.fraction(measured, projected, output, model, unprofiled)

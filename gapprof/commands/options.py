@@ -45,6 +45,19 @@ def floor_inputs(f):
                                                       "[default: the capture's].")(f)
 
 
+GPU_PROFILE = click.option(
+    "--gpu-profile", "gpu_profiles", multiple=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="A GPU profile written by `gapprof calibrate` (repeatable): the kernel model takes its GPU's achievable "
+         "bandwidth and fixed cost per kernel from it, over a shipped profile of the same GPU. GPUs without a profile "
+         "take 0.9 x their datasheet peak.")
+
+
+def check_gpu_profiles(gpu_profiles, kernel_model: bool, needs: str) -> None:
+    """--gpu-profile feeds the kernel model only: refused where none runs."""
+    if gpu_profiles and not kernel_model:
+        raise click.UsageError(f"--gpu-profile applies to the kernel model: pass {needs}")
+
+
 RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_default=True,
                      help="NVTX message (or torch.profiler record_function name) of a step range, a regular "
                           "expression matching the whole message (any domain).")
@@ -122,8 +135,9 @@ def import_torch(command: str):
 
 
 def check_session_device(command: str, device: str = "cuda") -> None:
-    """The preamble of every command that runs decode sessions: torch is installed and the device is visible."""
+    """The preamble of every command that runs on the GPU (decode sessions, calibrate): torch is installed and the
+    device is visible."""
     torch = import_torch(command)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        hint = "" if command in ("capture", "ncu") else " (--device cpu runs eager, static and compile on the CPU)"
+        hint = " (--device cpu runs eager, static and compile on the CPU)" if command in ("ab", "sweep") else ""
         raise GapprofError(f"{command} needs a CUDA GPU: no CUDA device is visible to torch{hint}")
