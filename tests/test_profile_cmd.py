@@ -301,6 +301,15 @@ def test_no_step_found_lists_the_ranges_seen_and_why_nothing_was_marked(standin,
     assert profile("--range", "iteration", "-o", folder / "t", "--", sys.executable, "-c", "pass").exit_code == 0
 
 
+def test_the_parent_and_the_bootstrap_import_neither_torch_nor_polars():
+    # The parent only launches nsys (the GPU image has no polars); the bootstrap runs in every Python the program
+    # starts, so it must stay light.
+    code = ("import sys; sys.modules.update(torch=None, polars=None, transformers=None); "
+            "import gapprof.commands.profile_cli, gapprof.profiler.profile_run, gapprof.profiler.forward_marks")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_mark_module_and_names():
     with pytest.raises(GapprofError, match="--mark-module 'mymodel': expected MODULE:CLASS"):
         profile_run.mark_target(None, "mymodel")
