@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import polars as pl
 
 from gapprof.analysis import kineto, load, trace_checks
-from gapprof.analysis.steps import default_skip, find_steps, mark_warmup
+from gapprof.analysis.steps import default_skip, find_steps, left_out_prefills, mark_warmup
 from gapprof.nvtx_names import STEP_MESSAGE
+
+PREFILLS_LEFT_OUT = "prefill ranges (not steps, left out)"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,11 @@ def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None
     calls, gpu = source.read_api_calls(trace, found["globalTid"].unique().to_list()), source.read_gpu_ops(trace)
     checks = trace_checks.check_frames(trace, ranges, found, calls, gpu, source.read_launch_keys(trace),
                                        source.count_open_ranges(trace))
+    prefills = left_out_prefills(ranges, range_pattern)
+    if prefills:
+        checks[PREFILLS_LEFT_OUT] = prefills
+        notes.append(f"{prefills} prefill ranges seen and left out: the steps are the ranges matching --range "
+                     f"{range_pattern!r} (--range prefill attributes the prefills)")
     return Frames(trace=trace, ranges=ranges, steps=found, skip=skip, calls=calls, gpu=gpu,
                   strings=source.read_strings(trace), gpu_info=source.read_gpu_info(trace), notes=tuple(notes),
                   checks=checks)

@@ -10,9 +10,13 @@ import re
 import polars as pl
 
 from gapprof.errors import GapprofError
-from gapprof.nvtx_names import STEP_MESSAGE
+from gapprof.nvtx_names import PREFILL_MESSAGE, STEP_MESSAGE
 
 DEFAULT_RANGE = STEP_MESSAGE
+
+
+class NoStepRanges(GapprofError):
+    """No NVTX range matches the step pattern; the message lists the ranges the trace has."""
 
 
 def _compile(pattern: str) -> re.Pattern:
@@ -28,13 +32,23 @@ def range_names(ranges: pl.DataFrame) -> pl.DataFrame:
             .sort(["count", "domain", "message"], descending=[True, False, False]))
 
 
-def _no_match_error(ranges: pl.DataFrame, pattern: str) -> GapprofError:
+def _no_match_error(ranges: pl.DataFrame, pattern: str) -> NoStepRanges:
     if ranges.is_empty():
-        return GapprofError(f"no NVTX ranges match --range {pattern!r}: the trace has no closed NVTX ranges")
+        return NoStepRanges(f"no NVTX ranges match --range {pattern!r}: the trace has no closed NVTX ranges")
     names = range_names(ranges)
     shown = ", ".join(f"{d + ':' if d else ''}{m} ({c})" for d, m, c in names.head(20).iter_rows())
     more = f", and {names.height - 20} more" if names.height > 20 else ""
-    return GapprofError(f"no NVTX ranges match --range {pattern!r}; ranges found: {shown}{more}")
+    return NoStepRanges(f"no NVTX ranges match --range {pattern!r}; ranges found: {shown}{more}")
+
+
+def _whole_match(pattern: str) -> pl.Expr:
+    return pl.col("message").str.contains(f"^(?:{pattern})$")
+
+
+def left_out_prefills(ranges: pl.DataFrame, pattern: str) -> int:
+    """Prefill ranges (gapprof.mark_steps, `profile --mark forward`) that the step pattern does not match: a
+    forward of the whole prompt is no decode step, and attribute says how many it left out."""
+    return ranges.filter((pl.col("message") == PREFILL_MESSAGE) & ~_whole_match(pattern)).height
 
 
 def find_steps(ranges: pl.DataFrame, pattern: str) -> pl.DataFrame:
@@ -45,7 +59,7 @@ def find_steps(ranges: pl.DataFrame, pattern: str) -> pl.DataFrame:
     """
     _compile(pattern)
     try:
-        matched = ranges.filter(pl.col("message").str.contains(f"^(?:{pattern})$"))
+        matched = ranges.filter(_whole_match(pattern))
     except pl.exceptions.ComputeError as error:  # Python's re accepts some syntax polars' regex does not
         raise GapprofError(f"--range {pattern!r}: unsupported regular expression ({error})") from None
     if matched.is_empty():
@@ -75,7 +89,8 @@ def default_skip(steps: pl.DataFrame, meta: dict) -> tuple[int, str]:
     if per_thread < 2:
         return 0, "a single step per thread"
     # The first steps carry one-off costs (allocator growth, library handles, graph capture).
-    return min(5, max(1, per_thread // 10)), "no capture metadata: a tenth of the steps, 1 to 5"
+    why = "no warm-up in the trace's metadata" if meta else "no capture metadata"
+    return min(5, max(1, per_thread // 10)), f"{why}: a tenth of the steps, 1 to 5"
 
 
 def mark_warmup(steps: pl.DataFrame, skip: int) -> pl.DataFrame:

@@ -12,6 +12,7 @@ COMMANDS = {
     "ncu": "gapprof.commands.ncu_cli:ncu",
     "ncu-report": "gapprof.commands.ncu_cli:ncu_report",
     "attribute": "gapprof.commands.attribute_cli:attribute",
+    "profile": "gapprof.commands.profile_cli:profile",
     "compare": "gapprof.commands.cross_gpu_cli:compare",
     "project": "gapprof.commands.cross_gpu_cli:project",
     "plot": "gapprof.commands.cross_gpu_cli:plot",

@@ -112,3 +112,14 @@ def kernels_per_step(path: Path, steps: int) -> float:
     with sqlite3.connect(path) as conn:
         (count,) = conn.execute("SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL").fetchone()
     return count / steps
+
+
+GPU_OP_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET")
+
+
+def gpu_op_count(path: Path) -> int:
+    """Kernels, memcpys and memsets in the trace at `path` (a table nsys did not write counts as empty)."""
+    with sqlite3.connect(path) as conn:
+        present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        return sum(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                   for table in GPU_OP_TABLES if table in present)

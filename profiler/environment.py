@@ -1,8 +1,9 @@
-"""Facts about the capture machine that a trace carries: versions, GPU, CPU, measured copy bandwidth."""
+"""Facts about the capture machine that a trace carries: versions, GPU, CPU, measured copy bandwidth.
+
+torch is imported by the functions that need it: `gapprof profile` reads the CPU and driver in a torch-free parent.
+"""
 import platform
 import subprocess
-
-import torch
 
 
 def cpu_model() -> str:
@@ -26,18 +27,25 @@ def driver_version() -> str | None:
 
 
 def versions() -> dict:
+    import torch
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__, "cuda": torch.version.cuda,
             "python": platform.python_version()}
 
 
+def device_facts(device) -> dict:
+    """Name, memory and SM count of a CUDA device (a torch.device or its name)."""
+    import torch
+
+    props = torch.cuda.get_device_properties(device)
+    return {"gpu_name": props.name, "gpu_memory_bytes": props.total_memory, "gpu_sm_count": props.multi_processor_count}
+
+
 def gpu_facts(device: str) -> dict:
     if not device.startswith("cuda"):
         return {"gpu_name": "cpu", "driver": None}
-    props = torch.cuda.get_device_properties(device)
-    return {"gpu_name": props.name, "gpu_memory_bytes": props.total_memory, "gpu_sm_count": props.multi_processor_count,
-            "driver": driver_version()}
+    return {**device_facts(device), "driver": driver_version()}
 
 
 def copy_bandwidth_gbps(device: str, nbytes: int = 1 << 30, repeats: int = 20) -> float | None:
@@ -47,6 +55,8 @@ def copy_bandwidth_gbps(device: str, nbytes: int = 1 << 30, repeats: int = 20) -
     """
     if not device.startswith("cuda"):
         return None
+    import torch
+
     src = torch.empty(nbytes, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)

@@ -11,17 +11,23 @@ from gapprof.profiler.profiled_session import run_under
 from gapprof.nsight import find_nsys, nsys_export_command
 from gapprof.trace_schema import write_meta
 
-def profile_command(nsys: str, report_base: Path) -> list[str]:
-    """The nsys command line before the session's: CUDA and NVTX only, collection limited to the profiled phase."""
-    return [
-        nsys, "profile",
-        "-t", "cuda,nvtx",
-        "-s", "none", "--cpuctxsw=none",  # without these a short run writes gigabytes of CPU samples
-        "--cuda-graph-trace=node",  # every kernel of a graph replay, not one opaque graph range
-        "--capture-range=cudaProfilerApi", "--capture-range-end=stop",
-        "--force-overwrite=true",
-        "-o", str(report_base),
-    ]
+# CUDA and NVTX only; without -s none --cpuctxsw=none a short run writes gigabytes of CPU samples; every kernel of
+# a graph replay, not one opaque graph range. `gapprof profile` collects with the same flags.
+COLLECTION_FLAGS = ["-t", "cuda,nvtx", "-s", "none", "--cpuctxsw=none", "--cuda-graph-trace=node"]
+
+
+def profile_command(nsys: str, report_base: Path, capture_range: bool = True) -> list[str]:
+    """The nsys command line before the profiled command's; with capture_range, collection is limited to what the
+    program brackets with cudaProfilerStart/Stop (capture's profiled phase), else it covers the whole run."""
+    limit = ["--capture-range=cudaProfilerApi", "--capture-range-end=stop"] if capture_range else []
+    return [nsys, "profile", *COLLECTION_FLAGS, *limit, "--force-overwrite=true", "-o", str(report_base)]
+
+
+def report_paths(output: Path) -> tuple[Path, Path, Path]:
+    """The base nsys writes to (it appends .nsys-rep), the report and the .sqlite beside it, for `output` with or
+    without a known extension (dotted names kept)."""
+    base = strip_extension(output)
+    return base, sibling(base, ".nsys-rep"), sibling(base, ".sqlite")
 
 
 def _written_since(folder: Path, started: float) -> list[str]:
@@ -29,21 +35,29 @@ def _written_since(folder: Path, started: float) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file() and p.stat().st_mtime >= started)
 
 
-def capture_with_nsys(request, output: Path, command: str) -> tuple[Path, Path, dict]:
-    """Profile `request` in a child process under nsys; return the .nsys-rep, .sqlite and metadata."""
-    nsys = find_nsys()
-    base = strip_extension(output)
-    report, sqlite_path = sibling(base, ".nsys-rep"), sibling(base, ".sqlite")
-    base.parent.mkdir(parents=True, exist_ok=True)
-    started = time.time() - 1  # file times may be coarser than the clock
-    meta = run_under(profile_command(nsys, base), request)
+def require_report(report: Path, started: float) -> None:
+    """Raise when nsys did not write `report`, naming what it wrote in that folder since `started`."""
     if not report.exists():
         raise GapprofError(f"nsys did not write {report}; files it wrote there: "
-                           f"{', '.join(_written_since(base.parent, started)) or 'none'}")
+                           f"{', '.join(_written_since(report.parent, started)) or 'none'}")
+
+
+def export_sqlite(nsys: str, report: Path, sqlite_path: Path) -> None:
     progress(f"exporting {sqlite_path}")
     exported = subprocess.run(nsys_export_command(nsys, report, sqlite_path))
     if exported.returncode != 0 or not sqlite_path.exists():
         raise GapprofError(f"`nsys export` of {report} failed (exit {exported.returncode}); expected {sqlite_path}")
+
+
+def capture_with_nsys(request, output: Path, command: str) -> tuple[Path, Path, dict]:
+    """Profile `request` in a child process under nsys; return the .nsys-rep, .sqlite and metadata."""
+    nsys = find_nsys()
+    base, report, sqlite_path = report_paths(output)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time() - 1  # file times may be coarser than the clock
+    meta = run_under(profile_command(nsys, base), request)
+    require_report(report, started)
+    export_sqlite(nsys, report, sqlite_path)
     meta["command"] = command
     with sqlite3.connect(sqlite_path) as conn:
         write_meta(conn, meta)

@@ -11,6 +11,7 @@ The ranges are NVTX ranges (for Nsight Systems), or with ranges="record_function
 record_function ranges, which a torch.profiler trace keeps as user_annotation events (no payload there).
 The range is the forward call only: sampling and copying the token to the host run after it, and GPU work still
 running when the forward returns is reported by attribute as spill. The hooks need no torch import of their own.
+`StepLabels` is the labelling alone, which `gapprof profile --mark forward` applies from outside the model.
 """
 from gapprof.errors import GapprofError
 from gapprof.nvtx_names import PREFILL_MESSAGE, STEP_DOMAIN, STEP_MESSAGE
@@ -64,28 +65,45 @@ def new_tokens(args: tuple, kwargs: dict) -> int | None:
     return None
 
 
-class StepMarks:
-    """The hooks of one mark_steps call; `remove()` takes them off (also on leaving a `with` block)."""
+class StepLabels:
+    """Opens the range of one forward call: `prefill` (more than one new token, restarting the step count),
+    `decode_step` with payload = its index since the last prefill, or `forward` (no token count). Keeps what it
+    opened: the prefills' token counts and the number of decode steps."""
 
-    def __init__(self, model, ranges):
+    def __init__(self, ranges):
         self._ranges = ranges
         self._since_prefill = 0
-        self._handles = [
-            model.register_forward_pre_hook(self._push, with_kwargs=True),
-            # always_call: a forward that raises still pops, so the NVTX stack stays balanced.
-            model.register_forward_hook(lambda *_: ranges.pop(), always_call=True),
-        ]
+        self.prefill_tokens: list[int] = []
+        self.decode_steps = 0
 
-    def _push(self, _module, args: tuple, kwargs: dict) -> None:
+    def push(self, args: tuple, kwargs: dict) -> None:
         tokens = new_tokens(args, kwargs)
         if tokens is None:
             self._ranges.push(UNKNOWN_MESSAGE, None)
         elif tokens > 1:
             self._since_prefill = 0
+            self.prefill_tokens.append(int(tokens))
             self._ranges.push(PREFILL_MESSAGE, None)
         else:
             self._ranges.push(STEP_MESSAGE, self._since_prefill)
             self._since_prefill += 1
+            self.decode_steps += 1
+
+    def pop(self) -> None:
+        self._ranges.pop()
+
+
+class StepMarks:
+    """The hooks of one mark_steps call; `remove()` takes them off (also on leaving a `with` block)."""
+
+    def __init__(self, model, ranges):
+        self.labels = StepLabels(ranges)
+        self._handles = [
+            model.register_forward_pre_hook(lambda _module, args, kwargs: self.labels.push(args, kwargs),
+                                            with_kwargs=True),
+            # always_call: a forward that raises still pops, so the NVTX stack stays balanced.
+            model.register_forward_hook(lambda *_: self.labels.pop(), always_call=True),
+        ]
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -171,3 +171,19 @@ def test_failing_nsys_export(tmp_path):
     fake.write_text("#!/bin/sh\necho 'cannot open report' >&2\nexit 3\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     assert "cannot open report" in error_line(run(rep, env={"GAPPROF_NSYS": str(fake)}))
+
+
+@pytest.mark.parametrize("pattern, left_out", [("decode_step", 2), ("prefill|decode_step", 0)])
+def test_prefill_ranges_are_no_steps_and_are_counted(tmp_path, pattern, left_out):
+    b = TraceBuilder()
+    b.domain("gapprof", 1)
+    for i in range(2):
+        b.range(10_000 * i, 10_000 * i + 900, "prefill", domain_id=1)
+        for j in range(3):
+            basic_step(b, offset=10_000 * i + 1000 + 2000 * j)
+    result = run(b.write(tmp_path / "marked.sqlite"), "--range", pattern, "--skip", "0", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["facts"]["steps found"] == 6 + (2 - left_out)
+    assert doc["facts"].get("prefill ranges (not steps, left out)", 0) == left_out
+    assert any(note.startswith(f"{left_out} prefill ranges seen and left out") for note in doc["notes"]) == bool(left_out)

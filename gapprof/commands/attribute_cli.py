@@ -13,32 +13,10 @@ from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
 
-TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost", "findings")
-DEFAULT_TABLES = "summary,facts,classes,kernels,api,findings"
-
-
-def _tables(value: str) -> list[str]:
-    chosen = [t.strip() for t in value.split(",") if t.strip()]
-    unknown = [t for t in chosen if t not in TABLES]
-    if unknown:
-        raise click.BadParameter(f"unknown table {', '.join(unknown)}; choose from {', '.join(TABLES)}")
-    return chosen
-
 
 @click.command()
 @click.argument("trace", type=options.TRACE)
-@options.RANGE
-@options.SKIP
-@options.floor_inputs
-@click.option("--gpu", default=None, help="GPU for the datasheet bandwidth (a key, alias or device name) "
-                                          "[default: the trace's device].")
-@options.COUNT_EMBEDDING
-@click.option("--per-step", is_flag=True, help="Add the per-step table (times in integer ns).")
-@click.option("--full-names", is_flag=True, help="Full demangled kernel names instead of short names.")
-@click.option("--tables", "tables_chosen", default=DEFAULT_TABLES, show_default=True, callback=lambda c, p, v: _tables(v),
-              help=f"Comma-separated tables to show, from: {', '.join(TABLES)}.")
-@click.option("--top", type=click.IntRange(min=0), default=25, show_default=True,
-              help="Rows of the kernel and API tables (0: all).")
+@options.report_options
 @click.option("--by", type=click.Choice(["step", "module"]), default="step", show_default=True,
               help="module: per module kind and per layer (a trace from `capture --modules`, or --reference).")
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -52,8 +30,7 @@ def _tables(value: str) -> list[str]:
                                             "and a floor above the GPU busy time.")
 @options.FORMAT
 @options.OUTPUT
-def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
-              top, by, reference, ncu_csv, gpu_profiles, force, fmt, output):
+def attribute(trace, by, reference, ncu_csv, gpu_profiles, output, **chosen):
     """Split each decode step of TRACE (.sqlite, .nsys-rep, or a torch.profiler .json or .json.gz) into DRAM
     floor, kernel excess, launch gaps and CPU-side time: wall = busy + starved + latency + head + tail, per step,
     in integer ns.
@@ -76,6 +53,13 @@ def attribute(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embeddin
     R is the GPU's achievable bandwidth: measured by its GPU profile (`gapprof calibrate`, shipped or
     --gpu-profile), else 0.9 x peak.
     """
+    report(trace, by=by, reference=reference, ncu_csv=ncu_csv, gpu_profiles=gpu_profiles, output=output, **chosen)
+
+
+def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
+           top, force, fmt, output=None, by="step", reference=None, ncu_csv=None, gpu_profiles=()):
+    """Attribute TRACE and print the chosen tables (stdout or `output`), notes after them: attribute's report,
+    which profile prints for the trace it made."""
     cost = ncu_csv is not None or "cost" in tables_chosen
     options.check_gpu_profiles(gpu_profiles, cost and by != "module", "--ncu or --tables cost")
     if reference is not None and by != "module" and not cost:

@@ -65,6 +65,38 @@ SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
                     help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
 
 
+# The tables of attribute's report, which profile prints too.
+TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost", "findings")
+DEFAULT_TABLES = "summary,facts,classes,kernels,api,findings"
+
+
+def _tables(value: str) -> list[str]:
+    chosen = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in TABLES]
+    if unknown:
+        raise click.BadParameter(f"unknown table {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+    return chosen
+
+
+def report_options(f):
+    """The options of attribute's report that profile shares: steps, floor, tables and format."""
+    for option in reversed([
+        RANGE, SKIP, floor_inputs,
+        click.option("--gpu", default=None, help="GPU for the datasheet bandwidth (a key, alias or device name) "
+                                                 "[default: the trace's device]."),
+        COUNT_EMBEDDING,
+        click.option("--per-step", is_flag=True, help="Add the per-step table (times in integer ns)."),
+        click.option("--full-names", is_flag=True, help="Full demangled kernel names instead of short names."),
+        click.option("--tables", "tables_chosen", default=DEFAULT_TABLES, show_default=True,
+                     callback=lambda c, p, v: _tables(v),
+                     help=f"Comma-separated tables to show, from: {', '.join(TABLES)}."),
+        click.option("--top", type=click.IntRange(min=0), default=25, show_default=True,
+                     help="Rows of the kernel and API tables (0: all)."),
+    ]):
+        f = option(f)
+    return f
+
+
 def existing_folder(ctx, param, path: Path | None) -> Path | None:
     """An output path whose folder exists, checked before any work starts."""
     if path is not None and not path.resolve().parent.is_dir():
@@ -117,11 +149,14 @@ def module_ranges_error(missing) -> GapprofError:
                         "by position")
 
 
-def check_csv_output(fmt: str, output: Path | None, several: bool, select: str | None = None) -> None:
-    """Before any work: CSV holds one table per file, so several tables need -o DIR (or one picked by `select`)."""
+def check_csv_output(fmt: str, output: Path | None, several: bool, select: str | None = None,
+                     flag: str = "-o") -> None:
+    """Before any work: CSV holds one table per file, so several tables need `flag` DIR (or one picked by
+    `select`)."""
     if fmt == "csv" and several and not render.csv_folder(output):
         choose = f", or pick one table with {select} NAME" if select else ""
-        raise click.UsageError(f"--format csv writes one table per file: pass -o DIR for DIR/<table>.csv each{choose}")
+        raise click.UsageError(f"--format csv writes one table per file: pass {flag} DIR for DIR/<table>.csv "
+                               f"each{choose}")
 
 
 def import_torch(command: str):
