@@ -5,9 +5,11 @@ plain transformers script, with nothing of gapprof in it.
     gapprof profile --mark forward -- python examples/generate.py
 """
 import argparse
+import contextlib
 import time
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoModelForCausalLM, Qwen2Config
 
 
@@ -26,6 +28,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="let generate compile the decode forward (its default with a static cache on a GPU)")
     parser.add_argument("--attn", default="sdpa", help="attn_implementation: sdpa, eager, flash_attention_2, ...")
+    parser.add_argument("--sdpa-backend", choices=["flash", "math", "cudnn", "efficient"],
+                        help="pin torch's SDPA to one backend (default: torch chooses per call)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -38,15 +42,18 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     prompt = torch.randint(0, model.config.vocab_size, (1, args.ctx), generator=generator).to(args.device)
 
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION}
+    pinned = sdpa_kernel(backends[args.sdpa_backend]) if args.sdpa_backend else contextlib.nullcontext()
     started = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), pinned:
         out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new_tokens,
                              do_sample=False, cache_implementation=args.cache_implementation,
                              disable_compile=not args.compile)
     seconds = time.perf_counter() - started
     new = out.shape[-1] - prompt.shape[-1]
     print(f"generated {new} tokens after a {args.ctx}-token prompt in {seconds:.2f} s "
-          f"({args.cache_implementation} cache, attn {args.attn})")
+          f"({args.cache_implementation} cache, attn {args.attn}, SDPA backend {args.sdpa_backend or 'torch chooses'})")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = "acceptance.jsonl"
-GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)|gapprof (?:capture|ncu|ab|sweep|calibrate)\b(?!-).*)$")
+GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)|gapprof (?:capture|ncu|ab|sweep|calibrate|profile)\b(?!-).*)$")
 SHRINK = {"--steps": 4, "--warmup": 3, "--sessions": 2, "--launch-count": 100}
 FIRST_ITEM = ("--models", "--ctx")
 DOTTED_NAME = "qwen2.5-7b-readme{}"  # a model-like name with a dot, as every shipped model name has
@@ -48,6 +48,8 @@ def shrink(command: str, index: int) -> str:
             words[i + 1] = str(min(int(value), SHRINK[word]))
         elif word in FIRST_ITEM:
             words[i + 1] = value.split(",")[0]
+    # Commands run in WORKDIR; a file of the repository that a profiled program runs is named from there.
+    words = [str(REPO / word) if word.startswith("examples/") else word for word in words]
     if words[:2] == ["gapprof", "calibrate"] and "--quick" not in words:
         words.append("--quick")
     return shlex.join(words)
