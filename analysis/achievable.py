@@ -6,7 +6,10 @@ with --gpu-profile), else assumed.
   ASSUMED_FRACTION x the GPU's peak (the datasheet table in gapprof/gpus.py where it has the GPU).
 - Fixed cost per kernel: measured, an add on one element back to back in a CUDA graph (fit.fixed_us_graph); it is not
   assumed. A kernel's fixed part (its duration minus its bytes at R, from the trace) moves to another GPU times
-  target / source fixed cost only when both GPUs have a profile; otherwise it is kept as the trace measured it.
+  target / source fixed cost only when both GPUs have a profile and are different chips (SM counts differ);
+  otherwise it is kept as the trace measured it. The same chip keeps it because what a decode kernel spends beyond
+  its bytes did not follow the dispatch cost: H200 dispatches an empty kernel in a graph in 0.53 us against the
+  H100's 0.80, yet the smallest decode GEMV (512 x 3584) took 7.53 and 7.55 us (the shipped profiles, 2026-11-27).
 """
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,16 +60,24 @@ def of_target(target: GpuSpec, profiles: Mapping[str, Found]) -> Achievable:
     return achievable(target, (float(target.peak_gbps), f"{target.label} datasheet"), profiles)
 
 
+def _same_chip(source: Achievable, target: Achievable) -> bool:
+    sms = (source.profile.sm_count, target.profile.sm_count)
+    return None not in sms and sms[0] == sms[1]
+
+
 def fixed_scale(source: Achievable, target: Achievable) -> float:
     """What a kernel's fixed part is multiplied by on the target: target / source fixed cost where both are
-    measured, else 1."""
-    if source.fixed_us is None or target.fixed_us is None:
+    measured on different chips, else 1."""
+    if source.fixed_us is None or target.fixed_us is None or _same_chip(source, target):
         return 1.0
     return target.fixed_us / source.fixed_us
 
 
 def _fixed_part(source: Achievable, target: Achievable) -> str:
     if source.fixed_us is not None and target.fixed_us is not None:
+        if _same_chip(source, target):
+            return (f"kept as on the source: the same chip ({source.profile.sm_count} SMs each), whose decode "
+                    "kernels' fixed part did not follow the measured dispatch cost")
         return f"times {fixed_scale(source, target):.3f} (target / source fixed cost per kernel)"
     missing = [role for role, x in (("source", source), ("target", target)) if x.fixed_us is None]
     return f"kept as on the source (no fixed cost per kernel measured on the {' or '.join(missing)})"

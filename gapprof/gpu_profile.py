@@ -113,6 +113,10 @@ class Found:
     def fixed_us_graph(self) -> float:
         return float(self.doc["fit"]["fixed_us_graph"])
 
+    @property
+    def sm_count(self) -> int | None:
+        return self.doc["gpu"].get("sm_count")
+
     def cite(self) -> str:
         return f"{self.where}, measured {self.date[:10]}"
 

@@ -109,17 +109,17 @@ def gpu_profile_points(read_gbps: float, fixed_us: float) -> dict:
                      for n in (1024, 4096, 14336)]}
 
 
-def gpu_profile_doc(key: str, name: str, read_gbps: float, fixed_us: float) -> dict:
+def gpu_profile_doc(key: str, name: str, read_gbps: float, fixed_us: float, sm_count: int | None = None) -> dict:
     """A GPU profile as `gapprof calibrate` writes it, of gpu_profile_points (gapprof.gpu_profile.document fits
     them)."""
     from gapprof import gpu_profile
 
-    return gpu_profile.document(gpu=dict(name=name, key=key, datasheet_gbps=None), date="2026-12-01T10:00:00+00:00",
+    return gpu_profile.document(gpu=dict(name=name, key=key, datasheet_gbps=None, sm_count=sm_count), date="2026-12-01T10:00:00+00:00",
                                 command="gapprof calibrate", versions=dict(torch="2.11", cuda="13.0"),
                                 settings=dict(repeats=1), points=gpu_profile_points(read_gbps, fixed_us))
 
 
-def write_gpu_profile(path, key: str, name: str, read_gbps: float, fixed_us: float):
+def write_gpu_profile(path, key: str, name: str, read_gbps: float, fixed_us: float, sm_count: int | None = None):
     from gapprof import gpu_profile
 
-    return gpu_profile.write(gpu_profile_doc(key, name, read_gbps, fixed_us), path)
+    return gpu_profile.write(gpu_profile_doc(key, name, read_gbps, fixed_us, sm_count), path)

@@ -139,8 +139,8 @@ def test_project_and_compare_take_the_model_of_a_trace_without_metadata(tmp_path
 def profiles(tmp_path: Path, *which: tuple) -> dict:
     """GPU key -> profile, each written to tmp_path by conftest.write_gpu_profile: (key, read GB/s, fixed us)."""
     names = {"h100-sxm": H100, "h200": "NVIDIA H200"}
-    return {key: gpu_profile.read(write_gpu_profile(tmp_path / f"{key}.json", key, names[key], gbps, fixed))
-            for key, gbps, fixed in which}
+    return {key: gpu_profile.read(write_gpu_profile(tmp_path / f"{key}.json", key, names[key], gbps, fixed, *sms))
+            for key, gbps, fixed, *sms in which}
 
 
 def on_target(source_gbps: float, target_gbps: float, scale: float) -> list[float]:
@@ -156,6 +156,8 @@ def on_target(source_gbps: float, target_gbps: float, scale: float) -> list[floa
     ((("h100-sxm", 3000.0, 2.0), ("h200", 4400.0, 1.5)), 3000.0, 4400.0, 0.75),  # both: fixed part x 1.5 / 2
     ((("h200", 4400.0, 1.5),), 0.9 * 3350, 4400.0, 1.0),                          # target only: fixed part kept
     ((("h100-sxm", 3000.0, 2.0),), 3000.0, 0.9 * 4800, 1.0),                      # source only: fixed part kept
+    ((("h100-sxm", 3000.0, 2.0, 132), ("h200", 4400.0, 1.5, 132)), 3000.0, 4400.0, 1.0),  # same chip: kept
+    ((("h100-sxm", 3000.0, 2.0, 132), ("h200", 4400.0, 1.5, 114)), 3000.0, 4400.0, 0.75),  # other chips: x 1.5 / 2
 ])
 def test_measured_profiles_set_the_bandwidths_and_only_both_rescale_the_fixed_part(tmp_path, measured, source_gbps,
                                                                                      target_gbps, scale):
@@ -230,3 +232,15 @@ def test_a_measured_bandwidth_above_the_peak_is_capped_at_it_and_said(tmp_path):
     doc = json.loads(result.stdout)
     assert doc["cost facts"]["reference bandwidth GB/s (measured, capped at peak)"] == 3350
     assert any("above the peak: capped at it" in note for note in doc["notes"])
+
+
+def test_project_says_why_the_same_chip_keeps_the_fixed_part(tmp_path):
+    trace, csv = known_steps(tmp_path)
+    profiles(tmp_path, ("h100-sxm", 3000.0, 2.0, 132), ("h200", 4400.0, 1.5, 132))
+    given = ["--gpu-profile", str(tmp_path / "h100-sxm.json"), "--gpu-profile", str(tmp_path / "h200.json")]
+    result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--ncu", str(csv), *given,
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert {row["gpu"]: row["fixed_part_scale"] for row in doc["kernel model"]} == {"H100 SXM": 1.0, "H200": 1.0}
+    assert "fixed part kept as on the source: the same chip (132 SMs each)" in "\n".join(doc["notes"])
