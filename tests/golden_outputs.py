@@ -22,7 +22,7 @@ COMMANDS = {
                                        "--ctx 4096 --tables summary,facts,classes --top 5",
     "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite --by module",
     "attribute-graphs-by-module": f"attribute traces/h100-graphs.sqlite --by module --reference {STATIC}",
-    "ncu-report-eager": "ncu-report traces/h100-eager-ncu.csv",
+    "ncu-report-eager": "ncu-report traces/h100-eager-cudnn-ncu.csv",
     "ncu-report-graphs": f"ncu-report traces/h100-graphs-ncu.csv --reference {STATIC}",
     "compare-eager": "compare traces/h100.sqlite traces/h200.sqlite",
     "compare-graphs-json": "compare traces/h100-graphs.sqlite traces/h200-graphs.sqlite --format json",

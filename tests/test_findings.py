@@ -94,7 +94,7 @@ def test_a_class_far_below_bandwidth_and_one_above_its_bytes_are_found():
 def test_findings_on_the_shipped_eager_trace():
     from pathlib import Path
 
-    result = analyze(Path(__file__).parents[1] / "traces" / "h100.sqlite", Options())
+    result = analyze(Path(__file__).parents[1] / "traces" / "h100-eager-cudnn.sqlite", Options())
     titles = [f.title for f in findings.findings(result)]
     assert titles == ["GPU starved by the CPU's launches", "GPU waits before the attention kernels",
                       "module loading or compilation inside each step", "many short kernels, each with a fixed cost"]
@@ -110,3 +110,12 @@ def test_compare_ends_with_the_findings_of_each_trace(pair):
     doc = json.loads(CliRunner().invoke(main, ["compare", *map(str, pair), "--format", "json"]).stdout)
     for label in ("h100", "h200"):
         assert any(key.startswith("1. GPU starved by the CPU's launches") for key in doc[f"findings {label}"])
+
+
+def test_the_flash_eager_trace_pays_no_setup_inside_its_steps():
+    """The same eager runtime with --attn auto (flash attention): launch-bound, with no per-length setup."""
+    from pathlib import Path
+
+    result = analyze(Path(__file__).parents[1] / "traces" / "h100.sqlite", Options())
+    assert [f.title for f in findings.findings(result)] == ["GPU starved by the CPU's launches",
+                                                            "many short kernels, each with a fixed cost"]

@@ -15,7 +15,7 @@ from conftest import SYNC, with_meta
 from synthetic import TraceBuilder
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
-SHIPPED = [("h100-graphs.sqlite", "h100-graphs-ncu.csv"), ("h100.sqlite", "h100-eager-ncu.csv")]
+SHIPPED = [("h100-graphs.sqlite", "h100-graphs-ncu.csv"), ("h100-eager-cudnn.sqlite", "h100-eager-cudnn-ncu.csv")]
 PEAK = 3350.0  # H100 SXM datasheet, GB/s = bytes/ns
 REFERENCE = REFERENCE_FRACTION * PEAK
 # name, bytes read, bytes written, fixed ns: each kernel lasts fixed + bytes / (0.9 x peak), a whole number of ns.
@@ -100,19 +100,19 @@ def test_graphs_trace_gives_the_figures_design_md_quotes():
 
 
 def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
-    lines = (TRACES / "h100-eager-ncu.csv").read_text().splitlines()
+    lines = (TRACES / "h100-eager-cudnn-ncu.csv").read_text().splitlines()
     header, rows = lines[:2], lines[2:]
     dropped = rows[500]
     altered = tmp_path / "altered-ncu.csv"
     # Kernel 500 left out, kernel 700 profiled twice.
     altered.write_text("\n".join(header + rows[:500] + rows[501:701] + rows[700:]) + "\n")
-    found = measured_bytes(analyze(TRACES / "h100.sqlite", Options()), altered)
+    found = measured_bytes(analyze(TRACES / "h100-eager-cudnn.sqlite", Options()), altered)
     assert found.ops is None
     assert found.unmatched["against"].unique().to_list() == ["ncu rows"]
     assert sorted(found.unmatched["tag"]) == ["delete", "insert"]
     missing = found.unmatched.filter(pl.col("tag") == "delete").row(0, named=True)
     assert missing["reference_ops"].split("(")[0].split("<")[0].strip() in dropped
-    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100.sqlite"), "--ncu", str(altered),
+    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-eager-cudnn.sqlite"), "--ncu", str(altered),
                                        "--tables", "summary"])
     assert result.exit_code == 0, result.output
     assert "unmatched kernels" in result.output and "no cost split" in result.output

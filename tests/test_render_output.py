@@ -49,7 +49,7 @@ def test_wide_tables_repeat_their_key_column_in_each_block():
 def test_a_shortened_name_keeps_its_start_and_end():
     assert shorten(CUDNN, 40) == "cudnn_generated_for...cga1x1x1_kernel0_0"
     assert shorten("short", 40) == "short"
-    line, = [line for line in run("attribute traces/h100.sqlite --tables kernels").stdout.splitlines()
+    line, = [line for line in run("attribute traces/h100-eager-cudnn.sqlite --tables kernels").stdout.splitlines()
              if line.startswith("cudnn") and "attention" in line]
     name = line.split()[0]
     assert len(name) < len(CUDNN) and "..." in name
@@ -57,7 +57,7 @@ def test_a_shortened_name_keeps_its_start_and_end():
 
 
 def test_full_names_are_never_shortened():
-    assert CUDNN in run("attribute traces/h100.sqlite --tables kernels --full-names").stdout
+    assert CUDNN in run("attribute traces/h100-eager-cudnn.sqlite --tables kernels --full-names").stdout
 
 
 def test_csv_to_a_folder_writes_one_readable_table_each(tmp_path):
