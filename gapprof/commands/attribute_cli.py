@@ -26,8 +26,7 @@ from gapprof.commands import options
               help="The CSV of `gapprof ncu` for this trace's model and runtime: each kernel's measured bytes, and "
                    "the cost table (busy = floor + extra + shortfall + fixed).")
 @options.GPU_PROFILE
-@click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
-                                            "and a floor above the GPU busy time.")
+@options.FORCE_OVERRIDES
 @options.FORMAT
 @options.OUTPUT
 def attribute(trace, by, reference, ncu_csv, gpu_profiles, output, **chosen):

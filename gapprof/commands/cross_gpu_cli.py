@@ -124,8 +124,7 @@ def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embeddi
 @_projection_options
 @_kernel_model_options
 @options.floor_inputs
-@click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the capture's metadata, "
-                                            "and a floor above the GPU busy time.")
+@options.FORCE_OVERRIDES
 @_trace_options
 @_output_options
 def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, ncu_csv,

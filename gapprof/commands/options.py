@@ -30,6 +30,9 @@ DEVICE = click.option("--device", default="cuda", show_default=True,
 TRACE_BACKEND = click.option("--backend", type=click.Choice(["nsys", "cupti"]), default="nsys", show_default=True)
 
 # Analysis.
+FORCE_OVERRIDES = click.option("--force", is_flag=True,
+                               help="Accept --model/--ctx/--dtype that contradict the trace's metadata, and a floor "
+                                    "above the GPU busy time.")
 COUNT_EMBEDDING = click.option("--count-embedding", is_flag=True,
                                help="Count the whole token-embedding table in the floor bytes (the study's "
                                     "convention).")

@@ -39,8 +39,7 @@ def report_command(sqlite_path: Path, chosen: dict) -> str:
               help="Trace path [default: traces/NAME.nsys-rep, NAME from the script or executable; the .sqlite "
                    "goes beside it].")
 @options.report_options
-@click.option("--force", is_flag=True, help="Accept --model/--ctx/--dtype that contradict the trace's metadata, and "
-                                            "a floor above the GPU busy time.")
+@options.FORCE_OVERRIDES
 @options.FORMAT
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               callback=options.existing_folder, help="Write the report to FILE instead of stdout (with --format "
