@@ -17,7 +17,7 @@ from gapprof.nvtx_names import STEP_MESSAGE
 
 # Per-step table order: identity terms first, then the floor split, then what the step contained.
 STEP_COLUMNS = ("step", "globalTid", "index", "payload", "warmup", "t0", "t1", "wall", "busy", "starved", "latency",
-                "head", "tail", "ctx", "bytes", "floor", "excess", *(f"floor_{s}" for s in SOURCES),
+                "head", "tail", "ctx", "bytes", "bytes_unquantised", "floor", "excess", *(f"floor_{s}" for s in SOURCES),
                 "spill", "overlap", "g0", "g1", "kernels", "memcpys", "memsets", "launch_calls", "launch_cpu",
                 "api_calls", "streams", "starved_gaps", "latency_gaps", "spill_ops", "nested", "empty")
 
@@ -31,6 +31,8 @@ class Options:
     dtype: str | None = None
     gpu: str | None = None
     count_embedding: bool = False
+    quant: str | None = None  # gapprof.quant.METHODS: the floor's analytic estimate where the trace records none
+    quant_lm_head: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def attribute(frames: Frames, options: Options = Options(),
 
     device_name, device_bw = _device(ops, frames.gpu, frames.gpu_info)
     floor = floor_model(meta, model=options.model, dtype=options.dtype, count_embedding=options.count_embedding,
-                        gpu=options.gpu, device_name=device_name, device_bytes_per_s=device_bw)
+                        gpu=options.gpu, device_name=device_name, device_bytes_per_s=device_bw,
+                        quant=options.quant, quant_lm_head=options.quant_lm_head)
     if floor is None:
         notes.append("no floor: the trace has no gapprof metadata; pass --model and --ctx (and --gpu if needed)")
     else:

@@ -1,6 +1,8 @@
 """The DRAM floor: bytes one decode step must move / peak bandwidth, and busy = floor + excess.
 
-Bytes come from the model config at each step's context (gapprof.step_bytes defines what they count).
+Bytes come from the model config at each step's context (gapprof.step_bytes defines what they count); a model
+whose decoder linear layers were quantised counts them by the bytes the capture recorded, or by an analytic
+estimate with --quant (gapprof.quant_floor), and the unquantised floor is kept beside it.
 Bandwidth comes from up to three sources, each reported when known: the datasheet table (by --gpu or device
 name), the export's TARGET_INFO_GPU.memoryBandwidth, and the copy bandwidth that gapprof measured at capture.
 1 GB/s = 1e9 bytes/s = 1 byte/ns.
@@ -13,7 +15,8 @@ import polars as pl
 
 from gapprof.errors import GapprofError
 from gapprof import gpus, models
-from gapprof.step_bytes import floor_convention, step_bytes
+from gapprof.quant_floor import QuantFloor, analytic, convention, recorded
+from gapprof.step_bytes import step_bytes
 
 SOURCES = ("datasheet", "device", "copy")
 DEFAULT_DTYPE = "bfloat16"
@@ -27,6 +30,12 @@ class Floor:
     bandwidths: dict  # source -> (GB/s, what it is), in SOURCES order, known ones only
     convention: str
     gpu: gpus.GpuSpec | None = None  # the datasheet entry of the captured GPU (or --gpu), where the table has one
+    quant: QuantFloor | None = None  # the quantised layers' bytes, recorded or estimated; None: unquantised
+
+    @property
+    def stored(self) -> dict | None:
+        """The bytes one instance of each quantised kind reads (gapprof.step_bytes' `stored`), or None."""
+        return self.quant.stored if self.quant else None
 
     @property
     def primary(self) -> str:
@@ -85,8 +94,21 @@ def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_byte
     return found
 
 
+def quant_floor(meta: dict, spec: models.ModelSpec, dtype_bytes: int, quant: str | None,
+                quant_lm_head: bool) -> QuantFloor | None:
+    """The capture's record where it has one and --quant does not name another method, else --quant's analytic
+    estimate; None for an unquantised model."""
+    captured = recorded(meta)
+    if captured is not None and (quant is None or (quant, quant_lm_head) == (captured.method, captured.lm_head)):
+        return captured
+    if quant in (None, "none"):
+        return None
+    return analytic(spec, quant, dtype_bytes, quant_lm_head)
+
+
 def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embedding: bool, gpu: str | None,
-                device_name: str | None, device_bytes_per_s: int | None) -> Floor | None:
+                device_name: str | None, device_bytes_per_s: int | None, quant: str | None = None,
+                quant_lm_head: bool = False) -> Floor | None:
     """The floor inputs, or None when the trace has no model (no metadata and no --model)."""
     spec = resolve_spec(meta, model)
     if spec is None:
@@ -97,9 +119,10 @@ def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embed
             f"unknown GPU {device_name or meta.get('gpu_name') or '(no device name in the trace)'!r} for the "
             f"floor; pass --gpu with one of: {', '.join(gpus.known_gpus())}")
     dtype_bytes, dtype_label = _dtype_bytes(meta, dtype)
+    quantised = quant_floor(meta, spec, dtype_bytes, quant, quant_lm_head)
     return Floor(spec, dtype_bytes, count_embedding, found,
-                 floor_convention(spec, dtype_bytes, count_embedding, dtype_label),
-                 datasheet_gpu(meta, gpu, device_name))
+                 convention(spec, dtype_bytes, count_embedding, dtype_label, quantised),
+                 datasheet_gpu(meta, gpu, device_name), quantised)
 
 
 def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) -> pl.Expr | None:
@@ -113,11 +136,18 @@ def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) ->
 
 
 def apply_floor(table: pl.DataFrame, floor: Floor, context: pl.Expr) -> pl.DataFrame:
-    """Adds ctx, bytes, floor_<source> (ns) for every known source, floor and excess against the primary."""
+    """Adds ctx, bytes, floor_<source> (ns) for every known source, floor and excess against the primary; with a
+    quantised model also bytes_unquantised, the step's bytes had its layers stayed in the model's dtype."""
     table = table.with_columns(ctx=context.cast(pl.Int64))
-    totals = {ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding)["total"]
-              for ctx in table["ctx"].unique()}
+    contexts = table["ctx"].unique()
+    totals = {ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding, floor.stored)["total"]
+              for ctx in contexts}
     table = table.with_columns(bytes=pl.col("ctx").replace_strict(totals, return_dtype=pl.Int64))
+    if floor.quant is not None:
+        unquantised = {ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding)["total"]
+                       for ctx in contexts}
+        table = table.with_columns(bytes_unquantised=pl.col("ctx").replace_strict(unquantised,
+                                                                                 return_dtype=pl.Int64))
     # bytes / (GB/s) is ns; rounded so the split busy = floor + excess stays in integer ns.
     table = table.with_columns(
         (pl.col("bytes") / gbps).round().cast(pl.Int64).alias(f"floor_{source}")

@@ -31,7 +31,7 @@ def instance_bytes(labelled: pl.DataFrame, steps: pl.DataFrame, floor: Floor | N
         return instances.with_columns(bytes=pl.lit(None, pl.Int64))
     per_instance = pl.DataFrame(
         [(ctx, kind, b) for ctx in steps["ctx"].unique()
-         for kind, b in module_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding).items()],
+         for kind, b in module_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding, floor.stored).items()],
         schema={"ctx": pl.Int64, "kind": pl.String, "bytes": pl.Int64}, orient="row")
     return (instances.join(steps.select("step", "ctx"), on="step", how="left")
             .join(per_instance, on=["ctx", "kind"], how="left")

@@ -26,6 +26,7 @@ from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 from gapprof.log import progress
 from gapprof.paths import sibling
+from gapprof.quant_floor import recorded
 from gapprof.step_bytes import kind_bytes
 
 READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
@@ -168,6 +169,12 @@ def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:
     return float(spec.peak_gbps), f"{spec.label} datasheet"
 
 
+def _stored(meta: dict) -> dict | None:
+    """The quantised layers' bytes that the ncu run's capture recorded (gapprof.quant_floor), or None."""
+    quant = recorded(meta)
+    return quant.stored if quant else None
+
+
 def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, model: str | None, ctx: int | None,
                     top: int) -> tuple[list, list[str]]:
     """The sections (title, table) and notes of `gapprof ncu-report`: totals, classes, kernels and, against a
@@ -193,7 +200,7 @@ def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, mod
         # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
         kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
         table, differences, complete = module_comparison(
-            rows, reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes), peak)
+            rows, reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes, stored=_stored(meta)), peak)
         sections.append(("modules (per step)", table))
         notes.append(f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
                      f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "

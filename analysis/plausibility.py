@@ -8,10 +8,15 @@ from gapprof.analysis.floor import step_context
 
 
 def override_conflicts(meta: dict, model: str | None, dtype: str | None, ctx: int | None,
-                       captured_ctx: int | None) -> list[str]:
+                       captured_ctx: int | None, quant: str | None = None, quant_lm_head: bool = False) -> list[str]:
     """Each override that differs from what the capture recorded (captured_ctx: the recorded context of the
     first measured step)."""
     conflicts = []
+    captured = (meta.get("quant") or {}).get("method")
+    if quant is not None and captured and (quant, quant_lm_head) != (captured, meta["quant"]["lm_head"]):
+        lm_head = " with lm_head" if meta["quant"]["lm_head"] else ""
+        conflicts.append(f"--quant {quant}{' --quant-lm-head' if quant_lm_head else ''} but the trace was captured "
+                         f"with --quant {captured}{lm_head}, whose bytes it records")
     if model is not None and meta.get("model") and model != meta["model"]:
         conflicts.append(f"--model {model} but the trace was captured with {meta['model']}")
     if dtype is not None and meta.get("dtype") and dtype != meta["dtype"]:
@@ -33,7 +38,8 @@ def floor_above_busy(measured: pl.DataFrame) -> str | None:
             "the trace, or the step ranges are not whole decode steps")
 
 
-def problems(result, model: str | None, dtype: str | None, ctx: int | None) -> list[str]:
+def problems(result, model: str | None, dtype: str | None, ctx: int | None, quant: str | None = None,
+             quant_lm_head: bool = False) -> list[str]:
     """What does not fit in an attribution.Attribution made with these overrides: the conflicts with the
     capture's metadata, and a floor above busy. Empty when it all fits (or there is no floor)."""
     if result.floor is None:
@@ -42,4 +48,5 @@ def problems(result, model: str | None, dtype: str | None, ctx: int | None) -> l
     recorded = step_context(measured, meta, None, result.frames.skip)
     captured_ctx = int(measured.select(recorded.min()).item()) if recorded is not None and measured.height else None
     physics = floor_above_busy(measured)
-    return override_conflicts(meta, model, dtype, ctx, captured_ctx) + ([physics] if physics else [])
+    return (override_conflicts(meta, model, dtype, ctx, captured_ctx, quant, quant_lm_head)
+            + ([physics] if physics else []))

@@ -29,6 +29,15 @@ def cpu_us_per_launch(steps: pl.DataFrame) -> float | None:
     return steps["launch_cpu"].sum() / launches / 1000 if launches else None
 
 
+def quant_facts(floor: Floor) -> dict:
+    """The quantisation the floor counts, where it has one: method, source of the bytes, bits per weight."""
+    if floor.quant is None:
+        return {}
+    quant = floor.quant
+    return {"quantisation": f"{quant.method}{' (lm_head too)' if quant.lm_head else ''}, {quant.source}",
+            "bits per weight (quantised layers)": quant.bits_per_weight}
+
+
 def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta: dict) -> dict:
     """Scalar findings, label -> value, in display order."""
     n = measured.height
@@ -51,7 +60,10 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
     }
     if floor is not None:
         out["floor convention"] = floor.convention
+        out.update(quant_facts(floor))
         out["floor bytes per step (mean)"] = measured["bytes"].mean()
+        if floor.quant is not None:
+            out["unquantised floor bytes per step (mean)"] = measured["bytes_unquantised"].mean()
         out["context (first measured step)"] = int(measured["ctx"].min())
         mean_wall, mean_busy = measured["wall"].mean(), measured["busy"].mean()
         for source, (gbps, label) in floor.bandwidths.items():
@@ -59,6 +71,9 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
             out[f"bandwidth {source} GB/s ({label})"] = gbps
             out[f"floor fraction of wall, {source}"] = mean_floor / mean_wall
             out[f"floor fraction of busy, {source}"] = mean_floor / mean_busy if mean_busy else None
+            if floor.quant is not None:
+                unquantised = measured["bytes_unquantised"].mean() / gbps
+                out[f"unquantised floor fraction of wall, {source}"] = unquantised / mean_wall
         out["floor/excess split against"] = floor.primary
     unprofiled = meta.get("unprofiled_step_ms")
     if unprofiled:
@@ -69,6 +84,9 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
         out["observer effect (profiled / unprofiled)"] = profiled_ms / base
         if floor is not None:
             # What the step reaches with no profiler attached: the figure to compare with unprofiled studies.
-            for source in floor.bandwidths:
+            for source, (gbps, _) in floor.bandwidths.items():
                 out[f"floor fraction of unprofiled step, {source}"] = measured[f"floor_{source}"].mean() / (base * 1e6)
+                if floor.quant is not None:
+                    out[f"unquantised floor fraction of unprofiled step, {source}"] = (
+                        measured["bytes_unquantised"].mean() / gbps / (base * 1e6))
     return out

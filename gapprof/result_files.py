@@ -36,6 +36,25 @@ def _floor_line(floor: dict) -> str:
             f"{floor['convention']}.")
 
 
+def _label(arm: dict) -> str:
+    """An arm's runtime, and its --quant method where it has one."""
+    return arm["runtime"] + (f" {arm['quant']}" if arm.get("quant") else "")
+
+
+def _floor_lines(result: dict) -> list[str]:
+    """The floor, one line per arm where the arms' floors differ (--quant-b), and the floor fractions against the
+    unquantised floor of a quantised arm."""
+    if "floor_b" not in result:
+        lines = [_floor_line(result["floor"])]
+    else:
+        lines = [f"Arm A. {_floor_line(result['floor'])}", f"Arm B. {_floor_line(result['floor_b'])}"]
+    arms = [(name, arm) for name, arm in zip("AB", result["arms"].values()) if "floor_fraction_unquantised" in arm]
+    if arms:
+        lines.append("Floor fraction against the unquantised floor (datasheet): " + ", ".join(
+            f"{name} {_pct(arm['floor_fraction_unquantised'])}" for name, arm in arms) + ".")
+    return lines
+
+
 def _token_line(distinct: dict, sessions_a: int, sessions_b: int) -> str:
     return (f"A {distinct['a']} of {sessions_a} sessions, B {distinct['b']} of {sessions_b}, "
             f"{distinct['all']} over both arms (1 = bitwise the same greedy decode everywhere)")
@@ -44,21 +63,21 @@ def _token_line(distinct: dict, sessions_a: int, sessions_b: int) -> str:
 def ab_headline(result: dict) -> str:
     a, b = result["arms"]["a"], result["arms"]["b"]
     low, high = result["ci95"]
-    return (f"{b['runtime']} over {a['runtime']}: {result['speedup']:.3f}x (95% CI {low:.3f}-{high:.3f}); "
+    return (f"{_label(b)} over {_label(a)}: {result['speedup']:.3f}x (95% CI {low:.3f}-{high:.3f}); "
             f"{a['mean_of_medians_ms']:.2f} vs {b['mean_of_medians_ms']:.2f} ms/step, "
             f"{len(a['sessions'])} sessions per arm")
 
 
 def ab_markdown(result: dict) -> str:
-    request, floor, boot = result["request"], result["floor"], result["bootstrap"]
+    request, boot = result["request"], result["bootstrap"]
     arms = [result["arms"]["a"], result["arms"]["b"]]
     summary = markdown_table(
         ["arm", "runtime", "sessions", "mean of session medians (ms)", "sd (ms)", "min-max (ms)",
          "floor fraction (datasheet)", "floor fraction (copy)"],
-        [[name, arm["runtime"], len(arm["sessions"]), _ms(arm["mean_of_medians_ms"]), _ms(arm["sd_of_medians_ms"]),
+        [[name, _label(arm), len(arm["sessions"]), _ms(arm["mean_of_medians_ms"]), _ms(arm["sd_of_medians_ms"]),
           f"{_ms(arm['min_median_ms'])}-{_ms(arm['max_median_ms'])}", _pct(arm.get("floor_fraction")),
           _pct(arm.get("floor_fraction_copy"))] for name, arm in zip("AB", arms)])
-    sessions = sorted(((s, name, arm["runtime"]) for name, arm in zip("AB", arms) for s in arm["sessions"]),
+    sessions = sorted(((s, name, _label(arm)) for name, arm in zip("AB", arms) for s in arm["sessions"]),
                       key=lambda item: item[0]["order"])
     per_session = markdown_table(
         ["run order", "arm", "runtime", "median (ms)", "mean (ms)", "copy GB/s"],
@@ -66,7 +85,7 @@ def ab_markdown(result: dict) -> str:
          for s, name, runtime in sessions])
     low, high = result["ci95"]
     return "\n\n".join([
-        f"# A/B: {arms[0]['runtime']} (A) vs {arms[1]['runtime']} (B), {request['model']} ctx {request['ctx']}",
+        f"# A/B: {_label(arms[0])} (A) vs {_label(arms[1])} (B), {request['model']} ctx {request['ctx']}",
         f"Command: `{result['command']}` (finished {result['finished_at']})",
         f"Machine: {_machine_line(result['machine'])}",
         f"Speedup of B over A = mean of A's session medians / mean of B's = **{result['speedup']:.3f}x**, "
@@ -75,7 +94,7 @@ def ab_markdown(result: dict) -> str:
         f"Per session: {request['warmup']} warm-up + {request['steps']} measured steps, {request['dtype']}, "
         f"attn {arms[0]['attn']} (A), {arms[1]['attn']} (B); {result['timing']}. Distinct decoded token sequences: "
         f"{_token_line(result['distinct_token_sequences'], len(arms[0]['sessions']), len(arms[1]['sessions']))}.",
-        _floor_line(floor),
+        *_floor_lines(result),
         "## Sessions in run order",
         per_session,
     ]) + "\n"

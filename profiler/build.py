@@ -8,12 +8,15 @@ from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.models import load_config
 from gapprof.profiler.attention import implementation
+from gapprof.profiler.quantize import quantize_model
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def build_model(model: str, dtype: str, attn: str, device: str, seed: int, weights: str | None = None):
-    """The model in eval mode on `device`, and its transformers config.
+def build_model(model: str, dtype: str, attn: str, device: str, seed: int, weights: str | None = None,
+                quant: str = "none", quant_lm_head: bool = False):
+    """The model in eval mode on `device`, its decoder linear layers (and lm_head) quantised with `quant`
+    (profiler.quantize), and its transformers config.
 
     Random weights are initialised on the device itself (no host copy of 15 GB): decode-step timing does not
     depend on weight values.
@@ -35,5 +38,8 @@ def build_model(model: str, dtype: str, attn: str, device: str, seed: int, weigh
         with torch.device(device):
             net = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attn_implementation)
     net.eval().requires_grad_(False)
-    progress(f"built {weights or model} ({dtype}, attn={attn}) on {device} in {time.perf_counter() - started:.1f} s")
+    quantize_model(net, quant, quant_lm_head)
+    quantised = f", {quant}" if quant != "none" else ""
+    progress(f"built {weights or model} ({dtype}{quantised}, attn={attn}) on {device} in "
+             f"{time.perf_counter() - started:.1f} s")
     return net, net.config

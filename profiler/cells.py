@@ -13,7 +13,8 @@ from pathlib import Path
 
 from gapprof import gpus
 from gapprof.models import DTYPE_BYTES, get_spec
-from gapprof.step_bytes import floor_convention, step_bytes
+from gapprof.quant_floor import analytic, convention, recorded
+from gapprof.step_bytes import step_bytes
 
 STDERR_TAIL_LINES = 20
 MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu", "torch", "transformers", "cuda",
@@ -63,30 +64,48 @@ def machine(records: list[dict]) -> dict:
     return {**facts, "copy_bandwidth_gbps": statistics.median(copy) if copy else None}
 
 
-def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_embedding: bool) -> dict:
+def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_embedding: bool,
+          quant: dict | None = None) -> dict:
     """The analytic DRAM floor of a request's measured steps (the mean over them: step i reads ctx + i tokens):
     bytes per step, its convention, and ms against the datasheet bandwidth of `gpu_name` and against the measured
-    copy bandwidth, each where known. Empty for a local checkpoint (no shipped config to count bytes from)."""
+    copy bandwidth, each where known. Empty for a local checkpoint (no shipped config to count bytes from).
+
+    A quantised request's floor counts its quantised layers by what they store: `quant`, the session record's
+    (profiler.timed.quant_summary), else an analytic estimate; the unquantised floor's bytes and ms come beside
+    it (`_unquantised`)."""
     if request.get("weights"):
         return {}
     spec, dtype_bytes = get_spec(request["model"]), DTYPE_BYTES[request["dtype"]]
+    method = request.get("quant", "none")
+    stored = None
+    if method != "none":
+        stored = recorded({"quant": quant}) if quant else analytic(spec, method, dtype_bytes, request["quant_lm_head"])
     first = request["ctx"] + request["warmup"]
     contexts = range(first, first + request["steps"])
-    mean_bytes = statistics.fmean(step_bytes(spec, c, dtype_bytes, count_embedding)["total"] for c in contexts)
-    out = {"floor_bytes": mean_bytes,
-           "convention": floor_convention(spec, dtype_bytes, count_embedding, request["dtype"])}
+
+    def mean_bytes(layers) -> float:
+        return statistics.fmean(step_bytes(spec, c, dtype_bytes, count_embedding, layers)["total"] for c in contexts)
+
+    totals = {"": mean_bytes(stored.stored if stored else None)}
+    out = {"floor_bytes": totals[""], "convention": convention(spec, dtype_bytes, count_embedding, request["dtype"],
+                                                               stored)}
+    if stored:
+        totals["_unquantised"] = mean_bytes(None)
+        out["floor_bytes_unquantised"] = totals["_unquantised"]
     gpu = gpus.gpu_for_device_name(gpu_name) if gpu_name else None
-    if gpu is not None:
-        out.update(floor_ms=mean_bytes / gpu.peak_gbps / 1e6, datasheet_gbps=float(gpu.peak_gbps))
-    if copy_gbps:
-        out.update(floor_ms_copy=mean_bytes / copy_gbps / 1e6, copy_gbps=copy_gbps)
+    for suffix, total in totals.items():
+        if gpu is not None:
+            out.update({f"floor_ms{suffix}": total / gpu.peak_gbps / 1e6, "datasheet_gbps": float(gpu.peak_gbps)})
+        if copy_gbps:
+            out.update({f"floor_ms_copy{suffix}": total / copy_gbps / 1e6, "copy_gbps": copy_gbps})
     return out
 
 
 def floor_fractions(floor_: dict, step_ms: float) -> dict:
     """floor ms / step ms for each bandwidth the floor knows."""
-    return {name: floor_[key] / step_ms for name, key in (("floor_fraction", "floor_ms"),
-                                                          ("floor_fraction_copy", "floor_ms_copy")) if key in floor_}
+    pairs = [(f"floor_fraction{kind}{suffix}", f"floor_ms{kind}{suffix}") for suffix in ("", "_unquantised")
+             for kind in ("", "_copy")]
+    return {name: floor_[key] / step_ms for name, key in pairs if key in floor_}
 
 
 def gpu_key(records: list[dict]) -> str:

@@ -5,6 +5,7 @@ import dataclasses
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, get_spec
 from gapprof.profiler.module_ranges import HOOKED_RUNTIMES
+from gapprof.quant import check_request as check_quant
 from gapprof.runtime_names import (ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION, MIN_WARMUP, RUNTIMES,
                                    UNSUPPORTED_ATTENTION, resolve_attention)
 
@@ -23,6 +24,8 @@ class CaptureRequest:
     seed: int = 0
     device: str = "cuda"
     modules: bool = False
+    quant: str = "none"  # gapprof.quant.METHODS: weight-only quantisation of the decoder linear layers
+    quant_lm_head: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "attn", resolve_attention(self.attn, self.runtime))
@@ -52,6 +55,7 @@ def validate(request: CaptureRequest) -> None:
     if request.attn in CUDA_ONLY_ATTENTION and not request.device.startswith("cuda"):
         raise GapprofError(f"--attn {request.attn} runs on CUDA only; on {request.device} use "
                            "sdpa, sdpa-math, sdpa-flash or eager")
+    check_quant(request.quant, request.quant_lm_head, request.device, request.dtype)
     if not request.weights:  # a checkpoint's positions are known once its config is read (start_decode)
         check_positions(request, get_spec(request.model).max_positions, request.model)
 

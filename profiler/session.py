@@ -18,7 +18,7 @@ import sys
 import torch
 
 from gapprof.errors import GapprofError
-from gapprof.profiler import environment, module_ranges
+from gapprof.profiler import environment, module_ranges, quant_bytes
 from gapprof.log import progress
 from gapprof.profiler.build import build_model
 from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
@@ -56,7 +56,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
     their cost."""
     validate(request)
     model, config = build_model(request.model, request.dtype, request.attn, request.device, request.seed,
-                                request.weights)
+                                request.weights, request.quant, request.quant_lm_head)
     runtime, first = start_decode(request, model, config)
     bandwidth = environment.copy_bandwidth_gbps(request.device)
     if bandwidth:
@@ -88,7 +88,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         "config": config.to_dict() if request.weights else load_config(request.model),
         "dtype": request.dtype,
         "dtype_bytes": DTYPE_BYTES[request.dtype],
-        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "param_bytes": quant_bytes.param_bytes(model),
         "ctx": request.ctx,
         "steps": request.steps,
         "warmup": request.warmup,
@@ -112,6 +112,8 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
     }
     if request.modules:
         meta.update(module_ranges.cost_metadata(found, unprofiled_ms, step_ms(hooked_spans)))
+    if request.quant != "none":
+        meta["quant"] = quant_bytes.quant_record(model, request.quant, request.quant_lm_head)
     return meta, spans
 
 

@@ -24,12 +24,14 @@ def cell_row(request: dict, record: dict | None, reason: str, gpu_name: str | No
     """One output row: the cell, and its timing and floor if it ran, else the reason it did not."""
     row = {"model": request["model"], "ctx": request["ctx"], "runtime": request["runtime"], "attn": request["attn"],
            "steps": request["steps"], "warmup": request["warmup"]}
+    if request.get("quant", "none") != "none":
+        row.update(quant=request["quant"], quant_lm_head=request["quant_lm_head"])
     if record is None or not record["ok"]:
         return {**row, "status": "not run", "reason": reason or record["reason"]}
     times = record["step_ms"]
     median = statistics.median(times)
     p10, p90 = np.percentile(times, [10, 90])
-    floor = cells.floor(request, gpu_name, copy_gbps, count_embedding)
+    floor = cells.floor(request, gpu_name, copy_gbps, count_embedding, record.get("quant"))
     return {**row, "status": "ok", "reason": "", "median_ms": median, "p10_ms": float(p10), "p90_ms": float(p90),
             **{k: floor[k] for k in ("floor_ms", "floor_ms_copy") if k in floor},
             **cells.floor_fractions(floor, median), "first_token": record["first_token"], "step_ms": times}
@@ -59,7 +61,14 @@ def run_grid(requests: list, count_embedding: bool) -> tuple[list[dict], dict]:
 
 
 def _trace_name(row: dict, backend: str) -> str:
-    return f"{row['model']}-ctx{row['ctx']}-{row['runtime']}.{'nsys-rep' if backend == 'nsys' else 'sqlite'}"
+    quant = f"-{row['quant']}" if "quant" in row else ""
+    return f"{row['model']}-ctx{row['ctx']}-{row['runtime']}{quant}.{'nsys-rep' if backend == 'nsys' else 'sqlite'}"
+
+
+def _quant_args(row: dict) -> list[str]:
+    if "quant" not in row:
+        return []
+    return ["--quant", row["quant"], *(["--quant-lm-head"] if row["quant_lm_head"] else [])]
 
 
 def profile_rows(rows: list[dict], out: Path, backend: str, dtype: str, attn: str, seed: int) -> None:
@@ -73,7 +82,8 @@ def profile_rows(rows: list[dict], out: Path, backend: str, dtype: str, attn: st
         child = subprocess.run([sys.executable, "-m", "gapprof", "capture", "--model", row["model"],
                                 "--ctx", str(row["ctx"]), "--steps", str(row["steps"]),
                                 "--warmup", str(row["warmup"]), "--runtime", row["runtime"], "--backend", backend,
-                                "--dtype", dtype, "--attn", attn, "--seed", str(seed), "-o", str(out / trace)],
+                                "--dtype", dtype, "--attn", attn, "--seed", str(seed), *_quant_args(row),
+                                "-o", str(out / trace)],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sys.stderr.write(child.stderr)
         if child.returncode == 0:

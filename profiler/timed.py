@@ -22,11 +22,12 @@ from gapprof.profiler import environment
 from gapprof.profiler.attention import implementation
 from gapprof.profiler.build import build_model
 from gapprof.profiler.decode import run_steps, step_ms
+from gapprof.profiler.quant_bytes import quant_record
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.profiler.session import start_decode
 
 FAILED_EXIT = 3
-SHARED_FIELDS = ("model", "dtype", "weights", "seed", "device")
+SHARED_FIELDS = ("model", "dtype", "weights", "seed", "device", "quant", "quant_lm_head")
 
 
 def failure_reason(error: BaseException) -> str:
@@ -41,6 +42,15 @@ def _time_one(request: CaptureRequest, model, config) -> dict:
     tokens, spans = run_steps(runtime, request.warmup + request.steps)
     del runtime  # frees the KV cache and any captured graph before the next request
     return {"first_token": first, "tokens": tokens[request.warmup:], "step_ms": step_ms(spans[request.warmup:])}
+
+
+def quant_summary(model, request: CaptureRequest) -> dict:
+    """The record's `quant`: what the quantised layers store and read per kind (the capture's record without its
+    modules), or nothing for an unquantised model."""
+    if request.quant == "none":
+        return {}
+    summary = quant_record(model, request.quant, request.quant_lm_head)
+    return {"quant": {k: v for k, v in summary.items() if k != "modules"}}
 
 
 def time_requests(requests: list[CaptureRequest], results_path: str) -> int:
@@ -58,8 +68,9 @@ def time_requests(requests: list[CaptureRequest], results_path: str) -> int:
                 validate(request)
                 if model is None:
                     model, config = build_model(request.model, request.dtype, request.attn, device, request.seed,
-                                                request.weights)
-                record.update(ok=True, **_time_one(request, model, config))
+                                                request.weights, request.quant, request.quant_lm_head)
+                    quant = quant_summary(model, request)
+                record.update(ok=True, **_time_one(request, model, config), **quant)
             except Exception as error:  # any failure is this request's reason; the caller goes on without it
                 record.update(ok=False, reason=failure_reason(error))
             results.write(json.dumps(record) + "\n")

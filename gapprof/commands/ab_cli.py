@@ -10,6 +10,7 @@ from gapprof.errors import GapprofError
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.profiler import ab_sessions, cells
 from gapprof.provenance import invocation
+from gapprof.quant import METHODS, check_library
 from gapprof.runtime_names import RUNTIMES
 
 
@@ -27,22 +28,34 @@ from gapprof.runtime_names import RUNTIMES
 @options.ATTN
 @options.WEIGHTS
 @options.SEED
+@options.QUANT
+@click.option("--quant-b", type=click.Choice(METHODS), default=None,
+              help="Arm B's --quant, where the arms differ in quantisation (A takes --quant) [default: --quant].")
+@options.QUANT_LM_HEAD
 @options.DEVICE
 @options.COUNT_EMBEDDING
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for ab.json and ab.md [default: results/<gpu>].")
-def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, device,
-       count_embedding, out):
+def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, quant, quant_b,
+       quant_lm_head, device, count_embedding, out):
     """Time runtime A against runtime B in fresh sessions, alternating, and bootstrap the speedup.
 
     Example: gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
+    (--a graphs --b graphs --quant-b int4: int4 weights against the model's dtype, both under CUDA graphs)
     """
     options.check_session_device("ab", device)
     base = dict(model=model, ctx=ctx, steps=steps, warmup=warmup, backend="none", dtype=dtype, attn=attn,
                 weights=weights, seed=seed, device=device)
-    request_a, request_b = CaptureRequest(runtime=runtime_a, **base), CaptureRequest(runtime=runtime_b, **base)
+    quant_b = quant if quant_b is None else quant_b
+    request_a = CaptureRequest(runtime=runtime_a, quant=quant, quant_lm_head=quant_lm_head and quant != "none", **base)
+    request_b = CaptureRequest(runtime=runtime_b, quant=quant_b, quant_lm_head=quant_lm_head and quant_b != "none",
+                               **base)
+    if quant_lm_head and quant == quant_b == "none":
+        raise GapprofError("--quant-lm-head quantises lm_head with the --quant method: pass --quant or --quant-b")
     validate(request_a)
     validate(request_b)
+    check_library(quant)
+    check_library(quant_b)
     if "graphs" in (runtime_a, runtime_b) and not device.startswith("cuda"):
         raise GapprofError(f"runtime graphs needs a CUDA device (CUDA graphs); --device {device} runs eager, static "
                            "and compile")

@@ -56,9 +56,12 @@ def attribute(trace, by, reference, ncu_csv, gpu_profiles, output, **chosen):
 
 
 def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
-           top, force, fmt, output=None, by="step", reference=None, ncu_csv=None, gpu_profiles=()):
+           top, force, fmt, output=None, by="step", reference=None, ncu_csv=None, gpu_profiles=(), quant=None,
+           quant_lm_head=False):
     """Attribute TRACE and print the chosen tables (stdout or `output`), notes after them: attribute's report,
     which profile prints for the trace it made."""
+    if quant_lm_head and quant is None:
+        raise click.UsageError("--quant-lm-head goes with --quant (the method lm_head was quantised with)")
     cost = ncu_csv is not None or "cost" in tables_chosen
     options.check_gpu_profiles(gpu_profiles, cost and by != "module", "--ncu or --tables cost")
     if reference is not None and by != "module" and not cost:
@@ -70,9 +73,9 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
     several = by == "module" or len(set(tables_chosen) | ({"steps"} if per_step else set())) > 1
     options.check_csv_output(fmt, output, several, None if by == "module" else "--tables")
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
-                             count_embedding=count_embedding)
+                             count_embedding=count_embedding, quant=quant, quant_lm_head=quant_lm_head)
     result = attribution.analyze(trace, chosen_options, progress)
-    wrong = [] if force else problems(result, model, dtype, ctx)
+    wrong = [] if force else problems(result, model, dtype, ctx, quant, quant_lm_head)
     if wrong:
         raise GapprofError("; ".join(wrong) + "; --force shows the split anyway")
     notes = list(result.notes)

@@ -9,6 +9,7 @@ from gapprof.models import DTYPE_BYTES, get_spec, known_models
 from gapprof.paths import sibling
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
+from gapprof.quant import check_library
 from gapprof.runtime_names import RUNTIMES
 from gapprof.trace_schema import kernels_per_step
 
@@ -42,20 +43,26 @@ def trace_output(output: Path | None, model: str, runtime: str, backend: str) ->
 @options.ATTN
 @options.WEIGHTS
 @options.SEED
+@options.QUANT
+@options.QUANT_LM_HEAD
 @click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
                                               "runtimes), and an extra unprofiled pass that times their cost.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite).")
-def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, modules, output):
+              help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite; "
+                   "RUNTIME-QUANT with --quant).")
+def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, quant, quant_lm_head, modules,
+            output):
     """Run batch-1 decode with every step in an NVTX range and write a trace.
 
-    Example: gapprof capture --model qwen2.5-7b
+    Example: gapprof capture --model qwen2.5-7b (--quant int4 --runtime graphs: int4 weights, CUDA graphs)
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
-                             dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules)
+                             dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules, quant=quant,
+                             quant_lm_head=quant_lm_head)
     options.check_session_device("capture")
     validate(request)
-    output = trace_output(output, model, runtime, backend)
+    check_library(quant)
+    output = trace_output(output, model, runtime if quant == "none" else f"{runtime}-{quant}", backend)
     if backend == "nsys":
         from gapprof.profiler.nsys_capture import capture_with_nsys
 

@@ -9,6 +9,7 @@ from gapprof.commands import options
 from gapprof.log import progress
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
+from gapprof.quant import check_library
 
 
 @click.command()
@@ -20,26 +21,31 @@ from gapprof.provenance import invocation
 @options.ATTN
 @options.WEIGHTS
 @options.SEED
+@options.QUANT
+@options.QUANT_LM_HEAD
 @click.option("--launch-count", type=click.IntRange(min=1), default=1400, show_default=True,
               help="Kernels to profile, from the first decode step of the profiled pass (warm-up steps included: "
                    "the earlier passes have already warmed everything up); cover one or two steps.")
 @click.option("--timeout", "timeout_s", type=click.IntRange(min=1), default=None, help="Stop ncu after this many s.")
 @click.option("--keep-report", is_flag=True, help="Keep the .ncu-rep beside the CSV (about 80 KB a kernel).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV path (default traces/MODEL-RUNTIME-ncu.csv); the metadata goes beside it as .json.")
-def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, launch_count, timeout_s, keep_report,
-        output):
+              help="CSV path (default traces/MODEL-RUNTIME-ncu.csv, RUNTIME-QUANT with --quant); the metadata goes "
+                   "beside it as .json.")
+def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, quant, quant_lm_head, launch_count, timeout_s,
+        keep_report, output):
     """Nsight Compute DRAM bytes and duration of every kernel of a few decode steps (`gapprof ncu-report`).
 
     Example: gapprof ncu --runtime eager --steps 1 --warmup 0 --launch-count 1400
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend="ncu",
-                             dtype=dtype, attn=attn, weights=weights, seed=seed)
+                             dtype=dtype, attn=attn, weights=weights, seed=seed, quant=quant, quant_lm_head=quant_lm_head)
     options.check_session_device("ncu")
     validate(request)
+    check_library(quant)
     from gapprof.profiler.ncu_capture import run_ncu
 
-    written = run_ncu(request, output or Path("traces", f"{model}-{runtime}-ncu.csv"), launch_count, invocation(),
+    name = runtime if quant == "none" else f"{runtime}-{quant}"
+    written = run_ncu(request, output or Path("traces", f"{model}-{name}-ncu.csv"), launch_count, invocation(),
                       keep_report, timeout_s)
     progress("done")
     for path in written:

@@ -9,6 +9,7 @@ from gapprof import render
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, known_models
 from gapprof.nvtx_names import STEP_MESSAGE
+from gapprof.quant import INSTALL, METHODS
 from gapprof.runtime_names import ATTENTION_BACKENDS
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -27,6 +28,12 @@ WEIGHTS = click.option("--weights", type=click.Path(file_okay=False),
 SEED = click.option("--seed", default=0, show_default=True, help="Weights and prompt seed.")
 DEVICE = click.option("--device", default="cuda", show_default=True,
                       help="torch device of the sessions (cpu for tests).")
+QUANT = click.option("--quant", type=click.Choice(METHODS), default="none", show_default=True,
+                      help="Weight-only quantisation of every decoder linear layer (embeddings and lm_head stay in "
+                           "--dtype): int8 and int4 (torchao; int4 packed for aten's tinygemm kernel), nf4 "
+                           f"(bitsandbytes), gemlite-int4 (gemlite's Triton kernels). int4 and gemlite-int4 run on "
+                           f"CUDA only. Needs `{INSTALL}`.")
+QUANT_LM_HEAD = click.option("--quant-lm-head", is_flag=True, help="Quantise lm_head too, with the --quant method.")
 TRACE_BACKEND = click.option("--backend", type=click.Choice(["nsys", "cupti"]), default="nsys", show_default=True)
 
 # Analysis.
@@ -81,10 +88,19 @@ def _tables(value: str) -> list[str]:
     return chosen
 
 
+def quant_floor_inputs(f):
+    """--quant and --quant-lm-head of the analysis: the floor of a quantised model whose trace did not record it."""
+    f = click.option("--quant-lm-head", is_flag=True, help="With --quant: lm_head quantised too.")(f)
+    return click.option("--quant", type=click.Choice(METHODS), default=None,
+                        help="The floor counts the decoder linear layers as this method stores them: an analytic "
+                             "estimate, for a trace that does not record them (`capture --quant` records the bytes "
+                             "of every tensor, and attribute uses those) [default: the capture's, else none].")(f)
+
+
 def report_options(f):
     """The options of attribute's report that profile shares: steps, floor, tables and format."""
     for option in reversed([
-        RANGE, SKIP, floor_inputs,
+        RANGE, SKIP, floor_inputs, quant_floor_inputs,
         click.option("--gpu", default=None, help="GPU for the datasheet bandwidth (a key, alias or device name) "
                                                  "[default: the trace's device]."),
         COUNT_EMBEDDING,

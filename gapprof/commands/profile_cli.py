@@ -21,9 +21,11 @@ def report_command(sqlite_path: Path, chosen: dict) -> str:
     args = ["gapprof", "attribute", str(sqlite_path)]
     if chosen["range_pattern"] != STEP_MESSAGE:
         args += ["--range", chosen["range_pattern"]]
-    for name in ("skip", "model", "ctx", "dtype", "gpu"):
+    for name in ("skip", "model", "ctx", "dtype", "gpu", "quant"):
         if chosen[name] is not None:
             args += [f"--{name}", str(chosen[name])]
+    if chosen["quant_lm_head"]:
+        args.append("--quant-lm-head")
     return shlex.join(args)
 
 

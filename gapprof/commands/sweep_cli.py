@@ -13,8 +13,9 @@ from gapprof.models import DTYPE_BYTES, get_spec
 from gapprof.profiler import cells, sweep_cells
 from gapprof.profiler.request import CaptureRequest
 from gapprof.provenance import invocation
+from gapprof.quant import check_library, check_request
+from gapprof.quant_floor import analytic, convention
 from gapprof.runtime_names import RUNTIMES
-from gapprof.step_bytes import floor_convention
 
 
 def _names(value: str) -> list[str]:
@@ -46,6 +47,12 @@ def _runtimes(ctx, param, value):
     return names
 
 
+def _convention(model: str, dtype: str, count_embedding: bool, quant: str, quant_lm_head: bool) -> str:
+    spec, dtype_bytes = get_spec(model), DTYPE_BYTES[dtype]
+    stored = analytic(spec, quant, dtype_bytes, quant_lm_head) if quant != "none" else None
+    return convention(spec, dtype_bytes, count_embedding, dtype, stored)
+
+
 @click.command()
 @click.option("--models", default="qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3", show_default=True,
               callback=_models, help="Comma-separated model names (see `gapprof models`).")
@@ -57,6 +64,8 @@ def _runtimes(ctx, param, value):
 @options.DTYPE
 @options.ATTN
 @options.SEED
+@options.QUANT
+@options.QUANT_LM_HEAD
 @options.DEVICE
 @options.COUNT_EMBEDDING
 @click.option("--profile", is_flag=True,
@@ -65,8 +74,8 @@ def _runtimes(ctx, param, value):
 @options.TRACE_BACKEND
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>].")
-def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, count_embedding, profile, backend,
-          out):
+def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, quant_lm_head, device, count_embedding,
+          profile, backend, out):
     """Time every model x context x runtime cell unprofiled; one row per cell, with its floor fraction.
 
     Example: gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384
@@ -76,8 +85,10 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, 
     if profile and not device.startswith("cuda"):
         raise GapprofError("--profile captures with nsys or CUPTI and needs --device cuda")
     requests = [CaptureRequest(model=m, ctx=c, steps=steps, warmup=warmup, runtime=r, backend="none", dtype=dtype,
-                               attn=attn, seed=seed, device=device)
+                               attn=attn, seed=seed, device=device, quant=quant, quant_lm_head=quant_lm_head)
                 for m in models for c in contexts for r in runtimes]
+    check_request(quant, quant_lm_head, device, dtype)
+    check_library(quant)
     rows, machine = sweep_cells.run_grid(requests, count_embedding)
     out = out or Path("results", cells.gpu_key([machine]))
     if profile:
@@ -85,9 +96,11 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, device, 
     result = {"command": invocation(),
               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "grid": {"models": models, "ctx": contexts, "runtimes": runtimes, "steps": steps, "warmup": warmup,
-                       "dtype": dtype, "attn": attn, "seed": seed, "device": device},
-              # Each model's floor counts its own bytes: one convention per model of the grid.
-              "floor_convention": " | ".join(floor_convention(get_spec(m), DTYPE_BYTES[dtype], count_embedding, dtype)
+                       "dtype": dtype, "attn": attn, "seed": seed, "device": device,
+                       **({"quant": quant, "quant_lm_head": quant_lm_head} if quant != "none" else {})},
+              # Each model's floor counts its own bytes: one convention per model of the grid (a quantised
+              # model's as estimated; each cell's floor counts the bytes its session recorded).
+              "floor_convention": " | ".join(_convention(m, dtype, count_embedding, quant, quant_lm_head)
                                              for m in models),
               "timing": ("each model's cells in a fresh process that builds the model once; per cell: new runtime "
                          "and prefill, warm-up, then each measured step timed on the host's perf_counter_ns and "

@@ -1,0 +1,106 @@
+"""The floor of a weight-only quantised model: the bytes a step reads of each quantised layer, from what the capture
+recorded (the tensors as stored) or estimated from the layer shapes (gapprof.quant.linear_tensors), labelled so.
+
+The capture records, under the trace's metadata key `quant` (`record` builds it from the profiler's per-module
+tensors): the method, its library and recipe, every module with its tensors (dtype, shape, bytes, whether a step
+reads it) and bits per weight, and per module kind the instances and the bytes one instance reads. gapprof.step_bytes
+takes `QuantFloor.stored` in place of parameters x dtype bytes for those kinds.
+
+Free of torch and polars: the capture builds the record, the analysis reads it.
+"""
+import dataclasses
+
+from gapprof.errors import GapprofError
+from gapprof.models import ModelSpec
+from gapprof.quant import INFO, linear_shapes, linear_tensors, quantised_kinds, read_bytes
+from gapprof.step_bytes import floor_convention
+
+ANALYTIC, RECORDED = "analytic estimate", "recorded at capture"
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantFloor:
+    method: str
+    lm_head: bool
+    stored: dict[str, int]  # kind -> bytes one instance of it reads in a step, for the quantised kinds
+    bits_per_weight: float  # over the quantised layers: 8 x bytes read, biases left out, / weights
+    source: str             # RECORDED or ANALYTIC
+
+    def describe(self) -> str:
+        """What the floor's weight bytes count, for the floor convention."""
+        layers = "decoder linears" + (" and lm_head" if self.lm_head else "")
+        source = ("the tensors a step reads as stored, recorded at capture" if self.source == RECORDED
+                  else f"an analytic estimate (--quant {self.method}), not recorded at capture")
+        return (f"{layers} quantised {self.method} ({INFO[self.method].recipe}), {self.bits_per_weight:.3f} bits per "
+                f"weight: {source}")
+
+
+def convention(spec: ModelSpec, dtype_bytes: int, count_embedding: bool, dtype_label: str,
+               quant: "QuantFloor | None") -> str:
+    """gapprof.step_bytes.floor_convention, with the quantised layers' bytes and what they count."""
+    if quant is None:
+        return floor_convention(spec, dtype_bytes, count_embedding, dtype_label)
+    return floor_convention(spec, dtype_bytes, count_embedding, dtype_label, quant.stored, quant.describe())
+
+
+def _bits(spec: ModelSpec, method: str, lm_head: bool, dtype_bytes: int) -> float:
+    shapes = linear_shapes(spec)
+    read = weights = 0
+    for kind in quantised_kinds(lm_head):
+        out_features, in_features, bias = shapes[kind]
+        count = 1 if kind == "lm_head" else spec.layers
+        tensors = linear_tensors(method, out_features, in_features, False, dtype_bytes)
+        read += count * read_bytes(method, tensors)
+        weights += count * out_features * in_features
+    return 8 * read / weights
+
+
+def analytic(spec: ModelSpec, method: str, dtype_bytes: int, lm_head: bool = False) -> QuantFloor:
+    """The quantised floor estimated from the layer shapes: what `method` stores for each, read but its unread
+    tensors."""
+    if method not in INFO:
+        raise GapprofError(f"--quant {method} has no quantised bytes to estimate")
+    shapes = linear_shapes(spec)
+    stored = {kind: read_bytes(method, linear_tensors(method, *shapes[kind], dtype_bytes))
+              for kind in quantised_kinds(lm_head)}
+    return QuantFloor(method, lm_head, stored, _bits(spec, method, lm_head, dtype_bytes), ANALYTIC)
+
+
+def recorded(meta: dict) -> QuantFloor | None:
+    """The quantised floor a capture recorded (its metadata's `quant`), or None for an unquantised capture."""
+    quant = meta.get("quant")
+    if not quant or quant.get("method", "none") == "none":
+        return None
+    kinds = quant["kinds"]
+    stored = {kind: int(kinds[kind]["read_bytes"]) for kind in quantised_kinds(quant["lm_head"]) if kind in kinds}
+    return QuantFloor(quant["method"], bool(quant["lm_head"]), stored, float(quant["bits_per_weight"]), RECORDED)
+
+
+def record(method: str, lm_head: bool, modules: dict[str, dict], library: str) -> dict:
+    """The metadata `quant` of a capture from the tensors of each module (path -> kind, shape [out, in] and tensors:
+    name -> dtype, shape, bytes): each tensor marked read or not, each module's read bytes and bits per weight (for
+    a linear layer), and per kind the instances and the bytes one instance reads and stores (the same in every
+instance)."""
+    unread = INFO[method].unread
+    out_modules, kinds = {}, {}
+    for path, module in modules.items():
+        tensors = {name: {**t, "read": t["bytes"] > 0 and name not in unread} for name, t in module["tensors"].items()}
+        read = sum(t["bytes"] for t in tensors.values() if t["read"])
+        entry = {**module, "tensors": tensors, "read_bytes": read,
+                 "stored_bytes": sum(t["bytes"] for t in tensors.values())}
+        if module.get("shape"):
+            out_features, in_features = module["shape"]
+            bias = tensors.get("bias", {"bytes": 0})["bytes"]
+            entry["bits_per_weight"] = 8 * (read - bias) / (out_features * in_features)
+        out_modules[path] = entry
+        kind = kinds.setdefault(module["kind"], {"instances": 0, "read_bytes": read,
+                                                 "stored_bytes": entry["stored_bytes"]})
+        if read != kind["read_bytes"]:
+            raise GapprofError(f"{path} reads {read:,} B a step, another {module['kind']} {kind['read_bytes']:,} B: "
+                               "the floor takes one size per module kind")
+        kind["instances"] += 1
+    quantised = [m for m in out_modules.values() if m["kind"] in quantised_kinds(lm_head) and "bits_per_weight" in m]
+    weights = sum(m["shape"][0] * m["shape"][1] for m in quantised)
+    bits = sum(m["bits_per_weight"] * m["shape"][0] * m["shape"][1] for m in quantised) / weights if weights else None
+    return {"method": method, "lm_head": lm_head, "library": library, "recipe": INFO[method].recipe,
+            "bits_per_weight": bits, "kinds": kinds, "modules": out_modules}

@@ -1,0 +1,154 @@
+"""`--quant` on the capture side with tiny configs: the bytes recorded for each method equal the tensors' storage
+and the analytic estimate, sessions record them, the int4 quantiser behind gemlite-int4, and the errors for a
+missing library or a device the method cannot run on. int8 and nf4 run here on the CPU; int4 and gemlite-int4 are
+checked on CPU stand-ins of their layouts, and for real on a GPU (skipped without CUDA)."""
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gapprof import models, quant, quant_floor  # noqa: E402
+from gapprof.errors import GapprofError  # noqa: E402
+from gapprof.profiler import quant_bytes  # noqa: E402
+from gapprof.profiler.build import build_model  # noqa: E402
+from gapprof.profiler.int4_groups import dequantize_groups, quantize_groups  # noqa: E402
+from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+LIBRARY = {"int8": "torchao", "int4": "torchao", "nf4": "bitsandbytes", "gemlite-int4": "gemlite"}
+
+
+def needs(method: str):
+    pytest.importorskip(LIBRARY[method], reason=f"--quant {method} needs {LIBRARY[method]} (the quant extra)")
+
+
+def check_record(model, method: str, dtype_bytes: int) -> dict:
+    """Every recorded tensor's bytes equal its storage, and each kind's bytes the analytic estimate."""
+    for path, entry in quant_bytes.modules_record(model).items():
+        module = model.get_submodule(path)
+        own = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+        leaves = dict(leaf for top, tensor in own for leaf in quant_bytes.leaves(top, tensor))
+        assert leaves.keys() == entry["tensors"].keys(), path
+        for name, leaf in leaves.items():
+            assert entry["tensors"][name]["bytes"] == leaf.untyped_storage().nbytes(), (path, name)
+    record = quant_bytes.quant_record(model, method, False)
+    spec = models.get_spec("tiny-qwen2")
+    assert quant_floor.recorded({"quant": record}).stored == quant_floor.analytic(spec, method, dtype_bytes).stored
+    shapes = quant.linear_shapes(spec)
+    for entry in record["modules"].values():
+        if entry["kind"] in quant.LINEAR_KINDS:
+            expected = quant.linear_tensors(method, *shapes[entry["kind"]], dtype_bytes)
+            assert {n: t["bytes"] for n, t in entry["tensors"].items()} == expected
+    return record
+
+
+@pytest.mark.parametrize("method", ["int8", "nf4"])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_bytes_recorded_on_the_cpu_equal_storage_and_the_estimate(method, dtype):
+    needs(method)
+    model, _ = build_model("tiny-qwen2", dtype, "sdpa", "cpu", seed=0, quant=method)
+    record = check_record(model, method, models.DTYPE_BYTES[dtype])
+    assert record["method"] == method and record["library"].startswith(LIBRARY[method])
+    assert record["kinds"]["q_proj"]["instances"] == 2
+    assert model.model.embed_tokens.weight.dtype == model.lm_head.weight.dtype == getattr(torch, dtype)
+
+
+def test_int4_tile_packing_is_recorded_as_its_parts():
+    # A CPU stand-in: torchao's Int4TilePackedTo4dTensor with the shapes its packing gives (it packs on CUDA only).
+    needs("int4")
+    from torchao.quantization import Int4TilePackedTo4dTensor
+
+    out_features, in_features = 512, 3584
+    n, k = 512, 4096  # padded to multiples of 8 and 1024
+    weight = Int4TilePackedTo4dTensor(torch.zeros(n // 8, k // 128, 32, 4, dtype=torch.int32),
+                                      torch.zeros(k // 128, n, 2, dtype=torch.bfloat16), [1, 128],
+                                      torch.Size([out_features, in_features]))
+    linear = torch.nn.Linear(in_features, out_features, dtype=torch.bfloat16)
+    linear.weight = torch.nn.Parameter(weight, requires_grad=False)
+    tensors = quant_bytes.module_tensors(linear)
+    assert {name: t["bytes"] for name, t in tensors.items()} == quant.linear_tensors("int4", 512, 3584, True, 2)
+
+
+def test_the_int4_quantiser_keeps_every_weight_within_half_a_step():
+    weight = torch.randn(48, 256, generator=torch.Generator().manual_seed(0))
+    codes, scales, zeros = quantize_groups(weight, 64)
+    assert codes.dtype == torch.uint8 and codes.shape == (48, 256) and int(codes.max()) <= 15
+    assert scales.shape == zeros.shape == (48, 4) and scales.dtype == torch.float32
+    error = (dequantize_groups(codes, scales, zeros) - weight).abs().reshape(48, 4, 64)
+    assert bool((error <= scales.unsqueeze(-1) / 2 + 1e-6).all())
+    grouped = weight.reshape(48, 4, 64)
+    assert torch.equal(codes.reshape(48, 4, 64).amin(-1), torch.zeros(48, 4, dtype=torch.uint8))  # min -> 0
+    assert torch.equal(codes.reshape(48, 4, 64).amax(-1), torch.full((48, 4), 15, dtype=torch.uint8))  # max -> 15
+    assert torch.allclose(dequantize_groups(codes, scales, zeros).reshape(48, 4, 64).amin(-1), grouped.amin(-1),
+                          atol=1e-5)
+    with pytest.raises(ValueError, match="not a multiple of the group size"):
+        quantize_groups(weight, 96)
+
+
+def test_a_quantised_session_records_its_bytes():
+    needs("nf4")
+    from gapprof.profiler.session import run_session
+
+    request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=2, warmup=1, device="cpu", dtype="bfloat16",
+                             quant="nf4")
+    meta, _ = run_session(request)
+    assert meta["quant"]["method"] == "nf4" and meta["quant"]["lm_head"] is False
+    layer = meta["quant"]["modules"]["model.layers.0.mlp.down_proj"]
+    # 4 bits, a float32 absmax per 64 weights, and the 16-entry float32 code table of a 128 x 64 layer
+    assert layer["tensors"]["weight"]["dtype"] == "uint8"
+    assert layer["bits_per_weight"] == pytest.approx(4 + 32 / 64 + 8 * 64 / (64 * 128))
+    stored = sum(t["bytes"] for m in meta["quant"]["modules"].values() for t in m["tensors"].values()
+                 if m["kind"] != "rotary")  # inv_freq is a buffer, not a parameter
+    assert meta["param_bytes"] == stored
+
+
+def test_a_method_the_device_cannot_run_is_refused_before_any_model_is_built(monkeypatch):
+    import gapprof.profiler.session as session
+
+    monkeypatch.setattr(session, "build_model", lambda *a, **k: pytest.fail("a model was built"))
+    request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=2, warmup=1, device="cpu", quant="int4")
+    with pytest.raises(GapprofError, match=r"^--quant int4 runs on CUDA only"):
+        session.run_session(request)
+    with pytest.raises(GapprofError, match=r"^--quant gemlite-int4 runs on CUDA only"):
+        validate(CaptureRequest(model="tiny-qwen2", ctx=16, device="cpu", quant="gemlite-int4"))
+
+
+def test_a_missing_library_fails_the_build_in_one_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchao", None)
+    with pytest.raises(GapprofError, match=r'^--quant int8 needs torchao \(torchao==0.18.0\): `pip install -e "\.\[quant\]"`'):
+        build_model("tiny-qwen2", "float32", "sdpa", "cpu", seed=0, quant="int8")
+
+
+def test_ab_with_a_missing_library_stops_before_any_session(monkeypatch):
+    from click.testing import CliRunner
+
+    from gapprof.cli import main
+    from gapprof.profiler import cells
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
+    result = CliRunner().invoke(main, ["ab", "--model", "tiny-qwen2", "--ctx", "16", "--device", "cpu", "--a",
+                                       "eager", "--b", "static", "--quant-b", "nf4"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'Error: --quant nf4 needs bitsandbytes (bitsandbytes==0.50.2): `pip install -e ".[quant]"` in the gapprof '
+        "checkout")
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4"])
+def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method):
+    needs(method)
+    from gapprof.profiler.decode import run_steps
+    from gapprof.profiler.runtimes import make_runtime
+    from gapprof.runtime_names import RUNTIMES
+
+    model, config = build_model("tiny-qwen2", "bfloat16", "sdpa", "cuda", seed=0, quant=method)
+    check_record(model, method, 2)
+    prompt = torch.randint(0, config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(1)).cuda()
+    for name in RUNTIMES:
+        runtime = make_runtime(name, model, max_len=64)
+        runtime.prefill(prompt)
+        decoded, _ = run_steps(runtime, 6)
+        assert len(decoded) == 6, name
