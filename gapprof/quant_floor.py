@@ -104,3 +104,19 @@ instance)."""
     bits = sum(m["bits_per_weight"] * m["shape"][0] * m["shape"][1] for m in quantised) / weights if weights else None
     return {"method": method, "lm_head": lm_head, "library": library, "recipe": INFO[method].recipe,
             "bits_per_weight": bits, "kinds": kinds, "modules": out_modules}
+
+
+def estimate_line(meta: dict) -> str | None:
+    """What a quantised capture stores, set against the analytic estimate of its layer shapes (one line), or None
+    for an unquantised one."""
+    captured = recorded(meta)
+    if captured is None:
+        return None
+    spec = ModelSpec.from_config(str(meta.get("model", "model")), meta["config"])
+    estimate = analytic(spec, captured.method, int(meta["dtype_bytes"]), captured.lm_head)
+    layers = {kind: 1 if kind == "lm_head" else spec.layers for kind in captured.stored}
+    stored = sum(captured.stored[k] * n for k, n in layers.items())
+    expected = sum(estimate.stored.get(k, 0) * n for k, n in layers.items())
+    verdict = "equal to" if stored == expected else f"{stored - expected:+,} B against"
+    return (f"--quant {captured.method}: the quantised layers read {stored:,} B a step as stored, "
+            f"{captured.bits_per_weight:.3f} bits per weight; {verdict} the analytic estimate ({expected:,} B)")

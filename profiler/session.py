@@ -118,7 +118,8 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
 
 
 def summary_line(meta: dict, kernels_per_step: float | None = None) -> str:
-    line = (f"{meta['model']} {meta['runtime']} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
+    quant = f" {meta['quant']['method']}" if meta.get("quant") else ""
+    line = (f"{meta['model']} {meta['runtime']}{quant} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
             f"{statistics.median(meta['profiled_step_ms']):.2f} ms profiled, "
             f"{statistics.median(meta['unprofiled_step_ms']):.2f} ms unprofiled")
     if kernels_per_step is not None:

@@ -174,3 +174,27 @@ def test_attribute_prints_the_convention_and_refuses_a_contradicting_quant(tmp_p
     assert forced.exit_code == 0 and "analytic estimate" in forced.stdout
     lone = runner.invoke(main, ["attribute", path, "--quant-lm-head"])
     assert lone.exit_code == 2 and "--quant-lm-head goes with --quant" in lone.output
+
+
+def test_the_capture_sets_what_it_stored_against_the_estimate():
+    meta = {"model": "tiny-qwen2", "config": models.load_config("tiny-qwen2"), "dtype_bytes": 2,
+            "quant": tiny_record("int8")}
+    line = quant_floor.estimate_line(meta)
+    assert line.startswith("--quant int8: the quantised layers read ") and "; equal to the analytic estimate" in line
+    meta["quant"]["kinds"]["down_proj"]["read_bytes"] += 10
+    assert "+20 B against the analytic estimate" in quant_floor.estimate_line(meta)  # 2 layers
+    assert quant_floor.estimate_line({"model": "tiny-qwen2"}) is None
+
+
+def test_module_tables_and_the_python_api_count_the_quantised_layers(tmp_path):
+    import gapprof
+    from gapprof.analysis import modules
+    from conftest import annotated_trace
+
+    path = annotated_trace(tmp_path)
+    sections, _ = modules.by_module(analyze(path, Options(quant="nf4")))
+    q_proj = dict(sections)["modules"].filter(kind="q_proj")
+    assert q_proj["mbytes"][0] == pytest.approx(quant_floor.analytic(models.get_spec("tiny-qwen2"), "nf4", 2)
+                                                .stored["q_proj"] / 1e6)
+    facts = gapprof.attribute(path, quant="nf4").facts
+    assert facts.filter(key="quantisation")["value"][0] == "nf4, analytic estimate"

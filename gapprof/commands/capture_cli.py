@@ -10,6 +10,7 @@ from gapprof.paths import sibling
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
 from gapprof.quant import check_library
+from gapprof.quant_floor import estimate_line
 from gapprof.runtime_names import RUNTIMES
 from gapprof.trace_schema import kernels_per_step
 
@@ -79,3 +80,5 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     for path in written:
         click.echo(f"wrote {path}")
     click.echo(summary_line(meta, kernels_per_step(sqlite_path, warmup + steps)))
+    if quant != "none":
+        click.echo(estimate_line(meta))

@@ -73,7 +73,8 @@ def _convention(model: str, dtype: str, count_embedding: bool, quant: str, quant
                    "the anatomy terms, on any machine with polars.")
 @options.TRACE_BACKEND
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>].")
+              help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>, results/<gpu>/quant-QUANT "
+                   "with --quant].")
 def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, quant_lm_head, device, count_embedding,
           profile, backend, out):
     """Time every model x context x runtime cell unprofiled; one row per cell, with its floor fraction.
@@ -90,7 +91,7 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
     check_request(quant, quant_lm_head, device, dtype)
     check_library(quant)
     rows, machine = sweep_cells.run_grid(requests, count_embedding)
-    out = out or Path("results", cells.gpu_key([machine]))
+    out = out or Path("results", cells.gpu_key([machine]), "" if quant == "none" else f"quant-{quant}")
     if profile:
         sweep_cells.profile_rows(rows, out, backend, dtype, attn, seed)
     result = {"command": invocation(),
