@@ -152,3 +152,19 @@ def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method):
         runtime.prefill(prompt)
         decoded, _ = run_steps(runtime, 6)
         assert len(decoded) == 6, name
+
+
+@pytest.mark.parametrize("method, library", [("int4", "torchao"), ("gemlite-int4", "gemlite")])
+def test_capture_without_the_library_says_how_to_install_it(method, library, monkeypatch):
+    from click.testing import CliRunner
+
+    from gapprof.cli import main
+    from gapprof.profiler import nsys_capture
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine without the quant extra
+    monkeypatch.setitem(sys.modules, library, None)
+    monkeypatch.setattr(nsys_capture, "capture_with_nsys", lambda *a: pytest.fail("a capture was started"))
+    result = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "16", "--quant", method])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: --quant {method} needs {library} (")
+    assert 'pip install -e ".[quant]"' in result.stderr
