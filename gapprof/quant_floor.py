@@ -3,7 +3,8 @@ recorded (the tensors as stored) or estimated from the layer shapes (gapprof.qua
 
 The capture records, under the trace's metadata key `quant` (`record` builds it from the profiler's per-module
 tensors): the method, its library and recipe, every module with its tensors (dtype, shape, bytes, whether a step
-reads it) and bits per weight, and per module kind the instances and the bytes one instance reads. gapprof.step_bytes
+reads it) and bits per weight, per module kind the instances and the bytes one instance reads, and the quantised
+and unquantised floor bytes at the first measured step's context (`floor_record`). gapprof.step_bytes
 takes `QuantFloor.stored` in place of parameters x dtype bytes for those kinds.
 
 Free of torch and polars: the capture builds the record, the analysis reads it.
@@ -13,7 +14,7 @@ import dataclasses
 from gapprof.errors import GapprofError
 from gapprof.models import ModelSpec
 from gapprof.quant import INFO, linear_shapes, linear_tensors, quantised_kinds, read_bytes
-from gapprof.step_bytes import floor_convention
+from gapprof.step_bytes import floor_convention, step_bytes
 
 ANALYTIC, RECORDED = "analytic estimate", "recorded at capture"
 
@@ -120,3 +121,13 @@ def estimate_line(meta: dict) -> str | None:
     verdict = "equal to" if stored == expected else f"{stored - expected:+,} B against"
     return (f"--quant {captured.method}: the quantised layers read {stored:,} B a step as stored, "
             f"{captured.bits_per_weight:.3f} bits per weight; {verdict} the analytic estimate ({expected:,} B)")
+
+
+def floor_record(meta: dict, ctx: int) -> dict:
+    """The quantised floor of a capture at context ctx, by part (gapprof.step_bytes: the embedding as one row), and
+    the unquantised one: what its metadata `quant` records as `floor`."""
+    captured = recorded(meta)
+    spec = ModelSpec.from_config(str(meta.get("model", "model")), meta["config"])
+    dtype_bytes = int(meta["dtype_bytes"])
+    return {"ctx": ctx, "bytes": step_bytes(spec, ctx, dtype_bytes, stored=captured.stored),
+            "unquantised_bytes": step_bytes(spec, ctx, dtype_bytes)}

@@ -26,6 +26,7 @@ from gapprof.profiler.decode import NoRanges, run_steps, step_ms
 from gapprof.models import DTYPE_BYTES, load_config
 from gapprof.profiler.request import CaptureRequest, check_positions, decode_steps, max_len, validate
 from gapprof.profiler.runtimes import make_runtime
+from gapprof.quant_floor import floor_record
 
 
 class NoCollector:
@@ -114,6 +115,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         meta.update(module_ranges.cost_metadata(found, unprofiled_ms, step_ms(hooked_spans)))
     if request.quant != "none":
         meta["quant"] = quant_bytes.quant_record(model, request.quant, request.quant_lm_head)
+        meta["quant"]["floor"] = floor_record(meta, request.ctx + first_index + request.warmup)
     return meta, spans
 
 

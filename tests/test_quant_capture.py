@@ -101,6 +101,10 @@ def test_a_quantised_session_records_its_bytes():
     stored = sum(t["bytes"] for m in meta["quant"]["modules"].values() for t in m["tensors"].values()
                  if m["kind"] != "rotary")  # inv_freq is a buffer, not a parameter
     assert meta["param_bytes"] == stored
+    floor = meta["quant"]["floor"]
+    assert floor["ctx"] == 16 + meta["first_profiled_index"] + 1  # the first measured step
+    assert floor["bytes"]["total"] < floor["unquantised_bytes"]["total"]
+    assert floor["bytes"]["kv_read"] == floor["unquantised_bytes"]["kv_read"]
 
 
 def test_a_method_the_device_cannot_run_is_refused_before_any_model_is_built(monkeypatch):
