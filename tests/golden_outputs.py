@@ -20,7 +20,8 @@ COMMANDS = {
     "attribute-h200-csv": "attribute traces/h200.sqlite --format csv --full-names --tables kernels",
     "attribute-h100-markdown-options": "attribute traces/h100.sqlite --format markdown --count-embedding --gpu h200 --force "
                                        "--ctx 4096 --tables summary,facts,classes --top 5",
-    "attribute-h100-graphs-quant-int4": "attribute traces/h100-graphs.sqlite --quant int4 --tables summary,facts",
+    "attribute-h100-graphs-quant-int4": "attribute traces/h100-graphs.sqlite --quant int4 "
+                                        "--tables summary,facts",
     "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite --by module",
     "attribute-graphs-by-module": f"attribute traces/h100-graphs.sqlite --by module --reference {STATIC}",
     "ncu-report-eager": "ncu-report traces/h100-eager-cudnn-ncu.csv",

@@ -120,7 +120,8 @@ def test_a_method_the_device_cannot_run_is_refused_before_any_model_is_built(mon
 
 def test_a_missing_library_fails_the_build_in_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao", None)
-    with pytest.raises(GapprofError, match=r'^--quant int8 needs torchao \(torchao==0.18.0\): `pip install -e "\.\[quant\]"`'):
+    expected = r'^--quant int8 needs torchao \(torchao==0.18.0\): `pip install -e "\.\[quant\]"`'
+    with pytest.raises(GapprofError, match=expected):
         build_model("tiny-qwen2", "float32", "sdpa", "cpu", seed=0, quant="int8")
 
 

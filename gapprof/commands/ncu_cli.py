@@ -38,7 +38,8 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, quant, q
     Example: gapprof ncu --runtime eager --steps 1 --warmup 0 --launch-count 1400
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend="ncu",
-                             dtype=dtype, attn=attn, weights=weights, seed=seed, quant=quant, quant_lm_head=quant_lm_head)
+                             dtype=dtype, attn=attn, weights=weights, seed=seed, quant=quant,
+                             quant_lm_head=quant_lm_head)
     options.check_session_device("ncu")
     validate(request)
     check_library(quant)
