@@ -40,12 +40,7 @@ def trace_output(output: Path | None, model: str, runtime: str, backend: str) ->
 @options.steps_and_warmup(steps=20, warmup=4)
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="eager", show_default=True)
 @options.TRACE_BACKEND
-@options.DTYPE
-@options.ATTN
-@options.WEIGHTS
-@options.SEED
-@options.QUANT
-@options.QUANT_LM_HEAD
+@options.model_build
 @click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
                                               "runtimes), and an extra unprofiled pass that times their cost.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),

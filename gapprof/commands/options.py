@@ -36,6 +36,13 @@ QUANT = click.option("--quant", type=click.Choice(METHODS), default="none", show
 QUANT_LM_HEAD = click.option("--quant-lm-head", is_flag=True, help="Quantise lm_head too, with the --quant method.")
 TRACE_BACKEND = click.option("--backend", type=click.Choice(["nsys", "cupti"]), default="nsys", show_default=True)
 
+
+def model_build(f):
+    """--dtype, --attn, --weights, --seed, --quant and --quant-lm-head: how a session builds its model."""
+    for option in reversed((DTYPE, ATTN, WEIGHTS, SEED, QUANT, QUANT_LM_HEAD)):
+        f = option(f)
+    return f
+
 # Analysis.
 FORCE_OVERRIDES = click.option("--force", is_flag=True,
                                help="Accept --model/--ctx/--dtype that contradict the trace's metadata, and a floor "
