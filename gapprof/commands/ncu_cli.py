@@ -15,7 +15,8 @@ from gapprof.provenance import invocation
 @options.MODEL
 @options.CTX
 @options.steps_and_warmup(steps=2, warmup=4)
-@click.option("--runtime", type=click.Choice(["eager", "static", "graphs"]), default="eager", show_default=True)
+@click.option("--runtime", type=click.Choice(["eager", "static", "graphs", "lean"]), default="eager",
+              show_default=True)
 @options.DTYPE
 @options.ATTN
 @options.WEIGHTS
