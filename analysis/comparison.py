@@ -27,7 +27,7 @@ CPU_TERMS = ("starved", "head", "tail")
 DEFINITIONS = ("launch call CPU us: mean duration of one launch API call; host CPU us per launch: the step's wall "
                "less the time its thread blocked waiting for the GPU, per launch call (all the CPU work of a step, "
                "spread over its launches)")
-MATCH_KEYS = ("model", "ctx", "runtime")
+MATCH_KEYS = ("model", "ctx", "runtime", "attn")
 # Scaling exponent e with T_B / T_A = (bw_A / bw_B) ** e: 1 scales with 1/bandwidth, 0 stays constant.
 SCALED, CONSTANT = 0.67, 0.33
 NEGLIGIBLE = 0.01  # of wall, in both columns
@@ -70,7 +70,8 @@ def table(columns: list[Column]) -> Table:
 
 
 def check_match(metas: dict, force: bool) -> list[str]:
-    """Refuse traces that differ in model, ctx or runtime (unless force); return notes on what differs."""
+    """Refuse traces that differ in model, ctx, runtime or attention backend (unless force); return notes on what
+    differs."""
     differ = []
     for key in MATCH_KEYS:
         seen = {label: meta.get(key) for label, meta in metas.items()}

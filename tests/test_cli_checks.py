@@ -118,3 +118,13 @@ def test_csv_of_several_tables_without_a_folder_is_refused_before_the_work(args)
     assert "--format csv writes one table per file: pass -o DIR" in result.output
     # attribute can also pick one table; the others always print several.
     assert ("--tables NAME" in result.output) == (args[0] == "attribute" and "module" not in args)
+
+
+def test_compare_refuses_traces_of_different_attention_backends():
+    """The cuDNN eager trace and the flash one differ in attention, not in GPU: not a fair comparison unasked."""
+    pair = [str(TRACES / "h100-eager-cudnn.sqlite"), str(TRACES / "h200.sqlite")]
+    result = CliRunner().invoke(main, ["compare", *pair])
+    assert result.exit_code == 1
+    assert "attn differs (h100-eager-cudnn: sdpa, h200: sdpa-flash)" in result.output
+    forced = CliRunner().invoke(main, ["compare", *pair, "--force"])
+    assert forced.exit_code == 0 and "compared anyway (--force): attn differs" in forced.output

@@ -101,8 +101,9 @@ def _load(paths, range_pattern, skip, count_embedding, overrides: dict | None = 
 
 @click.command()
 @click.argument("traces", nargs=-1, required=True, type=TRACE)
-@click.option("--force", is_flag=True, help="Compare traces that differ in model, ctx or runtime, and accept "
-                                            "--model/--ctx/--dtype that contradict the captures' metadata.")
+@click.option("--force", is_flag=True, help="Compare traces that differ in model, ctx, runtime or attention "
+                                            "backend, and accept --model/--ctx/--dtype that contradict the captures' "
+                                            "metadata.")
 @options.floor_inputs
 @_trace_options
 @_output_options
