@@ -4,10 +4,12 @@
     python3 scripts/acceptance.py report WORKDIR             # where polars is: the analyses, then the log
 
 The GPU-side commands are read from README.md itself (indented code lines that start with `gapprof capture`,
-`gapprof ncu`, `gapprof ab`, `gapprof sweep` or `gapprof calibrate`, and the GPU install line), so the run follows
-the README as it stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3, --sessions to 2,
---launch-count to 100, comma lists of --models/--ctx to their first item, calibrate gets --quick; NAME becomes a
-dotted name. Each command runs in WORKDIR
+`gapprof ncu`, `gapprof ab`, `gapprof sweep`, `gapprof calibrate` or `gapprof profile`, and the GPU install line),
+so the run follows the README as it stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3,
+--sessions to 2, --launch-count to 100, comma lists of --models/--ctx to their first item, calibrate gets --quick;
+NAME becomes a dotted name, and a repository file that a profiled program runs (examples/...) is named by its
+absolute path. The log records the commit that ran: GAPPROF_COMMIT, else `git rev-parse HEAD` where the copy has
+its .git (a copy sent without it needs GAPPROF_COMMIT=<commit> on the command line). Each command runs in WORKDIR
 (the install in the repository), and WORKDIR/acceptance.jsonl records its exit status, seconds, the files it
 wrote and the end of its output. `report` runs `attribute` on every trace written (`--by module` for module
 traces, `ncu-report` for ncu CSVs, `sweep-attribute` for profiled sweeps) and writes
@@ -15,6 +17,7 @@ results/<gpu>/acceptance.md. The GPU side needs only the standard library: the G
 """
 import argparse
 import json
+import os
 import platform
 import re
 import shlex
@@ -78,12 +81,23 @@ def run_logged(command: str, cwd: Path, workdir: Path, phase: str) -> dict:
     return record
 
 
+def source_commit() -> str | None:
+    """The commit of the code that runs: GAPPROF_COMMIT, else the checkout's HEAD; None if neither is known."""
+    if os.environ.get("GAPPROF_COMMIT"):
+        return os.environ["GAPPROF_COMMIT"]
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return git.stdout.strip() if git.returncode == 0 else None
+
+
 def machine_facts() -> dict:
     query = ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"]
-    smi = subprocess.run(query, capture_output=True, text=True)
-    name, _, driver = smi.stdout.strip().partition(", ")
+    try:
+        smi = subprocess.run(query, capture_output=True, text=True).stdout
+    except FileNotFoundError:  # no NVIDIA driver here: the log says "unknown" instead of stopping the run
+        smi = ""
+    name, _, driver = smi.strip().partition(", ")
     return {"phase": "machine", "gpu_name": name or "unknown", "driver": driver, "python": platform.python_version(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": source_commit()}
 
 
 def part_of(commands: list[str], part: int, parts: int) -> list[str]:
@@ -135,6 +149,10 @@ def _gpu_key(gpu_name: str) -> str:
     return gpu_key([{"gpu_name": gpu_name}])
 
 
+def _commit_line(commit: str | None) -> str:
+    return f"commit {commit}" if commit else "commit not recorded (run with GAPPROF_COMMIT=<commit>)"
+
+
 def markdown(records: list[dict]) -> str:
     machine = next(r for r in records if r["phase"] == "machine")
     steps = [r for r in records if r["phase"] != "machine"]
@@ -144,6 +162,7 @@ def markdown(records: list[dict]) -> str:
              "`python3 scripts/acceptance.py gpu WORKDIR` on the GPU machine (the README's GPU-side commands, "
              "sizes shrunk as that script's docstring says) and `python3 scripts/acceptance.py report WORKDIR` on a "
              "CPU machine with the analysis install. Paths are relative to WORKDIR.", "",
+             f"Code: {_commit_line(machine.get('commit'))}.", "",
              f"{len(steps)} commands, {failed} failed.", "",
              "| # | where | command | exit | s | files written |", "|---|---|---|---|---|---|"]
     for i, r in enumerate(steps, 1):

@@ -60,3 +60,18 @@ def test_parts_share_the_commands_and_each_installs():
     assert acceptance.part_of(commands, 1, 2) == ["python3 -m pip install -e .", "a", "c"]
     assert acceptance.part_of(commands, 2, 2) == ["python3 -m pip install -e .", "b"]
     assert acceptance.part_of(commands, 1, 1) == commands
+
+
+def test_the_log_names_the_commit_that_ran(monkeypatch):
+    monkeypatch.setenv("GAPPROF_COMMIT", "0123abc")
+    facts = acceptance.machine_facts()
+    assert facts["commit"] == "0123abc"
+    step = {"phase": "gpu", "command": "gapprof capture", "exit": 0, "seconds": 1.0, "files": [], "output": []}
+    assert "Code: commit 0123abc." in acceptance.markdown([facts, step])
+    facts.pop("commit")  # a log from before commits were recorded, or a copy without its .git
+    assert "Code: commit not recorded (run with GAPPROF_COMMIT=<commit>)." in acceptance.markdown([facts, step])
+
+
+def test_a_repository_file_run_by_a_profiled_program_is_named_from_anywhere():
+    shrunk = acceptance.shrink("gapprof profile --mark forward -- python3 examples/generate.py --sdpa-backend flash", 4)
+    assert shrunk.split()[-3] == str(acceptance.REPO / "examples" / "generate.py")
