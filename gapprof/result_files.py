@@ -6,8 +6,8 @@ from pathlib import Path
 
 from gapprof.render import markdown_table
 
-SWEEP_COLUMNS = ("model", "ctx", "runtime", "attn", "status", "reason", "steps", "warmup", "median_ms", "p10_ms", "p90_ms",
-                 "floor_ms", "floor_fraction", "floor_ms_copy", "floor_fraction_copy", "first_token")
+SWEEP_COLUMNS = ("model", "ctx", "runtime", "attn", "status", "reason", "steps", "warmup", "median_ms", "p10_ms",
+                 "p90_ms", "floor_ms", "floor_fraction", "floor_ms_copy", "floor_fraction_copy", "first_token")
 ANATOMY_PREFIX = "profiled_"
 
 
@@ -120,8 +120,8 @@ def sweep_markdown(result: dict) -> str:
              f"Command: `{result['command']}` (finished {result['finished_at']})",
              f"Machine: {_machine_line(result['machine'])}",
              f"Per cell: {grid['warmup']} warm-up + {grid['steps']} measured steps, {grid['dtype']}, attn "
-             f"{grid['attn']} (each cell's backend in the table); {result['timing']}. Floor fraction = floor ms / median ms; "
-             f"{result['floor_convention']}.",
+             f"{grid['attn']} (each cell's backend in the table); {result['timing']}. Floor fraction = floor ms / "
+             f"median ms; {result['floor_convention']}.",
              table]
     if terms:
         parts.append(f"Profiled columns: median of each anatomy term over the measured steps of the cell's trace "

@@ -19,8 +19,8 @@ def _arm(runtime: str, records: list[dict], floor: dict) -> dict:
                  "mean_ms": statistics.fmean(r["step_ms"]), **{k: r[k] for k in SESSION_FIELDS}} for r in records]
     medians = [s["median_ms"] for s in sessions]
     mean = statistics.fmean(medians)
-    return {"runtime": runtime, "attn": records[0]["request"]["attn"], "mean_of_medians_ms": mean, "sd_of_medians_ms": statistics.stdev(medians),
-            "min_median_ms": min(medians), "max_median_ms": max(medians),
+    return {"runtime": runtime, "attn": records[0]["request"]["attn"], "mean_of_medians_ms": mean,
+            "sd_of_medians_ms": statistics.stdev(medians), "min_median_ms": min(medians), "max_median_ms": max(medians),
             **cells.floor_fractions(floor, mean), "sessions": sessions}
 
 

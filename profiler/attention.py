@@ -10,10 +10,11 @@ from is built with plain sdpa, which the lean runtime never calls.
 from gapprof.errors import GapprofError
 from gapprof.runtime_names import ATTENTION_BACKENDS
 
-# transformers takes any implementation name containing "flash" for the flash-attn package, so the registered
-# names spell the backend by its enum member instead.
-_PINNED = {"sdpa-math": "MATH", "sdpa-flash": "FLASH_ATTENTION", "sdpa-cudnn": "CUDNN_ATTENTION",
-           "sdpa-efficient": "EFFICIENT_ATTENTION"}
+# --attn choice -> (SDPBackend member, name registered with transformers). transformers takes any implementation
+# name containing "flash" for the flash-attn package, hence "fa".
+_PINNED = {"sdpa-math": ("MATH", "gapprof_sdpa_math"), "sdpa-flash": ("FLASH_ATTENTION", "gapprof_sdpa_fa"),
+           "sdpa-cudnn": ("CUDNN_ATTENTION", "gapprof_sdpa_cudnn"),
+           "sdpa-efficient": ("EFFICIENT_ATTENTION", "gapprof_sdpa_efficient")}
 
 
 def _pinned_sdpa(backend):
@@ -39,7 +40,7 @@ def implementation(attn: str) -> str:
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
-    name = f"gapprof_sdpa_{_PINNED[attn].lower()}".replace("flash_attention", "fa")
-    AttentionInterface.register(name, _pinned_sdpa(getattr(SDPBackend, _PINNED[attn])))
+    member, name = _PINNED[attn]
+    AttentionInterface.register(name, _pinned_sdpa(getattr(SDPBackend, member)))
     AttentionMaskInterface.register(name, sdpa_mask)  # the same masks as sdpa
     return name

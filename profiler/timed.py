@@ -2,8 +2,9 @@
 
 Run as `python -m gapprof.profiler.timed REQUESTS.json RESULTS.jsonl`. REQUESTS holds a list of
 CaptureRequest dicts for one model (same dtype, weights, seed, device); the model is built once and
-each request gets its own runtime, attention backend and prefill. Each step is timed on the host's perf_counter_ns and ends
-once the next token is on the host (runtime.step() reads it back, which synchronises with the GPU).
+each request gets its own runtime, attention backend and prefill. Each step is timed on the host's
+perf_counter_ns and ends once the next token is on the host (runtime.step() reads it back, which synchronises
+with the GPU).
 
 One JSON line per request is appended to RESULTS as soon as it is done. A request that fails writes a line
 with the reason and ends the process (exit status 3): the caller runs what is left in a new process, so an

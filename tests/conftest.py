@@ -114,7 +114,8 @@ def gpu_profile_doc(key: str, name: str, read_gbps: float, fixed_us: float, sm_c
     them)."""
     from gapprof import gpu_profile
 
-    return gpu_profile.document(gpu=dict(name=name, key=key, datasheet_gbps=None, sm_count=sm_count), date="2026-12-01T10:00:00+00:00",
+    return gpu_profile.document(gpu=dict(name=name, key=key, datasheet_gbps=None, sm_count=sm_count),
+                                date="2026-12-01T10:00:00+00:00",
                                 command="gapprof calibrate", versions=dict(torch="2.11", cuda="13.0"),
                                 settings=dict(repeats=1), points=gpu_profile_points(read_gbps, fixed_us))
 
