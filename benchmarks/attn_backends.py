@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--runtimes", default="eager,static,graphs")
-    parser.add_argument("--attn", default=",".join(ATTENTION_BACKENDS))
+    parser.add_argument("--attn", default=",".join(a for a in ATTENTION_BACKENDS if a != "lean"))  # lean: its own
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
     runtimes = args.runtimes.split(",")

@@ -4,7 +4,8 @@
 (the sdpa_kernel context around Hugging Face's own SDPA function), registered with transformers under its own
 name so the pin travels with the model into CUDA graphs and torch.compile, and nothing else in the process
 changes. Plain `sdpa` leaves the choice to torch, which on torch 2.11 picks cuDNN attention: a setup per new KV
-length on a dynamic cache.
+length on a dynamic cache. `lean` is the lean runtime's own attention: the Hugging Face model it takes its weights
+from is built with plain sdpa, which the lean runtime never calls.
 """
 from gapprof.errors import GapprofError
 from gapprof.runtime_names import ATTENTION_BACKENDS
@@ -31,6 +32,8 @@ def implementation(attn: str) -> str:
     """The attn_implementation name to build the model with; registers a pinned SDPA on first use."""
     if attn not in ATTENTION_BACKENDS:
         raise GapprofError(f"unknown attention backend {attn!r}; known: {', '.join(ATTENTION_BACKENDS)}")
+    if attn == "lean":
+        return "sdpa"
     if attn not in _PINNED:
         return attn
     from torch.nn.attention import SDPBackend

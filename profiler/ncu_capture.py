@@ -42,7 +42,7 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
     ncu = find_ncu()
     output.parent.mkdir(parents=True, exist_ok=True)
     meta_out = sibling(output, ".json")
-    graphs = request.runtime == "graphs"
+    graphs = request.runtime in ("graphs", "lean")  # the runtimes that replay a CUDA graph
     with tempfile.TemporaryDirectory() as scratch:
         base = strip_extension(output) if keep_report else Path(scratch, "report")
         progress(f"--launch-count {launch_count}")

@@ -56,6 +56,9 @@ def validate(request: CaptureRequest) -> None:
         raise GapprofError(f"--attn {request.attn} runs on CUDA only; on {request.device} use "
                            "sdpa, sdpa-math, sdpa-flash or eager")
     check_quant(request.quant, request.quant_lm_head, request.device, request.dtype)
+    if request.quant != "none" and request.runtime == "lean":
+        raise GapprofError("--quant does not run under runtime lean: it builds its fused q/k/v and gate/up weights "
+                           "from the bf16 model (quantise under static, graphs or compile)")
     if not request.weights:  # a checkpoint's positions are known once its config is read (start_decode)
         check_positions(request, get_spec(request.model).max_positions, request.model)
 

@@ -4,15 +4,19 @@
 - static:  static (preallocated) KV cache, same per-step framework call.
 - graphs:  static cache with one whole decode step captured in a CUDA graph and replayed.
 - compile: static cache, the step compiled by torch.compile(mode="reduce-overhead").
+- lean:    a compact decoder on the same weights (profiler.lean_model: fused q/k/v and gate/up, its own static
+           cache and grouped-query attention), the step compiled and captured in one CUDA graph
+           (profiler.lean_runtime).
 
 Every runtime keeps the current token and position in device tensors and updates them in place, so a step
-is the same computation in all four and they produce the same tokens from the same weights.
+is the same computation in the first four; all five produce the same tokens from the same weights.
 """
 import inspect
 
 import torch
 
 from gapprof.errors import GapprofError
+from gapprof.profiler.lean_runtime import LeanRuntime
 from gapprof.runtime_names import EAGER_STEPS_BEFORE_CAPTURE, RUNTIMES
 
 
@@ -117,7 +121,7 @@ class CompiledRuntime(StaticCacheRuntime):
 
 def make_runtime(name: str, model, max_len: int) -> DecodeRuntime:
     classes = {"eager": DecodeRuntime, "static": StaticCacheRuntime, "graphs": CudaGraphRuntime,
-               "compile": CompiledRuntime}
+               "compile": CompiledRuntime, "lean": LeanRuntime}
     if name not in classes:
         raise GapprofError(f"unknown runtime {name!r}; known runtimes: {', '.join(RUNTIMES)}")
     return classes[name](model, max_len)

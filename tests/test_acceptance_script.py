@@ -13,7 +13,7 @@ def test_the_readme_names_every_gpu_side_path_the_run_must_cover():
     assert commands[0] == "python3 -m pip install --no-deps --no-build-isolation -e ."
     assert "gapprof capture --model qwen2.5-7b" in commands  # the design card's command, default output
     captures = [c for c in commands if c.startswith("gapprof capture")]
-    for runtime in ("static", "graphs", "compile"):
+    for runtime in ("static", "graphs", "compile", "lean"):
         assert any(f"--runtime {runtime}" in c for c in captures), runtime
     assert any("--backend cupti" in c for c in captures)
     assert any("--modules" in c for c in captures)

@@ -118,6 +118,11 @@ def test_a_method_the_device_cannot_run_is_refused_before_any_model_is_built(mon
         validate(CaptureRequest(model="tiny-qwen2", ctx=16, device="cpu", quant="gemlite-int4"))
 
 
+def test_the_lean_runtime_refuses_quantised_weights():
+    with pytest.raises(GapprofError, match=r"^--quant does not run under runtime lean"):
+        validate(CaptureRequest(model="tiny-qwen2", ctx=16, device="cpu", runtime="lean", warmup=4, quant="int8"))
+
+
 def test_a_missing_library_fails_the_build_in_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "torchao", None)
     expected = r'^--quant int8 needs torchao \(torchao==0.18.0\): `pip install -e "\.\[quant\]"`'
@@ -152,7 +157,7 @@ def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method):
     model, config = build_model("tiny-qwen2", "bfloat16", "sdpa", "cuda", seed=0, quant=method)
     check_record(model, method, 2)
     prompt = torch.randint(0, config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(1)).cuda()
-    for name in RUNTIMES:
+    for name in (r for r in RUNTIMES if r != "lean"):  # lean is refused with --quant (test below)
         runtime = make_runtime(name, model, max_len=64)
         runtime.prefill(prompt)
         decoded, _ = run_steps(runtime, 6)

@@ -22,7 +22,8 @@ ATTN = click.option("--attn", type=click.Choice(["auto", *ATTENTION_BACKENDS]), 
                     help="Attention backend: sdpa-X pins torch's SDPA to backend X, sdpa lets torch choose, eager is "
                          "Hugging Face's own. auto: sdpa-flash for the eager runtime (torch's choice, cuDNN, pays a "
                          "setup per new KV length there), sdpa for the static-cache runtimes; the fastest without "
-                         "per-length setup on H100 and H200 (benchmarks/attn_backends.py, 2026-11-27).")
+                         "per-length setup on H100 and H200 (benchmarks/attn_backends.py, 2026-11-27). lean: the "
+                         "lean runtime's own attention, the only one it runs.")
 WEIGHTS = click.option("--weights", type=click.Path(file_okay=False),
                        help="Local Hugging Face checkpoint (default: random).")
 SEED = click.option("--seed", default=0, show_default=True, help="Weights and prompt seed.")
