@@ -19,7 +19,7 @@ from gapprof.render import Table
 
 TERMS = ("floor", "excess", "starved", "latency", "head", "tail")
 ROWS = ("gpu", "peak GB/s", "measured GB/s", "floor ms", "busy ms", "excess ms", "starved ms", "latency ms",
-        "head ms", "tail ms", "wall ms", "floor fraction", "kernels/step", "launch calls/step",
+        "head ms", "tail ms", "wall ms", "floor fraction", "unprofiled wall ms", "unprofiled floor fraction", "kernels/step", "launch calls/step",
         "launch call CPU us", "host CPU us per launch")
 # starved, head and tail are time the GPU waits for the step thread's CPU: they follow the host CPU (the two
 # machines' CPUs may differ), never the GPU's bandwidth, whatever their ratio.
@@ -39,16 +39,19 @@ class Column:
     values: dict  # ROWS -> value (None when unknown)
 
 
-def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float | None, table: pl.DataFrame
-           ) -> Column:
+def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float | None, table: pl.DataFrame,
+           unprofiled_ms: float | None = None) -> Column:
     """table: measured (or replayed) steps with the anatomy, floor and `wait` columns. Host time is the wall
-    less the time blocked waiting for the GPU: the CPU work of the step thread."""
+    less the time blocked waiting for the GPU: the CPU work of the step thread. unprofiled_ms: the mean step
+    without the profiler (measured at capture, or estimated for a projection), where known."""
     ms = lambda name: table[name].mean() / 1e6  # noqa: E731
     launches = table["launch_calls"].sum()
     values = {
         "gpu": gpu, "peak GB/s": peak_gbps, "measured GB/s": measured_gbps,
         **{f"{t} ms": ms(t) for t in ("floor", "busy", "excess", "starved", "latency", "head", "tail", "wall")},
         "floor fraction": table["floor"].mean() / table["wall"].mean(),
+        "unprofiled wall ms": unprofiled_ms,
+        "unprofiled floor fraction": table["floor"].mean() / 1e6 / unprofiled_ms if unprofiled_ms else None,
         "kernels/step": table["kernels"].mean(), "launch calls/step": table["launch_calls"].mean(),
         "launch call CPU us": cpu_us_per_launch(table),
         "host CPU us per launch": (table["wall"] - table["wait"]).sum() / launches / 1e3 if launches else None,

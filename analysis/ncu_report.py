@@ -1,6 +1,7 @@
 """Nsight Compute results (`gapprof ncu-report`): measured DRAM bytes per kernel, per class and per module.
 
-Input: `ncu --import R.ncu-rep --csv --page raw` output, one row per profiled kernel in launch order; row 1
+Input: `ncu --import R.ncu-rep --csv --page raw` output (or that file gzipped, .csv.gz: every row repeats the
+device's attributes, so it compresses about 25x), one row per profiled kernel in launch order; row 1
 holds column names, row 2 the unit of each metric column (empty for the others). Units are read, not assumed:
 byte, Kbyte, Mbyte, Gbyte (powers of 1000), KiB-style (powers of 1024), nsecond/usecond/msecond/second (also
 ns/us/ms/s). Values may carry thousands separators; `n/a` reads as null.
@@ -9,6 +10,7 @@ DRAM time at peak = measured bytes / peak bandwidth: the least time the kernel c
 bytes at peak; kernel time = DRAM time at peak + the rest (latency, launch ramp, compute, poor occupancy).
 """
 import csv
+import gzip
 import io
 import json
 from pathlib import Path
@@ -34,6 +36,7 @@ _BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
           "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
           "Kibyte": 2**10, "Mibyte": 2**20, "Gibyte": 2**30}
 _NS = {"nsecond": 1, "ns": 1, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6, "second": 1e9, "s": 1e9}
+GZIP_MAGIC = b"\x1f\x8b"
 SCHEMA = {"id": pl.Int64, "name": pl.String, "bytes_read": pl.Float64, "bytes_write": pl.Float64,
           "duration_ns": pl.Float64}
 
@@ -56,9 +59,10 @@ def read_ncu_csv(path: Path) -> pl.DataFrame:
     path = Path(path)
     if not path.exists():
         raise GapprofError(f"{path}: no such file")
+    data = path.read_bytes()
     try:
-        text = path.read_text()
-    except UnicodeDecodeError:
+        text = (gzip.decompress(data) if data[:2] == GZIP_MAGIC else data).decode()
+    except (UnicodeDecodeError, OSError, EOFError):
         raise GapprofError(f"{path}: not an ncu CSV (a binary file; expected the .csv `gapprof ncu` writes)") from None
     # ncu may prefix its own `==PROF==` lines when the CSV comes from a profiling run's stdout.
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("==")]

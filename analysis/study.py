@@ -77,19 +77,35 @@ def kernel_model_parameters(loaded: Loaded, targets: list[GpuSpec]) -> tuple[pl.
                       (source.gbps, source.says()))
 
 
+def unprofiled_ms(loaded: Loaded) -> float | None:
+    """Mean of the capture's unprofiled steps (its metadata), or None for a trace without them."""
+    steps = loaded.analysis.frames.meta.get("unprofiled_step_ms")
+    return sum(steps) / len(steps) if steps else None
+
+
+def observer_effect_ms(loaded: Loaded) -> float | None:
+    """Mean profiled wall of the measured steps less the mean unprofiled step: what the profiler added."""
+    plain = unprofiled_ms(loaded)
+    return loaded.timeline.steps["wall"].mean() / 1e6 - plain if plain is not None else None
+
+
 def measured_column(loaded: Loaded) -> comparison.Column:
     bandwidths = loaded.analysis.floor.bandwidths
     gpu = bandwidths["datasheet"][1].removesuffix(" datasheet") if "datasheet" in bandwidths \
         else loaded.analysis.device_name or "?"
     return comparison.column(loaded.label, gpu, bandwidths.get("datasheet", (None,))[0],
-                          bandwidths.get("copy", (None,))[0], loaded.timeline.steps)
+                             bandwidths.get("copy", (None,))[0], loaded.timeline.steps, unprofiled_ms(loaded))
 
 
 def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple[comparison.Column, pl.DataFrame]:
-    """(column, replayed per-step table) of `loaded` projected to `target`."""
+    """(column, replayed per-step table) of `loaded` projected to `target`. The unprofiled estimate is the
+    projected wall less the source's observer effect: the replay keeps the source's CPU time and launch
+    latencies, where the profiler's cost sits, so it carries that effect over unchanged."""
     table = projection.project(loaded.analysis, loaded.timeline, target, knobs)
+    effect = observer_effect_ms(loaded)
+    plain = table["wall"].mean() / 1e6 - effect if effect is not None else None
     column = comparison.column(f"{loaded.label} on {target.key} (projected)", f"{target.label} (projected)",
-                            float(target.peak_gbps), None, table)
+                               float(target.peak_gbps), None, table, plain)
     return column, table
 
 
@@ -111,6 +127,12 @@ def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
              f"{tl.queued_gap / 1e3:.2f} us (medians of the trace); kernels, memsets and device copies scale with "
              f"source/target datasheet bandwidth above a fixed {knobs.fixed_ns / 1e3:g} us per op, host copies "
              f"keep their duration; CPU time x{knobs.launch_cost_scale:g}"]
+    effect = observer_effect_ms(loaded)
+    if effect is not None:
+        notes.append(f"unprofiled wall: measured, the mean of the capture's unprofiled steps; projected, the "
+                     f"projected wall less {loaded.label}'s observer effect ({effect:.3f} ms: mean profiled wall "
+                     f"less mean unprofiled step), which the replay carries over in the CPU time and launch "
+                     f"latencies it keeps")
     if loaded.bytes_source is not None:
         notes.append(KERNEL_MODEL_NOTE + f"; bytes per kernel {loaded.bytes_source}")
     if knobs.graph_launch_ns is not None:

@@ -42,6 +42,9 @@ def demangle(name: str) -> str:
 
 def short_name(demangled: str) -> str:
     """The bare function name, as nsys's shortName: no return type, namespace, template or parameters."""
+    # The C++ runtime's demangler writes an anonymous namespace as "(anonymous namespace)" where nsys and ncu
+    # write "<unnamed>"; its parenthesis would otherwise read as the start of the parameter list.
+    demangled = demangled.replace("(anonymous namespace)", "<unnamed>")
     depth, cut = 0, len(demangled)
     for i, char in enumerate(demangled):
         if char == "<":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 # Longest first, so that `.meta.json` is stripped whole rather than as `.json`.
 KNOWN_EXTENSIONS = (".request.json", ".meta.json", ".nsys-rep", ".ncu-rep", ".sqlite", ".qdstrm", ".json",
-                    ".csv", ".png", ".svg", ".pdf")
+                    ".csv.gz", ".csv", ".png", ".svg", ".pdf")
 
 
 def strip_extension(path: Path) -> Path:

@@ -1,22 +1,25 @@
-"""The identity on every step of every real trace committed under traces/."""
+"""The identity on every step of every real trace committed under traces/: nsys and CUPTI exports (.sqlite) and
+torch.profiler traces (.json.gz)."""
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from gapprof.analysis import anatomy, load, steps as steps_mod
+from gapprof.analysis import anatomy, kineto, load, steps as steps_mod
 
-TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite"))
+TRACE_DIR = Path(__file__).parent.parent / "traces"
+TRACES = sorted([*TRACE_DIR.glob("*.sqlite"), *TRACE_DIR.glob("*.json.gz")])
 
 
 @pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite yet"))],
                          ids=lambda p: p.name if p else "none")
 def test_identity_on_every_step(path):
-    trace = load.open_trace(path)
+    source = kineto if kineto.is_json(path) else load  # the same reading functions over either kind
+    trace = source.open_trace(path)
     pattern = trace.meta.get("range_message", steps_mod.DEFAULT_RANGE)
-    found = steps_mod.mark_warmup(steps_mod.find_steps(load.read_ranges(trace), pattern), 0)
-    calls = load.read_api_calls(trace, found["globalTid"].unique().to_list())
-    table, ops, _ = anatomy.attribute(found, calls, load.read_gpu_ops(trace))
+    found = steps_mod.mark_warmup(steps_mod.find_steps(source.read_ranges(trace), pattern), 0)
+    calls = source.read_api_calls(trace, found["globalTid"].unique().to_list())
+    table, ops, _ = anatomy.attribute(found, calls, source.read_gpu_ops(trace))
     total = table["busy"] + table["starved"] + table["latency"] + table["head"] + table["tail"]
     assert (total == table["wall"]).all()
     assert (table["wall"] == table["t1"] - table["t0"]).all()

@@ -1,5 +1,6 @@
 """Bad output paths, foreign files and overrides that contradict a trace end in one line and a non-zero exit,
 before any analysis runs; --force accepts what contradicts the capture."""
+import gzip
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ def one_error_line(result) -> str:
 @pytest.mark.parametrize("args", [
     ["attribute", H100, "-o", "/nonexistent/x.txt"],
     ["compare", H100, str(TRACES / "h200.sqlite"), "-o", "/nonexistent/x.txt"],
-    ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv"), "-o", "/nonexistent/x.txt"],
+    ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "-o", "/nonexistent/x.txt"],
     ["compare", H100, str(TRACES / "h200.sqlite"), "--plot", "/tmp/x.txt"],
     ["project", H100, "--to", "h200", "--plot", "/nonexistent/x.png"],
 ])
@@ -44,7 +45,7 @@ def test_a_file_that_is_not_an_ncu_csv_is_one_line():
 
 
 def test_a_truncated_ncu_csv_is_refused(tmp_path):
-    rows = (TRACES / "h100-eager-cudnn-ncu.csv").read_text().splitlines()
+    rows = gzip.decompress((TRACES / "h100-eager-cudnn-ncu.csv.gz").read_bytes()).decode().splitlines()
     cut = tmp_path / "cut-ncu.csv"
     cut.write_text("\n".join(rows[:50]) + "\n" + rows[50][:40] + "\n")
     assert "kernel row 49 has" in one_error_line(run("ncu-report", cut, "--gpu", "h100"))
@@ -110,7 +111,7 @@ def test_an_export_older_than_its_report_is_named(tmp_path):
     ["attribute", H100, "--format", "csv", "--by", "module"],
     ["compare", H100, str(TRACES / "h200.sqlite"), "--format", "csv"],
     ["project", H100, "--to", "h200", "--format", "csv", "-o", "/tmp/one.csv"],
-    ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv"), "--format", "csv"],
+    ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "--format", "csv"],
 ])
 def test_csv_of_several_tables_without_a_folder_is_refused_before_the_work(args):
     result = run(*args)

@@ -3,6 +3,7 @@ from an ncu CSV (analysis.kernel_bytes): synthetic kernels with known bytes and 
 the shipped traces that have an ncu CSV, and CSVs or steps whose kernels do not match."""
 from pathlib import Path
 
+import gzip
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -15,7 +16,7 @@ from conftest import SYNC, with_meta
 from synthetic import TraceBuilder
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
-SHIPPED = [("h100-graphs.sqlite", "h100-graphs-ncu.csv"), ("h100-eager-cudnn.sqlite", "h100-eager-cudnn-ncu.csv")]
+SHIPPED = [("h100-graphs.sqlite", "h100-graphs-ncu.csv.gz"), ("h100-eager-cudnn.sqlite", "h100-eager-cudnn-ncu.csv.gz")]
 PEAK = 3350.0  # H100 SXM datasheet, GB/s = bytes/ns
 REFERENCE = REFERENCE_FRACTION * PEAK
 # name, bytes read, bytes written, fixed ns: each kernel lasts fixed + bytes / (0.9 x peak), a whole number of ns.
@@ -93,14 +94,14 @@ def test_split_adds_up_on_every_measured_step_of_the_shipped_traces(trace, csv):
 
 
 def test_graphs_trace_gives_the_figures_design_md_quotes():
-    facts = sections(analyze(TRACES / "h100-graphs.sqlite", Options()), TRACES / "h100-graphs-ncu.csv")["cost facts"]
+    facts = sections(analyze(TRACES / "h100-graphs.sqlite", Options()), TRACES / "h100-graphs-ncu.csv.gz")["cost facts"]
     assert facts["kernels per step"] == 1484
     assert facts["bytes moved per step, GB (mean)"] == pytest.approx(15.1, abs=0.05)
     assert facts["fixed time per step, ms (mean)"] == pytest.approx(4.1, abs=0.05)
 
 
 def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
-    lines = (TRACES / "h100-eager-cudnn-ncu.csv").read_text().splitlines()
+    lines = gzip.decompress((TRACES / "h100-eager-cudnn-ncu.csv.gz").read_bytes()).decode().splitlines()
     header, rows = lines[:2], lines[2:]
     dropped = rows[500]
     altered = tmp_path / "altered-ncu.csv"
@@ -138,7 +139,7 @@ def test_trace_step_with_a_different_sequence_is_reported(tmp_path):
 
 @pytest.mark.parametrize("args, code, message", [
     (["--tables", "cost"], 1, "needs bytes per kernel"),
-    (["--ncu", str(TRACES / "h100-graphs-ncu.csv"), "--by", "module"], 2, "not modules"),
+    (["--ncu", str(TRACES / "h100-graphs-ncu.csv.gz"), "--by", "module"], 2, "not modules"),
     (["--reference", str(TRACES / "h100-static-modules.sqlite")], 2, "--reference is used only"),
 ])
 def test_cost_options_are_checked(args, code, message):
@@ -149,7 +150,7 @@ def test_cost_options_are_checked(args, code, message):
 def test_module_mapping_splits_floor_and_extra_per_class():
     result = analyze(TRACES / "h100-graphs.sqlite", Options())
     reference = analyze(TRACES / "h100-static-modules.sqlite", Options())
-    found = dict(cost_sections(result, TRACES / "h100-graphs-ncu.csv", reference)[0])
+    found = dict(cost_sections(result, TRACES / "h100-graphs-ncu.csv.gz", reference)[0])
     table = found["cost"]
     total, classes = table.row(0, named=True), table.slice(1)
     assert found["cost facts"]["analytic bytes per step on no kernel, GB"] == pytest.approx(0)
@@ -172,6 +173,6 @@ def test_analytic_bytes_without_ncu_move_exactly_the_floor():
 
 def test_attribute_ncu_adds_the_cost_tables_in_json():
     result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite"), "--ncu",
-                                       str(TRACES / "h100-graphs-ncu.csv"), "--tables", "summary", "--format", "json"])
+                                       str(TRACES / "h100-graphs-ncu.csv.gz"), "--tables", "summary", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert '"cost"' in result.output and '"cost facts"' in result.output and "all (busy)" in result.output

@@ -105,6 +105,12 @@ def test_align_matches_runs_and_lists_what_differs():
     # ncu writes the anonymous namespace as <unnamed>, inside and outside template arguments.
     ("void at::<unnamed>::CatArrayBatchedCopy<at::<unnamed>::OpaqueType<2>, unsigned int, 4, 64, 64>(T1 *, "
      "at::<unnamed>::CatArrInputTensorMetadata<T1, T2, T4, T5>, int, T2)", "CatArrayBatchedCopy"),
+    # The C++ runtime's demangler (CUPTI backend, Kineto) writes it as (anonymous namespace).
+    ("void at::native::(anonymous namespace)::CatArrayBatchedCopy<at::native::(anonymous namespace)::OpaqueType<2u>, "
+     "unsigned int, 4, 64, 64>(at::native::(anonymous namespace)::OpaqueType<2u>*, int)", "CatArrayBatchedCopy"),
+    ("void (anonymous namespace)::elementwise_kernel_with_index<int, at::native::arange_cuda_out(c10::Scalar const&)"
+     "::{lambda()#1}::operator()() const::{lambda()#1}::operator()() const::{lambda(long)#1}>(int, long)",
+     "elementwise_kernel_with_index"),
 ])
 def test_short_name(name, short):
     assert short_name(name) == short

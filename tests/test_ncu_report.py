@@ -16,7 +16,8 @@ from conftest import annotated_trace
 
 DATA = Path(__file__).parent / "data"
 CONSTRUCTED = DATA / "ncu-raw-constructed.csv"
-REAL = sorted((Path(__file__).parent.parent / "traces").glob("*-ncu.csv"))
+TRACES = Path(__file__).parent.parent / "traces"
+REAL = sorted([*TRACES.glob("*-ncu.csv"), *TRACES.glob("*-ncu.csv.gz")])
 
 
 def test_units_separators_and_na_are_parsed():
@@ -30,6 +31,21 @@ def test_units_separators_and_na_are_parsed():
     sdpa = rows.row(3, named=True)
     assert sdpa["bytes_write"] == pytest.approx(1e6) and sdpa["duration_ns"] == pytest.approx(1_024_500)
     assert rows.row(4, named=True)["bytes_read"] is None  # n/a
+
+
+def test_a_gzipped_export_reads_as_the_csv_with_its_sidecar(tmp_path):
+    import gzip
+    import json
+
+    packed = tmp_path / "t-ncu.csv.gz"
+    packed.write_bytes(gzip.compress(CONSTRUCTED.read_bytes()))
+    (tmp_path / "t-ncu.json").write_text(json.dumps({"gpu_name": "NVIDIA H200"}))
+    assert ncu_report.read_ncu_csv(packed).equals(ncu_report.read_ncu_csv(CONSTRUCTED))
+    assert ncu_report.read_sidecar(packed) == {"gpu_name": "NVIDIA H200"}
+    broken = tmp_path / "broken-ncu.csv.gz"
+    broken.write_bytes(gzip.compress(CONSTRUCTED.read_bytes())[:40])
+    with pytest.raises(GapprofError, match="not an ncu CSV"):
+        ncu_report.read_ncu_csv(broken)
 
 
 def test_kernel_and_class_tables_split_time_into_dram_at_peak_and_rest():

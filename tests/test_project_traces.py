@@ -26,3 +26,11 @@ def test_self_replay_reproduces_every_step(path):
         projected = projection.project(loaded.analysis, tl, own, projection.Knobs())
         assert projected["wall"].to_list() == measured["wall"].to_list()
         assert projected["floor"].to_list() == measured["floor_datasheet"].to_list()
+        # The unprofiled estimate: the projected wall less the source's observer effect, so on its own GPU the
+        # capture's own unprofiled mean.
+        column, _ = study.projected(loaded, own, projection.Knobs())
+        plain = loaded.analysis.frames.meta.get("unprofiled_step_ms")
+        assert column.values["unprofiled wall ms"] == (
+            pytest.approx(sum(plain) / len(plain), rel=1e-12) if plain else None)
+        measured_plain = study.measured_column(loaded).values["unprofiled wall ms"]
+        assert measured_plain == (sum(plain) / len(plain) if plain else None)

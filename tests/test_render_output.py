@@ -17,7 +17,7 @@ WIDE = {
     "default": "attribute traces/h100.sqlite",
     "per-step": "attribute traces/h100.sqlite --per-step",
     "by-module": "attribute traces/h100-eager-modules.sqlite --by module",
-    "ncu-report": "ncu-report traces/h100-graphs-ncu.csv --reference traces/h100-static-modules.sqlite",
+    "ncu-report": "ncu-report traces/h100-graphs-ncu.csv.gz --reference traces/h100-static-modules.sqlite",
     "project": "project traces/h100.sqlite --to h200 --to l4 --to a100-80gb",
 }
 
