@@ -46,7 +46,10 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
     with tempfile.TemporaryDirectory() as scratch:
         base = strip_extension(output) if keep_report else Path(scratch, "report")
         progress(f"--launch-count {launch_count}")
-        meta = run_under(profile_command(ncu, base, launch_count, graphs), request, timeout_s,
+        # Inductor's parallel compile workers crashed the lean step under ncu at warm-up (exit 139, H100,
+        # 2026-11-27); compiling inside the process ran.
+        in_process = ["env", "TORCHINDUCTOR_COMPILE_THREADS=1"] if request.runtime == "lean" else []
+        meta = run_under(in_process + profile_command(ncu, base, launch_count, graphs), request, timeout_s,
                          "; lower --launch-count or raise --timeout")
         report = sibling(base, ".ncu-rep")
         if not report.exists():
