@@ -3,9 +3,13 @@
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
 columns without building a Python object per value; small tables go through sqlite3.
 """
+import hashlib
 import json
+import lzma
+import os
 import sqlite3
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +55,46 @@ class Trace:
     unparsable_meta: tuple[str, ...]
 
 
+# An export compressed with xz, as traces/ ships them (5-9x smaller than the .sqlite).
+PACKED = ".sqlite.xz"
+
+
+def unpacked(path: Path) -> Path:
+    """The .sqlite inside the xz file `path`, unpacked once into a temporary folder named by the packed file's
+    content, so that a changed file is never read from an old copy."""
+    data = path.read_bytes()
+    target = Path(tempfile.gettempdir(), "gapprof-unpacked", hashlib.sha256(data).hexdigest()[:16],
+                  path.name.removesuffix(".xz"))
+    if not target.exists():
+        try:
+            raw = lzma.decompress(data)
+        except (lzma.LZMAError, EOFError) as error:
+            raise GapprofError(f"{path}: not an xz-compressed trace ({error})") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # readers never see half a file
+        partial.write_bytes(raw)
+        partial.replace(target)
+    return target
+
+
+def beside(path: Path) -> Path | None:
+    """The export beside a .nsys-rep: its .sqlite, else its .sqlite.xz, else None."""
+    return next((p for p in (sibling(path, ".sqlite"), sibling(path, PACKED)) if p.exists()), None)
+
+
 def sqlite_for(path: Path) -> Path:
-    """The SQLite file to read for `path`: itself, or for a .nsys-rep the .sqlite beside it (exported if need be)."""
+    """The SQLite file to read for `path`: itself (unpacked if it is a .sqlite.xz), or for a .nsys-rep the export
+    beside it (exported if need be)."""
     if not path.exists():
         raise GapprofError(f"{path}: no such file")
+    if path.name.endswith(PACKED):
+        return unpacked(path)
     if path.suffix != ".nsys-rep":
         return path
+    target = beside(path)
+    if target is not None:
+        return unpacked(target) if target.name.endswith(PACKED) else target
     target = sibling(path, ".sqlite")
-    if target.exists():
-        return target
     try:
         nsys = find_nsys()
     except GapprofError:
@@ -80,9 +115,9 @@ STALE_EXPORT_S = 60
 
 
 def stale_export_note(path: Path) -> str | None:
-    """A note when `path` is a .nsys-rep whose .sqlite beside it is older than the report."""
-    target = sibling(Path(path), ".sqlite")
-    if Path(path).suffix != ".nsys-rep" or not target.exists():
+    """A note when `path` is a .nsys-rep whose export beside it is older than the report."""
+    target = beside(Path(path)) if Path(path).suffix == ".nsys-rep" else None
+    if target is None:
         return None
     behind = Path(path).stat().st_mtime - target.stat().st_mtime
     if behind <= STALE_EXPORT_S:

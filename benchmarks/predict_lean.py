@@ -1,7 +1,7 @@
 """Prediction (no GPU): the lean runtime's decode step on H100 and H200, per term, from shipped files only.
 
-    python benchmarks/predict_lean.py [--trace traces/h100-graphs.sqlite] [--ncu traces/h100-graphs-ncu.csv.gz]
-        [--measured h100-sxm=traces/h100-lean.sqlite] [--measured-ncu h100-sxm=traces/h100-lean-ncu.csv] ...
+    python benchmarks/predict_lean.py [--trace traces/h100-graphs.sqlite.xz] [--ncu traces/h100-graphs-ncu.csv.gz]
+        [--measured h100-sxm=traces/h100-lean.sqlite.xz] [--measured-ncu h100-sxm=traces/h100-lean-ncu.csv] ...
 
 The step is PLAN's kernels (per layer and per step, from the lean runtime's design), each moving the analytic bytes
 of gapprof.step_bytes (a projection its weights; attention its layer's K and V at the step's context, read once, and
@@ -135,7 +135,7 @@ def _pairs(values: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trace", default="traces/h100-graphs.sqlite")
+    parser.add_argument("--trace", default="traces/h100-graphs.sqlite.xz")
     parser.add_argument("--ncu", default="traces/h100-graphs-ncu.csv.gz")
     parser.add_argument("--measured", action="append", default=[], metavar="GPU=TRACE")
     parser.add_argument("--measured-ncu", action="append", default=[], metavar="GPU=CSV")

@@ -7,8 +7,8 @@ So a derived name strips only an extension gapprof knows, and appends the new on
 from pathlib import Path
 
 # Longest first, so that `.meta.json` is stripped whole rather than as `.json`.
-KNOWN_EXTENSIONS = (".request.json", ".meta.json", ".nsys-rep", ".ncu-rep", ".sqlite", ".qdstrm", ".json",
-                    ".csv.gz", ".csv", ".png", ".svg", ".pdf")
+KNOWN_EXTENSIONS = (".request.json", ".meta.json", ".nsys-rep", ".ncu-rep", ".sqlite.xz", ".sqlite", ".qdstrm",
+                    ".json", ".csv.gz", ".csv", ".png", ".svg", ".pdf")
 
 
 def strip_extension(path: Path) -> Path:

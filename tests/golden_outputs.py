@@ -13,24 +13,25 @@ from gapprof.cli import main
 REPO = Path(__file__).resolve().parents[1]
 FOLDER = REPO / "tests" / "data" / "golden"
 WIDTH = 100
-STATIC = "traces/h100-static-modules.sqlite"
+STATIC = "traces/h100-static-modules.sqlite.xz"
 COMMANDS = {
-    **{f"attribute-{p.stem}": f"attribute traces/{p.name}" for p in sorted((REPO / "traces").glob("*.sqlite"))},
-    "attribute-h100-per-step-json": "attribute traces/h100-graphs.sqlite --per-step --format json",
-    "attribute-h200-csv": "attribute traces/h200.sqlite --format csv --full-names --tables kernels",
-    "attribute-h100-markdown-options": "attribute traces/h100.sqlite --format markdown --count-embedding --gpu h200 --force "
+    **{f"attribute-{p.name.removesuffix('.sqlite.xz')}": f"attribute traces/{p.name}"
+       for p in sorted((REPO / "traces").glob("*.sqlite.xz"))},
+    "attribute-h100-per-step-json": "attribute traces/h100-graphs.sqlite.xz --per-step --format json",
+    "attribute-h200-csv": "attribute traces/h200.sqlite.xz --format csv --full-names --tables kernels",
+    "attribute-h100-markdown-options": "attribute traces/h100.sqlite.xz --format markdown --count-embedding --gpu h200 --force "
                                        "--ctx 4096 --tables summary,facts,classes --top 5",
-    "attribute-h100-graphs-quant-int4": "attribute traces/h100-graphs.sqlite --quant int4 "
+    "attribute-h100-graphs-quant-int4": "attribute traces/h100-graphs.sqlite.xz --quant int4 "
                                         "--tables summary,facts",
-    "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite --by module",
-    "attribute-graphs-by-module": f"attribute traces/h100-graphs.sqlite --by module --reference {STATIC}",
+    "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite.xz --by module",
+    "attribute-graphs-by-module": f"attribute traces/h100-graphs.sqlite.xz --by module --reference {STATIC}",
     "ncu-report-eager": "ncu-report traces/h100-eager-cudnn-ncu.csv.gz",
     "ncu-report-graphs": f"ncu-report traces/h100-graphs-ncu.csv.gz --reference {STATIC}",
-    "compare-eager": "compare traces/h100.sqlite traces/h200.sqlite",
-    "compare-graphs-json": "compare traces/h100-graphs.sqlite traces/h200-graphs.sqlite --format json",
-    "project-eager": "project traces/h100.sqlite --to h200 --to l4 --to a100-80gb --launch-cost-scale 0.662",
-    "project-graphs": "project traces/h100-graphs.sqlite --to h200 --fixed-kernel-us 4 --kernel-scale attention=0.5",
-    "project-graphs-what-if": "project traces/h100.sqlite --to h200 --graphs --graph-launch-us 20 --format json",
+    "compare-eager": "compare traces/h100.sqlite.xz traces/h200.sqlite.xz",
+    "compare-graphs-json": "compare traces/h100-graphs.sqlite.xz traces/h200-graphs.sqlite.xz --format json",
+    "project-eager": "project traces/h100.sqlite.xz --to h200 --to l4 --to a100-80gb --launch-cost-scale 0.662",
+    "project-graphs": "project traces/h100-graphs.sqlite.xz --to h200 --fixed-kernel-us 4 --kernel-scale attention=0.5",
+    "project-graphs-what-if": "project traces/h100.sqlite.xz --to h200 --graphs --graph-launch-us 20 --format json",
 }
 
 

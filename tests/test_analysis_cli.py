@@ -142,6 +142,23 @@ def test_nsys_rep_uses_the_sqlite_beside_it(trace):
     assert run(rep).exit_code == 0
 
 
+def test_an_xz_compressed_export_reads_as_the_sqlite(trace, tmp_path):
+    import lzma
+
+    packed = tmp_path / "packed" / "run.sqlite.xz"
+    packed.parent.mkdir()
+    packed.write_bytes(lzma.compress(trace.read_bytes()))
+    plain, unpacked = run(trace, "--format", "json"), run(packed, "--format", "json")
+    assert plain.exit_code == unpacked.exit_code == 0, unpacked.output
+    assert json.loads(unpacked.stdout)["summary"] == json.loads(plain.stdout)["summary"]
+    rep = packed.with_name("run.nsys-rep")  # a report with only the compressed export beside it
+    rep.write_bytes(b"not read")
+    assert json.loads(run(rep, "--format", "json").stdout)["summary"] == json.loads(plain.stdout)["summary"]
+    damaged = tmp_path / "damaged.sqlite.xz"
+    damaged.write_bytes(lzma.compress(trace.read_bytes())[:100])
+    assert error_line(run(damaged)).startswith(f"Error: {damaged}: not an xz-compressed trace")
+
+
 def test_nsys_rep_without_sqlite_or_nsys(tmp_path):
     rep = tmp_path / "h100.nsys-rep"
     rep.write_bytes(b"rep")

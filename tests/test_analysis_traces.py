@@ -8,10 +8,10 @@ import pytest
 from gapprof.analysis import anatomy, kineto, load, steps as steps_mod
 
 TRACE_DIR = Path(__file__).parent.parent / "traces"
-TRACES = sorted([*TRACE_DIR.glob("*.sqlite"), *TRACE_DIR.glob("*.json.gz")])
+TRACES = sorted([*TRACE_DIR.glob("*.sqlite.xz"), *TRACE_DIR.glob("*.json.gz")])
 
 
-@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite yet"))],
+@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
                          ids=lambda p: p.name if p else "none")
 def test_identity_on_every_step(path):
     source = kineto if kineto.is_json(path) else load  # the same reading functions over either kind

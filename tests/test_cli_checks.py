@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from gapprof.cli import main
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
-H100 = str(TRACES / "h100.sqlite")
+H100 = str(TRACES / "h100.sqlite.xz")
 
 
 def run(*args):
@@ -29,9 +29,9 @@ def one_error_line(result) -> str:
 
 @pytest.mark.parametrize("args", [
     ["attribute", H100, "-o", "/nonexistent/x.txt"],
-    ["compare", H100, str(TRACES / "h200.sqlite"), "-o", "/nonexistent/x.txt"],
+    ["compare", H100, str(TRACES / "h200.sqlite.xz"), "-o", "/nonexistent/x.txt"],
     ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "-o", "/nonexistent/x.txt"],
-    ["compare", H100, str(TRACES / "h200.sqlite"), "--plot", "/tmp/x.txt"],
+    ["compare", H100, str(TRACES / "h200.sqlite.xz"), "--plot", "/tmp/x.txt"],
     ["project", H100, "--to", "h200", "--plot", "/nonexistent/x.png"],
 ])
 def test_output_paths_are_checked_before_the_work(args):
@@ -67,7 +67,7 @@ def test_the_capture_context_is_accepted():
 
 
 def test_ranges_smaller_than_a_step_are_caught_by_the_floor():
-    result = run("attribute", TRACES / "h100-eager-modules.sqlite", "--range", "module:.*", "--tables", "summary")
+    result = run("attribute", TRACES / "h100-eager-modules.sqlite.xz", "--range", "module:.*", "--tables", "summary")
     assert "step ranges are not whole decode steps" in one_error_line(result)
 
 
@@ -86,7 +86,7 @@ def test_every_command_writes_with_dash_dash_output(command):
 
 
 def test_project_graphs_on_a_graphs_trace_is_refused():
-    result = run("project", TRACES / "h100-graphs.sqlite", "--to", "h200", "--graphs", "--graph-launch-us", "20")
+    result = run("project", TRACES / "h100-graphs.sqlite.xz", "--to", "h200", "--graphs", "--graph-launch-us", "20")
     assert "already launch CUDA graphs" in one_error_line(result)
 
 
@@ -96,9 +96,9 @@ def test_a_short_gpu_name_says_which_gpu_it_means():
 
 
 def test_an_export_older_than_its_report_is_named(tmp_path):
-    report, export = tmp_path / "x.nsys-rep", tmp_path / "x.sqlite"
+    report, export = tmp_path / "x.nsys-rep", tmp_path / "x.sqlite.xz"
     shutil.copy(TRACES / "h100-graphs.nsys-rep", report)
-    shutil.copy(TRACES / "h100-graphs.sqlite", export)
+    shutil.copy(TRACES / "h100-graphs.sqlite.xz", export)
     fresh = run("attribute", report, "--tables", "summary")
     assert fresh.exit_code == 0 and "older than" not in fresh.stdout
     os.utime(export, (report.stat().st_mtime - 3600,) * 2)
@@ -109,7 +109,7 @@ def test_an_export_older_than_its_report_is_named(tmp_path):
 @pytest.mark.parametrize("args", [
     ["attribute", H100, "--format", "csv"],
     ["attribute", H100, "--format", "csv", "--by", "module"],
-    ["compare", H100, str(TRACES / "h200.sqlite"), "--format", "csv"],
+    ["compare", H100, str(TRACES / "h200.sqlite.xz"), "--format", "csv"],
     ["project", H100, "--to", "h200", "--format", "csv", "-o", "/tmp/one.csv"],
     ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "--format", "csv"],
 ])
@@ -123,7 +123,7 @@ def test_csv_of_several_tables_without_a_folder_is_refused_before_the_work(args)
 
 def test_compare_refuses_traces_of_different_attention_backends():
     """The cuDNN eager trace and the flash one differ in attention, not in GPU: not a fair comparison unasked."""
-    pair = [str(TRACES / "h100-eager-cudnn.sqlite"), str(TRACES / "h200.sqlite")]
+    pair = [str(TRACES / "h100-eager-cudnn.sqlite.xz"), str(TRACES / "h200.sqlite.xz")]
     result = CliRunner().invoke(main, ["compare", *pair])
     assert result.exit_code == 1
     assert "attn differs (h100-eager-cudnn: sdpa, h200: sdpa-flash)" in result.output

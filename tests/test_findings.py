@@ -94,7 +94,7 @@ def test_a_class_far_below_bandwidth_and_one_above_its_bytes_are_found():
 def test_findings_on_the_shipped_eager_trace():
     from pathlib import Path
 
-    result = analyze(Path(__file__).parents[1] / "traces" / "h100-eager-cudnn.sqlite", Options())
+    result = analyze(Path(__file__).parents[1] / "traces" / "h100-eager-cudnn.sqlite.xz", Options())
     titles = [f.title for f in findings.findings(result)]
     assert titles == ["GPU starved by the CPU's launches", "GPU waits before the attention kernels",
                       "module loading or compilation inside each step", "many short kernels, each with a fixed cost"]
@@ -116,6 +116,6 @@ def test_the_flash_eager_trace_pays_no_setup_inside_its_steps():
     """The same eager runtime with --attn auto (flash attention): launch-bound, with no per-length setup."""
     from pathlib import Path
 
-    result = analyze(Path(__file__).parents[1] / "traces" / "h100.sqlite", Options())
+    result = analyze(Path(__file__).parents[1] / "traces" / "h100.sqlite.xz", Options())
     assert [f.title for f in findings.findings(result)] == ["GPU starved by the CPU's launches",
                                                             "many short kernels, each with a fixed cost"]

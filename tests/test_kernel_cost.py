@@ -16,7 +16,7 @@ from conftest import SYNC, with_meta
 from synthetic import TraceBuilder
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
-SHIPPED = [("h100-graphs.sqlite", "h100-graphs-ncu.csv.gz"), ("h100-eager-cudnn.sqlite", "h100-eager-cudnn-ncu.csv.gz")]
+SHIPPED = [("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"), ("h100-eager-cudnn.sqlite.xz", "h100-eager-cudnn-ncu.csv.gz")]
 PEAK = 3350.0  # H100 SXM datasheet, GB/s = bytes/ns
 REFERENCE = REFERENCE_FRACTION * PEAK
 # name, bytes read, bytes written, fixed ns: each kernel lasts fixed + bytes / (0.9 x peak), a whole number of ns.
@@ -94,7 +94,7 @@ def test_split_adds_up_on_every_measured_step_of_the_shipped_traces(trace, csv):
 
 
 def test_graphs_trace_gives_the_figures_design_md_quotes():
-    facts = sections(analyze(TRACES / "h100-graphs.sqlite", Options()), TRACES / "h100-graphs-ncu.csv.gz")["cost facts"]
+    facts = sections(analyze(TRACES / "h100-graphs.sqlite.xz", Options()), TRACES / "h100-graphs-ncu.csv.gz")["cost facts"]
     assert facts["kernels per step"] == 1484
     assert facts["bytes moved per step, GB (mean)"] == pytest.approx(15.1, abs=0.05)
     assert facts["fixed time per step, ms (mean)"] == pytest.approx(4.1, abs=0.05)
@@ -107,13 +107,13 @@ def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
     altered = tmp_path / "altered-ncu.csv"
     # Kernel 500 left out, kernel 700 profiled twice.
     altered.write_text("\n".join(header + rows[:500] + rows[501:701] + rows[700:]) + "\n")
-    found = measured_bytes(analyze(TRACES / "h100-eager-cudnn.sqlite", Options()), altered)
+    found = measured_bytes(analyze(TRACES / "h100-eager-cudnn.sqlite.xz", Options()), altered)
     assert found.ops is None
     assert found.unmatched["against"].unique().to_list() == ["ncu rows"]
     assert sorted(found.unmatched["tag"]) == ["delete", "insert"]
     missing = found.unmatched.filter(pl.col("tag") == "delete").row(0, named=True)
     assert missing["reference_ops"].split("(")[0].split("<")[0].strip() in dropped
-    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-eager-cudnn.sqlite"), "--ncu", str(altered),
+    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-eager-cudnn.sqlite.xz"), "--ncu", str(altered),
                                        "--tables", "summary"])
     assert result.exit_code == 0, result.output
     assert "unmatched kernels" in result.output and "no cost split" in result.output
@@ -140,16 +140,16 @@ def test_trace_step_with_a_different_sequence_is_reported(tmp_path):
 @pytest.mark.parametrize("args, code, message", [
     (["--tables", "cost"], 1, "needs bytes per kernel"),
     (["--ncu", str(TRACES / "h100-graphs-ncu.csv.gz"), "--by", "module"], 2, "not modules"),
-    (["--reference", str(TRACES / "h100-static-modules.sqlite")], 2, "--reference is used only"),
+    (["--reference", str(TRACES / "h100-static-modules.sqlite.xz")], 2, "--reference is used only"),
 ])
 def test_cost_options_are_checked(args, code, message):
-    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite"), *args])
+    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite.xz"), *args])
     assert result.exit_code == code and message in result.output
 
 
 def test_module_mapping_splits_floor_and_extra_per_class():
-    result = analyze(TRACES / "h100-graphs.sqlite", Options())
-    reference = analyze(TRACES / "h100-static-modules.sqlite", Options())
+    result = analyze(TRACES / "h100-graphs.sqlite.xz", Options())
+    reference = analyze(TRACES / "h100-static-modules.sqlite.xz", Options())
     found = dict(cost_sections(result, TRACES / "h100-graphs-ncu.csv.gz", reference)[0])
     table = found["cost"]
     total, classes = table.row(0, named=True), table.slice(1)
@@ -161,7 +161,7 @@ def test_module_mapping_splits_floor_and_extra_per_class():
 
 
 def test_analytic_bytes_without_ncu_move_exactly_the_floor():
-    result = analyze(TRACES / "h100-static-modules.sqlite", Options())
+    result = analyze(TRACES / "h100-static-modules.sqlite.xz", Options())
     found = dict(cost_sections(result, None, per_step=True)[0])
     split = found["cost per step"]
     assert found["cost facts"]["bytes per kernel"].startswith("analytic")
@@ -172,7 +172,7 @@ def test_analytic_bytes_without_ncu_move_exactly_the_floor():
 
 
 def test_attribute_ncu_adds_the_cost_tables_in_json():
-    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite"), "--ncu",
+    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite.xz"), "--ncu",
                                        str(TRACES / "h100-graphs-ncu.csv.gz"), "--tables", "summary", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert '"cost"' in result.output and '"cost facts"' in result.output and "all (busy)" in result.output

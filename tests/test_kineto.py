@@ -207,7 +207,7 @@ def kineto_copy(path: Path, out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["h100-graphs.sqlite", "h100-cupti.sqlite"])  # nsys graphs, CUPTI eager
+@pytest.mark.parametrize("name", ["h100-graphs.sqlite.xz", "h100-cupti.sqlite.xz"])  # nsys graphs, CUPTI eager
 def test_a_shipped_trace_written_as_kineto_gives_the_same_anatomy(tmp_path, name):
     nsys = attribution.analyze(SHIPPED / name)
     options = Options(range_pattern=nsys.frames.meta.get("range_message", "decode_step"), skip=nsys.frames.skip)

@@ -7,7 +7,7 @@ import gapprof
 
 TRACES = Path(__file__).parent.parent / "traces"
 TORCH_TRACE = TRACES / "h100-graphs-torch.json.gz"
-NSYS_TRACE = TRACES / "h100-graphs.sqlite"
+NSYS_TRACE = TRACES / "h100-graphs.sqlite.xz"
 TOLERANCE = 0.02
 
 

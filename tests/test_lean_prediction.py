@@ -11,7 +11,7 @@ pytest.importorskip("polars")
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "predict_lean.py"
-TRACE, NCU = REPO / "traces" / "h100-graphs.sqlite", REPO / "traces" / "h100-graphs-ncu.csv.gz"
+TRACE, NCU = REPO / "traces" / "h100-graphs.sqlite.xz", REPO / "traces" / "h100-graphs-ncu.csv.gz"
 
 
 def _script():

@@ -67,7 +67,7 @@ def test_known_fixed_and_bytes_parts_land_exactly_on_the_target(tmp_path):
 
 
 def test_projection_to_the_source_gpu_reproduces_every_kernel_and_step():
-    loaded = with_model(TRACES / "h100-graphs.sqlite", TRACES / "h100-graphs-ncu.csv.gz")
+    loaded = with_model(TRACES / "h100-graphs.sqlite.xz", TRACES / "h100-graphs-ncu.csv.gz")
     tl = loaded.timeline
     new_steps, new_calls, new_ops = projection.replayed(loaded.analysis, tl, gpus.resolve_gpu("h100-sxm"),
                                                         projection.Knobs())
@@ -79,7 +79,7 @@ def test_projection_to_the_source_gpu_reproduces_every_kernel_and_step():
 
 
 def test_graphs_trace_on_h200_gives_the_kernel_time_design_md_quotes():
-    loaded = with_model(TRACES / "h100-graphs.sqlite", TRACES / "h100-graphs-ncu.csv.gz")
+    loaded = with_model(TRACES / "h100-graphs.sqlite.xz", TRACES / "h100-graphs-ncu.csv.gz")
     column, _ = study.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
     assert column.values["busy ms"] == pytest.approx(7.59, abs=0.03)  # measured on the H200: 7.62 ms
 

@@ -8,11 +8,11 @@ from gapprof.analysis import anatomy, projection, replay, study
 from gapprof.analysis.attribution import Options
 from gapprof import gpus
 
-TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite"))
+TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite.xz"))
 TERMS = ("wall", "busy", "starved", "latency", "head", "tail", "kernels", "launch_calls")
 
 
-@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite yet"))],
+@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
                          ids=lambda p: p.name if p else "none")
 def test_self_replay_reproduces_every_step(path):
     loaded = study.load([path], Options())[0]

@@ -14,11 +14,11 @@ from golden_outputs import REPO
 
 CUDNN = "cudnn_generated_fort_native_sdpa_sm80_flash_fprop_wmma_f16_knob_35_16x128x128_1x4x1_cga1x1x1_kernel0_0"
 WIDE = {
-    "default": "attribute traces/h100.sqlite",
-    "per-step": "attribute traces/h100.sqlite --per-step",
-    "by-module": "attribute traces/h100-eager-modules.sqlite --by module",
-    "ncu-report": "ncu-report traces/h100-graphs-ncu.csv.gz --reference traces/h100-static-modules.sqlite",
-    "project": "project traces/h100.sqlite --to h200 --to l4 --to a100-80gb",
+    "default": "attribute traces/h100.sqlite.xz",
+    "per-step": "attribute traces/h100.sqlite.xz --per-step",
+    "by-module": "attribute traces/h100-eager-modules.sqlite.xz --by module",
+    "ncu-report": "ncu-report traces/h100-graphs-ncu.csv.gz --reference traces/h100-static-modules.sqlite.xz",
+    "project": "project traces/h100.sqlite.xz --to h200 --to l4 --to a100-80gb",
 }
 
 
@@ -40,7 +40,7 @@ def test_every_line_fits_the_terminal(name, columns):
 
 
 def test_wide_tables_repeat_their_key_column_in_each_block():
-    *blocks, notes = run("attribute traces/h100.sqlite --tables steps").stdout.split("\n\n")
+    *blocks, notes = run("attribute traces/h100.sqlite.xz --tables steps").stdout.split("\n\n")
     headers = [block.splitlines()[2 if block.startswith("steps\n") else 0] for block in blocks]
     assert len(blocks) > 2 and all(header.startswith("step ") for header in headers)
     assert notes.startswith("skipping")
@@ -49,7 +49,7 @@ def test_wide_tables_repeat_their_key_column_in_each_block():
 def test_a_shortened_name_keeps_its_start_and_end():
     assert shorten(CUDNN, 40) == "cudnn_generated_for...cga1x1x1_kernel0_0"
     assert shorten("short", 40) == "short"
-    line, = [line for line in run("attribute traces/h100-eager-cudnn.sqlite --tables kernels").stdout.splitlines()
+    line, = [line for line in run("attribute traces/h100-eager-cudnn.sqlite.xz --tables kernels").stdout.splitlines()
              if line.startswith("cudnn") and "attention" in line]
     name = line.split()[0]
     assert len(name) < len(CUDNN) and "..." in name
@@ -57,16 +57,16 @@ def test_a_shortened_name_keeps_its_start_and_end():
 
 
 def test_full_names_are_never_shortened():
-    assert CUDNN in run("attribute traces/h100-eager-cudnn.sqlite --tables kernels --full-names").stdout
+    assert CUDNN in run("attribute traces/h100-eager-cudnn.sqlite.xz --tables kernels --full-names").stdout
 
 
 def test_csv_to_a_folder_writes_one_readable_table_each(tmp_path):
     folder = tmp_path / "tables"
-    assert run(f"attribute traces/h100.sqlite --per-step --format csv -o {folder}").exit_code == 0
+    assert run(f"attribute traces/h100.sqlite.xz --per-step --format csv -o {folder}").exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == [f"{t}.csv" for t in
                                                         ("api", "classes", "facts", "findings", "kernels", "steps",
                                                          "summary")]
-    doc = json.loads(run("attribute traces/h100.sqlite --per-step --format json").stdout)
+    doc = json.loads(run("attribute traces/h100.sqlite.xz --per-step --format json").stdout)
     summary = pl.read_csv(folder / "summary.csv")
     assert summary.filter(pl.col("term") == "wall")["median_ms"].item() == doc["summary"][0]["median_ms"]
     assert pl.read_csv(folder / "steps.csv")["wall"].to_list() == [step["wall"] for step in doc["steps"]]
@@ -75,7 +75,7 @@ def test_csv_to_a_folder_writes_one_readable_table_each(tmp_path):
 
 
 def test_csv_of_a_comparison_keeps_numbers_raw(tmp_path):
-    command = "compare traces/h100.sqlite traces/h200.sqlite --format"
+    command = "compare traces/h100.sqlite.xz traces/h200.sqlite.xz --format"
     assert run(f"{command} csv -o {tmp_path}").exit_code == 0
     doc = json.loads(run(f"{command} json").stdout)
     compared = pl.read_csv(tmp_path / "compare.csv")
@@ -85,13 +85,13 @@ def test_csv_of_a_comparison_keeps_numbers_raw(tmp_path):
 
 
 def test_one_table_goes_to_stdout_or_a_file(tmp_path):
-    stdout = run("attribute traces/h100.sqlite --format csv --tables summary").stdout
+    stdout = run("attribute traces/h100.sqlite.xz --format csv --tables summary").stdout
     assert stdout.startswith("term,median_ms,") and "#" not in stdout
-    assert run(f"attribute traces/h100.sqlite --format csv --tables summary -o {tmp_path / 's.csv'}").exit_code == 0
+    assert run(f"attribute traces/h100.sqlite.xz --format csv --tables summary -o {tmp_path / 's.csv'}").exit_code == 0
     assert (tmp_path / "s.csv").read_text() == stdout
 
 
 def test_text_formats_round_every_float_to_three_decimals():
-    for command in [*WIDE.values(), "compare traces/h100.sqlite traces/h200.sqlite",
-                    "attribute traces/h200.sqlite --format markdown --per-step"]:
+    for command in [*WIDE.values(), "compare traces/h100.sqlite.xz traces/h200.sqlite.xz",
+                    "attribute traces/h200.sqlite.xz --format markdown --per-step"]:
         assert not re.search(r"\d\.\d{4,}", run(command).stdout), command

@@ -1,6 +1,6 @@
 """Damaged or inconsistent traces: refused in one line where the anatomy would be wrong, otherwise counted in
 the facts table (analysis/trace_checks.py), never an IdentityError or a silently wrong number."""
-import shutil
+import lzma
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from gapprof import trace_schema
 from conftest import basic_step
 from synthetic import PID, TraceBuilder
 
-GRAPHS = Path(__file__).resolve().parents[1] / "traces" / "h200-graphs.sqlite"
+GRAPHS = Path(__file__).resolve().parents[1] / "traces" / "h200-graphs.sqlite.xz"
 
 
 def steps(count: int = 4) -> TraceBuilder:
@@ -38,8 +38,9 @@ def facts(path) -> dict:
 
 
 def altered_copy(tmp_path, *statements: str) -> Path:
-    """traces/h200-graphs.sqlite copied and changed by SQL."""
-    path = Path(shutil.copy(GRAPHS, tmp_path / "altered.sqlite"))
+    """traces/h200-graphs.sqlite.xz unpacked and changed by SQL."""
+    path = tmp_path / "altered.sqlite"
+    path.write_bytes(lzma.decompress(GRAPHS.read_bytes()))
     with sqlite3.connect(path) as conn:
         for statement in statements:
             conn.execute(statement)
