@@ -36,20 +36,28 @@ def profile_command(ncu: str, report_base: Path, launch_count: int, graphs: bool
     return command
 
 
+# Runtimes that replay CUDA graphs (ncu profiles each kernel node), and those that compile with inductor, whose
+# parallel compile workers crashed the lean step under ncu at warm-up (exit 139, H100, 2026-11-27); compiling
+# inside the process ran.
+REPLAYING, COMPILING = ("graphs", "compile", "lean"), ("compile", "lean")
+
+
+def ncu_argv(ncu: str, report_base: Path, launch_count: int, runtime: str) -> list[str]:
+    """The whole command line before the session's, for `runtime`."""
+    in_process = ["env", "TORCHINDUCTOR_COMPILE_THREADS=1"] if runtime in COMPILING else []
+    return in_process + profile_command(ncu, report_base, launch_count, runtime in REPLAYING)
+
+
 def run_ncu(request, output: Path, launch_count: int, command: str, keep_report: bool = False,
             timeout_s: int | None = None) -> tuple[Path, Path]:
     """Profile `request` under ncu; write the raw CSV to `output` and the metadata beside it (.json)."""
     ncu = find_ncu()
     output.parent.mkdir(parents=True, exist_ok=True)
     meta_out = sibling(output, ".json")
-    graphs = request.runtime in ("graphs", "lean")  # the runtimes that replay a CUDA graph
     with tempfile.TemporaryDirectory() as scratch:
         base = strip_extension(output) if keep_report else Path(scratch, "report")
         progress(f"--launch-count {launch_count}")
-        # Inductor's parallel compile workers crashed the lean step under ncu at warm-up (exit 139, H100,
-        # 2026-11-27); compiling inside the process ran.
-        in_process = ["env", "TORCHINDUCTOR_COMPILE_THREADS=1"] if request.runtime == "lean" else []
-        meta = run_under(in_process + profile_command(ncu, base, launch_count, graphs), request, timeout_s,
+        meta = run_under(ncu_argv(ncu, base, launch_count, request.runtime), request, timeout_s,
                          "; lower --launch-count or raise --timeout")
         report = sibling(base, ".ncu-rep")
         if not report.exists():
@@ -60,7 +68,7 @@ def run_ncu(request, output: Path, launch_count: int, command: str, keep_report:
             last = exported.stderr.strip().splitlines()
             raise GapprofError(f"ncu --import failed (exit {exported.returncode}): {last[-1] if last else ''}")
         output.write_text(exported.stdout)
-    meta.update(command=command, ncu_command=" ".join(profile_command("ncu", Path("REPORT"), launch_count, graphs)),
+    meta.update(command=command, ncu_command=" ".join(ncu_argv("ncu", Path("REPORT"), launch_count, request.runtime)),
                 ncu_metrics=list(METRICS), launch_count=launch_count)
     meta_out.write_text(json.dumps(meta, indent=1))
     return output, meta_out

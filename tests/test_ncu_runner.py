@@ -22,6 +22,15 @@ def test_profile_command_filters_the_step_ranges_and_keeps_clocks():
     assert graphs[graphs.index("--graph-profiling") + 1] == "node"
 
 
+def test_compiled_runtimes_keep_inductors_compile_workers_in_the_process():
+    for runtime in ("compile", "lean"):
+        argv = ncu.ncu_argv("ncu", Path("r"), 700, runtime)
+        assert argv[:3] == ["env", "TORCHINDUCTOR_COMPILE_THREADS=1", "ncu"]
+        assert argv[argv.index("--graph-profiling") + 1] == "node"
+    assert ncu.ncu_argv("ncu", Path("r"), 700, "graphs")[0] == "ncu"
+    assert ncu.ncu_argv("ncu", Path("r"), 700, "eager") == ncu.profile_command("ncu", Path("r"), 700, graphs=False)
+
+
 def test_export_asks_for_the_raw_page_in_base_units():
     assert nsight.ncu_export_command("ncu", Path("r.ncu-rep")) == [
         "ncu", "--import", "r.ncu-rep", "--csv", "--page", "raw", "--print-units", "base"]

@@ -16,7 +16,7 @@ from gapprof.quant import check_library
 @options.MODEL
 @options.CTX
 @options.steps_and_warmup(steps=2, warmup=4)
-@click.option("--runtime", type=click.Choice(["eager", "static", "graphs", "lean"]), default="eager",
+@click.option("--runtime", type=click.Choice(["eager", "static", "graphs", "compile", "lean"]), default="eager",
               show_default=True)
 @options.model_build
 @click.option("--launch-count", type=click.IntRange(min=1), default=1400, show_default=True,
