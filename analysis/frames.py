@@ -44,7 +44,7 @@ def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None
     .json.gz, told apart by content) and read every frame."""
     source = kineto if kineto.is_json(path) else load
     trace = source.open_trace(path)
-    progress(f"reading {trace.path}" + (f" (from {path})" if Path(path).name.endswith(load.PACKED) else ""))
+    progress(f"reading {trace.path}" + (f" (for {path})" if Path(trace.path) != Path(path) else ""))
     ranges = source.read_ranges(trace)
     found = find_steps(ranges, range_pattern)
     notes = [note for note in [load.stale_export_note(path)] if note]
