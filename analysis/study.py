@@ -100,10 +100,12 @@ def measured_column(loaded: Loaded) -> comparison.Column:
 def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple[comparison.Column, pl.DataFrame]:
     """(column, replayed per-step table) of `loaded` projected to `target`. The unprofiled estimate is the
     projected wall less the source's observer effect: the replay keeps the source's CPU time and launch
-    latencies, where the profiler's cost sits, so it carries that effect over unchanged."""
+    latencies, where the profiler's cost sits, so it carries that effect over. That cost is never kernel time,
+    so no more than the projected wall less busy is taken off."""
     table = projection.project(loaded.analysis, loaded.timeline, target, knobs)
     effect = observer_effect_ms(loaded)
-    plain = table["wall"].mean() / 1e6 - effect if effect is not None else None
+    wall, busy = table["wall"].mean() / 1e6, table["busy"].mean() / 1e6
+    plain = wall - min(effect, wall - busy) if effect is not None else None
     column = comparison.column(f"{loaded.label} on {target.key} (projected)", f"{target.label} (projected)",
                                float(target.peak_gbps), None, table, plain)
     return column, table
@@ -131,8 +133,9 @@ def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
     if effect is not None:
         notes.append(f"unprofiled wall: measured, the mean of the capture's unprofiled steps; projected, the "
                      f"projected wall less {loaded.label}'s observer effect ({effect:.3f} ms: mean profiled wall "
-                     f"less mean unprofiled step), which the replay carries over in the CPU time and launch "
-                     f"latencies it keeps")
+                     f"less mean unprofiled step; at most the projected wall less busy), which the replay carries "
+                     f"over in the CPU time and launch latencies it keeps; where the target's kernels hide that "
+                     f"CPU time (a GPU-bound step), the estimate is low by up to that effect")
     if loaded.bytes_source is not None:
         notes.append(KERNEL_MODEL_NOTE + f"; bytes per kernel {loaded.bytes_source}")
     if knobs.graph_launch_ns is not None:

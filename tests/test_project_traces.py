@@ -34,3 +34,13 @@ def test_self_replay_reproduces_every_step(path):
             pytest.approx(sum(plain) / len(plain), rel=1e-12) if plain else None)
         measured_plain = study.measured_column(loaded).values["unprofiled wall ms"]
         assert measured_plain == (sum(plain) / len(plain) if plain else None)
+
+
+def test_the_unprofiled_estimate_never_goes_below_busy():
+    # As CUDA graphs, the eager H100 step loses more launch time than its 2.5 ms observer effect can fill.
+    loaded = study.load([Path(__file__).parent.parent / "traces" / "h100.sqlite.xz"], Options())[0]
+    knobs = projection.Knobs(graph_launch_ns=20_000)
+    column, table = study.projected(loaded, gpus.resolve_gpu("h200"), knobs)
+    wall, busy = table["wall"].mean() / 1e6, table["busy"].mean() / 1e6
+    assert wall - busy < study.observer_effect_ms(loaded)
+    assert column.values["unprofiled wall ms"] == pytest.approx(busy, rel=1e-12)
