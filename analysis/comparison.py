@@ -19,8 +19,8 @@ from gapprof.render import Table
 
 TERMS = ("floor", "excess", "starved", "latency", "head", "tail")
 ROWS = ("gpu", "peak GB/s", "measured GB/s", "floor ms", "busy ms", "excess ms", "starved ms", "latency ms",
-        "head ms", "tail ms", "wall ms", "floor fraction", "unprofiled wall ms", "unprofiled floor fraction", "kernels/step", "launch calls/step",
-        "launch call CPU us", "host CPU us per launch")
+        "head ms", "tail ms", "wall ms", "floor fraction", "unprofiled wall ms", "unprofiled floor fraction",
+        "kernels/step", "launch calls/step", "launch call CPU us", "host CPU us per launch")
 # starved, head and tail are time the GPU waits for the step thread's CPU: they follow the host CPU (the two
 # machines' CPUs may differ), never the GPU's bandwidth, whatever their ratio.
 CPU_TERMS = ("starved", "head", "tail")

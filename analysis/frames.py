@@ -8,7 +8,6 @@ The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import polars as pl

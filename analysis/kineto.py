@@ -15,8 +15,9 @@ signatures and schemas, so analysis.frames reads either kind of trace the same w
   op gets globalPid = trace_schema.global_pid of that process (a file with CPU events of several processes
   is refused).
 - times: ts and dur are microseconds written as decimals (Kineto writes integer ns / 1000 with three
-  digits, ts counted from its base time; the base is not added back, as only differences matter). A time point t µs becomes round(1000 t) ns, computed exactly in decimal arithmetic (the JSON
-  numbers are never floats: a double near 5e12 µs cannot hold every ns) with ties to even; an event's end is
+  digits, ts counted from its base time; the base is not added back, as only differences matter). A time
+  point t µs becomes round(1000 t) ns, computed exactly in decimal arithmetic (the JSON numbers are never
+  floats: a double near 5e12 µs cannot hold every ns) with ties to even; an event's end is
   round(1000 (ts + dur)). Both ends are points on one timeline rounded by one non-decreasing function, so no
   two points change order and the identity, checked on the integer ns, holds exactly.
 - GPU info: deviceProperties (id, name; no bandwidth, so the floor takes the datasheet's by name).
@@ -33,10 +34,10 @@ import polars as pl
 
 from gapprof import trace_schema
 from gapprof.analysis import load
+from gapprof.analysis.compressed import GZIP_MAGIC, contents
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 
-GZIP_MAGIC = b"\x1f\x8b"
 # Event category, in lower case (older Kineto releases wrote Runtime, Kernel, Memcpy, Memset) -> (frame, kind).
 CATEGORIES = {"user_annotation": ("ranges", None),
               "cuda_runtime": ("calls", "runtime"), "runtime": ("calls", "runtime"), "cuda_driver": ("calls", "driver"),
@@ -54,12 +55,6 @@ NS_PER_US = Decimal(1000)
 class KinetoTrace(load.Trace):
     """A parsed Kineto trace: load.Trace (tables: the nsys tables its events stand for) and its frames."""
     frames: dict  # ranges, calls (every thread), gpu, strings, gpu_info
-
-
-def _text(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read()
-    return gzip.decompress(data) if data[:2] == GZIP_MAGIC else data
 
 
 def is_json(path) -> bool:
@@ -87,7 +82,7 @@ def to_ns(us) -> int:
 def _parse(path: Path) -> tuple[list, list]:
     """(traceEvents, deviceProperties) of the Chrome trace at `path`; JSON numbers with a fraction become Decimals."""
     try:
-        data = json.loads(_text(path), parse_float=Decimal)
+        data = json.loads(contents(path), parse_float=Decimal)
     except (json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as error:
         raise GapprofError(f"{path}: not a Chrome trace: unreadable JSON ({error})") from None
     events = data.get("traceEvents") if isinstance(data, dict) else data

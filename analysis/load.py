@@ -3,19 +3,16 @@
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
 columns without building a Python object per value; small tables go through sqlite3.
 """
-import hashlib
 import json
-import lzma
-import os
 import sqlite3
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import adbc_driver_sqlite.dbapi as adbc
 import polars as pl
 
+from gapprof.analysis.compressed import unpacked
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling
 from gapprof import trace_schema
@@ -57,24 +54,6 @@ class Trace:
 
 # An export compressed with xz, as traces/ ships them (5-9x smaller than the .sqlite).
 PACKED = ".sqlite.xz"
-
-
-def unpacked(path: Path) -> Path:
-    """The .sqlite inside the xz file `path`, unpacked once into a temporary folder named by the packed file's
-    content, so that a changed file is never read from an old copy."""
-    data = path.read_bytes()
-    target = Path(tempfile.gettempdir(), "gapprof-unpacked", hashlib.sha256(data).hexdigest()[:16],
-                  path.name.removesuffix(".xz"))
-    if not target.exists():
-        try:
-            raw = lzma.decompress(data)
-        except (lzma.LZMAError, EOFError) as error:
-            raise GapprofError(f"{path}: not an xz-compressed trace ({error})") from None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # readers never see half a file
-        partial.write_bytes(raw)
-        partial.replace(target)
-    return target
 
 
 def beside(path: Path) -> Path | None:

@@ -10,7 +10,6 @@ DRAM time at peak = measured bytes / peak bandwidth: the least time the kernel c
 bytes at peak; kernel time = DRAM time at peak + the rest (latency, launch ramp, compute, poor occupancy).
 """
 import csv
-import gzip
 import io
 import json
 from pathlib import Path
@@ -19,6 +18,7 @@ import polars as pl
 
 from gapprof import gpus, models
 from gapprof.analysis import kernels, modules
+from gapprof.analysis.compressed import contents
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step
 from gapprof.analysis.module_labels import OUTSIDE
 from gapprof.nvtx_names import KINDS
@@ -36,7 +36,6 @@ _BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
           "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
           "Kibyte": 2**10, "Mibyte": 2**20, "Gibyte": 2**30}
 _NS = {"nsecond": 1, "ns": 1, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6, "second": 1e9, "s": 1e9}
-GZIP_MAGIC = b"\x1f\x8b"
 SCHEMA = {"id": pl.Int64, "name": pl.String, "bytes_read": pl.Float64, "bytes_write": pl.Float64,
           "duration_ns": pl.Float64}
 
@@ -59,9 +58,8 @@ def read_ncu_csv(path: Path) -> pl.DataFrame:
     path = Path(path)
     if not path.exists():
         raise GapprofError(f"{path}: no such file")
-    data = path.read_bytes()
     try:
-        text = (gzip.decompress(data) if data[:2] == GZIP_MAGIC else data).decode()
+        text = contents(path).decode()
     except (UnicodeDecodeError, OSError, EOFError):
         raise GapprofError(f"{path}: not an ncu CSV (a binary file; expected the .csv `gapprof ncu` writes)") from None
     # ncu may prefix its own `==PROF==` lines when the CSV comes from a profiling run's stdout.

@@ -139,7 +139,8 @@ def versions() -> dict:
     found = {"python": platform.python_version(), "python_executable": sys.executable}
     torch, transformers = sys.modules.get("torch"), sys.modules.get("transformers")
     if torch is not None:
-        found.update(torch=getattr(torch, "__version__", None), cuda=getattr(getattr(torch, "version", None), "cuda", None))
+        found.update(torch=getattr(torch, "__version__", None),
+                     cuda=getattr(getattr(torch, "version", None), "cuda", None))
     if transformers is not None:
         found["transformers"] = getattr(transformers, "__version__", None)
     return found

@@ -29,7 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = "acceptance.jsonl"
-GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)|gapprof (?:capture|ncu|ab|sweep|calibrate|profile)\b(?!-).*)$")
+GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)"
+                         r"|gapprof (?:capture|ncu|ab|sweep|calibrate|profile)\b(?!-).*)$")
 SHRINK = {"--steps": 4, "--warmup": 3, "--sessions": 2, "--launch-count": 100}
 FIRST_ITEM = ("--models", "--ctx")
 DOTTED_NAME = "qwen2.5-7b-readme{}"  # a model-like name with a dot, as every shipped model name has

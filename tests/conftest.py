@@ -1,11 +1,20 @@
 """Helpers and fixtures that several test modules share: synthetic steps whose every number is known, built with
 tests/synthetic.py's TraceBuilder."""
+import gzip
+from pathlib import Path
+
 import pytest
 
 from gapprof import models
 from synthetic import TID, TraceBuilder
 
 H100 = "NVIDIA H100 80GB HBM3"
+SHIPPED_TRACES = Path(__file__).resolve().parents[1] / "traces"
+
+
+def shipped_ncu_lines(name: str) -> list[str]:
+    """The lines of a shipped ncu export (traces/NAME, gzipped)."""
+    return gzip.decompress((SHIPPED_TRACES / name).read_bytes()).decode().splitlines()
 SYNC = "cudaStreamSynchronize_v3020"
 # The kernels of one annotated step, in launch order.
 SEQUENCE = ["embedding_kernel", "rms_norm", "gemv", "sdpa_kernel", "add_kernel", "argmax_kernel"]

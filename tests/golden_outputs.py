@@ -19,8 +19,8 @@ COMMANDS = {
        for p in sorted((REPO / "traces").glob("*.sqlite.xz"))},
     "attribute-h100-per-step-json": "attribute traces/h100-graphs.sqlite.xz --per-step --format json",
     "attribute-h200-csv": "attribute traces/h200.sqlite.xz --format csv --full-names --tables kernels",
-    "attribute-h100-markdown-options": "attribute traces/h100.sqlite.xz --format markdown --count-embedding --gpu h200 --force "
-                                       "--ctx 4096 --tables summary,facts,classes --top 5",
+    "attribute-h100-markdown-options": "attribute traces/h100.sqlite.xz --format markdown --count-embedding "
+                                       "--gpu h200 --force --ctx 4096 --tables summary,facts,classes --top 5",
     "attribute-h100-graphs-quant-int4": "attribute traces/h100-graphs.sqlite.xz --quant int4 "
                                         "--tables summary,facts",
     "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite.xz --by module",

@@ -1,6 +1,5 @@
 """Bad output paths, foreign files and overrides that contradict a trace end in one line and a non-zero exit,
 before any analysis runs; --force accepts what contradicts the capture."""
-import gzip
 import json
 import os
 import shutil
@@ -10,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
+from conftest import shipped_ncu_lines
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 H100 = str(TRACES / "h100.sqlite.xz")
@@ -45,7 +45,7 @@ def test_a_file_that_is_not_an_ncu_csv_is_one_line():
 
 
 def test_a_truncated_ncu_csv_is_refused(tmp_path):
-    rows = gzip.decompress((TRACES / "h100-eager-cudnn-ncu.csv.gz").read_bytes()).decode().splitlines()
+    rows = shipped_ncu_lines("h100-eager-cudnn-ncu.csv.gz")
     cut = tmp_path / "cut-ncu.csv"
     cut.write_text("\n".join(rows[:50]) + "\n" + rows[50][:40] + "\n")
     assert "kernel row 49 has" in one_error_line(run("ncu-report", cut, "--gpu", "h100"))

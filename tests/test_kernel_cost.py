@@ -3,7 +3,6 @@ from an ncu CSV (analysis.kernel_bytes): synthetic kernels with known bytes and 
 the shipped traces that have an ncu CSV, and CSVs or steps whose kernels do not match."""
 from pathlib import Path
 
-import gzip
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -12,11 +11,12 @@ from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.kernel_bytes import measured_bytes
 from gapprof.analysis.kernel_cost import REFERENCE_FRACTION, cost_sections
 from gapprof.cli import main
-from conftest import SYNC, with_meta
+from conftest import SYNC, shipped_ncu_lines, with_meta
 from synthetic import TraceBuilder
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
-SHIPPED = [("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"), ("h100-eager-cudnn.sqlite.xz", "h100-eager-cudnn-ncu.csv.gz")]
+SHIPPED = [("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"),
+           ("h100-eager-cudnn.sqlite.xz", "h100-eager-cudnn-ncu.csv.gz")]
 PEAK = 3350.0  # H100 SXM datasheet, GB/s = bytes/ns
 REFERENCE = REFERENCE_FRACTION * PEAK
 # name, bytes read, bytes written, fixed ns: each kernel lasts fixed + bytes / (0.9 x peak), a whole number of ns.
@@ -94,14 +94,15 @@ def test_split_adds_up_on_every_measured_step_of_the_shipped_traces(trace, csv):
 
 
 def test_graphs_trace_gives_the_figures_design_md_quotes():
-    facts = sections(analyze(TRACES / "h100-graphs.sqlite.xz", Options()), TRACES / "h100-graphs-ncu.csv.gz")["cost facts"]
+    result = analyze(TRACES / "h100-graphs.sqlite.xz", Options())
+    facts = sections(result, TRACES / "h100-graphs-ncu.csv.gz")["cost facts"]
     assert facts["kernels per step"] == 1484
     assert facts["bytes moved per step, GB (mean)"] == pytest.approx(15.1, abs=0.05)
     assert facts["fixed time per step, ms (mean)"] == pytest.approx(4.1, abs=0.05)
 
 
 def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
-    lines = gzip.decompress((TRACES / "h100-eager-cudnn-ncu.csv.gz").read_bytes()).decode().splitlines()
+    lines = shipped_ncu_lines("h100-eager-cudnn-ncu.csv.gz")
     header, rows = lines[:2], lines[2:]
     dropped = rows[500]
     altered = tmp_path / "altered-ncu.csv"
@@ -173,6 +174,7 @@ def test_analytic_bytes_without_ncu_move_exactly_the_floor():
 
 def test_attribute_ncu_adds_the_cost_tables_in_json():
     result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite.xz"), "--ncu",
-                                       str(TRACES / "h100-graphs-ncu.csv.gz"), "--tables", "summary", "--format", "json"])
+                                       str(TRACES / "h100-graphs-ncu.csv.gz"), "--tables", "summary",
+                                       "--format", "json"])
     assert result.exit_code == 0, result.output
     assert '"cost"' in result.output and '"cost facts"' in result.output and "all (busy)" in result.output

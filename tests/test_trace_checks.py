@@ -1,12 +1,13 @@
 """Damaged or inconsistent traces: refused in one line where the anatomy would be wrong, otherwise counted in
 the facts table (analysis/trace_checks.py), never an IdentityError or a silently wrong number."""
-import lzma
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from gapprof.analysis.compressed import unpacked
 from gapprof.analysis.attribution import Options, analyze, facts_table
 from gapprof.cli import main
 from gapprof import trace_schema
@@ -39,8 +40,7 @@ def facts(path) -> dict:
 
 def altered_copy(tmp_path, *statements: str) -> Path:
     """traces/h200-graphs.sqlite.xz unpacked and changed by SQL."""
-    path = tmp_path / "altered.sqlite"
-    path.write_bytes(lzma.decompress(GRAPHS.read_bytes()))
+    path = Path(shutil.copy(unpacked(GRAPHS), tmp_path / "altered.sqlite"))
     with sqlite3.connect(path) as conn:
         for statement in statements:
             conn.execute(statement)

@@ -7,6 +7,7 @@ import click
 
 from gapprof import gpu_profile, gpus, render
 from gapprof.analysis import comparison, fraction_model, plots, projection, study
+from gapprof.analysis.achievable import ASSUMED_FRACTION, DATASHEET_TABLE
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
 from gapprof.analysis.plausibility import problems
@@ -216,8 +217,8 @@ def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_patte
             progress(note)
     assumed = [gpu for gpu, h in zip(table["gpu"].to_list()[1:], how[1:]) if h == "assumed"]
     if assumed:
-        progress(f"kernel model, targets without a GPU profile ({', '.join(assumed)}): bandwidth assumed 0.9 x their "
-                 "datasheet peak (gapprof/gpus.py), fixed part kept")
+        progress(f"kernel model, targets without a GPU profile ({', '.join(assumed)}): bandwidth assumed "
+                 f"{ASSUMED_FRACTION} x their datasheet peak ({DATASHEET_TABLE}), fixed part kept")
     projected = study.projected_columns([first], specs, projection.Knobs(), progress)
     model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops, first.timeline.profiles)
     return plots.fraction(measured, projected, output, model, unprofiled)
