@@ -44,12 +44,26 @@ def _replace(model, path: str, module) -> None:
     setattr(model.get_submodule(parent_path) if parent_path else model, name, module)
 
 
+INT4_GROUP = 128
+
+
+def _check_int4_groups(model, paths: list[str]) -> None:
+    # torchao leaves a weight whose in_features is not a multiple of the group size as it is, with a log line only.
+    odd = [path for path in paths if model.get_submodule(path).in_features % INT4_GROUP]
+    if odd:
+        raise GapprofError(f"--quant int4 quantises groups of {INT4_GROUP} weights along in_features: {odd[0]} has "
+                           f"{model.get_submodule(odd[0]).in_features} ({len(odd)} of {len(paths)} layers do not "
+                           "divide), and torchao would leave them unquantised")
+
+
 def _torchao(model, paths: list[str], method: str) -> None:
+    if method == "int4":
+        _check_int4_groups(model, paths)
     _import(method)
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
 
     config = (Int8WeightOnlyConfig() if method == "int8"
-              else Int4WeightOnlyConfig(group_size=128, int4_packing_format="tile_packed_to_4d"))
+              else Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format="tile_packed_to_4d"))
     wanted = set(paths)
     quantize_(model, config, filter_fn=lambda module, fqn: fqn in wanted)
 

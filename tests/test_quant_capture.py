@@ -148,12 +148,15 @@ def test_ab_with_a_missing_library_stops_before_any_session(monkeypatch):
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 @pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4"])
-def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method):
+def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method, monkeypatch):
     needs(method)
     from gapprof.profiler.decode import run_steps
     from gapprof.profiler.runtimes import make_runtime
     from gapprof.runtime_names import RUNTIMES
 
+    if method == "int4":  # torchao's int4 groups 128 weights along in_features: the tiny config widened to fit
+        monkeypatch.setitem(models._TINY, "hidden_size", 128)
+        monkeypatch.setitem(models._TINY, "intermediate_size", 256)
     model, config = build_model("tiny-qwen2", "bfloat16", "sdpa", "cuda", seed=0, quant=method)
     check_record(model, method, 2)
     prompt = torch.randint(0, config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(1)).cuda()
@@ -162,6 +165,15 @@ def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method):
         runtime.prefill(prompt)
         decoded, _ = run_steps(runtime, 6)
         assert len(decoded) == 6, name
+
+
+def test_int4_refuses_layers_whose_in_features_torchao_would_leave_unquantised():
+    from gapprof.profiler.quantize import quantize_model
+
+    model, _ = build_model("tiny-qwen2", "bfloat16", "sdpa", "cpu", seed=0)  # hidden 64: not a multiple of 128
+    with pytest.raises(GapprofError, match=r"^--quant int4 quantises groups of 128 weights along in_features: "
+                                           r"model\.layers\.0\.self_attn\.q_proj has 64 \(12 of 14 layers"):
+        quantize_model(model, "int4")
 
 
 @pytest.mark.parametrize("method, library", [("int4", "torchao"), ("gemlite-int4", "gemlite")])
