@@ -15,8 +15,11 @@ from conftest import SYNC, shipped_ncu_lines, with_meta
 from synthetic import TraceBuilder
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
-SHIPPED = [("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"),
-           ("h100-eager-cudnn.sqlite.xz", "h100-eager-cudnn-ncu.csv.gz")]
+SHIPPED = [("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"), ("h200-graphs.sqlite.xz", "h200-graphs-ncu.csv.gz"),
+           ("h100-eager-cudnn.sqlite.xz", "h100-eager-cudnn-ncu.csv.gz"),
+           ("h100-compile.sqlite.xz", "h100-compile-ncu.csv.gz"), ("h200-compile.sqlite.xz", "h200-compile-ncu.csv.gz"),
+           ("h100-graphs-int4.sqlite.xz", "h100-graphs-int4-ncu.csv.gz"),
+           ("h100-graphs-nf4.sqlite.xz", "h100-graphs-nf4-ncu.csv.gz")]
 PEAK = 3350.0  # H100 SXM datasheet, GB/s = bytes/ns
 REFERENCE = REFERENCE_FRACTION * PEAK
 # name, bytes read, bytes written, fixed ns: each kernel lasts fixed + bytes / (0.9 x peak), a whole number of ns.

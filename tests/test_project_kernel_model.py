@@ -84,6 +84,17 @@ def test_graphs_trace_on_h200_gives_the_kernel_time_design_md_quotes():
     assert column.values["busy ms"] == pytest.approx(7.59, abs=0.03)  # measured on the H200: 7.62 ms
 
 
+@pytest.mark.parametrize("source, target, busy_ms", [("h100-compile", "h200", 5.633), ("h200-compile", "h100-sxm", 7.045)])
+def test_compile_traces_project_to_the_kernel_time_the_readme_quotes(source, target, busy_ms):
+    result = CliRunner().invoke(main, ["project", str(TRACES / f"{source}.sqlite.xz"), "--to", target,
+                                       "--ncu", str(TRACES / f"{source}-ncu.csv.gz")])
+    assert result.exit_code == 0, result.output
+    busy = next(line.split() for line in result.output.splitlines() if line.startswith("busy ms"))
+    # The GPU profiles of both GPUs set the bandwidths; measured on the target (traces/h200-compile,
+    # traces/h100-compile): 5.600 and 7.085 ms.
+    assert float(busy[-1]) == pytest.approx(busy_ms, abs=0.0005)
+
+
 def test_project_cli_takes_ncu_and_refuses_a_fixed_kernel_cost_with_it(tmp_path):
     trace, csv = known_steps(tmp_path)
     result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--ncu", str(csv)])
