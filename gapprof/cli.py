@@ -16,6 +16,7 @@ COMMANDS = {
     "compare": "gapprof.commands.cross_gpu_cli:compare",
     "project": "gapprof.commands.cross_gpu_cli:project",
     "plot": "gapprof.commands.cross_gpu_cli:plot",
+    "quant-table": "gapprof.commands.quant_table_cli:quant_table",
     "ab": "gapprof.commands.ab_cli:ab",
     "sweep": "gapprof.commands.sweep_cli:sweep",
     "sweep-attribute": "gapprof.commands.sweep_cli:sweep_attribute",

@@ -39,7 +39,7 @@ def _kernel_model_options(f):
                                            "part and moves its bytes at the target's achievable bandwidth).")(f)
 
 
-def _with_kernel_model(loaded: study.Loaded, ncu_csv, reference, range_pattern, gpu_profiles=()) -> study.Loaded:
+def with_kernel_model(loaded: study.Loaded, ncu_csv, reference, range_pattern, gpu_profiles=()) -> study.Loaded:
     """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones), with
     the shipped GPU profiles and --gpu-profile's."""
     if ncu_csv is None and reference is None:
@@ -85,7 +85,7 @@ def _emit(title, columns, notes, fmt, output, plot_path, extra_sections=()) -> N
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
 
 
-def _load(paths, range_pattern, skip, count_embedding, overrides: dict | None = None,
+def load_traces(paths, range_pattern, skip, count_embedding, overrides: dict | None = None,
           force: bool = False) -> list[study.Loaded]:
     """The traces through study.load; overrides: --model, --ctx and --dtype for the floor, refused where they
     contradict a capture's metadata or put the floor above busy (as in `attribute`) unless force."""
@@ -114,7 +114,7 @@ def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embeddi
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
-    loaded = _load(traces, range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
+    loaded = load_traces(traces, range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
     notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
     found = [(f"findings {x.label}", findings_table(findings(x.analysis))) for x in loaded]
     _emit("compare", [study.measured_column(x) for x in loaded], notes + [FINDINGS_NOTE], fmt, output, plot_path,
@@ -147,8 +147,8 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     specs = [gpus.resolve_gpu(t) for t in targets]
-    loaded, = _load([trace], range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
-    loaded = _with_kernel_model(loaded, ncu_csv, reference, range_pattern, gpu_profiles)
+    loaded, = load_traces([trace], range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
+    loaded = with_kernel_model(loaded, ncu_csv, reference, range_pattern, gpu_profiles)
     if graphs and projection.launches_graphs(loaded.timeline):
         raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
                            "graph launch a step")
@@ -187,7 +187,7 @@ def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, refer
         raise click.UsageError("--ncu and --reference apply to fraction only")
     options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "fraction with --ncu or --reference")
     specs = [gpus.resolve_gpu(t) for t in targets]
-    loaded = _load(traces, range_pattern, skip, count_embedding)
+    loaded = load_traces(traces, range_pattern, skip, count_embedding)
     knobs = projection.Knobs()
     if kind == "anatomy":
         projected = study.projected_columns(loaded, specs, knobs, progress)
@@ -208,7 +208,7 @@ def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_patte
         projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
         return plots.fraction(measured, projected, output)
     unprofiled = {x.label: fraction_model.unprofiled_fraction(x.analysis) for x in loaded}
-    first = _with_kernel_model(loaded[0], ncu_csv, reference, range_pattern, gpu_profiles)
+    first = with_kernel_model(loaded[0], ncu_csv, reference, range_pattern, gpu_profiles)
     table, said = study.kernel_model_parameters(first, specs)
     # Every GPU of the table is a target by default: name the source and the measured ones, count the rest.
     how = table["bandwidth"].to_list()

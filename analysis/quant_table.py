@@ -1,0 +1,87 @@
+"""The quantised-decode table (`gapprof quant-table`), in the shape of the study's: one row a trace of one model on
+one GPU, each against the baseline (the first trace whose layers are not quantised): its step without the profiler,
+the floor it must move (GB, ms at the datasheet peak, fraction of that step), the speedup and the byte saving over
+the baseline, the largest term above the floor, and its step projected to other GPUs."""
+import polars as pl
+
+from gapprof.analysis import study
+from gapprof.analysis.comparison import Column
+from gapprof.analysis.kernel_cost import reference_bandwidth, step_split
+from gapprof.errors import GapprofError
+
+# The anatomy's terms above the floor (wall = floor + excess + starved + latency + head + tail).
+ABOVE_FLOOR = ("excess", "starved", "latency", "head", "tail")
+NOTE = ("unprofiled step: the mean of the capture's steps timed without the profiler (a projection: its "
+        "estimate, see `gapprof project`); floor GB: the bytes a step must move, quantised layers counted as "
+        "stored; floor ms at the datasheet peak; speedup and bytes ratio: the baseline's unprofiled step and floor "
+        "bytes over the row's (one capture each, not an A/B over fresh sessions); largest term above the floor: "
+        "of the profiled steps' excess (kernel time above the floor), starved, latency, head and tail, mean ms; "
+        "with a trace's ncu CSV its excess is split as `attribute --ncu` splits busy: extra (bytes moved above "
+        "the floor's), shortfall (bytes below peak bandwidth) and fixed (per-kernel time no bandwidth buys back)")
+
+
+def method(loaded: study.Loaded) -> str:
+    quant = loaded.analysis.floor.quant
+    if quant is None:
+        return "none"
+    return f"{quant.method}{' +lm_head' if quant.lm_head else ''}"
+
+
+def _floor_bytes(loaded: study.Loaded) -> float:
+    return loaded.analysis.measured["bytes"].mean()
+
+
+def _largest_above_floor(loaded: study.Loaded, column: Column) -> str:
+    terms = {t: column.values[f"{t} ms"] for t in ABOVE_FLOOR}
+    if loaded.bytes_ops is not None:
+        floor = loaded.analysis.floor
+        reference = reference_bandwidth(loaded.analysis, loaded.timeline.profiles).gbps
+        split = step_split(loaded.analysis.measured, loaded.bytes_ops, floor.bandwidths[floor.primary][0], reference)
+        del terms["excess"]
+        terms |= {t: split[t].mean() / 1e6 for t in ("extra", "shortfall", "fixed")}
+    term = max(terms, key=terms.get)
+    return f"{term} {terms[term]:.3f}"
+
+
+def _check_alike(loaded: list[study.Loaded], columns: list[Column]) -> None:
+    """One model and one GPU: the rows are methods, nothing else may differ."""
+    for what, values in (("model", [x.analysis.floor.spec.name for x in loaded]),
+                         ("GPU", [c.values["gpu"] for c in columns])):
+        if len(set(values)) > 1:
+            found = ", ".join(f"{x.label}: {v}" for x, v in zip(loaded, values))
+            raise GapprofError(f"quant-table compares methods on one {what}; these traces differ ({found})")
+
+
+def table(loaded: list[study.Loaded], projected: dict[str, list[Column]]) -> pl.DataFrame:
+    """One row a trace; `projected`: label -> its columns projected to each target (study.projected_columns)."""
+    columns = [study.measured_column(x) for x in loaded]
+    _check_alike(loaded, columns)
+    base = next((i for i, x in enumerate(loaded) if x.analysis.floor.quant is None), None)
+    if base is None:
+        raise GapprofError("quant-table needs a baseline, a trace whose layers are not quantised; every one given "
+                           "is: " + ", ".join(f"{x.label} ({method(x)})" for x in loaded))
+    plain = {x.label: study.unprofiled_ms(x) for x in loaded}
+    missing = [label for label, ms in plain.items() if ms is None]
+    if missing:
+        raise GapprofError(f"{', '.join(missing)}: no unprofiled step times (no gapprof metadata); the table "
+                           "compares steps without the profiler")
+    base_ms, base_bytes = plain[loaded[base].label], _floor_bytes(loaded[base])
+    rows = []
+    for x, column in zip(loaded, columns):
+        floor = x.analysis.floor
+        peak = floor.bandwidths["datasheet"][0] if "datasheet" in floor.bandwidths else None
+        ms, floor_bytes = plain[x.label], _floor_bytes(x)
+        floor_ms = floor_bytes / peak / 1e6 if peak else None
+        row = {"trace": x.label, "method": method(x),
+               "bits per weight": floor.quant.bits_per_weight if floor.quant else 8.0 * floor.dtype_bytes,
+               "unprofiled step ms": ms, "floor GB": floor_bytes / 1e9, "floor ms": floor_ms,
+               "floor fraction": floor_ms / ms if floor_ms else None,
+               "speedup": base_ms / ms, "bytes ratio": base_bytes / floor_bytes,
+               "kernels/step": column.values["kernels/step"],
+               "largest term above the floor, ms": _largest_above_floor(x, column)}
+        for target in projected.get(x.label, []):
+            gpu = target.values["gpu"].removesuffix(" (projected)")
+            row[f"{gpu} unprofiled ms"] = target.values["unprofiled wall ms"]
+            row[f"{gpu} floor fraction"] = target.values["unprofiled floor fraction"]
+        rows.append(row)
+    return pl.DataFrame(rows)

@@ -1,0 +1,51 @@
+"""`gapprof quant-table`: quantised decode steps of one model on one GPU in the study's shape (analysis.quant_table).
+Data on stdout (or -o), notes after the table, progress on stderr."""
+from pathlib import Path
+
+import click
+
+from gapprof import gpus, render
+from gapprof.analysis import projection, study
+from gapprof.analysis.quant_table import NOTE, table
+from gapprof.errors import GapprofError
+from gapprof.log import progress
+from gapprof.commands import options
+from gapprof.commands.cross_gpu_cli import load_traces, with_kernel_model
+
+
+def _paired(traces, ncu_csvs) -> list:
+    """Each trace's ncu CSV, or None: --ncu is given once per trace, in the traces' order, `-` for none."""
+    if not ncu_csvs:
+        return [None] * len(traces)
+    if len(ncu_csvs) != len(traces):
+        raise GapprofError(f"--ncu is given once per trace, in their order (`-` for none): {len(traces)} traces, "
+                           f"{len(ncu_csvs)} --ncu")
+    missing = [csv for csv in ncu_csvs if csv != "-" and not Path(csv).is_file()]
+    if missing:
+        raise GapprofError(f"--ncu {missing[0]}: no such file")
+    return [None if csv == "-" else Path(csv) for csv in ncu_csvs]
+
+
+@click.command("quant-table")
+@click.argument("traces", nargs=-1, required=True, type=options.TRACE)
+@click.option("--ncu", "ncu_csvs", multiple=True, metavar="CSV|-",
+              help="Once per trace, in their order (`-` for none): its `gapprof ncu` CSV, so that its projections "
+                   "use the kernel model (each kernel's fixed part kept, its bytes at the target's bandwidth).")
+@click.option("--to", "targets", multiple=True, help="Also project each trace to this GPU (repeatable).")
+@options.RANGE
+@options.SKIP
+@options.COUNT_EMBEDDING
+@options.FORMAT
+@options.OUTPUT
+def quant_table(traces, ncu_csvs, targets, range_pattern, skip, count_embedding, fmt, output):
+    """One row a trace of the same model on the same GPU, quantised or not: unprofiled step, floor (GB, ms, fraction
+    of the step), speedup and bytes ratio over the unquantised trace, the largest term above the floor, and with
+    --to the step projected to each GPU. `-o results/<gpu>/quant.md --format markdown` (and `.json --format json`)
+    keeps it beside the A/B and sweep results."""
+    options.check_csv_output(fmt, output, several=False)
+    specs = [gpus.resolve_gpu(t) for t in targets]
+    loaded = load_traces(traces, range_pattern, skip, count_embedding)
+    loaded = [with_kernel_model(x, csv, None, range_pattern) for x, csv in zip(loaded, _paired(traces, ncu_csvs))]
+    projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
+    notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" for x in loaded if x.bytes_source]
+    render.emit([("quant-table", table(loaded, projected))], fmt, notes, output)
