@@ -32,6 +32,8 @@ COMMANDS = {
     "project-eager": "project traces/h100.sqlite.xz --to h200 --to l4 --to a100-80gb --launch-cost-scale 0.662",
     "project-graphs": "project traces/h100-graphs.sqlite.xz --to h200 --fixed-kernel-us 4 --kernel-scale attention=0.5",
     "project-graphs-what-if": "project traces/h100.sqlite.xz --to h200 --graphs --graph-launch-us 20 --format json",
+    "quant-table-h200": "quant-table traces/h200-graphs.sqlite.xz traces/h200-graphs-int8.sqlite.xz "
+                        "traces/h200-graphs-gemlite-int4.sqlite.xz --to h100-sxm",
 }
 
 
