@@ -41,7 +41,8 @@ def known_steps(tmp_path: Path, steps: int = 3) -> tuple[Path, Path]:
     csv = tmp_path / "t-ncu.csv"
     header = ['"ID","Kernel Name","dram__bytes_read.sum","dram__bytes_write.sum","gpu__time_duration.sum"',
               '"","","byte","byte","nsecond"']
-    rows = [f'"{i}","{name}","{nbytes}","0","{on(3350, nbytes, fixed)}"' for i, (name, nbytes, fixed) in enumerate(KERNELS)]
+    rows = [f'"{i}","{name}","{nbytes}","0","{on(3350, nbytes, fixed)}"'
+            for i, (name, nbytes, fixed) in enumerate(KERNELS)]
     csv.write_text("\n".join(header + rows) + "\n")
     return b.write(tmp_path / "t.sqlite"), csv
 
@@ -84,7 +85,8 @@ def test_graphs_trace_on_h200_gives_the_kernel_time_design_md_quotes():
     assert column.values["busy ms"] == pytest.approx(7.59, abs=0.03)  # measured on the H200: 7.62 ms
 
 
-@pytest.mark.parametrize("source, target, busy_ms", [("h100-compile", "h200", 5.633), ("h200-compile", "h100-sxm", 7.045)])
+@pytest.mark.parametrize("source, target, busy_ms", [("h100-compile", "h200", 5.633),
+                                                     ("h200-compile", "h100-sxm", 7.045)])
 def test_compile_traces_project_to_the_kernel_time_the_readme_quotes(source, target, busy_ms):
     result = CliRunner().invoke(main, ["project", str(TRACES / f"{source}.sqlite.xz"), "--to", target,
                                        "--ncu", str(TRACES / f"{source}-ncu.csv.gz")])
