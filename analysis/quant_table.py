@@ -5,6 +5,7 @@ the baseline, the largest term above the floor, and its step projected to other 
 import polars as pl
 
 from gapprof.analysis import study
+from gapprof.analysis.attribution import class_table
 from gapprof.analysis.comparison import Column
 from gapprof.analysis.kernel_cost import reference_bandwidth, step_split
 from gapprof.errors import GapprofError
@@ -18,6 +19,9 @@ NOTE = ("unprofiled step: the mean of the capture's steps timed without the prof
         "of the profiled steps' excess (kernel time above the floor), starved, latency, head and tail, mean ms; "
         "with a trace's ncu CSV its excess is split as `attribute --ncu` splits busy: extra (bytes moved above "
         "the floor's), shortfall (bytes below peak bandwidth) and fixed (per-kernel time no bandwidth buys back)")
+CLASSES_NOTE = ("kernel classes: each trace's GPU time (ms a step, mean over its measured steps) and GPU ops a step "
+                "(kernels, memsets, device copies) by class, as `attribute --tables classes`; the last row adds them "
+                "up to busy")
 
 
 def method(loaded: study.Loaded) -> str:
@@ -85,3 +89,18 @@ def table(loaded: list[study.Loaded], projected: dict[str, list[Column]]) -> pl.
             row[f"{gpu} floor fraction"] = target.values["unprofiled floor fraction"]
         rows.append(row)
     return pl.DataFrame(rows)
+
+
+def class_changes(loaded: list[study.Loaded]) -> pl.DataFrame:
+    """GPU time (ms a step) and GPU ops a step by kernel class in each trace, in `loaded`'s order, with the
+    classes in order of the first trace's time: where each method's time went, class by class."""
+    wide = None
+    for x in loaded:
+        classes = class_table(x.analysis).select(
+            "class", (pl.col("us_per_step") / 1e3).alias(f"{x.label} ms"),
+            pl.col("calls_per_step").alias(f"{x.label} ops"))
+        wide = classes if wide is None else wide.join(classes, on="class", how="full", coalesce=True)
+    first = f"{loaded[0].label} ms"
+    wide = wide.fill_null(0.0).sort(first, descending=True)
+    total = wide.select(pl.lit("all (busy)").alias("class"), pl.exclude("class").sum())
+    return pl.concat([wide, total])

@@ -16,10 +16,14 @@ def run(*args: str):
     return CliRunner().invoke(main, ["quant-table", *args])
 
 
-def rows(*args: str) -> dict:
+def sections(*args: str) -> dict:
     result = run(*args, "--format", "json")
     assert result.exit_code == 0, result.output
-    return {row["trace"]: row for row in json.loads(result.stdout)["quant-table"]}
+    return json.loads(result.stdout)
+
+
+def rows(*args: str) -> dict:
+    return {row["trace"]: row for row in sections(*args)["quant-table"]}
 
 
 def traces(*names: str) -> list[str]:
@@ -50,6 +54,19 @@ def test_ncu_bytes_split_the_excess_and_fixed_time_is_the_largest_term():
     # attribute --ncu --tables cost on the same files: fixed 3.97, 4.61 and 5.62 ms a step.
     assert [found[name]["largest term above the floor, ms"] for name in METHODS] == \
         ["fixed 3.974", "fixed 4.610", "fixed 5.620"]
+
+
+def test_kernel_classes_add_up_to_busy_and_show_what_each_method_added():
+    found = sections(*traces(*METHODS))
+    classes = {row["class"]: row for row in found["kernel classes"]}
+    busy = {"h100-graphs": 9.098, "h100-graphs-int4": 6.615, "h100-graphs-nf4": 7.566}  # attribute, mean busy
+    for name in METHODS:
+        assert sum(row[f"{name} ms"] for c, row in classes.items() if c != "all (busy)") == \
+            pytest.approx(classes["all (busy)"][f"{name} ms"])
+        assert classes["all (busy)"][f"{name} ms"] == pytest.approx(busy[name], abs=5e-4)
+    # int4 runs 280 more elementwise kernels and 168 more memsets a step than bf16, and 84 fewer matrix products.
+    assert [classes[c]["h100-graphs-int4 ops"] - classes[c]["h100-graphs ops"]
+            for c in ("elementwise", "memcpy/memset", "gemv/gemm")] == [280, 168, -84]
 
 
 def test_projecting_to_the_captured_gpu_gives_back_the_unprofiled_step():

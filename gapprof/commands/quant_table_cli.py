@@ -6,7 +6,7 @@ import click
 
 from gapprof import gpus, render
 from gapprof.analysis import projection, study
-from gapprof.analysis.quant_table import NOTE, table
+from gapprof.analysis.quant_table import CLASSES_NOTE, NOTE, class_changes, table
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -42,10 +42,11 @@ def quant_table(traces, ncu_csvs, targets, range_pattern, skip, count_embedding,
     of the step), speedup and bytes ratio over the unquantised trace, the largest term above the floor, and with
     --to the step projected to each GPU. `-o results/<gpu>/quant.md --format markdown` (and `.json --format json`)
     keeps it beside the A/B and sweep results."""
-    options.check_csv_output(fmt, output, several=False)
+    options.check_csv_output(fmt, output, several=True)
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded = load_traces(traces, range_pattern, skip, count_embedding)
     loaded = [with_kernel_model(x, csv, None, range_pattern) for x, csv in zip(loaded, _paired(traces, ncu_csvs))]
     projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
     notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" for x in loaded if x.bytes_source]
-    render.emit([("quant-table", table(loaded, projected))], fmt, notes, output)
+    sections = [("quant-table", table(loaded, projected)), ("kernel classes", class_changes(loaded))]
+    render.emit(sections, fmt, notes + [CLASSES_NOTE], output)
