@@ -72,10 +72,9 @@ def table(loaded: list[study.Loaded], projected: dict[str, list[Column]]) -> pl.
     base_ms, base_bytes = plain[loaded[base].label], _floor_bytes(loaded[base])
     rows = []
     for x, column in zip(loaded, columns):
-        floor = x.analysis.floor
-        peak = floor.bandwidths["datasheet"][0] if "datasheet" in floor.bandwidths else None
+        floor, measured = x.analysis.floor, x.analysis.measured
         ms, floor_bytes = plain[x.label], _floor_bytes(x)
-        floor_ms = floor_bytes / peak / 1e6 if peak else None
+        floor_ms = measured["floor_datasheet"].mean() / 1e6 if "floor_datasheet" in measured.columns else None
         row = {"trace": x.label, "method": method(x),
                "bits per weight": floor.quant.bits_per_weight if floor.quant else 8.0 * floor.dtype_bytes,
                "unprofiled step ms": ms, "floor GB": floor_bytes / 1e9, "floor ms": floor_ms,

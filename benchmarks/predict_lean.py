@@ -112,7 +112,8 @@ def split_terms(report, ncu_csv: str, profiles: dict) -> dict:
 
 
 def back_test(report, ncu_csv: str, profiles: dict, fit: dict) -> list[tuple]:
-    """Per class of TRACE: (class, ops a step, measured µs, model µs): one GEMV per linear, the rest fixed_us_graph."""
+    """Per class of TRACE: (class, ops a step, measured µs, model µs): one GEMV per linear, the rest
+    fixed_us_graph."""
     spec = report.attribution.floor.spec
     linears = 7 * spec.layers + 1  # q, k, v, o, gate, up, down per layer, and lm_head
     sections, _ = cost_sections(report.attribution, ncu_csv, profiles=profiles)

@@ -221,6 +221,8 @@ def main() -> int:
                         help="an earlier run's acceptance.md (results/<gpu>/acceptance.md): --part shares balanced "
                              "by its seconds per command instead of every N-th command")
     args = parser.parse_args()
+    if args.balance is not None and not args.balance.is_file():
+        parser.error(f"--balance {args.balance}: no such file")
     if args.phase == "report":
         return report_phase(args.workdir.resolve())
     part, _, parts = args.part.partition("/")

@@ -1,6 +1,9 @@
 """The GPU acceptance script reads its commands from the README: it must find every GPU-side path there."""
 import importlib.util
+import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("acceptance", REPO / "scripts" / "acceptance.py")
@@ -91,3 +94,12 @@ def test_the_log_names_the_commit_that_ran(monkeypatch):
 def test_a_repository_file_run_by_a_profiled_program_is_named_from_anywhere():
     shrunk = acceptance.shrink("gapprof profile --mark forward -- python3 examples/generate.py --sdpa-backend flash", 4)
     assert shrunk.split()[-3] == str(acceptance.REPO / "examples" / "generate.py")
+
+
+def test_a_missing_balance_log_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sys, "argv", ["acceptance.py", "gpu", str(tmp_path), "--balance", str(tmp_path / "no.md")])
+    with pytest.raises(SystemExit) as stopped:
+        acceptance.main()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--balance {tmp_path / 'no.md'}: no such file")
+    assert not (tmp_path / "acceptance.jsonl").exists()

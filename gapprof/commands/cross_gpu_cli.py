@@ -86,7 +86,7 @@ def _emit(title, columns, notes, fmt, output, plot_path, extra_sections=()) -> N
 
 
 def load_traces(paths, range_pattern, skip, count_embedding, overrides: dict | None = None,
-          force: bool = False) -> list[study.Loaded]:
+                force: bool = False) -> list[study.Loaded]:
     """The traces through study.load; overrides: --model, --ctx and --dtype for the floor, refused where they
     contradict a capture's metadata or put the floor above busy (as in `attribute`) unless force."""
     progress(f"analyzing {', '.join(map(str, paths))}")
