@@ -19,7 +19,8 @@ from gapprof.nvtx_names import STEP_MESSAGE
 STEP_COLUMNS = ("step", "globalTid", "index", "payload", "warmup", "t0", "t1", "wall", "busy", "starved", "latency",
                 "head", "tail", "ctx", "bytes", "bytes_unquantised", "floor", "excess",
                 *(f"floor_{s}" for s in SOURCES), "spill", "overlap", "g0", "g1", "kernels", "memcpys", "memsets",
-                "launch_calls", "launch_cpu", "api_calls", "streams", "starved_gaps", "latency_gaps", "spill_ops", "nested", "empty")
+                "graphs", "launch_calls", "launch_cpu", "api_calls", "streams", "starved_gaps", "latency_gaps",
+                "spill_ops", "nested", "empty")
 
 
 @dataclass(frozen=True)
