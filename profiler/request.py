@@ -6,7 +6,7 @@ from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, get_spec
 from gapprof.profiler.module_ranges import HOOKED_RUNTIMES
 from gapprof.quant import check_request as check_quant
-from gapprof.runtime_names import (ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION, MIN_WARMUP, RUNTIMES,
+from gapprof.runtime_names import (ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION, GRAPH_RUNTIMES, MIN_WARMUP, RUNTIMES,
                                    UNSUPPORTED_ATTENTION, resolve_attention)
 
 
@@ -26,6 +26,7 @@ class CaptureRequest:
     modules: bool = False
     quant: str = "none"  # gapprof.quant.METHODS: weight-only quantisation of the decoder linear layers
     quant_lm_head: bool = False
+    graph_trace: str = "node"  # nsys --cuda-graph-trace: every node of a graph, or one range per graph execution
 
     def __post_init__(self):
         object.__setattr__(self, "attn", resolve_attention(self.attn, self.runtime))
@@ -45,6 +46,11 @@ def validate(request: CaptureRequest) -> None:
     if request.modules and request.runtime not in HOOKED_RUNTIMES:
         raise GapprofError(f"--modules needs runtime eager or static: module hooks do not run inside a "
                            f"{request.runtime} replay (map its kernels with `attribute --by module --reference`)")
+    if request.graph_trace == "graph" and request.backend != "nsys":
+        raise GapprofError("--cuda-graph-trace graph needs --backend nsys (the CUPTI backend records every node)")
+    if request.graph_trace == "graph" and request.runtime not in GRAPH_RUNTIMES:
+        raise GapprofError(f"--cuda-graph-trace graph: runtime {request.runtime} launches no CUDA graph; the "
+                           f"runtimes that do: {', '.join(GRAPH_RUNTIMES)}")
     if request.modules and request.backend == "cupti":
         raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
     if request.attn not in ATTENTION_BACKENDS:

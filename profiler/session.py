@@ -95,6 +95,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         "warmup": request.warmup,
         "runtime": request.runtime,
         "backend": request.backend,
+        **({"cuda_graph_trace": request.graph_trace} if request.backend == "nsys" else {}),
         "attn": request.attn,
         "seed": request.seed,
         "range_message": STEP_MESSAGE,

@@ -1,8 +1,18 @@
 """Graph-level traces (`nsys --cuda-graph-trace=graph`): each CUDA graph execution is one GPU op, its nodes not
 traced. Synthetic traces whose terms are known by construction, in the anatomy, the tables and the facts."""
+from pathlib import Path
+
 import polars as pl
 
-from gapprof.analysis.attribution import Options, analyze, class_table, kernel_table
+import pytest
+from click.testing import CliRunner
+
+from gapprof.analysis.attribution import GRAPH_LEVEL_NOTE, Options, analyze, class_table, kernel_table
+from gapprof.cli import main
+from gapprof.commands import options
+from gapprof.errors import GapprofError
+from gapprof.profiler import nsys_capture
+from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.analysis.summary import facts
 from conftest import with_meta
 from synthetic import TraceBuilder
@@ -40,6 +50,7 @@ def test_graph_executions_have_their_own_class_and_name(tmp_path):
     found = facts(result.steps, result.measured, result.floor, result.frames.meta)
     assert found["CUDA graph executions per step (graph-level trace)"] == 1
     assert found["kernels per step"] == 0
+    assert GRAPH_LEVEL_NOTE in result.notes
 
 
 def test_node_level_traces_say_nothing_of_graph_executions(tmp_path):
@@ -49,3 +60,35 @@ def test_node_level_traces_say_nothing_of_graph_executions(tmp_path):
     result = analyze(b.write(tmp_path / "t.sqlite"), Options())
     assert "CUDA graph executions per step (graph-level trace)" not in \
         facts(result.steps, result.measured, result.floor, result.frames.meta)
+
+
+def test_nsys_traces_graphs_at_the_level_asked():
+    assert "--cuda-graph-trace=node" in nsys_capture.profile_command("nsys", "r")
+    assert "--cuda-graph-trace=graph" in nsys_capture.profile_command("nsys", "r", graph_trace="graph")
+
+
+@pytest.mark.parametrize("request_args, message", [
+    (dict(runtime="eager"), "--cuda-graph-trace graph: runtime eager launches no CUDA graph; the runtimes that do: "
+                            "graphs, compile, lean"),
+    (dict(runtime="graphs", backend="cupti"), "--cuda-graph-trace graph needs --backend nsys (the CUPTI backend "
+                                              "records every node)"),
+])
+def test_graph_level_capture_is_refused_where_it_means_nothing(request_args, message):
+    with pytest.raises(GapprofError) as error:
+        validate(CaptureRequest(model="tiny-qwen2", ctx=16, graph_trace="graph", **request_args))
+    assert str(error.value) == message
+
+
+def test_graph_level_capture_writes_its_own_trace_name(monkeypatch, tmp_path):
+    monkeypatch.setattr(options, "check_session_device", lambda *_: None)  # as on a machine with a GPU
+    asked = {}
+
+    def fake_capture(request, output, command):
+        asked.update(graph_trace=request.graph_trace, output=output)
+        raise GapprofError("stop here")
+    monkeypatch.setattr(nsys_capture, "capture_with_nsys", fake_capture)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "16", "--runtime", "graphs",
+                                       "--cuda-graph-trace", "graph"])
+    assert result.exit_code == 1 and "stop here" in result.output
+    assert asked == dict(graph_trace="graph", output=Path("traces", "tiny-qwen2-graphs-graph-level.nsys-rep"))
