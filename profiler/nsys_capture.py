@@ -16,7 +16,8 @@ from gapprof.trace_schema import write_meta
 COLLECTION_FLAGS = ["-t", "cuda,nvtx", "-s", "none", "--cpuctxsw=none"]
 
 
-def profile_command(nsys: str, report_base: Path, capture_range: bool = True, graph_trace: str = "node") -> list[str]:
+def profile_command(nsys: str, report_base: Path, capture_range: bool = True,
+                    graph_trace: str = "node") -> list[str]:
     """The nsys command line before the profiled command's; with capture_range, collection is limited to what the
     program brackets with cudaProfilerStart/Stop (capture's profiled phase), else it covers the whole run.
     graph_trace: `node` traces every kernel of a graph replay; `graph` one range per graph execution, which costs

@@ -72,11 +72,25 @@ def test_nsys_traces_graphs_at_the_level_asked():
                             "graphs, compile, lean"),
     (dict(runtime="graphs", backend="cupti"), "--cuda-graph-trace graph needs --backend nsys (the CUPTI backend "
                                               "records every node)"),
+    (dict(runtime="compile", graph_trace="both"), "--cuda-graph-trace both needs --backend cupti (one nsys run "
+                                                  "traces graphs one way)"),
+    (dict(runtime="static", graph_trace="both", backend="cupti"), "--cuda-graph-trace both: runtime static launches "
+                                                                  "no CUDA graph; the runtimes that do: graphs, "
+                                                                  "compile, lean"),
 ])
 def test_graph_level_capture_is_refused_where_it_means_nothing(request_args, message):
     with pytest.raises(GapprofError) as error:
-        validate(CaptureRequest(model="tiny-qwen2", ctx=16, graph_trace="graph", **request_args))
+        validate(CaptureRequest(model="tiny-qwen2", ctx=16, **{"graph_trace": "graph", **request_args}))
     assert str(error.value) == message
+
+
+def test_a_two_pass_session_decodes_a_profiled_pass_more():
+    from gapprof.profiler.request import decode_steps
+
+    one = CaptureRequest(model="tiny-qwen2", ctx=16, steps=20, warmup=4, runtime="graphs", backend="cupti")
+    two = CaptureRequest(model="tiny-qwen2", ctx=16, steps=20, warmup=4, runtime="graphs", backend="cupti",
+                         graph_trace="both")
+    assert (decode_steps(one), decode_steps(two)) == (4 + 20 + 24, 4 + 20 + 24 + 24)
 
 
 def test_graph_level_capture_writes_its_own_trace_name(monkeypatch, tmp_path):
@@ -92,3 +106,38 @@ def test_graph_level_capture_writes_its_own_trace_name(monkeypatch, tmp_path):
                                        "--cuda-graph-trace", "graph"])
     assert result.exit_code == 1 and "stop here" in result.output
     assert asked == dict(graph_trace="graph", output=Path("traces", "tiny-qwen2-graphs-graph-level.nsys-rep"))
+
+
+def test_cupti_two_pass_trace_keeps_each_pass_under_its_own_ranges(tmp_path):
+    from gapprof import trace_schema
+    from gapprof.nvtx_names import GRAPH_LEVEL_MESSAGE
+    from gapprof.profiler.trace_writer import write_trace
+    from synthetic import PID
+
+    pid, tid = PID, 100
+
+    def call(start, end, corr):
+        return {"start": start, "end": end, "globalTid": trace_schema.global_tid(pid, tid), "correlationId": corr,
+                "name": GRAPH_LAUNCH, "returnValue": 0}
+
+    def op(start, end, corr):
+        return {"start": start, "end": end, "deviceId": 0, "contextId": 1, "streamId": 7, "correlationId": corr,
+                "globalPid": trace_schema.global_pid(pid)}
+    # Graph-level pass: steps at 0 and 1,000, each one graph execution 100-700 launched at 10-20. Node-level pass:
+    # steps at 5,000 and 6,000, each two kernels of one graph launch, 100-300 and 400-500.
+    calls = [call(o + 10, o + 20, c) for c, o in enumerate((0, 1_000, 5_000, 6_000), 1)]
+    graphs = [{**op(o + 100, o + 700, c), "graphId": 4, "graphExecId": 4} for c, o in ((1, 0), (2, 1_000))]
+    kernels = [{**op(o + a, o + b, c), "name": "_Z4gemvv"} for c, o in ((3, 5_000), (4, 6_000))
+               for a, b in ((100, 300), (400, 500))]
+    meta = {"model": "tiny-qwen2", "ctx": 16, "warmup": 0, "range_message": "decode_step", "range_domain": "gapprof",
+            "dtype_bytes": 4, "dtype": "float32", "first_profiled_index": 6, "graph_level_first_index": 4}
+    path = tmp_path / "two-pass.sqlite"
+    write_trace(path, kernels, [], [], calls, [], [(5_000, 6_000), (6_000, 7_000)],
+                {"id": 0, "name": "NVIDIA H100 80GB HBM3", "totalMemory": 1}, meta, thread_id=tid, pid=pid,
+                graphs=graphs, graph_step_spans=[(0, 1_000), (1_000, 2_000)])
+    node = analyze(path, Options(skip=0))
+    graph = analyze(path, Options(skip=0, range_pattern=GRAPH_LEVEL_MESSAGE))
+    assert node.steps.select("payload", "busy", "latency", "kernels", "graphs").rows() == [(6, 300, 100, 2, 0),
+                                                                                          (7, 300, 100, 2, 0)]
+    assert graph.steps.select("payload", "busy", "head", "tail", "kernels", "graphs").rows() == [
+        (4, 600, 100, 300, 0, 1), (5, 600, 100, 300, 0, 1)]

@@ -43,10 +43,11 @@ def trace_output(output: Path | None, model: str, runtime: str, backend: str) ->
 @options.model_build
 @click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
                                               "runtimes), and an extra unprofiled pass that times their cost.")
-@click.option("--cuda-graph-trace", "graph_trace", type=click.Choice(["node", "graph"]), default="node",
+@click.option("--cuda-graph-trace", "graph_trace", type=click.Choice(["node", "graph", "both"]), default="node",
               show_default=True,
-              help="nsys: trace every kernel of a CUDA graph replay (node), or each graph execution as one range "
-                   "(graph: cheaper for the graphs, compile and lean runtimes, no per-kernel tables).")
+              help="Trace every kernel of a CUDA graph replay (node); each graph execution as one range (graph, "
+                   "nsys: cheaper for the graphs, compile and lean runtimes, no per-kernel tables); or both, "
+                   "CUPTI: a graph-level pass, then a node-level pass, in one process.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite; "
                    "RUNTIME-QUANT with --quant).")
@@ -62,7 +63,8 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     options.check_session_device("capture")
     validate(request)
     check_library(quant)
-    variant = "".join((f"-{quant}" if quant != "none" else "", "-graph-level" if graph_trace == "graph" else ""))
+    level = {"node": "", "graph": "-graph-level", "both": "-two-pass"}[graph_trace]
+    variant = "".join((f"-{quant}" if quant != "none" else "", level))
     output = trace_output(output, model, runtime + variant, backend)
     if backend == "nsys":
         from gapprof.profiler.nsys_capture import capture_with_nsys
