@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.analysis.attribution import GRAPH_LEVEL_NOTE, Options, analyze, class_table, kernel_table
+from gapprof.analysis.two_pass import graph_level_pass, joined
 from gapprof.cli import main
 from gapprof.commands import options
 from gapprof.errors import GapprofError
@@ -130,7 +131,9 @@ def test_cupti_two_pass_trace_keeps_each_pass_under_its_own_ranges(tmp_path):
     kernels = [{**op(o + a, o + b, c), "name": "_Z4gemvv"} for c, o in ((3, 5_000), (4, 6_000))
                for a, b in ((100, 300), (400, 500))]
     meta = {"model": "tiny-qwen2", "ctx": 16, "warmup": 0, "range_message": "decode_step", "range_domain": "gapprof",
-            "dtype_bytes": 4, "dtype": "float32", "first_profiled_index": 6, "graph_level_first_index": 4}
+            "dtype_bytes": 4, "dtype": "float32", "first_profiled_index": 6, "graph_level_first_index": 4,
+            "cuda_graph_trace": "both", "unprofiled_step_ms": [0.0008, 0.0008], "graph_level_step_ms": [0.001] * 2,
+            "profiled_step_ms": [0.0012] * 2}
     path = tmp_path / "two-pass.sqlite"
     write_trace(path, kernels, [], [], calls, [], [(5_000, 6_000), (6_000, 7_000)],
                 {"id": 0, "name": "NVIDIA H100 80GB HBM3", "totalMemory": 1}, meta, thread_id=tid, pid=pid,
@@ -141,3 +144,17 @@ def test_cupti_two_pass_trace_keeps_each_pass_under_its_own_ranges(tmp_path):
                                                                                           (7, 300, 100, 2, 0)]
     assert graph.steps.select("payload", "busy", "head", "tail", "kernels", "graphs").rows() == [
         (4, 600, 100, 300, 0, 1), (5, 600, 100, 300, 0, 1)]
+    # Joined: wall, head, tail and starved of the graph level, busy of the node level, latency the rest.
+    table, notes = joined(node, graph_level_pass(node, Options(skip=0)))
+    found = {row["term"]: row for row in table.to_dicts()}
+    ns = {term: round(found[f"{term} ms"]["joined"] * 1e6) for term in ("wall", "busy", "starved", "latency",
+                                                                          "head", "tail")}
+    assert ns == dict(wall=1_000, busy=300, starved=0, latency=300, head=100, tail=300)
+    assert round(found["latency ms"]["node-level pass"] * 1e6) == 100
+    effect = found["profiled / unprofiled (medians)"]
+    assert (effect["graph-level pass"], effect["node-level pass"]) == pytest.approx((1.25, 1.5))
+    assert notes[0].startswith("two-pass: joined by the means over each pass's measured steps (graph level from "
+                               "position 4, node level from 6")
+    result = CliRunner().invoke(main, ["attribute", str(path), "--skip", "0", "--tables", "summary"])
+    assert result.exit_code == 0, result.output
+    assert "two-pass" in result.output and "graph-level pass" in result.output
