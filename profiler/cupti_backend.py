@@ -29,7 +29,7 @@ class CuptiCollector:
         self.cupti = _import_cupti()
         kind = self.cupti.ActivityKind
         self.kinds = [kind.CONCURRENT_KERNEL, kind.MEMCPY, kind.MEMSET, kind.RUNTIME, kind.DRIVER]
-        self.enabled = []
+        self.enabled, self.registered = [], False
         self.kernels, self.memcpys, self.memsets, self.runtime_calls, self.driver_calls = [], [], [], [], []
         self.graphs = []
         self.pid = os.getpid()
@@ -69,10 +69,11 @@ class CuptiCollector:
         import torch
 
         torch.cuda.synchronize()
-        if not self.enabled and not (self.kernels or self.graphs):
+        if not self.registered:  # once, before the first pass
             # System thread ids, so API records and the step ranges name the same thread.
             self.cupti.set_thread_id_type(self.cupti.ActivityThreadIdType.SYSTEM)
             self.cupti.activity_register_callbacks(lambda: (BUFFER_BYTES, 0), self._on_buffer)
+            self.registered = True
         self.enabled = kinds
         for kind in kinds:
             self.cupti.activity_enable(kind)
