@@ -1,6 +1,6 @@
 """GPU acceptance run: every GPU-side command of the README as the README writes it, then the analyses.
 
-    python3 scripts/acceptance.py gpu WORKDIR [--part K/N]   # on a fresh GPU machine: install, then the commands
+    python3 scripts/acceptance.py gpu WORKDIR [--part K/N [--balance results/<gpu>/acceptance.md]]   # GPU machine
     python3 scripts/acceptance.py report WORKDIR             # where polars is: the analyses, then the log
 
 The GPU-side commands are read from README.md itself (indented code lines that start with `gapprof capture`,
@@ -35,6 +35,10 @@ SHRINK = {"--steps": 4, "--warmup": 3, "--sessions": 2, "--launch-count": 100}
 FIRST_ITEM = ("--models", "--ctx")
 DOTTED_NAME = "qwen2.5-7b-readme{}"  # a model-like name with a dot, as every shipped model name has
 TAIL_LINES = 8
+# A row of acceptance.md's table: | # | GPU | `command` | exit | seconds | files |
+ROW = re.compile(r"^\| \d+ \| GPU \| `(.+?)` \| -?\d+ \| ([\d.]+) \|")
+DOTTED = re.compile(r"qwen2\.5-7b-readme\d+")
+UNKNOWN_SECONDS = 60.0  # a command the earlier log does not have
 
 
 def readme_gpu_commands(readme: str) -> list[str]:
@@ -101,20 +105,37 @@ def machine_facts() -> dict:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": source_commit()}
 
 
-def part_of(commands: list[str], part: int, parts: int) -> list[str]:
-    """The install line(s) and every `parts`-th other command from the `part`-th (1-based) on: one share of the
-    run for a machine whose commands may not run long enough for all of it."""
+def logged_seconds(markdown_text: str) -> dict[str, float]:
+    """GPU command (NAME put back) -> its seconds, from the table of an acceptance.md."""
+    rows = (ROW.match(line) for line in markdown_text.splitlines())
+    return {DOTTED.sub("NAME", m.group(1)): float(m.group(2)) for m in rows if m}
+
+
+def part_of(commands: list[str], part: int, parts: int, seconds: dict[str, float] | None = None) -> list[str]:
+    """The install line(s) and the `part`-th (1-based) of `parts` shares of the other commands: one share of the
+    run for a machine whose commands may not run long enough for all of it. With `seconds` (logged_seconds of an
+    earlier run; a command not in it counts UNKNOWN_SECONDS) the shares are balanced by time, longest command
+    first to the share with the least so far; without, every `parts`-th command. README order within a share."""
     installs = [c for c in commands if c.startswith("python3 -m pip")]
-    return installs + [c for i, c in enumerate(c for c in commands if c not in installs) if i % parts == part - 1]
+    others = [c for c in commands if c not in installs]
+    if seconds is None:
+        return installs + [c for i, c in enumerate(others) if i % parts == part - 1]
+    cost = {c: seconds.get(DOTTED.sub("NAME", shrink(c, commands.index(c))), UNKNOWN_SECONDS) for c in others}
+    totals, share = [0.0] * parts, {}
+    for command in sorted(others, key=lambda c: -cost[c]):
+        lightest = totals.index(min(totals))
+        share[command], totals[lightest] = lightest, totals[lightest] + cost[command]
+    return installs + [c for c in others if share[c] == part - 1]
 
 
-def gpu_phase(workdir: Path, part: int, parts: int) -> int:
+def gpu_phase(workdir: Path, part: int, parts: int, balance: Path | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     with open(workdir / LOG, "a") as log:
         log.write(json.dumps(machine_facts()) + "\n")
     commands = readme_gpu_commands((REPO / "README.md").read_text())
     failed = 0
-    for command in part_of(commands, part, parts):
+    seconds = logged_seconds(balance.read_text()) if balance else None
+    for command in part_of(commands, part, parts, seconds):
         index = commands.index(command)
         install = command.startswith("python3 -m pip")
         record = run_logged(command if install else shrink(command, index), REPO if install else workdir,
@@ -196,11 +217,14 @@ def main() -> int:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--part", default="1/1", help="K/N: run the K-th of N shares of the GPU commands "
                                                       "(each share appends to the same log)")
+    parser.add_argument("--balance", type=Path, default=None,
+                        help="an earlier run's acceptance.md (results/<gpu>/acceptance.md): --part shares balanced "
+                             "by its seconds per command instead of every N-th command")
     args = parser.parse_args()
     if args.phase == "report":
         return report_phase(args.workdir.resolve())
     part, _, parts = args.part.partition("/")
-    return gpu_phase(args.workdir.resolve(), int(part), int(parts))
+    return gpu_phase(args.workdir.resolve(), int(part), int(parts), args.balance)
 
 
 if __name__ == "__main__":

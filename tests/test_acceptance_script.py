@@ -62,6 +62,22 @@ def test_parts_share_the_commands_and_each_installs():
     assert acceptance.part_of(commands, 1, 1) == commands
 
 
+def test_parts_balance_by_an_earlier_runs_seconds():
+    log = "\n".join(["| # | where | command | exit | s | files written |", "|---|---|---|---|---|---|",
+                     "| 1 | GPU | `gapprof a` | 0 | 100.0 |  |", "| 2 | GPU | `gapprof b` | 0 | 30 |  |",
+                     "| 3 | GPU | `gapprof capture -o traces/qwen2.5-7b-readme3.nsys-rep` | 0 | 40.5 |  |",
+                     "| 4 | CPU | `gapprof attribute x` | 0 | 0.3 |  |"])
+    seconds = acceptance.logged_seconds(log)
+    assert seconds == {"gapprof a": 100.0, "gapprof b": 30.0, "gapprof capture -o traces/NAME.nsys-rep": 40.5}
+    commands = ["python3 -m pip install -e .", "gapprof b", "gapprof capture -o traces/NAME.nsys-rep", "gapprof a",
+                "gapprof new"]
+    # Longest first to the lightest share: a (100) -> 1, new (60, unknown) -> 2, capture (40.5) -> 2 (then 100.5),
+    # b (30) -> 1; each share in README order.
+    assert acceptance.part_of(commands, 1, 2, seconds) == ["python3 -m pip install -e .", "gapprof b", "gapprof a"]
+    assert acceptance.part_of(commands, 2, 2, seconds) == ["python3 -m pip install -e .",
+                                                           "gapprof capture -o traces/NAME.nsys-rep", "gapprof new"]
+
+
 def test_the_log_names_the_commit_that_ran(monkeypatch):
     monkeypatch.setenv("GAPPROF_COMMIT", "0123abc")
     facts = acceptance.machine_facts()
