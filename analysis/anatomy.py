@@ -20,8 +20,8 @@ import polars as pl
 from gapprof.analysis.load import GLOBAL_PID
 
 TERMS = ("busy", "starved", "latency", "head", "tail")
-COUNTS = ("kernels", "memcpys", "memsets", "spill_ops", "launch_calls", "launch_cpu", "api_calls", "streams",
-          "starved_gaps", "latency_gaps", "overlap")
+COUNTS = ("kernels", "memcpys", "memsets", "graphs", "spill_ops", "launch_calls", "launch_cpu", "api_calls",
+          "streams", "starved_gaps", "latency_gaps", "overlap")
 
 
 class IdentityError(AssertionError):
@@ -93,6 +93,7 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame
         streams=pl.col("streamId").n_unique())
     counts = lazy.group_by("step").agg(
         kernels=(kind == "kernel").sum(), memcpys=(kind == "memcpy").sum(), memsets=(kind == "memset").sum(),
+        graphs=(kind == "graph").sum(),
         spill_ops=outside.sum())
     spilled_steps = ops.filter(outside)["step"].unique().implode()
     unclipped = (_sweep(lazy.filter(pl.col("step").is_in(spilled_steps)), "start", "end")

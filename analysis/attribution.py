@@ -16,11 +16,15 @@ from gapprof.errors import GapprofError
 from gapprof.nvtx_names import STEP_MESSAGE
 
 # Per-step table order: identity terms first, then the floor split, then what the step contained.
+GRAPH_LEVEL_NOTE = ("graph-level trace: each CUDA graph execution is one GPU op (class cuda graph), its nodes not "
+                    "traced, so busy counts each graph's span, the gaps between its kernels included, and the "
+                    "kernel tables show graphs, not kernels; a node-level capture (--cuda-graph-trace node) gives "
+                    "each kernel at a higher profiling cost")
 STEP_COLUMNS = ("step", "globalTid", "index", "payload", "warmup", "t0", "t1", "wall", "busy", "starved", "latency",
                 "head", "tail", "ctx", "bytes", "bytes_unquantised", "floor", "excess",
                 *(f"floor_{s}" for s in SOURCES), "spill", "overlap", "g0", "g1", "kernels", "memcpys", "memsets",
-                "launch_calls", "launch_cpu", "api_calls", "streams", "starved_gaps", "latency_gaps", "spill_ops",
-                "nested", "empty")
+                "graphs", "launch_calls", "launch_cpu", "api_calls", "streams", "starved_gaps", "latency_gaps",
+                "spill_ops", "nested", "empty")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ def attribute(frames: Frames, options: Options = Options(),
             notes.append(f"--ctx {options.ctx} is the context at the first measured step, +1 each step after")
         table = apply_floor(table, floor, context)
         notes.append(floor.convention)
+    if table["graphs"].sum():
+        notes.append(GRAPH_LEVEL_NOTE)
     table = table.select(*(c for c in STEP_COLUMNS if c in table.columns))
     return Attribution(frames=frames, steps=table, ops=ops, calls=step_calls, floor=floor,
                        device_name=device_name, notes=tuple(notes))

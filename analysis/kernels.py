@@ -9,7 +9,7 @@ import re
 import polars as pl
 
 CLASSES = ("gemv/gemm", "attention", "norm", "rope", "elementwise", "reduction", "copy/cat", "memcpy/memset",
-           "sampling", "other")
+           "sampling", "other", "cuda graph")
 
 # First match wins, tested against the demangled name (template arguments say what a generic kernel does).
 _RULES = [
@@ -38,22 +38,25 @@ def classify(name: str) -> str:
 
 def named_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
     """ops with `name` and `class` columns, resolved once per distinct kernel rather than per op."""
-    ops = ops.hstack(gpu.select("shortName", "demangledName", "copyKind").gather(ops["op"]))
-    keys = ops.select("kind", "shortName", "demangledName", "copyKind").unique()
+    ops = ops.hstack(gpu.select("shortName", "demangledName", "copyKind", "graphExecId").gather(ops["op"]))
+    keys = ops.select("kind", "shortName", "demangledName", "copyKind", "graphExecId").unique()
     lookup = dict(zip(strings["id"].to_list(), strings["value"].to_list()))
     rows = []
-    for kind, short, full, copy_kind in keys.iter_rows():
+    for kind, short, full, copy_kind, graph_exec in keys.iter_rows():
         if kind == "kernel":
             full_name = lookup.get(full, f"<string {full}>")
             name = full_name if full_names else lookup.get(short, f"<string {short}>")
             cls = classify(full_name if full in lookup else name)
         elif kind == "memcpy":
             name, cls = f"[memcpy {COPY_KINDS.get(copy_kind, copy_kind)}]", "memcpy/memset"
+        elif kind == "graph":
+            name, cls = f"[CUDA graph exec {graph_exec}]", "cuda graph"
         else:
             name, cls = "[memset]", "memcpy/memset"
-        rows.append((kind, short, full, copy_kind, name, cls))
+        rows.append((kind, short, full, copy_kind, graph_exec, name, cls))
     names = pl.DataFrame(rows, schema={**keys.schema, "name": pl.String, "class": pl.Enum(CLASSES)}, orient="row")
-    return ops.join(names, on=["kind", "shortName", "demangledName", "copyKind"], how="left", nulls_equal=True)
+    return ops.join(names, on=["kind", "shortName", "demangledName", "copyKind", "graphExecId"], how="left",
+                    nulls_equal=True)
 
 
 def _table(ops: pl.DataFrame, by: list[str], n_steps: int, busy_total: int) -> pl.DataFrame:

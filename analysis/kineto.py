@@ -165,7 +165,7 @@ def _gpu_frame(rows: list, ids: dict[str, int], pid: int) -> pl.DataFrame:
     frame = pl.DataFrame({
         "start": start, "end": end, "deviceId": device, "streamId": stream, "correlationId": correlation,
         "globalPid": [trace_schema.global_pid(pid)] * len(start), "kind": kind,
-        "shortName": short, "demangledName": full, "copyKind": copy},
+        "shortName": short, "demangledName": full, "copyKind": copy, "graphExecId": [None] * len(start)},
         schema={c: pl.Int64 for c in load.GPU_SCHEMA if c != "kind"} | {"kind": pl.String})
     return frame.select(*load.GPU_SCHEMA).cast(load.GPU_SCHEMA)
 

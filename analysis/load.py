@@ -21,6 +21,8 @@ from gapprof.nsight import find_nsys, nsys_export_command
 KERNEL = "CUPTI_ACTIVITY_KIND_KERNEL"
 MEMCPY = "CUPTI_ACTIVITY_KIND_MEMCPY"
 MEMSET = "CUPTI_ACTIVITY_KIND_MEMSET"
+# Graph-level tracing (`nsys --cuda-graph-trace=graph`): one row per graph execution, its nodes not traced.
+GRAPH = "CUPTI_ACTIVITY_KIND_GRAPH_TRACE"
 RUNTIME = "CUPTI_ACTIVITY_KIND_RUNTIME"
 DRIVER = "CUPTI_ACTIVITY_KIND_DRIVER"
 NVTX = "NVTX_EVENTS"
@@ -30,7 +32,7 @@ PID_MASK = 1 << trace_schema.TID_BITS  # globalPid = globalTid with the tid bits
 # The process of a thread, as the GPU tables name it (globalPid), from its globalTid column.
 GLOBAL_PID = pl.col("globalTid") - pl.col("globalTid") % PID_MASK
 
-GPU_KINDS = ("kernel", "memcpy", "memset")
+GPU_KINDS = ("kernel", "memcpy", "memset", "graph")
 API_SOURCES = ("runtime", "driver")
 
 RANGES_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "globalTid": pl.Int64, "message": pl.String,
@@ -39,7 +41,7 @@ API_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "globalTid": pl.Int64, "correl
               "nameId": pl.Int64, "source": pl.Enum(API_SOURCES)}
 GPU_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "deviceId": pl.Int64, "streamId": pl.Int64,
               "correlationId": pl.Int64, "globalPid": pl.Int64, "kind": pl.Enum(GPU_KINDS),
-              "shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64}
+              "shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64, "graphExecId": pl.Int64}
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def open_trace(path: Path) -> Trace:
     finally:
         conn.close()
     missing = []
-    if KERNEL not in tables:
+    if KERNEL not in tables and GRAPH not in tables:
         missing.append(f"no {KERNEL} table (capture with `nsys profile -t cuda`)")
     if RUNTIME not in tables and DRIVER not in tables:
         missing.append(f"no {RUNTIME} or {DRIVER} table (capture with `nsys profile -t cuda`)")
@@ -199,14 +201,15 @@ def read_api_calls(trace: Trace, threads: list[int]) -> pl.DataFrame:
 
 
 def read_gpu_ops(trace: Trace) -> pl.DataFrame:
-    """Kernels, memcpys and memsets in one frame; names stay StringIds ids until a table needs them.
+    """Kernels, memcpys, memsets and graph executions (graph-level traces) in one frame; names stay StringIds ids
+    until a table needs them.
 
     Each table is read on its own rather than through a UNION, so no per-row constants pass through SQLite.
     """
     common = ("start", "end", "deviceId", "streamId", "correlationId", "globalPid")
-    own = {"kernel": ("shortName", "demangledName"), "memcpy": ("copyKind",), "memset": ()}
+    own = {"kernel": ("shortName", "demangledName"), "memcpy": ("copyKind",), "memset": (), "graph": ("graphExecId",)}
     frames = []
-    for kind, table in (("kernel", KERNEL), ("memcpy", MEMCPY), ("memset", MEMSET)):
+    for kind, table in (("kernel", KERNEL), ("memcpy", MEMCPY), ("memset", MEMSET), ("graph", GRAPH)):
         if table in trace.tables:
             columns = common + own[kind]
             quoted = ", ".join(f'"{c}"' for c in columns)  # "end" is an SQL keyword

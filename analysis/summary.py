@@ -54,6 +54,8 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
         "kernels per step": measured["kernels"].mean(),
         "memcpys per step": measured["memcpys"].mean(),
         "memsets per step": measured["memsets"].mean(),
+        **({"CUDA graph executions per step (graph-level trace)": measured["graphs"].mean()}
+           if measured["graphs"].sum() else {}),
         "launch calls per step": measured["launch_calls"].mean(),
         "API calls per step": measured["api_calls"].mean(),
         "CPU us per launch call": cpu_us_per_launch(measured),

@@ -82,7 +82,7 @@ def refuse_unlaunched_work(trace: Trace, unlaunched: pl.DataFrame, measured: pl.
 
 def refuse_without_kernels(trace: Trace, measured: pl.DataFrame, kernels_in_trace: int) -> None:
     """Raise when no measured step (the anatomy's per-step table) ran a kernel."""
-    if measured["kernels"].sum() == 0:
+    if measured["kernels"].sum() + measured["graphs"].sum() == 0:
         raise GapprofError(
             f"{trace.path}: none of the {measured.height} measured steps ran a kernel (the trace holds "
             f"{kernels_in_trace:,} kernels): busy would be copies alone; check --range, or the capture lost its "

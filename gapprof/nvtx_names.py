@@ -6,6 +6,8 @@ range has message `module:<kind>` and payload = decoder layer index (none for th
 """
 STEP_DOMAIN = "gapprof"
 STEP_MESSAGE = "decode_step"
+# The graph-level pass of a two-pass capture (--cuda-graph-trace both): its steps, under their own message.
+GRAPH_LEVEL_MESSAGE = "decode_step_graph_level"
 PREFILL_MESSAGE = "prefill"
 MODULE_PREFIX = "module:"
 

@@ -37,6 +37,12 @@ TABLES = {
         "streamId INTEGER NOT NULL, correlationId INTEGER, globalPid INTEGER, value INTEGER NOT NULL, "
         "bytes INTEGER NOT NULL, graphNodeId INTEGER, memKind INTEGER"
     ),
+    # Graph-level tracing: one row per graph execution, its nodes not traced (nsys --cuda-graph-trace=graph).
+    "CUPTI_ACTIVITY_KIND_GRAPH_TRACE": (
+        "start INTEGER NOT NULL, end INTEGER NOT NULL, deviceId INTEGER NOT NULL, contextId INTEGER NOT NULL, "
+        "greenContextId INTEGER, streamId INTEGER NOT NULL, correlationId INTEGER, globalPid INTEGER, "
+        "graphId INTEGER NOT NULL, graphExecId INTEGER NOT NULL"
+    ),
     "CUPTI_ACTIVITY_KIND_RUNTIME": (
         "start INTEGER NOT NULL, end INTEGER NOT NULL, eventClass INTEGER NOT NULL, globalTid INTEGER, "
         "correlationId INTEGER, nameId INTEGER NOT NULL, returnValue INTEGER NOT NULL, callchainId INTEGER"
@@ -114,11 +120,13 @@ def kernels_per_step(path: Path, steps: int) -> float:
     return count / steps
 
 
-GPU_OP_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET")
+GPU_OP_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET",
+                 "CUPTI_ACTIVITY_KIND_GRAPH_TRACE")
 
 
 def gpu_op_count(path: Path) -> int:
-    """Kernels, memcpys and memsets in the trace at `path` (a table nsys did not write counts as empty)."""
+    """Kernels, memcpys, memsets and graph executions in the trace at `path` (a table nsys did not write counts as
+    empty)."""
     with sqlite3.connect(path) as conn:
         present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         return sum(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]

@@ -29,7 +29,9 @@ class CuptiCollector:
         self.cupti = _import_cupti()
         kind = self.cupti.ActivityKind
         self.kinds = [kind.CONCURRENT_KERNEL, kind.MEMCPY, kind.MEMSET, kind.RUNTIME, kind.DRIVER]
+        self.enabled, self.registered = [], False
         self.kernels, self.memcpys, self.memsets, self.runtime_calls, self.driver_calls = [], [], [], [], []
+        self.graphs = []
         self.pid = os.getpid()
         self.clock = self.cupti.get_timestamp
 
@@ -37,7 +39,7 @@ class CuptiCollector:
         """The columns kernels, memcpys and memsets share."""
         return {"start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
                 "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": global_pid(self.pid),
-                "graphNodeId": a.graph_node_id or None}
+                **({"graphNodeId": a.graph_node_id or None} if hasattr(a, "graph_node_id") else {})}
 
     def _on_buffer(self, activities) -> None:
         # Runs on CUPTI's thread; copy out plain values, the records do not outlive the buffer.
@@ -47,6 +49,9 @@ class CuptiCollector:
                 self.kernels.append({**self._gpu_op(a), "name": a.name, "gridX": a.grid_x, "gridY": a.grid_y,
                                      "gridZ": a.grid_z, "blockX": a.block_x, "blockY": a.block_y,
                                      "blockZ": a.block_z})
+            elif a.kind == kind.GRAPH_TRACE:
+                # CUPTI names the graph, not its executable instance: graphExecId repeats graphId.
+                self.graphs.append({**self._gpu_op(a), "graphId": a.graph_id, "graphExecId": a.graph_id})
             elif a.kind == kind.MEMCPY:
                 self.memcpys.append({**self._gpu_op(a), "bytes": a.bytes, "copyKind": a.copy_kind,
                                      "srcKind": a.src_kind, "dstKind": a.dst_kind})
@@ -60,25 +65,37 @@ class CuptiCollector:
                         "returnValue": a.return_value}
                 (self.runtime_calls if a.kind == kind.RUNTIME else self.driver_calls).append(call)
 
-    def start(self) -> None:
+    def _enable(self, kinds: list) -> None:
         import torch
 
         torch.cuda.synchronize()
-        # System thread ids, so API records and the step ranges name the same thread.
-        self.cupti.set_thread_id_type(self.cupti.ActivityThreadIdType.SYSTEM)
-        self.cupti.activity_register_callbacks(lambda: (BUFFER_BYTES, 0), self._on_buffer)
-        for kind in self.kinds:
+        if not self.registered:  # once, before the first pass
+            # System thread ids, so API records and the step ranges name the same thread.
+            self.cupti.set_thread_id_type(self.cupti.ActivityThreadIdType.SYSTEM)
+            self.cupti.activity_register_callbacks(lambda: (BUFFER_BYTES, 0), self._on_buffer)
+            self.registered = True
+        self.enabled = kinds
+        for kind in kinds:
             self.cupti.activity_enable(kind)
+
+    def start(self) -> None:
+        self._enable(self.kinds)
+
+    def start_graph_level(self) -> None:
+        """One record per graph execution instead of one per kernel (CUPTI allows one of the two at a time)."""
+        kind = self.cupti.ActivityKind
+        self._enable([kind.GRAPH_TRACE, *(k for k in self.kinds if k != kind.CONCURRENT_KERNEL)])
 
     def stop(self) -> None:
         import torch
 
         torch.cuda.synchronize()
-        for kind in self.kinds:
+        for kind in self.enabled:
             self.cupti.activity_disable(kind)
         self.cupti.activity_flush_all(1)
+        self.enabled = []
 
-    def write(self, path, step_spans, meta: dict) -> None:
+    def write(self, path, step_spans, meta: dict, graph_spans=()) -> None:
         import torch
 
         from gapprof.profiler.trace_writer import write_trace
@@ -87,7 +104,8 @@ class CuptiCollector:
         gpu = {"id": torch.cuda.current_device(), "name": props.name, "totalMemory": props.total_memory,
                "smCount": props.multi_processor_count, "cuDevice": torch.cuda.current_device()}
         write_trace(path, self.kernels, self.memcpys, self.memsets, self.runtime_calls, self.driver_calls,
-                    step_spans, gpu, meta, thread_id=threading.get_native_id(), pid=self.pid)
+                    step_spans, gpu, meta, thread_id=threading.get_native_id(), pid=self.pid, graphs=self.graphs,
+                    graph_step_spans=graph_spans)
 
 
 def capture_with_cupti(request, output: Path, command: str) -> tuple[Path, dict]:
@@ -98,5 +116,5 @@ def capture_with_cupti(request, output: Path, command: str) -> tuple[Path, dict]
     meta, spans = run_session(request, collector, clock=collector.clock)
     meta["command"] = command
     output.parent.mkdir(parents=True, exist_ok=True)
-    collector.write(output, spans, meta)
+    collector.write(output, spans, meta, meta.pop("graph_level_spans", ()))
     return output, meta

@@ -11,16 +11,20 @@ from gapprof.profiler.profiled_session import run_under
 from gapprof.nsight import find_nsys, nsys_export_command
 from gapprof.trace_schema import write_meta
 
-# CUDA and NVTX only; without -s none --cpuctxsw=none a short run writes gigabytes of CPU samples; every kernel of
-# a graph replay, not one opaque graph range. `gapprof profile` collects with the same flags.
-COLLECTION_FLAGS = ["-t", "cuda,nvtx", "-s", "none", "--cpuctxsw=none", "--cuda-graph-trace=node"]
+# CUDA and NVTX only; without -s none --cpuctxsw=none a short run writes gigabytes of CPU samples. `gapprof
+# profile` collects with the same flags.
+COLLECTION_FLAGS = ["-t", "cuda,nvtx", "-s", "none", "--cpuctxsw=none"]
 
 
-def profile_command(nsys: str, report_base: Path, capture_range: bool = True) -> list[str]:
+def profile_command(nsys: str, report_base: Path, capture_range: bool = True,
+                    graph_trace: str = "node") -> list[str]:
     """The nsys command line before the profiled command's; with capture_range, collection is limited to what the
-    program brackets with cudaProfilerStart/Stop (capture's profiled phase), else it covers the whole run."""
+    program brackets with cudaProfilerStart/Stop (capture's profiled phase), else it covers the whole run.
+    graph_trace: `node` traces every kernel of a graph replay; `graph` one range per graph execution, which costs
+    the replay less (the observer effect of the graph runtimes) and hides the kernels."""
     limit = ["--capture-range=cudaProfilerApi", "--capture-range-end=stop"] if capture_range else []
-    return [nsys, "profile", *COLLECTION_FLAGS, *limit, "--force-overwrite=true", "-o", str(report_base)]
+    return [nsys, "profile", *COLLECTION_FLAGS, f"--cuda-graph-trace={graph_trace}", *limit,
+            "--force-overwrite=true", "-o", str(report_base)]
 
 
 def report_paths(output: Path) -> tuple[Path, Path, Path]:
@@ -55,7 +59,7 @@ def capture_with_nsys(request, output: Path, command: str) -> tuple[Path, Path, 
     base, report, sqlite_path = report_paths(output)
     base.parent.mkdir(parents=True, exist_ok=True)
     started = time.time() - 1  # file times may be coarser than the clock
-    meta = run_under(profile_command(nsys, base), request)
+    meta = run_under(profile_command(nsys, base, graph_trace=request.graph_trace), request)
     require_report(report, started)
     export_sqlite(nsys, report, sqlite_path)
     meta["command"] = command

@@ -6,7 +6,7 @@ from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, get_spec
 from gapprof.profiler.module_ranges import HOOKED_RUNTIMES
 from gapprof.quant import check_request as check_quant
-from gapprof.runtime_names import (ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION, MIN_WARMUP, RUNTIMES,
+from gapprof.runtime_names import (ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION, GRAPH_RUNTIMES, MIN_WARMUP, RUNTIMES,
                                    UNSUPPORTED_ATTENTION, resolve_attention)
 
 
@@ -26,6 +26,9 @@ class CaptureRequest:
     modules: bool = False
     quant: str = "none"  # gapprof.quant.METHODS: weight-only quantisation of the decoder linear layers
     quant_lm_head: bool = False
+    # Graph tracing: every node (node), one range per graph execution (graph, nsys), or a graph-level pass then a
+    # node-level pass in one process (both, CUPTI).
+    graph_trace: str = "node"
 
     def __post_init__(self):
         object.__setattr__(self, "attn", resolve_attention(self.attn, self.runtime))
@@ -45,6 +48,13 @@ def validate(request: CaptureRequest) -> None:
     if request.modules and request.runtime not in HOOKED_RUNTIMES:
         raise GapprofError(f"--modules needs runtime eager or static: module hooks do not run inside a "
                            f"{request.runtime} replay (map its kernels with `attribute --by module --reference`)")
+    if request.graph_trace == "graph" and request.backend != "nsys":
+        raise GapprofError("--cuda-graph-trace graph needs --backend nsys (the CUPTI backend records every node)")
+    if request.graph_trace == "both" and request.backend != "cupti":
+        raise GapprofError("--cuda-graph-trace both needs --backend cupti (one nsys run traces graphs one way)")
+    if request.graph_trace != "node" and request.runtime not in GRAPH_RUNTIMES:
+        raise GapprofError(f"--cuda-graph-trace {request.graph_trace}: runtime {request.runtime} launches no CUDA "
+                           f"graph; the runtimes that do: {', '.join(GRAPH_RUNTIMES)}")
     if request.modules and request.backend == "cupti":
         raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
     if request.attn not in ATTENTION_BACKENDS:
@@ -69,7 +79,8 @@ def decode_steps(request: CaptureRequest) -> int:
     if request.backend == "none":
         return request.warmup + request.steps
     timed_passes = 3 if request.modules else 2
-    return 2 * request.warmup + timed_passes * request.steps
+    profiled_passes = 2 if request.graph_trace == "both" else 1
+    return (1 + profiled_passes) * request.warmup + (timed_passes + profiled_passes - 1) * request.steps
 
 
 def max_len(request: CaptureRequest) -> int:

@@ -74,8 +74,18 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
             _, hooked_spans = run_steps(runtime, request.steps)
 
     first_index = decode_steps(request) - request.warmup - request.steps
-    progress(f"profiled: {request.warmup} warm-up + {request.steps} steps ({request.backend})")
     timing = {"clock": clock} if clock else {}
+    graph_level = {}
+    if request.graph_trace == "both":
+        # The graph-level pass first, at the positions before the node-level pass's.
+        graph_index = first_index - request.warmup - request.steps
+        progress(f"profiled, graph level: {request.warmup} warm-up + {request.steps} steps ({request.backend})")
+        collector.start_graph_level()
+        _, graph_spans = run_steps(runtime, request.warmup + request.steps, graph_index, ranges=ranges, **timing)
+        collector.stop()
+        graph_level = {"graph_level_step_ms": step_ms(graph_spans[request.warmup:]),
+                       "graph_level_first_index": graph_index, "graph_level_spans": graph_spans}
+    progress(f"profiled: {request.warmup} warm-up + {request.steps} steps ({request.backend})")
     hooks = module_ranges.annotated(model, modules) if request.modules else contextlib.nullcontext()
     with hooks as found:
         collector.start()
@@ -95,6 +105,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         "warmup": request.warmup,
         "runtime": request.runtime,
         "backend": request.backend,
+        "cuda_graph_trace": request.graph_trace,
         "attn": request.attn,
         "seed": request.seed,
         "range_message": STEP_MESSAGE,
@@ -103,6 +114,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         "unprofiled_step_ms": unprofiled_ms,
         "profiled_step_ms": profiled_ms,
         "first_profiled_index": first_index,
+        **graph_level,
         "first_token": first,
         "tokens": tokens,
         "cpu": environment.cpu_model(),

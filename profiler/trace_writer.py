@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gapprof import trace_schema
 from gapprof.kernel_names import demangle, short_name
+from gapprof.nvtx_names import GRAPH_LEVEL_MESSAGE
 
 
 # Frequent queries that neither launch work nor synchronise; nsys leaves them out of its CUDA trace, and so does
@@ -51,9 +52,19 @@ class _Strings:
         return self.ids.setdefault(value, len(self.ids) + 1)
 
 
+def _step_ranges(spans, message_id: int, domain_id: int, thread: int, first_payload: int = 0) -> list[dict]:
+    return [{"start": start, "end": end, "eventType": trace_schema.NVTX_PUSH_POP_RANGE, "textId": message_id,
+             "domainId": domain_id, "globalTid": thread, "int64Value": first_payload + index}
+            for index, (start, end) in enumerate(spans)]
+
+
 def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_calls, step_spans, gpu: dict,
-                meta: dict, thread_id: int | None = None, pid: int | None = None) -> None:
-    """Write one trace. step_spans are (start, end) per decode step, index = payload, on the records' clock.
+                meta: dict, thread_id: int | None = None, pid: int | None = None, graphs=(),
+                graph_step_spans=()) -> None:
+    """Write one trace. step_spans are (start, end) per decode step on the records' clock, each step's payload
+    its index since prefill (meta's first_profiled_index first), as capture's NVTX ranges carry it; graphs and
+    graph_step_spans, of a graph-level pass: its graph executions and steps (GRAPH_LEVEL_MESSAGE, payloads from
+    meta's graph_level_first_index).
 
     The payload goes where nsys puts the payload of a Python int: int64Value."""
     path = Path(path)
@@ -72,6 +83,7 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
         trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_KERNEL", [named_kernel(k) for k in kernels])
         trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
         trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMSET", memsets)
+        trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE", graphs)
         for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", app_driver_calls(driver_calls, runtime_calls))):
             trace_schema.insert_rows(conn, table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0}
                            for call in calls if not is_query_call(call["name"])])
@@ -81,9 +93,10 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
         nvtx = [{"start": step_spans[0][0] if step_spans else 0, "eventType": trace_schema.NVTX_DOMAIN_CREATE,
                  "domainId": domain_id, "text": meta.get("range_domain", "gapprof"), "globalTid": thread}]
         message_id = strings.id(meta.get("range_message", "decode_step"))
-        nvtx += [{"start": start, "end": end, "eventType": trace_schema.NVTX_PUSH_POP_RANGE, "textId": message_id,
-                  "domainId": domain_id, "globalTid": thread, "int64Value": index}
-                 for index, (start, end) in enumerate(step_spans)]
+        nvtx += _step_ranges(step_spans, message_id, domain_id, thread, meta.get("first_profiled_index", 0))
+        if graph_step_spans:
+            nvtx += _step_ranges(graph_step_spans, strings.id(GRAPH_LEVEL_MESSAGE), domain_id, thread,
+                                 meta["graph_level_first_index"])
         trace_schema.insert_rows(conn, "NVTX_EVENTS", nvtx)
         trace_schema.insert_rows(conn, "TARGET_INFO_GPU", [gpu])
         trace_schema.insert_rows(conn, "StringIds", [{"id": i, "value": v} for v, i in strings.ids.items()])

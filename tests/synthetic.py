@@ -69,6 +69,12 @@ class TraceBuilder:
             start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
             globalPid=ts.global_pid(PID), value=0, bytes=4))
 
+    def graph(self, start: int, end: int, correlation: int, exec_id: int = 1, stream: int = 7) -> None:
+        """One graph execution of a graph-level trace (its nodes untraced)."""
+        self.rows["CUPTI_ACTIVITY_KIND_GRAPH_TRACE"].append(dict(
+            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
+            globalPid=ts.global_pid(PID), graphId=exec_id, graphExecId=exec_id))
+
     def launch(self, call_start: int, call_end: int, gpu_start: int, gpu_end: int, name: str = "kernel",
                **kernel) -> int:
         """A cudaLaunchKernel call and the kernel it launched."""

@@ -174,7 +174,7 @@ def test_cupti_records_become_trace_rows(monkeypatch):
     from gapprof.profiler.cupti_backend import CuptiCollector
 
     # A stand-in for cupti-python's module: just the names the collector's buffer callback reads.
-    kinds = enum.IntEnum("ActivityKind", "CONCURRENT_KERNEL MEMCPY MEMSET RUNTIME DRIVER")
+    kinds = enum.IntEnum("ActivityKind", "CONCURRENT_KERNEL MEMCPY MEMSET RUNTIME DRIVER GRAPH_TRACE")
     domains = enum.IntEnum("CallbackDomain", "RUNTIME_API DRIVER_API")
     fake = types.SimpleNamespace(ActivityKind=kinds, CallbackDomain=domains, get_timestamp=lambda: 0,
                                  get_callback_name=lambda domain, cbid: f"{domain.name}:{cbid}")
@@ -190,6 +190,8 @@ def test_cupti_records_become_trace_rows(monkeypatch):
                               cbid=211, return_value=0),
         types.SimpleNamespace(kind=kinds.DRIVER, start=3, end=4, process_id=PID, thread_id=TID, correlation_id=6,
                               cbid=307, return_value=0),
+        types.SimpleNamespace(kind=kinds.GRAPH_TRACE, graph_id=12,
+                              **{k: v for k, v in gpu.items() if k != "graph_node_id"}),
     ]
     collector = CuptiCollector()
     collector.pid = PID
@@ -200,6 +202,7 @@ def test_cupti_records_become_trace_rows(monkeypatch):
                                   "gridZ": 3, "blockX": 4, "blockY": 5, "blockZ": 6}]
     assert collector.memcpys == [{**common, "graphNodeId": 9, "bytes": 8, "copyKind": 2, "srcKind": 3, "dstKind": 1}]
     assert collector.memsets == [{**common, "graphNodeId": None, "value": 0, "bytes": 16, "memKind": 3}]
+    assert collector.graphs == [{**common, "graphId": 12, "graphExecId": 12}]
     thread = trace_schema.global_tid(PID, TID)
     assert collector.runtime_calls == [{"start": 1, "end": 2, "globalTid": thread, "correlationId": 5,
                                         "name": "RUNTIME_API:211", "returnValue": 0}]

@@ -120,3 +120,33 @@ def test_a_local_checkpoint_loads_through_weights(tmp_path):
 def test_weights_folder_without_config_is_refused(tmp_path):
     with pytest.raises(GapprofError, match="no config.json"):
         build_model("ignored", "float32", "sdpa", "cpu", seed=0, weights=str(tmp_path))
+
+
+class RecordingCollector:
+    """Stands in for the CUPTI collector: records which pass it was asked for, in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def start(self):
+        self.calls.append("start")
+
+    def start_graph_level(self):
+        self.calls.append("start_graph_level")
+
+    def stop(self):
+        self.calls.append("stop")
+
+
+def test_two_pass_session_profiles_a_graph_level_pass_then_the_node_level_one():
+    collector = RecordingCollector()
+    request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=3, warmup=3, device="cpu", dtype="float32",
+                             runtime="compile", backend="cupti", graph_trace="both")
+    meta, spans = run_session(request, collector=collector)
+    assert collector.calls == ["start_graph_level", "stop", "start", "stop"]
+    # Warm-up 3 and unprofiled 3, then graph level 3 + 3 from index 6, then node level 3 + 3 from index 12.
+    assert (meta["graph_level_first_index"], meta["first_profiled_index"]) == (6, 12)
+    assert len(meta["graph_level_spans"]) == len(spans) == 6
+    assert meta["graph_level_spans"][-1][1] <= spans[0][0]
+    assert len(meta["graph_level_step_ms"]) == len(meta["profiled_step_ms"]) == 3
+    assert meta["cuda_graph_trace"] == "both"

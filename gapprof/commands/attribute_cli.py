@@ -9,6 +9,7 @@ from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
 from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
 from gapprof.analysis.plausibility import problems
+from gapprof.analysis.two_pass import graph_level_pass, joined
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -97,6 +98,11 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
         sections = [(name, tables[name](result)) for name in chosen if name not in ("cost", "findings")]
+        graph_level = graph_level_pass(result, chosen_options, progress) if "summary" in chosen else None
+        if graph_level is not None:
+            two_pass, two_pass_notes = joined(result, graph_level)
+            sections.insert(chosen.index("summary") + 1, ("two-pass", two_pass))
+            notes += two_pass_notes
         if cost:
             from gapprof.analysis.kernel_cost import cost_sections
 

@@ -43,22 +43,29 @@ def trace_output(output: Path | None, model: str, runtime: str, backend: str) ->
 @options.model_build
 @click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
                                               "runtimes), and an extra unprofiled pass that times their cost.")
+@click.option("--cuda-graph-trace", "graph_trace", type=click.Choice(["node", "graph", "both"]), default="node",
+              show_default=True,
+              help="Trace every kernel of a CUDA graph replay (node); each graph execution as one range (graph, "
+                   "nsys: cheaper for the graphs, compile and lean runtimes, no per-kernel tables); or both, "
+                   "CUPTI: a graph-level pass, then a node-level pass, in one process.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite; "
                    "RUNTIME-QUANT with --quant).")
 def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, quant, quant_lm_head, modules,
-            output):
+            graph_trace, output):
     """Run batch-1 decode with every step in an NVTX range and write a trace.
 
     Example: gapprof capture --model qwen2.5-7b (--quant int4 --runtime graphs: int4 weights, CUDA graphs)
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
                              dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules, quant=quant,
-                             quant_lm_head=quant_lm_head)
+                             quant_lm_head=quant_lm_head, graph_trace=graph_trace)
     options.check_session_device("capture")
     validate(request)
     check_library(quant)
-    output = trace_output(output, model, runtime if quant == "none" else f"{runtime}-{quant}", backend)
+    level = {"node": "", "graph": "-graph-level", "both": "-two-pass"}[graph_trace]
+    variant = "".join((f"-{quant}" if quant != "none" else "", level))
+    output = trace_output(output, model, runtime + variant, backend)
     if backend == "nsys":
         from gapprof.profiler.nsys_capture import capture_with_nsys
 
