@@ -66,7 +66,7 @@ def test_fused_weights_are_not_stored_twice():
     assert mlp.up_proj.weight.data_ptr() == layer.gate_up[mlp.gate_proj.weight.shape[0]:].data_ptr()
     assert lean.lm_head.data_ptr() == model.lm_head.weight.data_ptr()
     assert LeanRuntime(model, 32).model.layers[1].gate_up.data_ptr() == layer.gate_up.data_ptr()  # fused once
-    assert tuple(layer.k_cache.shape) == tuple(layer.v_cache.shape) == (2, 32, 16)  # kv_heads, max_len, head_dim
+    assert tuple(layer.k_cache.shape) == tuple(layer.v_cache.shape) == (2, 64, 16)  # kv_heads, 64 slots, head_dim
 
 
 def test_lean_requests():
