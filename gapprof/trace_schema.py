@@ -113,21 +113,25 @@ def global_pid(pid: int) -> int:
     return pid << TID_BITS
 
 
-def kernels_per_step(path: Path, steps: int) -> float:
-    """Kernels in the trace at `path` over its `steps` traced steps (capture's one-line summary)."""
-    with sqlite3.connect(path) as conn:
-        (count,) = conn.execute("SELECT COUNT(*) FROM CUPTI_ACTIVITY_KIND_KERNEL").fetchone()
-    return count / steps
-
-
 GPU_OP_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET",
                  "CUPTI_ACTIVITY_KIND_GRAPH_TRACE")
 
 
-def gpu_op_count(path: Path) -> int:
-    """Kernels, memcpys, memsets and graph executions in the trace at `path` (a table nsys did not write counts as
-    empty)."""
+def gpu_op_counts(path: Path) -> dict[str, int]:
+    """Rows of each GPU op table in the trace at `path`; a table nsys did not write (a graph-level trace has no
+    kernel table, a node-level one no graph table) counts as empty."""
     with sqlite3.connect(path) as conn:
         present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return sum(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                   for table in GPU_OP_TABLES if table in present)
+        return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] if table in present else 0
+                for table in GPU_OP_TABLES}
+
+
+def gpu_op_count(path: Path) -> int:
+    """Kernels, memcpys, memsets and graph executions in the trace at `path`."""
+    return sum(gpu_op_counts(path).values())
+
+
+def ops_per_step(path: Path, steps: int) -> tuple[float, float]:
+    """Kernels and CUDA graph executions in the trace at `path` over its `steps` traced steps (capture's summary)."""
+    counts = gpu_op_counts(path)
+    return counts["CUPTI_ACTIVITY_KIND_KERNEL"] / steps, counts["CUPTI_ACTIVITY_KIND_GRAPH_TRACE"] / steps

@@ -81,6 +81,16 @@ class CuptiCollector:
     def start(self) -> None:
         self._enable(self.kinds)
 
+    def arm_graph_level(self) -> None:
+        """CUPTI records a graph's executions only if graph tracing was on when the graph was instantiated (switched
+        on later, the first replay crashed: cupti-python 13.0.1, H100, 2026-11-27). So it is on, alone, through
+        warm-up, where the runtimes build their graphs, and what it records there is dropped."""
+        self._enable([self.cupti.ActivityKind.GRAPH_TRACE])
+
+    def disarm(self) -> None:
+        self.stop()
+        self.graphs.clear()
+
     def start_graph_level(self) -> None:
         """One record per graph execution instead of one per kernel (CUPTI allows one of the two at a time)."""
         kind = self.cupti.ActivityKind

@@ -64,7 +64,11 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         progress(f"device-to-device copy bandwidth {bandwidth:.0f} GB/s")
 
     progress(f"warm-up: {request.warmup} steps ({request.runtime})")
+    if request.graph_trace == "both":
+        collector.arm_graph_level()
     run_steps(runtime, request.warmup)
+    if request.graph_trace == "both":
+        collector.disarm()
     progress(f"unprofiled: {request.steps} steps")
     _, plain_spans = run_steps(runtime, request.steps)
     if request.modules:
@@ -131,13 +135,19 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
     return meta, spans
 
 
-def summary_line(meta: dict, kernels_per_step: float | None = None) -> str:
+def summary_line(meta: dict, ops_per_step: tuple[float, float] | None = None) -> str:
+    """One line: median profiled and unprofiled step, the graph-level pass's when there was one, and the ops
+    (kernels, CUDA graph executions) a traced step ran."""
     quant = f" {meta['quant']['method']}" if meta.get("quant") else ""
     line = (f"{meta['model']} {meta['runtime']}{quant} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
             f"{statistics.median(meta['profiled_step_ms']):.2f} ms profiled, "
             f"{statistics.median(meta['unprofiled_step_ms']):.2f} ms unprofiled")
-    if kernels_per_step is not None:
-        line += f", {kernels_per_step:.0f} kernels per step"
+    if meta.get("graph_level_step_ms"):
+        line += f", {statistics.median(meta['graph_level_step_ms']):.2f} ms graph level"
+    if ops_per_step is not None:
+        kernels, graphs = ops_per_step
+        line += f", {kernels:.0f} kernels" + (f" and {graphs:.0f} CUDA graph executions" if graphs else "")
+        line += " per step"
     return line
 
 

@@ -131,6 +131,12 @@ class RecordingCollector:
     def start(self):
         self.calls.append("start")
 
+    def arm_graph_level(self):
+        self.calls.append("arm_graph_level")
+
+    def disarm(self):
+        self.calls.append("disarm")
+
     def start_graph_level(self):
         self.calls.append("start_graph_level")
 
@@ -143,7 +149,8 @@ def test_two_pass_session_profiles_a_graph_level_pass_then_the_node_level_one():
     request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=3, warmup=3, device="cpu", dtype="float32",
                              runtime="compile", backend="cupti", graph_trace="both")
     meta, spans = run_session(request, collector=collector)
-    assert collector.calls == ["start_graph_level", "stop", "start", "stop"]
+    # Graph tracing is on while warm-up builds the graphs (CUPTI traces no graph instantiated without it).
+    assert collector.calls == ["arm_graph_level", "disarm", "start_graph_level", "stop", "start", "stop"]
     # Warm-up 3 and unprofiled 3, then graph level 3 + 3 from index 6, then node level 3 + 3 from index 12.
     assert (meta["graph_level_first_index"], meta["first_profiled_index"]) == (6, 12)
     assert len(meta["graph_level_spans"]) == len(spans) == 6

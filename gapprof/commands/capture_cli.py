@@ -12,7 +12,7 @@ from gapprof.provenance import invocation
 from gapprof.quant import check_library
 from gapprof.quant_floor import estimate_line
 from gapprof.runtime_names import RUNTIMES
-from gapprof.trace_schema import kernels_per_step
+from gapprof.trace_schema import ops_per_step
 
 
 @click.command()
@@ -81,6 +81,6 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
     progress("done")
     for path in written:
         click.echo(f"wrote {path}")
-    click.echo(summary_line(meta, kernels_per_step(sqlite_path, warmup + steps)))
+    click.echo(summary_line(meta, ops_per_step(sqlite_path, warmup + steps)))
     if quant != "none":
         click.echo(estimate_line(meta))
