@@ -1,6 +1,7 @@
 """benchmarks/predict_lean.py on the shipped traces: the planned step adds up, its bytes are the floor's, and a
 measured trace's terms come out beside it."""
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,18 @@ def test_measured_columns_and_the_back_test():
     fixed = next(line for line in out.splitlines() if line.startswith("fixed_ms")).split()
     assert float(busy[2]) == pytest.approx(float(bytes_ms[2]) + float(fixed[2]), abs=2e-3)  # measured: at R
     assert "  all               1,516     9,098.3" in out  # the back-test covers every op of the graphs step
+
+
+@pytest.mark.parametrize("baseline", ["graphs", "compile"])
+def test_readme_lean_goal_is_the_shipped_ab(baseline):
+    """The README's lean A/B lines are the shipped results, and the lean arm is within the goal (<= 6.1 ms,
+    70% of the H100's datasheet floor)."""
+    ab = json.loads((REPO / f"results/h100-sxm/ab-{baseline}-lean/ab.json").read_text())
+    lean, base = ab["arms"]["b"], ab["arms"]["a"]
+    assert (base["runtime"], lean["runtime"]) == (baseline, "lean")
+    line = (f"lean {lean['mean_of_medians_ms']:.2f}" + (" ms" if baseline == "graphs" else "") +
+            f" against {baseline} {base['mean_of_medians_ms']:.2f},\n  {ab['speedup']:.3f}x "
+            f"({'95% CI ' if baseline == 'graphs' else ''}{ab['ci95'][0]:.3f}-{ab['ci95'][1]:.3f}), "
+            f"{lean['floor_fraction']:.1%}")
+    assert line in (REPO / "README.md").read_text()
+    assert lean["mean_of_medians_ms"] <= 6.1 and lean["floor_fraction"] >= 0.70
