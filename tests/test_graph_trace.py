@@ -163,26 +163,28 @@ def test_cupti_two_pass_trace_keeps_each_pass_under_its_own_ranges(tmp_path):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _readme_observer_rows() -> dict[str, list[str]]:
-    """The README's observer-effect table for the graph runtimes: runtime -> its three cells."""
+def _readme_observer_rows() -> dict[tuple[str, str], list[str]]:
+    """The README's observer-effect table for the graph runtimes: (runtime, GPU) -> its three ratio cells."""
     readme = (REPO / "README.md").read_text()
-    table = readme[readme.index("| runtime | nsys, graph level |"):].split("\n\n")[0].splitlines()[2:]
-    return {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table)}
+    table = readme[readme.index("| runtime | GPU | nsys, graph level |"):].split("\n\n")[0].splitlines()[2:]
+    rows = ([c.strip() for c in line.strip("|").split("|")] for line in table)
+    return {(cells[0], cells[1]): cells[2:] for cells in rows}
 
 
+@pytest.mark.parametrize("gpu", ["h100", "h200"])
 @pytest.mark.parametrize("runtime", ["graphs", "compile", "lean"])
-def test_readme_observer_table_is_the_shipped_traces(runtime):
+def test_readme_observer_table_is_the_shipped_traces(runtime, gpu):
     """Each ratio and median in the table is the shipped trace's, and the graph-level pass meets the goal (<= 1.05)."""
     def cell(meta, profiled_key):
         plain, profiled = (float(pl.Series(meta[key]).median()) for key in ("unprofiled_step_ms", profiled_key))
         return profiled / plain, f"{profiled / plain:.3f}", f"{profiled:.2f}", f"{plain:.2f}"
 
-    row = _readme_observer_rows()[runtime]
-    two_pass = analyze(REPO / f"traces/h100-{runtime}-two-pass.sqlite.xz", Options()).frames.meta
+    row = _readme_observer_rows()[runtime, gpu.upper()]
+    two_pass = analyze(REPO / f"traces/{gpu}-{runtime}-two-pass.sqlite.xz", Options()).frames.meta
     cells = [cell(two_pass, "graph_level_step_ms"), cell(two_pass, "profiled_step_ms")]
-    if runtime != "lean":
-        cells.insert(0, cell(analyze(REPO / f"traces/h100-{runtime}-graph-level.sqlite.xz", Options()).frames.meta,
-                             "profiled_step_ms"))
+    graph_level = REPO / f"traces/{gpu}-{runtime}-graph-level.sqlite.xz"
+    if graph_level.exists():
+        cells.insert(0, cell(analyze(graph_level, Options()).frames.meta, "profiled_step_ms"))
     else:
         assert row[0] == "-"
     for text, (ratio, *shown) in zip(row[-len(cells):], cells):
