@@ -20,6 +20,7 @@ EXPOSED_CPU_SHARE = 0.2  # starved time above this share of the wall: the step i
 CONCENTRATED_SHARE = 0.5  # one class holding this share of the starved time sits behind one cause
 LOW_BANDWIDTH_SHARE = 0.5  # a class moving real bytes below this share of peak
 BUSY_SHARE = 0.05  # a class or short-kernel group worth naming holds at least this share of busy
+COMPILED_RUNTIMES = ("compile", "lean")  # steps torch.compile has already fused
 EXTRA_RATIO, EXTRA_SHARE = 1.5, 0.01  # bytes moved / analytic, and the extra time's least share of busy
 FINDINGS_NOTE = ("findings: each names the ms a step its evidence accounts for; they can overlap (the starved time "
                  "before one class may be the wait after a module load), so they do not add up")
@@ -98,11 +99,14 @@ def short_kernels(result) -> Finding | None:
     if time < BUSY_SHARE * busy or short.height < ops.height / 2:
         return None
     n = result.measured.height
+    fused = result.frames.meta.get("runtime") in COMPILED_RUNTIMES
+    knob = ("fewer kernels than the compiler leaves: one kernel over several matrix products or layers (a persistent "
+            "kernel, as a megakernel does)" if fused else
+            "fewer kernels: fused norms and activations, one GEMV for q/k/v and for gate/up, torch.compile")
     return Finding("many short kernels, each with a fixed cost", _ms(time),
                    f"{short.height / n:,.0f} of {ops.height / n:,.0f} kernels a step run under "
                    f"{SHORT_KERNEL_NS / 1000:.0f} us and take {_ms(time):.2f} ms of the {_ms(busy):.2f} ms busy",
-                   "fewer kernels: fused norms and activations, one GEMV for q/k/v and for gate/up, "
-                   "torch.compile; no bandwidth buys this time back")
+                   f"{knob}; no bandwidth buys this time back")
 
 
 def exposed_cpu(result) -> Finding | None:

@@ -71,6 +71,15 @@ def test_short_kernels_are_found_and_long_ones_are_not(tmp_path):
     assert "many short kernels, each with a fixed cost" not in found(long, tmp_path, "quiet")
 
 
+@pytest.mark.parametrize("runtime, knob", [("graphs", "torch.compile"), ("lean", "megakernel")])
+def test_short_kernels_knob_fits_the_runtime(tmp_path, runtime, knob):
+    """torch.compile is no advice for a step it has already fused."""
+    b = with_meta(TraceBuilder(), runtime=runtime)
+    for i in range(2):
+        gpu_bound(b, o=5000 * i, kernel=100)
+    assert knob in found(b, tmp_path)["many short kernels, each with a fixed cost"].knob
+
+
 def _cost(rows: list[tuple]) -> pl.DataFrame:
     """A cost table: the step total first, then classes (time, MB, GB/s, floor, extra, at peak, shortfall, fixed)."""
     columns = ["class", "time_us", "mb_per_step", "achieved_gbps", "floor_us", "extra_us", "at_peak_us",
