@@ -18,7 +18,8 @@ def graph_level_pass(node: Attribution, options: Options, progress=lambda _: Non
     """The graph-level pass of `node`'s trace, attributed with the same options; None for a one-pass trace."""
     if node.frames.meta.get("cuda_graph_trace") != "both":
         return None
-    return analyze(node.frames.trace.path, replace(options, range_pattern=GRAPH_LEVEL_MESSAGE), progress)
+    return analyze(node.frames.trace.path, replace(options, range_pattern=GRAPH_LEVEL_MESSAGE),
+                   lambda message: progress(f"graph-level pass: {message}"))
 
 
 def _mean_ms(result: Attribution, term: str) -> float | None:
