@@ -208,3 +208,39 @@ def test_cupti_records_become_trace_rows(monkeypatch):
                                         "name": "RUNTIME_API:211", "returnValue": 0}]
     assert collector.driver_calls == [{"start": 3, "end": 4, "globalTid": thread, "correlationId": 6,
                                        "name": "DRIVER_API:307", "returnValue": 0}]
+
+
+def test_graph_tracing_is_armed_through_warm_up_and_its_records_dropped(monkeypatch):
+    """CUPTI traces only the graphs instantiated while graph tracing is on (switched on later, the first replay
+    crashed), so a two-pass capture arms it, alone, for warm-up and drops what warm-up recorded."""
+    import enum
+    import types
+
+    import torch
+
+    from gapprof.profiler.cupti_backend import CuptiCollector
+
+    kinds = enum.IntEnum("ActivityKind", "CONCURRENT_KERNEL MEMCPY MEMSET RUNTIME DRIVER GRAPH_TRACE")
+    enabled, collector = set(), None
+
+    def flush_all(_):  # delivers one graph execution while graph tracing was on
+        if kinds.GRAPH_TRACE in enabled:
+            collector._on_buffer([types.SimpleNamespace(kind=kinds.GRAPH_TRACE, graph_id=3, start=1, end=2,
+                                                        device_id=0, context_id=1, stream_id=7, correlation_id=4)])
+        enabled.clear()
+
+    fake = types.SimpleNamespace(ActivityKind=kinds, ActivityThreadIdType=types.SimpleNamespace(SYSTEM=1),
+                                 get_timestamp=lambda: 0, set_thread_id_type=lambda _: None,
+                                 activity_register_callbacks=lambda *_: None, activity_enable=enabled.add,
+                                 activity_disable=lambda _: None, activity_flush_all=flush_all)
+    monkeypatch.setitem(sys.modules, "cupti", types.SimpleNamespace(cupti=fake))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    collector = CuptiCollector()
+    collector.arm_graph_level()
+    assert enabled == {kinds.GRAPH_TRACE}
+    collector.disarm()
+    assert collector.graphs == [] and enabled == set()
+    collector.start_graph_level()
+    assert kinds.GRAPH_TRACE in enabled and kinds.CONCURRENT_KERNEL not in enabled
+    collector.stop()
+    assert [g["graphId"] for g in collector.graphs] == [3]
