@@ -155,7 +155,7 @@ def test_cupti_two_pass_trace_keeps_each_pass_under_its_own_ranges(tmp_path):
     assert (effect["graph-level pass"], effect["node-level pass"]) == pytest.approx((1.25, 1.5))
     assert notes[0].startswith("two-pass: joined by the means over each pass's measured steps (graph level from "
                                "position 4, node level from 6")
-    result = CliRunner().invoke(main, ["attribute", str(path), "--skip", "0", "--tables", "summary"])
+    result = CliRunner().invoke(main, ["attribute", str(path), "--skip", "0", "--tables", "summary,two-pass"])
     assert result.exit_code == 0, result.output
     assert "two-pass" in result.output and "graph-level pass" in result.output
 
@@ -190,3 +190,20 @@ def test_readme_observer_table_is_the_shipped_traces(runtime, gpu):
     for text, (ratio, *shown) in zip(row[-len(cells):], cells):
         assert text.replace("(", "").replace(")", "").replace(" ms", "").replace("/", "").split() == shown
     assert cells[-2][0] <= 1.05
+
+
+def test_two_pass_is_a_table_of_its_own():
+    """--tables chooses it like any other table: summary alone stays one csv table, and a one-pass trace asked for
+    it says so in one line."""
+    two_pass, one_pass = REPO / "traces/h100-lean-two-pass.sqlite.xz", REPO / "traces/h100-lean.sqlite.xz"
+    alone = CliRunner().invoke(main, ["attribute", str(two_pass), "--tables", "summary", "--format", "csv"])
+    assert alone.exit_code == 0, alone.output
+    assert "graph-level pass" not in alone.output and pl.read_csv(alone.stdout.encode())["term"][0] == "wall"
+    joined_only = CliRunner().invoke(main, ["attribute", str(two_pass), "--tables", "two-pass", "--format", "csv"])
+    assert joined_only.exit_code == 0, joined_only.output
+    assert pl.read_csv(joined_only.stdout.encode()).columns == ["term", "graph-level pass", "node-level pass",
+                                                                "joined"]
+    refused = CliRunner().invoke(main, ["attribute", str(one_pass), "--tables", "two-pass"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "--tables two-pass needs a two-pass capture" in refused.output.splitlines()[-1]
+    assert "graph-level pass" not in CliRunner().invoke(main, ["attribute", str(one_pass)]).output

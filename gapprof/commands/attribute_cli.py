@@ -97,12 +97,15 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
                   "kernels": lambda r: limit(attribution.kernel_table(r, full_names)),
                   "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
         chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
-        sections = [(name, tables[name](result)) for name in chosen if name not in ("cost", "findings")]
-        graph_level = graph_level_pass(result, chosen_options, progress) if "summary" in chosen else None
+        graph_level = graph_level_pass(result, chosen_options, progress) if "two-pass" in chosen else None
         if graph_level is not None:
             two_pass, two_pass_notes = joined(result, graph_level)
-            sections.insert(chosen.index("summary") + 1, ("two-pass", two_pass))
+            tables["two-pass"] = lambda _: two_pass
             notes += two_pass_notes
+        elif "two-pass" in chosen and ",".join(tables_chosen) != options.DEFAULT_TABLES:
+            raise GapprofError(f"{trace}: --tables two-pass needs a two-pass capture (`capture --backend cupti "
+                               "--cuda-graph-trace both`); this trace has one pass")
+        sections = [(name, tables[name](result)) for name in chosen if name in tables]
         if cost:
             from gapprof.analysis.kernel_cost import cost_sections
 

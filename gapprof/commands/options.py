@@ -84,8 +84,10 @@ SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
 
 
 # The tables of attribute's report, which profile prints too.
-TABLES = ("summary", "facts", "classes", "kernels", "api", "steps", "cost", "findings")
-DEFAULT_TABLES = "summary,facts,classes,kernels,api,findings"
+TABLES = ("summary", "two-pass", "facts", "classes", "kernels", "api", "steps", "cost", "findings")
+# two-pass: the passes of a two-pass capture joined; a one-pass trace has no such table, and the default asks for it
+# only where there is one.
+DEFAULT_TABLES = "summary,two-pass,facts,classes,kernels,api,findings"
 
 
 def _tables(value: str) -> list[str]:
