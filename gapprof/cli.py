@@ -20,6 +20,7 @@ COMMANDS = {
     "ab": "gapprof.commands.ab_cli:ab",
     "sweep": "gapprof.commands.sweep_cli:sweep",
     "sweep-attribute": "gapprof.commands.sweep_cli:sweep_attribute",
+    "sweep-merge": "gapprof.commands.sweep_cli:sweep_merge",
     "calibrate": "gapprof.commands.calibrate_cli:calibrate",
 }
 

@@ -142,6 +142,9 @@ def sweep_markdown(result: dict) -> str:
              f"{grid['attn']} (each cell's backend in the table); {result['timing']}. Floor fraction = floor ms / "
              f"median ms; {result['floor_convention']}.",
              table]
+    if "parts" in result:
+        parts.insert(3, f"Joined from {len(result['parts'])} sweeps of the same grid on the same GPU model "
+                        f"(`{result['merged_with']}`); each part's command, finish time and machine are in sweep.json.")
     if terms:
         parts.append(f"Profiled columns: median of each anatomy term over the measured steps of the cell's trace "
                      f"({result.get('attributed_with', 'gapprof sweep-attribute')}).")

@@ -90,3 +90,17 @@ def test_refused_inputs_end_in_one_line(names, extra, message):
     result = run(*traces(*names), *extra)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == f"Error: {message}"
+
+
+def test_notes_name_each_projections_model():
+    """With --to, a trace with an ncu CSV is projected by the kernel model and one without by the bandwidth ratio;
+    the notes say which, trace by trace."""
+    result = run(*traces("h100-graphs", "h100-graphs-int4"), "--ncu", str(TRACES / "h100-graphs-ncu.csv.gz"),
+                 "--ncu", "-", "--to", "l4")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "h100-graphs: kernel model, bytes per kernel measured" in text
+    assert "h100-graphs-int4: projected by the bandwidth ratio (no --ncu CSV)" in text
+    assert "h100-graphs-int4: kernel model" not in text
+    without_targets = " ".join(run(*traces("h100-graphs", "h100-graphs-int4")).stdout.split())
+    assert "bandwidth ratio (no --ncu CSV)" not in without_targets

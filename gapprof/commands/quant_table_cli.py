@@ -47,6 +47,10 @@ def quant_table(traces, ncu_csvs, targets, range_pattern, skip, count_embedding,
     loaded = load_traces(traces, range_pattern, skip, count_embedding)
     loaded = [with_kernel_model(x, csv, None, range_pattern) for x, csv in zip(loaded, _paired(traces, ncu_csvs))]
     projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
-    notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" for x in loaded if x.bytes_source]
+    notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
+                      f"{x.label}: projected by the bandwidth ratio (no --ncu CSV): each kernel's whole duration, "
+                      f"fixed cost included, scales with the peak bandwidths: too long on a slower GPU, too short on "
+                      f"a faster one"
+                      for x in loaded if x.bytes_source or targets]
     sections = [("quant-table", table(loaded, projected)), ("kernel classes", class_changes(loaded))]
     render.emit(sections, fmt, notes + [CLASSES_NOTE], output)

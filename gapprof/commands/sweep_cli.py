@@ -16,6 +16,7 @@ from gapprof.provenance import invocation
 from gapprof.quant import check_library, check_request
 from gapprof.quant_floor import analytic, convention
 from gapprof.runtime_names import RUNTIMES
+from gapprof.sweep_merge import merge_sweeps
 
 
 def _names(value: str) -> list[str]:
@@ -133,3 +134,24 @@ def sweep_attribute(folder):
     for written in result_files.write_sweep(result, folder):
         click.echo(f"wrote {written}")
     click.echo(f"added the anatomy of {done} cells")
+
+
+@click.command("sweep-merge")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the joined sweep.csv, .md, .json and .png.")
+def sweep_merge(folders, out):
+    """Join the sweeps in FOLDERS (parts of one grid run on the same GPU, e.g. a model per call) into one.
+
+    Example: gapprof sweep-merge results/part-a results/part-b -o results/h100-sxm
+    """
+    parts = []
+    for folder in folders:
+        path = folder / "sweep.json"
+        if not path.is_file():
+            raise GapprofError(f"{path}: not found (each FOLDER must hold the outputs of gapprof sweep)")
+        parts.append(json.loads(path.read_text()))
+    result = merge_sweeps(parts) | {"merged_with": invocation()}
+    for written in result_files.write_sweep(result, out):
+        click.echo(f"wrote {written}")
+    click.echo(f"joined {len(result['rows'])} cells from {len(parts)} sweeps")

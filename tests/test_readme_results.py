@@ -1,0 +1,63 @@
+"""The README's CUDA Graphs A/B and sweep tables are the shipped results: each row is rebuilt here from
+results/<gpu>/ab.json, ab-static-graphs/ab.json and sweep.json and must appear in the README as it is."""
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+GPUS = {"h100-sxm": "H100", "h200": "H200"}
+SWEEP_RUNTIMES = ("eager", "graphs", "lean")
+
+
+def _json(path: str) -> dict:
+    return json.loads((REPO / "results" / path).read_text())
+
+
+def ab_row(gpu: str, folder: str) -> str:
+    result = _json(f"{gpu}/{folder}ab.json")
+    a, b = result["arms"]["a"], result["arms"]["b"]
+    label = f"{a['runtime']} ({a['attn'].removeprefix('sdpa-')})" if a["runtime"] == "eager" else a["runtime"]
+    low, high = result["ci95"]
+    return (f"| {GPUS[gpu]} | {label} vs {b['runtime']} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) "
+            f"| {b['mean_of_medians_ms']:.2f} ({b['sd_of_medians_ms']:.2f}) | {result['speedup']:.3f}x "
+            f"({low:.3f}-{high:.3f}) | {a['floor_fraction']:.1%} / {b['floor_fraction']:.1%} |")
+
+
+def sweep_rows(gpu: str) -> list[str]:
+    result = _json(f"{gpu}/sweep.json")
+    cells = {(r["model"], r["runtime"], r["ctx"]): r["floor_fraction"] for r in result["rows"]}
+    rows = []
+    for model in result["grid"]["models"]:
+        for runtime in SWEEP_RUNTIMES:
+            fractions = [f"{cells[model, runtime, ctx]:.1%}" for ctx in result["grid"]["ctx"]]
+            rows.append(f"| {GPUS[gpu]} | {model} | {runtime} | {' | '.join(fractions)} |")
+    return rows
+
+
+@pytest.mark.parametrize("gpu", GPUS)
+@pytest.mark.parametrize("folder", ["", "ab-static-graphs/"])
+def test_readme_ab_rows_are_the_shipped_results(gpu, folder):
+    result = _json(f"{gpu}/{folder}ab.json")
+    assert GPUS[gpu] in result["machine"]["gpu_name"]
+    assert [len(arm["sessions"]) for arm in result["arms"].values()] == [10, 10]
+    assert ab_row(gpu, folder) in README
+
+
+@pytest.mark.parametrize("gpu", GPUS)
+def test_readme_sweep_rows_are_the_shipped_sweep(gpu):
+    result = _json(f"{gpu}/sweep.json")
+    assert GPUS[gpu] in result["machine"]["gpu_name"]
+    assert all(row["status"] == "ok" for row in result["rows"]) and len(result["rows"]) == 36
+    assert {row["attn"] for row in result["rows"] if row["runtime"] == "eager"} == {"sdpa-flash"}
+    for row in sweep_rows(gpu):
+        assert row in README
+
+
+def test_lean_stays_above_graphs_and_graphs_above_eager_in_every_sweep_cell():
+    """What the README says of the sweep: at every model and context, on both GPUs, lean > graphs > eager."""
+    for gpu in GPUS:
+        cells = {(r["model"], r["ctx"], r["runtime"]): r["floor_fraction"] for r in _json(f"{gpu}/sweep.json")["rows"]}
+        for model, ctx, _ in cells:
+            assert cells[model, ctx, "lean"] > cells[model, ctx, "graphs"] > cells[model, ctx, "eager"]
