@@ -1,15 +1,27 @@
 """Helpers and fixtures that several test modules share: synthetic steps whose every number is known, built with
 tests/synthetic.py's TraceBuilder."""
 import gzip
+import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from gapprof import models
 from synthetic import TID, TraceBuilder
 
 H100 = "NVIDIA H100 80GB HBM3"
 SHIPPED_TRACES = Path(__file__).resolve().parents[1] / "traces"
+
+
+def invoke_recorded(*args):
+    """`gapprof ARGS` in-process, with sys.argv set to it: what result files record as the command."""
+    from gapprof.cli import main
+
+    argv = [*map(str, args)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", ["gapprof", *argv])
+        return CliRunner().invoke(main, argv)
 
 
 def shipped_ncu_lines(name: str) -> list[str]:

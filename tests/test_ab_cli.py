@@ -6,13 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from gapprof.cli import main
 from gapprof import result_files as report
 from gapprof.profiler import ab_sessions, cells
 from gapprof.models import get_spec, load_config
 from gapprof.step_bytes import step_bytes
+from conftest import invoke_recorded
 
 TINY = ["--model", "tiny-qwen2", "--ctx", "16", "--steps", "5", "--warmup", "2", "--dtype", "float32",
         "--device", "cpu"]
@@ -20,10 +19,7 @@ TINY = ["--model", "tiny-qwen2", "--ctx", "16", "--steps", "5", "--warmup", "2",
 
 def run(*args):
     pytest.importorskip("torch")  # `gapprof ab` checks for torch before it reads its options
-    argv = ["ab", *map(str, args)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["gapprof", *argv])  # what the results record as the command
-        return CliRunner().invoke(main, argv)
+    return invoke_recorded("ab", *args)
 
 
 def error_line(result) -> str:

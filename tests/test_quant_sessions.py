@@ -3,16 +3,14 @@ recorded, else the analytic estimate) beside the unquantised floor; ab's arms ma
 (--quant-b). End to end on the CPU with int8 (torchao) and nf4 (bitsandbytes), skipped without them."""
 import json
 import statistics
-import sys
 
 import pytest
-from click.testing import CliRunner
 
 from gapprof import models, quant, quant_floor
 from gapprof import result_files as report
-from gapprof.cli import main
 from gapprof.profiler import ab_sessions, cells, sweep_cells
 from gapprof.step_bytes import step_bytes
+from conftest import invoke_recorded
 
 TINY = ["--model", "tiny-qwen2", "--ctx", "16", "--steps", "3", "--warmup", "1", "--dtype", "bfloat16",
         "--device", "cpu"]
@@ -65,10 +63,7 @@ def test_a_cell_floor_takes_the_bytes_its_session_recorded():
 
 def run(*args):
     pytest.importorskip("torch")
-    argv = [*map(str, args)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["gapprof", *argv])
-        return CliRunner().invoke(main, argv)
+    return invoke_recorded(*args)
 
 
 def test_ab_of_unquantised_against_nf4_on_the_cpu(tmp_path):

@@ -2,22 +2,16 @@
 later cells still run (in a fresh process); outputs; `gapprof sweep-attribute` on a synthetic trace."""
 import csv
 import json
-import sys
 
 import pytest
-from click.testing import CliRunner
 
-from gapprof.cli import main
 from gapprof.profiler import cells, sweep_cells
-from conftest import basic_step
+from conftest import basic_step, invoke_recorded
 from synthetic import TraceBuilder
 
 
 def run(*args):
-    argv = [*map(str, args)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["gapprof", *argv])
-        return CliRunner().invoke(main, argv)
+    return invoke_recorded(*args)
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,11 @@
 """`gapprof sweep-merge`: parts of one grid join into one sweep; parts that are not comparable are refused."""
 import json
-import sys
 
 import pytest
-from click.testing import CliRunner
 
-from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof.sweep_merge import merge_sweeps
+from conftest import invoke_recorded
 
 MACHINE = {"gpu_name": "NVIDIA H100 80GB HBM3", "driver": "580", "torch": "2.11", "transformers": "5.17",
            "cuda": "13.0", "copy_bandwidth_gbps": 3000.0}
@@ -63,10 +61,7 @@ def test_one_sweep_is_not_a_merge():
 
 
 def _cli(*args):
-    argv = [*map(str, args)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["gapprof", *argv])
-        return CliRunner().invoke(main, argv)
+    return invoke_recorded(*args)
 
 
 def test_cli_writes_the_joined_outputs(tmp_path):
