@@ -1,9 +1,11 @@
 """One trace read once into the polars frames every analysis works on: I/O happens here and nowhere after.
 
 The trace is an nsys export or gapprof CUPTI trace (analysis.load) or a torch.profiler Chrome trace
-(analysis.kineto, which reads it into the same frames). Steps are the NVTX ranges matching the step pattern,
-warm-up marked; calls are the API calls of the threads that run steps; gpu holds every kernel, memcpy and
-memset; ranges keeps every NVTX range (module ranges too).
+(analysis.kineto, which reads it into the same frames). `read_trace` does all the reading; `select_steps` then
+takes the steps from what was read, without I/O, so a second step pattern over one trace (the graph-level pass
+of a two-pass capture) reads nothing again. Steps are the NVTX ranges matching the step pattern, warm-up
+marked; calls are the API calls of the threads that run steps; gpu holds every kernel, memcpy and memset;
+ranges keeps every NVTX range (module ranges too).
 The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable
@@ -20,47 +22,92 @@ PREFILLS_LEFT_OUT = "prefill ranges (not steps, left out)"
 
 
 @dataclass(frozen=True)
-class Frames:
+class TraceFrames:
+    """A trace as read, before any step pattern chose its steps."""
     trace: load.Trace    # path, tables present, capture metadata
     ranges: pl.DataFrame  # every NVTX range
-    steps: pl.DataFrame  # the step ranges, with `warmup`
-    skip: int            # warm-up steps per thread
-    calls: pl.DataFrame  # runtime and driver API calls on the step threads
+    calls: pl.DataFrame  # runtime and driver API calls on every thread with an NVTX range: any step's thread
     gpu: pl.DataFrame    # kernels, memcpys, memsets
     strings: pl.DataFrame
     gpu_info: pl.DataFrame  # TARGET_INFO_GPU: name and memory bandwidth per device
+    launch_keys: pl.DataFrame  # load.read_launch_keys: what trace_checks joins GPU ops to
+    open_ranges: int
+    notes: tuple[str, ...]  # on the trace itself, whichever steps are chosen
+
+
+@dataclass(frozen=True)
+class Frames:
+    """The steps one pattern chose from a trace as read, checked, with their threads' calls."""
+    read: TraceFrames
+    steps: pl.DataFrame  # the step ranges, with `warmup`
+    skip: int            # warm-up steps per thread
+    calls: pl.DataFrame  # runtime and driver API calls on the step threads
     notes: tuple[str, ...]
     checks: dict         # trace_checks counts, facts label -> count
 
     @property
+    def trace(self) -> load.Trace:
+        return self.read.trace
+
+    @property
+    def ranges(self) -> pl.DataFrame:
+        return self.read.ranges
+
+    @property
+    def gpu(self) -> pl.DataFrame:
+        return self.read.gpu
+
+    @property
+    def strings(self) -> pl.DataFrame:
+        return self.read.strings
+
+    @property
+    def gpu_info(self) -> pl.DataFrame:
+        return self.read.gpu_info
+
+    @property
     def meta(self) -> dict:
-        return self.trace.meta
+        return self.read.trace.meta
 
 
-def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
-                progress: Callable[[str], None] = lambda _: None) -> Frames:
+def read_trace(path, progress: Callable[[str], None] = lambda _: None) -> TraceFrames:
     """Open the trace at `path` (a .sqlite, a .nsys-rep with its export beside it, or a torch.profiler .json or
     .json.gz, told apart by content) and read every frame."""
     source = kineto if kineto.is_json(path) else load
     trace = source.open_trace(path)
     progress(f"reading {trace.path}" + (f" (for {path})" if Path(trace.path) != Path(path) else ""))
     ranges = source.read_ranges(trace)
-    found = find_steps(ranges, range_pattern)
     notes = [note for note in [load.stale_export_note(path)] if note]
     if trace.unparsable_meta:
         notes.append(f"capture metadata left out, not JSON: {', '.join(trace.unparsable_meta)}")
+    calls = source.read_api_calls(trace, ranges["globalTid"].unique().to_list())
+    return TraceFrames(trace=trace, ranges=ranges, calls=calls, gpu=source.read_gpu_ops(trace),
+                       strings=source.read_strings(trace), gpu_info=source.read_gpu_info(trace),
+                       launch_keys=source.read_launch_keys(trace), open_ranges=source.count_open_ranges(trace),
+                       notes=tuple(notes))
+
+
+def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int | None = None) -> Frames:
+    """The frames of the steps matching `range_pattern`, the first `skip` of each thread warm-up (None:
+    steps.default_skip), checked by trace_checks; no I/O."""
+    found = find_steps(read.ranges, range_pattern)
+    notes = list(read.notes)
     if skip is None:
-        skip, why = default_skip(found, trace.meta)
+        skip, why = default_skip(found, read.trace.meta)
         notes.append(f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change")
     found = mark_warmup(found, skip)
-    calls, gpu = source.read_api_calls(trace, found["globalTid"].unique().to_list()), source.read_gpu_ops(trace)
-    checks = trace_checks.check_frames(trace, ranges, found, calls, gpu, source.read_launch_keys(trace),
-                                       source.count_open_ranges(trace))
-    prefills = left_out_prefills(ranges, range_pattern)
+    calls = read.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode()))
+    checks = trace_checks.check_frames(read.trace, read.ranges, found, calls, read.gpu, read.launch_keys,
+                                       read.open_ranges)
+    prefills = left_out_prefills(read.ranges, range_pattern)
     if prefills:
         checks[PREFILLS_LEFT_OUT] = prefills
         notes.append(f"{prefills} prefill ranges seen and left out: the steps are the ranges matching --range "
                      f"{range_pattern!r} (--range prefill attributes the prefills)")
-    return Frames(trace=trace, ranges=ranges, steps=found, skip=skip, calls=calls, gpu=gpu,
-                  strings=source.read_strings(trace), gpu_info=source.read_gpu_info(trace), notes=tuple(notes),
-                  checks=checks)
+    return Frames(read=read, steps=found, skip=skip, calls=calls, notes=tuple(notes), checks=checks)
+
+
+def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
+                progress: Callable[[str], None] = lambda _: None) -> Frames:
+    """read_trace, then select_steps."""
+    return select_steps(read_trace(path, progress), range_pattern, skip)

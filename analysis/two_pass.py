@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import polars as pl
 
-from gapprof.analysis.attribution import Attribution, Options, analyze
+from gapprof.analysis.attribution import Attribution, Options, attribute
+from gapprof.analysis.frames import select_steps
 from gapprof.nvtx_names import GRAPH_LEVEL_MESSAGE
 
 FROM_GRAPH_LEVEL = ("wall", "head", "tail", "starved")
@@ -15,11 +16,13 @@ FROM_NODE_LEVEL = ("busy", "floor", "excess")
 
 
 def graph_level_pass(node: Attribution, options: Options, progress=lambda _: None) -> Attribution | None:
-    """The graph-level pass of `node`'s trace, attributed with the same options; None for a one-pass trace."""
+    """The graph-level pass of `node`'s trace, attributed with the same options from the frames `node` read;
+    None for a one-pass trace."""
     if node.frames.meta.get("cuda_graph_trace") != "both":
         return None
-    return analyze(node.frames.trace.path, replace(options, range_pattern=GRAPH_LEVEL_MESSAGE),
-                   lambda message: progress(f"graph-level pass: {message}"))
+    frames = select_steps(node.frames.read, GRAPH_LEVEL_MESSAGE, options.skip)
+    return attribute(frames, replace(options, range_pattern=GRAPH_LEVEL_MESSAGE),
+                     lambda message: progress(f"graph-level pass: {message}"))
 
 
 def _mean_ms(result: Attribution, term: str) -> float | None:
