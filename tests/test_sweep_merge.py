@@ -83,3 +83,13 @@ def test_cli_folder_without_a_sweep_is_one_line(tmp_path):
     result = _cli("sweep-merge", tmp_path / "a", tmp_path / "a", "-o", tmp_path / "out")
     assert result.exit_code != 0 and result.output.count("\n") == 1
     assert "sweep.json: not found" in result.output
+
+
+@pytest.mark.parametrize("text, message", [("{", "sweep.json: not JSON"),
+                                           ('{"rows": []}', "not a gapprof sweep result (no command, finished_at")])
+def test_cli_sweep_json_that_is_not_a_sweep_is_one_line(tmp_path, text, message):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sweep.json").write_text(text)
+    result = invoke_recorded("sweep-merge", tmp_path / "a", tmp_path / "a", "-o", tmp_path / "out")
+    assert result.exit_code != 0 and result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert message in result.output

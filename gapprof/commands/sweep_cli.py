@@ -19,6 +19,10 @@ from gapprof.runtime_names import RUNTIMES
 from gapprof.sweep_merge import merge_sweeps
 
 
+# What every sweep.json holds (result_files.write_sweep writes them all).
+SWEEP_KEYS = ("command", "finished_at", "grid", "floor_convention", "timing", "machine", "rows")
+
+
 def _names(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
@@ -114,6 +118,21 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
     click.echo(f"{ran} of {len(rows)} cells ran on {machine['gpu_name'] or 'no device'}")
 
 
+def _read_sweep(folder: Path) -> dict:
+    """The sweep.json that `gapprof sweep` wrote into `folder`."""
+    path = folder / "sweep.json"
+    if not path.is_file():
+        raise GapprofError(f"{path}: not found (FOLDER must hold the outputs of gapprof sweep)")
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise GapprofError(f"{path}: not JSON ({error})") from None
+    missing = [key for key in SWEEP_KEYS if key not in result] if isinstance(result, dict) else list(SWEEP_KEYS)
+    if missing:
+        raise GapprofError(f"{path}: not a gapprof sweep result (no {', '.join(missing)})")
+    return result
+
+
 @click.command("sweep-attribute")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
 def sweep_attribute(folder):
@@ -123,13 +142,11 @@ def sweep_attribute(folder):
     """
     from gapprof.analysis.sweep_anatomy import attribute_rows  # polars: not on the GPU image, where sweep runs
 
-    path = folder / "sweep.json"
-    if not path.is_file():
-        raise GapprofError(f"{path}: not found (FOLDER must hold the outputs of gapprof sweep)")
-    result = json.loads(path.read_text())
+    result = _read_sweep(folder)
     done = attribute_rows(result["rows"], folder)
     if not done:
-        raise GapprofError(f"{path}: no row has a trace (run gapprof sweep with --profile on the GPU machine)")
+        raise GapprofError(f"{folder / 'sweep.json'}: no row has a trace (run gapprof sweep with --profile on the "
+                           "GPU machine)")
     result["attributed_with"] = invocation()
     for written in result_files.write_sweep(result, folder):
         click.echo(f"wrote {written}")
@@ -145,12 +162,7 @@ def sweep_merge(folders, out):
 
     Example: gapprof sweep-merge results/part-a results/part-b -o results/h100-sxm
     """
-    parts = []
-    for folder in folders:
-        path = folder / "sweep.json"
-        if not path.is_file():
-            raise GapprofError(f"{path}: not found (each FOLDER must hold the outputs of gapprof sweep)")
-        parts.append(json.loads(path.read_text()))
+    parts = [_read_sweep(folder) for folder in folders]
     result = merge_sweeps(parts) | {"merged_with": invocation()}
     for written in result_files.write_sweep(result, out):
         click.echo(f"wrote {written}")
