@@ -34,7 +34,8 @@ def cell_row(request: dict, record: dict | None, reason: str, gpu_name: str | No
     floor = cells.floor(request, gpu_name, copy_gbps, count_embedding, record.get("quant"))
     return {**row, "status": "ok", "reason": "", "median_ms": median, "p10_ms": float(p10), "p90_ms": float(p90),
             **{k: floor[k] for k in ("floor_ms", "floor_ms_copy") if k in floor},
-            **cells.floor_fractions(floor, median), "first_token": record["first_token"], "step_ms": times}
+            **cells.floor_fractions(floor, median), "first_token": record["first_token"],
+            **({"floor_convention": floor["convention"]} if "convention" in floor else {}), "step_ms": times}
 
 
 def run_grid(requests: list, count_embedding: bool) -> tuple[list[dict], dict]:

@@ -59,6 +59,7 @@ def test_a_cell_floor_takes_the_bytes_its_session_recorded():
                                "NVIDIA H100 80GB HBM3", None, False)
     assert row["quant"] == "nf4" and row["floor_fraction"] == pytest.approx(floor["floor_ms"] / 10.0)
     assert row["floor_fraction_unquantised"] == pytest.approx(floor["floor_ms_unquantised"] / 10.0)
+    assert row["floor_convention"] == floor["convention"]
 
 
 def run(*args):
@@ -86,6 +87,8 @@ def test_sweep_with_int8_records_each_cell_quantised(tmp_path):
     (row,) = data["rows"]
     assert row["status"] == "ok" and row["quant"] == "int8" and data["grid"]["quant"] == "int8"
     assert "decoder linears quantised int8" in data["floor_convention"]
+    assert data["floor_convention"] == row["floor_convention"]  # what the cell counted, not an estimate
+    assert "recorded at capture" in row["floor_convention"]
 
 
 @pytest.mark.parametrize("args, message", [

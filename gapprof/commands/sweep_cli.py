@@ -52,7 +52,14 @@ def _runtimes(ctx, param, value):
     return names
 
 
-def _convention(model: str, dtype: str, count_embedding: bool, quant: str, quant_lm_head: bool) -> str:
+def _convention(model: str, rows: list[dict], dtype: str, count_embedding: bool, quant: str,
+                quant_lm_head: bool) -> str:
+    """The floor convention of `model`'s cells: the one a cell that ran counted (a quantised session's bytes as
+    recorded), else the estimate from the layer shapes."""
+    counted = next((row["floor_convention"] for row in rows if row["model"] == model and "floor_convention" in row),
+                   None)
+    if counted:
+        return counted
     spec, dtype_bytes = get_spec(model), DTYPE_BYTES[dtype]
     stored = analytic(spec, quant, dtype_bytes, quant_lm_head) if quant != "none" else None
     return convention(spec, dtype_bytes, count_embedding, dtype, stored)
@@ -104,9 +111,8 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
               "grid": {"models": models, "ctx": contexts, "runtimes": runtimes, "steps": steps, "warmup": warmup,
                        "dtype": dtype, "attn": attn, "seed": seed, "device": device,
                        **({"quant": quant, "quant_lm_head": quant_lm_head} if quant != "none" else {})},
-              # Each model's floor counts its own bytes: one convention per model of the grid (a quantised
-              # model's as estimated; each cell's floor counts the bytes its session recorded).
-              "floor_convention": " | ".join(_convention(m, dtype, count_embedding, quant, quant_lm_head)
+              # Each model's floor counts its own bytes: one convention per model of the grid.
+              "floor_convention": " | ".join(_convention(m, rows, dtype, count_embedding, quant, quant_lm_head)
                                              for m in models),
               "timing": ("each model's cells in a fresh process that builds the model once; per cell: new runtime "
                          "and prefill, warm-up, then each measured step timed on the host's perf_counter_ns and "
