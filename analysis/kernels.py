@@ -16,7 +16,7 @@ _RULES = [
     ("sampling", r"argmax|argmin|topk|top_k|sort|multinomial|sampl|gumbel"),
     ("attention", r"flash|fmha|attention|attn|sdpa|softmax|mha_|decode_kernel"),
     ("gemv/gemm", r"gemm|gemv|cublas|cutlass|nvjet|xmma|matmul|splitk|dot_kernel|marlin|wgmma"),
-    ("norm", r"norm"),
+    ("norm", r"norm|^triton_\w*_mean_\w*rsqrt"),  # inductor's RMSNorm: mean of squares, then rsqrt
     ("rope", r"rope|rotary"),
     ("copy/cat", r"copy|cat_?array|concat|index|scatter|gather"),
     ("reduction", r"reduce|reduction|triton_red|triton_per"),
@@ -30,6 +30,8 @@ COPY_KINDS = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 
 
 def classify(name: str) -> str:
     """The kernel class of a kernel name (demangled preferred)."""
+    if name.startswith("triton_"):  # inductor names a kernel after its ops; its aten::_to_copy is a dtype cast
+        name = name.replace("_to_copy", "_cast")
     for cls, pattern in _COMPILED:
         if pattern.search(name):
             return cls

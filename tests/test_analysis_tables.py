@@ -155,6 +155,11 @@ def test_summary_terms(tmp_path):
      "elementwise"),
     ("triton_poi_fused_add_mul_0", "elementwise"),
     ("triton_red_fused_mean_pow_1", "reduction"),
+    # inductor's names list the aten ops fused in: its RMSNorm (mean of squares, rsqrt) and dtype casts (_to_copy)
+    ("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_11", "norm"),
+    ("triton_per_fused__to_copy_add_embedding_mean_mul_pow_rsqrt_0", "norm"),
+    ("triton_poi_fused__to_copy_mul_silu_split_6", "elementwise"),
+    ("triton_poi_fused_add_copy__17", "copy/cat"),
     ("some_custom_kernel", "other"),
 ])
 def test_classify(name, cls):
