@@ -1,5 +1,5 @@
-"""The README's CUDA Graphs A/B and sweep tables are the shipped results: each row is rebuilt here from
-results/<gpu>/ab.json, ab-static-graphs/ab.json and sweep.json and must appear in the README as it is."""
+"""The README's A/B and sweep tables are the shipped results: each row is rebuilt here from results/<gpu>/ab.json,
+ab-static-graphs/ab.json, sweep.json and the quantised A/Bs and sweeps, and must appear in the README as it is."""
 import json
 from pathlib import Path
 
@@ -9,6 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 GPUS = {"h100-sxm": "H100", "h200": "H200"}
 SWEEP_RUNTIMES = ("eager", "graphs", "lean")
+QUANT_RUNTIMES = ("eager", "static", "graphs", "compile")
 
 
 def _json(path: str) -> dict:
@@ -61,3 +62,26 @@ def test_lean_stays_above_graphs_and_graphs_above_eager_in_every_sweep_cell():
         cells = {(r["model"], r["ctx"], r["runtime"]): r["floor_fraction"] for r in _json(f"{gpu}/sweep.json")["rows"]}
         for model, ctx, _ in cells:
             assert cells[model, ctx, "lean"] > cells[model, ctx, "graphs"] > cells[model, ctx, "eager"]
+
+
+@pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4"])
+def test_readme_quantised_ab_rows_are_the_shipped_results(method):
+    result = _json(f"h200/ab-graphs-none-vs-graphs-{method}/ab.json")
+    a, b = result["arms"]["a"], result["arms"]["b"]
+    assert "H200" in result["machine"]["gpu_name"] and (a["runtime"], b["runtime"]) == ("graphs", "graphs")
+    assert b["quant"] == method and "quant" not in a
+    assert "recorded at capture" in result["floor_b"]["convention"]
+    floor_a, floor_b = result["floor"]["floor_bytes"], result["floor_b"]["floor_bytes"]
+    low, high = result["ci95"]
+    row = (f"| {method} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) | {b['mean_of_medians_ms']:.2f} "
+           f"({b['sd_of_medians_ms']:.2f}) | {result['speedup']:.3f}x ({low:.3f}-{high:.3f}) | {floor_b / 1e9:.2f} "
+           f"({floor_a / floor_b:.2f}x) | {b['floor_fraction']:.1%} / {b['floor_fraction_unquantised']:.1%} |")
+    assert row in README
+
+
+@pytest.mark.parametrize("method", ["int4", "gemlite-int4"])
+def test_readme_quantised_sweep_rows_are_the_shipped_sweeps(method):
+    result = _json(f"h200/quant-{method}/sweep.json")
+    assert "H200" in result["machine"]["gpu_name"] and result["grid"]["quant"] == method
+    median = {row["runtime"]: row["median_ms"] for row in result["rows"] if row["status"] == "ok"}
+    assert f"| {method} | {' | '.join(f'{median[r]:.2f}' for r in QUANT_RUNTIMES)} |" in README
