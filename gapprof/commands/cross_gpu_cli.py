@@ -5,15 +5,14 @@ from pathlib import Path
 
 import click
 
-from gapprof import gpu_profile, gpus, render
+from gapprof import gpus, render
 from gapprof.analysis import comparison, fraction_model, plots, projection, study
 from gapprof.analysis.achievable import ASSUMED_FRACTION, DATASHEET_TABLE
-from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
-from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
+from gapprof.commands.loading import load_traces, with_bytes_per_kernel
 
 TRACE = options.TRACE
 
@@ -37,15 +36,6 @@ def _kernel_model_options(f):
                         default=None, help="The CSV of `gapprof ncu` for this trace's model and runtime: each "
                                            "kernel's measured bytes, for the kernel model (a kernel keeps its fixed "
                                            "part and moves its bytes at the target's achievable bandwidth).")(f)
-
-
-def with_kernel_model(loaded: study.Loaded, ncu_csv, reference, range_pattern, gpu_profiles=()) -> study.Loaded:
-    """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones), with
-    the shipped GPU profiles and --gpu-profile's."""
-    if ncu_csv is None and reference is None:
-        return loaded
-    ref = analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
-    return study.with_kernel_model(loaded, ncu_csv, ref, gpu_profile.profiles(gpu_profiles))
 
 
 def _projection_options(f):
@@ -83,21 +73,6 @@ def _emit(title, columns, notes, fmt, output, plot_path, extra_sections=()) -> N
     render.emit(sections + list(extra_sections), fmt, notes + explained, output)
     if plot_path is not None:
         progress(f"wrote {plots.anatomy(columns, plot_path)}")
-
-
-def load_traces(paths, range_pattern, skip, count_embedding, overrides: dict | None = None,
-                force: bool = False) -> list[study.Loaded]:
-    """The traces through study.load; overrides: --model, --ctx and --dtype for the floor, refused where they
-    contradict a capture's metadata or put the floor above busy (as in `attribute`) unless force."""
-    progress(f"analyzing {', '.join(map(str, paths))}")
-    overrides = overrides or {}
-    loaded = study.load(list(paths), Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding,
-                                             **overrides))
-    if any(v is not None for v in overrides.values()) and not force:
-        wrong = [f"{x.label}: {problem}" for x in loaded for problem in problems(x.analysis, **overrides)]
-        if wrong:
-            raise GapprofError("; ".join(wrong) + "; --force uses them anyway")
-    return loaded
 
 
 @click.command()
@@ -148,7 +123,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = load_traces([trace], range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
-    loaded = with_kernel_model(loaded, ncu_csv, reference, range_pattern, gpu_profiles)
+    loaded = with_bytes_per_kernel(loaded, ncu_csv, reference, range_pattern, gpu_profiles)
     if graphs and projection.launches_graphs(loaded.timeline):
         raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
                            "graph launch a step")
@@ -208,7 +183,7 @@ def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_patte
         projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
         return plots.fraction(measured, projected, output)
     unprofiled = {x.label: fraction_model.unprofiled_fraction(x.analysis) for x in loaded}
-    first = with_kernel_model(loaded[0], ncu_csv, reference, range_pattern, gpu_profiles)
+    first = with_bytes_per_kernel(loaded[0], ncu_csv, reference, range_pattern, gpu_profiles)
     table, said = study.kernel_model_parameters(first, specs)
     # Every GPU of the table is a target by default: name the source and the measured ones, count the rest.
     how = table["bandwidth"].to_list()

@@ -10,7 +10,7 @@ from gapprof.analysis.quant_table import CLASSES_NOTE, NOTE, class_changes, tabl
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
-from gapprof.commands.cross_gpu_cli import load_traces, with_kernel_model
+from gapprof.commands.loading import load_traces, with_bytes_per_kernel
 
 
 def _paired(traces, ncu_csvs) -> list:
@@ -45,7 +45,7 @@ def quant_table(traces, ncu_csvs, targets, range_pattern, skip, count_embedding,
     options.check_csv_output(fmt, output, several=True)
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded = load_traces(traces, range_pattern, skip, count_embedding)
-    loaded = [with_kernel_model(x, csv, None, range_pattern) for x, csv in zip(loaded, _paired(traces, ncu_csvs))]
+    loaded = [with_bytes_per_kernel(x, csv, None, range_pattern) for x, csv in zip(loaded, _paired(traces, ncu_csvs))]
     projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
     notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
                       f"{x.label}: projected by the bandwidth ratio (no --ncu CSV): each kernel's whole duration, "
