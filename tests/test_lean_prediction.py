@@ -78,3 +78,17 @@ def test_readme_h200_lean_lines_are_the_shipped_abs(baseline):
             f"{ab['speedup']:.3f}x (95% CI {ab['ci95'][0]:.3f}-{ab['ci95'][1]:.3f}), {lean['floor_fraction']:.1%}")
     assert line in " ".join((REPO / "README.md").read_text().split())
     assert lean["mean_of_medians_ms"] > 4.2  # the README says the H200 goal is missed
+
+
+def test_readme_h200_lean_split_is_the_scripts():
+    """The README's prediction table: the H200 lean step's measured bytes and fixed time, from its ncu CSV."""
+    trace, ncu = REPO / "traces" / "h200-lean.sqlite.xz", REPO / "traces" / "h200-lean-ncu.csv.gz"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--measured", f"h200={trace}", "--measured-ncu",
+                             f"h200={ncu}"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    readme = (REPO / "README.md").read_text()
+    for term in ("bytes", "fixed"):
+        row = next(line for line in result.stdout.splitlines() if line.startswith(f"{term}_ms"))
+        predicted_h100, predicted_h200, measured_h200 = row.split()[1:]
+        assert f"| {term} | {predicted_h100} | - | " in readme
+        assert f" | {predicted_h200} | {measured_h200} | - |" in readme
