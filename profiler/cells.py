@@ -5,10 +5,14 @@ Free of torch and polars: this runs in the orchestrating process of `gapprof ab`
 import collections
 import dataclasses
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from gapprof import gpus
@@ -21,39 +25,78 @@ MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu
                   "python")
 
 
-def _run_child(requests: list, workdir: Path) -> tuple[list[dict], int, str]:
-    """One child process over `requests`; returns the records it wrote, its exit status and its last stderr line.
+def _child_command(requests_path: Path, results_path: Path) -> list[str]:
+    return [sys.executable, "-m", "gapprof.profiler.timed", str(requests_path), str(results_path)]
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    """Kill the child and what it started (inductor's compile workers)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_a_stuck_cell(child: subprocess.Popen, results_path: Path, cell_timeout: float, killed: threading.Event):
+    """Kill `child` once no record has reached results_path for cell_timeout seconds (its first cell's time counts
+    from the child's start, so it includes building the model)."""
+    lines, since = 0, time.monotonic()
+    while child.poll() is None:
+        now_lines = results_path.read_text().count("\n")
+        if now_lines != lines:
+            lines, since = now_lines, time.monotonic()
+        elif time.monotonic() - since > cell_timeout:
+            killed.set()
+            _kill_group(child)
+            return
+        time.sleep(0.1)
+
+
+def _run_child(requests: list, workdir: Path, cell_timeout: float | None) -> tuple[list[dict], str]:
+    """One child process over `requests`; returns the records it wrote and why it stopped short of them, if it did.
     The child's stderr (its progress) is passed through line by line."""
     requests_path, results_path = workdir / "requests.json", workdir / "results.jsonl"
     requests_path.write_text(json.dumps([dataclasses.asdict(r) for r in requests]))
     results_path.write_text("")
     tail = collections.deque(maxlen=STDERR_TAIL_LINES)
-    with subprocess.Popen([sys.executable, "-m", "gapprof.profiler.timed", str(requests_path), str(results_path)],
-                          stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
-        for line in child.stderr:
-            sys.stderr.write(line)
-            tail.append(line.strip())
+    killed = threading.Event()
+    # With a cell timeout the child leads its own process group, so that a kill reaches its workers too.
+    with subprocess.Popen(_child_command(requests_path, results_path), stdin=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, start_new_session=cell_timeout is not None) as child:
+        if cell_timeout is not None:
+            threading.Thread(target=_kill_a_stuck_cell, args=(child, results_path, cell_timeout, killed),
+                             daemon=True).start()
+        try:
+            for line in child.stderr:
+                sys.stderr.write(line)
+                tail.append(line.strip())
+        except KeyboardInterrupt:  # its own group does not get the terminal's Ctrl-C
+            _kill_group(child)
+            raise
     records = [json.loads(line) for line in results_path.read_text().splitlines()]
     last = next((line for line in reversed(tail) if line), "no message")
-    return records, child.returncode, last
+    if killed.is_set():
+        return records, (f"ran past --cell-timeout {cell_timeout:g} s: its process was killed, the later cells ran "
+                         f"in a new one; last message: {last}")
+    return records, f"session process exited with status {child.returncode}: {last}"
 
 
-def run_fresh(requests: list) -> list[dict]:
+def run_fresh(requests: list, cell_timeout: float | None = None) -> list[dict]:
     """One record per CaptureRequest, in order: `ok` with `step_ms`, or not `ok` with a `reason`.
 
     The requests (one model) run in a child process that builds the model once; a request that fails ends that
-    child, and the rest run in a new one. A child that dies without a word (killed, crashed) fails the request
-    it was on, with its exit status and last stderr line as the reason.
+    child, and the rest run in a new one. A child that dies without a word (killed, crashed), or that writes no
+    record for `cell_timeout` seconds (then killed with what it started), fails the request it was on, with the
+    reason and its last stderr line.
     """
     records = []
     with tempfile.TemporaryDirectory(prefix="gapprof-") as tmp:
         while len(records) < len(requests):
             pending = requests[len(records):]
-            got, status, last = _run_child(pending, Path(tmp))
+            got, stopped = _run_child(pending, Path(tmp), cell_timeout)
             records += got
             if len(got) < len(pending) and (not got or got[-1]["ok"]):
-                records.append({"request": dataclasses.asdict(pending[len(got)]), "ok": False,
-                                "reason": f"session process exited with status {status}: {last}"})
+                records.append({"request": dataclasses.asdict(pending[len(got)]), "ok": False, "reason": stopped})
     return records
 
 

@@ -38,8 +38,9 @@ def cell_row(request: dict, record: dict | None, reason: str, gpu_name: str | No
             **({"floor_convention": floor["convention"]} if "convention" in floor else {}), "step_ms": times}
 
 
-def run_grid(requests: list, count_embedding: bool) -> tuple[list[dict], dict]:
-    """Rows in grid order, and the machine facts of the sessions."""
+def run_grid(requests: list, count_embedding: bool, cell_timeout: float | None = None) -> tuple[list[dict], dict]:
+    """Rows in grid order, and the machine facts of the sessions; a cell that runs past cell_timeout seconds is a
+    row with that reason."""
     from gapprof.profiler.request import validate
 
     reasons, runnable = {}, {}
@@ -53,7 +54,7 @@ def run_grid(requests: list, count_embedding: bool) -> tuple[list[dict], dict]:
     records = {}
     for model, indices in runnable.items():
         progress(f"{model}: {len(indices)} cells")
-        records.update(zip(indices, cells.run_fresh([requests[i] for i in indices])))
+        records.update(zip(indices, cells.run_fresh([requests[i] for i in indices], cell_timeout)))
     machine = cells.machine(list(records.values()))
     rows = [cell_row(dataclasses.asdict(request), records.get(i), reasons.get(i, ""), machine["gpu_name"],
                      machine["copy_bandwidth_gbps"], count_embedding)

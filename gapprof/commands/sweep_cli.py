@@ -84,11 +84,14 @@ def _convention(model: str, rows: list[dict], dtype: str, count_embedding: bool,
               help="Also capture a trace per timed cell (into OUT/traces); `gapprof sweep-attribute OUT` then adds "
                    "the anatomy terms, on any machine with polars.")
 @options.TRACE_BACKEND
+@click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Kill a cell that writes no result for SECONDS (a model's first cell counts its build): it becomes a "
+                   "row with that reason and the model's later cells run in a new process.")
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>, results/<gpu>/quant-QUANT "
                    "with --quant].")
 def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, quant_lm_head, device, count_embedding,
-          profile, backend, out):
+          profile, backend, cell_timeout, out):
     """Time every model x context x runtime cell unprofiled; one row per cell, with its floor fraction.
 
     Example: gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384
@@ -102,7 +105,7 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
                 for m in models for c in contexts for r in runtimes]
     check_request(quant, quant_lm_head, device, dtype)
     check_library(quant)
-    rows, machine = sweep_cells.run_grid(requests, count_embedding)
+    rows, machine = sweep_cells.run_grid(requests, count_embedding, cell_timeout)
     out = out or Path("results", cells.gpu_key([machine]), "" if quant == "none" else f"quant-{quant}")
     if profile:
         sweep_cells.profile_rows(rows, out, backend, dtype, attn, seed)
