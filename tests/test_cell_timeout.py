@@ -1,11 +1,13 @@
 """`--cell-timeout`: a cell that writes no result in time is killed with what its process started, becomes a row
 with that reason, and the model's later cells run in a new process. A stand-in child (no torch) times one request
 per process and then hangs, with a worker process of its own (as inductor's compile workers are)."""
+import json
 import sys
 from pathlib import Path
 
 from gapprof.profiler import cells
 from gapprof.profiler.request import CaptureRequest
+from conftest import invoke_recorded
 
 HANGING_CHILD = """
 import json, subprocess, sys, time
@@ -15,7 +17,7 @@ with open(pids_path, "a") as pids:
     pids.write(f"{worker.pid}\\n")
 first = json.load(open(requests_path))[0]
 with open(results_path, "a") as results:
-    results.write(json.dumps({"request": first, "ok": True, "step_ms": [1.0]}) + "\\n")
+    results.write(json.dumps({"request": first, "ok": True, "step_ms": [1.0], "first_token": 1}) + "\\n")
 print("timed one cell, now stuck", file=sys.stderr, flush=True)
 time.sleep(60)
 """
@@ -49,3 +51,14 @@ def test_without_a_timeout_a_child_that_dies_fails_its_cell(tmp_path, monkeypatc
     monkeypatch.setattr(cells, "_child_command", lambda requests, results: [sys.executable, "-c", dying])
     (record,) = cells.run_fresh([CaptureRequest(model="tiny-qwen2", backend="none", device="cpu")])
     assert not record["ok"] and record["reason"] == "session process exited with status 3: out of memory"
+
+
+def test_sweep_takes_the_timeout_and_writes_the_stuck_cell_as_a_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(cells, "_child_command", lambda requests, results: [
+        sys.executable, "-c", HANGING_CHILD, str(requests), str(results), str(tmp_path / "pids")])
+    result = invoke_recorded("sweep", "--models", "tiny-qwen2", "--ctx", "16,32", "--runtime", "eager", "--device",
+                             "cpu", "--dtype", "float32", "--cell-timeout", "1", "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["rows"]
+    assert [(r["ctx"], r["status"]) for r in rows] == [(16, "ok"), (32, "not run")]
+    assert rows[1]["reason"].startswith("ran past --cell-timeout 1 s")
