@@ -70,8 +70,9 @@ def _run_child(requests: list, workdir: Path, cell_timeout: float | None) -> tup
             for line in child.stderr:
                 sys.stderr.write(line)
                 tail.append(line.strip())
-        except KeyboardInterrupt:  # its own group does not get the terminal's Ctrl-C
-            _kill_group(child)
+        except KeyboardInterrupt:
+            if cell_timeout is not None:  # its own group does not get the terminal's Ctrl-C
+                _kill_group(child)
             raise
     records = [json.loads(line) for line in results_path.read_text().splitlines()]
     last = next((line for line in reversed(tail) if line), "no message")

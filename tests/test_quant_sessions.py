@@ -91,6 +91,19 @@ def test_sweep_with_int8_records_each_cell_quantised(tmp_path):
     assert "recorded at capture" in row["floor_convention"]
 
 
+def test_a_quantised_sweep_with_no_cell_run_names_the_estimate(tmp_path, monkeypatch):
+    monkeypatch.setattr(cells, "run_fresh", lambda requests, cell_timeout=None: pytest.fail("a cell was started"))
+    result = run("sweep", "--models", "tiny-qwen2", "--ctx", "600", "--runtime", "static", "--dtype", "bfloat16",
+                 "--device", "cpu", "--quant", "int8", "-o", tmp_path)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row["status"] for row in data["rows"]] == ["not run"]
+    spec = models.get_spec("tiny-qwen2")
+    assert data["floor_convention"] == quant_floor.convention(spec, 2, False, "bfloat16",
+                                                              quant_floor.analytic(spec, "int8", 2))
+    assert "an analytic estimate (--quant int8)" in data["floor_convention"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--quant", "int4"], "--quant int4 runs on CUDA only"),
     (["--quant-lm-head"], "--quant-lm-head quantises lm_head with the --quant method"),

@@ -1,5 +1,6 @@
 """`gapprof sweep` (every model x context x runtime cell timed in fresh sessions, on the GPU) and
 `gapprof sweep-attribute` (the anatomy of the traced cells, where polars is)."""
+import dataclasses
 import datetime
 import json
 from pathlib import Path
@@ -9,12 +10,11 @@ import click
 from gapprof import result_files
 from gapprof.commands import options
 from gapprof.errors import GapprofError
-from gapprof.models import DTYPE_BYTES, get_spec
+from gapprof.models import get_spec
 from gapprof.profiler import cells, sweep_cells
 from gapprof.profiler.request import CaptureRequest
 from gapprof.provenance import invocation
 from gapprof.quant import check_library, check_request
-from gapprof.quant_floor import analytic, convention
 from gapprof.runtime_names import RUNTIMES
 from gapprof.sweep_merge import merge_sweeps
 
@@ -52,17 +52,16 @@ def _runtimes(ctx, param, value):
     return names
 
 
-def _convention(model: str, rows: list[dict], dtype: str, count_embedding: bool, quant: str,
-                quant_lm_head: bool) -> str:
+def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], count_embedding: bool) -> str:
     """The floor convention of `model`'s cells: the one a cell that ran counted (a quantised session's bytes as
-    recorded), else the estimate from the layer shapes."""
+    recorded), else the one cells.floor gives its first request without a record (the estimate from the layer
+    shapes)."""
     counted = next((row["floor_convention"] for row in rows if row["model"] == model and "floor_convention" in row),
                    None)
     if counted:
         return counted
-    spec, dtype_bytes = get_spec(model), DTYPE_BYTES[dtype]
-    stored = analytic(spec, quant, dtype_bytes, quant_lm_head) if quant != "none" else None
-    return convention(spec, dtype_bytes, count_embedding, dtype, stored)
+    request = next(r for r in requests if r.model == model)
+    return cells.floor(dataclasses.asdict(request), None, None, count_embedding)["convention"]
 
 
 @click.command()
@@ -115,8 +114,7 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
                        "dtype": dtype, "attn": attn, "seed": seed, "device": device,
                        **({"quant": quant, "quant_lm_head": quant_lm_head} if quant != "none" else {})},
               # Each model's floor counts its own bytes: one convention per model of the grid.
-              "floor_convention": " | ".join(_convention(m, rows, dtype, count_embedding, quant, quant_lm_head)
-                                             for m in models),
+              "floor_convention": " | ".join(_convention(m, rows, requests, count_embedding) for m in models),
               "timing": ("each model's cells in a fresh process that builds the model once; per cell: new runtime "
                          "and prefill, warm-up, then each measured step timed on the host's perf_counter_ns and "
                          "ended once the next token is on the host; no profiler attached"),
