@@ -64,24 +64,35 @@ def test_lean_stays_above_graphs_and_graphs_above_eager_in_every_sweep_cell():
             assert cells[model, ctx, "lean"] > cells[model, ctx, "graphs"] > cells[model, ctx, "eager"]
 
 
-@pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4"])
-def test_readme_quantised_ab_rows_are_the_shipped_results(method):
-    result = _json(f"h200/ab-graphs-none-vs-graphs-{method}/ab.json")
+QUANT_METHODS = ("int8", "int4", "nf4", "gemlite-int4")
+QUANT_SWEEPS = {"h100-sxm": QUANT_METHODS, "h200": ("int4", "gemlite-int4")}
+
+
+@pytest.mark.parametrize("gpu", GPUS)
+@pytest.mark.parametrize("method", QUANT_METHODS)
+def test_readme_quantised_ab_rows_are_the_shipped_results(gpu, method):
+    result = _json(f"{gpu}/ab-graphs-none-vs-graphs-{method}/ab.json")
     a, b = result["arms"]["a"], result["arms"]["b"]
-    assert "H200" in result["machine"]["gpu_name"] and (a["runtime"], b["runtime"]) == ("graphs", "graphs")
+    assert GPUS[gpu] in result["machine"]["gpu_name"] and (a["runtime"], b["runtime"]) == ("graphs", "graphs")
     assert b["quant"] == method and "quant" not in a
+    assert [len(arm["sessions"]) for arm in result["arms"].values()] == [4, 4]
     assert "recorded at capture" in result["floor_b"]["convention"]
     floor_a, floor_b = result["floor"]["floor_bytes"], result["floor_b"]["floor_bytes"]
     low, high = result["ci95"]
-    row = (f"| {method} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) | {b['mean_of_medians_ms']:.2f} "
-           f"({b['sd_of_medians_ms']:.2f}) | {result['speedup']:.3f}x ({low:.3f}-{high:.3f}) | {floor_b / 1e9:.2f} "
-           f"({floor_a / floor_b:.2f}x) | {b['floor_fraction']:.1%} / {b['floor_fraction_unquantised']:.1%} |")
+    row = (f"| {GPUS[gpu]} | {method} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) | "
+           f"{b['mean_of_medians_ms']:.2f} ({b['sd_of_medians_ms']:.2f}) | {result['speedup']:.3f}x ({low:.3f}-{high:.3f}) "
+           f"| {floor_b / 1e9:.2f} ({floor_a / floor_b:.2f}x) | {b['floor_fraction']:.1%} / "
+           f"{b['floor_fraction_unquantised']:.1%} |")
     assert row in README
 
 
-@pytest.mark.parametrize("method", ["int4", "gemlite-int4"])
-def test_readme_quantised_sweep_rows_are_the_shipped_sweeps(method):
-    result = _json(f"h200/quant-{method}/sweep.json")
-    assert "H200" in result["machine"]["gpu_name"] and result["grid"]["quant"] == method
-    median = {row["runtime"]: row["median_ms"] for row in result["rows"] if row["status"] == "ok"}
-    assert f"| {method} | {' | '.join(f'{median[r]:.2f}' for r in QUANT_RUNTIMES)} |" in README
+@pytest.mark.parametrize(("gpu", "method"), [(gpu, m) for gpu, methods in QUANT_SWEEPS.items() for m in methods])
+def test_readme_quantised_sweep_rows_are_the_shipped_sweeps(gpu, method):
+    """Each cell as the README shows it: the median, or for a cell that did not run, the timeout that stopped it."""
+    result = _json(f"{gpu}/quant-{method}/sweep.json")
+    assert GPUS[gpu] in result["machine"]["gpu_name"] and result["grid"]["quant"] == method
+    rows = {row["runtime"]: row for row in result["rows"]}
+    cells = [f"{rows[r]['median_ms']:.2f}" if rows[r]["status"] == "ok"
+             else "not run: past `--cell-timeout 120`" for r in QUANT_RUNTIMES]
+    assert all("--cell-timeout 120" in rows[r]["reason"] for r in QUANT_RUNTIMES if rows[r]["status"] != "ok")
+    assert f"| {GPUS[gpu]} | {method} | {' | '.join(cells)} |" in README
