@@ -15,7 +15,10 @@ subclass's parts after a dot, bitsandbytes' quantisation state under weight.quan
   weight.quant_state.absmax float32 (one per 64 values) and weight.quant_state.code float32 [16];
 - gemlite-int4 (gemlite A16W4, Triton GEMV kernels): asymmetric int4 in groups of 128 along in (64 or 32 where
   in is not a multiple of 128), W_q int32 [in/8, out], scales and zeros [in/group, out] in the model's dtype,
-  meta_scale float32, and metadata int32 [12] and orig_shape int32 [2], which no step reads.
+  meta_scale float32, and metadata int32 [12] and orig_shape int32 [2], which no step reads;
+- exllamav2-int4 (GPTQ's 4-bit format, ExLlamaV2's kernels, float16 only): symmetric int4 in groups of 128 along in
+  (64 or 32 as for gemlite-int4) from round-to-nearest, qweight int32 [in/8, out], qzeros int32 [in/group,
+  out/8] and scales float16 [in/group, out].
 
 Free of torch: requests are checked, and the analytic bytes computed, on machines without it.
 """
@@ -26,7 +29,7 @@ import sys
 from gapprof.errors import GapprofError
 from gapprof.models import ModelSpec
 
-METHODS = ("none", "int8", "int4", "nf4", "gemlite-int4")
+METHODS = ("none", "int8", "int4", "nf4", "gemlite-int4", "exllamav2-int4")
 INSTALL = 'pip install -e ".[quant]"'
 INT4_GROUP = 128
 NF4_BLOCK = 64
@@ -60,6 +63,10 @@ INFO = {
                            "scales and zeros in the model's dtype, Triton GEMV kernels",
                            cuda_only="its kernels are Triton GPU kernels, and gemlite does not import without CUDA",
                            dtypes=("bfloat16", "float16"), unread=("metadata", "orig_shape"), needs=("triton",)),
+    "exllamav2-int4": Method("exllamav2", "exllamav2==0.3.2", "GPTQ's 4-bit format (symmetric groups of 128, from "
+                             "round-to-nearest, not GPTQ's calibrated rounding), ExLlamaV2's GEMV kernels",
+                             cuda_only="its kernels are CUDA kernels that exllamav2 compiles at first import",
+                             dtypes=("float16",), needs=("ninja",)),
 }
 
 
@@ -76,7 +83,8 @@ def check_request(method: str, lm_head: bool, device: str, dtype: str) -> None:
         raise GapprofError(f"--quant {method} runs on CUDA only ({info.cuda_only}); on {device} use --quant int8 "
                            "or nf4")
     if dtype not in info.dtypes:
-        raise GapprofError(f"--quant {method} quantises {' or '.join(info.dtypes)} weights, not {dtype}")
+        raise GapprofError(f"--quant {method} quantises {' or '.join(info.dtypes)} weights, not {dtype} "
+                           f"(--dtype {info.dtypes[0]})")
 
 
 def _importable(name: str) -> bool:
@@ -108,11 +116,12 @@ def check_library(method: str) -> None:
         raise install_error(method, missing)
 
 
-def gemlite_group(in_features: int) -> int:
-    """gemlite's group size for a layer: 128, or the largest of 64 and 32 that divides in_features."""
+def int4_group(method: str, in_features: int) -> int:
+    """gemlite-int4's and exllamav2-int4's group size for a layer: 128, or the largest of 64 and 32 that divides
+    in_features."""
     group = next((g for g in (INT4_GROUP, 64, 32) if in_features % g == 0), None)
     if group is None:
-        raise GapprofError(f"--quant gemlite-int4 needs in_features a multiple of 32, not {in_features}")
+        raise GapprofError(f"--quant {method} needs in_features a multiple of 32, not {in_features}")
     return group
 
 
@@ -137,9 +146,12 @@ def linear_tensors(method: str, out_features: int, in_features: int, bias: bool,
         return {"weight": -(-values // 2), "weight.quant_state.absmax": 4 * -(-values // NF4_BLOCK),
                 "weight.quant_state.code": 16 * 4, **bias_bytes}
     if method == "gemlite-int4":
-        groups = k // gemlite_group(k)
+        groups = k // int4_group(method, k)
         return {"W_q": n * k // 2, "scales": groups * n * dtype_bytes, "zeros": groups * n * dtype_bytes,
                 **bias_bytes, **GEMLITE_META_BYTES}
+    if method == "exllamav2-int4":
+        groups = k // int4_group(method, k)
+        return {"qweight": k // 8 * n * 4, "qzeros": groups * (n // 8) * 4, "scales": groups * n * 2, **bias_bytes}
     raise GapprofError(f"unknown --quant {method!r}; known: {', '.join(METHODS)}")
 
 

@@ -7,16 +7,18 @@
 - nf4: bitsandbytes Linear4bit modules replace the layers (from_config does not quantise): the weight becomes a
   Params4bit that quantises on the layer's own device when moved there;
 - gemlite-int4: gemlite's A16W4 modules replace the layers, from the weights quantised by
-  profiler.int4_groups (plain asymmetric group-wise int4).
+  profiler.int4_groups (plain asymmetric group-wise int4);
+- exllamav2-int4: profiler.exllamav2_linear's layers (GPTQ's format, ExLlamaV2's kernel) replace them.
 """
 import importlib
+import importlib.metadata
 import time
 
 import torch
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.quant import INFO, LINEAR_KINDS, NF4_BLOCK, gemlite_group, install_error, missing_library
+from gapprof.quant import INFO, LINEAR_KINDS, NF4_BLOCK, install_error, int4_group, missing_library
 from gapprof.profiler.int4_groups import quantize_groups
 from gapprof.profiler.module_ranges import module_kinds
 
@@ -28,8 +30,8 @@ def target_paths(model, lm_head: bool) -> list[str]:
 
 
 def library_version(method: str) -> str:
-    name = INFO[method].library
-    return f"{name} {importlib.import_module(name).__version__}"
+    name = INFO[method].library  # read from the install: importing exllamav2 builds its extension
+    return f"{name} {importlib.metadata.version(INFO[method].package.partition('==')[0])}"
 
 
 def _import(method: str):
@@ -89,12 +91,23 @@ def _gemlite(model, paths: list[str]) -> None:
     for path in paths:
         linear = model.get_submodule(path)
         weight = linear.weight.data
-        group = gemlite_group(linear.in_features)
+        group = int4_group("gemlite-int4", linear.in_features)
         codes, scales, zeros = quantize_groups(weight, group)
         bias = None if linear.bias is None else linear.bias.data
         layer = A16Wn(device=weight.device, dtype=weight.dtype).from_weights(
             codes, scales, zeros, W_nbits=4, group_size=group, bias=bias)
         _replace(model, path, layer)
+
+
+def _exllamav2(model, paths: list[str]) -> None:
+    missing = missing_library("exllamav2-int4")  # imported by ExLlamaV2Linear, which words a failed build
+    if missing:
+        raise install_error("exllamav2-int4", missing)
+    from gapprof.profiler.exllamav2_linear import ExLlamaV2Linear
+
+    for path in paths:
+        linear = model.get_submodule(path)
+        _replace(model, path, ExLlamaV2Linear(linear, int4_group("exllamav2-int4", linear.in_features)))
 
 
 def quantize_model(model, method: str, lm_head: bool = False) -> None:
@@ -109,7 +122,9 @@ def quantize_model(model, method: str, lm_head: bool = False) -> None:
         _torchao(model, paths, method)
     elif method == "nf4":
         _nf4(model, paths)
-    else:
+    elif method == "gemlite-int4":
         _gemlite(model, paths)
+    else:
+        _exllamav2(model, paths)
     progress(f"quantised {len(paths)} linear layers to {method} ({library_version(method)}) in "
              f"{time.perf_counter() - started:.1f} s")

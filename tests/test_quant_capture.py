@@ -16,7 +16,8 @@ from gapprof.profiler.int4_groups import dequantize_groups, quantize_groups  # n
 from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
 
 CUDA = torch.cuda.is_available()
-LIBRARY = {"int8": "torchao", "int4": "torchao", "nf4": "bitsandbytes", "gemlite-int4": "gemlite"}
+LIBRARY = {"int8": "torchao", "int4": "torchao", "nf4": "bitsandbytes", "gemlite-int4": "gemlite",
+           "exllamav2-int4": "exllamav2"}
 
 
 def needs(method: str):
@@ -147,17 +148,18 @@ def test_ab_with_a_missing_library_stops_before_any_session(monkeypatch):
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4"])
+@pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4", "exllamav2-int4"])
 def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method, monkeypatch):
     needs(method)
     from gapprof.profiler.decode import run_steps
     from gapprof.profiler.runtimes import make_runtime
     from gapprof.runtime_names import RUNTIMES
 
-    if method == "int4":  # torchao's int4 groups 128 weights along in_features: the tiny config widened to fit
+    if method in ("int4", "exllamav2-int4"):  # groups of 128 weights along in_features: the tiny config widened
         monkeypatch.setitem(models._TINY, "hidden_size", 128)
         monkeypatch.setitem(models._TINY, "intermediate_size", 256)
-    model, config = build_model("tiny-qwen2", "bfloat16", "sdpa", "cuda", seed=0, quant=method)
+    dtype = "float16" if method == "exllamav2-int4" else "bfloat16"  # ExLlamaV2's kernels take float16 only
+    model, config = build_model("tiny-qwen2", dtype, "sdpa", "cuda", seed=0, quant=method)
     check_record(model, method, 2)
     prompt = torch.randint(0, config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(1)).cuda()
     for name in (r for r in RUNTIMES if r != "lean"):  # lean is refused with --quant (test below)
@@ -176,8 +178,9 @@ def test_int4_refuses_layers_whose_in_features_torchao_would_leave_unquantised()
         quantize_model(model, "int4")
 
 
-@pytest.mark.parametrize("method, library", [("int4", "torchao"), ("gemlite-int4", "gemlite")])
-def test_capture_without_the_library_says_how_to_install_it(method, library, monkeypatch):
+@pytest.mark.parametrize("method, library, dtype", [("int4", "torchao", "bfloat16"), ("gemlite-int4", "gemlite",
+                                                     "bfloat16"), ("exllamav2-int4", "exllamav2", "float16")])
+def test_capture_without_the_library_says_how_to_install_it(method, library, dtype, monkeypatch):
     from click.testing import CliRunner
 
     from gapprof.cli import main
@@ -186,7 +189,8 @@ def test_capture_without_the_library_says_how_to_install_it(method, library, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine without the quant extra
     monkeypatch.setitem(sys.modules, library, None)
     monkeypatch.setattr(nsys_capture, "capture_with_nsys", lambda *a: pytest.fail("a capture was started"))
-    result = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "16", "--quant", method])
+    result = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "16", "--quant", method,
+                                       "--dtype", dtype])
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"Error: --quant {method} needs {library} (")
     assert 'pip install -e ".[quant]"' in result.stderr

@@ -1,6 +1,8 @@
 """The floor of a weight-only quantised model, torch-free: the bytes each method stores for a linear layer (by
 hand for Qwen2.5-7B), the capture's record, the refusals, and attribute's quantised floor from a trace's record or
 from --quant's analytic estimate."""
+import re
+
 import pytest
 from click.testing import CliRunner
 
@@ -25,6 +27,8 @@ PADDED = 4096  # int4 tile packing pads in_features 3584 to a multiple of 1024
              "weight.quant_state.code": 64, "bias": 512 * 2}),
     ("gemlite-int4", {"W_q": 512 * 3584 // 2, "scales": 3584 // 128 * 512 * 2, "zeros": 3584 // 128 * 512 * 2,
                       "bias": 512 * 2, "meta_scale": 4, "metadata": 48, "orig_shape": 8}),
+    ("exllamav2-int4", {"qweight": 3584 // 8 * 512 * 4, "qzeros": 3584 // 128 * 512 // 8 * 4,
+                        "scales": 3584 // 128 * 512 * 2, "bias": 512 * 2}),
 ])
 def test_what_each_method_stores_for_qwen_k_proj(method, expected):
     # k_proj of Qwen2.5-7B: 3584 -> 4 KV heads x 128 = 512, with a bias; bfloat16.
@@ -62,12 +66,15 @@ def test_quantised_lm_head_counts_in_the_floor():
 @pytest.mark.parametrize("method, lm_head, device, dtype, message", [
     ("int4", False, "cpu", "bfloat16", "--quant int4 runs on CUDA only (its packing and its kernel"),
     ("gemlite-int4", False, "cpu", "bfloat16", "--quant gemlite-int4 runs on CUDA only (its kernels are Triton"),
-    ("int4", False, "cuda", "float32", "--quant int4 quantises bfloat16 weights, not float32"),
+    ("exllamav2-int4", False, "cpu", "float16", "--quant exllamav2-int4 runs on CUDA only (its kernels are CUDA"),
+    ("int4", False, "cuda", "float32", "--quant int4 quantises bfloat16 weights, not float32 (--dtype bfloat16)"),
+    ("exllamav2-int4", False, "cuda", "bfloat16",
+     "--quant exllamav2-int4 quantises float16 weights, not bfloat16 (--dtype float16)"),
     ("none", True, "cuda", "bfloat16", "--quant-lm-head quantises lm_head with the --quant method"),
     ("int3", False, "cuda", "bfloat16", "unknown --quant 'int3'"),
 ])
 def test_requests_a_method_cannot_serve_are_refused_in_one_line(method, lm_head, device, dtype, message):
-    with pytest.raises(GapprofError, match="^" + message.replace("(", r"\(").replace("-", r"\-")):
+    with pytest.raises(GapprofError, match="^" + re.escape(message)):
         quant.check_request(method, lm_head, device, dtype)
 
 
@@ -152,7 +159,7 @@ def test_attribute_takes_the_recorded_bytes_and_reports_both_floors(tmp_path):
         "floor fraction of unprofiled step, datasheet"]
 
 
-@pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4"])
+@pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4", "exllamav2-int4"])
 def test_the_analytic_estimate_of_a_trace_without_a_record_equals_the_record(tmp_path, method):
     recorded = analyze(quant_trace(tmp_path, "r.sqlite", quant=tiny_record(method)), Options())
     estimated = analyze(quant_trace(tmp_path, "e.sqlite"), Options(quant=method))

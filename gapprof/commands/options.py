@@ -32,8 +32,9 @@ DEVICE = click.option("--device", default="cuda", show_default=True,
 QUANT = click.option("--quant", type=click.Choice(METHODS), default="none", show_default=True,
                       help="Weight-only quantisation of every decoder linear layer (embeddings and lm_head stay in "
                            "--dtype): int8 and int4 (torchao; int4 packed for aten's tinygemm kernel), nf4 "
-                           f"(bitsandbytes), gemlite-int4 (gemlite's Triton kernels). int4 and gemlite-int4 run on "
-                           f"CUDA only. Needs `{INSTALL}`.")
+                           "(bitsandbytes), gemlite-int4 (gemlite's Triton kernels), exllamav2-int4 (GPTQ's format, "
+                           "ExLlamaV2's kernels, --dtype float16). int4, gemlite-int4 and exllamav2-int4 run on CUDA "
+                           f"only. Needs `{INSTALL}`.")
 QUANT_LM_HEAD = click.option("--quant-lm-head", is_flag=True, help="Quantise lm_head too, with the --quant method.")
 TRACE_BACKEND = click.option("--backend", type=click.Choice(["nsys", "cupti"]), default="nsys", show_default=True)
 
