@@ -18,7 +18,7 @@ _RULES = [
     ("gemv/gemm", r"gemm|gemv|cublas|cutlass|nvjet|xmma|matmul|splitk|dot_kernel|marlin|wgmma"),
     ("norm", r"norm|^triton_\w*_mean_\w*rsqrt"),  # inductor's RMSNorm: mean of squares, then rsqrt
     ("rope", r"rope|rotary"),
-    ("copy/cat", r"copy|cat_?array|concat|index|scatter|gather"),
+    ("copy/cat", r"copy|cat_?array|concat|index|scatter|gather|vector_set"),  # vector_set: ExLlamaV2's bias fill
     ("reduction", r"reduce|reduction|triton_red|triton_per"),
     ("elementwise", r"elementwise|triton_poi|pointwise|silu|gelu|act_and_mul|pow|rsqrt|\bmul|\badd"),
 ]

@@ -20,7 +20,7 @@ def quantize_symmetric(weight: torch.Tensor, group: int) -> tuple[torch.Tensor, 
     exact = (2 * grouped.abs().amax(-1, keepdim=True) / 15).clamp(min=torch.finfo(torch.float16).tiny)
     scales = exact.half()
     # rounded up where float16 rounded it down, so that every weight stays within half a step of the kept scale
-    scales = torch.where(scales.float() < exact, torch.nextafter(scales, torch.tensor(torch.inf).half()), scales)
+    scales = torch.where(scales.float() < exact, torch.nextafter(scales, torch.full_like(scales, torch.inf)), scales)
     codes = ((grouped / scales.float()).round() + ZERO).clamp(0, 15).to(torch.uint8)
     return codes.reshape(out_features, in_features), scales.squeeze(-1)
 

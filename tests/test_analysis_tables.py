@@ -160,6 +160,8 @@ def test_summary_terms(tmp_path):
     ("triton_per_fused__to_copy_add_embedding_mean_mul_pow_rsqrt_0", "norm"),
     ("triton_poi_fused__to_copy_mul_silu_split_6", "elementwise"),
     ("triton_poi_fused_add_copy__17", "copy/cat"),
+    ("void gemm_half_q_half_gptq_kernel<true, 1, false, true>(const __half *, ...)", "gemv/gemm"),  # ExLlamaV2
+    ("cuda_vector_set_int4_kernel(__half *, const __half *, int, int)", "copy/cat"),  # its bias written to the output
     ("some_custom_kernel", "other"),
 ])
 def test_classify(name, cls):
