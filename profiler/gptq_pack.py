@@ -40,9 +40,3 @@ def pack(codes: torch.Tensor, scales: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"qweight": _pack_rows(codes.t()), "qzeros": _pack_rows(zeros).t().contiguous(),
             "scales": scales.t().contiguous()}
 
-
-def unpack_rows(words: torch.Tensor) -> torch.Tensor:
-    """The 4-bit values [rows * 8, cols] that _pack_rows packed."""
-    shifts = torch.arange(0, 32, 4, device=words.device).view(1, 8, 1)
-    values = (words.to(torch.int64).unsqueeze(1) >> shifts) & 0xF
-    return values.reshape(-1, words.shape[1]).to(torch.uint8)

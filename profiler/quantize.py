@@ -18,7 +18,7 @@ import torch
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.quant import INFO, LINEAR_KINDS, NF4_BLOCK, install_error, int4_group, missing_library
+from gapprof.quant import INFO, LINEAR_KINDS, NF4_BLOCK, check_library, int4_group
 from gapprof.profiler.int4_groups import quantize_groups
 from gapprof.profiler.module_ranges import module_kinds
 
@@ -35,9 +35,7 @@ def library_version(method: str) -> str:
 
 
 def _import(method: str):
-    missing = missing_library(method)
-    if missing:
-        raise install_error(method, missing)
+    check_library(method)
     return importlib.import_module(INFO[method].library)
 
 
@@ -100,9 +98,7 @@ def _gemlite(model, paths: list[str]) -> None:
 
 
 def _exllamav2(model, paths: list[str]) -> None:
-    missing = missing_library("exllamav2-int4")  # imported by ExLlamaV2Linear, which words a failed build
-    if missing:
-        raise install_error("exllamav2-int4", missing)
+    check_library("exllamav2-int4")  # not imported here: ExLlamaV2Linear imports it and words a failed build
     from gapprof.profiler.exllamav2_linear import ExLlamaV2Linear
 
     for path in paths:

@@ -199,13 +199,19 @@ def test_capture_without_the_library_says_how_to_install_it(method, library, dty
 # exllamav2-int4 on a CPU: GPTQ's packing, the quantiser, the record (the kernel's matrix handle stood in for:
 # ExLlamaV2's kernels are CUDA only) and a failed extension build; on a GPU, the kernel's product.
 
+def unpack_rows(words: torch.Tensor) -> torch.Tensor:
+    """The 4-bit values [rows * 8, cols] of GPTQ words [rows, cols], lowest bits first."""
+    shifts = torch.arange(0, 32, 4).view(1, 8, 1)
+    return ((words.to(torch.int64).unsqueeze(1) >> shifts) & 0xF).reshape(-1, words.shape[1]).to(torch.uint8)
+
+
 def test_packing_round_trips_codes_and_stores_zero_point_eight_as_seven():
     weight = torch.randn(48, 256, generator=torch.Generator().manual_seed(0))
     codes, scales = gptq_pack.quantize_symmetric(weight, 128)
     packed = gptq_pack.pack(codes, scales)
     assert {name: (t.dtype, tuple(t.shape)) for name, t in packed.items()} == {
         "qweight": (torch.int32, (32, 48)), "qzeros": (torch.int32, (2, 6)), "scales": (torch.float16, (2, 48))}
-    assert torch.equal(gptq_pack.unpack_rows(packed["qweight"]).t(), codes)
+    assert torch.equal(unpack_rows(packed["qweight"]).t(), codes)
     assert bool((packed["qzeros"] == 0x77777777).all())  # eight 4-bit zero points of 8, stored minus one
     assert int(packed["qweight"][0, 0]) == sum(int(codes[0, j]) << (4 * j) for j in range(8)) - (
         2**32 if codes[0, 7] >= 8 else 0)
