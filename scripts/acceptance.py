@@ -1,6 +1,7 @@
 """GPU acceptance run: every GPU-side command of the README as the README writes it, then the analyses.
 
     python3 scripts/acceptance.py gpu WORKDIR [--part K/N [--balance results/<gpu>/acceptance.md]]   # GPU machine
+    python3 scripts/acceptance.py gpu WORKDIR --remaining    # then: what a share cut short did not run
     python3 scripts/acceptance.py report WORKDIR             # where polars is: the analyses, then the log
 
 The GPU-side commands are read from README.md itself (indented code lines that start with `gapprof capture`,
@@ -11,7 +12,8 @@ NAME becomes a dotted name, and a repository file that a profiled program runs (
 absolute path. The log records the commit that ran: GAPPROF_COMMIT, else `git rev-parse HEAD` where the copy has
 its .git (a copy sent without it needs GAPPROF_COMMIT=<commit> on the command line). Each command runs in WORKDIR
 (the install in the repository), and WORKDIR/acceptance.jsonl records its exit status, seconds, the files it
-wrote and the end of its output. `report` runs `attribute` on every trace written (`--by module` for module
+wrote and the end of its output; `--remaining` runs, after the install line, the commands that log has no record
+of (a share stopped by its time guard leaves its last ones unrun). `report` runs `attribute` on every trace written (`--by module` for module
 traces, `ncu-report` for ncu CSVs, `sweep-attribute` for profiled sweeps) and writes
 results/<gpu>/acceptance.md. The GPU side needs only the standard library: the GPU image has no polars.
 """
@@ -26,6 +28,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 LOG = "acceptance.jsonl"
@@ -128,14 +131,33 @@ def part_of(commands: list[str], part: int, parts: int, seconds: dict[str, float
     return installs + [c for c in others if share[c] == part - 1]
 
 
-def gpu_phase(workdir: Path, part: int, parts: int, balance: Path | None = None) -> int:
+def remaining(commands: list[str], logged: set[str]) -> list[str]:
+    """The install line(s) and the commands that `logged` (the commands WORKDIR's log has a record of) lacks: what a
+    share cut short by its time guard left, in README order; nothing when none is left. A command that ran and
+    failed has its record and is not run again."""
+    installs = [c for c in commands if c.startswith("python3 -m pip")]
+    left = [c for c in commands if c not in installs and shrink(c, commands.index(c)) not in logged]
+    return installs + left if left else []
+
+
+def logged_commands(workdir: Path) -> set[str]:
+    log = workdir / LOG
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    return {r["command"] for r in records if r["phase"] == "gpu"}
+
+
+def gpu_phase(workdir: Path, select: Callable[[list[str]], list[str]]) -> int:
+    """Run the README GPU commands that `select` picks (part_of's share, or remaining), each logged."""
     workdir.mkdir(parents=True, exist_ok=True)
+    commands = readme_gpu_commands((REPO / "README.md").read_text())
+    chosen = select(commands)
+    if not chosen:
+        print(f"every GPU command of the README has a record in {workdir / LOG}: none remains")
+        return 0
     with open(workdir / LOG, "a") as log:
         log.write(json.dumps(machine_facts()) + "\n")
-    commands = readme_gpu_commands((REPO / "README.md").read_text())
     failed = 0
-    seconds = logged_seconds(balance.read_text()) if balance else None
-    for command in part_of(commands, part, parts, seconds):
+    for command in chosen:
         index = commands.index(command)
         install = command.startswith("python3 -m pip")
         record = run_logged(command if install else shrink(command, index), REPO if install else workdir,
@@ -220,14 +242,22 @@ def main() -> int:
     parser.add_argument("--balance", type=Path, default=None,
                         help="an earlier run's acceptance.md (results/<gpu>/acceptance.md): --part shares balanced "
                              "by its seconds per command instead of every N-th command")
+    parser.add_argument("--remaining", action="store_true",
+                        help="run the GPU commands WORKDIR's log has no record of (what a share cut short by its "
+                             "time guard left), after the install line")
     args = parser.parse_args()
     if args.balance is not None and not args.balance.is_file():
         parser.error(f"--balance {args.balance}: no such file")
+    if args.remaining and (args.part != "1/1" or args.balance is not None):
+        parser.error("--remaining runs what the log lacks: it takes neither --part nor --balance")
+    workdir = args.workdir.resolve()
     if args.phase == "report":
-        return report_phase(args.workdir.resolve())
+        return report_phase(workdir)
+    if args.remaining:
+        return gpu_phase(workdir, lambda commands: remaining(commands, logged_commands(workdir)))
     part, _, parts = args.part.partition("/")
-    return gpu_phase(args.workdir.resolve(), int(part), int(parts), args.balance)
-
+    seconds = logged_seconds(args.balance.read_text()) if args.balance else None
+    return gpu_phase(workdir, lambda commands: part_of(commands, int(part), int(parts), seconds))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -103,3 +103,46 @@ def test_a_missing_balance_log_is_one_line(monkeypatch, tmp_path, capsys):
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"--balance {tmp_path / 'no.md'}: no such file")
     assert not (tmp_path / "acceptance.jsonl").exists()
+
+
+def test_remaining_runs_only_what_the_log_lacks():
+    commands = ["python3 -m pip install -e .", "gapprof a", "gapprof capture -o traces/NAME.nsys-rep", "gapprof b"]
+    logged = {"gapprof a", acceptance.shrink("gapprof capture -o traces/NAME.nsys-rep", 2)}
+    assert acceptance.remaining(commands, logged) == ["python3 -m pip install -e .", "gapprof b"]
+    assert acceptance.remaining(commands, logged | {"gapprof b"}) == []  # nothing left: not even the install
+
+
+def _log(workdir: Path, commands: list[str]) -> None:
+    lines = [{"phase": "machine", "gpu_name": "G"}] + [{"phase": "gpu", "command": c, "exit": 1} for c in commands]
+    (workdir / "acceptance.jsonl").write_text("".join(acceptance.json.dumps(r) + "\n" for r in lines))
+
+
+def test_remaining_after_a_share_cut_short_runs_its_last_commands(monkeypatch, tmp_path):
+    readme = acceptance.readme_gpu_commands((REPO / "README.md").read_text())
+    shrunk = [acceptance.shrink(c, i) for i, c in enumerate(readme) if not c.startswith("python3 -m pip")]
+    _log(tmp_path, shrunk[:-2])  # a failed command (exit 1) has its record: it is not run again
+    ran = []
+    monkeypatch.setattr(acceptance, "run_logged", lambda command, *a: ran.append(command) or {"exit": 0})
+    monkeypatch.setattr(sys, "argv", ["acceptance.py", "gpu", str(tmp_path), "--remaining"])
+    assert acceptance.main() == 0
+    assert ran == [readme[0]] + shrunk[-2:]
+    assert (tmp_path / "acceptance.jsonl").read_text().splitlines()[-1].startswith('{"phase": "machine"')
+
+
+def test_remaining_with_nothing_left_runs_nothing(monkeypatch, tmp_path, capsys):
+    readme = acceptance.readme_gpu_commands((REPO / "README.md").read_text())
+    _log(tmp_path, [acceptance.shrink(c, i) for i, c in enumerate(readme)])
+    before = (tmp_path / "acceptance.jsonl").read_text()
+    monkeypatch.setattr(acceptance, "run_logged", lambda *a: pytest.fail("a command was run"))
+    monkeypatch.setattr(sys, "argv", ["acceptance.py", "gpu", str(tmp_path), "--remaining"])
+    assert acceptance.main() == 0
+    assert "none remains" in capsys.readouterr().out
+    assert (tmp_path / "acceptance.jsonl").read_text() == before
+
+
+def test_remaining_takes_no_part(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sys, "argv", ["acceptance.py", "gpu", str(tmp_path), "--remaining", "--part", "2/3"])
+    with pytest.raises(SystemExit) as stopped:
+        acceptance.main()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("it takes neither --part nor --balance")
