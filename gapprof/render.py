@@ -55,6 +55,21 @@ def _parts(content) -> tuple[list[str], list[tuple], Callable]:
     return content.columns, content.rows(), text
 
 
+def _whole(value) -> bool:
+    return isinstance(value, float) and value.is_integer()
+
+
+def _counts_as_int(content, header: list[str], rows: list[tuple]) -> list[tuple]:
+    """For the text formats: a float column whose values are all whole numbers (a count's mean over steps that all
+    have the same count, say) shows as integers, and so does a whole float in a key/value table; CSV and JSON
+    keep the raw values."""
+    if isinstance(content, dict):
+        return [(k, int(v) if _whole(v) else v) for k, v in rows]
+    whole = [bool(rows) and all(row[i] is None or _whole(row[i]) for row in rows)
+             and any(_whole(row[i]) for row in rows) for i in range(len(header))]
+    return [tuple(int(v) if whole[i] and v is not None else v for i, v in enumerate(row)) for row in rows]
+
+
 def markdown_table(columns: list[str], rows: list, show: Callable = text) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(show(v).replace("|", "\\|") for v in row) + " |" for row in rows])
@@ -62,6 +77,7 @@ def markdown_table(columns: list[str], rows: list, show: Callable = text) -> str
 
 def _aligned(title: str, content, width: int | None, full_names: bool) -> str:
     header, rows, show = _parts(content)
+    rows = _counts_as_int(content, header, rows)
     cells = [[show(v) for v in row] for row in rows]
     numeric = [bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
                for i in range(len(header))]
@@ -71,7 +87,7 @@ def _aligned(title: str, content, width: int | None, full_names: bool) -> str:
 
 def _markdown(title: str, content) -> str:
     header, rows, show = _parts(content)
-    return f"## {title}\n\n" + markdown_table(header, rows, show)
+    return f"## {title}\n\n" + markdown_table(header, _counts_as_int(content, header, rows), show)
 
 
 def _csv_table(content) -> str:

@@ -95,3 +95,20 @@ def test_text_formats_round_every_float_to_three_decimals():
     for command in [*WIDE.values(), "compare traces/h100.sqlite.xz traces/h200.sqlite.xz",
                     "attribute traces/h200.sqlite.xz --format markdown --per-step"]:
         assert not re.search(r"\d\.\d{4,}", run(command).stdout), command
+
+
+def test_whole_numbers_show_without_decimals_in_text_and_stay_raw_in_json():
+    from gapprof.render import render
+
+    table = pl.DataFrame({"class": ["gemv", "copy"], "calls_per_step": [198.0, 319.0], "ms": [3.0, 1.25],
+                          "gbps": [None, 2.5]})
+    facts = {"kernels per step": 1680.0, "copy benchmark / peak": 0.899, "unprofiled ms": 7.0}
+    text = render([("classes", table), ("facts", facts)], "table", [])
+    assert re.search(r"gemv\s+198\s+3\.000\s+-", text)  # a column of whole numbers only; ms has 1.25 beside 3.0
+    assert re.search(r"kernels per step\s+1,680\n", text) and re.search(r"unprofiled ms\s+7\n", text)
+    assert re.search(r"copy benchmark / peak\s+0\.899", text)
+    markdown = render([("classes", table)], "markdown", [])
+    assert "| gemv | 198 | 3.000 | - |" in markdown
+    doc = json.loads(render([("classes", table), ("facts", facts)], "json", []))
+    assert doc["classes"][0]["calls_per_step"] == 198.0 and isinstance(doc["classes"][0]["calls_per_step"], float)
+    assert isinstance(doc["facts"]["kernels per step"], float)
