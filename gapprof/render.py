@@ -1,11 +1,11 @@
 """One rendering layer: sections (title, content) and notes to aligned text, Markdown, CSV or JSON.
 
-Content is a dict (a key/value table), a polars DataFrame (used through its columns, rows and CSV writer, so
-this module needs no polars and serves the GPU side too), or a Table (rows of raw values of mixed kinds, with
-their own display format). Values stay raw in CSV and JSON; only the text formats round them. The table
-format fits the terminal's width (`gapprof.terminal_table`; COLUMNS sets it); Markdown, CSV and JSON are
-never shortened. Notes follow the tables in the text formats and sit under "notes" in JSON; CSV carries
-tables only, one per file.
+Content is a dict (a key/value table), a polars DataFrame (used through its columns, rows and CSV writer, so this
+module needs no polars and serves the GPU side too), or a Table (rows of raw values of mixed kinds, with their
+own display format). Values stay raw in CSV and JSON; only the text formats round them (and show a column of
+whole numbers without decimals). The table format fits the terminal's width (`gapprof.terminal_table`; COLUMNS
+sets it); Markdown, CSV and JSON are never shortened. Notes follow the tables in the text formats and sit under
+"notes" in JSON; CSV carries tables only, one per file.
 """
 import csv
 import io
