@@ -9,12 +9,12 @@ The GPU-side commands are read from README.md itself (indented code lines that s
 so the run follows the README as it stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3,
 --sessions to 2, --launch-count to 100, comma lists of --models/--ctx to their first item, calibrate gets --quick;
 NAME becomes a dotted name, and a repository file that a profiled program runs (examples/...) is named by its
-absolute path. The log records the commit that ran: GAPPROF_COMMIT, else `git rev-parse HEAD` where the copy has
-its .git (a copy sent without it needs GAPPROF_COMMIT=<commit> on the command line). Each command runs in WORKDIR
-(the install in the repository), and WORKDIR/acceptance.jsonl records its exit status, seconds, the files it
-wrote and the end of its output; `--remaining` runs, after the install line, the commands that log has no record
-of (a share stopped by its time guard leaves its last ones unrun). `report` runs `attribute` on every trace written (`--by module` for module
-traces, `ncu-report` for ncu CSVs, `sweep-attribute` for profiled sweeps) and writes
+absolute path. The log records the commit that ran: GAPPROF_COMMIT, else `git rev-parse HEAD` where the copy has its
+.git (a copy sent without it needs GAPPROF_COMMIT=<commit> on the command line). Each command runs in WORKDIR (the
+install in the repository), and WORKDIR/acceptance.jsonl records its exit status, seconds, the files it wrote and
+the end of its output; `--remaining` runs, after the install line, the commands that log has no record of (a share
+stopped by its time guard leaves its last ones unrun). `report` runs `attribute` on every trace written (`--by
+module` for module traces, `ncu-report` for ncu CSVs, `sweep-attribute` for profiled sweeps) and writes
 results/<gpu>/acceptance.md. The GPU side needs only the standard library: the GPU image has no polars.
 """
 import argparse
@@ -140,10 +140,14 @@ def remaining(commands: list[str], logged: set[str]) -> list[str]:
     return installs + left if left else []
 
 
-def logged_commands(workdir: Path) -> set[str]:
+def read_log(workdir: Path) -> list[dict]:
+    """WORKDIR/acceptance.jsonl's records; none before the first command."""
     log = workdir / LOG
-    records = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    return {r["command"] for r in records if r["phase"] == "gpu"}
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+
+
+def logged_commands(workdir: Path) -> set[str]:
+    return {r["command"] for r in read_log(workdir) if r["phase"] == "gpu"}
 
 
 def gpu_phase(workdir: Path, select: Callable[[list[str]], list[str]]) -> int:
@@ -220,7 +224,7 @@ def markdown(records: list[dict]) -> str:
 
 
 def report_phase(workdir: Path) -> int:
-    records = [json.loads(line) for line in (workdir / LOG).read_text().splitlines()]
+    records = read_log(workdir)
     records = [r for r in records if r["phase"] != "cpu"]  # a report run again replaces its analyses
     (workdir / LOG).write_text("".join(json.dumps(r) + "\n" for r in records))
     for command in analyses([r for r in records if r["phase"] == "gpu"]):
@@ -248,6 +252,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.balance is not None and not args.balance.is_file():
         parser.error(f"--balance {args.balance}: no such file")
+    if args.remaining and args.phase == "report":
+        parser.error("--remaining runs the GPU commands the log lacks: it goes with gpu, not report")
     if args.remaining and (args.part != "1/1" or args.balance is not None):
         parser.error("--remaining runs what the log lacks: it takes neither --part nor --balance")
     workdir = args.workdir.resolve()
@@ -258,6 +264,7 @@ def main() -> int:
     part, _, parts = args.part.partition("/")
     seconds = logged_seconds(args.balance.read_text()) if args.balance else None
     return gpu_phase(workdir, lambda commands: part_of(commands, int(part), int(parts), seconds))
+
 
 if __name__ == "__main__":
     sys.exit(main())

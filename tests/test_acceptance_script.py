@@ -146,3 +146,11 @@ def test_remaining_takes_no_part(monkeypatch, tmp_path, capsys):
         acceptance.main()
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith("it takes neither --part nor --balance")
+
+
+def test_remaining_goes_with_the_gpu_phase_only(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sys, "argv", ["acceptance.py", "report", str(tmp_path), "--remaining"])
+    with pytest.raises(SystemExit) as stopped:
+        acceptance.main()
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("it goes with gpu, not report")
