@@ -62,8 +62,12 @@ def _torchao(model, paths: list[str], method: str) -> None:
     _import(method)
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
 
-    config = (Int8WeightOnlyConfig() if method == "int8"
-              else Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format="tile_packed_to_4d"))
+    # set_inductor_config=False: torchao's default turns on inductor's coordinate-descent autotuning for the whole
+    # process, which made int8's first compiled step autotune for minutes and would compile quantised and bf16
+    # compile cells differently.
+    config = (Int8WeightOnlyConfig(set_inductor_config=False) if method == "int8"
+              else Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format="tile_packed_to_4d",
+                                        set_inductor_config=False))
     wanted = set(paths)
     quantize_(model, config, filter_fn=lambda module, fqn: fqn in wanted)
 

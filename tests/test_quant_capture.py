@@ -57,6 +57,17 @@ def test_bytes_recorded_on_the_cpu_equal_storage_and_the_estimate(method, dtype)
     assert model.model.embed_tokens.weight.dtype == model.lm_head.weight.dtype == getattr(torch, dtype)
 
 
+def test_int8_leaves_inductor_settings_as_they_were(monkeypatch):
+    """torchao's default turns on coordinate-descent autotuning for the whole process; quantising must not, or
+    compile cells of quantised and bf16 weights would be compiled differently (int8 autotuned for minutes)."""
+    needs("int8")
+    inductor = pytest.importorskip("torch._inductor.config")
+    monkeypatch.setattr(inductor, "coordinate_descent_tuning", False)
+    monkeypatch.setattr(inductor, "force_fuse_int_mm_with_mul", False)
+    build_model("tiny-qwen2", "bfloat16", "sdpa", "cpu", seed=0, quant="int8")
+    assert not inductor.coordinate_descent_tuning and not inductor.force_fuse_int_mm_with_mul
+
+
 def test_int4_tile_packing_is_recorded_as_its_parts():
     # A CPU stand-in: torchao's Int4TilePackedTo4dTensor with the shapes its packing gives (it packs on CUDA only).
     needs("int4")
