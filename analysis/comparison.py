@@ -125,7 +125,8 @@ def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
         e = _exponent(va, vb, bw_ratio)
         negligible = max(va / a.values["wall ms"], vb / b.values["wall ms"]) < NEGLIGIBLE
         verdict = "follows the host CPU" if term in CPU_TERMS and not negligible else _verdict(e, negligible)
-        {"scaled with 1/bandwidth": scaled, "constant": constant, "moved against 1/bandwidth": against}.get(verdict, []).append(term)
+        groups = {"scaled with 1/bandwidth": scaled, "constant": constant, "moved against 1/bandwidth": against}
+        groups.get(verdict, []).append(term)
         rows.append({"term": term, f"{a.label} ms": va, f"{b.label} ms": vb, "ratio": vb / va if va else None,
                      "exponent": e, "verdict": verdict, "floor fraction change pp": 100 * parts[term]})
     frame = pl.DataFrame(rows, schema={"term": pl.String, f"{a.label} ms": pl.Float64, f"{b.label} ms": pl.Float64,

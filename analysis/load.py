@@ -112,7 +112,8 @@ def open_trace(path: Path) -> Trace:
     path = sqlite_for(Path(path))
     with open(path, "rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
-            raise GapprofError(f"{path}: not an SQLite file (expected `nsys export --type sqlite` output or a .nsys-rep)")
+            raise GapprofError(f"{path}: not an SQLite file "
+                               "(expected `nsys export --type sqlite` output or a .nsys-rep)")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         tables = frozenset(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
@@ -171,7 +172,8 @@ def read_ranges(trace: Trace) -> pl.DataFrame:
                           MIN(COALESCE(text, (SELECT value FROM StringIds WHERE id = textId))) AS name
                    FROM {NVTX} WHERE eventType = {trace_schema.NVTX_DOMAIN_CREATE} GROUP BY domainId, pid) d
                ON d.domainId = e.domainId AND d.pid = e.globalTid / {PID_MASK}
-        WHERE e.eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, {trace_schema.NVTX_START_END_RANGE}) AND e."end" IS NOT NULL"""
+        WHERE e.eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, {trace_schema.NVTX_START_END_RANGE})
+          AND e."end" IS NOT NULL"""
     return _read(trace, query, RANGES_SCHEMA)
 
 

@@ -43,7 +43,8 @@ def _innermost(modules: pl.DataFrame) -> pl.DataFrame:
 
 
 def label_by_time(ops: pl.DataFrame, modules: pl.DataFrame) -> pl.DataFrame:
-    """ops (with launch_start and the step's globalTid, the thread that launched them) plus kind and layer of the innermost module range around the launch."""
+    """ops (with launch_start and the step's globalTid, the thread that launched them) plus kind and layer of the
+    innermost module range around the launch."""
     points = _innermost(modules)
     labelled = (ops.sort("launch_start")
                 .join_asof(points, left_on="launch_start", right_on="time", by="globalTid", strategy="backward",

@@ -84,7 +84,8 @@ def write_trace(path: Path, kernels, memcpys, memsets, runtime_calls, driver_cal
         trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMCPY", memcpys)
         trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_MEMSET", memsets)
         trace_schema.insert_rows(conn, "CUPTI_ACTIVITY_KIND_GRAPH_TRACE", graphs)
-        for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", app_driver_calls(driver_calls, runtime_calls))):
+        driver = app_driver_calls(driver_calls, runtime_calls)
+        for table, calls in (("CUPTI_ACTIVITY_KIND_RUNTIME", runtime_calls), ("CUPTI_ACTIVITY_KIND_DRIVER", driver)):
             trace_schema.insert_rows(conn, table, [{**call, "nameId": strings.id(call["name"]), "eventClass": 0}
                            for call in calls if not is_query_call(call["name"])])
 

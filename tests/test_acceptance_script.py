@@ -46,7 +46,8 @@ def test_each_output_gets_its_analysis():
          "files": ["traces/m.nsys-rep", "traces/m.sqlite"]},
         {"command": "gapprof ncu --runtime graphs", "files": ["traces/qwen2.5-7b-graphs-ncu.csv",
                                                              "traces/qwen2.5-7b-graphs-ncu.json"]},
-        {"command": "gapprof sweep --profile -o s", "files": ["s/sweep.json", "s/traces/x.nsys-rep", "s/traces/x.sqlite"]},
+        {"command": "gapprof sweep --profile -o s",
+         "files": ["s/sweep.json", "s/traces/x.nsys-rep", "s/traces/x.sqlite"]},
         {"command": "gapprof ab --a eager --b graphs", "files": ["results/h100-sxm/ab.json"]},
     ]
     assert acceptance.analyses(records) == [

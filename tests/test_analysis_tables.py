@@ -2,7 +2,8 @@
 import pytest
 
 from gapprof.analysis import kernels
-from gapprof.analysis.attribution import Options, analyze, api_table, class_table, facts_table, kernel_table, summary_table
+from gapprof.analysis.attribution import (Options, analyze, api_table, class_table, facts_table, kernel_table,
+                                          summary_table)
 from gapprof.errors import GapprofError
 from gapprof import models
 from gapprof.step_bytes import step_bytes

@@ -51,7 +51,8 @@ def test_term_that_grows_with_bandwidth_is_named():
 
 
 def test_mismatched_traces_are_refused_unless_forced():
-    metas = {"a": {"model": "m", "ctx": 2048, "runtime": "eager"}, "b": {"model": "m", "ctx": 1024, "runtime": "graphs"}}
+    metas = {"a": {"model": "m", "ctx": 2048, "runtime": "eager"},
+             "b": {"model": "m", "ctx": 1024, "runtime": "graphs"}}
     with pytest.raises(GapprofError, match=r"ctx differs \(a: 2048, b: 1024\); runtime differs"):
         comparison.check_match(metas, force=False)
     assert len(comparison.check_match(metas, force=True)) == 2

@@ -45,7 +45,8 @@ else:
 def test_nsys_capture_finds_the_report_and_export_of_a_dotted_name(tmp_path, monkeypatch, name, given):
     monkeypatch.setenv("GAPPROF_NSYS", _fake_tool(tmp_path / "nsys", FAKE_NSYS))
     out = tmp_path / "traces"
-    report, sqlite_path, meta = nsys_capture.capture_with_nsys(CaptureRequest(), out / (name + given), "gapprof capture")
+    report, sqlite_path, meta = nsys_capture.capture_with_nsys(CaptureRequest(), out / (name + given),
+                                                               "gapprof capture")
     assert (report, sqlite_path) == (out / f"{name}.nsys-rep", out / f"{name}.sqlite")
     assert sorted(p.name for p in out.iterdir()) == [f"{name}.nsys-rep", f"{name}.sqlite"]
     assert meta["command"] == "gapprof capture"
@@ -101,7 +102,8 @@ def test_sweep_profile_points_each_row_at_its_own_sqlite(tmp_path, monkeypatch, 
             for m in ("llama-3.1-8b", "tiny-qwen2")]
     sweep_cells.profile_rows(rows, tmp_path, backend, "bfloat16", "sdpa", 0)
     extension = ".nsys-rep" if backend == "nsys" else ".sqlite"
-    assert outputs == [str(tmp_path / "traces" / f"{m}-ctx2048-eager{extension}") for m in ("llama-3.1-8b", "tiny-qwen2")]
+    expected = [tmp_path / "traces" / f"{m}-ctx2048-eager{extension}" for m in ("llama-3.1-8b", "tiny-qwen2")]
+    assert outputs == [str(path) for path in expected]
     assert [r["trace"] for r in rows] == [str(Path("traces", f"{m}-ctx2048-eager.sqlite"))
                                           for m in ("llama-3.1-8b", "tiny-qwen2")]
 

@@ -60,7 +60,8 @@ def test_module_bytes_bandwidth_and_excess_share(tmp_path):
     assert sum(r["busy_us"] for r in by_kind.values()) * 1000 * 2 == pytest.approx(measured["busy"].sum())
     q_excess_us = 0.040 - q_bytes / 3350 / 1000
     assert by_kind["q_proj"]["excess_us"] == pytest.approx(q_excess_us)
-    assert by_kind["q_proj"]["excess_share_pct"] == pytest.approx(100 * q_excess_us * 1000 * 2 / measured["excess"].sum())
+    share = 100 * q_excess_us * 1000 * 2 / measured["excess"].sum()
+    assert by_kind["q_proj"]["excess_share_pct"] == pytest.approx(share)
     layers = _rows(dict(sections)["layers"], "layer")
     assert set(layers) == {"0", "model", module_labels.OUTSIDE}
     assert layers["0"]["kernels_per_step"] == 4

@@ -82,7 +82,8 @@ def test_fewer_kernels_than_a_step_is_refused(tmp_path):
     ref = analyze(annotated_trace(tmp_path), Options())
     labelled, _ = modules.labelled_by_time(ref)
     with pytest.raises(GapprofError, match="less than one complete step"):
-        ncu_report.module_comparison(ncu_report.read_ncu_csv(CONSTRUCTED).head(4), module_alignment.reference_step(labelled), {}, 3350.0)
+        ncu_report.module_comparison(ncu_report.read_ncu_csv(CONSTRUCTED).head(4),
+                                     module_alignment.reference_step(labelled), {}, 3350.0)
 
 
 def test_missing_metric_and_unknown_unit_are_clear_errors(tmp_path):

@@ -243,8 +243,9 @@ def test_mark_module_marks_the_outermost_call_of_its_class_and_chains_the_users_
         """)
     log = tmp_path / "nvtx.log"
     paths = [tmp_path / "site", tmp_path / "user_site", REPO, *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = profile_run.child_environment(profile_run.mark_target(None, "toymod:Decoder"), str(tmp_path / "facts"),
-                                        {**os.environ, "NVTX_LOG": str(log), "PYTHONPATH": os.pathsep.join(map(str, paths))})
+    parent = {**os.environ, "NVTX_LOG": str(log), "PYTHONPATH": os.pathsep.join(map(str, paths))}
+    target = profile_run.mark_target(None, "toymod:Decoder")
+    env = profile_run.child_environment(target, str(tmp_path / "facts"), parent)
     (tmp_path / "facts").mkdir()
     done = subprocess.run([sys.executable, str(app)], env=env, capture_output=True, text=True, cwd=tmp_path / "code")
     assert done.returncode == 0, done.stderr

@@ -55,7 +55,8 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, quant, q
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="A module-annotated trace (capture --modules) of the same model: compare measured with analytic "
                    "bytes per module, kernels mapped by position.")
-@click.option("--model", default=None, help="Model for the analytic bytes [default: the .json's, else the reference's].")
+@click.option("--model", default=None,
+              help="Model for the analytic bytes [default: the .json's, else the reference's].")
 @click.option("--ctx", type=click.IntRange(min=0), default=None,
               help="Context of the first profiled step, for the KV bytes [default: the .json's ctx].")
 @click.option("--top", type=click.IntRange(min=0), default=25, show_default=True, help="Kernel rows (0: all).")

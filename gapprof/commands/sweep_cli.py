@@ -84,8 +84,8 @@ def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], co
                    "the anatomy terms, on any machine with polars.")
 @options.TRACE_BACKEND
 @click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Kill a cell that writes no result for SECONDS (a model's first cell counts its build): it becomes a "
-                   "row with that reason and the model's later cells run in a new process.")
+              help="Kill a cell that writes no result for SECONDS (a model's first cell counts its build): it becomes "
+                   "a row with that reason and the model's later cells run in a new process.")
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>, results/<gpu>/quant-QUANT "
                    "with --quant].")
