@@ -1,10 +1,11 @@
 """The quantised-decode table (`gapprof quant-table`), in the shape of the study's: one row a trace of one model on
 one GPU, each against the baseline (the first trace whose layers are not quantised): its step without the profiler,
 the floor it must move (GB, ms at the datasheet peak, fraction of that step), the speedup and the byte saving over
-the baseline, the largest term above the floor, and its step projected to other GPUs."""
+the baseline, the largest term above the floor, and its step projected to other GPUs; beside it, where each
+trace's GPU time went by kernel class and, for traces with module labels, by module kind."""
 import polars as pl
 
-from gapprof.analysis import study
+from gapprof.analysis import modules, study
 from gapprof.analysis.attribution import class_table
 from gapprof.analysis.comparison import Column
 from gapprof.analysis.kernel_cost import reference_bandwidth, step_split
@@ -22,6 +23,9 @@ NOTE = ("unprofiled step: the mean of the capture's steps timed without the prof
 CLASSES_NOTE = ("kernel classes: each trace's GPU time (ms a step, mean over its measured steps) and GPU ops a step "
                 "(kernels, memsets, device copies) by class, as `attribute --tables classes`; the last row adds them "
                 "up to busy")
+MODULES_NOTE = ("modules: each trace's GPU time and its floor's share (ms a step, floor at the datasheet peak) by "
+                "module kind, as `attribute --by module` gives them: kernels labelled by the trace's own module "
+                "ranges or, by position, from its --reference; the last row adds them up to busy")
 
 
 def method(loaded: study.Loaded) -> str:
@@ -102,4 +106,32 @@ def class_changes(loaded: list[study.Loaded]) -> pl.DataFrame:
     first = f"{loaded[0].label} ms"
     wide = wide.fill_null(0.0).sort(first, descending=True)
     total = wide.select(pl.lit("all (busy)").alias("class"), pl.exclude("class").sum())
+    return pl.concat([wide, total])
+
+
+def _by_kind(x: study.Loaded, reference) -> pl.DataFrame | None:
+    """x's busy and floor ms a step per module kind, or None for a trace without module ranges and no reference."""
+    try:
+        sections, _ = modules.by_module(x.analysis, reference)
+    except modules.NoModuleRanges as missing:
+        if missing.role == "trace" and reference is None:
+            return None
+        raise
+    return dict(sections)["modules"].select("kind", (pl.col("busy_us") / 1e3).alias(f"{x.label} ms"),
+                                            (pl.col("floor_us") / 1e3).alias(f"{x.label} floor ms"))
+
+
+def module_changes(loaded: list[study.Loaded], references: list) -> pl.DataFrame | None:
+    """GPU time and floor (ms a step) by module kind of each trace with module labels (its own module ranges, or
+    its reference, an attribution.Attribution, in `references`), in `loaded`'s order and the kinds in model order;
+    None when no trace has them."""
+    tables = [t for t in (_by_kind(x, r) for x, r in zip(loaded, references)) if t is not None]
+    if not tables:
+        return None
+    kinds = pl.concat([t.select("kind") for t in tables]).unique(maintain_order=True)
+    wide = kinds
+    for t in tables:
+        wide = wide.join(t, on="kind", how="left")
+    wide = wide.fill_null(0.0)
+    total = wide.select(pl.lit("all (busy)").alias("kind"), pl.exclude("kind").sum())
     return pl.concat([wide, total])

@@ -1,5 +1,5 @@
 """`gapprof quant-table` (analysis.quant_table) on the shipped H100 graphs traces, bf16, int4 and nf4, with and
-without their ncu CSVs, and the inputs it refuses."""
+without their ncu CSVs and module references, and the inputs it refuses."""
 import json
 from pathlib import Path
 
@@ -69,6 +69,44 @@ def test_kernel_classes_add_up_to_busy_and_show_what_each_method_added():
             for c in ("elementwise", "memcpy/memset", "gemv/gemm")] == [280, 168, -84]
 
 
+def test_modules_add_up_to_busy_and_the_floor_and_only_the_linear_layers_change():
+    """Each graphs trace labelled by its own method's static-cache module reference: per trace the kinds add up to
+    busy (as the classes do) and to the floor; quantisation moves the linear layers' time and floor only."""
+    names = ("h100-graphs", "h100-graphs-int4")
+    references = traces("h100-static-modules", "h100-static-modules-int4")
+    found = sections(*traces(*names), "--reference", references[0], "--reference", references[1])
+    kinds = {row["kind"]: row for row in found["modules"]}
+    busy = {row["class"]: row for row in found["kernel classes"]}["all (busy)"]
+    plain = rows(*traces(*names))
+    for name in names:
+        for column, total in ((f"{name} ms", busy[f"{name} ms"]), (f"{name} floor ms", plain[name]["floor ms"])):
+            assert sum(row[column] for kind, row in kinds.items() if kind != "all (busy)") == pytest.approx(total)
+            assert kinds["all (busy)"][column] == pytest.approx(total)
+    assert "(unmatched)" not in kinds  # every kernel took its reference's label
+    linear = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    for kind, row in kinds.items():
+        floors = row["h100-graphs floor ms"], row["h100-graphs-int4 floor ms"]
+        if kind in linear:
+            assert floors[1] < floors[0] / 3
+        elif kind != "all (busy)":
+            assert floors[1] == pytest.approx(floors[0])
+    # The linear layers' time falls as a whole, less than their floor, and not in each kind: the small k and v
+    # products do not get faster.
+    def fall(column):
+        return sum(kinds[k][f"h100-graphs{column}"] for k in linear) / sum(kinds[k][f"h100-graphs-int4{column}"]
+                                                                           for k in linear)
+    assert 1 < fall(" ms") < fall(" floor ms") / 1.5
+    assert kinds["k_proj"]["h100-graphs-int4 ms"] > kinds["k_proj"]["h100-graphs ms"]
+
+
+def test_a_trace_without_module_labels_has_no_modules_column():
+    found = sections(*traces("h100-graphs", "h100-graphs-int4"), "--reference", "-", "--reference",
+                     str(TRACES / "h100-static-modules-int4.sqlite.xz"))
+    assert {column for row in found["modules"] for column in row} == \
+        {"kind", "h100-graphs-int4 ms", "h100-graphs-int4 floor ms"}
+    assert "modules" not in sections(*traces("h100-graphs", "h100-graphs-int4"))
+
+
 def test_projecting_to_the_captured_gpu_gives_back_the_unprofiled_step():
     found = rows(*traces("h100-graphs", "h100-graphs-int4"), "--to", "h100-sxm")
     for row in found.values():
@@ -85,6 +123,8 @@ def test_projecting_to_the_captured_gpu_gives_back_the_unprofiled_step():
     (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-"), "--ncu is given once per trace, in their order (`-` for "
                                                           "none): 2 traces, 1 --ncu"),
     (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-", "--ncu", "missing.csv"), "--ncu missing.csv: no such file"),
+    (("h100-graphs", "h100-graphs-int4"), ("--reference", "-"), "--reference is given once per trace, in their "
+                                                                "order (`-` for none): 2 traces, 1 --reference"),
 ])
 def test_refused_inputs_end_in_one_line(names, extra, message):
     result = run(*traces(*names), *extra)

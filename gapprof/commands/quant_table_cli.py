@@ -6,24 +6,26 @@ import click
 
 from gapprof import gpus, render
 from gapprof.analysis import projection, study
-from gapprof.analysis.quant_table import CLASSES_NOTE, NOTE, class_changes, table
+from gapprof.analysis.attribution import Options, analyze
+from gapprof.analysis.quant_table import CLASSES_NOTE, MODULES_NOTE, NOTE, class_changes, module_changes, table
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
 from gapprof.commands.loading import load_traces, with_bytes_per_kernel
 
 
-def _paired(traces, ncu_csvs) -> list:
-    """Each trace's ncu CSV, or None: --ncu is given once per trace, in the traces' order, `-` for none."""
-    if not ncu_csvs:
+def _paired(traces, files, option: str) -> list:
+    """Each trace's file for `option`, or None: the option is given once per trace, in the traces' order, `-` for
+    none (or not at all)."""
+    if not files:
         return [None] * len(traces)
-    if len(ncu_csvs) != len(traces):
-        raise GapprofError(f"--ncu is given once per trace, in their order (`-` for none): {len(traces)} traces, "
-                           f"{len(ncu_csvs)} --ncu")
-    missing = [csv for csv in ncu_csvs if csv != "-" and not Path(csv).is_file()]
+    if len(files) != len(traces):
+        raise GapprofError(f"{option} is given once per trace, in their order (`-` for none): {len(traces)} traces, "
+                           f"{len(files)} {option}")
+    missing = [f for f in files if f != "-" and not Path(f).is_file()]
     if missing:
-        raise GapprofError(f"--ncu {missing[0]}: no such file")
-    return [None if csv == "-" else Path(csv) for csv in ncu_csvs]
+        raise GapprofError(f"{option} {missing[0]}: no such file")
+    return [None if f == "-" else Path(f) for f in files]
 
 
 @click.command("quant-table")
@@ -31,21 +33,28 @@ def _paired(traces, ncu_csvs) -> list:
 @click.option("--ncu", "ncu_csvs", multiple=True, metavar="CSV|-",
               help="Once per trace, in their order (`-` for none): its `gapprof ncu` CSV, so that its projections "
                    "use the kernel model (each kernel's fixed part kept, its bytes at the target's bandwidth).")
+@click.option("--reference", "references", multiple=True, metavar="TRACE|-",
+              help="Once per trace, in their order (`-` for none): a module-annotated trace of the same model and "
+                   "method (`capture --modules`) that labels its kernels by position, for the `modules` table.")
 @click.option("--to", "targets", multiple=True, help="Also project each trace to this GPU (repeatable).")
 @options.RANGE
 @options.SKIP
 @options.COUNT_EMBEDDING
 @options.FORMAT
 @options.OUTPUT
-def quant_table(traces, ncu_csvs, targets, range_pattern, skip, count_embedding, fmt, output):
+def quant_table(traces, ncu_csvs, references, targets, range_pattern, skip, count_embedding, fmt, output):
     """One row a trace of the same model on the same GPU, quantised or not: unprofiled step, floor (GB, ms, fraction
     of the step), speedup and bytes ratio over the unquantised trace, the largest term above the floor, and with
-    --to the step projected to each GPU. `-o results/<gpu>/quant.md --format markdown` (and `.json --format json`)
+    --to the step projected to each GPU; beside it the GPU time by kernel class and, for traces with module ranges
+    or a --reference, by module kind. `-o results/<gpu>/quant.md --format markdown` (and `.json --format json`)
     keeps it beside the A/B and sweep results."""
     options.check_csv_output(fmt, output, several=True)
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded = load_traces(traces, range_pattern, skip, count_embedding)
-    loaded = [with_bytes_per_kernel(x, csv, None, range_pattern) for x, csv in zip(loaded, _paired(traces, ncu_csvs))]
+    loaded = [with_bytes_per_kernel(x, csv, None, range_pattern)
+              for x, csv in zip(loaded, _paired(traces, ncu_csvs, "--ncu"))]
+    references = [analyze(r, Options(range_pattern=range_pattern), progress) if r else None
+                  for r in _paired(traces, references, "--reference")]
     projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
     notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
                       f"{x.label}: projected by the bandwidth ratio (no --ncu CSV): each kernel's whole duration, "
@@ -53,4 +62,7 @@ def quant_table(traces, ncu_csvs, targets, range_pattern, skip, count_embedding,
                       f"a faster one"
                       for x in loaded if x.bytes_source or targets]
     sections = [("quant-table", table(loaded, projected)), ("kernel classes", class_changes(loaded))]
-    render.emit(sections, fmt, notes + [CLASSES_NOTE], output)
+    by_module = module_changes(loaded, references)
+    if by_module is not None:
+        sections.append(("modules", by_module))
+    render.emit(sections, fmt, notes + [CLASSES_NOTE] + ([MODULES_NOTE] if by_module is not None else []), output)
