@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import api
+from gapprof.analysis import api, kernels
 from gapprof.analysis.attribution import class_table
 from gapprof.analysis.summary import cpu_us_per_launch
 
@@ -109,6 +109,30 @@ def short_kernels(result) -> Finding | None:
                    f"{knob}; no bandwidth buys this time back")
 
 
+def kernel_over_floor(result) -> Finding | None:
+    """One kernel (by name) that takes longer a step than the whole step's floor. No bytes per kernel are needed:
+    at peak bandwidth it would have to move more than the step must, so it runs below bandwidth or re-reads. Its
+    time above the floor is a lower bound on its excess."""
+    if result.floor is None:
+        return None
+    ops = result.measured_only(result.ops).filter(pl.col("kind") == "kernel")
+    if ops.is_empty():
+        return None
+    named = kernels.named_ops(ops, result.frames.gpu, result.frames.strings, False)
+    top = (named.group_by("name").agg(time=(pl.col("end") - pl.col("start")).sum(), calls=pl.len())
+           .sort("time", descending=True).row(0, named=True))
+    n, floor = result.measured.height, result.measured["floor"].mean()
+    time = top["time"] / n
+    if time <= floor:
+        return None
+    peak = result.floor.bandwidths[result.floor.primary][0]
+    return Finding("one kernel takes longer than the step's whole floor", _ms(time - floor),
+                   f"{top['name']}: {top['calls'] / n:,.0f} calls a step take {_ms(time):.2f} ms, "
+                   f"{time / floor:.1f}x the floor of the whole step ({_ms(floor):.2f} ms at {peak:,.0f} GB/s)",
+                   "measure its bytes (`gapprof ncu`, then `attribute --ncu`) and look for another kernel: one "
+                   "that dequantises or converts before it multiplies, or one tuned for other shapes, shows here")
+
+
 def exposed_cpu(result) -> Finding | None:
     """A CPU-bound step: the GPU waits for launches most of the time."""
     measured = result.measured
@@ -155,7 +179,7 @@ def findings(result, cost: pl.DataFrame | None = None) -> list[Finding]:
     """Every finding whose evidence is in the trace, largest first."""
     calls = api.named_calls(result.measured_only(result.calls), result.frames.strings)
     found = [setup_in_step(result, calls), starved_before_one_class(result, class_table(result)),
-             host_syncs(result, calls), short_kernels(result), exposed_cpu(result)]
+             host_syncs(result, calls), short_kernels(result), kernel_over_floor(result), exposed_cpu(result)]
     if cost is not None and result.floor is not None:
         peak = result.floor.bandwidths[result.floor.primary][0]
         found += low_bandwidth_classes(cost, peak) + extra_traffic(cost, peak)

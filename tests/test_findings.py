@@ -87,6 +87,36 @@ def _cost(rows: list[tuple]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=columns, orient="row")
 
 
+def _step_with_long_kernels(b: TraceBuilder, o: int, kernels: tuple[tuple[str, int], ...]) -> None:
+    """Kernels (name, ns) back to back, launched at once, then a sync: a GPU-bound step."""
+    ends = [sum(ns for _, ns in kernels[:i + 1]) for i in range(len(kernels))]
+    b.range(o, o + 20 + ends[-1] + 100)
+    for i, (name, ns) in enumerate(kernels):
+        b.launch(o + 10 + i, o + 11 + i, o + 20 + ends[i] - ns, o + 20 + ends[i], name=name)
+    b.call(o + 15, o + 20 + ends[-1] + 50, SYNC)
+
+
+def test_one_kernel_longer_than_the_whole_floor_is_found_and_a_split_one_is_not(tmp_path):
+    """qwen2.5-7b at ctx 2048 on an H100 has a floor of about 4.26 ms a step: one 5 ms kernel exceeds it; the same
+    5 ms in two kernels of different names does not, nor one kernel of 4 ms."""
+    shapes = {"one": (("slow_gemv", 5_000_000), ("norm", 10_000)),
+              "split": (("gemv_a", 2_500_000), ("gemv_b", 2_500_000)),
+              "short": (("gemv", 4_000_000),)}
+    traces = {name: with_meta(TraceBuilder()) for name in shapes}
+    for name, kernels in shapes.items():
+        for i in range(3):
+            _step_with_long_kernels(traces[name], 10_000_000 * i, kernels)
+    result = analyze(traces["one"].write(tmp_path / "one.sqlite"), Options(skip=0))
+    assert result.measured.height == 3
+    floor_ms = result.measured["floor"].mean() / 1e6
+    assert 4 < floor_ms < 5
+    over = {f.title: f for f in findings.findings(result)}["one kernel takes longer than the step's whole floor"]
+    assert over.ms == pytest.approx(5 - floor_ms)  # the kernel's time above the floor: a lower bound on its excess
+    assert over.evidence.startswith(f"slow_gemv: 1 calls a step take 5.00 ms, {5 / floor_ms:.1f}x the floor")
+    for name in ("split", "short"):
+        assert "one kernel takes longer than the step's whole floor" not in found(traces[name], tmp_path, name)
+
+
 def test_a_class_far_below_bandwidth_and_one_above_its_bytes_are_found():
     peak = 1000.0
     cost = _cost([("all (busy)", 10_000.0, 10_000.0, 1000.0, 9_000.0, 1_000.0, 10_000.0, 1_000.0, 0.0),
