@@ -122,12 +122,13 @@ def kernel_over_floor(result) -> Finding | None:
     top = (named.group_by("name").agg(time=(pl.col("end") - pl.col("start")).sum(), calls=pl.len())
            .sort("time", descending=True).row(0, named=True))
     n, floor = result.measured.height, result.measured["floor"].mean()
-    time = top["time"] / n
+    time, calls = top["time"] / n, top["calls"] / n
     if time <= floor:
         return None
     peak = result.floor.bandwidths[result.floor.primary][0]
+    counted = "1 call a step takes" if calls == 1 else f"{calls:,.0f} calls a step take"
     return Finding("one kernel takes longer than the step's whole floor", _ms(time - floor),
-                   f"{top['name']}: {top['calls'] / n:,.0f} calls a step take {_ms(time):.2f} ms, "
+                   f"{top['name']}: {counted} {_ms(time):.2f} ms, "
                    f"{time / floor:.1f}x the floor of the whole step ({_ms(floor):.2f} ms at {peak:,.0f} GB/s)",
                    "measure its bytes (`gapprof ncu`, then `attribute --ncu`) and look for another kernel: one "
                    "that dequantises or converts before it multiplies, or one tuned for other shapes, shows here")

@@ -112,7 +112,7 @@ def test_one_kernel_longer_than_the_whole_floor_is_found_and_a_split_one_is_not(
     assert 4 < floor_ms < 5
     over = {f.title: f for f in findings.findings(result)}["one kernel takes longer than the step's whole floor"]
     assert over.ms == pytest.approx(5 - floor_ms)  # the kernel's time above the floor: a lower bound on its excess
-    assert over.evidence.startswith(f"slow_gemv: 1 calls a step take 5.00 ms, {5 / floor_ms:.1f}x the floor")
+    assert over.evidence.startswith(f"slow_gemv: 1 call a step takes 5.00 ms, {5 / floor_ms:.1f}x the floor")
     for name in ("split", "short"):
         assert "one kernel takes longer than the step's whole floor" not in found(traces[name], tmp_path, name)
 
