@@ -144,3 +144,19 @@ def test_notes_name_each_projections_model():
     assert "h100-graphs-int4: kernel model" not in text
     without_targets = " ".join(run(*traces("h100-graphs", "h100-graphs-int4")).stdout.split())
     assert "bandwidth ratio (no --ncu CSV)" not in without_targets
+
+
+README_COMMANDS = [line.strip() for line in (TRACES.parent / "README.md").read_text().splitlines()
+                   if line.startswith("    gapprof quant-table traces/")]
+
+
+@pytest.mark.parametrize("command", README_COMMANDS, ids=lambda c: c.split()[2])
+def test_the_shipped_quant_tables_are_what_the_readme_commands_write(command, tmp_path, monkeypatch):
+    """results/<gpu>/quant.md is exactly what its README command writes from the shipped traces now."""
+    args = command.split()[1:]
+    shipped = TRACES.parent / args[args.index("-o") + 1]
+    args[args.index("-o") + 1] = str(tmp_path / "quant.md")
+    monkeypatch.chdir(TRACES.parent)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "quant.md").read_text() == shipped.read_text()
