@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from gapprof.analysis import api, kernels
-from gapprof.analysis.attribution import class_table
+from gapprof.analysis import api
+from gapprof.analysis.attribution import class_table, kernel_table
 from gapprof.analysis.summary import cpu_us_per_launch
 
 # API calls that load modules or compile code: work that a decode step should not repeat.
@@ -20,7 +20,8 @@ EXPOSED_CPU_SHARE = 0.2  # starved time above this share of the wall: the step i
 CONCENTRATED_SHARE = 0.5  # one class holding this share of the starved time sits behind one cause
 LOW_BANDWIDTH_SHARE = 0.5  # a class moving real bytes below this share of peak
 BUSY_SHARE = 0.05  # a class or short-kernel group worth naming holds at least this share of busy
-COMPILED_RUNTIMES = ("compile", "lean")  # steps torch.compile has already fused
+COMPILED_RUNTIMES = ("compile", "lean")
+NOT_KERNELS = ("memcpy/memset", "cuda graph")  # kernel_table's rows for copies, memsets and whole graph launches  # steps torch.compile has already fused
 EXTRA_RATIO, EXTRA_SHARE = 1.5, 0.01  # bytes moved / analytic, and the extra time's least share of busy
 FINDINGS_NOTE = ("findings: each names the ms a step its evidence accounts for; they can overlap (the starved time "
                  "before one class may be the wait after a module load), so they do not add up")
@@ -115,14 +116,11 @@ def kernel_over_floor(result) -> Finding | None:
     time above the floor is a lower bound on its excess."""
     if result.floor is None:
         return None
-    ops = result.measured_only(result.ops).filter(pl.col("kind") == "kernel")
-    if ops.is_empty():
+    kernel_rows = kernel_table(result).filter(~pl.col("class").is_in(NOT_KERNELS))  # longest first
+    if kernel_rows.is_empty():
         return None
-    named = kernels.named_ops(ops, result.frames.gpu, result.frames.strings, False)
-    top = (named.group_by("name").agg(time=(pl.col("end") - pl.col("start")).sum(), calls=pl.len())
-           .sort("time", descending=True).row(0, named=True))
-    n, floor = result.measured.height, result.measured["floor"].mean()
-    time, calls = top["time"] / n, top["calls"] / n
+    top = kernel_rows.row(0, named=True)
+    time, calls, floor = top["us_per_step"] * 1000, top["calls_per_step"], result.measured["floor"].mean()
     if time <= floor:
         return None
     peak = result.floor.bandwidths[result.floor.primary][0]
