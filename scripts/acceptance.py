@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # acceptance_plan, beside this file, however it is loaded
-from acceptance_plan import REPO, logged_seconds, part_of, readme_gpu_commands, remaining, shrink  # noqa: E402
+from acceptance_plan import (REPO, is_install, logged_seconds, part_of, readme_gpu_commands, remaining,  # noqa: E402
+                             shrink)
 
 LOG = "acceptance.jsonl"
 TAIL_LINES = 8
@@ -101,7 +102,7 @@ def gpu_phase(workdir: Path, select: Callable[[list[str]], list[str]]) -> int:
     failed = 0
     for command in chosen:
         index = commands.index(command)
-        install = command.startswith("python3 -m pip")
+        install = is_install(command)
         record = run_logged(command if install else shrink(command, index), REPO if install else workdir,
                             workdir, "gpu")
         failed += record["exit"] != 0

@@ -17,10 +17,14 @@ DOTTED = re.compile(r"qwen2\.5-7b-readme\d+")
 UNKNOWN_SECONDS = 60.0  # a command the earlier log does not have
 
 
+def is_install(command: str) -> bool:
+    return command.startswith("python3 -m pip")
+
+
 def readme_gpu_commands(readme: str) -> list[str]:
     """The GPU install line, then the GPU-side gapprof commands in the README's code blocks, in order, once each."""
     found = list(dict.fromkeys(m.group(1).strip() for m in map(GPU_COMMAND.match, readme.splitlines()) if m))
-    return sorted(found, key=lambda command: not command.startswith("python3 -m pip"))
+    return sorted(found, key=lambda command: not is_install(command))
 
 
 def shrink(command: str, index: int) -> str:
@@ -50,7 +54,7 @@ def part_of(commands: list[str], part: int, parts: int, seconds: dict[str, float
     run for a machine whose commands may not run long enough for all of it. With `seconds` (logged_seconds of an
     earlier run; a command not in it counts UNKNOWN_SECONDS) the shares are balanced by time, longest command
     first to the share with the least so far; without, every `parts`-th command. README order within a share."""
-    installs = [c for c in commands if c.startswith("python3 -m pip")]
+    installs = [c for c in commands if is_install(c)]
     others = [c for c in commands if c not in installs]
     if seconds is None:
         return installs + [c for i, c in enumerate(others) if i % parts == part - 1]
@@ -66,6 +70,6 @@ def remaining(commands: list[str], logged: set[str]) -> list[str]:
     """The install line(s) and the commands that `logged` (the commands WORKDIR's log has a record of) lacks: what a
     share cut short by its time guard left, in README order; nothing when none is left. A command that ran and
     failed has its record and is not run again."""
-    installs = [c for c in commands if c.startswith("python3 -m pip")]
+    installs = [c for c in commands if is_install(c)]
     left = [c for c in commands if c not in installs and shrink(c, commands.index(c)) not in logged]
     return installs + left if left else []
