@@ -104,9 +104,13 @@ def class_changes(loaded: list[study.Loaded]) -> pl.DataFrame:
             pl.col("calls_per_step").alias(f"{x.label} ops"))
         wide = classes if wide is None else wide.join(classes, on="class", how="full", coalesce=True)
     first = f"{loaded[0].label} ms"
-    wide = wide.fill_null(0.0).sort(first, descending=True)
-    total = wide.select(pl.lit("all (busy)").alias("class"), pl.exclude("class").sum())
-    return pl.concat([wide, total])
+    return _with_busy_row(wide.fill_null(0.0).sort(first, descending=True), "class")
+
+
+def _with_busy_row(wide: pl.DataFrame, key: str) -> pl.DataFrame:
+    """`wide` and a last row, "all (busy)", adding up each column: the parts' times sum to busy (and a floor
+    column's parts to the step's floor)."""
+    return pl.concat([wide, wide.select(pl.lit("all (busy)").alias(key), pl.exclude(key).sum())])
 
 
 def _by_kind(x: study.Loaded, reference) -> pl.DataFrame | None:
@@ -132,6 +136,4 @@ def module_changes(loaded: list[study.Loaded], references: list) -> pl.DataFrame
     wide = kinds
     for t in tables:
         wide = wide.join(t, on="kind", how="left")
-    wide = wide.fill_null(0.0)
-    total = wide.select(pl.lit("all (busy)").alias("kind"), pl.exclude("kind").sum())
-    return pl.concat([wide, total])
+    return _with_busy_row(wide.fill_null(0.0), "kind")
