@@ -28,10 +28,20 @@ class NoModuleRanges(GapprofError):
         self.path, self.role = path, role
 
 
+def _weights(meta: dict) -> str:
+    """The quantisation a capture's metadata records (`quant`), "none" where it records none."""
+    quant = meta.get("quant") or {}
+    return quant.get("method", "none") + (" with lm_head" if quant.get("lm_head") else "")
+
+
 def check_same_model(meta: dict, reference_meta: dict) -> None:
+    """Kernel positions and bytes map only between captures of one model with one quantisation of its weights."""
     if meta.get("model") and reference_meta.get("model") and meta["model"] != reference_meta["model"]:
         raise GapprofError(f"the reference is a {reference_meta['model']} trace but this is {meta['model']}: "
                            "kernel positions only map within one model")
+    if _weights(meta) != _weights(reference_meta):
+        raise GapprofError(f"the two captures quantise their weights differently ({_weights(meta)} and "
+                           f"{_weights(reference_meta)}): kernel positions only map within one method")
 
 
 def name_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:

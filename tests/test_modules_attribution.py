@@ -137,6 +137,21 @@ def test_reference_of_another_model_is_refused(tmp_path):
         modules.by_module(other, reference)
 
 
+def test_reference_with_other_quantisation_is_refused(tmp_path):
+    """Quantised layers run other kernels than bf16 ones: positions map only within one method (and lm_head choice);
+    a record of no quantisation is the same as none."""
+    reference = analyze(annotated_trace(tmp_path), Options())
+    other = analyze(graphs_trace(tmp_path), Options())
+    other.frames.meta["quant"] = {"method": "none"}
+    modules.by_module(other, reference)
+    other.frames.meta["quant"] = {"method": "int8", "lm_head": False}
+    with pytest.raises(GapprofError, match=r"quantise their weights differently \(int8 and none\)"):
+        modules.by_module(other, reference)
+    reference.frames.meta["quant"] = {"method": "int8", "lm_head": True}
+    with pytest.raises(GapprofError, match=r"differently \(int8 and int8 with lm_head\)"):
+        modules.by_module(other, reference)
+
+
 def test_attribute_by_module_cli(tmp_path):
     path = annotated_trace(tmp_path)
     out = CliRunner().invoke(main, ["attribute", str(path), "--by", "module", "--format", "csv",

@@ -125,6 +125,10 @@ def test_projecting_to_the_captured_gpu_gives_back_the_unprofiled_step():
     (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-", "--ncu", "missing.csv"), "--ncu missing.csv: no such file"),
     (("h100-graphs", "h100-graphs-int4"), ("--reference", "-"), "--reference is given once per trace, in their "
                                                                 "order (`-` for none): 2 traces, 1 --reference"),
+    (("h100-graphs", "h100-graphs-int4"), ("--reference", "-", "--reference",
+                                           str(TRACES / "h100-static-modules.sqlite.xz")),
+     "the two captures quantise their weights differently (int4 and none): kernel positions only map within one "
+     "method"),
 ])
 def test_refused_inputs_end_in_one_line(names, extra, message):
     result = run(*traces(*names), *extra)
