@@ -13,7 +13,8 @@ from gapprof.analysis.attribution import Options, analyze  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"
 README = (REPO / "README.md").read_text()
-METHODS = {"bf16": "", "int8": "-int8", "int4": "-int4", "nf4": "-nf4", "gemlite-int4": "-gemlite-int4"}
+METHODS = {"bf16": "", "int8": "-int8", "int4": "-int4", "nf4": "-nf4", "gemlite-int4": "-gemlite-int4",
+           "exllamav2-int4": "-exllamav2-int4"}
 GROUPS = {
     "gate, up, down": ("gate_proj", "up_proj", "down_proj"),
     "q, k, v, o": ("q_proj", "k_proj", "v_proj", "o_proj"),
