@@ -23,11 +23,16 @@ def load_traces(paths, range_pattern, skip, count_embedding, overrides: dict | N
     return loaded
 
 
+def analyze_reference(reference, range_pattern):
+    """The --reference trace (a `capture --modules` one) analysed, or None without one."""
+    return analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
+
+
 def with_bytes_per_kernel(loaded: study.Loaded, ncu_csv, reference, range_pattern,
                           gpu_profiles=()) -> study.Loaded:
     """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones), with
     the shipped GPU profiles and --gpu-profile's."""
     if ncu_csv is None and reference is None:
         return loaded
-    ref = analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
-    return study.with_kernel_model(loaded, ncu_csv, ref, gpu_profile.profiles(gpu_profiles))
+    return study.with_kernel_model(loaded, ncu_csv, analyze_reference(reference, range_pattern),
+                                   gpu_profile.profiles(gpu_profiles))

@@ -6,12 +6,11 @@ import click
 
 from gapprof import gpus, render
 from gapprof.analysis import projection, study
-from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.quant_table import CLASSES_NOTE, MODULES_NOTE, NOTE, class_changes, module_changes, table
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
-from gapprof.commands.loading import load_traces, with_bytes_per_kernel
+from gapprof.commands.loading import analyze_reference, load_traces, with_bytes_per_kernel
 
 
 def _paired(traces, files, option: str) -> list:
@@ -53,8 +52,7 @@ def quant_table(traces, ncu_csvs, references, targets, range_pattern, skip, coun
     loaded = load_traces(traces, range_pattern, skip, count_embedding)
     loaded = [with_bytes_per_kernel(x, csv, None, range_pattern)
               for x, csv in zip(loaded, _paired(traces, ncu_csvs, "--ncu"))]
-    references = [analyze(r, Options(range_pattern=range_pattern), progress) if r else None
-                  for r in _paired(traces, references, "--reference")]
+    references = [analyze_reference(r, range_pattern) for r in _paired(traces, references, "--reference")]
     projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
     notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
                       f"{x.label}: projected by the bandwidth ratio (no --ncu CSV): each kernel's whole duration, "
