@@ -3,9 +3,16 @@ plain transformers script, with nothing of gapprof in it.
 
     python examples/generate.py --new-tokens 64
     gapprof profile --mark forward -- python examples/generate.py
+    gapprof profile -- python examples/generate.py --repeat 5
+
+With --repeat R it first times decode per token unprofiled, as the difference of generate() with --new-tokens and
+with one new token (the prefill alone), median of R each, then runs the generate() a profiler records between
+cudaProfilerStart and cudaProfilerStop (what `nsys profile --capture-range=cudaProfilerApi` keeps).
 """
 import argparse
 import contextlib
+import json
+import statistics
 import time
 
 import torch
@@ -32,6 +39,7 @@ def main() -> None:
                         help="pin torch's SDPA to one backend (default: torch chooses per call)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=0, help="time decode per token first, R calls of each length")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -45,15 +53,36 @@ def main() -> None:
     backends = {"flash": SDPBackend.FLASH_ATTENTION, "math": SDPBackend.MATH, "cudnn": SDPBackend.CUDNN_ATTENTION,
                 "efficient": SDPBackend.EFFICIENT_ATTENTION}
     pinned = sdpa_kernel(backends[args.sdpa_backend]) if args.sdpa_backend else contextlib.nullcontext()
+
+    def generate(new_tokens: int):
+        with torch.inference_mode(), pinned:
+            return model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                                  do_sample=False, cache_implementation=args.cache_implementation,
+                                  disable_compile=not args.compile)
+
+    if args.repeat:
+        generate(args.new_tokens)  # warm-up
+        whole = [seconds_of(generate, args.new_tokens) for _ in range(args.repeat)]
+        prefill = [seconds_of(generate, 1) for _ in range(args.repeat)]
+        per_token_ms = (statistics.median(whole) - statistics.median(prefill)) / (args.new_tokens - 1) * 1e3
+        print(json.dumps({"program": "transformers generate()", "ctx": args.ctx, "new_tokens": args.new_tokens,
+                          "generate_ms": [t * 1e3 for t in whole], "prefill_ms": [t * 1e3 for t in prefill],
+                          "decode_ms_per_token": per_token_ms}))
+    profiled = torch.cuda.profiler.profile() if args.device.startswith("cuda") else contextlib.nullcontext()
     started = time.perf_counter()
-    with torch.inference_mode(), pinned:
-        out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.new_tokens,
-                             do_sample=False, cache_implementation=args.cache_implementation,
-                             disable_compile=not args.compile)
+    with profiled:
+        out = generate(args.new_tokens)
     seconds = time.perf_counter() - started
     new = out.shape[-1] - prompt.shape[-1]
     print(f"generated {new} tokens after a {args.ctx}-token prompt in {seconds:.2f} s "
           f"({args.cache_implementation} cache, attn {args.attn}, SDPA backend {args.sdpa_backend or 'torch chooses'})")
+
+
+def seconds_of(generate, new_tokens: int) -> float:
+    """Seconds of one generate() call (it returns once the last token is on the host)."""
+    started = time.perf_counter()
+    generate(new_tokens)
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":
