@@ -56,6 +56,7 @@ class Inputs:
 
     @cached_property
     def cost(self) -> Built:
+        """The cost split: the cost table and its facts (analysis.kernel_cost), or what did not match the ncu CSV."""
         from gapprof.analysis.kernel_cost import cost_sections
         from gapprof.gpu_profile import profiles
 

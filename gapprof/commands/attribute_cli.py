@@ -81,8 +81,9 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
     wrong = [] if force else problems(result, model, dtype, ctx, quant, quant_lm_head)
     if wrong:
         raise GapprofError("; ".join(wrong) + "; --force shows the split anyway")
-    inputs = tables.Inputs(result, chosen_options, tables.TableOptions(full_names, top, per_step, ncu_csv, reference,
-                                                                       gpu_profiles), "cost" in shown, progress)
+    table_options = tables.TableOptions(full_names=full_names, top=top, per_step=per_step, ncu=ncu_csv,
+                                        reference=reference, gpu_profiles=gpu_profiles)
+    inputs = tables.Inputs(result, chosen_options, table_options, cost_shown="cost" in shown, progress=progress)
     sections, notes = [], list(result.notes)
     for name in shown:
         built = _build(name, inputs)
