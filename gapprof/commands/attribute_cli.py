@@ -84,14 +84,13 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
     table_options = tables.TableOptions(full_names=full_names, top=top, per_step=per_step, ncu=ncu_csv,
                                         reference=reference, gpu_profiles=gpu_profiles)
     inputs = tables.Inputs(result, chosen_options, table_options, cost_shown="cost" in shown, progress=progress)
-    sections, notes = [], list(result.notes)
-    for name in shown:
-        built = _build(name, inputs)
-        if built is None and tables_chosen != list(tables.DEFAULT):  # the default shows it where there is one
+    built = {}
+    for name in dict.fromkeys(shown):  # a table asked for twice is built once, its notes said once
+        built[name] = _build(name, inputs)
+        if built[name] is None and tables_chosen != list(tables.DEFAULT):  # the default shows it where there is one
             raise GapprofError(f"{trace}: --tables {name} needs {tables.TABLES[name].needs}")
-        if built is not None:
-            sections += built.sections
-            notes += built.notes
+    sections = [section for name in shown if built[name] for section in built[name].sections]
+    notes = [*result.notes, *(note for table in built.values() if table for note in table.notes)]
     render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)
 
 
