@@ -115,6 +115,18 @@ def facts_table(result: Attribution) -> dict:
     return facts | result.frames.checks
 
 
+def facts_frame(facts: dict) -> pl.DataFrame:
+    """A facts table typed: key, value (a number, Float64; null for words) and text (the words, null for a
+    number)."""
+    def is_number(value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    return pl.DataFrame({"key": list(facts),
+                         "value": [float(v) if is_number(v) else None for v in facts.values()],
+                         "text": [None if v is None or is_number(v) else str(v) for v in facts.values()]},
+                        schema={"key": pl.String, "value": pl.Float64, "text": pl.String})
+
+
 def _busy_total(result: Attribution) -> int:
     return int(result.measured["busy"].sum())
 

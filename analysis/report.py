@@ -1,70 +1,108 @@
-"""The Python API's `gapprof.attribute(path, **options)`: the tables `gapprof attribute` prints, as polars frames.
+"""The Python API's `gapprof.attribute(path, **options)`: the tables `gapprof attribute` shows, as polars frames.
 
-Each table is computed on first use and kept; every one is a polars DataFrame, so `.to_pandas()` gives pandas.
+One attribute per table of the registry (analysis.tables.TABLES, `two-pass` as `two_pass`), each computed on first
+use and kept; every one is a polars DataFrame, so `.to_pandas()` gives pandas.
 """
 from dataclasses import fields
-from functools import cached_property
+from pathlib import Path
 
 import polars as pl
 
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Attribution, Options
+from gapprof.analysis.tables import TABLES, Built, Inputs, TableOptions, api_name
 from gapprof.errors import GapprofError
 
-OPTIONS = tuple(field.name for field in fields(Options))
+OPTIONS = tuple(field.name for field in (*fields(Options), *fields(TableOptions)))
+FILE_OPTIONS = ("ncu", "reference")
+
+
+def _table_names() -> dict[str, str]:
+    """API attribute -> the registry's table name."""
+    return {api_name(name): name for name in TABLES}
 
 
 class Report:
-    """The attribution of one trace: summary, steps, kernels, classes, api and facts tables, and the notes."""
+    """The attribution of one trace. Its tables, each a polars DataFrame:
+    summary   per term (wall, busy, floor, excess, starved, latency, head, tail, spill, overlap): ms statistics
+    two_pass  per term, the graph-level pass, the node-level pass and the two joined (a two-pass capture only)
+    facts     key, value (a number, Float64; null for words) and text (the words; null for a number)
+    classes, kernels, api  per kernel class, kernel short name (and memcpy, memset), API call: per-step means
+    steps     every step, warm-up included (`warmup`), times in integer ns, counts Int64
+    cost      per kernel class, busy = floor + extra + shortfall + fixed in us a step (needs ncu, module ranges or
+              reference)
+    findings  rank, title, ms_per_step, evidence, knob: what costs a step the most, largest first; with ncu it
+              reads the cost split, as `attribute --ncu` does
+    modules   per module kind (needs module ranges, or reference); `table("modules").sections` has the layers too
+    """
 
-    def __init__(self, result: Attribution):
+    def __init__(self, result: Attribution, options: Options = Options(),
+                 table_options: TableOptions = TableOptions()):
         self.attribution = result  # frames, per-step table, ops, calls and floor, for analyses of one's own
+        self._inputs = Inputs(result, options, table_options, cost_shown=table_options.ncu is not None)
+        self._built: dict[str, Built] = {}
 
     def __repr__(self) -> str:
         result = self.attribution
         return f"<gapprof Report of {result.frames.trace.path}: {result.measured.height} measured steps>"
 
-    @cached_property
-    def summary(self) -> pl.DataFrame:
-        """Per term (wall, busy, floor, excess, starved, latency, head, tail, spill, overlap): ms statistics."""
-        return attribution.summary_table(self.attribution)
+    def __getattr__(self, attribute: str) -> pl.DataFrame:
+        names = _table_names()
+        if attribute not in names:
+            raise AttributeError(f"'Report' has no attribute {attribute!r}")
+        built = self.table(names[attribute])
+        if built.frame is None:
+            raise GapprofError(f"{self.attribution.frames.trace.path}: no {attribute} table; {' '.join(built.notes)}")
+        return built.frame
 
-    @cached_property
-    def steps(self) -> pl.DataFrame:
-        """Every step, warm-up included (`warmup`), times in integer ns."""
-        return self.attribution.steps
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *_table_names()})
 
-    @cached_property
-    def kernels(self) -> pl.DataFrame:
-        """Per kernel short name (and memcpy, memset) over the measured steps, every row."""
-        return attribution.kernel_table(self.attribution)
-
-    @cached_property
-    def classes(self) -> pl.DataFrame:
-        return attribution.class_table(self.attribution)
-
-    @cached_property
-    def api(self) -> pl.DataFrame:
-        return attribution.api_table(self.attribution)
-
-    @cached_property
-    def facts(self) -> pl.DataFrame:
-        """key, value: the facts table, values as text (they mix counts, ratios and words)."""
-        facts = attribution.facts_table(self.attribution)
-        return pl.DataFrame({"key": list(facts), "value": [None if v is None else str(v) for v in facts.values()]},
-                            schema={"key": pl.String, "value": pl.String})
+    def table(self, name: str) -> Built:
+        """A table of the registry by its command name: every section the command shows (title, frame or dict),
+        its notes and its frame."""
+        if name not in self._built:
+            built = TABLES[name].build(self._inputs)
+            if built is None:
+                raise GapprofError(f"{self.attribution.frames.trace.path}: {api_name(name)} needs "
+                                   f"{TABLES[name].needs}")
+            self._built[name] = built
+        return self._built[name]
 
     @property
     def notes(self) -> tuple[str, ...]:
+        """The attribution's notes (each table's own are in `table(name).notes`)."""
         return self.attribution.notes
 
 
 def attribute(path, **options) -> Report:
     """Attribute the trace at `path` (.sqlite, .nsys-rep, torch.profiler .json or .json.gz), as `gapprof attribute`.
 
-    options: range_pattern, skip, model, ctx, dtype, gpu, count_embedding (the command's options).
+    options, as the command's:
+    range_pattern, skip: the step ranges (--range) and the warm-up steps to skip
+    model, ctx, dtype, gpu, count_embedding, quant, quant_lm_head: the floor's inputs
+    full_names, top: kernel names whole, and the rows of the kernel and API tables (0, the default: all)
+    per_step: the cost split per step too
+    ncu: `gapprof ncu`'s CSV for this trace (bytes per kernel for cost, read by findings too)
+    reference: a module-annotated trace of the same model (cost and modules of a trace without module ranges)
+    gpu_profiles: `gapprof calibrate`'s profiles, one path or several (cost's reference bandwidth)
     """
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise GapprofError(f"unknown option {', '.join(unknown)}; choose from {', '.join(OPTIONS)}")
-    return Report(attribution.analyze(path, Options(**options)))
+    table_options = {name: options.pop(name) for name in [f.name for f in fields(TableOptions)] if name in options}
+    for name in FILE_OPTIONS:
+        if table_options.get(name) is not None:
+            table_options[name] = _existing(name, table_options[name])
+    profiles = table_options.get("gpu_profiles", ())
+    table_options["gpu_profiles"] = tuple(_existing("gpu_profiles", p)
+                                          for p in ([profiles] if isinstance(profiles, str | Path) else profiles))
+    chosen = Options(**options)
+    return Report(attribution.analyze(path, chosen), chosen, TableOptions(**table_options))
+
+
+def _existing(option: str, path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise GapprofError(f"{option}={path}: no such file")
+    return path

@@ -3,15 +3,22 @@ and `gapprof.mark_steps` marks prefill and decode forwards of a tiny model on CP
 import json
 import subprocess
 import sys
+from dataclasses import fields
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
 import gapprof
-from gapprof.analysis import attribution
+from gapprof.analysis import attribution, findings, kernel_cost, modules, report as api, tables, two_pass
+from gapprof.cli import main
+from gapprof.commands import options
 from gapprof.errors import GapprofError
-from conftest import H100, basic_step
+from gapprof.gpu_profile import profiles
+from conftest import H100, SHIPPED_TRACES, annotated_trace, basic_step
 from synthetic import TraceBuilder
+
+GRAPHS = SHIPPED_TRACES / "h100-graphs.sqlite.xz"
 
 
 @pytest.fixture
@@ -42,16 +49,90 @@ def test_attribute_gives_the_command_tables_as_polars_frames(trace, which):
     assert report.kernels.equals(attribution.kernel_table(expected))
     assert report.classes.equals(attribution.class_table(expected))
     assert report.api.equals(attribution.api_table(expected))
-    facts = dict(report.facts.iter_rows())
-    assert facts["measured steps"] == "3" and facts["context (first measured step)"] == "2048"
     assert all(isinstance(getattr(report, t), pl.DataFrame) for t in ("summary", "steps", "kernels", "classes",
-                                                                      "api", "facts"))
+                                                                      "api", "facts", "findings"))
     assert report.notes == expected.notes
 
 
-def test_attribute_refuses_an_unknown_option(trace):
+def test_numbers_are_typed_as_numbers(trace):
+    report = gapprof.attribute(trace[0], model="qwen2.5-7b", ctx=2048, skip=1)
+    counts = ("kernels", "memcpys", "launch_calls", "api_calls", "starved_gaps", "ctx")
+    assert all(report.steps.schema[c] == pl.Int64 for c in ("wall", "busy", "floor", *counts))
+    assert dict(report.facts.schema) == {"key": pl.String, "value": pl.Float64, "text": pl.String}
+    facts = {key: (value, text) for key, value, text in report.facts.iter_rows()}
+    assert facts["measured steps"] == (3, None) and facts["context (first measured step)"] == (2048, None)
+    assert facts["floor/excess split against"] == (None, "datasheet")
+    assert report.findings.schema["rank"] == pl.Int64 and report.findings.schema["ms_per_step"] == pl.Float64
+
+
+def test_findings_are_the_ranked_findings_of_the_command():
+    report = gapprof.attribute(GRAPHS)
+    found = findings.findings(report.attribution)
+    assert found and report.findings["rank"].to_list() == list(range(1, len(found) + 1))
+    assert report.findings["title"].to_list() == [f.title for f in found]
+    assert report.findings["ms_per_step"].to_list() == sorted((f.ms for f in found), reverse=True)
+    assert report.table("findings").sections == [("findings", findings.findings_table(found))]
+
+
+def test_cost_with_the_shipped_ncu_csv_and_findings_that_read_it():
+    ncu = SHIPPED_TRACES / "h100-graphs-ncu.csv.gz"
+    report = gapprof.attribute(GRAPHS, ncu=str(ncu))
+    sections, _ = kernel_cost.cost_sections(report.attribution, ncu, profiles=profiles(()))  # the shipped ones
+    assert report.cost.equals(dict(sections)["cost"]) and report.cost["class"][0] == kernel_cost.TOTAL
+    with_cost = findings.findings(report.attribution, report.cost)
+    assert report.findings["title"].to_list() == [f.title for f in with_cost]
+    assert len(with_cost) > len(findings.findings(report.attribution))  # the cost split adds findings
+    with pytest.raises(GapprofError, match="the cost table needs bytes per kernel"):
+        gapprof.attribute(GRAPHS).cost
+
+
+def test_two_pass_of_a_shipped_two_pass_trace_and_its_absence_from_a_one_pass_trace():
+    report = gapprof.attribute(SHIPPED_TRACES / "h100-lean-two-pass.sqlite.xz")
+    graph_level = two_pass.graph_level_pass(report.attribution, attribution.Options())
+    assert report.two_pass.equals(two_pass.joined(report.attribution, graph_level)[0])
+    assert report.two_pass["term"][0] == "wall ms"
+    with pytest.raises(GapprofError, match="two_pass needs a two-pass capture"):
+        gapprof.attribute(GRAPHS).two_pass
+
+
+def test_modules_from_module_ranges(tmp_path, trace):
+    report = gapprof.attribute(annotated_trace(tmp_path))
+    sections, notes = modules.by_module(report.attribution)
+    assert report.modules.equals(dict(sections)["modules"]) and report.table("modules").notes == notes
+    assert [title for title, _ in report.table("modules").sections] == [title for title, _ in sections]
+    with pytest.raises(GapprofError, match="no `module:` ranges in its steps"):
+        gapprof.attribute(trace[0]).modules
+
+
+def test_options_are_the_dataclasses_fields_each_documented(trace, tmp_path):
+    accepted = [f.name for f in (*fields(attribution.Options), *fields(tables.TableOptions))]
+    assert list(api.OPTIONS) == accepted
+    assert all(f"{name}" in gapprof.attribute.__doc__ for name in accepted)
     with pytest.raises(GapprofError, match="unknown option contxt; choose from range_pattern, skip, model, ctx"):
         gapprof.attribute(trace[0], contxt=10)
+    with pytest.raises(GapprofError, match=f"ncu={tmp_path / 'none.csv'}: no such file"):
+        gapprof.attribute(trace[0], ncu=tmp_path / "none.csv")
+    assert gapprof.attribute(trace[0], skip=1, top=1).kernels.height == 1
+
+
+def test_the_command_and_the_api_read_the_registry(trace, monkeypatch):
+    """A name added to the registry alone is a --tables choice, shown by the command, and an API attribute; the
+    default and the help are the registry's."""
+    assert options.DEFAULT_TABLES == ",".join(name for name, table in tables.TABLES.items() if table.default)
+    help_text = CliRunner(env={"COLUMNS": "1000"}).invoke(main, ["attribute", "--help"]).output
+    assert f"from: {', '.join(tables.TABLES)}." in " ".join(help_text.split())
+    assert tables.shown_order(["findings", "kernels", "cost", "summary"]) == ["kernels", "summary", "cost", "findings"]
+    frame = pl.DataFrame({"x": [1]})
+    monkeypatch.setitem(tables.TABLES, "new-table",
+                        tables.Table(lambda inputs: tables.Built([("new table", frame)], ["new note"], frame)))
+    shown = CliRunner().invoke(main, ["attribute", str(trace[0]), "--tables", "new-table,summary", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert list(json.loads(shown.stdout)) == ["new table", "summary", "notes"]
+    assert "new note" in json.loads(shown.stdout)["notes"]
+    report = gapprof.attribute(trace[0])
+    assert report.new_table.equals(frame) and "new_table" in dir(report)
+    with pytest.raises(AttributeError, match="no attribute 'newtable'"):
+        report.newtable
 
 
 class Recorder:

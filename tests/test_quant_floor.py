@@ -204,4 +204,4 @@ def test_module_tables_and_the_python_api_count_the_quantised_layers(tmp_path):
     assert q_proj["mbytes"][0] == pytest.approx(quant_floor.analytic(models.get_spec("tiny-qwen2"), "nf4", 2)
                                                 .stored["q_proj"] / 1e6)
     facts = gapprof.attribute(path, quant="nf4").facts
-    assert facts.filter(key="quantisation")["value"][0] == "nf4, analytic estimate"
+    assert facts.filter(key="quantisation")["text"][0] == "nf4, analytic estimate"

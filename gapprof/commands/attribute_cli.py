@@ -5,11 +5,10 @@ from pathlib import Path
 import click
 
 from gapprof import render
-from gapprof.analysis import attribution
+from gapprof.analysis import attribution, tables
 from gapprof.analysis.attribution import Options
-from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
+from gapprof.analysis.modules import NoModuleRanges
 from gapprof.analysis.plausibility import problems
-from gapprof.analysis.two_pass import graph_level_pass, joined
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -63,58 +62,44 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
     which profile prints for the trace it made."""
     if quant_lm_head and quant is None:
         raise click.UsageError("--quant-lm-head goes with --quant (the method lm_head was quantised with)")
-    cost = ncu_csv is not None or "cost" in tables_chosen
-    options.check_gpu_profiles(gpu_profiles, cost and by != "module", "--ncu or --tables cost")
-    if reference is not None and by != "module" and not cost:
+    if by == "module":
+        chosen = ["summary", "modules"]
+    else:
+        chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
+    shown = tables.shown_order(chosen + (["cost"] if ncu_csv is not None and "cost" not in chosen else []))
+    options.check_gpu_profiles(gpu_profiles, "cost" in shown, "--ncu or --tables cost")
+    if reference is not None and not any(tables.TABLES[name].uses_reference for name in shown):
         raise click.UsageError("--reference is used only with --by module, --ncu or --tables cost")
     if ncu_csv is not None and by == "module":
         raise click.UsageError("--ncu splits steps and kernel classes, not modules: use it without --by module")
     if by == "module" and per_step:
         raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
-    several = by == "module" or len(set(tables_chosen) | ({"steps"} if per_step else set())) > 1
-    options.check_csv_output(fmt, output, several, None if by == "module" else "--tables")
+    options.check_csv_output(fmt, output, len(set(chosen)) > 1, None if by == "module" else "--tables")
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
                              count_embedding=count_embedding, quant=quant, quant_lm_head=quant_lm_head)
     result = attribution.analyze(trace, chosen_options, progress)
     wrong = [] if force else problems(result, model, dtype, ctx, quant, quant_lm_head)
     if wrong:
         raise GapprofError("; ".join(wrong) + "; --force shows the split anyway")
-    notes = list(result.notes)
-    limit = (lambda frame: frame.head(top)) if top else (lambda frame: frame)
-    ref = attribution.analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
-    if by == "module":
-        from gapprof.analysis.modules import NoModuleRanges, by_module
-
-        try:
-            module_sections, module_notes = by_module(result, ref)
-        except NoModuleRanges as missing:
-            raise options.module_ranges_error(missing) from None
-        sections = [("summary", attribution.summary_table(result)), *module_sections]
-        notes += module_notes
-    else:
-        tables = {"summary": attribution.summary_table, "facts": attribution.facts_table,
-                  "classes": attribution.class_table,
-                  "kernels": lambda r: limit(attribution.kernel_table(r, full_names)),
-                  "api": lambda r: limit(attribution.api_table(r)), "steps": lambda r: r.steps}
-        chosen = tables_chosen + (["steps"] if per_step and "steps" not in tables_chosen else [])
-        graph_level = graph_level_pass(result, chosen_options, progress) if "two-pass" in chosen else None
-        if graph_level is not None:
-            two_pass, two_pass_notes = joined(result, graph_level)
-            tables["two-pass"] = lambda _: two_pass
-            notes += two_pass_notes
-        elif "two-pass" in chosen and ",".join(tables_chosen) != options.DEFAULT_TABLES:
-            raise GapprofError(f"{trace}: --tables two-pass needs a two-pass capture (`capture --backend cupti "
-                               "--cuda-graph-trace both`); this trace has one pass")
-        sections = [(name, tables[name](result)) for name in chosen if name in tables]
-        if cost:
-            from gapprof.analysis.kernel_cost import cost_sections
-
-            from gapprof.gpu_profile import profiles
-
-            cost, cost_notes = cost_sections(result, ncu_csv, ref, per_step, profiles(gpu_profiles))
-            sections += cost
-            notes += cost_notes
-        if "findings" in chosen:
-            sections.append(("findings", findings_table(findings(result, dict(cost).get("cost") if cost else None))))
-            notes.append(FINDINGS_NOTE)
+    table_options = tables.TableOptions(full_names=full_names, top=top, per_step=per_step, ncu=ncu_csv,
+                                        reference=reference, gpu_profiles=gpu_profiles)
+    inputs = tables.Inputs(result, chosen_options, table_options, cost_shown="cost" in shown, progress=progress)
+    built = {}
+    for name in dict.fromkeys(shown):  # a table asked for twice is built once, its notes said once
+        built[name] = _build(name, inputs)
+        if built[name] is None and tables_chosen != list(tables.DEFAULT):  # the default shows it where there is one
+            raise GapprofError(f"{trace}: --tables {name} needs {tables.TABLES[name].needs}")
+    sections = [section for name in shown if built[name] for section in built[name].sections]
+    notes = [*result.notes, *(note for table in built.values() if table for note in table.notes)]
     render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)
+
+
+def _build(name: str, inputs: tables.Inputs) -> tables.Built | None:
+    """One table of the report; the module tables say in the command's words what to capture without module
+    ranges."""
+    try:
+        return tables.TABLES[name].build(inputs)
+    except NoModuleRanges as missing:
+        if name != "modules":
+            raise
+        raise options.module_ranges_error(missing) from None

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from gapprof import render
+from gapprof.analysis import tables
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, known_models
 from gapprof.nvtx_names import STEP_MESSAGE
@@ -84,18 +85,15 @@ SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
                     help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
 
 
-# The tables of attribute's report, which profile prints too.
-TABLES = ("summary", "two-pass", "facts", "classes", "kernels", "api", "steps", "cost", "findings")
-# two-pass: the passes of a two-pass capture joined; a one-pass trace has no such table, and the default asks for it
-# only where there is one.
-DEFAULT_TABLES = "summary,two-pass,facts,classes,kernels,api,findings"
+# The tables of attribute's report, which profile prints too: analysis.tables' registry.
+DEFAULT_TABLES = ",".join(tables.DEFAULT)
 
 
 def _tables(value: str) -> list[str]:
     chosen = [t.strip() for t in value.split(",") if t.strip()]
-    unknown = [t for t in chosen if t not in TABLES]
+    unknown = [t for t in chosen if t not in tables.TABLES]
     if unknown:
-        raise click.BadParameter(f"unknown table {', '.join(unknown)}; choose from {', '.join(TABLES)}")
+        raise click.BadParameter(f"unknown table {', '.join(unknown)}; choose from {', '.join(tables.TABLES)}")
     return chosen
 
 
@@ -119,7 +117,7 @@ def report_options(f):
         click.option("--full-names", is_flag=True, help="Full demangled kernel names instead of short names."),
         click.option("--tables", "tables_chosen", default=DEFAULT_TABLES, show_default=True,
                      callback=lambda c, p, v: _tables(v),
-                     help=f"Comma-separated tables to show, from: {', '.join(TABLES)}."),
+                     help=f"Comma-separated tables to show, from: {', '.join(tables.TABLES)}."),
         click.option("--top", type=click.IntRange(min=0), default=25, show_default=True,
                      help="Rows of the kernel and API tables (0: all)."),
     ]):
