@@ -5,7 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import frames, load
+from gapprof.analysis import frames
+from gapprof.analysis.readers import nsys
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.steps import NoStepRanges
 from gapprof.analysis.two_pass import graph_level_pass
@@ -18,9 +19,9 @@ TWO_PASS = SHIPPED_TRACES / "h100-lean-two-pass.sqlite.xz"
 
 def test_attributing_a_two_pass_trace_reads_it_once(monkeypatch):
     opened, queries = [], []
-    open_trace, read = load.open_trace, load._read
-    monkeypatch.setattr(load, "open_trace", lambda path: opened.append(path) or open_trace(path))
-    monkeypatch.setattr(load, "_read", lambda trace, query, schema: queries.append(query) or read(trace, query, schema))
+    read_trace, read = nsys.read, nsys._read
+    monkeypatch.setattr(nsys, "read", lambda path, progress: opened.append(path) or read_trace(path, progress))
+    monkeypatch.setattr(nsys, "_read", lambda conn, query, schema: queries.append(query) or read(conn, query, schema))
     result = CliRunner().invoke(main, ["attribute", str(TWO_PASS), "--tables", "two-pass", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert len(opened) == 1 and len(queries) == len(set(queries))
@@ -49,8 +50,8 @@ def test_select_steps_reads_nothing_and_lists_the_ranges_when_none_match(monkeyp
 
     def no_io(*_):
         raise AssertionError("the trace was read again")
-    monkeypatch.setattr(load, "open_trace", no_io)
-    monkeypatch.setattr(load, "_read", no_io)
+    monkeypatch.setattr(nsys, "read", no_io)
+    monkeypatch.setattr(nsys, "_read", no_io)
     assert frames.select_steps(read, GRAPH_LEVEL_MESSAGE).steps.height == 24
     with pytest.raises(NoStepRanges) as error:
         frames.select_steps(read, "no_such_range")
