@@ -1,5 +1,6 @@
 """A trace is read once: the steps of another pattern (the graph-level pass of a two-pass capture) are selected
 from the frames already read, checked as a fresh read would check them."""
+import dataclasses
 import json
 
 import pytest
@@ -7,12 +8,15 @@ from click.testing import CliRunner
 
 from gapprof.analysis import frames
 from gapprof.analysis.readers import nsys
+from gapprof.analysis.trace_checks import UNLAUNCHED
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.steps import NoStepRanges
 from gapprof.analysis.two_pass import graph_level_pass
 from gapprof.cli import main
 from gapprof.nvtx_names import GRAPH_LEVEL_MESSAGE
-from conftest import SHIPPED_TRACES
+from conftest import SHIPPED_TRACES, basic_step
+from synthetic import PID, TID, TraceBuilder
+from gapprof import trace_schema
 
 TWO_PASS = SHIPPED_TRACES / "h100-lean-two-pass.sqlite.xz"
 
@@ -57,3 +61,21 @@ def test_select_steps_reads_nothing_and_lists_the_ranges_when_none_match(monkeyp
         frames.select_steps(read, "no_such_range")
     assert str(error.value) == ("no NVTX ranges match --range 'no_such_range'; ranges found: gapprof:decode_step "
                                 "(24), gapprof:decode_step_graph_level (24)")
+
+
+def test_the_calls_of_every_thread_are_read_once_and_the_steps_take_their_threads(tmp_path):
+    b = TraceBuilder()
+    basic_step(b)
+    loader = trace_schema.global_tid(PID, 200)  # a thread with no NVTX range, launching a copy after the step
+    b.memcpy(2000, 2100, b.call(1900, 1910, "cudaMemcpyAsync_v3020", tid=loader))
+    read = frames.read_trace(b.write(tmp_path / "t.sqlite"))
+    assert read.calls["globalTid"].unique().sort().to_list() == sorted([TID, loader])
+    chosen = frames.select_steps(read, skip=0)
+    assert chosen.calls["globalTid"].unique().to_list() == [TID]
+    assert chosen.checks[UNLAUNCHED] == 0  # the copy's launch call is found on its own thread
+
+
+def test_a_reader_whose_frame_leaves_its_schema_is_refused():
+    trace = frames.read_trace(TWO_PASS).trace
+    with pytest.raises(TypeError, match="calls has schema"):
+        dataclasses.replace(trace, calls=trace.calls.drop("source"))
