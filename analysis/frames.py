@@ -4,8 +4,8 @@ The first of READERS that claims the path reads it into a RawTrace (analysis.rea
 gapprof CUPTI trace, or a torch.profiler Chrome trace, in the same frames. `read_trace` does all the reading;
 `select_steps` then takes the steps from what was read, without I/O, so a second step pattern over one trace (the
 graph-level pass of a two-pass capture) reads nothing again. Steps are the NVTX ranges matching the step pattern,
-warm-up marked; calls are the API calls of the threads that run steps; gpu holds every kernel, memcpy and memset;
-ranges keeps every NVTX range (module ranges too).
+warm-up marked; calls are the API calls of the threads that run steps (the trace as read keeps every thread's);
+gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
 The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable
