@@ -17,7 +17,7 @@ Definitions (t0, t1: the range; intervals are the GPU intervals clipped to [t0, 
 """
 import polars as pl
 
-from gapprof.analysis.load import GLOBAL_PID
+from gapprof.analysis.readers.raw_trace import GLOBAL_PID
 
 TERMS = ("busy", "starved", "latency", "head", "tail")
 COUNTS = ("kernels", "memcpys", "memsets", "graphs", "spill_ops", "launch_calls", "launch_cpu", "api_calls",

@@ -1,11 +1,11 @@
 """One trace read once into the polars frames every analysis works on: I/O happens here and nowhere after.
 
-The trace is an nsys export or gapprof CUPTI trace (analysis.load) or a torch.profiler Chrome trace
-(analysis.kineto, which reads it into the same frames). `read_trace` does all the reading; `select_steps` then
-takes the steps from what was read, without I/O, so a second step pattern over one trace (the graph-level pass
-of a two-pass capture) reads nothing again. Steps are the NVTX ranges matching the step pattern, warm-up
-marked; calls are the API calls of the threads that run steps; gpu holds every kernel, memcpy and memset;
-ranges keeps every NVTX range (module ranges too).
+The first of READERS that claims the path reads it into a RawTrace (analysis.readers): an nsys export or
+gapprof CUPTI trace, or a torch.profiler Chrome trace, in the same frames. `read_trace` does all the reading;
+`select_steps` then takes the steps from what was read, without I/O, so a second step pattern over one trace (the
+graph-level pass of a two-pass capture) reads nothing again. Steps are the NVTX ranges matching the step pattern,
+warm-up marked; calls are the API calls of the threads that run steps (the trace as read keeps every thread's);
+gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
 The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable
@@ -14,25 +14,51 @@ from pathlib import Path
 
 import polars as pl
 
-from gapprof.analysis import kineto, load, trace_checks
+from gapprof.analysis import trace_checks
+from gapprof.analysis.readers import kineto, nsys
+from gapprof.analysis.readers.raw_trace import RawTrace
 from gapprof.analysis.steps import default_skip, find_steps, left_out_prefills, mark_warmup
+from gapprof.errors import GapprofError
 from gapprof.nvtx_names import STEP_MESSAGE
 
+# Asked in this order; each claims by content where the content decides (a Chrome trace is JSON, an export SQLite).
+READERS = (kineto, nsys)
 PREFILLS_LEFT_OUT = "prefill ranges (not steps, left out)"
 
 
 @dataclass(frozen=True)
 class TraceFrames:
     """A trace as read, before any step pattern chose its steps."""
-    trace: load.Trace    # path, tables present, capture metadata
-    ranges: pl.DataFrame  # every NVTX range
-    calls: pl.DataFrame  # runtime and driver API calls on every thread with an NVTX range: any step's thread
-    gpu: pl.DataFrame    # kernels, memcpys, memsets
-    strings: pl.DataFrame
-    gpu_info: pl.DataFrame  # TARGET_INFO_GPU: name and memory bandwidth per device
-    launch_keys: pl.DataFrame  # load.read_launch_keys: what trace_checks joins GPU ops to
-    open_ranges: int
+    trace: RawTrace         # path, tables present, capture metadata and the frames below
     notes: tuple[str, ...]  # on the trace itself, whichever steps are chosen
+
+    @property
+    def ranges(self) -> pl.DataFrame:  # every NVTX range
+        return self.trace.ranges
+
+    @property
+    def calls(self) -> pl.DataFrame:  # runtime and driver API calls of every thread
+        return self.trace.calls
+
+    @property
+    def gpu(self) -> pl.DataFrame:  # kernels, memcpys, memsets
+        return self.trace.gpu
+
+    @property
+    def strings(self) -> pl.DataFrame:
+        return self.trace.strings
+
+    @property
+    def gpu_info(self) -> pl.DataFrame:  # TARGET_INFO_GPU: name and memory bandwidth per device
+        return self.trace.gpu_info
+
+    @property
+    def launch_keys(self) -> pl.DataFrame:  # what trace_checks joins GPU ops to
+        return self.trace.launch_keys
+
+    @property
+    def open_ranges(self) -> int:
+        return self.trace.open_ranges
 
 
 @dataclass(frozen=True)
@@ -46,7 +72,7 @@ class Frames:
     checks: dict         # trace_checks counts, facts label -> count
 
     @property
-    def trace(self) -> load.Trace:
+    def trace(self) -> RawTrace:
         return self.read.trace
 
     @property
@@ -71,20 +97,19 @@ class Frames:
 
 
 def read_trace(path, progress: Callable[[str], None] = lambda _: None) -> TraceFrames:
-    """Open the trace at `path` (a .sqlite, a .nsys-rep with its export beside it, or a torch.profiler .json or
-    .json.gz, told apart by content) and read every frame."""
-    source = kineto if kineto.is_json(path) else load
-    trace = source.open_trace(path)
-    progress(f"reading {trace.path}" + (f" (for {path})" if Path(trace.path) != Path(path) else ""))
-    ranges = source.read_ranges(trace)
-    notes = [note for note in [load.stale_export_note(path)] if note]
+    """Read every frame of the trace at `path` (a .sqlite or .sqlite.xz, a .nsys-rep with its export beside it, or
+    a torch.profiler .json or .json.gz) with the first of READERS that claims it."""
+    path = Path(path)
+    if not path.exists():
+        raise GapprofError(f"{path}: no such file")
+    reader = next((reader for reader in READERS if reader.claims(path)), None)
+    if reader is None:
+        raise GapprofError(f"{path}: {nsys.NOT_SQLITE}")
+    trace = reader.read(path, progress)
+    notes = list(trace.notes)
     if trace.unparsable_meta:
         notes.append(f"capture metadata left out, not JSON: {', '.join(trace.unparsable_meta)}")
-    calls = source.read_api_calls(trace, ranges["globalTid"].unique().to_list())
-    return TraceFrames(trace=trace, ranges=ranges, calls=calls, gpu=source.read_gpu_ops(trace),
-                       strings=source.read_strings(trace), gpu_info=source.read_gpu_info(trace),
-                       launch_keys=source.read_launch_keys(trace), open_ranges=source.count_open_ranges(trace),
-                       notes=tuple(notes))
+    return TraceFrames(trace=trace, notes=tuple(notes))
 
 
 def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int | None = None) -> Frames:

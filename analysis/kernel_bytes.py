@@ -30,7 +30,7 @@ import polars as pl
 from gapprof.analysis import kernels
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step, step_sequences
 from gapprof.analysis.module_tables import instance_bytes
-from gapprof.analysis.ncu_report import read_ncu_csv
+from gapprof.analysis.readers.ncu import read_ncu_csv
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 from gapprof.nvtx_names import KINDS

@@ -30,7 +30,7 @@ import polars as pl
 from gapprof.analysis.achievable import ASSUMED_FRACTION, Achievable, achievable
 from gapprof.analysis.kernel_bytes import analytic_bytes, measured_bytes, with_analytic
 from gapprof.analysis.modules import NoModuleRanges, check_same_model, module_labels
-from gapprof.analysis.ncu_report import read_sidecar
+from gapprof.analysis.readers.ncu import read_sidecar
 from gapprof.errors import GapprofError
 
 REFERENCE_FRACTION = ASSUMED_FRACTION

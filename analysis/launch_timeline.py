@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from gapprof.analysis import api, kernels
-from gapprof.analysis.load import GLOBAL_PID
+from gapprof.analysis.readers.raw_trace import GLOBAL_PID
 from gapprof.analysis.attribution import Attribution
 
 DTOD = 8  # CUPTI copyKind of a device-to-device copy, the only copy that stays in DRAM

@@ -15,8 +15,8 @@ a captured trace's, so a replay is attributed by the very same code.
 import numpy as np
 import polars as pl
 
-from gapprof.analysis import load
 from gapprof.analysis.launch_timeline import Timeline
+from gapprof.analysis.readers.raw_trace import API_SCHEMA, GPU_SCHEMA
 
 STEP_KEYS = ("step", "globalTid", "index", "payload", "warmup", "t0", "nested", "ctx")
 
@@ -101,6 +101,6 @@ def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
     new_steps = steps.select(*(k for k in STEP_KEYS if k in steps.columns)).with_columns(
         t0=pl.Series(starts, dtype=pl.Int64), t1=pl.Series(ends, dtype=pl.Int64), wait=pl.Series(waits, dtype=pl.Int64))
     return (new_steps,
-            new_calls.select(*load.API_SCHEMA).cast(load.API_SCHEMA),
-            new_ops.select(*load.GPU_SCHEMA).cast(load.GPU_SCHEMA))
+            new_calls.select(*API_SCHEMA).cast(API_SCHEMA),
+            new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA))
 

@@ -15,12 +15,12 @@ Counted only (facts table):
 - GPU ops without a launch call, trace-wide: outside the measured steps they change no measured term;
 - open NVTX ranges (pushed or started, never ended, such as a step cut off by the end of the capture): left
   out of the ranges, so a step never closed is no step;
-- capture metadata values that are not JSON: left out by load.parse_meta, with a note;
+- capture metadata values that are not JSON: left out by readers.nsys.parse_meta, with a note;
 - measured steps without kernels, when some measured step has them (summary.facts).
 """
 import polars as pl
 
-from gapprof.analysis.load import GLOBAL_PID, Trace
+from gapprof.analysis.readers.raw_trace import GLOBAL_PID, RawTrace
 from gapprof.errors import GapprofError
 
 UNLAUNCHED = "GPU ops without a launch call"
@@ -28,11 +28,11 @@ OPEN_RANGES = "open NVTX ranges (never ended, left out)"
 UNPARSABLE_META = "metadata values not JSON (left out)"
 
 
-def check_frames(trace: Trace, ranges: pl.DataFrame, steps: pl.DataFrame, calls: pl.DataFrame,
+def check_frames(trace: RawTrace, ranges: pl.DataFrame, steps: pl.DataFrame, calls: pl.DataFrame,
                  gpu: pl.DataFrame, launch_keys: pl.DataFrame, open_ranges: int) -> dict:
     """Refuse a trace whose anatomy would be wrong; else the counts for the facts table, label -> count.
 
-    steps: with `warmup` marked; launch_keys: load.read_launch_keys; open_ranges: load.count_open_ranges.
+    steps: with `warmup` marked; launch_keys and open_ranges: as RawTrace holds them.
     """
     refuse_bad_times(trace, {"NVTX ranges": ranges, "API calls": calls, "GPU ops": gpu})
     unlaunched = gpu.join(launch_keys, on=["globalPid", "correlationId"], how="anti")  # a null id joins nothing
@@ -47,7 +47,7 @@ def bad_times(frame: pl.DataFrame) -> tuple[int, int]:
     return frame.select(inverted, negative).row(0)
 
 
-def refuse_bad_times(trace: Trace, frames: dict[str, pl.DataFrame]) -> None:
+def refuse_bad_times(trace: RawTrace, frames: dict[str, pl.DataFrame]) -> None:
     """Raise naming every frame (name -> frame) with inverted intervals or negative timestamps."""
     found = []
     for name, frame in frames.items():
@@ -70,7 +70,7 @@ def unlaunched_in_steps(unlaunched: pl.DataFrame, steps: pl.DataFrame) -> pl.Dat
             .group_by("step").len("ops").sort("step"))
 
 
-def refuse_unlaunched_work(trace: Trace, unlaunched: pl.DataFrame, measured: pl.DataFrame) -> None:
+def refuse_unlaunched_work(trace: RawTrace, unlaunched: pl.DataFrame, measured: pl.DataFrame) -> None:
     """Raise when GPU ops without a launch call run inside measured steps."""
     found = unlaunched_in_steps(unlaunched, measured)
     if not found.is_empty():
@@ -80,7 +80,7 @@ def refuse_unlaunched_work(trace: Trace, unlaunched: pl.DataFrame, measured: pl.
             f"busy time would be wrong; the trace lost API records")
 
 
-def refuse_without_kernels(trace: Trace, measured: pl.DataFrame, kernels_in_trace: int) -> None:
+def refuse_without_kernels(trace: RawTrace, measured: pl.DataFrame, kernels_in_trace: int) -> None:
     """Raise when no measured step (the anatomy's per-step table) ran a kernel."""
     if measured["kernels"].sum() + measured["graphs"].sum() == 0:
         raise GapprofError(

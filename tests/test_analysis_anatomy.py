@@ -2,17 +2,18 @@
 import polars as pl
 import pytest
 
-from gapprof.analysis import anatomy, load, steps as steps_mod
+from gapprof.analysis import anatomy, steps as steps_mod
+from gapprof.analysis.readers import nsys
 from conftest import basic_step
 from synthetic import PID, TID, TraceBuilder
 from gapprof import trace_schema as ts
 
 
 def attribute(builder: TraceBuilder, path, pattern="decode_step", skip=0):
-    trace = load.open_trace(builder.write(path))
-    found = steps_mod.mark_warmup(steps_mod.find_steps(load.read_ranges(trace), pattern), skip)
-    calls = load.read_api_calls(trace, found["globalTid"].unique().to_list())
-    return anatomy.attribute(found, calls, load.read_gpu_ops(trace))
+    trace = nsys.read(builder.write(path))
+    found = steps_mod.mark_warmup(steps_mod.find_steps(trace.ranges, pattern), skip)
+    calls = trace.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode()))
+    return anatomy.attribute(found, calls, trace.gpu)
 
 
 def terms(row: dict) -> dict:
@@ -99,8 +100,7 @@ def test_named_domain_text_id_and_default_domain_text(tmp_path):
     b.range(0, 100, "decode_step", domain_id=5, payload=0)
     b.range(200, 300, "decode_step", payload=1)
     b.range(400, 500, "decode_step_inner", domain_id=5)
-    trace = load.open_trace(b.write(tmp_path / "t.sqlite"))
-    ranges = load.read_ranges(trace).sort("start")
+    ranges = nsys.read(b.write(tmp_path / "t.sqlite")).ranges.sort("start")
     assert ranges.select("message", "domain", "payload").rows() == [
         ("decode_step", "gapprof", 0), ("decode_step", "", 1), ("decode_step_inner", "gapprof", None)]
     found = steps_mod.find_steps(ranges, "decode_step")

@@ -5,7 +5,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from gapprof.analysis import anatomy, kineto, load, steps as steps_mod
+from gapprof.analysis import anatomy, frames, steps as steps_mod
 
 TRACE_DIR = Path(__file__).parent.parent / "traces"
 TRACES = sorted([*TRACE_DIR.glob("*.sqlite.xz"), *TRACE_DIR.glob("*.json.gz")])
@@ -14,12 +14,11 @@ TRACES = sorted([*TRACE_DIR.glob("*.sqlite.xz"), *TRACE_DIR.glob("*.json.gz")])
 @pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
                          ids=lambda p: p.name if p else "none")
 def test_identity_on_every_step(path):
-    source = kineto if kineto.is_json(path) else load  # the same reading functions over either kind
-    trace = source.open_trace(path)
+    trace = frames.read_trace(path).trace  # the same frames from either kind
     pattern = trace.meta.get("range_message", steps_mod.DEFAULT_RANGE)
-    found = steps_mod.mark_warmup(steps_mod.find_steps(source.read_ranges(trace), pattern), 0)
-    calls = source.read_api_calls(trace, found["globalTid"].unique().to_list())
-    table, ops, _ = anatomy.attribute(found, calls, source.read_gpu_ops(trace))
+    found = steps_mod.mark_warmup(steps_mod.find_steps(trace.ranges, pattern), 0)
+    calls = trace.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode()))
+    table, ops, _ = anatomy.attribute(found, calls, trace.gpu)
     total = table["busy"] + table["starved"] + table["latency"] + table["head"] + table["tail"]
     assert (total == table["wall"]).all()
     assert (table["wall"] == table["t1"] - table["t0"]).all()

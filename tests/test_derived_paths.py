@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gapprof.analysis import load, ncu_report as ncu_report, study
+from gapprof.analysis import study
+from gapprof.analysis.readers import ncu, nsys
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling, strip_extension
 from gapprof.profiler import ncu_capture, nsys_capture, sweep_cells
@@ -78,7 +79,7 @@ def test_ncu_keeps_the_report_csv_and_metadata_under_a_dotted_name(tmp_path, mon
     assert written == (out / f"{name}.csv", out / f"{name}.json")
     assert sorted(p.name for p in out.iterdir()) == sorted([f"{name}.csv", f"{name}.json", f"{name}.ncu-rep"])
     assert json.loads((out / f"{name}.json").read_text())["command"] == "gapprof ncu"
-    assert ncu_report.read_sidecar(out / f"{name}.csv")["command"] == "gapprof ncu"
+    assert ncu.read_sidecar(out / f"{name}.csv")["command"] == "gapprof ncu"
 
 
 @pytest.mark.parametrize("backend, extension", [("nsys", ".nsys-rep"), ("cupti", ".sqlite")])
@@ -112,7 +113,7 @@ def test_sweep_profile_points_each_row_at_its_own_sqlite(tmp_path, monkeypatch, 
 def test_a_report_is_read_through_the_sqlite_beside_it(tmp_path, name):
     (tmp_path / f"{name}.nsys-rep").write_text("report")
     sqlite3.connect(tmp_path / f"{name}.sqlite").close()
-    assert load.sqlite_for(tmp_path / f"{name}.nsys-rep") == tmp_path / f"{name}.sqlite"
+    assert nsys.sqlite_for(tmp_path / f"{name}.nsys-rep") == tmp_path / f"{name}.sqlite"
 
 
 def test_compare_labels_keep_the_dots_of_a_name(tmp_path):

@@ -5,11 +5,13 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import attribution, kineto, load
+from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
+from gapprof.analysis.readers import kineto, nsys
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof.trace_schema import TID_BITS, api_name
@@ -183,11 +185,10 @@ COPY_NAMES = {kind: name for name, kind in kineto.COPY_KINDS.items()}
 def kineto_copy(path: Path, out: Path) -> Path:
     """The ranges, the step threads' API calls and the GPU ops of an nsys trace, written as Kineto writes them:
     times relative to the trace's first ns (the CUPTI backend's are epoch ns, beyond a double's ns at µs)."""
-    trace = load.open_trace(path)
-    names = dict(load.read_strings(trace).iter_rows())
-    ranges = load.read_ranges(trace)
-    calls = load.read_api_calls(trace, ranges["globalTid"].unique().to_list())
-    gpu = load.read_gpu_ops(trace)
+    trace = nsys.read(path)
+    names = dict(trace.strings.iter_rows())
+    ranges, gpu = trace.ranges, trace.gpu
+    calls = trace.calls.filter(pl.col("globalTid").is_in(ranges["globalTid"].unique().implode()))
     base = min(ranges["start"].min(), calls["start"].min(), gpu["start"].min())
     # Exact three-decimal µs: these differences from base are far below 2**53 / 1000 ns.
     times = lambda row: dict(ts=(row["start"] - base) / 1000, dur=(row["end"] - row["start"]) / 1000)

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from gapprof.analysis import module_alignment, modules, ncu_report
 from gapprof.analysis.attribution import Options, analyze
+from gapprof.analysis.readers import ncu
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof import models
@@ -21,7 +22,7 @@ REAL = sorted([*TRACES.glob("*-ncu.csv"), *TRACES.glob("*-ncu.csv.gz")])
 
 
 def test_units_separators_and_na_are_parsed():
-    rows = ncu_report.read_ncu_csv(CONSTRUCTED)
+    rows = ncu.read_ncu_csv(CONSTRUCTED)
     assert rows.height == 14 and rows["id"].to_list() == list(range(14))
     gemv = rows.row(2, named=True)
     assert gemv["name"].startswith("void gemv<")
@@ -40,16 +41,16 @@ def test_a_gzipped_export_reads_as_the_csv_with_its_sidecar(tmp_path):
     packed = tmp_path / "t-ncu.csv.gz"
     packed.write_bytes(gzip.compress(CONSTRUCTED.read_bytes()))
     (tmp_path / "t-ncu.json").write_text(json.dumps({"gpu_name": "NVIDIA H200"}))
-    assert ncu_report.read_ncu_csv(packed).equals(ncu_report.read_ncu_csv(CONSTRUCTED))
-    assert ncu_report.read_sidecar(packed) == {"gpu_name": "NVIDIA H200"}
+    assert ncu.read_ncu_csv(packed).equals(ncu.read_ncu_csv(CONSTRUCTED))
+    assert ncu.read_sidecar(packed) == {"gpu_name": "NVIDIA H200"}
     broken = tmp_path / "broken-ncu.csv.gz"
     broken.write_bytes(gzip.compress(CONSTRUCTED.read_bytes())[:40])
     with pytest.raises(GapprofError, match="not an ncu CSV"):
-        ncu_report.read_ncu_csv(broken)
+        ncu.read_ncu_csv(broken)
 
 
 def test_kernel_and_class_tables_split_time_into_dram_at_peak_and_rest():
-    by_kernel, by_class, totals = ncu_report.kernel_tables(ncu_report.read_ncu_csv(CONSTRUCTED), 3350.0)
+    by_kernel, by_class, totals = ncu_report.kernel_tables(ncu.read_ncu_csv(CONSTRUCTED), 3350.0)
     gemv = by_kernel.filter(pl.col("name") == "gemv").row(0, named=True)
     moved = 2 * (0.01e9 + 12_500)
     assert gemv["kernels"] == 2 and gemv["time_us"] == pytest.approx(8)
@@ -67,7 +68,7 @@ def test_measured_bytes_per_module_over_complete_steps(tmp_path):
     labelled, _ = modules.labelled_by_time(ref)
     spec = models.get_spec("tiny-qwen2")
     analytic = kind_bytes(spec, 100, 2)
-    table, differences, complete = ncu_report.module_comparison(ncu_report.read_ncu_csv(CONSTRUCTED),
+    table, differences, complete = ncu_report.module_comparison(ncu.read_ncu_csv(CONSTRUCTED),
                                                          module_alignment.reference_step(labelled), analytic, 3350.0)
     assert complete == 2 and differences.is_empty()  # 14 kernels: two 6-op steps and a partial third
     rows = {r["kind"]: r for r in table.iter_rows(named=True)}
@@ -82,7 +83,7 @@ def test_fewer_kernels_than_a_step_is_refused(tmp_path):
     ref = analyze(annotated_trace(tmp_path), Options())
     labelled, _ = modules.labelled_by_time(ref)
     with pytest.raises(GapprofError, match="less than one complete step"):
-        ncu_report.module_comparison(ncu_report.read_ncu_csv(CONSTRUCTED).head(4),
+        ncu_report.module_comparison(ncu.read_ncu_csv(CONSTRUCTED).head(4),
                                      module_alignment.reference_step(labelled), {}, 3350.0)
 
 
@@ -91,13 +92,13 @@ def test_missing_metric_and_unknown_unit_are_clear_errors(tmp_path):
     dropped = tmp_path / "dropped.csv"
     dropped.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
     with pytest.raises(GapprofError, match="no column gpu__time_duration.sum"):
-        ncu_report.read_ncu_csv(dropped)
+        ncu.read_ncu_csv(dropped)
     odd = tmp_path / "odd.csv"
     odd.write_text("\n".join([lines[0], lines[1].replace('"us"', '"fortnight"'), *lines[2:]]) + "\n")
     with pytest.raises(GapprofError, match="unknown unit 'fortnight'"):
-        ncu_report.read_ncu_csv(odd)
+        ncu.read_ncu_csv(odd)
     with pytest.raises(GapprofError, match="not an `ncu --csv --page raw` export"):
-        ncu_report.read_ncu_csv(DATA / "README.md")
+        ncu.read_ncu_csv(DATA / "README.md")
 
 
 def test_ncu_report_cli(tmp_path):
@@ -118,8 +119,8 @@ def test_ncu_report_cli(tmp_path):
 @pytest.mark.skipif(not REAL, reason="no real ncu export under traces/ yet")
 @pytest.mark.parametrize("path", REAL, ids=lambda p: p.name)
 def test_real_exports_parse(path):
-    rows = ncu_report.read_ncu_csv(path)
-    meta = ncu_report.read_sidecar(path)
+    rows = ncu.read_ncu_csv(path)
+    meta = ncu.read_sidecar(path)
     # At most the kernels asked for, and at least a whole decode step (the fewest a step: 623, compile on the H100).
     assert 623 <= rows.height <= meta["launch_count"]
     assert rows["duration_ns"].min() > 0 and rows["bytes_read"].drop_nulls().min() >= 0

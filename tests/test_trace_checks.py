@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis.compressed import unpacked
+from gapprof.analysis.readers.compressed import unpacked
 from gapprof.analysis.attribution import Options, analyze, facts_table
 from gapprof.cli import main
 from gapprof import trace_schema

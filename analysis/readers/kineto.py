@@ -1,7 +1,6 @@
-"""Read a torch.profiler (Kineto) Chrome trace, .json or .json.gz, into the frames analysis.load gives an nsys export.
+"""torch.profiler (Kineto) Chrome traces, .json or .json.gz, read into the RawTrace an nsys export gives.
 
-This module offers load's reading functions (open_trace, read_ranges, read_api_calls, ...) with the same
-signatures and schemas, so analysis.frames reads either kind of trace the same way. The mapping:
+The mapping onto the export's frames:
 - ranges: `user_annotation` events (record_function ranges, and ProfilerStep#N when the profiler has a
   schedule), on their CPU thread; no domain, no payload. Kineto writes only complete ranges, so none is open.
 - API calls: `cuda_runtime` and `cuda_driver` events, with args["correlation"] as correlationId.
@@ -26,15 +25,16 @@ signatures and schemas, so analysis.frames reads either kind of trace the same w
 import gzip
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import polars as pl
 
 from gapprof import trace_schema
-from gapprof.analysis import load
-from gapprof.analysis.compressed import GZIP_MAGIC, contents
+from gapprof.analysis.readers.compressed import GZIP_MAGIC, contents
+from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO_SCHEMA, GPU_SCHEMA, KERNEL, MEMCPY,
+                                                MEMSET, NVTX, RANGES_SCHEMA, RUNTIME, STRINGS_SCHEMA, RawTrace)
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 
@@ -43,23 +43,15 @@ CATEGORIES = {"user_annotation": ("ranges", None),
               "cuda_runtime": ("calls", "runtime"), "runtime": ("calls", "runtime"), "cuda_driver": ("calls", "driver"),
               "kernel": ("gpu", "kernel"), "gpu_memcpy": ("gpu", "memcpy"), "memcpy": ("gpu", "memcpy"),
               "gpu_memset": ("gpu", "memset"), "memset": ("gpu", "memset")}
-TABLES = {"ranges": load.NVTX, "runtime": load.RUNTIME, "driver": load.DRIVER, "kernel": load.KERNEL,
-          "memcpy": load.MEMCPY, "memset": load.MEMSET}
+TABLES = {"ranges": NVTX, "runtime": RUNTIME, "driver": DRIVER, "kernel": KERNEL, "memcpy": MEMCPY, "memset": MEMSET}
 _COPY = re.compile(r"\b([HDAP])to([HDAP])\b")
 COPY_KINDS = {"HtoD": 1, "DtoH": 2, "HtoA": 3, "AtoH": 4, "AtoA": 5, "AtoD": 6, "DtoA": 7, "DtoD": 8, "HtoH": 9,
               "PtoP": 10}
 NS_PER_US = Decimal(1000)
 
 
-@dataclass(frozen=True)
-class KinetoTrace(load.Trace):
-    """A parsed Kineto trace: load.Trace (tables: the nsys tables its events stand for) and its frames."""
-    frames: dict  # ranges, calls (every thread), gpu, strings, gpu_info
-
-
-def is_json(path) -> bool:
+def claims(path: Path) -> bool:
     """Whether `path` is a file whose content (gunzipped if need be) starts as JSON does: read as a Chrome trace."""
-    path = Path(path)
     try:
         with open(path, "rb") as f:
             head = f.read(2)
@@ -69,7 +61,7 @@ def is_json(path) -> bool:
                     head = unzipped.read(64)
             else:
                 head += f.read(62)
-    except (OSError, EOFError):  # missing, unreadable or a damaged gzip: analysis.load says what is wrong
+    except (OSError, EOFError):  # missing, unreadable or a damaged gzip: not this reader's to explain
         return False
     return head.lstrip()[:1] in (b"{", b"[")
 
@@ -140,14 +132,14 @@ def _cpu_columns(rows: list, ids: dict[str, int]) -> dict:
 def _ranges_frame(rows: list) -> pl.DataFrame:
     columns = _cpu_columns(rows, {})
     frame = pl.DataFrame({c: columns[c] for c in ("start", "end", "globalTid", "message")},
-                         schema={c: load.RANGES_SCHEMA[c] for c in ("start", "end", "globalTid", "message")})
+                         schema={c: RANGES_SCHEMA[c] for c in ("start", "end", "globalTid", "message")})
     return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64))
 
 
 def _calls_frame(rows: list, ids: dict[str, int]) -> pl.DataFrame:
     columns = _cpu_columns(rows, ids)
-    schema = load.API_SCHEMA | {"source": pl.String}
-    return pl.DataFrame({c: columns[c] for c in schema}, schema=schema).cast(load.API_SCHEMA)
+    schema = API_SCHEMA | {"source": pl.String}
+    return pl.DataFrame({c: columns[c] for c in schema}, schema=schema).cast(API_SCHEMA)
 
 
 def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
@@ -166,8 +158,8 @@ def _gpu_frame(rows: list, ids: dict[str, int], pid: int) -> pl.DataFrame:
         "start": start, "end": end, "deviceId": device, "streamId": stream, "correlationId": correlation,
         "globalPid": [trace_schema.global_pid(pid)] * len(start), "kind": kind,
         "shortName": short, "demangledName": full, "copyKind": copy, "graphExecId": [None] * len(start)},
-        schema={c: pl.Int64 for c in load.GPU_SCHEMA if c != "kind"} | {"kind": pl.String})
-    return frame.select(*load.GPU_SCHEMA).cast(load.GPU_SCHEMA)
+        schema={c: pl.Int64 for c in GPU_SCHEMA if c != "kind"} | {"kind": pl.String})
+    return frame.select(*GPU_SCHEMA).cast(GPU_SCHEMA)
 
 
 def _names(rows: dict[str, list]) -> dict[str, int]:
@@ -181,12 +173,13 @@ def _names(rows: dict[str, list]) -> dict[str, int]:
 def _gpu_info(properties: list) -> pl.DataFrame:
     rows = [(int(p["id"]), str(p.get("name", ""))) for p in properties if isinstance(p, dict) and "id" in p]
     return pl.DataFrame(rows, schema={"id": pl.Int64, "name": pl.String}, orient="row").with_columns(
-        memoryBandwidth=pl.lit(None, pl.Int64))
+        memoryBandwidth=pl.lit(None, GPU_INFO_SCHEMA["memoryBandwidth"]))
 
 
-def open_trace(path) -> KinetoTrace:
+def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTrace:
     """Parse the Chrome trace at `path`, refusing one with no GPU kernels or no ranges, into its frames."""
     path = Path(path)
+    progress(f"reading {path}")
     events, properties = _parse(path)
     rows = _rows(path, events)
     if not any(row[5] == "kernel" for row in rows["gpu"]):
@@ -197,41 +190,11 @@ def open_trace(path) -> KinetoTrace:
         raise GapprofError(f"{path}: no record_function ranges (user_annotation events) to take steps from; wrap "
                            f"each step in torch.profiler.record_function or call the profiler's step()")
     ids = _names(rows)
-    frames = {"ranges": _ranges_frame(rows["ranges"]), "calls": _calls_frame(rows["calls"], ids),
-              "gpu": _gpu_frame(rows["gpu"], ids, _host_pid(path, rows)),
-              "strings": pl.DataFrame({"id": list(ids.values()), "value": list(ids)},
-                                      schema={"id": pl.Int64, "value": pl.String}),
-              "gpu_info": _gpu_info(properties)}
     present = {"ranges"} | {row[5] for frame in ("calls", "gpu") for row in rows[frame]}
-    return KinetoTrace(path=path, tables=frozenset(TABLES[k] for k in present), meta={}, unparsable_meta=(),
-                       frames=frames)
-
-
-# load's reading functions, over the parsed frames.
-def read_ranges(trace: KinetoTrace) -> pl.DataFrame:
-    return trace.frames["ranges"]
-
-
-def count_open_ranges(trace: KinetoTrace) -> int:
-    return 0  # Kineto writes complete events only
-
-
-def read_launch_keys(trace: KinetoTrace) -> pl.DataFrame:
-    calls = trace.frames["calls"].filter(pl.col("correlationId").is_not_null())
-    return calls.select(load.GLOBAL_PID.alias("globalPid"), "correlationId").unique()
-
-
-def read_api_calls(trace: KinetoTrace, threads: list[int]) -> pl.DataFrame:
-    return trace.frames["calls"].filter(pl.col("globalTid").is_in(threads))
-
-
-def read_gpu_ops(trace: KinetoTrace) -> pl.DataFrame:
-    return trace.frames["gpu"]
-
-
-def read_strings(trace: KinetoTrace) -> pl.DataFrame:
-    return trace.frames["strings"]
-
-
-def read_gpu_info(trace: KinetoTrace) -> pl.DataFrame:
-    return trace.frames["gpu_info"]
+    return RawTrace(path=path, tables=frozenset(TABLES[k] for k in present), meta={}, unparsable_meta=(),
+                    ranges=_ranges_frame(rows["ranges"]), calls=_calls_frame(rows["calls"], ids),
+                    gpu=_gpu_frame(rows["gpu"], ids, _host_pid(path, rows)),
+                    strings=pl.DataFrame({"id": list(ids.values()), "value": list(ids)}, schema=STRINGS_SCHEMA),
+                    gpu_info=_gpu_info(properties),
+                    open_ranges=0,  # Kineto writes complete events only
+                    notes=())

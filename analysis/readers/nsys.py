@@ -1,0 +1,205 @@
+"""Nsight Systems SQLite exports and gapprof CUPTI traces (the same tables): a .sqlite, a .sqlite.xz, or a
+.nsys-rep read through the export beside it (exported if need be).
+
+Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
+columns without building a Python object per value; the table list and the metadata go through sqlite3.
+"""
+import json
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import adbc_driver_sqlite.dbapi as adbc
+import polars as pl
+
+from gapprof import trace_schema
+from gapprof.analysis.readers.compressed import unpacked
+from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO, GPU_INFO_SCHEMA, GPU_SCHEMA, GRAPH,
+                                                KERNEL, MEMCPY, MEMSET, NVTX, PID_MASK, RANGES_SCHEMA, RUNTIME,
+                                                STRINGS_SCHEMA, RawTrace)
+from gapprof.errors import GapprofError
+from gapprof.nsight import find_nsys, nsys_export_command
+from gapprof.paths import sibling
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+NOT_SQLITE = "not an SQLite file (expected `nsys export --type sqlite` output or a .nsys-rep)"
+# An export compressed with xz, as traces/ ships them (5-9x smaller than the .sqlite).
+PACKED = ".sqlite.xz"
+
+
+def beside(path: Path) -> Path | None:
+    """The export beside a .nsys-rep: its .sqlite, else its .sqlite.xz, else None."""
+    return next((p for p in (sibling(path, ".sqlite"), sibling(path, PACKED)) if p.exists()), None)
+
+
+def sqlite_for(path: Path) -> Path:
+    """The SQLite file to read for `path`: itself (unpacked if it is a .sqlite.xz), or for a .nsys-rep the export
+    beside it (exported if need be)."""
+    if path.name.endswith(PACKED):
+        return unpacked(path)
+    if path.suffix != ".nsys-rep":
+        return path
+    target = beside(path)
+    if target is not None:
+        return unpacked(target) if target.name.endswith(PACKED) else target
+    target = sibling(path, ".sqlite")
+    try:
+        nsys = find_nsys()
+    except GapprofError:
+        raise GapprofError(
+            f"{path}: no {target.name} beside it and no nsys here to export it; run "
+            f"`nsys export --type sqlite --output {target} {path}` where Nsight Systems is installed "
+            f"and put the .sqlite beside the .nsys-rep, or set GAPPROF_NSYS to the nsys executable") from None
+    result = subprocess.run(nsys_export_command(nsys, path, target), capture_output=True, text=True)
+    if result.returncode != 0 or not target.exists():
+        last = (result.stderr or result.stdout).strip().splitlines()
+        raise GapprofError(f"{path}: `{nsys} export --type sqlite` failed: {last[-1] if last else result.returncode}")
+    return target
+
+
+# A .sqlite older than its .nsys-rep by more than this was exported from an earlier report (a fresh clone or
+# copy leaves both with about the same time, so only a clear gap says so).
+STALE_EXPORT_S = 60
+
+
+def stale_export_note(path: Path) -> str | None:
+    """A note when `path` is a .nsys-rep whose export beside it is older than the report."""
+    target = beside(Path(path)) if Path(path).suffix == ".nsys-rep" else None
+    if target is None:
+        return None
+    behind = Path(path).stat().st_mtime - target.stat().st_mtime
+    if behind <= STALE_EXPORT_S:
+        return None
+    return (f"{target} is {behind / 60:.0f} min older than {Path(path).name}, so it may be the export of an earlier "
+            "report; it was read as it is (delete it to export the report again)")
+
+
+def claims(path: Path) -> bool:
+    """A report or a packed export by its name (read through the SQLite file it stands for), else an SQLite file
+    by its header."""
+    return path.suffix == ".nsys-rep" or path.name.endswith(PACKED) or _is_sqlite(path)
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
+
+
+def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTrace:
+    """Every frame of the export or CUPTI trace at `path` (a .sqlite, a .sqlite.xz, or a .nsys-rep with its export
+    beside it), refusing one without the tables attribution needs."""
+    path = Path(path)
+    file = sqlite_for(path)
+    if not _is_sqlite(file):
+        raise GapprofError(f"{file}: {NOT_SQLITE}")
+    tables, meta, unparsable = _header(file)
+    progress(f"reading {file}" + (f" (for {path})" if file != path else ""))
+    with adbc.connect(str(file)) as conn:
+        return RawTrace(path=file, tables=tables, meta=meta, unparsable_meta=unparsable,
+                        ranges=_read(conn, RANGES_QUERY, RANGES_SCHEMA), calls=_api_calls(conn, tables),
+                        gpu=_gpu_ops(conn, tables),
+                        strings=_read(conn, "SELECT id, value FROM StringIds", STRINGS_SCHEMA),
+                        gpu_info=_gpu_info(conn, tables),
+                        open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0],
+                        notes=tuple(note for note in [stale_export_note(path)] if note))
+
+
+def _header(file: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
+    """(tables present, metadata, unparsable metadata keys) of an SQLite trace with the tables attribution needs."""
+    conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    try:
+        tables = frozenset(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
+        meta, unparsable = parse_meta(trace_schema.read_meta_text(conn))
+    except sqlite3.DatabaseError as error:
+        raise GapprofError(f"{file}: unreadable SQLite file ({error})") from None
+    finally:
+        conn.close()
+    missing = []
+    if KERNEL not in tables and GRAPH not in tables:
+        missing.append(f"no {KERNEL} table (capture with `nsys profile -t cuda`)")
+    if RUNTIME not in tables and DRIVER not in tables:
+        missing.append(f"no {RUNTIME} or {DRIVER} table (capture with `nsys profile -t cuda`)")
+    if NVTX not in tables:
+        missing.append(f"no {NVTX} table (capture with `nsys profile -t nvtx`)")
+    if "StringIds" not in tables:
+        missing.append("no StringIds table (not an `nsys export --type sqlite` file)")
+    if missing:
+        raise GapprofError(f"{file}: " + "; ".join(missing))
+    return tables, meta, unparsable
+
+
+def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:
+    """The metadata values that are JSON, and the keys of those that are not: a damaged value is left out
+    (the analysis goes on as for a trace without that key) rather than guessed at."""
+    meta, unparsable = {}, []
+    for key, text in stored.items():
+        try:
+            meta[key] = json.loads(text)
+        except json.JSONDecodeError:
+            unparsable.append(key)
+    return meta, tuple(unparsable)
+
+
+def _read(conn, query: str, schema: dict) -> pl.DataFrame:
+    # ADBC infers column types from values (an empty result comes back all Int64), so cast to the fixed schema.
+    frame = pl.read_database(query, conn)
+    return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
+
+
+# Every closed NVTX push/pop or start/end range, with its message and domain name resolved.
+RANGES_QUERY = f"""
+    SELECT e.start, e."end", e.globalTid,
+           COALESCE(e.text, s.value, '') AS message,
+           COALESCE(d.name, '') AS domain,
+           COALESCE(e.uint64Value, e.int64Value) AS payload
+    FROM {NVTX} e
+    LEFT JOIN StringIds s ON s.id = e.textId
+    LEFT JOIN (SELECT domainId, globalTid / {PID_MASK} AS pid,
+                      MIN(COALESCE(text, (SELECT value FROM StringIds WHERE id = textId))) AS name
+               FROM {NVTX} WHERE eventType = {trace_schema.NVTX_DOMAIN_CREATE} GROUP BY domainId, pid) d
+           ON d.domainId = e.domainId AND d.pid = e.globalTid / {PID_MASK}
+    WHERE e.eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, {trace_schema.NVTX_START_END_RANGE})
+      AND e."end" IS NOT NULL"""
+# The ranges that never ended, which RANGES_QUERY leaves out.
+OPEN_RANGES_QUERY = (f"SELECT COUNT(*) AS n FROM {NVTX} WHERE eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, "
+                     f'{trace_schema.NVTX_START_END_RANGE}) AND "end" IS NULL')
+
+
+def _api_calls(conn, tables: frozenset) -> pl.DataFrame:
+    """Runtime and driver API calls of every thread, read once: the steps' threads take theirs, and every GPU op
+    looks for its launch among all of them. Each table is read on its own and its source added here, so no
+    per-row constant passes through SQLite."""
+    columns = [c for c in API_SCHEMA if c != "source"]
+    quoted = ", ".join(f'"{c}"' for c in columns)  # "end" is an SQL keyword
+    return pl.concat(_read(conn, f"SELECT {quoted} FROM {table}", {c: API_SCHEMA[c] for c in columns})
+                     .with_columns(source=pl.lit(source, API_SCHEMA["source"]))
+                     for source, table in (("runtime", RUNTIME), ("driver", DRIVER)) if table in tables)
+
+
+def _gpu_ops(conn, tables: frozenset) -> pl.DataFrame:
+    """Kernels, memcpys, memsets and graph executions (graph-level traces) in one frame; names stay StringIds ids
+    until a table needs them. Each table is read on its own rather than through a UNION, so no per-row constants
+    pass through SQLite."""
+    common = ("start", "end", "deviceId", "streamId", "correlationId", "globalPid")
+    own = {"kernel": ("shortName", "demangledName"), "memcpy": ("copyKind",), "memset": (), "graph": ("graphExecId",)}
+    frames = []
+    for kind, table in (("kernel", KERNEL), ("memcpy", MEMCPY), ("memset", MEMSET), ("graph", GRAPH)):
+        if table in tables:
+            columns = common + own[kind]
+            quoted = ", ".join(f'"{c}"' for c in columns)  # "end" is an SQL keyword
+            part = _read(conn, f"SELECT {quoted} FROM {table}", {c: GPU_SCHEMA[c] for c in columns})
+            frames.append(part.with_columns(kind=pl.lit(kind, GPU_SCHEMA["kind"])))
+    frame = pl.concat(frames, how="diagonal")
+    return frame.select((pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+                        for c, t in GPU_SCHEMA.items())
+
+
+def _gpu_info(conn, tables: frozenset) -> pl.DataFrame:
+    """TARGET_INFO_GPU rows: id, name, memoryBandwidth (bytes/s); empty when the export has none."""
+    if GPU_INFO not in tables:
+        return pl.DataFrame(schema=GPU_INFO_SCHEMA)
+    return _read(conn, f"SELECT id, COALESCE(name, '') AS name, memoryBandwidth FROM {GPU_INFO}", GPU_INFO_SCHEMA)
