@@ -11,7 +11,7 @@ from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
 from gapprof.quant import check_library
 from gapprof.quant_floor import estimate_line
-from gapprof.runtime_names import RUNTIMES
+from gapprof.runtime_table import RUNTIMES
 from gapprof.trace_schema import ops_per_step
 
 

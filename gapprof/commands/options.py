@@ -10,7 +10,7 @@ from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, known_models
 from gapprof.nvtx_names import STEP_MESSAGE
 from gapprof.quant import INSTALL, METHODS
-from gapprof.runtime_names import ATTENTION_BACKENDS
+from gapprof.runtime_table import ATTENTION_BACKENDS
 
 FORMATS = ("table", "csv", "json", "markdown")
 
