@@ -76,6 +76,12 @@ def names(has) -> tuple[str, ...]:
     return tuple(row.name for row in TABLE if has(row))
 
 
+def on_cpu() -> str:
+    """The runtimes a CPU device runs, for messages: "eager, static, compile and lean"."""
+    runs = names(lambda row: row.runs_on_cpu)
+    return f"{', '.join(runs[:-1])} and {runs[-1]}"
+
+
 def resolve_attention(attn: str, runtime: str) -> str:
     """The backend `--attn auto` stands for under `runtime`; any other choice as given (an unknown runtime is
     refused later, by profiler.request.validate)."""
