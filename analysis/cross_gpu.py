@@ -25,7 +25,7 @@ class Columns:
     """What compare and project show: a column per trace or target, the notes, and the sections after the table."""
     columns: list[comparison.Column]
     notes: list[str]
-    sections: list[tuple[str, pl.DataFrame]]
+    sections: list[tuple[str, pl.DataFrame | dict]]  # (title, table), as gapprof.render takes them
 
 
 def compare(paths: Sequence[Path], options: Options, force: bool) -> Columns:
