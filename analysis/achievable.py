@@ -60,6 +60,34 @@ def of_target(target: GpuSpec, profiles: Mapping[str, Found]) -> Achievable:
     return achievable(target, (float(target.peak_gbps), f"{target.label} datasheet"), profiles)
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The reference bandwidth R of a trace's GPU: its achievable bandwidth, at most the primary peak so that
+    shortfall >= 0."""
+    gbps: float
+    parameters: Achievable
+    capped: bool
+
+    @property
+    def measured(self) -> bool:
+        return self.parameters.profile is not None
+
+    @property
+    def label(self) -> str:
+        return ("measured" if self.measured else f"{ASSUMED_FRACTION} x peak") + (", capped at peak" if self.capped
+                                                                                 else "")
+
+    def says(self) -> str:
+        return self.parameters.bandwidth_from() + (", above the peak: capped at it" if self.capped else "")
+
+
+def reference_bandwidth(result, profiles: dict) -> Reference:
+    """R of an attribution.Attribution with a floor; profiles: GPU key -> gapprof.gpu_profile.Found."""
+    peak = result.floor.bandwidths[result.floor.primary]
+    found = achievable(result.floor.gpu, peak, profiles)
+    return Reference(min(found.gbps, peak[0]), found, found.gbps > peak[0])
+
+
 def _same_chip(source: Achievable, target: Achievable) -> bool:
     sms = (source.profile.sm_count, target.profile.sm_count)
     return None not in sms and sms[0] == sms[1]
@@ -87,8 +115,8 @@ def parameters(source: Achievable, targets: list[Achievable], source_used: tuple
                ) -> tuple[pl.DataFrame, list[str]]:
     """A table with one row per GPU of a projection (its achievable bandwidth and fixed cost per kernel, measured
     or assumed, and the factor on a kernel's fixed part) and a note per GPU saying where each comes from.
-    source_used: (GB/s, where from) where the source's bandwidth in use is not its own (kernel_cost.Reference
-    caps it at the peak)."""
+    source_used: (GB/s, where from) where the source's bandwidth in use is not its own (Reference caps it at the
+    peak)."""
     gbps, said = source_used or (source.gbps, source.bandwidth_from())
     rows = [dict(gpu=source.gpu, role="source", achievable_gbps=gbps,
                  bandwidth="measured" if source.profile else "assumed", fixed_us_per_kernel=source.fixed_us,

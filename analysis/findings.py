@@ -12,6 +12,7 @@ import polars as pl
 from gapprof.analysis import api
 from gapprof.analysis.attribution import class_table, kernel_table
 from gapprof.analysis.summary import cpu_us_per_launch
+from gapprof.runtime_table import names
 
 # API calls that load modules or compile code: work that a decode step should not repeat.
 SETUP_CALLS = r"^(cuLibraryLoad|cuModuleLoad|cuLink|nvrtc)"
@@ -20,7 +21,7 @@ EXPOSED_CPU_SHARE = 0.2  # starved time above this share of the wall: the step i
 CONCENTRATED_SHARE = 0.5  # one class holding this share of the starved time sits behind one cause
 LOW_BANDWIDTH_SHARE = 0.5  # a class moving real bytes below this share of peak
 BUSY_SHARE = 0.05  # a class or short-kernel group worth naming holds at least this share of busy
-COMPILED_RUNTIMES = ("compile", "lean")  # steps torch.compile has already fused
+COMPILED_RUNTIMES = names(lambda runtime: runtime.compiled)  # steps torch.compile has already fused
 NOT_KERNELS = ("memcpy/memset", "cuda graph")  # kernel_table's rows for copies, memsets and whole graph launches
 EXTRA_RATIO, EXTRA_SHARE = 1.5, 0.01  # bytes moved / analytic, and the extra time's least share of busy
 FINDINGS_NOTE = ("findings: each names the ms a step its evidence accounts for; they can overlap (the starved time "

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gapprof.analysis.attribution import Attribution
-from gapprof.analysis.kernel_cost import reference_bandwidth, step_split
+from gapprof.analysis.achievable import reference_bandwidth
+from gapprof.analysis.kernel_cost import step_split
 from gapprof.analysis.projection import source_bandwidth
 
 

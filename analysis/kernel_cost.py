@@ -22,18 +22,16 @@ Per class the same terms use the class's bytes and durations, unrounded. Floor a
 bytes per kernel, which a module mapping gives (kernel_bytes.with_analytic: module ranges in the trace, or
 --reference); without one they are shown together as bytes at peak (M / P).
 """
-from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from gapprof.analysis.achievable import ASSUMED_FRACTION, Achievable, achievable
+from gapprof.analysis.achievable import reference_bandwidth
 from gapprof.analysis.kernel_bytes import analytic_bytes, measured_bytes, with_analytic
 from gapprof.analysis.modules import NoModuleRanges, check_same_model, module_labels
 from gapprof.analysis.readers.ncu import read_sidecar
 from gapprof.errors import GapprofError
 
-REFERENCE_FRACTION = ASSUMED_FRACTION
 TERMS = ("floor", "extra", "shortfall", "fixed")
 TOTAL = "all (busy)"
 
@@ -159,34 +157,6 @@ def bytes_per_kernel(result, ncu_csv: Path | None, reference=None):
     """kernel_bytes.KernelBytes of an attribution.Attribution as cost_sections takes them: measured by the ncu CSV,
     else analytic from module labels (its module ranges, or `reference`'s by position)."""
     return _bytes(result, ncu_csv, _labels(result, reference))
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The reference bandwidth R of a trace's GPU: its achievable bandwidth, at most the primary peak so that
-    shortfall >= 0."""
-    gbps: float
-    parameters: Achievable
-    capped: bool
-
-    @property
-    def measured(self) -> bool:
-        return self.parameters.profile is not None
-
-    @property
-    def label(self) -> str:
-        return ("measured" if self.measured else f"{REFERENCE_FRACTION} x peak") + (", capped at peak" if self.capped
-                                                                                   else "")
-
-    def says(self) -> str:
-        return self.parameters.bandwidth_from() + (", above the peak: capped at it" if self.capped else "")
-
-
-def reference_bandwidth(result, profiles: dict) -> Reference:
-    """R of an attribution.Attribution with a floor; profiles: GPU key -> gapprof.gpu_profile.Found."""
-    peak = result.floor.bandwidths[result.floor.primary]
-    found = achievable(result.floor.gpu, peak, profiles)
-    return Reference(min(found.gbps, peak[0]), found, found.gbps > peak[0])
 
 
 def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool = False,

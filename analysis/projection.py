@@ -12,7 +12,7 @@ target, of achievable bandwidth R_t, it lasts
     (f x (d - t) + b / R_t) * class scale = (d + t * (ratio - 1) + (d - t) * (f - 1)) * class scale,
 ratio = R_s / R_t, at least 0 (a kernel faster than its bytes at R_s has a negative fixed part). R and the fixed
 cost per kernel come from each GPU's profile where it has one, else R = 0.9 x its datasheet peak
-(analysis.achievable; R_s as kernel_cost.reference_bandwidth takes it, so that the fixed part is the one
+(analysis.achievable; R_s as achievable.reference_bandwidth takes it, so that the fixed part is the one
 `attribute --ncu` shows); f = target / source fixed cost per kernel where both are measured, else 1. With neither
 GPU measured, ratio = source peak / target peak. On the source GPU ratio = f = 1 and the duration is d exactly.
 Memcpys and memsets keep the rule above.
@@ -22,9 +22,8 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from gapprof.analysis import anatomy, replay
-from gapprof.analysis.achievable import fixed_scale, of_target
+from gapprof.analysis.achievable import fixed_scale, of_target, reference_bandwidth
 from gapprof.analysis.floor import apply_floor
-from gapprof.analysis.kernel_cost import reference_bandwidth
 from gapprof.analysis.kernels import CLASSES
 from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.launch_timeline import DTOD, Timeline

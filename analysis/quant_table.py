@@ -3,13 +3,21 @@ one GPU, each against the baseline (the first trace whose layers are not quantis
 the floor it must move (GB, ms at the datasheet peak, fraction of that step), the speedup and the byte saving over
 the baseline, the largest term above the floor, and its step projected to other GPUs; beside it, where each
 trace's GPU time went by kernel class and, for traces with module labels, by module kind."""
+from collections.abc import Sequence
+from pathlib import Path
+
 import polars as pl
 
-from gapprof.analysis import modules, study
-from gapprof.analysis.attribution import class_table
+from gapprof.analysis import modules, projection
+from gapprof.analysis.achievable import reference_bandwidth
+from gapprof.analysis.attribution import Options, class_table
 from gapprof.analysis.comparison import Column
-from gapprof.analysis.kernel_cost import reference_bandwidth, step_split
+from gapprof.analysis.cross_gpu_columns import (Loaded, analyze_reference, load, measured_column, projected_columns,
+                                                unprofiled_ms, with_bytes_per_kernel)
+from gapprof.analysis.kernel_cost import step_split
 from gapprof.errors import GapprofError
+from gapprof.gpus import GpuSpec
+from gapprof.log import progress
 
 # The anatomy's terms above the floor (wall = floor + excess + starved + latency + head + tail).
 ABOVE_FLOOR = ("excess", "starved", "latency", "head", "tail")
@@ -28,18 +36,18 @@ MODULES_NOTE = ("modules: each trace's GPU time and its floor's share (ms a step
                 "ranges or, by position, from its --reference; the last row adds them up to busy")
 
 
-def method(loaded: study.Loaded) -> str:
+def method(loaded: Loaded) -> str:
     quant = loaded.analysis.floor.quant
     if quant is None:
         return "none"
     return f"{quant.method}{' +lm_head' if quant.lm_head else ''}"
 
 
-def _floor_bytes(loaded: study.Loaded) -> float:
+def _floor_bytes(loaded: Loaded) -> float:
     return loaded.analysis.measured["bytes"].mean()
 
 
-def _largest_above_floor(loaded: study.Loaded, column: Column) -> str:
+def _largest_above_floor(loaded: Loaded, column: Column) -> str:
     terms = {t: column.values[f"{t} ms"] for t in ABOVE_FLOOR}
     if loaded.bytes_ops is not None:
         floor = loaded.analysis.floor
@@ -51,7 +59,7 @@ def _largest_above_floor(loaded: study.Loaded, column: Column) -> str:
     return f"{term} {terms[term]:.3f}"
 
 
-def _check_alike(loaded: list[study.Loaded], columns: list[Column]) -> None:
+def _check_alike(loaded: list[Loaded], columns: list[Column]) -> None:
     """One model and one GPU: the rows are methods, nothing else may differ."""
     for what, values in (("model", [x.analysis.floor.spec.name for x in loaded]),
                          ("GPU", [c.values["gpu"] for c in columns])):
@@ -60,15 +68,15 @@ def _check_alike(loaded: list[study.Loaded], columns: list[Column]) -> None:
             raise GapprofError(f"quant-table compares methods on one {what}; these traces differ ({found})")
 
 
-def table(loaded: list[study.Loaded], projected: dict[str, list[Column]]) -> pl.DataFrame:
-    """One row a trace; `projected`: label -> its columns projected to each target (study.projected_columns)."""
-    columns = [study.measured_column(x) for x in loaded]
+def table(loaded: list[Loaded], projected: dict[str, list[Column]]) -> pl.DataFrame:
+    """One row a trace; `projected`: label -> its columns projected to each target (projected_columns)."""
+    columns = [measured_column(x) for x in loaded]
     _check_alike(loaded, columns)
     base = next((i for i, x in enumerate(loaded) if x.analysis.floor.quant is None), None)
     if base is None:
         raise GapprofError("quant-table needs a baseline, a trace whose layers are not quantised; every one given "
                            "is: " + ", ".join(f"{x.label} ({method(x)})" for x in loaded))
-    plain = {x.label: study.unprofiled_ms(x) for x in loaded}
+    plain = {x.label: unprofiled_ms(x) for x in loaded}
     missing = [label for label, ms in plain.items() if ms is None]
     if missing:
         raise GapprofError(f"{', '.join(missing)}: no unprofiled step times (no gapprof metadata); the table "
@@ -94,7 +102,7 @@ def table(loaded: list[study.Loaded], projected: dict[str, list[Column]]) -> pl.
     return pl.DataFrame(rows)
 
 
-def class_changes(loaded: list[study.Loaded]) -> pl.DataFrame:
+def class_changes(loaded: list[Loaded]) -> pl.DataFrame:
     """GPU time (ms a step) and GPU ops a step by kernel class in each trace, in `loaded`'s order, with the
     classes in order of the first trace's time: where each method's time went, class by class."""
     wide = None
@@ -113,7 +121,7 @@ def _with_busy_row(wide: pl.DataFrame, key: str) -> pl.DataFrame:
     return pl.concat([wide, wide.select(pl.lit("all (busy)").alias(key), pl.exclude(key).sum())])
 
 
-def _by_kind(x: study.Loaded, reference) -> pl.DataFrame | None:
+def _by_kind(x: Loaded, reference) -> pl.DataFrame | None:
     """x's busy and floor ms a step per module kind, or None for a trace without module ranges and no reference."""
     try:
         sections, _ = modules.by_module(x.analysis, reference)
@@ -125,7 +133,7 @@ def _by_kind(x: study.Loaded, reference) -> pl.DataFrame | None:
                                             (pl.col("floor_us") / 1e3).alias(f"{x.label} floor ms"))
 
 
-def module_changes(loaded: list[study.Loaded], references: list) -> pl.DataFrame | None:
+def module_changes(loaded: list[Loaded], references: list) -> pl.DataFrame | None:
     """GPU time and floor (ms a step) by module kind of each trace with module labels (its own module ranges, or
     its reference, an attribution.Attribution, in `references`), in `loaded`'s order and the kinds in model order;
     None when no trace has them."""
@@ -137,3 +145,23 @@ def module_changes(loaded: list[study.Loaded], references: list) -> pl.DataFrame
     for t in tables:
         wide = wide.join(t, on="kind", how="left")
     return _with_busy_row(wide.fill_null(0.0), "kind")
+
+
+def report(paths: Sequence[Path], ncu_csvs: Sequence[Path | None], references: Sequence[Path | None],
+           specs: Sequence[GpuSpec], options: Options) -> tuple[list[tuple[str, pl.DataFrame]], list[str]]:
+    """`gapprof quant-table`: sections (the table, kernel classes, and modules where a trace has module labels) and
+    notes; ncu_csvs and references hold one file or None per trace, in their order."""
+    loaded = [with_bytes_per_kernel(x, csv, None, options.range_pattern)
+              for x, csv in zip(load(paths, options), ncu_csvs)]
+    labelled = [analyze_reference(r, options.range_pattern) for r in references]
+    projected = projected_columns(loaded, specs, projection.Knobs(), progress)
+    notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
+                      f"{x.label}: projected by the bandwidth ratio (no --ncu CSV): each kernel's whole duration, "
+                      f"fixed cost included, scales with the peak bandwidths: too long on a slower GPU, too short on "
+                      f"a faster one"
+                      for x in loaded if x.bytes_source or specs]
+    sections = [("quant-table", table(loaded, projected)), ("kernel classes", class_changes(loaded))]
+    by_module = module_changes(loaded, labelled)
+    if by_module is None:
+        return sections, notes + [CLASSES_NOTE]
+    return sections + [("modules", by_module)], notes + [CLASSES_NOTE, MODULES_NOTE]

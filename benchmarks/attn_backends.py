@@ -13,7 +13,7 @@ import statistics
 
 from gapprof.profiler import cells
 from gapprof.profiler.request import CaptureRequest
-from gapprof.runtime_names import ATTENTION_BACKENDS
+from gapprof.runtime_table import ATTENTION_BACKENDS
 
 
 def main() -> None:

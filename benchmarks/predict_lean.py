@@ -22,7 +22,8 @@ import argparse
 import statistics
 
 import gapprof
-from gapprof.analysis.kernel_cost import cost_sections, reference_bandwidth
+from gapprof.analysis.achievable import reference_bandwidth
+from gapprof.analysis.kernel_cost import cost_sections
 from gapprof.gpu_profile import shipped
 from gapprof.gpus import gpu_by_key
 from gapprof.step_bytes import module_bytes

@@ -20,7 +20,7 @@ from gapprof.paths import sibling
 from gapprof.profiler.request import CaptureRequest
 from gapprof.profiler.session import run_session
 from gapprof.profiler.step_marks import RecordFunctionRanges
-from gapprof.runtime_names import ATTENTION_BACKENDS, RUNTIMES
+from gapprof.runtime_table import ATTENTION_BACKENDS, RUNTIMES
 
 BACKEND = "torch.profiler"  # the request's backend, recorded in the metadata
 

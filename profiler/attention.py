@@ -8,7 +8,7 @@ length on a dynamic cache. `lean` is the lean runtime's own attention: the Huggi
 from is built with plain sdpa, which the lean runtime never calls.
 """
 from gapprof.errors import GapprofError
-from gapprof.runtime_names import ATTENTION_BACKENDS
+from gapprof.runtime_table import ATTENTION_BACKENDS
 
 # --attn choice -> (SDPBackend member, name registered with transformers). transformers takes any implementation
 # name containing "flash" for the flash-attn package, hence "fa".

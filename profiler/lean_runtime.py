@@ -10,7 +10,7 @@ uncompiled unless asked (tests).
 import torch
 
 from gapprof.profiler.lean_model import LeanModel
-from gapprof.runtime_names import EAGER_STEPS_BEFORE_CAPTURE
+from gapprof.runtime_table import EAGER_STEPS_BEFORE_CAPTURE
 
 PREFILL_CHUNK = 256
 

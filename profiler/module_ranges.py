@@ -21,9 +21,6 @@ import statistics
 
 from gapprof.nvtx_names import KINDS, LAYER_MODULES, MODEL_MODULES, MODULE_PREFIX, STEP_DOMAIN
 
-# Hooks cannot run inside a CUDA-graph replay or a compiled graph, so those runtimes get no module ranges.
-HOOKED_RUNTIMES = ("eager", "static")
-
 _LAYER_PATH = re.compile(r"^model\.layers\.(\d+)(?:\.(.+))?$")
 
 

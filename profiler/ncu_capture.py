@@ -16,6 +16,7 @@ from gapprof.paths import sibling, strip_extension
 from gapprof.profiler.profiled_session import run_under
 from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
 from gapprof.nsight import find_ncu, ncu_export_command
+from gapprof.runtime_table import BY_NAME
 
 METRICS = ("dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum")
 # ncu's NVTX filter: `domain@range`, and a trailing `/` selects a push/pop range.
@@ -36,16 +37,12 @@ def profile_command(ncu: str, report_base: Path, launch_count: int, graphs: bool
     return command
 
 
-# Runtimes that replay CUDA graphs (ncu profiles each kernel node), and those that compile with inductor, whose
-# parallel compile workers crashed the lean step under ncu at warm-up (exit 139, H100, 2026-11-27); compiling
-# inside the process ran.
-REPLAYING, COMPILING = ("graphs", "compile", "lean"), ("compile", "lean")
-
-
 def ncu_argv(ncu: str, report_base: Path, launch_count: int, runtime: str) -> list[str]:
-    """The whole command line before the session's, for `runtime`."""
-    in_process = ["env", "TORCHINDUCTOR_COMPILE_THREADS=1"] if runtime in COMPILING else []
-    return in_process + profile_command(ncu, report_base, launch_count, runtime in REPLAYING)
+    """The whole command line before the session's, for `runtime`. A compiled runtime compiles inside the process:
+    inductor's parallel compile workers crashed the lean step under ncu at warm-up (exit 139, H100, 2026-11-27)."""
+    row = BY_NAME[runtime]
+    in_process = ["env", "TORCHINDUCTOR_COMPILE_THREADS=1"] if row.compiled else []
+    return in_process + profile_command(ncu, report_base, launch_count, row.replays_graphs)
 
 
 def run_ncu(request, output: Path, launch_count: int, command: str, keep_report: bool = False,

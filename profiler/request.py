@@ -4,10 +4,8 @@ import dataclasses
 
 from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, get_spec
-from gapprof.profiler.module_ranges import HOOKED_RUNTIMES
 from gapprof.quant import check_request as check_quant
-from gapprof.runtime_names import (ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION, GRAPH_RUNTIMES, MIN_WARMUP, RUNTIMES,
-                                   UNSUPPORTED_ATTENTION, resolve_attention)
+from gapprof.runtime_table import ATTENTION_BACKENDS, BY_NAME, CUDA_ONLY_ATTENTION, RUNTIMES, names, resolve_attention
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,37 +36,38 @@ def validate(request: CaptureRequest) -> None:
     """Reject a request before any model is built."""
     if request.runtime not in RUNTIMES:
         raise GapprofError(f"unknown runtime {request.runtime!r}; known runtimes: {', '.join(RUNTIMES)}")
+    runtime = BY_NAME[request.runtime]
     if request.dtype not in DTYPE_BYTES:
         raise GapprofError(f"unknown dtype {request.dtype!r}; known dtypes: {', '.join(DTYPE_BYTES)}")
     if request.steps < 1 or request.ctx < 1:
         raise GapprofError("--steps and --ctx must be at least 1")
-    if request.warmup < MIN_WARMUP[request.runtime]:
-        raise GapprofError(f"runtime {request.runtime} needs --warmup >= {MIN_WARMUP[request.runtime]} "
+    if request.warmup < runtime.min_warmup:
+        raise GapprofError(f"runtime {request.runtime} needs --warmup >= {runtime.min_warmup} "
                            "(eager steps and graph capture happen in warm-up)")
-    if request.modules and request.runtime not in HOOKED_RUNTIMES:
-        raise GapprofError(f"--modules needs runtime eager or static: module hooks do not run inside a "
-                           f"{request.runtime} replay (map its kernels with `attribute --by module --reference`)")
+    if request.modules and not runtime.module_hooks:
+        raise GapprofError(f"--modules needs runtime {' or '.join(names(lambda r: r.module_hooks))}: module hooks do "
+                           f"not run inside a {request.runtime} replay (map its kernels with `attribute --by module "
+                           "--reference`)")
     if request.graph_trace == "graph" and request.backend != "nsys":
         raise GapprofError("--cuda-graph-trace graph needs --backend nsys (the CUPTI backend records every node)")
     if request.graph_trace == "both" and request.backend != "cupti":
         raise GapprofError("--cuda-graph-trace both needs --backend cupti (one nsys run traces graphs one way)")
-    if request.graph_trace != "node" and request.runtime not in GRAPH_RUNTIMES:
+    if request.graph_trace != "node" and not runtime.replays_graphs:
         raise GapprofError(f"--cuda-graph-trace {request.graph_trace}: runtime {request.runtime} launches no CUDA "
-                           f"graph; the runtimes that do: {', '.join(GRAPH_RUNTIMES)}")
+                           f"graph; the runtimes that do: {', '.join(names(lambda r: r.replays_graphs))}")
     if request.modules and request.backend == "cupti":
         raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
     if request.attn not in ATTENTION_BACKENDS:
         raise GapprofError(f"unknown attention backend {request.attn!r}; known: auto, {', '.join(ATTENTION_BACKENDS)}")
-    if (request.attn, request.runtime) in UNSUPPORTED_ATTENTION:
+    if request.attn in runtime.unsupported_attention:
         raise GapprofError(f"--attn {request.attn} does not run under runtime {request.runtime}: "
-                           f"{UNSUPPORTED_ATTENTION[request.attn, request.runtime]}")
+                           f"{runtime.unsupported_attention[request.attn]}")
     if request.attn in CUDA_ONLY_ATTENTION and not request.device.startswith("cuda"):
         raise GapprofError(f"--attn {request.attn} runs on CUDA only; on {request.device} use "
                            "sdpa, sdpa-math, sdpa-flash or eager")
     check_quant(request.quant, request.quant_lm_head, request.device, request.dtype)
-    if request.quant != "none" and request.runtime == "lean":
-        raise GapprofError("--quant does not run under runtime lean: it builds its fused q/k/v and gate/up weights "
-                           "from the bf16 model (quantise under static, graphs or compile)")
+    if request.quant != "none" and runtime.refuses_quant:
+        raise GapprofError(f"--quant does not run under runtime {request.runtime}: {runtime.refuses_quant}")
     if not request.weights:  # a checkpoint's positions are known once its config is read (start_decode)
         check_positions(request, get_spec(request.model).max_positions, request.model)
 

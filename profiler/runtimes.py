@@ -17,7 +17,7 @@ import torch
 
 from gapprof.errors import GapprofError
 from gapprof.profiler.lean_runtime import LeanRuntime
-from gapprof.runtime_names import EAGER_STEPS_BEFORE_CAPTURE, RUNTIMES
+from gapprof.runtime_table import EAGER_STEPS_BEFORE_CAPTURE, RUNTIMES
 
 
 def _forward_kwargs(model) -> tuple[str, bool]:
@@ -119,9 +119,12 @@ class CompiledRuntime(StaticCacheRuntime):
         return int(self.token.item())
 
 
+# The class of each row of gapprof.runtime_table, by its name.
+CLASSES = {"eager": DecodeRuntime, "static": StaticCacheRuntime, "graphs": CudaGraphRuntime,
+           "compile": CompiledRuntime, "lean": LeanRuntime}
+
+
 def make_runtime(name: str, model, max_len: int) -> DecodeRuntime:
-    classes = {"eager": DecodeRuntime, "static": StaticCacheRuntime, "graphs": CudaGraphRuntime,
-               "compile": CompiledRuntime, "lean": LeanRuntime}
-    if name not in classes:
+    if name not in CLASSES:
         raise GapprofError(f"unknown runtime {name!r}; known runtimes: {', '.join(RUNTIMES)}")
-    return classes[name](model, max_len)
+    return CLASSES[name](model, max_len)

@@ -12,7 +12,6 @@ cudaProfilerStart only around the profiled phase.
 import contextlib
 import datetime
 import json
-import statistics
 import sys
 
 import torch
@@ -133,22 +132,6 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         meta["quant"] = quant_bytes.quant_record(model, request.quant, request.quant_lm_head)
         meta["quant"]["floor"] = floor_record(meta, request.ctx + first_index + request.warmup)
     return meta, spans
-
-
-def summary_line(meta: dict, ops_per_step: tuple[float, float] | None = None) -> str:
-    """One line: median profiled and unprofiled step, the graph-level pass's when there was one, and the ops
-    (kernels, CUDA graph executions) a traced step ran."""
-    quant = f" {meta['quant']['method']}" if meta.get("quant") else ""
-    line = (f"{meta['model']} {meta['runtime']}{quant} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
-            f"{statistics.median(meta['profiled_step_ms']):.2f} ms profiled, "
-            f"{statistics.median(meta['unprofiled_step_ms']):.2f} ms unprofiled")
-    if meta.get("graph_level_step_ms"):
-        line += f", {statistics.median(meta['graph_level_step_ms']):.2f} ms graph level"
-    if ops_per_step is not None:
-        kernels, graphs = ops_per_step
-        line += f", {kernels:.0f} kernels" + (f" and {graphs:.0f} CUDA graph executions" if graphs else "")
-        line += " per step"
-    return line
 
 
 class CudaProfilerCollector:

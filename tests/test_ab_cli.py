@@ -114,7 +114,7 @@ def test_graphs_on_the_cpu_is_refused_before_any_session(monkeypatch):
     monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
     line = error_line(run(*TINY, "--b", "graphs", "--warmup", 3))
     assert line == ("Error: runtime graphs needs a CUDA device (CUDA graphs); "
-                    "--device cpu runs eager, static and compile")
+                    "--device cpu runs eager, static, compile and lean")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,7 +3,7 @@ import pytest
 
 from gapprof.errors import GapprofError
 from gapprof.profiler.request import CaptureRequest, validate
-from gapprof.runtime_names import ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION
+from gapprof.runtime_table import ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION
 
 # The Hugging Face backends; "lean" is the lean runtime's own (tests/test_lean_runtime.py).
 CPU_BACKENDS = [a for a in ATTENTION_BACKENDS if a not in CUDA_ONLY_ATTENTION and a != "lean"]

@@ -7,9 +7,10 @@ from gapprof.errors import GapprofError  # noqa: E402
 from gapprof.profiler.build import build_model  # noqa: E402
 from gapprof.profiler.decode import run_steps  # noqa: E402
 from gapprof.models import get_spec  # noqa: E402
-from gapprof.profiler.runtimes import make_runtime  # noqa: E402
+from gapprof.profiler.runtimes import CLASSES, make_runtime  # noqa: E402
 from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
 from gapprof.profiler.session import run_session  # noqa: E402
+from gapprof.runtime_table import RUNTIMES, names  # noqa: E402
 
 
 class RecordingRanges:
@@ -60,13 +61,19 @@ def _decode(runtime_name, model, prompt, steps=10):
     return [first, *tokens]
 
 
-def test_eager_static_and_compile_runtimes_give_the_same_tokens_on_cpu():
+def test_every_runtime_of_the_table_has_its_class():
+    assert list(CLASSES) == list(RUNTIMES)
+
+
+def test_the_runtimes_that_run_on_cpu_give_the_same_tokens():
     # graphs needs CUDA: tests/test_runtimes_gpu.py covers it on a GPU.
     model, config = build_model("tiny-qwen2", "float32", "sdpa", "cpu", seed=0)
     prompt = torch.randint(0, config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(3))
     eager = _decode("eager", model, prompt)
-    assert _decode("static", model, prompt) == eager
-    assert _decode("compile", model, prompt) == eager
+    on_cpu = names(lambda runtime: runtime.runs_on_cpu)
+    assert on_cpu == ("eager", "static", "compile", "lean")
+    for name in on_cpu[1:]:
+        assert _decode(name, model, prompt) == eager, name
 
 
 def test_session_metadata_and_ranges():

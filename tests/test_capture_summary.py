@@ -1,7 +1,7 @@
 """capture's one-line summary: ops per step from whichever GPU op tables the trace has."""
 import sqlite3
 
-from gapprof.profiler.session import summary_line
+from gapprof.commands.capture_cli import summary_line
 from gapprof.trace_schema import ops_per_step
 
 META = {"model": "qwen2.5-7b", "runtime": "graphs", "ctx": 2048, "gpu_name": "NVIDIA H100 80GB HBM3",

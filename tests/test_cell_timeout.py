@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from gapprof.commands import options
 from gapprof.profiler import cells
 from gapprof.profiler.request import CaptureRequest
 from conftest import invoke_recorded
@@ -54,6 +55,7 @@ def test_without_a_timeout_a_child_that_dies_fails_its_cell(tmp_path, monkeypatc
 
 
 def test_sweep_takes_the_timeout_and_writes_the_stuck_cell_as_a_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(options, "check_session_device", lambda *_: None)  # the stand-in child needs no torch
     monkeypatch.setattr(cells, "_child_command", lambda requests, results: [
         sys.executable, "-c", HANGING_CHILD, str(requests), str(results), str(tmp_path / "pids")])
     result = invoke_recorded("sweep", "--models", "tiny-qwen2", "--ctx", "16,32", "--runtime", "eager", "--device",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gapprof.analysis import study
+from gapprof.analysis import cross_gpu_columns
 from gapprof.analysis.readers import ncu, nsys
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling, strip_extension
@@ -118,4 +118,4 @@ def test_a_report_is_read_through_the_sqlite_beside_it(tmp_path, name):
 
 def test_compare_labels_keep_the_dots_of_a_name(tmp_path):
     paths = [Path("a/qwen2.5-7b-eager.sqlite"), Path("b/qwen2.5-7b-eager.sqlite"), Path("a/h100.nsys-rep")]
-    assert study.labels(paths) == ["a/qwen2.5-7b-eager", "b/qwen2.5-7b-eager", "h100"]
+    assert cross_gpu_columns.labels(paths) == ["a/qwen2.5-7b-eager", "b/qwen2.5-7b-eager", "h100"]

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.kernel_bytes import measured_bytes
-from gapprof.analysis.kernel_cost import REFERENCE_FRACTION, cost_sections
+from gapprof.analysis.achievable import ASSUMED_FRACTION
+from gapprof.analysis.kernel_cost import cost_sections
 from gapprof.cli import main
 from conftest import SYNC, shipped_ncu_lines, with_meta
 from synthetic import TraceBuilder
@@ -21,7 +22,7 @@ SHIPPED = [("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"), ("h200-graphs.sq
            ("h100-graphs-int4.sqlite.xz", "h100-graphs-int4-ncu.csv.gz"),
            ("h100-graphs-nf4.sqlite.xz", "h100-graphs-nf4-ncu.csv.gz")]
 PEAK = 3350.0  # H100 SXM datasheet, GB/s = bytes/ns
-REFERENCE = REFERENCE_FRACTION * PEAK
+REFERENCE = ASSUMED_FRACTION * PEAK
 # name, bytes read, bytes written, fixed ns: each kernel lasts fixed + bytes / (0.9 x peak), a whole number of ns.
 KERNELS = [("gemv_a", 2_412_000, 603_000, 700), ("add_kernel", 0, 0, 1500), ("flash_attn", 1_206_000, 0, 2000)]
 

@@ -3,7 +3,7 @@ timeline title numbers steps as --step does."""
 import pytest
 from click.testing import CliRunner
 
-from gapprof.analysis import projection, study
+from gapprof.analysis import cross_gpu_columns, projection
 from gapprof.analysis.attribution import Options
 from gapprof.cli import main
 
@@ -62,6 +62,6 @@ def test_bad_output_refused_before_the_analysis(pair, tmp_path, name, error):  #
 
 
 def test_timeline_title_counts_measured_steps(pair):  # noqa: F811
-    loaded, = study.load([pair[0]], Options(skip=1))  # trace steps 1 and 2 are measured steps 0 and 1
-    title = study.timeline_panels(loaded, [], projection.Knobs(), 0)[0][0]
+    loaded, = cross_gpu_columns.load([pair[0]], Options(skip=1))  # trace steps 1 and 2 are measured steps 0 and 1
+    title = cross_gpu_columns.timeline_panels(loaded, [], projection.Knobs(), 0)[0][0]
     assert title.startswith("h100: measured step 0 (of 0-1, warm-up excluded) on H100 SXM, wall ")

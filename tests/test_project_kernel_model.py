@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof import gpu_profile, gpus
-from gapprof.analysis import anatomy, fraction_model, projection, study
+from gapprof.analysis import anatomy, fraction_model, projection
+from gapprof.analysis.cross_gpu_columns import Loaded, load, projected, with_kernel_model
 from gapprof.analysis.attribution import Options
 from gapprof.cli import main
 from conftest import H100, SYNC, with_meta, write_gpu_profile
@@ -47,11 +48,11 @@ def known_steps(tmp_path: Path, steps: int = 3) -> tuple[Path, Path]:
     return b.write(tmp_path / "t.sqlite"), csv
 
 
-def with_model(trace: Path, csv: Path) -> study.Loaded:
-    return study.with_kernel_model(study.load([trace], Options())[0], csv)
+def with_model(trace: Path, csv: Path) -> Loaded:
+    return with_kernel_model(load([trace], Options())[0], csv)
 
 
-def replayed_durations(loaded: study.Loaded, gpu: str) -> list[int]:
+def replayed_durations(loaded: Loaded, gpu: str) -> list[int]:
     _, _, ops = projection.replayed(loaded.analysis, loaded.timeline, gpus.resolve_gpu(gpu), projection.Knobs())
     return ops.sort("start").select(pl.col("end") - pl.col("start")).to_series().to_list()
 
@@ -63,7 +64,7 @@ def test_known_fixed_and_bytes_parts_land_exactly_on_the_target(tmp_path):
     table = projection.project(loaded.analysis, loaded.timeline, gpus.resolve_gpu("h200"), projection.Knobs())
     assert table["busy"].to_list() == [sum(on(4800, b, f) for _, b, f in KERNELS)] * 3
     # Without the model every kernel, fixed part included, scales with the bandwidth ratio.
-    plain = study.load([tmp_path / "t.sqlite"], Options())[0]
+    plain = load([tmp_path / "t.sqlite"], Options())[0]
     assert replayed_durations(plain, "h200")[1] == round(1500 * 3350 / 4800)
 
 
@@ -81,7 +82,7 @@ def test_projection_to_the_source_gpu_reproduces_every_kernel_and_step():
 
 def test_graphs_trace_on_h200_gives_the_kernel_time_design_md_quotes():
     loaded = with_model(TRACES / "h100-graphs.sqlite.xz", TRACES / "h100-graphs-ncu.csv.gz")
-    column, _ = study.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
+    column, _ = projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
     assert column.values["busy ms"] == pytest.approx(7.59, abs=0.03)  # measured on the H200: 7.62 ms
 
 
@@ -175,7 +176,7 @@ def on_target(source_gbps: float, target_gbps: float, scale: float) -> list[floa
 def test_measured_profiles_set_the_bandwidths_and_only_both_rescale_the_fixed_part(tmp_path, measured, source_gbps,
                                                                                      target_gbps, scale):
     trace, csv = known_steps(tmp_path)
-    loaded = study.with_kernel_model(study.load([trace], Options())[0], csv, profiles=profiles(tmp_path, *measured))
+    loaded = with_kernel_model(load([trace], Options())[0], csv, profiles=profiles(tmp_path, *measured))
     assert replayed_durations(loaded, "h200") == pytest.approx(on_target(source_gbps, target_gbps, scale), abs=1)
     # On its own GPU the model still gives back every measured duration.
     assert replayed_durations(loaded, "h100-sxm") == [on(3350, b, f) for _, b, f in KERNELS] * 3
@@ -230,7 +231,7 @@ def test_attribute_and_the_fraction_model_split_fixed_time_at_the_measured_bandw
     assert doc["cost facts"]["reference bandwidth GB/s (measured)"] == pytest.approx(3000)
     assert doc["cost facts"]["fixed time per step, ms (mean)"] == pytest.approx(fixed_ns / 1e6, abs=1e-6)
     assert any("R = 3,000 GB/s, measured: read bandwidth at large transfers" in note for note in doc["notes"])
-    loaded = study.with_kernel_model(study.load([trace], Options())[0], csv, profiles=measured)
+    loaded = with_kernel_model(load([trace], Options())[0], csv, profiles=measured)
     model = fraction_model.fraction_model(loaded.label, loaded.analysis, loaded.bytes_ops, measured)
     assert model.fixed_ms == pytest.approx(fixed_ns / 1e6, abs=1e-6)
 

@@ -1,7 +1,7 @@
 """The launch-timeline replay on synthetic steps with answers worked out by hand, and the project knobs."""
 import pytest
 
-from gapprof.analysis import anatomy, projection, replay, study
+from gapprof.analysis import anatomy, cross_gpu_columns, projection, replay
 from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof import gpus
@@ -25,11 +25,11 @@ def _built(builder) -> TraceBuilder:
     return b
 
 
-def load(b: TraceBuilder, path) -> study.Loaded:
-    return study.load([b.write(path)], Options())[0]
+def load(b: TraceBuilder, path) -> cross_gpu_columns.Loaded:
+    return cross_gpu_columns.load([b.write(path)], Options())[0]
 
 
-def replayed(loaded: study.Loaded, factor: float, cpu_scale: float = 1.0) -> dict:
+def replayed(loaded: cross_gpu_columns.Loaded, factor: float, cpu_scale: float = 1.0) -> dict:
     """Terms of the single step replayed with every op `factor` times as long."""
     tl = loaded.timeline
     table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"] * factor, cpu_scale))[0]
@@ -102,9 +102,9 @@ def test_durations_scale_dram_work_and_keep_host_copies(tmp_path):
 
 def test_project_to_own_gpu_is_the_measurement_and_to_h200_shrinks_gpu_bound_steps(tmp_path):
     loaded = load(_built(gpu_bound), tmp_path / "t.sqlite")
-    own, _ = study.projected(loaded, gpus.resolve_gpu("h100"), projection.Knobs())
+    own, _ = cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h100"), projection.Knobs())
     assert own.values["wall ms"] == loaded.analysis.steps["wall"][0] / 1e6
-    faster, table = study.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
+    faster, table = cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
     assert table["busy"][0] == pytest.approx(1000 * 3350 / 4800, abs=10)
     assert faster.values["floor ms"] == pytest.approx(own.values["floor ms"] * 3350 / 4800, rel=1e-6)
 
@@ -123,7 +123,7 @@ def test_unknown_source_gpu_is_refused(tmp_path):
     b.meta["copy_bandwidth_gbps"] = 1000.0  # a floor exists, but no datasheet entry to rescale from
     loaded = load(b, tmp_path / "t.sqlite")
     with pytest.raises(GapprofError, match="no datasheet bandwidth"):
-        study.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
+        cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
 
 
 def test_replayed_steps_keep_their_order_and_count(tmp_path):

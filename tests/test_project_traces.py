@@ -4,7 +4,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from gapprof.analysis import anatomy, projection, replay, study
+from gapprof.analysis import anatomy, cross_gpu_columns, projection, replay
 from gapprof.analysis.attribution import Options
 from gapprof import gpus
 
@@ -15,7 +15,7 @@ TERMS = ("wall", "busy", "starved", "latency", "head", "tail", "kernels", "launc
 @pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
                          ids=lambda p: p.name if p else "none")
 def test_self_replay_reproduces_every_step(path):
-    loaded = study.load([path], Options())[0]
+    loaded = cross_gpu_columns.load([path], Options())[0]
     tl = loaded.timeline
     table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"]))[0]
     measured = loaded.analysis.steps.filter(~pl.col("warmup"))
@@ -28,19 +28,19 @@ def test_self_replay_reproduces_every_step(path):
         assert projected["floor"].to_list() == measured["floor_datasheet"].to_list()
         # The unprofiled estimate: the projected wall less the source's observer effect, so on its own GPU the
         # capture's own unprofiled mean.
-        column, _ = study.projected(loaded, own, projection.Knobs())
+        column, _ = cross_gpu_columns.projected(loaded, own, projection.Knobs())
         plain = loaded.analysis.frames.meta.get("unprofiled_step_ms")
         assert column.values["unprofiled wall ms"] == (
             pytest.approx(sum(plain) / len(plain), rel=1e-12) if plain else None)
-        measured_plain = study.measured_column(loaded).values["unprofiled wall ms"]
+        measured_plain = cross_gpu_columns.measured_column(loaded).values["unprofiled wall ms"]
         assert measured_plain == (sum(plain) / len(plain) if plain else None)
 
 
 def test_the_unprofiled_estimate_never_goes_below_busy():
     # As CUDA graphs, the eager H100 step loses more launch time than its 2.5 ms observer effect can fill.
-    loaded = study.load([Path(__file__).parent.parent / "traces" / "h100.sqlite.xz"], Options())[0]
+    loaded = cross_gpu_columns.load([Path(__file__).parent.parent / "traces" / "h100.sqlite.xz"], Options())[0]
     knobs = projection.Knobs(graph_launch_ns=20_000)
-    column, table = study.projected(loaded, gpus.resolve_gpu("h200"), knobs)
+    column, table = cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h200"), knobs)
     wall, busy = table["wall"].mean() / 1e6, table["busy"].mean() / 1e6
-    assert wall - busy < study.observer_effect_ms(loaded)
+    assert wall - busy < cross_gpu_columns.observer_effect_ms(loaded)
     assert column.values["unprofiled wall ms"] == pytest.approx(busy, rel=1e-12)

@@ -166,7 +166,7 @@ def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method, mo
     needs(method)
     from gapprof.profiler.decode import run_steps
     from gapprof.profiler.runtimes import make_runtime
-    from gapprof.runtime_names import RUNTIMES
+    from gapprof.runtime_table import RUNTIMES
 
     if method in ("int4", "exllamav2-int4"):  # groups of 128 weights along in_features: the tiny config widened
         monkeypatch.setitem(models._TINY, "hidden_size", 128)

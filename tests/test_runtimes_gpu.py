@@ -8,7 +8,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_all_runtimes_give_the_same_tokens_on_gpu():
     from gapprof.profiler.build import build_model
     from gapprof.profiler.decode import run_steps
-    from gapprof.runtime_names import RUNTIMES
+    from gapprof.runtime_table import RUNTIMES
     from gapprof.profiler.runtimes import make_runtime
 
     model, config = build_model("tiny-qwen2", "float32", "sdpa", "cuda", seed=0)

@@ -11,7 +11,7 @@ from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.profiler import ab_sessions, cells
 from gapprof.provenance import invocation
 from gapprof.quant import METHODS, check_library
-from gapprof.runtime_names import RUNTIMES
+from gapprof.runtime_table import BY_NAME, RUNTIMES, on_cpu
 
 
 @click.command()
@@ -57,9 +57,10 @@ def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, w
     validate(request_b)
     check_library(quant)
     check_library(quant_b)
-    if "graphs" in (runtime_a, runtime_b) and not device.startswith("cuda"):
-        raise GapprofError(f"runtime graphs needs a CUDA device (CUDA graphs); --device {device} runs eager, static "
-                           "and compile")
+    cuda_only = [r for r in (runtime_a, runtime_b) if not BY_NAME[r].runs_on_cpu]
+    if cuda_only and not device.startswith("cuda"):
+        raise GapprofError(f"runtime {cuda_only[0]} needs a CUDA device (CUDA graphs); --device {device} runs "
+                           f"{on_cpu()}")
 
     records_a, records_b = ab_sessions.run_ab(request_a, request_b, sessions)
     result = {"command": invocation(),

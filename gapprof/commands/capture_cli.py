@@ -1,4 +1,5 @@
 """`gapprof capture` (a trace of batch-1 decode steps) and `gapprof models` (the shipped model configs)."""
+import statistics
 from pathlib import Path
 
 import click
@@ -11,7 +12,7 @@ from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
 from gapprof.quant import check_library
 from gapprof.quant_floor import estimate_line
-from gapprof.runtime_names import RUNTIMES
+from gapprof.runtime_table import RUNTIMES
 from gapprof.trace_schema import ops_per_step
 
 
@@ -32,6 +33,22 @@ def trace_output(output: Path | None, model: str, runtime: str, backend: str) ->
     under cupti."""
     output = output or Path("traces", f"{model}-{runtime}{'-cupti' if backend == 'cupti' else ''}")
     return sibling(output, ".nsys-rep" if backend == "nsys" else ".sqlite")
+
+
+def summary_line(meta: dict, step_ops: tuple[float, float] | None = None) -> str:
+    """One line: median profiled and unprofiled step, the graph-level pass's when there was one, and the ops
+    (kernels, CUDA graph executions) a traced step ran."""
+    quant = f" {meta['quant']['method']}" if meta.get("quant") else ""
+    line = (f"{meta['model']} {meta['runtime']}{quant} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
+            f"{statistics.median(meta['profiled_step_ms']):.2f} ms profiled, "
+            f"{statistics.median(meta['unprofiled_step_ms']):.2f} ms unprofiled")
+    if meta.get("graph_level_step_ms"):
+        line += f", {statistics.median(meta['graph_level_step_ms']):.2f} ms graph level"
+    if step_ops is not None:
+        kernels, graphs = step_ops
+        line += f", {kernels:.0f} kernels" + (f" and {graphs:.0f} CUDA graph executions" if graphs else "")
+        line += " per step"
+    return line
 
 
 @click.command()
@@ -76,8 +93,6 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
 
         sqlite_path, meta = capture_with_cupti(request, output, invocation())
         written = [sqlite_path]
-    from gapprof.profiler.session import summary_line
-
     progress("done")
     for path in written:
         click.echo(f"wrote {path}")

@@ -6,13 +6,11 @@ from pathlib import Path
 import click
 
 from gapprof import gpus, render
-from gapprof.analysis import comparison, fraction_model, plots, projection, study
-from gapprof.analysis.achievable import ASSUMED_FRACTION, DATASHEET_TABLE
-from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
+from gapprof.analysis import comparison, cross_gpu, plots, projection
+from gapprof.analysis.attribution import Options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
-from gapprof.commands.loading import load_traces, with_bytes_per_kernel
 
 TRACE = options.TRACE
 
@@ -66,13 +64,13 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
-def _emit(title, columns, notes, fmt, output, plot_path, extra_sections=()) -> None:
+def _emit(title, shown: cross_gpu.Columns, fmt, output, plot_path) -> None:
     """The column table, one explanation per column against the first, any further sections, and the plot if
     asked for."""
-    sections, explained = comparison.sections(columns, title)
-    render.emit(sections + list(extra_sections), fmt, notes + explained, output)
+    sections, explained = comparison.sections(shown.columns, title)
+    render.emit(sections + shown.sections, fmt, shown.notes + explained, output)
     if plot_path is not None:
-        progress(f"wrote {plots.anatomy(columns, plot_path)}")
+        progress(f"wrote {plots.anatomy(shown.columns, plot_path)}")
 
 
 @click.command()
@@ -89,11 +87,9 @@ def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embeddi
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
-    loaded = load_traces(traces, range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
-    notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
-    found = [(f"findings {x.label}", findings_table(findings(x.analysis))) for x in loaded]
-    _emit("compare", [study.measured_column(x) for x in loaded], notes + [FINDINGS_NOTE], fmt, output, plot_path,
-          found)
+    shown = cross_gpu.compare(traces, Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx,
+                                              dtype=dtype, count_embedding=count_embedding), force)
+    _emit("compare", shown, fmt, output, plot_path)
 
 
 @click.command()
@@ -121,19 +117,10 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "--ncu or --reference")
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
-    specs = [gpus.resolve_gpu(t) for t in targets]
-    loaded, = load_traces([trace], range_pattern, skip, count_embedding, dict(model=model, ctx=ctx, dtype=dtype), force)
-    loaded = with_bytes_per_kernel(loaded, ncu_csv, reference, range_pattern, gpu_profiles)
-    if graphs and projection.launches_graphs(loaded.timeline):
-        raise GapprofError(f"{trace}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
-                           "graph launch a step")
-    columns = [study.measured_column(loaded)] + [study.projected(loaded, spec, knobs)[0] for spec in specs]
-    aliases = [note for note in map(gpus.alias_note, targets) if note]
-    notes, sections = aliases + study.replay_notes(loaded, knobs), []
-    if loaded.bytes_source is not None:
-        table, said = study.kernel_model_parameters(loaded, specs)
-        notes, sections = notes + said, [("kernel model", table)]
-    _emit("project", columns, notes, fmt, output, plot_path, sections)
+    shown = cross_gpu.project(trace, targets, knobs, Options(range_pattern=range_pattern, skip=skip, model=model,
+                                                             ctx=ctx, dtype=dtype, count_embedding=count_embedding),
+                              force, ncu_csv, reference, gpu_profiles)
+    _emit("project", shown, fmt, output, plot_path)
 
 
 @click.command()
@@ -162,38 +149,12 @@ def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, refer
         raise click.UsageError("--ncu and --reference apply to fraction only")
     options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "fraction with --ncu or --reference")
     specs = [gpus.resolve_gpu(t) for t in targets]
-    loaded = load_traces(traces, range_pattern, skip, count_embedding)
-    knobs = projection.Knobs()
+    read = Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding)
     if kind == "anatomy":
-        projected = study.projected_columns(loaded, specs, knobs, progress)
-        columns = [study.measured_column(x) for x in loaded] + [c for cs in projected.values() for c in cs]
-        path = plots.anatomy(columns, output)
+        path = plots.anatomy(cross_gpu.anatomy_columns(traces, specs, read), output)
     elif kind == "fraction":
-        path = _fraction(loaded, specs or gpus.GPUS, ncu_csv, reference, range_pattern, output, gpu_profiles)
+        curves = cross_gpu.fraction_curves(traces, specs or gpus.GPUS, read, ncu_csv, reference, gpu_profiles)
+        path = plots.fraction(curves.measured, curves.projected, output, curves.model, curves.unprofiled)
     else:
-        path = plots.timeline(study.timeline_panels(loaded[0], specs, knobs, step_index or 0), output)
+        path = plots.timeline(cross_gpu.step_timeline(traces, specs, read, step_index or 0), output)
     progress(f"wrote {path}")
-
-
-def _fraction(loaded: list[study.Loaded], specs, ncu_csv, reference, range_pattern, output, gpu_profiles):
-    """The fraction plot; with bytes per kernel, the first trace's kernel model, only its projections, and the
-    unprofiled steps' fractions where the traces recorded them."""
-    measured = [study.measured_column(x) for x in loaded]
-    if ncu_csv is None and reference is None:
-        projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
-        return plots.fraction(measured, projected, output)
-    unprofiled = {x.label: fraction_model.unprofiled_fraction(x.analysis) for x in loaded}
-    first = with_bytes_per_kernel(loaded[0], ncu_csv, reference, range_pattern, gpu_profiles)
-    table, said = study.kernel_model_parameters(first, specs)
-    # Every GPU of the table is a target by default: name the source and the measured ones, count the rest.
-    how = table["bandwidth"].to_list()
-    for i, note in enumerate(said):
-        if i == 0 or how[i] == "measured":
-            progress(note)
-    assumed = [gpu for gpu, h in zip(table["gpu"].to_list()[1:], how[1:]) if h == "assumed"]
-    if assumed:
-        progress(f"kernel model, targets without a GPU profile ({', '.join(assumed)}): bandwidth assumed "
-                 f"{ASSUMED_FRACTION} x their datasheet peak ({DATASHEET_TABLE}), fixed part kept")
-    projected = study.projected_columns([first], specs, projection.Knobs(), progress)
-    model = fraction_model.fraction_model(first.label, first.analysis, first.bytes_ops, first.timeline.profiles)
-    return plots.fraction(measured, projected, output, model, unprofiled)

@@ -10,14 +10,14 @@ from gapprof.log import progress
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
 from gapprof.quant import check_library
+from gapprof.runtime_table import RUNTIMES
 
 
 @click.command()
 @options.MODEL
 @options.CTX
 @options.steps_and_warmup(steps=2, warmup=4)
-@click.option("--runtime", type=click.Choice(["eager", "static", "graphs", "compile", "lean"]), default="eager",
-              show_default=True)
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="eager", show_default=True)
 @options.model_build
 @click.option("--launch-count", type=click.IntRange(min=1), default=1400, show_default=True,
               help="Kernels to profile, from the first decode step of the profiled pass (warm-up steps included: "

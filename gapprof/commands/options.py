@@ -11,7 +11,7 @@ from gapprof.errors import GapprofError
 from gapprof.models import DTYPE_BYTES, known_models
 from gapprof.nvtx_names import STEP_MESSAGE
 from gapprof.quant import INSTALL, METHODS
-from gapprof.runtime_names import ATTENTION_BACKENDS
+from gapprof.runtime_table import ATTENTION_BACKENDS, on_cpu
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -202,5 +202,5 @@ def check_session_device(command: str, device: str = "cuda") -> None:
     device is visible."""
     torch = import_torch(command)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        hint = " (--device cpu runs eager, static and compile on the CPU)" if command in ("ab", "sweep") else ""
+        hint = f" (--device cpu runs {on_cpu()} on the CPU)" if command in ("ab", "sweep") else ""
         raise GapprofError(f"{command} needs a CUDA GPU: no CUDA device is visible to torch{hint}")

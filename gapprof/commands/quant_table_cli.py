@@ -5,12 +5,10 @@ from pathlib import Path
 import click
 
 from gapprof import gpus, render
-from gapprof.analysis import projection, study
-from gapprof.analysis.quant_table import CLASSES_NOTE, MODULES_NOTE, NOTE, class_changes, module_changes, table
+from gapprof.analysis.attribution import Options
+from gapprof.analysis.quant_table import report
 from gapprof.errors import GapprofError
-from gapprof.log import progress
 from gapprof.commands import options
-from gapprof.commands.loading import analyze_reference, load_traces, with_bytes_per_kernel
 
 
 def _paired(traces, files, option: str) -> list:
@@ -49,18 +47,6 @@ def quant_table(traces, ncu_csvs, references, targets, range_pattern, skip, coun
     keeps it beside the A/B and sweep results."""
     options.check_csv_output(fmt, output, several=True)
     specs = [gpus.resolve_gpu(t) for t in targets]
-    loaded = load_traces(traces, range_pattern, skip, count_embedding)
-    loaded = [with_bytes_per_kernel(x, csv, None, range_pattern)
-              for x, csv in zip(loaded, _paired(traces, ncu_csvs, "--ncu"))]
-    references = [analyze_reference(r, range_pattern) for r in _paired(traces, references, "--reference")]
-    projected = study.projected_columns(loaded, specs, projection.Knobs(), progress)
-    notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
-                      f"{x.label}: projected by the bandwidth ratio (no --ncu CSV): each kernel's whole duration, "
-                      f"fixed cost included, scales with the peak bandwidths: too long on a slower GPU, too short on "
-                      f"a faster one"
-                      for x in loaded if x.bytes_source or targets]
-    sections = [("quant-table", table(loaded, projected)), ("kernel classes", class_changes(loaded))]
-    by_module = module_changes(loaded, references)
-    if by_module is not None:
-        sections.append(("modules", by_module))
-    render.emit(sections, fmt, notes + [CLASSES_NOTE] + ([MODULES_NOTE] if by_module is not None else []), output)
+    sections, notes = report(traces, _paired(traces, ncu_csvs, "--ncu"), _paired(traces, references, "--reference"),
+                             specs, Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
+    render.emit(sections, fmt, notes, output)

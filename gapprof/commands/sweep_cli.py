@@ -15,7 +15,7 @@ from gapprof.profiler import cells, sweep_cells
 from gapprof.profiler.request import CaptureRequest
 from gapprof.provenance import invocation
 from gapprof.quant import check_library, check_request
-from gapprof.runtime_names import RUNTIMES
+from gapprof.runtime_table import RUNTIMES
 from gapprof.sweep_merge import merge_sweeps
 
 

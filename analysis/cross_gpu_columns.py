@@ -1,18 +1,24 @@
-"""From trace paths to the columns `compare`, `project` and `plot` show: each trace through attribution.analyze
-(the attribution `attribute` uses), its launch timeline, its measured column and its projected ones."""
-from collections.abc import Callable
+"""From trace paths to the columns `compare`, `project`, `plot` and `quant-table` show: each trace through
+attribution.analyze (the attribution `attribute` uses), its floor overrides checked against the capture, with its
+launch timeline and, given bytes per kernel (an ncu CSV, or a reference trace for analytic ones), the kernel model;
+then its measured column, its projected ones, replay notes and timeline panels. analysis.cross_gpu puts them
+together per command."""
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 
+from gapprof import gpu_profile
 from gapprof.analysis import anatomy, comparison, launch_timeline, projection
-from gapprof.analysis.achievable import DATASHEET_TABLE, of_target, parameters
+from gapprof.analysis.achievable import ASSUMED_FRACTION, DATASHEET_TABLE, of_target, parameters, reference_bandwidth
 from gapprof.analysis.attribution import Attribution, Options, analyze
-from gapprof.analysis.kernel_cost import REFERENCE_FRACTION, bytes_per_kernel, reference_bandwidth
+from gapprof.analysis.kernel_cost import bytes_per_kernel
+from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
-from gapprof.paths import strip_extension
 from gapprof.gpus import GpuSpec
+from gapprof.log import progress
+from gapprof.paths import strip_extension
 
 
 KERNEL_MODEL_NOTE = (
@@ -20,7 +26,7 @@ KERNEL_MODEL_NOTE = (
     "bandwidth), times target / source fixed cost per kernel where both GPUs have a measured profile (else kept), "
     "plus its bytes at the target's achievable bandwidth, instead of the bandwidth ratio above (memcpys and memsets "
     "keep it); the 'kernel model' table and a note per GPU say which parameters were measured (GPU profile file "
-    f"and date) and which assumed ({REFERENCE_FRACTION} x the datasheet peak of {DATASHEET_TABLE}: what the copy "
+    f"and date) and which assumed ({ASSUMED_FRACTION} x the datasheet peak of {DATASHEET_TABLE}: what the copy "
     "benchmark recorded at capture reaches on the shipped H100 traces, 0.90 x datasheet)")
 
 
@@ -40,8 +46,11 @@ def labels(paths: list[Path]) -> list[str]:
     return [f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
 
 
-def load(paths: list[Path], options: Options) -> list[Loaded]:
-    """Analyze every trace, labelled by `labels`."""
+def load(paths: Sequence[Path], options: Options, force: bool = False) -> list[Loaded]:
+    """Analyze every trace, labelled by `labels`. The floor overrides of `options` (--model, --ctx, --dtype) are
+    refused where they contradict a capture's metadata or put the floor above busy (as in `attribute`), unless
+    force."""
+    progress(f"analyzing {', '.join(map(str, paths))}")
     out = []
     for label, path in zip(labels(paths), paths):
         analysis = analyze(Path(path), options)
@@ -49,7 +58,27 @@ def load(paths: list[Path], options: Options) -> list[Loaded]:
             raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model "
                                "(their --model and --ctx give it)")
         out.append(Loaded(label, analysis, launch_timeline.build(analysis)))
+    overrides = dict(model=options.model, ctx=options.ctx, dtype=options.dtype)
+    if any(v is not None for v in overrides.values()) and not force:
+        wrong = [f"{x.label}: {problem}" for x in out for problem in problems(x.analysis, **overrides)]
+        if wrong:
+            raise GapprofError("; ".join(wrong) + "; --force uses them anyway")
     return out
+
+
+def analyze_reference(reference: Path | None, range_pattern: str) -> Attribution | None:
+    """The --reference trace (a `capture --modules` one) analysed, or None without one."""
+    return analyze(reference, Options(range_pattern=range_pattern), progress) if reference else None
+
+
+def with_bytes_per_kernel(loaded: Loaded, ncu_csv: Path | None, reference: Path | None, range_pattern: str,
+                          gpu_profiles: Sequence[Path] = ()) -> Loaded:
+    """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones), with
+    the shipped GPU profiles and --gpu-profile's."""
+    if ncu_csv is None and reference is None:
+        return loaded
+    return with_kernel_model(loaded, ncu_csv, analyze_reference(reference, range_pattern),
+                             gpu_profile.profiles(gpu_profiles))
 
 
 def with_kernel_model(loaded: Loaded, ncu_csv: Path | None, reference: Attribution | None = None,
