@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Traces of decode programs gapprof did not write, none marking its steps (traces/README.md lists what each made):
 #   bash scripts/capture_engines.sh GPT_FAST_DIR OUT_DIR PREFIX WHICH...
-# WHICH: gpt-fast-compile, gpt-fast-eager (each under nsys and under torch.profiler), hf-generate (under nsys).
+# WHICH: gpt-fast-compile, gpt-fast-eager (under nsys), gpt-fast-compile-torch, gpt-fast-eager-torch (under
+# torch.profiler), hf-generate (transformers' generate(), under nsys).
 # Each program times its own decode per token unprofiled first, then runs the generate() the profiler records
 # (nsys keeps only the cudaProfilerStart/Stop window). Needs nsys on PATH (or GAPPROF_NSYS) and a CUDA GPU.
 set -euo pipefail
@@ -18,12 +19,13 @@ under_nsys() {  # NAME COMMAND...: the trace as NAME.sqlite.xz, the program's ou
 }
 for which in "$@"; do
   case $which in
-    gpt-fast-compile | gpt-fast-eager)
-      flag=$([ "$which" = gpt-fast-compile ] && echo --compile || true)
-      under_nsys "$prefix-$which" python3 examples/gpt_fast_decode.py --gpt-fast "$gpt_fast" $flag
-      python3 examples/gpt_fast_decode.py --gpt-fast "$gpt_fast" $flag --torch-trace "/tmp/$prefix-$which-torch.json" \
-        2>&1 | tee "$out/$prefix-$which-torch.log"
-      gzip -6 -c "/tmp/$prefix-$which-torch.json" >"$out/$prefix-$which-torch.json.gz" ;;
+    gpt-fast-compile) under_nsys "$prefix-$which" python3 examples/gpt_fast_decode.py --gpt-fast "$gpt_fast" --compile ;;
+    gpt-fast-eager) under_nsys "$prefix-$which" python3 examples/gpt_fast_decode.py --gpt-fast "$gpt_fast" ;;
+    gpt-fast-compile-torch | gpt-fast-eager-torch)  # eager: 16 tokens, its torch.profiler trace is 20x a compiled one's
+      flags=$([ "$which" = gpt-fast-compile-torch ] && echo --compile || echo --new-tokens 16)
+      python3 examples/gpt_fast_decode.py --gpt-fast "$gpt_fast" $flags --torch-trace "/tmp/$prefix-$which.json" \
+        2>&1 | tee "$out/$prefix-$which.log"
+      gzip -6 -c "/tmp/$prefix-$which.json" >"$out/$prefix-$which.json.gz" ;;
     hf-generate)
       under_nsys "$prefix-hf-generate" python3 examples/generate.py --new-tokens 32 --repeat 3 ;;
     *) echo "unknown: $which" >&2; exit 2 ;;
