@@ -11,7 +11,7 @@ from gapprof import gpus
 from gapprof.analysis import comparison, fraction_model, projection
 from gapprof.analysis.achievable import ASSUMED_FRACTION, DATASHEET_TABLE
 from gapprof.analysis.attribution import Options
-from gapprof.analysis.cross_gpu_columns import (kernel_model_parameters, load, measured_column, projected,
+from gapprof.analysis.cross_gpu_columns import (AGGREGATE_SOURCE, kernel_model_parameters, load, measured_column, projected,
                                                 projected_columns, replay_notes, timeline_panels,
                                                 with_bytes_per_kernel)
 from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
@@ -38,13 +38,15 @@ def compare(paths: Sequence[Path], options: Options, force: bool) -> Columns:
 
 
 def project(path: Path, targets: Sequence[str], knobs: projection.Knobs, options: Options, force: bool,
-            ncu_csv: Path | None = None, reference: Path | None = None, gpu_profiles: Sequence[Path] = ()) -> Columns:
+            ncu_csv: Path | None = None, reference: Path | None = None, gpu_profiles: Sequence[Path] = (),
+            aggregate: bool = False) -> Columns:
     """`gapprof project`: the measured column of the trace at `path`, then one projected to each of `targets` (GPU
     keys, aliases or device names), with the kernel model where bytes per kernel are given (ncu_csv, or reference
-    for analytic ones) and a table of its parameters."""
+    for analytic ones), or with aggregate where they are not (cross_gpu_columns.with_bytes_per_kernel), and a table
+    of its parameters."""
     specs = [gpus.resolve_gpu(t) for t in targets]
     loaded, = load([path], options, force)
-    loaded = with_bytes_per_kernel(loaded, ncu_csv, reference, options.range_pattern, gpu_profiles)
+    loaded = with_bytes_per_kernel(loaded, ncu_csv, reference, options.range_pattern, gpu_profiles, aggregate)
     if knobs.graph_launch_ns is not None and projection.launches_graphs(loaded.timeline):
         raise GapprofError(f"{path}: its steps already launch CUDA graphs; --graphs replaces eager launches by one "
                            "graph launch a step")
@@ -53,7 +55,8 @@ def project(path: Path, targets: Sequence[str], knobs: projection.Knobs, options
     if loaded.bytes_source is None:
         return Columns(columns, notes, [])
     table, said = kernel_model_parameters(loaded, specs)
-    return Columns(columns, notes + said, [("kernel model", table)])
+    title = "kernel model (aggregate)" if loaded.bytes_source == AGGREGATE_SOURCE else "kernel model"
+    return Columns(columns, notes + said, [(title, table)])
 
 
 def anatomy_columns(paths: Sequence[Path], specs: Sequence[GpuSpec], options: Options) -> list[comparison.Column]:

@@ -13,11 +13,13 @@ from gapprof import gpu_profile
 from gapprof.analysis import anatomy, comparison, launch_timeline, projection
 from gapprof.analysis.achievable import ASSUMED_FRACTION, DATASHEET_TABLE, of_target, parameters, reference_bandwidth
 from gapprof.analysis.attribution import Attribution, Options, analyze
+from gapprof.analysis.kernel_bytes import aggregate_bytes
 from gapprof.analysis.kernel_cost import bytes_per_kernel
 from gapprof.analysis.plausibility import problems
 from gapprof.errors import GapprofError
 from gapprof.gpus import GpuSpec
 from gapprof.log import progress
+from gapprof.nvtx_names import MODULE_PREFIX
 from gapprof.paths import strip_extension
 
 
@@ -28,6 +30,9 @@ KERNEL_MODEL_NOTE = (
     "keep it); the 'kernel model' table and a note per GPU say which parameters were measured (GPU profile file "
     f"and date) and which assumed ({ASSUMED_FRACTION} x the datasheet peak of {DATASHEET_TABLE}: what the copy "
     "benchmark recorded at capture reaches on the shipped H100 traces, 0.90 x datasheet)")
+
+AGGREGATE_SOURCE = ("aggregate: no ncu CSV and no module ranges, so each step's floor bytes spread over its kernels by "
+                    "duration (--bandwidth-ratio: every kernel scaled by the datasheet ratio instead)")
 
 
 @dataclass(frozen=True)
@@ -72,13 +77,29 @@ def analyze_reference(reference: Path | None, range_pattern: str) -> Attribution
 
 
 def with_bytes_per_kernel(loaded: Loaded, ncu_csv: Path | None, reference: Path | None, range_pattern: str,
-                          gpu_profiles: Sequence[Path] = ()) -> Loaded:
+                          gpu_profiles: Sequence[Path] = (), aggregate: bool = False) -> Loaded:
     """loaded with the kernel model when bytes per kernel are given (--ncu, or --reference for analytic ones), with
-    the shipped GPU profiles and --gpu-profile's."""
-    if ncu_csv is None and reference is None:
+    the shipped GPU profiles and --gpu-profile's; without them, with aggregate, the kernel model over the trace's
+    own module ranges where it has them, else over the floor's bytes (kernel_bytes.aggregate_bytes)."""
+    if ncu_csv is None and reference is None and not aggregate:
         return loaded
-    return with_kernel_model(loaded, ncu_csv, analyze_reference(reference, range_pattern),
-                             gpu_profile.profiles(gpu_profiles))
+    profiles = gpu_profile.profiles(gpu_profiles)
+    if ncu_csv is None and reference is None:
+        if not has_module_ranges(loaded.analysis):
+            return with_aggregate_model(loaded, profiles)
+        return with_kernel_model(loaded, None, loaded.analysis, profiles)
+    return with_kernel_model(loaded, ncu_csv, analyze_reference(reference, range_pattern), profiles)
+
+
+def has_module_ranges(analysis: Attribution) -> bool:
+    return bool(analysis.frames.ranges["message"].str.starts_with(MODULE_PREFIX).any())
+
+
+def with_aggregate_model(loaded: Loaded, profiles: dict) -> Loaded:
+    """loaded whose projections use the kernel model over each step's floor bytes (kernel_bytes.aggregate_bytes)."""
+    found = aggregate_bytes(loaded.analysis)
+    timeline = projection.with_kernel_bytes(loaded.analysis, loaded.timeline, found.ops, profiles)
+    return replace(loaded, timeline=timeline, bytes_ops=found.ops, bytes_source=AGGREGATE_SOURCE)
 
 
 def with_kernel_model(loaded: Loaded, ncu_csv: Path | None, reference: Attribution | None = None,

@@ -155,3 +155,20 @@ def analytic_bytes(result, labelled: pl.DataFrame) -> KernelBytes:
                                  "is 0 and its time counts as fixed",
              "kernels per step": (ops["kind"] == "kernel").sum() / result.measured.height}
     return KernelBytes(ops, pl.DataFrame(schema=UNMATCHED_SCHEMA), facts)
+
+
+AGGREGATE = ("aggregate: no bytes per kernel, so each step's floor bytes are spread over its kernels in proportion to "
+             "their durations; projected, a step's kernel time is its fixed part (busy less the floor bytes at the "
+             "source's achievable bandwidth) plus the floor bytes at the target's")
+
+
+def aggregate_bytes(result) -> KernelBytes:
+    """Each measured kernel's share of its step's floor bytes, by duration: the kernel model of a trace without
+    bytes per kernel (no ncu CSV, no module ranges). Summed over a step the shares are the floor's bytes, so the
+    per-kernel model gives busy - floor bytes / R_s + floor bytes / R_t for each step, whatever the split."""
+    kernels = step_ops(result).filter(pl.col("kind") == "kernel").with_columns(duration=pl.col("end") - pl.col("start"))
+    share = (pl.col("duration") / pl.col("duration").sum().over("step")).fill_nan(0.0)  # a step of 0-ns kernels
+    ops = (kernels.join(result.measured.select("step", floor_bytes="bytes"), on="step")
+           .with_columns(bytes=pl.col("floor_bytes") * share).drop("floor_bytes"))
+    facts = {"bytes per kernel": AGGREGATE, "kernels per step": ops.height / result.measured.height}
+    return KernelBytes(ops, pl.DataFrame(schema=UNMATCHED_SCHEMA), facts)

@@ -1,6 +1,6 @@
 """What every analysis command prints for the shipped traces, kept under tests/data/golden/ so that a change
 meant to leave output alone (a refactor) is checked against it: `python tests/golden_outputs.py` writes the
-files again after a deliberate change of output. Text tables are fitted to WIDTH columns (COLUMNS), so that
+files again after a deliberate change of output (`python tests/golden_outputs.py NAME...`: only those). Text tables are fitted to WIDTH columns (COLUMNS), so that
 the files do not depend on the terminal that runs the tests."""
 import shlex
 import sys
@@ -48,6 +48,9 @@ if __name__ == "__main__":
     import os
 
     os.chdir(REPO)
+    chosen = sys.argv[1:]  # names to write again (default: all)
     for name, command in COMMANDS.items():
+        if chosen and name not in chosen:
+            continue
         (FOLDER / f"{name}.txt").write_text(f"$ gapprof {command}\n{output(command)}")
         print(f"wrote {name}", file=sys.stderr)

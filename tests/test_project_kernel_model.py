@@ -206,7 +206,8 @@ def test_project_says_which_parameters_were_measured_and_which_assumed(tmp_path)
 def test_gpu_profiles_are_refused_without_the_kernel_model_and_when_broken(tmp_path):
     trace, csv = known_steps(tmp_path)
     good = write_gpu_profile(tmp_path / "h200.json", "h200", "NVIDIA H200", 4400.0, 1.5)
-    result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--gpu-profile", str(good)])
+    result = CliRunner().invoke(main, ["project", str(trace), "--to", "h200", "--bandwidth-ratio",
+                                       "--gpu-profile", str(good)])
     assert result.exit_code == 2 and "--gpu-profile applies to the kernel model" in result.output
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"format": "gapprof-gpu-profile", "version": 1}))

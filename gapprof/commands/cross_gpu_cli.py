@@ -96,13 +96,16 @@ def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embeddi
 @click.argument("trace", type=TRACE)
 @_projection_options
 @_kernel_model_options
+@click.option("--bandwidth-ratio", is_flag=True,
+              help="Without --ncu or --reference: scale every kernel by the source / target datasheet bandwidth "
+                   "instead of the aggregate kernel model.")
 @options.floor_inputs
 @options.FORCE_OVERRIDES
 @_trace_options
 @_output_options
 def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, ncu_csv,
-            gpu_profiles, reference, model, ctx, dtype, force, range_pattern, skip, count_embedding, fmt, output,
-            plot_path):
+            gpu_profiles, reference, bandwidth_ratio, model, ctx, dtype, force, range_pattern, skip, count_embedding,
+            fmt, output, plot_path):
     """Predict TRACE's step anatomy on other GPUs: replay its launch timeline with kernel durations rescaled by
     bandwidth, CPU time and synchronisation kept. One column per target, after the measured one.
 
@@ -110,16 +113,25 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     a kernel keeps its fixed part (duration - bytes at the source's achievable bandwidth), rescaled by target /
     source fixed cost per kernel where both GPUs have a measured profile, and moves its bytes at the target's
     achievable bandwidth. A GPU's measured profile (`gapprof calibrate`, shipped or --gpu-profile) gives its
-    achievable bandwidth; without one it is 0.9 x its datasheet peak. The table 'kernel model' says which."""
+    achievable bandwidth; without one it is 0.9 x its datasheet peak. The table 'kernel model' says which.
+
+    Without them the kernel model runs over the trace's own module ranges where it has them, else in aggregate:
+    each step's floor bytes move at the target's achievable bandwidth and the rest of its kernel time is kept as
+    fixed (table 'kernel model (aggregate)'). --bandwidth-ratio (or --fixed-kernel-us) scales every kernel by the
+    datasheet bandwidth ratio instead."""
     if fixed_kernel_us and (ncu_csv or reference):
         raise click.UsageError("--fixed-kernel-us is the fixed cost of a kernel without the kernel model; with --ncu "
                                "or --reference each kernel's fixed part comes from the trace")
-    options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "--ncu or --reference")
+    if bandwidth_ratio and (ncu_csv or reference):
+        raise click.UsageError("--bandwidth-ratio is the model without bytes per kernel; --ncu and --reference give "
+                               "them")
+    ratio = bandwidth_ratio or bool(fixed_kernel_us)
+    options.check_gpu_profiles(gpu_profiles, not ratio, "no --bandwidth-ratio or --fixed-kernel-us")
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     shown = cross_gpu.project(trace, targets, knobs, Options(range_pattern=range_pattern, skip=skip, model=model,
                                                              ctx=ctx, dtype=dtype, count_embedding=count_embedding),
-                              force, ncu_csv, reference, gpu_profiles)
+                              force, ncu_csv, reference, gpu_profiles, aggregate=not ratio)
     _emit("project", shown, fmt, output, plot_path)
 
 
