@@ -31,6 +31,7 @@ STEP_COLUMNS = ("step", "globalTid", "index", "payload", "warmup", "t0", "t1", "
 class Options:
     range_pattern: str = STEP_MESSAGE
     skip: int | None = None
+    find_steps: bool = False  # steps from the GPU work (analysis.step_finding) even where ranges match
     model: str | None = None
     ctx: int | None = None
     dtype: str | None = None
@@ -74,7 +75,7 @@ def attribute(frames: Frames, options: Options = Options(),
               progress: Callable[[str], None] = lambda _: None) -> Attribution:
     steps, meta, notes = frames.steps, frames.meta, list(frames.notes)
     progress(f"attributing {steps.height} steps, {frames.gpu.height} GPU ops, {frames.calls.height} API calls")
-    table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu)
+    table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu, frames.on_gpu)
     trace_checks.refuse_without_kernels(frames.trace, table.filter(~pl.col("warmup")),
                                         int((frames.gpu["kind"] == "kernel").sum()))
 
@@ -102,7 +103,8 @@ def attribute(frames: Frames, options: Options = Options(),
 
 def analyze(path, options: Options = Options(), progress: Callable[[str], None] = lambda _: None) -> Attribution:
     """Read the trace at `path` and attribute it."""
-    return attribute(read_frames(path, options.range_pattern, options.skip, progress), options, progress)
+    return attribute(read_frames(path, options.range_pattern, options.skip, progress, options.find_steps), options,
+                     progress)
 
 
 def summary_table(result: Attribution) -> pl.DataFrame:

@@ -221,8 +221,9 @@ def read_launch_keys(trace: KinetoTrace) -> pl.DataFrame:
     return calls.select(load.GLOBAL_PID.alias("globalPid"), "correlationId").unique()
 
 
-def read_api_calls(trace: KinetoTrace, threads: list[int]) -> pl.DataFrame:
-    return trace.frames["calls"].filter(pl.col("globalTid").is_in(threads))
+def read_api_calls(trace: KinetoTrace, threads: list[int] | None = None) -> pl.DataFrame:
+    calls = trace.frames["calls"]
+    return calls if threads is None else calls.filter(pl.col("globalTid").is_in(threads))
 
 
 def read_gpu_ops(trace: KinetoTrace) -> pl.DataFrame:

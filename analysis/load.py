@@ -192,11 +192,11 @@ def read_launch_keys(trace: Trace) -> pl.DataFrame:
     return calls.select(GLOBAL_PID.alias("globalPid"), "correlationId").unique()
 
 
-def read_api_calls(trace: Trace, threads: list[int]) -> pl.DataFrame:
-    """Runtime and driver API calls made on the given threads (globalTid)."""
-    if not threads:
+def read_api_calls(trace: Trace, threads: list[int] | None = None) -> pl.DataFrame:
+    """Runtime and driver API calls made on the given threads (globalTid), on every thread for None."""
+    if threads is not None and not threads:
         return pl.DataFrame(schema=API_SCHEMA)
-    where = f"globalTid IN ({', '.join(str(int(t)) for t in threads)})"
+    where = "TRUE" if threads is None else f"globalTid IN ({', '.join(str(int(t)) for t in threads)})"
     parts = [f"SELECT start, \"end\", globalTid, correlationId, nameId, '{source}' AS source FROM {table} WHERE {where}"
              for source, table in (("runtime", RUNTIME), ("driver", DRIVER)) if table in trace.tables]
     return _read(trace, " UNION ALL ".join(parts), API_SCHEMA)
