@@ -17,10 +17,10 @@ anchor and after its last whole period are partial periods, left out and counted
 Two step definitions keep wall = busy + starved + latency + head + tail exact (analysis.anatomy):
 - host-synced steps, where the host waits for each token (a wait in the pattern, and most periods' first launch
   starts after the previous period's GPU work ended: Hugging Face generate(), gapprof's runtimes): a step is the
-  CPU range on the decode thread from the start of its period's anchor call to the start of the next period's
-  anchor call, so steps tile each run and the anatomy applies unchanged (head: from the anchor call to the first
-  GPU work; tail: from the last GPU work through sampling, the token's copy and the wait, to the next anchor).
-  The last period of a run has no next anchor to end it and is left out (counted).
+  CPU range on the decode thread from the end of the call before its anchor (the previous token's wait; for a
+  run's first period, the prefill's, else the anchor call's start) to the end of its period's last call, the wait
+  that gives the host its token. Steps tile each run and the anatomy applies unchanged: head is the host's time
+  from the previous token to the first GPU work, tail from the last GPU work to the token on the host.
 - GPU-timeline steps, where the host does not wait (gpt-fast samples on the GPU; the CPU runs many tokens
   ahead, so a step's launch calls happen long before its GPU work): a step is one period of GPU work. Its ops
   are the ops launched by its period's calls; it runs from the end of the previous period's GPU work (its own
@@ -213,10 +213,11 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
         span = slice(first, first + whole * period)
         period_of[span] = period_of.max() + 1 + np.arange(whole * period) // period
         run_of[span] = number
-    sequence = sequence.with_columns(period=pl.Series(period_of), run=pl.Series(run_of))
+    sequence = sequence.with_columns(period=pl.Series(period_of), run=pl.Series(run_of),
+                                     prior_call_end=pl.col("call_end").shift(1))
     periods = (sequence.filter(pl.col("period") >= 0).group_by("period", maintain_order=True)
                .agg(pl.col("run").first(), c0=pl.col("call_start").first(), last_i=pl.col("i").last(),
-                    last_end=pl.col("call_end").last(),
+                    last_end=pl.col("call_end").last(), prior_end=pl.col("prior_call_end").first(),
                     g0=pl.col("g0").min(), g1=pl.col("g1").max(), n_ops=pl.col("n_ops").sum())
                .with_columns(next_c0=pl.col("c0").shift(-1).over("run"), prior_g1=pl.col("g1").shift(1).over("run")))
     host_waits = bool(sequence.filter(pl.col("period") >= 0)["wait"].any())
@@ -225,8 +226,8 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
     if on_gpu:
         chosen = periods.with_columns(t0=pl.col("prior_g1").fill_null(pl.col("g0")), t1=pl.col("g1"))
     else:
-        # A run's last period ends with its last call, the wait that gave the host its token.
-        chosen = periods.with_columns(t0=pl.col("c0"), t1=pl.col("next_c0").fill_null(pl.col("last_end")))
+        # From the end of the call before the anchor (the previous token's wait) to the end of the period's wait.
+        chosen = periods.with_columns(t0=pl.col("prior_end").fill_null(pl.col("c0")), t1=pl.col("last_end"))
     steps = (chosen.sort("t0").with_row_index("step")
              .select(pl.col("step").cast(pl.Int64), pl.lit(thread, pl.Int64).alias("globalTid"),
                      index=pl.int_range(pl.len(), dtype=pl.Int64),
