@@ -35,7 +35,6 @@ Refused in one line: a trace without periodic GPU work (NoDecodeSteps), and two 
 comparable GPU work overlap in time (two decode loops interleaved). A trace cut mid-step leaves a partial period,
 counted in the notes.
 """
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +42,6 @@ import polars as pl
 
 from gapprof.analysis.load import GLOBAL_PID
 from gapprof.errors import GapprofError
-from gapprof.trace_schema import api_name
 
 # Fewer whole repeats than this is no decode loop (a warm-up pair, a layer pattern inside a prefill).
 MIN_PERIODS = 3
@@ -52,7 +50,9 @@ CANDIDATE_PERIODS = 64
 # A second thread launching at least this share of the decode thread's GPU ops, at the same time, is a second loop.
 INTERLEAVED_SHARE = 0.25
 # Calls after which the host holds the token: it waited for the GPU.
-WAIT_CALL = re.compile(r"Synchronize$|^cudaMemcpy$|^cuMemcpyDtoH$")
+WAIT_CALL = r"Synchronize$|^cudaMemcpy$|^cuMemcpyDtoH$"
+# The version suffix of runtime API names in an export (cudaLaunchKernel_v7000), as trace_schema.api_name drops it.
+API_VERSION = r"_v\d+$"
 
 
 class NoDecodeSteps(GapprofError):
@@ -75,8 +75,8 @@ class DecodeSteps:
         definition = ("GPU-timeline steps: the host does not wait for each token, so a step is one period of GPU "
                       "work, from the end of the previous period's to the end of its own (head and tail 0, every "
                       "gap starved or latency by when its op was launched)" if self.on_gpu else
-                      f"host-synced steps: the host waits for each token, so a step runs from the start of one "
-                      f"{self.anchor} call to the next")
+                      "host-synced steps: the host waits for each token, so a step runs from the end of one "
+                      "token's wait to the end of the next")
         left = ", ".join(f"{n:,} {what}" for what, n in self.left_out.items() if n) or "nothing"
         return [f"steps found from the trace's GPU work ({why}): {self.steps.height} decode steps in {self.runs} "
                 f"run(s) of one repeating sequence of {self.calls_per_step} launch calls and waits "
@@ -116,7 +116,7 @@ def _decode_thread(ops: pl.DataFrame) -> int:
 def _sequence(calls: pl.DataFrame, ops: pl.DataFrame, strings: pl.DataFrame, thread: int) -> pl.DataFrame:
     """The decode thread's launch calls and waits in start order: position `i`, integer token `code`, `wait`,
     the GPU span (g0, g1) and op count of what each launched, and its name for the notes."""
-    names = strings.select(nameId="id", name=pl.col("value").map_elements(api_name, return_dtype=pl.String))
+    names = strings.select(nameId="id", name=pl.col("value").str.replace(API_VERSION, ""))
     kernel_names = strings.select(shortName="id", kernel="value")
     launched = (ops.filter(pl.col("globalTid") == thread).sort("call", "start")
                 .group_by("call", maintain_order=True)
@@ -124,13 +124,13 @@ def _sequence(calls: pl.DataFrame, ops: pl.DataFrame, strings: pl.DataFrame, thr
                      graph=pl.col("graphExecId").first(), n_ops=pl.len(),
                      g0=pl.col("start").min(), g1=pl.col("end").max()))
     own = calls.with_row_index("call").filter(pl.col("globalTid") == thread)
-    waits = (own.join(names, on="nameId").filter(pl.col("name").str.contains(WAIT_CALL.pattern))
+    waits = (own.join(names, on="nameId").filter(pl.col("name").str.contains(WAIT_CALL))
              .join(launched.select("call"), on="call", how="anti")
              .select("call", "nameId", call_start="start", call_end="end", n_ops=pl.lit(0, pl.UInt32)))
     sequence = (pl.concat([launched, waits], how="diagonal_relaxed").sort("call_start", "call")
                 .join(names, on="nameId", how="left", maintain_order="left")
                 .join(kernel_names, on="shortName", how="left", maintain_order="left")
-                .with_columns(wait=pl.col("name").str.contains(WAIT_CALL.pattern).fill_null(False),
+                .with_columns(wait=pl.col("name").str.contains(WAIT_CALL).fill_null(False),
                               label=pl.when(pl.col("n_ops") > 1)
                               .then(pl.format("{} ({} GPU ops)", "name", "n_ops"))
                               .when(pl.col("kernel").is_not_null())
@@ -214,10 +214,12 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
         period_of[span] = period_of.max() + 1 + np.arange(whole * period) // period
         run_of[span] = number
     sequence = sequence.with_columns(period=pl.Series(period_of), run=pl.Series(run_of),
-                                     prior_call_end=pl.col("call_end").shift(1))
+                                     prior_call_end=pl.col("call_end").shift(1),
+                                     next_call_start=pl.col("call_start").shift(-1))
     periods = (sequence.filter(pl.col("period") >= 0).group_by("period", maintain_order=True)
-               .agg(pl.col("run").first(), c0=pl.col("call_start").first(), last_i=pl.col("i").last(),
+               .agg(pl.col("run").first(), c0=pl.col("call_start").first(),
                     last_end=pl.col("call_end").last(), prior_end=pl.col("prior_call_end").first(),
+                    c_end=pl.col("next_call_start").last(),
                     g0=pl.col("g0").min(), g1=pl.col("g1").max(), n_ops=pl.col("n_ops").sum())
                .with_columns(next_c0=pl.col("c0").shift(-1).over("run"), prior_g1=pl.col("g1").shift(1).over("run")))
     host_waits = bool(sequence.filter(pl.col("period") >= 0)["wait"].any())
@@ -235,11 +237,8 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
                      nested=pl.lit(0, pl.Int64), period="period"))
     own_calls = calls.filter(pl.col("globalTid") == thread)
     if on_gpu:
-        ends = sequence.select(pl.col("call_start").shift(-period).alias("c_end"))["c_end"]
         bounds = (chosen.join(steps.select("period", "step"), on="period")
-                  .with_columns(c_end=ends.gather(pl.Series(chosen["last_i"] - period + 1)).fill_null(
-                      own_calls["end"].max()))
-                  .select("step", "c0", "c_end").sort("c0"))
+                  .select("step", "c0", pl.col("c_end").fill_null(own_calls["end"].max() + 1)).sort("c0"))
         own_calls = (own_calls.sort("start").join_asof(bounds, left_on="start", right_on="c0", strategy="backward")
                      .filter(pl.col("start") < pl.col("c_end")).drop("c0", "c_end"))
     in_steps = sequence.filter(pl.col("period") >= 0)
@@ -253,5 +252,5 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
     anchor = sequence["label"][main_start + offset]
     return DecodeSteps(steps=steps.drop("period"), calls=own_calls, on_gpu=on_gpu, anchor=anchor,
                        calls_per_step=period, ops_per_step=int(chosen["n_ops"].mode().sort()[0]),
-                       runs=int(steps.join(chosen.select("period", "run"), on="period")["run"].n_unique()),
+                       runs=chosen["run"].n_unique(),
                        left_out=left_out)
