@@ -185,7 +185,8 @@ def _gpu_info(properties: list) -> pl.DataFrame:
 
 
 def open_trace(path) -> KinetoTrace:
-    """Parse the Chrome trace at `path`, refusing one with no GPU kernels or no ranges, into its frames."""
+    """Parse the Chrome trace at `path`, refusing one with no GPU kernels, into its frames (without ranges,
+    analysis.step_finding finds the steps)."""
     path = Path(path)
     events, properties = _parse(path)
     rows = _rows(path, events)
@@ -193,9 +194,6 @@ def open_trace(path) -> KinetoTrace:
         raise GapprofError(
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
             f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
-    if not rows["ranges"]:
-        raise GapprofError(f"{path}: no record_function ranges (user_annotation events) to take steps from; wrap "
-                           f"each step in torch.profiler.record_function or call the profiler's step()")
     ids = _names(rows)
     frames = {"ranges": _ranges_frame(rows["ranges"]), "calls": _calls_frame(rows["calls"], ids),
               "gpu": _gpu_frame(rows["gpu"], ids, _host_pid(path, rows)),

@@ -21,6 +21,8 @@ def report_command(sqlite_path: Path, chosen: dict) -> str:
     args = ["gapprof", "attribute", str(sqlite_path)]
     if chosen["range_pattern"] != STEP_MESSAGE:
         args += ["--range", chosen["range_pattern"]]
+    if chosen["step_source"] != "ranges":
+        args += ["--steps", chosen["step_source"]]
     for name in ("skip", "model", "ctx", "dtype", "gpu", "quant"):
         if chosen[name] is not None:
             args += [f"--{name}", str(chosen[name])]
