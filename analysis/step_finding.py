@@ -1,18 +1,18 @@
 """Decode steps found from a trace's own GPU work, for programs that mark none.
 
 Batch-1 decode repeats one sequence of GPU work per token. The decode thread is the thread whose API calls
-launched the most GPU ops. Its calls that launched work, and its host waits (a *Synchronize call or a
-synchronous copy), in start order, form a sequence of tokens: a launch call's token is its API name with the
-kind, name and count of the ops it launched (a cudaGraphLaunch with its graph's node count, a kernel with its
-name, a copy with its direction), a wait's token its API name. The period P is the shift under which the
-sequence matches itself at the largest share of positions (the smallest such P: multiples of P match as well);
-its candidates are the distances between consecutive occurrences of a token. Decode is each run of positions
-that match P positions on, at least MIN_PERIODS periods long; prefill, warm-up, compilation and graph capture do
-not repeat the sequence (other kernels, other names, no replay) and fall outside every run, and a second
-generate() call starts a new run after its prefill. Every run is cut into periods at the same place of the
-pattern, its anchor: right after the host's wait for the token (the wait after which the GPU idled longest,
+launched the most GPU ops. The ops it launched, in launch order (a graph launch's nodes in their GPU order), and
+its host waits (a *Synchronize call or a synchronous copy, launching nothing) form a sequence of tokens: an op's
+token hashes its launch call's API name with the op's kind and name (kernel name, copy direction, graph), a
+wait's its API name. The period P is the shift under which the sequence matches itself at the largest share of
+positions (the smallest such P: multiples of P match as well); its candidates are the most frequent distances
+between consecutive occurrences of a token. Decode is each run of positions that match P positions on, at least
+MIN_PERIODS periods long; prefill, warm-up, compilation and graph capture do not repeat the sequence (other
+kernels, other names, no replay) and fall outside every run, and a second generate() call starts a new run after
+its prefill. The run that ran the most GPU ops sets the pattern; every run holding it is cut into periods at the
+same place, its anchor: right after the host's wait for the token (the wait after which the GPU idled longest,
 where a period has several), else before the op the GPU idled longest for. A run's positions before its first
-anchor and after its last whole period are partial periods, left out and counted.
+anchor and after its last whole period, and runs of another pattern, are left out and counted.
 
 Two step definitions keep wall = busy + starved + latency + head + tail exact (analysis.anatomy):
 - host-synced steps, where the host waits for each token (a wait in the pattern, and most periods' first launch
@@ -37,6 +37,8 @@ counted in the notes.
 """
 from dataclasses import dataclass
 
+import re
+
 import numpy as np
 import polars as pl
 
@@ -47,6 +49,10 @@ from gapprof.errors import GapprofError
 MIN_PERIODS = 3
 # Shifts tried as the period: the most frequent distances between a token's consecutive occurrences.
 CANDIDATE_PERIODS = 64
+# Positions the period search reads (a 1M-op trace's period is found from a quarter of it), and periods the anchor
+# is chosen from.
+PERIOD_WINDOW = 1 << 18
+ANCHOR_PERIODS = 64
 # A second thread launching at least this share of the decode thread's GPU ops, at the same time, is a second loop.
 INTERLEAVED_SHARE = 0.25
 # Calls after which the host holds the token: it waited for the GPU.
@@ -66,7 +72,7 @@ class DecodeSteps:
     calls: pl.DataFrame   # the decode thread's calls; with `step` for GPU-timeline steps
     on_gpu: bool          # GPU-timeline steps (the host does not wait for each token)
     anchor: str           # the call (and kernel) that starts each period
-    calls_per_step: int   # launch calls and waits of one period
+    period: int           # GPU ops and host waits of one period
     ops_per_step: int
     runs: int
     left_out: dict        # what -> GPU ops of the decode thread left out of the steps
@@ -79,17 +85,20 @@ class DecodeSteps:
                       "token's wait to the end of the next")
         left = ", ".join(f"{n:,} {what}" for what, n in self.left_out.items() if n) or "nothing"
         return [f"steps found from the trace's GPU work ({why}): {self.steps.height} decode steps in {self.runs} "
-                f"run(s) of one repeating sequence of {self.calls_per_step} launch calls and waits "
-                f"({self.ops_per_step:,} GPU ops) on the thread that launched the most work, each period anchored at "
-                f"{self.anchor}; {definition}",
+                f"run(s) of one repeating sequence of {self.period:,} GPU ops and host waits ({self.ops_per_step:,} "
+                f"GPU ops) on the thread that launched the most work, each period anchored at {self.anchor}; "
+                f"{definition}",
                 f"GPU ops of the decode thread left out of the found steps: {left}"]
 
 
 def _launches(calls: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
     """Every GPU op with its launching call (`call` indexes `calls`), the runtime call where both APIs claim it."""
-    keyed = calls.with_row_index("call").select("call", "globalTid", "correlationId", "source", "nameId",
-                                                call_start="start", call_end="end", globalPid=GLOBAL_PID)
-    ops = (gpu.with_row_index("op").join(keyed, on=["globalPid", "correlationId"], how="inner"))
+    keyed = (calls.lazy().with_row_index("call").filter(pl.col("correlationId").is_not_null())
+             .select("call", "globalTid", "correlationId", "source", "nameId", call_start="start", call_end="end",
+                     globalPid=GLOBAL_PID))
+    ops = (gpu.lazy().select("start", "end", "kind", "shortName", "copyKind", "graphExecId", "globalPid",
+                             "correlationId").with_row_index("op")
+           .join(keyed, on=["globalPid", "correlationId"], how="inner").collect())
     if ops["op"].n_unique() < ops.height:
         ops = ops.sort("source").unique("op", keep="first")
     return ops
@@ -114,41 +123,41 @@ def _decode_thread(ops: pl.DataFrame) -> int:
 
 
 def _sequence(calls: pl.DataFrame, ops: pl.DataFrame, strings: pl.DataFrame, thread: int) -> pl.DataFrame:
-    """The decode thread's launch calls and waits in start order: position `i`, integer token `code`, `wait`,
-    the GPU span (g0, g1) and op count of what each launched, and its name for the notes."""
-    names = strings.select(nameId="id", name=pl.col("value").str.replace(API_VERSION, ""))
-    kernel_names = strings.select(shortName="id", kernel="value")
-    launched = (ops.filter(pl.col("globalTid") == thread).sort("call", "start")
-                .group_by("call", maintain_order=True)
-                .agg(pl.col("call_start", "call_end", "nameId", "kind", "shortName", "copyKind").first(),
-                     graph=pl.col("graphExecId").first(), n_ops=pl.len(),
-                     g0=pl.col("start").min(), g1=pl.col("end").max()))
-    own = calls.with_row_index("call").filter(pl.col("globalTid") == thread)
-    waits = (own.join(names, on="nameId").filter(pl.col("name").str.contains(WAIT_CALL))
+    """The GPU ops the decode thread launched and its waits (n_ops 0), in launch order: position `i`, token `code`
+    (a hash of the launch call's name and the op's kind and name), the op's GPU span (g0, g1) and its call's."""
+    launched = (ops.lazy().filter(pl.col("globalTid") == thread)
+                .select("call", "call_start", "call_end", "nameId", "kind", "shortName", "copyKind", "graphExecId",
+                        g0="start", g1="end", n_ops=pl.lit(1, pl.UInt32)))
+    wait_names = strings.lazy().filter(pl.col("value").str.replace(API_VERSION, "").str.contains(WAIT_CALL))
+    waits = (calls.lazy().with_row_index("call").filter(pl.col("globalTid") == thread)
+             .join(wait_names.select(nameId="id"), on="nameId", how="semi")
              .join(launched.select("call"), on="call", how="anti")
              .select("call", "nameId", call_start="start", call_end="end", n_ops=pl.lit(0, pl.UInt32)))
-    sequence = (pl.concat([launched, waits], how="diagonal_relaxed").sort("call_start", "call")
-                .join(names, on="nameId", how="left", maintain_order="left")
-                .join(kernel_names, on="shortName", how="left", maintain_order="left")
-                .with_columns(wait=pl.col("name").str.contains(WAIT_CALL).fill_null(False),
-                              label=pl.when(pl.col("n_ops") > 1)
-                              .then(pl.format("{} ({} GPU ops)", "name", "n_ops"))
-                              .when(pl.col("kernel").is_not_null())
-                              .then(pl.format("{} {}", "name", "kernel")).otherwise(pl.col("name")))
-                .with_row_index("i"))
-    token = pl.struct("nameId", "kind", "shortName", "copyKind", "graph", "n_ops")
-    return sequence.with_columns(code=token.rank("dense").cast(pl.Int64))
+    token = pl.struct("nameId", "kind", "shortName", "copyKind", "graphExecId").hash()
+    # One thread's calls never start in the same ns, so a call's start orders the calls and g0 its ops.
+    return (pl.concat([launched, waits], how="diagonal_relaxed").with_columns(code=token)
+            .drop("call", "copyKind", "graphExecId").sort("call_start", "g0")
+            .with_row_index("i").with_columns(wait=pl.col("n_ops") == 0).collect())
+
+
+def _label(op: dict, strings: pl.DataFrame) -> str:
+    """The launch call's name, with the kernel's where the op is one: cudaLaunchKernel embedding_kernel."""
+    text = dict(strings.filter(pl.col("id").is_in([op["nameId"], op.get("shortName")])).iter_rows())
+    call = re.sub(API_VERSION, "", text.get(op["nameId"], "an unnamed call"))
+    return f"{call} {text[op['shortName']]}" if op.get("kind") == "kernel" and op["shortName"] in text else call
 
 
 def _period(codes: np.ndarray) -> int | None:
-    """The shift under which the sequence matches itself at the largest share of positions, the smallest on ties."""
-    n = len(codes)
-    positions = pl.DataFrame({"code": codes}).with_row_index("i").with_columns(pl.col("i").cast(pl.Int64))
+    """The shift under which the sequence matches itself at the largest share of positions, the smallest on ties,
+    searched in a window of PERIOD_WINDOW positions in the middle of the sequence."""
+    window = codes[max(0, (len(codes) - PERIOD_WINDOW) // 2):][:PERIOD_WINDOW]
+    positions = pl.DataFrame({"code": window}).with_row_index("i").with_columns(pl.col("i").cast(pl.Int64))
     distances = (positions.select(d=pl.col("i") - pl.col("i").shift(1).over("code")).drop_nulls()
-                 .filter(pl.col("d") <= n // MIN_PERIODS)["d"].value_counts(sort=True).head(CANDIDATE_PERIODS))
+                 .filter(pl.col("d") <= len(window) // MIN_PERIODS)["d"].value_counts(sort=True)
+                 .head(CANDIDATE_PERIODS))
     best, best_share = None, -1.0
     for shift in sorted(distances["d"].to_list()):
-        share = float(np.mean(codes[shift:] == codes[:-shift]))
+        share = float(np.mean(window[shift:] == window[:-shift]))
         if share > best_share:
             best, best_share = shift, share
     return best
@@ -167,9 +176,9 @@ def _runs(codes: np.ndarray, period: int) -> list[tuple[int, int]]:
 
 def _anchor_offset(sequence: pl.DataFrame, start: int, periods: int, period: int) -> int:
     """Where, in the pattern starting at `start`, a step begins: after the host's wait for the token, else before
-    the op the GPU idled longest for (median over the run's periods)."""
-    block = (sequence.with_columns(idle=pl.col("g0") - pl.col("g1").cum_max().shift(1))
-             .slice(start, periods * period).with_columns(offset=(pl.col("i") - start) % period))
+    the op the GPU idled longest for (median over the run's first ANCHOR_PERIODS periods)."""
+    block = (sequence.slice(start, min(periods, ANCHOR_PERIODS) * period)
+             .with_columns(idle=pl.col("g0") - pl.col("g1").cum_max().shift(1), offset=(pl.col("i") - start) % period))
     waits = block.head(period).filter("wait")["offset"]
     candidates = ((waits + 1) % period).unique() if len(waits) else block.head(period)["offset"]
     idle = (block.filter(pl.col("offset").is_in(candidates.implode())).group_by("offset")
@@ -195,7 +204,7 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
     period = _period(codes) if len(codes) >= MIN_PERIODS else None
     runs = _runs(codes, period) if period else []
     if not runs:
-        raise NoDecodeSteps(f"no periodic decode work found: the {len(codes):,} launch calls and waits of the thread "
+        raise NoDecodeSteps(f"no periodic decode work found: the {len(codes):,} GPU ops and host waits of the thread "
                             f"that launched the most GPU work repeat no sequence {MIN_PERIODS} times in a row")
     # The decode loop is the run that ran the most GPU work (a two-pass capture repeats it graph-level first).
     ops_before = np.concatenate([[0], np.cumsum(sequence["n_ops"].to_numpy())])
@@ -203,33 +212,35 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
     offset = _anchor_offset(sequence, main_start, (main_end - main_start) // period, period)
     pattern = codes[main_start + offset:main_start + offset + period]
 
-    period_of = np.full(len(codes), -1, dtype=np.int64)
-    run_of = np.full(len(codes), -1, dtype=np.int64)
+    firsts, runs_of = [], []
     for number, (start, end) in enumerate(runs):
-        first = _align(codes, pattern, start, end)
-        if first is None:  # periodic work of another pattern: no decode step of this loop
-            continue
-        whole = (end - first) // period
-        span = slice(first, first + whole * period)
-        period_of[span] = period_of.max() + 1 + np.arange(whole * period) // period
-        run_of[span] = number
-    sequence = sequence.with_columns(period=pl.Series(period_of), run=pl.Series(run_of),
-                                     prior_call_end=pl.col("call_end").shift(1),
-                                     next_call_start=pl.col("call_start").shift(-1))
-    periods = (sequence.filter(pl.col("period") >= 0).group_by("period", maintain_order=True)
-               .agg(pl.col("run").first(), c0=pl.col("call_start").first(),
-                    last_end=pl.col("call_end").last(), prior_end=pl.col("prior_call_end").first(),
-                    c_end=pl.col("next_call_start").last(),
-                    g0=pl.col("g0").min(), g1=pl.col("g1").max(), n_ops=pl.col("n_ops").sum())
-               .with_columns(next_c0=pl.col("c0").shift(-1).over("run"), prior_g1=pl.col("g1").shift(1).over("run")))
-    host_waits = bool(sequence.filter(pl.col("period") >= 0)["wait"].any())
+        aligned = _align(codes, pattern, start, end)
+        if aligned is not None:  # else periodic work of another pattern: no decode step of this loop
+            whole = (end - aligned) // period
+            firsts.append(aligned + period * np.arange(whole))
+            runs_of.append(np.full(whole, number))
+    first = np.concatenate(firsts)  # each period's first position
+    members = first[:, None] + np.arange(period)  # each period's positions, one row a period
+    call_start, call_end = sequence["call_start"].to_numpy(), sequence["call_end"].to_numpy()
+    after = first + period
+    periods = pl.DataFrame({
+        "run": np.concatenate(runs_of), "c0": call_start[first], "last_end": call_end[first + period - 1],
+        "prior_end": np.where(first > 0, call_end[first - 1], call_start[first]),
+        "c_end": np.where(after < len(codes), call_start[np.minimum(after, len(codes) - 1)],
+                          calls["end"].max() + 1),
+        # Waits launch nothing: their null spans take no part in the period's.
+        "g0": sequence["g0"].fill_null(np.iinfo(np.int64).max).to_numpy()[members].min(axis=1),
+        "g1": sequence["g1"].fill_null(np.iinfo(np.int64).min).to_numpy()[members].max(axis=1),
+        "n_ops": ops_before[after] - ops_before[first]}).with_row_index("period").with_columns(
+        next_c0=pl.col("c0").shift(-1).over("run"), prior_g1=pl.col("g1").shift(1).over("run"))
+    host_waits = bool(sequence["wait"].to_numpy()[members].any())
     waited = periods.filter(pl.col("next_c0").is_not_null()).select((pl.col("next_c0") >= pl.col("g1")).mean())
     on_gpu = not (host_waits and (waited.item() or 0) >= 0.5)
     if on_gpu:
         chosen = periods.with_columns(t0=pl.col("prior_g1").fill_null(pl.col("g0")), t1=pl.col("g1"))
     else:
         # From the end of the call before the anchor (the previous token's wait) to the end of the period's wait.
-        chosen = periods.with_columns(t0=pl.col("prior_end").fill_null(pl.col("c0")), t1=pl.col("last_end"))
+        chosen = periods.with_columns(t0=pl.col("prior_end"), t1=pl.col("last_end"))
     steps = (chosen.sort("t0").with_row_index("step")
              .select(pl.col("step").cast(pl.Int64), pl.lit(thread, pl.Int64).alias("globalTid"),
                      index=pl.int_range(pl.len(), dtype=pl.Int64),
@@ -237,20 +248,15 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
                      nested=pl.lit(0, pl.Int64), period="period"))
     own_calls = calls.filter(pl.col("globalTid") == thread)
     if on_gpu:
-        bounds = (chosen.join(steps.select("period", "step"), on="period")
-                  .select("step", "c0", pl.col("c_end").fill_null(own_calls["end"].max() + 1)).sort("c0"))
+        bounds = chosen.join(steps.select("period", "step"), on="period").select("step", "c0", "c_end").sort("c0")
         own_calls = (own_calls.sort("start").join_asof(bounds, left_on="start", right_on="c0", strategy="backward")
                      .filter(pl.col("start") < pl.col("c_end")).drop("c0", "c_end"))
-    in_steps = sequence.filter(pl.col("period") >= 0)
-    first_i, last_i = int(in_steps["i"].min()), int(in_steps["i"].max())
-    before = int(ops_before[first_i])
-    after = int(ops_before[-1] - ops_before[last_i + 1])
+    before, after_last = int(ops_before[first.min()]), int(ops_before[-1] - ops_before[after.max()])
     left_out = {"before the first decode period (prefill, warm-up, compilation, graph capture)": before,
                 "between decode runs (another generate() call's prefill, partial periods)":
-                    int(ops_before[-1]) - int(in_steps["n_ops"].sum()) - before - after,
-                "after the last decode period (a step cut off by the end of the trace, other work)": after}
-    anchor = sequence["label"][main_start + offset]
-    return DecodeSteps(steps=steps.drop("period"), calls=own_calls, on_gpu=on_gpu, anchor=anchor,
-                       calls_per_step=period, ops_per_step=int(chosen["n_ops"].mode().sort()[0]),
-                       runs=chosen["run"].n_unique(),
+                    int(ops_before[-1]) - int(periods["n_ops"].sum()) - before - after_last,
+                "after the last decode period (a step cut off by the end of the trace, other work)": after_last}
+    return DecodeSteps(steps=steps.drop("period"), calls=own_calls, on_gpu=on_gpu,
+                       anchor=_label(sequence.row(main_start + offset, named=True), strings), period=period,
+                       ops_per_step=int(chosen["n_ops"].mode().sort()[0]), runs=chosen["run"].n_unique(),
                        left_out=left_out)

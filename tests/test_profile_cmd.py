@@ -296,7 +296,7 @@ def test_no_step_found_lists_the_ranges_seen_and_why_nothing_was_marked(standin,
     folder = standin(known_trace(steps=2, message="iteration"))  # two launches: too few to repeat as decode does
     line = error_line(profile("--mark", "forward", "-o", folder / "t", "--", sys.executable, "-c", "pass"))
     assert (f"no step found in {folder / 't.sqlite'}: no NVTX ranges match --range 'decode_step'; ranges found: "
-            "iteration (2), gapprof:prefill (1); no periodic decode work found: the 2 launch calls and waits of the "
+            "iteration (2), gapprof:prefill (1); no periodic decode work found: the 2 GPU ops and host waits of the "
             "thread that launched the most GPU work repeat no sequence 3 times in a row; --mark forward marked no "
             "decode step: the program never imported transformers.modeling_utils") in line
     # Its own ranges are found with --range.

@@ -42,7 +42,7 @@ def test_host_synced_steps_run_from_one_tokens_wait_to_the_next(tmp_path):
     assert result.frames.checks[LEFT_OUT] == 3  # the prefill's two kernels and its copy
     notes = " ".join(result.notes)
     assert ("steps found from the trace's GPU work (no NVTX range matches --range 'decode_step'): 4 decode steps in "
-            "1 run(s) of one repeating sequence of 5 launch calls and waits (4 GPU ops)") in notes
+            "1 run(s) of one repeating sequence of 5 GPU ops and host waits (4 GPU ops)") in notes
     assert "anchored at cudaLaunchKernel embed; host-synced steps" in notes
     assert ("left out of the found steps: 3 before the first decode period (prefill, warm-up, compilation, graph "
             "capture)") in notes
@@ -107,7 +107,7 @@ def test_a_trace_without_periodic_work_is_refused_with_the_ranges_it_has(tmp_pat
     with pytest.raises(NoStepRanges) as error:
         analyze(b, tmp_path / "t.sqlite")
     assert str(error.value) == ("no NVTX ranges match --range 'decode_step'; ranges found: generate (1); no periodic "
-                                "decode work found: the 4 launch calls and waits of the thread that launched the most "
+                                "decode work found: the 4 GPU ops and host waits of the thread that launched the most "
                                 "GPU work repeat no sequence 3 times in a row")
     with pytest.raises(NoStepRanges, match="^no NVTX ranges match --range 'iteration'; ranges found"):
         analyze(b, tmp_path / "u.sqlite", range_pattern="iteration")  # only the default pattern falls back
