@@ -35,9 +35,8 @@ Refused in one line: a trace without periodic GPU work (NoDecodeSteps), and two 
 comparable GPU work overlap in time (two decode loops interleaved). A trace cut mid-step leaves a partial period,
 counted in the notes.
 """
-from dataclasses import dataclass
-
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -84,11 +83,11 @@ class DecodeSteps:
                       "host-synced steps: the host waits for each token, so a step runs from the end of one "
                       "token's wait to the end of the next")
         left = ", ".join(f"{n:,} {what}" for what, n in self.left_out.items() if n) or "nothing"
-        return [f"steps found from the trace's GPU work ({why}): {self.steps.height} decode steps in {self.runs} "
-                f"run(s) of one repeating sequence of {self.period:,} GPU ops and host waits ({self.ops_per_step:,} "
-                f"GPU ops) on the thread that launched the most work, each period anchored at {self.anchor}; "
-                f"{definition}",
-                f"GPU ops of the decode thread left out of the found steps: {left}"]
+        found = (f"steps found from the trace's GPU work ({why}): {self.steps.height} decode steps in {self.runs} "
+                 f"run(s) of one repeating sequence of {self.period:,} GPU ops and host waits ({self.ops_per_step:,} "
+                 f"GPU ops) on the thread that launched the most work, each period anchored at {self.anchor}; "
+                 f"{definition}")
+        return [found, f"GPU ops of the decode thread left out of the found steps: {left}"]
 
 
 def _launches(calls: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:

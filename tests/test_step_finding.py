@@ -15,7 +15,7 @@ from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof import trace_schema as ts
 from conftest import SHIPPED_TRACES
-from synthetic import (PID, RUN_AHEAD, TID, TraceBuilder, host_synced_decode, host_synced_step, run_ahead_decode,
+from synthetic import (PID, RUN_AHEAD, TraceBuilder, host_synced_decode, host_synced_step, run_ahead_decode,
                        unmarked_prefill)
 
 TERMS = ["wall", "busy", "starved", "latency", "head", "tail"]
