@@ -31,7 +31,6 @@ STEP_COLUMNS = ("step", "globalTid", "index", "payload", "warmup", "t0", "t1", "
 class Options:
     range_pattern: str = STEP_MESSAGE
     skip: int | None = None
-    find_steps: bool = False  # steps from the GPU work (analysis.step_finding) even where ranges match
     model: str | None = None
     ctx: int | None = None
     dtype: str | None = None
@@ -39,6 +38,7 @@ class Options:
     count_embedding: bool = False
     quant: str | None = None  # gapprof.quant.METHODS: the floor's analytic estimate where the trace records none
     quant_lm_head: bool = False
+    find_steps: bool = False  # steps from the GPU work (analysis.step_finding) even where ranges match
 
 
 @dataclass(frozen=True)
