@@ -142,3 +142,20 @@ def test_shipped_traces_without_their_step_ranges_give_the_marked_steps(name):
     assert abs(found.height - marked.height) <= 1
     for term in ("wall", "busy"):
         assert found[term].mean() == pytest.approx(marked[term].mean(), rel=0.01), term
+
+
+@pytest.mark.parametrize("name", ["h100.sqlite.xz", "h100-graphs.sqlite.xz", "h200-compile.sqlite.xz",
+                                  "h100-graphs-torch.json.gz"])
+def test_shipped_traces_without_host_waits_give_gpu_timeline_steps_of_the_same_work(name):
+    """Without its step ranges and its synchronize calls a trace reads as a loop the host never waits on: its
+    GPU-timeline steps hold the same work (busy, latency) and the same wall, within 1%."""
+    read = frames.read_trace(SHIPPED_TRACES / name)
+    marked = attribution.attribute(frames.select_steps(read)).measured
+    waits = read.strings.filter(pl.col("value").str.contains("Synchronize"))["id"].implode()
+    unmarked = dataclasses.replace(read, ranges=read.ranges.filter(pl.col("message") != "decode_step"),
+                                   calls=read.calls.filter(~pl.col("nameId").is_in(waits)))
+    result = attribution.attribute(frames.select_steps(unmarked))
+    assert result.frames.on_gpu and abs(result.measured.height - marked.height) <= 1
+    for term in ("wall", "busy", "latency"):
+        assert result.measured[term].mean() == pytest.approx(marked[term].mean(), rel=0.01), term
+    assert (result.measured["head"] == 0).all() and (result.measured["tail"] == 0).all()
