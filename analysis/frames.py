@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from gapprof.analysis import kineto, load, trace_checks
-from gapprof.analysis.step_finding import NoDecodeSteps, find_decode_steps
+from gapprof.analysis.step_finding import DecodeSteps, NoDecodeSteps, find_decode_steps
 from gapprof.analysis.steps import NoStepRanges, default_skip, find_steps, left_out_prefills, mark_warmup
 from gapprof.nvtx_names import STEP_MESSAGE
 
@@ -91,7 +91,7 @@ def read_trace(path, progress: Callable[[str], None] = lambda _: None) -> TraceF
                        notes=tuple(notes))
 
 
-def _found_steps(read: TraceFrames, unmatched: NoStepRanges | None = None):
+def _found_steps(read: TraceFrames, unmatched: NoStepRanges | None = None) -> DecodeSteps:
     """analysis.step_finding's steps; where none are found, the ranges that did not match are named too."""
     try:
         return find_decode_steps(read.calls, read.gpu, read.strings)
@@ -108,17 +108,17 @@ def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int
     trace_checks; no I/O."""
     decode, notes = None, list(read.notes)
     if find:
-        decode, why = _found_steps(read), "--steps auto"
+        decode, reason = _found_steps(read), "--steps auto"
     else:
         try:
             found = find_steps(read.ranges, range_pattern)
         except NoStepRanges as unmatched:
             if range_pattern != STEP_MESSAGE:
                 raise
-            decode, why = _found_steps(read, unmatched), f"no NVTX range matches --range {range_pattern!r}"
+            decode, reason = _found_steps(read, unmatched), f"no NVTX range matches --range {range_pattern!r}"
     if decode is not None:
         found = decode.steps
-        notes += decode.notes(why)
+        notes += decode.notes(reason)
     if skip is None:
         skip, why = default_skip(found, read.trace.meta)
         notes.append(f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change")

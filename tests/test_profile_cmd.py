@@ -144,10 +144,10 @@ def test_the_report_of_the_exported_trace_is_attributes_with_its_known_numbers(s
 def test_without_polars_the_trace_is_written_and_the_attribute_command_printed(standin, monkeypatch):
     folder = standin(known_trace())
     monkeypatch.setitem(sys.modules, "gapprof.commands.attribute_cli", None)  # as on the GPU image: no polars
-    result = profile("-o", folder / "t.nsys-rep", "--skip", "2", "--range", "decode_.*", "--",
+    result = profile("-o", folder / "t.nsys-rep", "--skip", "2", "--range", "decode_.*", "--steps", "auto", "--",
                      sys.executable, "-c", "pass")
     assert result.exit_code == 0 and result.stdout == "", result.output
-    assert f"run: gapprof attribute {folder / 't.sqlite'} --range 'decode_.*' --skip 2" in result.stderr
+    assert f"run: gapprof attribute {folder / 't.sqlite'} --range 'decode_.*' --steps auto --skip 2" in result.stderr
     assert (folder / "t.sqlite").exists()
 
 
