@@ -194,6 +194,36 @@ def _align(codes: np.ndarray, pattern: np.ndarray, start: int, end: int) -> int 
     return None
 
 
+def _periods(sequence: pl.DataFrame, runs: list[tuple[int, int]], pattern: np.ndarray, ops_before: np.ndarray,
+             after_every_call: int) -> tuple[pl.DataFrame, np.ndarray]:
+    """Every whole period of the runs holding `pattern`, from its anchor: its run, its first call's start (c0), the
+    start of the call after it (c_end), the end of its last call and of the call before it, its GPU span and op
+    count; and each period's positions (one row a period)."""
+    codes, period = sequence["code"].to_numpy(), len(pattern)
+    firsts, runs_of = [], []
+    for number, (start, end) in enumerate(runs):
+        aligned = _align(codes, pattern, start, end)
+        if aligned is not None:  # else periodic work of another pattern: no decode step of this loop
+            whole = (end - aligned) // period
+            firsts.append(aligned + period * np.arange(whole))
+            runs_of.append(np.full(whole, number))
+    first = np.concatenate(firsts)
+    members = first[:, None] + np.arange(period)
+    call_start, call_end = sequence["call_start"].to_numpy(), sequence["call_end"].to_numpy()
+    after = first + period
+    periods = pl.DataFrame({
+        "run": np.concatenate(runs_of), "c0": call_start[first], "last_end": call_end[after - 1],
+        "prior_end": np.where(first > 0, call_end[first - 1], call_start[first]),
+        "c_end": np.where(after < len(codes), call_start[np.minimum(after, len(codes) - 1)], after_every_call),
+        # Waits launch nothing: their null spans take no part in the period's.
+        "g0": sequence["g0"].fill_null(np.iinfo(np.int64).max).to_numpy()[members].min(axis=1),
+        "g1": sequence["g1"].fill_null(np.iinfo(np.int64).min).to_numpy()[members].max(axis=1),
+        "n_ops": ops_before[after] - ops_before[first]})
+    return (periods.with_row_index("period").with_columns(next_c0=pl.col("c0").shift(-1).over("run"),
+                                                          prior_g1=pl.col("g1").shift(1).over("run")),
+            members)
+
+
 def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame) -> DecodeSteps:
     """Decode steps from the repeating GPU work of the decode thread (see the module docstring)."""
     ops = _launches(calls, gpu)
@@ -211,27 +241,7 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
     offset = _anchor_offset(sequence, main_start, (main_end - main_start) // period, period)
     pattern = codes[main_start + offset:main_start + offset + period]
 
-    firsts, runs_of = [], []
-    for number, (start, end) in enumerate(runs):
-        aligned = _align(codes, pattern, start, end)
-        if aligned is not None:  # else periodic work of another pattern: no decode step of this loop
-            whole = (end - aligned) // period
-            firsts.append(aligned + period * np.arange(whole))
-            runs_of.append(np.full(whole, number))
-    first = np.concatenate(firsts)  # each period's first position
-    members = first[:, None] + np.arange(period)  # each period's positions, one row a period
-    call_start, call_end = sequence["call_start"].to_numpy(), sequence["call_end"].to_numpy()
-    after = first + period
-    periods = pl.DataFrame({
-        "run": np.concatenate(runs_of), "c0": call_start[first], "last_end": call_end[first + period - 1],
-        "prior_end": np.where(first > 0, call_end[first - 1], call_start[first]),
-        "c_end": np.where(after < len(codes), call_start[np.minimum(after, len(codes) - 1)],
-                          calls["end"].max() + 1),
-        # Waits launch nothing: their null spans take no part in the period's.
-        "g0": sequence["g0"].fill_null(np.iinfo(np.int64).max).to_numpy()[members].min(axis=1),
-        "g1": sequence["g1"].fill_null(np.iinfo(np.int64).min).to_numpy()[members].max(axis=1),
-        "n_ops": ops_before[after] - ops_before[first]}).with_row_index("period").with_columns(
-        next_c0=pl.col("c0").shift(-1).over("run"), prior_g1=pl.col("g1").shift(1).over("run"))
+    periods, members = _periods(sequence, runs, pattern, ops_before, int(calls["end"].max()) + 1)
     host_waits = bool(sequence["wait"].to_numpy()[members].any())
     waited = periods.filter(pl.col("next_c0").is_not_null()).select((pl.col("next_c0") >= pl.col("g1")).mean())
     on_gpu = not (host_waits and (waited.item() or 0) >= 0.5)
@@ -250,7 +260,7 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
         bounds = chosen.join(steps.select("period", "step"), on="period").select("step", "c0", "c_end").sort("c0")
         own_calls = (own_calls.sort("start").join_asof(bounds, left_on="start", right_on="c0", strategy="backward")
                      .filter(pl.col("start") < pl.col("c_end")).drop("c0", "c_end"))
-    before, after_last = int(ops_before[first.min()]), int(ops_before[-1] - ops_before[after.max()])
+    before, after_last = int(ops_before[members.min()]), int(ops_before[-1] - ops_before[members.max() + 1])
     left_out = {"before the first decode period (prefill, warm-up, compilation, graph capture)": before,
                 "between decode runs (another generate() call's prefill, partial periods)":
                     int(ops_before[-1]) - int(periods["n_ops"].sum()) - before - after_last,
