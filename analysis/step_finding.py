@@ -5,11 +5,10 @@ launched the most GPU ops. The ops it launched, in launch order (a graph launch'
 its host waits (a *Synchronize call or a synchronous copy, launching nothing) form a sequence of tokens: an op's
 token hashes its launch call's API name with the op's kind and name (kernel name, copy direction, graph), a
 wait's its API name. The period P is the shift under which the sequence matches itself at the largest share of
-positions (the smallest such P: multiples of P match as well); its candidates are the most frequent distances
-between consecutive occurrences of a token. Decode is each run of positions that match P positions on, at least
-MIN_PERIODS periods long; prefill, warm-up, compilation and graph capture do not repeat the sequence (other
-kernels, other names, no replay) and fall outside every run, and a second generate() call starts a new run after
-its prefill. The run that ran the most GPU ops sets the pattern; every run holding it is cut into periods at the
+positions (the smallest such P: multiples of P match as well), found by analysis.periodicity. Decode is each run
+of positions that match P positions on, at least MIN_PERIODS periods long; prefill, warm-up, compilation and
+graph capture do not repeat the sequence (other kernels, other names, no replay) and fall outside every run, and
+a second generate() call starts a new run after its prefill. The run that ran the most GPU ops sets the pattern; every run holding it is cut into periods at the
 same place, its anchor: right after the host's wait for the token (the wait after which the GPU idled longest,
 where a period has several), else before the op the GPU idled longest for. A run's positions before its first
 anchor and after its last whole period, and runs of another pattern, are left out and counted.
@@ -42,15 +41,11 @@ import numpy as np
 import polars as pl
 
 from gapprof.analysis.load import GLOBAL_PID
+from gapprof.analysis import periodicity
+from gapprof.analysis.periodicity import MIN_PERIODS
 from gapprof.errors import GapprofError
 
-# Fewer whole repeats than this is no decode loop (a warm-up pair, a layer pattern inside a prefill).
-MIN_PERIODS = 3
-# Shifts tried as the period: the most frequent distances between a token's consecutive occurrences.
-CANDIDATE_PERIODS = 64
-# Positions the period search reads (a 1M-op trace's period is found from a quarter of it), and periods the anchor
-# is chosen from.
-PERIOD_WINDOW = 1 << 18
+# Periods the anchor is chosen from.
 ANCHOR_PERIODS = 64
 # A second thread launching at least this share of the decode thread's GPU ops, at the same time, is a second loop.
 INTERLEAVED_SHARE = 0.25
@@ -146,33 +141,6 @@ def _label(op: dict, strings: pl.DataFrame) -> str:
     return f"{call} {text[op['shortName']]}" if op.get("kind") == "kernel" and op["shortName"] in text else call
 
 
-def _period(codes: np.ndarray) -> int | None:
-    """The shift under which the sequence matches itself at the largest share of positions, the smallest on ties,
-    searched in a window of PERIOD_WINDOW positions in the middle of the sequence."""
-    window = codes[max(0, (len(codes) - PERIOD_WINDOW) // 2):][:PERIOD_WINDOW]
-    positions = pl.DataFrame({"code": window}).with_row_index("i").with_columns(pl.col("i").cast(pl.Int64))
-    distances = (positions.select(d=pl.col("i") - pl.col("i").shift(1).over("code")).drop_nulls()
-                 .filter(pl.col("d") <= len(window) // MIN_PERIODS)["d"].value_counts(sort=True)
-                 .head(CANDIDATE_PERIODS))
-    best, best_share = None, -1.0
-    for shift in sorted(distances["d"].to_list()):
-        share = float(np.mean(window[shift:] == window[:-shift]))
-        if share > best_share:
-            best, best_share = shift, share
-    return best
-
-
-def _runs(codes: np.ndarray, period: int) -> list[tuple[int, int]]:
-    """[start, end) of each stretch at least MIN_PERIODS periods long where the sequence repeats `period` on."""
-    match = pl.Series(codes[:-period] == codes[period:])
-    runs = (pl.DataFrame({"match": match}).with_row_index("i")
-            .with_columns(run=(pl.col("match") != pl.col("match").shift(1)).fill_null(True).cum_sum())
-            .filter(pl.col("match")).group_by("run").agg(a=pl.col("i").min(), b=pl.col("i").max())
-            .with_columns(end=pl.col("b") + 1 + period)
-            .filter(pl.col("end") - pl.col("a") >= MIN_PERIODS * period).sort("a"))
-    return list(zip(runs["a"].to_list(), runs["end"].to_list()))
-
-
 def _anchor_offset(sequence: pl.DataFrame, start: int, periods: int, period: int) -> int:
     """Where, in the pattern starting at `start`, a step begins: after the host's wait for the token, else before
     the op the GPU idled longest for (median over the run's first ANCHOR_PERIODS periods)."""
@@ -185,15 +153,6 @@ def _anchor_offset(sequence: pl.DataFrame, start: int, periods: int, period: int
     return int(idle["offset"][0])
 
 
-def _align(codes: np.ndarray, pattern: np.ndarray, start: int, end: int) -> int | None:
-    """The first position of [start, end) where a whole `pattern` begins, None if none does."""
-    period = len(pattern)
-    for j in np.flatnonzero(codes[start:min(start + period, end - period + 1)] == pattern[0]) + start:
-        if np.array_equal(codes[j:j + period], pattern):
-            return int(j)
-    return None
-
-
 def _periods(sequence: pl.DataFrame, runs: list[tuple[int, int]], pattern: np.ndarray, ops_before: np.ndarray,
              after_every_call: int) -> tuple[pl.DataFrame, np.ndarray]:
     """Every whole period of the runs holding `pattern`, from its anchor: its run, its first call's start (c0), the
@@ -202,7 +161,7 @@ def _periods(sequence: pl.DataFrame, runs: list[tuple[int, int]], pattern: np.nd
     codes, period = sequence["code"].to_numpy(), len(pattern)
     firsts, runs_of = [], []
     for number, (start, end) in enumerate(runs):
-        aligned = _align(codes, pattern, start, end)
+        aligned = periodicity.align(codes, pattern, start, end)
         if aligned is not None:  # else periodic work of another pattern: no decode step of this loop
             whole = (end - aligned) // period
             firsts.append(aligned + period * np.arange(whole))
@@ -230,8 +189,8 @@ def find_decode_steps(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFr
     thread = _decode_thread(ops)
     sequence = _sequence(calls, ops, strings, thread)
     codes = sequence["code"].to_numpy()
-    period = _period(codes) if len(codes) >= MIN_PERIODS else None
-    runs = _runs(codes, period) if period else []
+    period = periodicity.period(codes) if len(codes) >= MIN_PERIODS else None
+    runs = periodicity.repeating_runs(codes, period) if period else []
     if not runs:
         raise NoDecodeSteps(f"no periodic decode work found: the {len(codes):,} GPU ops and host waits of the thread "
                             f"that launched the most GPU work repeat no sequence {MIN_PERIODS} times in a row")
