@@ -8,10 +8,11 @@ wait's its API name. The period P is the shift under which the sequence matches 
 positions (the smallest such P: multiples of P match as well), found by analysis.periodicity. Decode is each run
 of positions that match P positions on, at least MIN_PERIODS periods long; prefill, warm-up, compilation and
 graph capture do not repeat the sequence (other kernels, other names, no replay) and fall outside every run, and
-a second generate() call starts a new run after its prefill. The run that ran the most GPU ops sets the pattern; every run holding it is cut into periods at the
-same place, its anchor: right after the host's wait for the token (the wait after which the GPU idled longest,
-where a period has several), else before the op the GPU idled longest for. A run's positions before its first
-anchor and after its last whole period, and runs of another pattern, are left out and counted.
+a second generate() call starts a new run after its prefill. The run that ran the most GPU ops sets the pattern;
+every run holding it is cut into periods at the same place, its anchor: right after the host's wait for the
+token (the wait after which the GPU idled longest, where a period has several), else before the op the GPU idled
+longest for. A run's positions before its first anchor and after its last whole period, and runs of another
+pattern, are left out and counted.
 
 Two step definitions keep wall = busy + starved + latency + head + tail exact (analysis.anatomy):
 - host-synced steps, where the host waits for each token (a wait in the pattern, and most periods' first launch
