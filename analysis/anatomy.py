@@ -14,6 +14,9 @@ Definitions (t0, t1: the range; intervals are the GPU intervals clipped to [t0, 
   before t0 under clock skew). It is clipped off rather than added, so the wall is always the range and
   consecutive steps never count the same ns twice; `spill_ops` counts the ops involved.
 - a step without GPU work inside its range (`empty`): head = wall, the other terms 0.
+GPU-timeline steps (`on_gpu`, found by analysis.step_finding where the host does not wait for each token) take
+their ops from the calls each step was given, and g0 = t0: the gap before the first op is starved or latency like
+any other, so head is 0.
 """
 import polars as pl
 
@@ -38,12 +41,15 @@ def assign_calls(steps: pl.LazyFrame, calls: pl.LazyFrame) -> pl.LazyFrame:
             .drop("t0", "t1"))
 
 
-def _sweep(ops: pl.LazyFrame, start: str, end: str) -> pl.LazyFrame:
-    """Per op, in start order within its step: the gap before it and the busy time it adds to the union.
+def _sweep(ops: pl.LazyFrame, start: str, end: str, from_t0: bool = False) -> pl.LazyFrame:
+    """Per op, in start order within its step: the gap before it and the busy time it adds to the union; with
+    `from_t0` the first op's gap runs from the step's start.
 
     Ties in start go to the op launched first, so a gap ends with already-submitted work when there is any.
     """
     prev_end = pl.col(end).cum_max().shift(1).over("step")
+    if from_t0:
+        prev_end = prev_end.fill_null(pl.col("t0"))
     return (ops.sort("step", start, "launch_start")
             .with_columns(prev_end=prev_end)
             .with_columns(
@@ -51,15 +57,18 @@ def _sweep(ops: pl.LazyFrame, start: str, end: str) -> pl.LazyFrame:
                 added=(pl.col(end) - pl.max_horizontal(start, "prev_end")).clip(lower_bound=0)))
 
 
-def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame
+def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
               ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(per-step table, the steps' GPU ops, the steps' API calls with `step`).
 
     steps: from steps.find_steps; calls: API calls of the step threads; gpu: every GPU op of the trace.
+    on_gpu: GPU-timeline steps (analysis.step_finding): `calls` already carry their `step`, the gap before a
+    step's first op is an inter-op gap (starved or latency) and head is 0.
     The ops frame is narrow (op = row of `gpu`, step, start, end, kind, launch_start = when its launching call
     began, gap, starved): names stay in `gpu`.
     """
-    step_calls = assign_calls(steps.lazy(), calls.lazy()).collect().with_row_index("call")
+    assigned = calls.lazy() if on_gpu else assign_calls(steps.lazy(), calls.lazy())
+    step_calls = assigned.collect().with_row_index("call")
     launchers = (step_calls.lazy().filter(pl.col("correlationId").is_not_null())
                  .select("call", "step", "correlationId", "source", launch_start="start",
                          globalPid=GLOBAL_PID))
@@ -67,7 +76,7 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame
     ops = (gpu.lazy().select("start", "end", "streamId", "kind", "globalPid", "correlationId").with_row_index("op")
            .join(launchers, on=["globalPid", "correlationId"], how="inner")
            .join(ranges, on="step", how="left")
-           .select("op", "call", "step", "start", "end", "streamId", "kind", "launch_start", "source",
+           .select("op", "call", "step", "start", "end", "streamId", "kind", "launch_start", "source", "t0",
                    cs=pl.col("start").clip(pl.col("t0"), pl.col("t1")),
                    ce=pl.col("end").clip(pl.col("t0"), pl.col("t1")))
            .collect())
@@ -79,11 +88,11 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame
     outside = (pl.col("cs") != pl.col("start")) | (pl.col("ce") != pl.col("end"))
     # Zero-length ops inside the range stay (they can end a gap); work wholly outside it has nothing inside.
     inside = (pl.col("ce") > pl.col("cs")) | ~outside
-    swept = (_sweep(lazy.filter(inside), "cs", "ce")
+    swept = (_sweep(lazy.filter(inside), "cs", "ce", from_t0=on_gpu)
              .with_columns(starved=(pl.col("gap") > 0) & (pl.col("launch_start") > pl.col("prev_end"))))
     gap, kind, starved = pl.col("gap"), pl.col("kind"), pl.col("starved")
     terms = swept.group_by("step").agg(
-        g0=pl.col("cs").min(), g1=pl.col("ce").max(),
+        g0=pl.col("t0" if on_gpu else "cs").min(), g1=pl.col("ce").max(),
         busy=pl.col("added").sum(),
         starved=gap.filter(starved).sum(),
         latency=gap.filter(~starved).sum(),

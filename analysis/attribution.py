@@ -38,6 +38,7 @@ class Options:
     count_embedding: bool = False
     quant: str | None = None  # gapprof.quant.METHODS: the floor's analytic estimate where the trace records none
     quant_lm_head: bool = False
+    find_steps: bool = False  # steps from the GPU work (analysis.step_finding) even where ranges match
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def attribute(frames: Frames, options: Options = Options(),
               progress: Callable[[str], None] = lambda _: None) -> Attribution:
     steps, meta, notes = frames.steps, frames.meta, list(frames.notes)
     progress(f"attributing {steps.height} steps, {frames.gpu.height} GPU ops, {frames.calls.height} API calls")
-    table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu)
+    table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu, frames.on_gpu)
     trace_checks.refuse_without_kernels(frames.trace, table.filter(~pl.col("warmup")),
                                         int((frames.gpu["kind"] == "kernel").sum()))
 
@@ -102,7 +103,8 @@ def attribute(frames: Frames, options: Options = Options(),
 
 def analyze(path, options: Options = Options(), progress: Callable[[str], None] = lambda _: None) -> Attribution:
     """Read the trace at `path` and attribute it."""
-    return attribute(read_frames(path, options.range_pattern, options.skip, progress), options, progress)
+    return attribute(read_frames(path, options.range_pattern, options.skip, progress, options.find_steps), options,
+                     progress)
 
 
 def summary_table(result: Attribution) -> pl.DataFrame:

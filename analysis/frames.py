@@ -4,6 +4,7 @@ The first of READERS that claims the path reads it into a RawTrace (analysis.rea
 gapprof CUPTI trace, or a torch.profiler Chrome trace, in the same frames. `read_trace` does all the reading;
 `select_steps` then takes the steps from what was read, without I/O, so a second step pattern over one trace (the
 graph-level pass of a two-pass capture) reads nothing again. Steps are the NVTX ranges matching the step pattern,
+or found from the GPU work by analysis.step_finding (on request, or where no range matches the default pattern),
 warm-up marked; calls are the API calls of the threads that run steps (the trace as read keeps every thread's);
 gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
 The frames pass analysis.trace_checks before any analysis sees them.
@@ -17,13 +18,15 @@ import polars as pl
 from gapprof.analysis import trace_checks
 from gapprof.analysis.readers import kineto, nsys
 from gapprof.analysis.readers.raw_trace import RawTrace
-from gapprof.analysis.steps import default_skip, find_steps, left_out_prefills, mark_warmup
+from gapprof.analysis.step_finding import DecodeSteps, NoDecodeSteps, find_decode_steps
+from gapprof.analysis.steps import NoStepRanges, default_skip, find_steps, left_out_prefills, mark_warmup
 from gapprof.errors import GapprofError
 from gapprof.nvtx_names import STEP_MESSAGE
 
 # Asked in this order; each claims by content where the content decides (a Chrome trace is JSON, an export SQLite).
 READERS = (kineto, nsys)
 PREFILLS_LEFT_OUT = "prefill ranges (not steps, left out)"
+FOUND_LEFT_OUT = "GPU ops of the decode thread left out of the found steps"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class Frames:
     calls: pl.DataFrame  # runtime and driver API calls on the step threads
     notes: tuple[str, ...]
     checks: dict         # trace_checks counts, facts label -> count
+    on_gpu: bool = False  # GPU-timeline steps (analysis.step_finding): calls carry their step
 
     @property
     def trace(self) -> RawTrace:
@@ -112,16 +116,40 @@ def read_trace(path, progress: Callable[[str], None] = lambda _: None) -> TraceF
     return TraceFrames(trace=trace, notes=tuple(notes))
 
 
-def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int | None = None) -> Frames:
-    """The frames of the steps matching `range_pattern`, the first `skip` of each thread warm-up (None:
-    steps.default_skip), checked by trace_checks; no I/O."""
-    found = find_steps(read.ranges, range_pattern)
-    notes = list(read.notes)
+def _found_steps(read: TraceFrames, unmatched: NoStepRanges | None = None) -> DecodeSteps:
+    """analysis.step_finding's steps; where none are found, the ranges that did not match are named too."""
+    try:
+        return find_decode_steps(read.calls, read.gpu, read.strings)
+    except NoDecodeSteps as error:
+        if unmatched is None:
+            raise
+        raise NoStepRanges(f"{unmatched}; {error}") from None
+
+
+def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
+                 find: bool = False) -> Frames:
+    """The frames of the steps matching `range_pattern` (found from the GPU work with `find`, or where no range
+    matches the default pattern), the first `skip` of each thread warm-up (None: steps.default_skip), checked by
+    trace_checks; no I/O."""
+    decode, notes = None, list(read.notes)
+    if find:
+        decode, reason = _found_steps(read), "--steps auto"
+    else:
+        try:
+            found = find_steps(read.ranges, range_pattern)
+        except NoStepRanges as unmatched:
+            if range_pattern != STEP_MESSAGE:
+                raise
+            decode, reason = _found_steps(read, unmatched), f"no NVTX range matches --range {range_pattern!r}"
+    if decode is not None:
+        found = decode.steps
+        notes += decode.notes(reason)
     if skip is None:
         skip, why = default_skip(found, read.trace.meta)
         notes.append(f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change")
     found = mark_warmup(found, skip)
-    calls = read.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode()))
+    calls = (decode.calls if decode is not None else
+             read.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode())))
     checks = trace_checks.check_frames(read.trace, read.ranges, found, calls, read.gpu, read.launch_keys,
                                        read.open_ranges)
     prefills = left_out_prefills(read.ranges, range_pattern)
@@ -129,10 +157,13 @@ def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int
         checks[PREFILLS_LEFT_OUT] = prefills
         notes.append(f"{prefills} prefill ranges seen and left out: the steps are the ranges matching --range "
                      f"{range_pattern!r} (--range prefill attributes the prefills)")
-    return Frames(read=read, steps=found, skip=skip, calls=calls, notes=tuple(notes), checks=checks)
+    if decode is not None:
+        checks[FOUND_LEFT_OUT] = sum(decode.left_out.values())
+    return Frames(read=read, steps=found, skip=skip, calls=calls, notes=tuple(notes), checks=checks,
+                  on_gpu=decode is not None and decode.on_gpu)
 
 
 def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
-                progress: Callable[[str], None] = lambda _: None) -> Frames:
+                progress: Callable[[str], None] = lambda _: None, find: bool = False) -> Frames:
     """read_trace, then select_steps."""
-    return select_steps(read_trace(path, progress), range_pattern, skip)
+    return select_steps(read_trace(path, progress), range_pattern, skip, find)

@@ -146,3 +146,64 @@ def _kineto_gpu_name(cat: str, row: dict, names: dict[int, str]) -> str:
     if cat == "gpu_memcpy":
         return f"Memcpy {COPY_DIRECTIONS[row['copyKind']]} (Device -> Pinned)"
     return "Memset (Device)"
+
+
+# Unmarked decode, as programs that mark no step record it (analysis.step_finding finds the steps).
+DECODE_KERNELS = ("embed", "gemv", "argmax")
+SYNC_CALL = "cudaStreamSynchronize_v3020"
+GRAPH_LAUNCH = "cudaGraphLaunch_v10000"
+
+
+def _launch(b: TraceBuilder, call: int, start: int, end: int, name: str, tid: int) -> None:
+    """A 10 ns cudaLaunchKernel call on thread `tid` at `call` and its kernel."""
+    b.kernel(start, end, b.call(call, call + 10, tid=tid), name)
+
+
+def unmarked_prefill(b: TraceBuilder, o: int, tid: int = TID) -> int:
+    """A prefill of kernels no decode step runs, its token copied back and waited for; returns when the wait
+    ends (o + 1000), where the first decode step begins."""
+    for i, name in enumerate(("prefill_gemm", "prefill_attention")):
+        _launch(b, o + 10 + 10 * i, o + 100 + 300 * i, o + 350 + 300 * i, name, tid)
+    copy = b.call(o + 40, o + 45, "cudaMemcpyAsync_v3020", tid=tid)
+    b.memcpy(o + 700, o + 720, copy)
+    b.call(o + 50, o + 1000, SYNC_CALL, tid=tid)
+    return o + 1000
+
+
+def host_synced_step(b: TraceBuilder, o: int, tid: int = TID, cut: bool = False) -> int:
+    """A decode step whose host waits for the token, from o (the previous wait's end); returns its end, o + 430:
+    wall 430 = busy 260 + starved 20 + latency 40 + head 100 + tail 10. With `cut`, the trace ends after the
+    first two launches."""
+    # Kernels at 100, 200, 300 (80 ns): the gap before the third is starved (its launch began at 290 > 280).
+    for i, call in enumerate((50, 70, 290)[:2 if cut else 3]):
+        _launch(b, o + call, o + 100 + 100 * i, o + 180 + 100 * i, DECODE_KERNELS[i], tid)
+    if cut:
+        return o
+    copy = b.call(o + 300, o + 305, "cudaMemcpyAsync_v3020", tid=tid)
+    b.memcpy(o + 400, o + 420, copy)  # the gaps before the second kernel and the copy: latency 20 each
+    b.call(o + 310, o + 430, SYNC_CALL, tid=tid)
+    return o + 430
+
+
+def host_synced_decode(b: TraceBuilder, o: int, steps: int, tid: int = TID) -> int:
+    """A generate() call: a prefill, then `steps` host-synced steps; returns when the last one ends."""
+    o = unmarked_prefill(b, o, tid)
+    for _ in range(steps):
+        o = host_synced_step(b, o, tid)
+    return o
+
+
+# A CUDA-graph decode loop that never waits for a token: one graph launch a step (3 kernels of 80 ns, 20 ns apart),
+# the host running ahead, except before step 3, launched after the GPU ran out of work: (launch call, first
+# kernel's start) per step.
+RUN_AHEAD = ((100, 1000), (150, 1300), (200, 1600), (1950, 2000), (1960, 2300), (1970, 2600))
+
+
+def run_ahead_decode(b: TraceBuilder) -> None:
+    """RUN_AHEAD's steps after an eager prefill. On the GPU timeline: step 0 wall 280 = busy 240 + latency 40;
+    step 3 (1880 to 2280) 400 = 240 + starved 120 + latency 40; the others 300 = 240 + latency 60."""
+    b.launch(10, 15, 20, 900, "prefill_gemm")
+    for call, start in RUN_AHEAD:
+        graph = b.call(call, call + 5, GRAPH_LAUNCH)
+        for i in range(3):
+            b.kernel(start + 100 * i, start + 100 * i + 80, graph, DECODE_KERNELS[i])

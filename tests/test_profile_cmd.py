@@ -18,7 +18,7 @@ from gapprof.errors import GapprofError
 from gapprof.profiler import profile_run
 from gapprof.trace_schema import read_meta_text
 from conftest import H100, basic_step
-from synthetic import TraceBuilder
+from synthetic import TraceBuilder, host_synced_decode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,10 +144,10 @@ def test_the_report_of_the_exported_trace_is_attributes_with_its_known_numbers(s
 def test_without_polars_the_trace_is_written_and_the_attribute_command_printed(standin, monkeypatch):
     folder = standin(known_trace())
     monkeypatch.setitem(sys.modules, "gapprof.commands.attribute_cli", None)  # as on the GPU image: no polars
-    result = profile("-o", folder / "t.nsys-rep", "--skip", "2", "--range", "decode_.*", "--",
+    result = profile("-o", folder / "t.nsys-rep", "--skip", "2", "--range", "decode_.*", "--steps", "auto", "--",
                      sys.executable, "-c", "pass")
     assert result.exit_code == 0 and result.stdout == "", result.output
-    assert f"run: gapprof attribute {folder / 't.sqlite'} --range 'decode_.*' --skip 2" in result.stderr
+    assert f"run: gapprof attribute {folder / 't.sqlite'} --range 'decode_.*' --steps auto --skip 2" in result.stderr
     assert (folder / "t.sqlite").exists()
 
 
@@ -293,13 +293,27 @@ def test_a_program_without_gpu_work_is_one_line(standin):
 
 
 def test_no_step_found_lists_the_ranges_seen_and_why_nothing_was_marked(standin, tmp_path):
-    folder = standin(known_trace(message="iteration"))
+    folder = standin(known_trace(steps=2, message="iteration"))  # two launches: too few to repeat as decode does
     line = error_line(profile("--mark", "forward", "-o", folder / "t", "--", sys.executable, "-c", "pass"))
     assert (f"no step found in {folder / 't.sqlite'}: no NVTX ranges match --range 'decode_step'; ranges found: "
-            "iteration (4), gapprof:prefill (1); --mark forward marked no decode step: the program never imported "
-            "transformers.modeling_utils") in line
+            "iteration (2), gapprof:prefill (1); no periodic decode work found: the 2 GPU ops and host waits of the "
+            "thread that launched the most GPU work repeat no sequence 3 times in a row; --mark forward marked no "
+            "decode step: the program never imported transformers.modeling_utils") in line
     # Its own ranges are found with --range.
     assert profile("--range", "iteration", "-o", folder / "t", "--", sys.executable, "-c", "pass").exit_code == 0
+
+
+def test_an_unmarked_program_has_its_steps_found_from_its_gpu_work(standin):
+    b = TraceBuilder()
+    host_synced_decode(b, 0, steps=4)
+    folder = standin(b)
+    result = profile("-o", folder / "t", "--skip", "0", "--format", "json", "--tables", "steps", "--",
+                     sys.executable, "-c", "pass")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [(s["wall"], s["busy"], s["head"], s["tail"]) for s in doc["steps"]] == [(430, 260, 100, 10)] * 4
+    assert any(note.startswith("steps found from the trace's GPU work (no NVTX range matches --range "
+                               "'decode_step'): 4 decode steps") for note in doc["notes"])
 
 
 def test_the_parent_and_the_bootstrap_import_neither_torch_nor_polars():

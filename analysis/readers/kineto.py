@@ -177,7 +177,8 @@ def _gpu_info(properties: list) -> pl.DataFrame:
 
 
 def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTrace:
-    """Parse the Chrome trace at `path`, refusing one with no GPU kernels or no ranges, into its frames."""
+    """Parse the Chrome trace at `path`, refusing one with no GPU kernels, into its frames (without ranges,
+    analysis.step_finding finds the steps)."""
     path = Path(path)
     progress(f"reading {path}")
     events, properties = _parse(path)
@@ -186,9 +187,6 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
         raise GapprofError(
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
             f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
-    if not rows["ranges"]:
-        raise GapprofError(f"{path}: no record_function ranges (user_annotation events) to take steps from; wrap "
-                           f"each step in torch.profiler.record_function or call the profiler's step()")
     ids = _names(rows)
     present = {"ranges"} | {row[5] for frame in ("calls", "gpu") for row in rows[frame]}
     return RawTrace(path=path, tables=frozenset(TABLES[k] for k in present), meta={}, unparsable_meta=(),

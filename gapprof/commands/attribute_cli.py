@@ -57,7 +57,7 @@ def attribute(trace, by, reference, ncu_csv, gpu_profiles, output, **chosen):
 
 def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
            top, force, fmt, output=None, by="step", reference=None, ncu_csv=None, gpu_profiles=(), quant=None,
-           quant_lm_head=False):
+           quant_lm_head=False, step_source="ranges"):
     """Attribute TRACE and print the chosen tables (stdout or `output`), notes after them: attribute's report,
     which profile prints for the trace it made."""
     if quant_lm_head and quant is None:
@@ -76,7 +76,8 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
         raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
     options.check_csv_output(fmt, output, len(set(chosen)) > 1, None if by == "module" else "--tables")
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
-                             count_embedding=count_embedding, quant=quant, quant_lm_head=quant_lm_head)
+                             count_embedding=count_embedding, quant=quant, quant_lm_head=quant_lm_head,
+                             find_steps=step_source == "auto")
     result = attribution.analyze(trace, chosen_options, progress)
     wrong = [] if force else problems(result, model, dtype, ctx, quant, quant_lm_head)
     if wrong:

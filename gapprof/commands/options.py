@@ -81,6 +81,11 @@ def check_gpu_profiles(gpu_profiles, kernel_model: bool, needs: str) -> None:
 RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_default=True,
                      help="NVTX message (or torch.profiler record_function name) of a step range, a regular "
                           "expression matching the whole message (any domain).")
+STEPS = click.option("--steps", "step_source", type=click.Choice(["ranges", "auto"]), default="ranges",
+                     show_default=True,
+                     help="ranges: the step ranges (--range); a trace with none matching the default pattern has its "
+                          "steps found from its repeating GPU work, as auto does. auto: steps found from the GPU work "
+                          "even where ranges mark them (the notes say how).")
 SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
                     help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
 
@@ -109,7 +114,7 @@ def quant_floor_inputs(f):
 def report_options(f):
     """The options of attribute's report that profile shares: steps, floor, tables and format."""
     for option in reversed([
-        RANGE, SKIP, floor_inputs, quant_floor_inputs,
+        RANGE, STEPS, SKIP, floor_inputs, quant_floor_inputs,
         click.option("--gpu", default=None, help="GPU for the datasheet bandwidth (a key, alias or device name) "
                                                  "[default: the trace's device]."),
         COUNT_EMBEDDING,

@@ -21,6 +21,8 @@ def report_command(sqlite_path: Path, chosen: dict) -> str:
     args = ["gapprof", "attribute", str(sqlite_path)]
     if chosen["range_pattern"] != STEP_MESSAGE:
         args += ["--range", chosen["range_pattern"]]
+    if chosen["step_source"] != "ranges":
+        args += ["--steps", chosen["step_source"]]
     for name in ("skip", "model", "ctx", "dtype", "gpu", "quant"):
         if chosen[name] is not None:
             args += [f"--{name}", str(chosen[name])]
@@ -54,11 +56,13 @@ def profile(mark, mark_module, output, command, report_path, **chosen):
     attribute's report.
 
     Steps are the program's own NVTX ranges (--range), or with --mark forward the ranges gapprof puts around
-    each forward of the model; prefill ranges are counted and left out of the steps.
+    each forward of the model; prefill ranges are counted and left out of the steps. A program that marks no
+    step has its steps found from its repeating GPU work (--steps auto; the notes say how).
 
     \b
     Examples:
       gapprof profile --mark forward -- python examples/generate.py
+      gapprof profile -- python examples/generate.py
       gapprof profile --range 'decode.*' -o traces/mine.nsys-rep -- python my_app.py --steps 64
     """
     several = len(set(chosen["tables_chosen"]) | ({"steps"} if chosen["per_step"] else set())) > 1

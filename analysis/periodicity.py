@@ -1,0 +1,54 @@
+"""The period of a sequence of tokens (integer codes) and the runs where it repeats, vectorised over numpy arrays:
+what analysis.step_finding finds decode in.
+
+The period is the shift under which the sequence matches itself at the largest share of positions, the smallest
+such shift on ties (its multiples match as well); the shifts tried are the most frequent distances between a
+token's consecutive occurrences, and both are read in a window in the middle of the sequence, so a trace of
+millions of GPU ops is searched in a fixed time. A run is a stretch where every position matches the one a
+period on, at least MIN_PERIODS periods long.
+"""
+import numpy as np
+import polars as pl
+
+# Fewer whole repeats than this is no decode loop (a warm-up pair, a layer pattern inside a prefill).
+MIN_PERIODS = 3
+# Shifts tried as the period: the most frequent distances between a token's consecutive occurrences.
+CANDIDATE_PERIODS = 64
+# Positions the period search reads (a 1M-op trace's period is found from a quarter of it).
+PERIOD_WINDOW = 1 << 18
+
+
+def period(codes: np.ndarray) -> int | None:
+    """The shift under which the sequence matches itself at the largest share of positions, the smallest on ties,
+    searched in a window of PERIOD_WINDOW positions in the middle of the sequence."""
+    window = codes[max(0, (len(codes) - PERIOD_WINDOW) // 2):][:PERIOD_WINDOW]
+    positions = pl.DataFrame({"code": window}).with_row_index("i").with_columns(pl.col("i").cast(pl.Int64))
+    distances = (positions.select(d=pl.col("i") - pl.col("i").shift(1).over("code")).drop_nulls()
+                 .filter(pl.col("d") <= len(window) // MIN_PERIODS)["d"].value_counts(sort=True)
+                 .head(CANDIDATE_PERIODS))
+    best, best_share = None, -1.0
+    for shift in sorted(distances["d"].to_list()):
+        share = float(np.mean(window[shift:] == window[:-shift]))
+        if share > best_share:
+            best, best_share = shift, share
+    return best
+
+
+def repeating_runs(codes: np.ndarray, period: int) -> list[tuple[int, int]]:
+    """[start, end) of each stretch at least MIN_PERIODS periods long where the sequence repeats `period` on."""
+    match = pl.Series(codes[:-period] == codes[period:])
+    runs = (pl.DataFrame({"match": match}).with_row_index("i")
+            .with_columns(run=(pl.col("match") != pl.col("match").shift(1)).fill_null(True).cum_sum())
+            .filter(pl.col("match")).group_by("run").agg(a=pl.col("i").min(), b=pl.col("i").max())
+            .with_columns(end=pl.col("b") + 1 + period)
+            .filter(pl.col("end") - pl.col("a") >= MIN_PERIODS * period).sort("a"))
+    return list(zip(runs["a"].to_list(), runs["end"].to_list()))
+
+
+def align(codes: np.ndarray, pattern: np.ndarray, start: int, end: int) -> int | None:
+    """The first position of [start, end) where a whole `pattern` begins, None if none does."""
+    period = len(pattern)
+    for j in np.flatnonzero(codes[start:min(start + period, end - period + 1)] == pattern[0]) + start:
+        if np.array_equal(codes[j:j + period], pattern):
+            return int(j)
+    return None

@@ -1,0 +1,161 @@
+"""Steps found from a trace's own GPU work (analysis.step_finding): synthetic decode loops whose every step is
+known by construction, the refusals, the CLI, and every shipped marked trace with its step ranges removed."""
+import dataclasses
+import json
+import re
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from gapprof.analysis import attribution, frames
+from gapprof.analysis.attribution import Options
+from gapprof.analysis.steps import NoStepRanges
+from gapprof.cli import main
+from gapprof.errors import GapprofError
+from gapprof import trace_schema as ts
+from conftest import SHIPPED_TRACES
+from synthetic import (PID, RUN_AHEAD, TraceBuilder, host_synced_decode, host_synced_step, run_ahead_decode,
+                       unmarked_prefill)
+
+TERMS = ["wall", "busy", "starved", "latency", "head", "tail"]
+HOST_SYNCED_STEP = dict(wall=430, busy=260, starved=20, latency=40, head=100, tail=10)
+LEFT_OUT = "GPU ops of the decode thread left out of the found steps"
+
+
+def analyze(builder: TraceBuilder, path, **options) -> attribution.Attribution:
+    return attribution.analyze(builder.write(path), Options(skip=0, **options))
+
+
+def terms(result: attribution.Attribution) -> list[dict]:
+    return result.steps.select(TERMS).to_dicts()
+
+
+def test_host_synced_steps_run_from_one_tokens_wait_to_the_next(tmp_path):
+    b = TraceBuilder()
+    end = host_synced_decode(b, 0, steps=4)
+    result = analyze(b, tmp_path / "t.sqlite")
+    assert not result.frames.on_gpu
+    assert terms(result) == [HOST_SYNCED_STEP] * 4
+    assert result.steps["t0"].to_list() == [1000, 1430, 1860, 2290] and result.steps["t1"][-1] == end
+    assert result.steps["payload"].to_list() == [0, 1, 2, 3] and result.steps["kernels"].to_list() == [3] * 4
+    assert result.frames.checks[LEFT_OUT] == 3  # the prefill's two kernels and its copy
+    notes = " ".join(result.notes)
+    assert ("steps found from the trace's GPU work (no NVTX range matches --range 'decode_step'): 4 decode steps in "
+            "1 run(s) of one repeating sequence of 5 GPU ops and host waits (4 GPU ops)") in notes
+    assert "anchored at cudaLaunchKernel embed; host-synced steps" in notes
+    assert ("left out of the found steps: 3 before the first decode period (prefill, warm-up, compilation, graph "
+            "capture)") in notes
+
+
+def test_a_second_generate_call_starts_a_new_run_after_its_prefill(tmp_path):
+    b = TraceBuilder()
+    host_synced_decode(b, host_synced_decode(b, 0, steps=3), steps=4)
+    result = analyze(b, tmp_path / "t.sqlite")
+    assert terms(result) == [HOST_SYNCED_STEP] * 7
+    assert result.steps["payload"].to_list() == [0, 1, 2, 0, 1, 2, 3]
+    assert "7 decode steps in 2 run(s)" in " ".join(result.notes)
+    assert "3 between decode runs (another generate() call's prefill, partial periods)" in " ".join(result.notes)
+
+
+def test_a_trace_cut_mid_step_leaves_its_partial_step_out_and_counts_it(tmp_path):
+    b = TraceBuilder()
+    host_synced_step(b, host_synced_decode(b, 0, steps=4), cut=True)
+    result = analyze(b, tmp_path / "t.sqlite")
+    assert terms(result) == [HOST_SYNCED_STEP] * 4
+    assert result.frames.checks[LEFT_OUT] == 3 + 2
+    assert "2 after the last decode period (a step cut off by the end of the trace" in " ".join(result.notes)
+
+
+def test_steps_the_host_does_not_wait_on_are_periods_of_gpu_work(tmp_path):
+    b = TraceBuilder()
+    run_ahead_decode(b)
+    result = analyze(b, tmp_path / "t.sqlite")
+    assert result.frames.on_gpu
+    other = dict(wall=300, busy=240, starved=0, latency=60, head=0, tail=0)
+    assert terms(result) == [dict(wall=280, busy=240, starved=0, latency=40, head=0, tail=0), other, other,
+                             dict(wall=400, busy=240, starved=120, latency=40, head=0, tail=0), other, other]
+    ends = [start + 280 for _, start in RUN_AHEAD]
+    assert result.steps["t0"].to_list() == [RUN_AHEAD[0][1], *ends[:-1]] and result.steps["t1"].to_list() == ends
+    # Each step's calls are its own graph launch, though the host made them long before the GPU ran them.
+    assert result.calls.sort("step")["start"].to_list() == [call for call, _ in RUN_AHEAD]
+    assert result.frames.checks[LEFT_OUT] == 1 and "GPU-timeline steps" in " ".join(result.notes)
+
+
+def test_a_torch_profiler_trace_gives_the_same_steps(tmp_path):
+    b = TraceBuilder()
+    host_synced_decode(b, 0, steps=4)
+    sqlite = analyze(b, tmp_path / "t.sqlite")
+    kineto = attribution.analyze(b.write_kineto(tmp_path / "t.json"), Options(skip=0))
+    assert kineto.steps.select("t0", "t1", *TERMS).equals(sqlite.steps.select("t0", "t1", *TERMS))
+
+
+def test_two_interleaved_decode_loops_are_refused_in_one_line(tmp_path):
+    b = TraceBuilder()
+    host_synced_decode(b, 0, steps=4)
+    host_synced_decode(b, 200, steps=4, tid=ts.global_tid(PID, 101))
+    with pytest.raises(GapprofError) as error:
+        analyze(b, tmp_path / "t.sqlite")
+    assert re.search(r"; two decode loops interleave: threads \d+ and \d+ launch 19 and 19 GPU ops over the same "
+                     r"time; steps cannot be found from the GPU work \(mark them, --range\)$", str(error.value))
+
+
+def test_a_trace_without_periodic_work_is_refused_with_the_ranges_it_has(tmp_path):
+    b = TraceBuilder()
+    unmarked_prefill(b, 0)
+    b.range(0, 1000, "generate")
+    with pytest.raises(NoStepRanges) as error:
+        analyze(b, tmp_path / "t.sqlite")
+    assert str(error.value) == ("no NVTX ranges match --range 'decode_step'; ranges found: generate (1); no periodic "
+                                "decode work found: the 4 GPU ops and host waits of the thread that launched the most "
+                                "GPU work repeat no sequence 3 times in a row")
+    with pytest.raises(NoStepRanges, match="^no NVTX ranges match --range 'iteration'; ranges found"):
+        analyze(b, tmp_path / "u.sqlite", range_pattern="iteration")  # only the default pattern falls back
+
+
+def test_steps_auto_finds_the_steps_of_a_marked_trace(tmp_path):
+    b = TraceBuilder()
+    host_synced_decode(b, 0, steps=4)
+    b.range(1000, 2720, "decode_step")  # one range around all four steps
+    path = b.write(tmp_path / "t.sqlite")
+    assert attribution.analyze(path, Options(skip=0)).steps.height == 1
+    result = CliRunner().invoke(main, ["attribute", str(path), "--steps", "auto", "--skip", "0", "--format", "json",
+                                       "--tables", "steps"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [{k: s[k] for k in TERMS} for s in doc["steps"]] == [HOST_SYNCED_STEP] * 4
+    assert any(note.startswith("steps found from the trace's GPU work (--steps auto): 4 decode steps")
+               for note in doc["notes"])
+
+
+def _shipped() -> list[str]:
+    return sorted(p.name for p in SHIPPED_TRACES.glob("*.sqlite.xz")) + ["h100-graphs-torch.json.gz"]
+
+
+@pytest.mark.parametrize("name", _shipped())
+def test_shipped_traces_without_their_step_ranges_give_the_marked_steps(name):
+    """Same measured steps (+/-1), mean wall and mean busy within 1%, found from the GPU work alone."""
+    read = frames.read_trace(SHIPPED_TRACES / name)
+    marked = attribution.attribute(frames.select_steps(read)).measured
+    unmarked = dataclasses.replace(read, ranges=read.ranges.filter(pl.col("message") != "decode_step"))
+    found = attribution.attribute(frames.select_steps(unmarked)).measured
+    assert abs(found.height - marked.height) <= 1
+    for term in ("wall", "busy"):
+        assert found[term].mean() == pytest.approx(marked[term].mean(), rel=0.01), term
+
+
+@pytest.mark.parametrize("name", ["h100.sqlite.xz", "h100-graphs.sqlite.xz", "h200-compile.sqlite.xz",
+                                  "h100-graphs-torch.json.gz"])
+def test_shipped_traces_without_host_waits_give_gpu_timeline_steps_of_the_same_work(name):
+    """Without its step ranges and its synchronize calls a trace reads as a loop the host never waits on: its
+    GPU-timeline steps hold the same work (busy, latency) and the same wall, within 1%."""
+    read = frames.read_trace(SHIPPED_TRACES / name)
+    marked = attribution.attribute(frames.select_steps(read)).measured
+    waits = read.strings.filter(pl.col("value").str.contains("Synchronize"))["id"].implode()
+    unmarked = dataclasses.replace(read, ranges=read.ranges.filter(pl.col("message") != "decode_step"),
+                                   calls=read.calls.filter(~pl.col("nameId").is_in(waits)))
+    result = attribution.attribute(frames.select_steps(unmarked))
+    assert result.frames.on_gpu and abs(result.measured.height - marked.height) <= 1
+    for term in ("wall", "busy", "latency"):
+        assert result.measured[term].mean() == pytest.approx(marked[term].mean(), rel=0.01), term
+    assert (result.measured["head"] == 0).all() and (result.measured["tail"] == 0).all()
