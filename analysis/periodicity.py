@@ -4,8 +4,11 @@ what analysis.step_finding finds decode in.
 The period is the shift under which the sequence matches itself at the largest share of positions, the smallest
 such shift on ties (its multiples match as well); the shifts tried are the most frequent distances between a
 token's consecutive occurrences, and both are read in a window in the middle of the sequence, so a trace of
-millions of GPU ops is searched in a fixed time. A run is a stretch where every position matches the one a
-period on, at least MIN_PERIODS periods long.
+millions of GPU ops is searched in a fixed time. A run is a stretch, at least MIN_PERIODS periods long, where every
+position matches the one a period on, or differs from it with at most MISMATCH_SHARE of the period's positions
+differing around it: one loop may pick a kernel variant per token (PyTorch's vectorised or unrolled elementwise
+kernel, as a tensor that grows by one each token is aligned or not), while prefill, warm-up and another loop
+differ almost everywhere.
 """
 import numpy as np
 import polars as pl
@@ -16,6 +19,8 @@ MIN_PERIODS = 3
 CANDIDATE_PERIODS = 64
 # Positions the period search reads (a 1M-op trace's period is found from a quarter of it).
 PERIOD_WINDOW = 1 << 18
+# Positions of a period that may differ from the period before and still be the same loop (none below 100).
+MISMATCH_SHARE = 0.01
 
 
 def period(codes: np.ndarray) -> int | None:
@@ -34,21 +39,32 @@ def period(codes: np.ndarray) -> int | None:
     return best
 
 
+def _tolerated(period: int) -> int:
+    """Mismatches a period may hold and still repeat the one before."""
+    return int(period * MISMATCH_SHARE)
+
+
 def repeating_runs(codes: np.ndarray, period: int) -> list[tuple[int, int]]:
-    """[start, end) of each stretch at least MIN_PERIODS periods long where the sequence repeats `period` on."""
-    match = pl.Series(codes[:-period] == codes[period:])
-    runs = (pl.DataFrame({"match": match}).with_row_index("i")
+    """[start, end) of each stretch at least MIN_PERIODS periods long where the sequence repeats `period` on,
+    a mismatch counting as a repeat where the period's positions around it hold at most _tolerated of them."""
+    exact = codes[:-period] == codes[period:]
+    around = (pl.Series((~exact).astype(np.int32))
+              .rolling_sum(window_size=period, min_samples=1, center=True).to_numpy())
+    match = exact | (around <= _tolerated(period))
+    # A run starts and ends on exact repeats: a loop's last token, followed by other work, is not tolerated into it.
+    runs = (pl.DataFrame({"match": match, "exact": exact}).with_row_index("i")
             .with_columns(run=(pl.col("match") != pl.col("match").shift(1)).fill_null(True).cum_sum())
-            .filter(pl.col("match")).group_by("run").agg(a=pl.col("i").min(), b=pl.col("i").max())
+            .filter(pl.col("exact")).group_by("run").agg(a=pl.col("i").min(), b=pl.col("i").max())
             .with_columns(end=pl.col("b") + 1 + period)
             .filter(pl.col("end") - pl.col("a") >= MIN_PERIODS * period).sort("a"))
     return list(zip(runs["a"].to_list(), runs["end"].to_list()))
 
 
 def align(codes: np.ndarray, pattern: np.ndarray, start: int, end: int) -> int | None:
-    """The first position of [start, end) where a whole `pattern` begins, None if none does."""
+    """The first position of [start, end) where a whole `pattern` begins (at most _tolerated positions differing
+    after its first), None if none does."""
     period = len(pattern)
     for j in np.flatnonzero(codes[start:min(start + period, end - period + 1)] == pattern[0]) + start:
-        if np.array_equal(codes[j:j + period], pattern):
+        if np.count_nonzero(codes[j:j + period] != pattern) <= _tolerated(period):
             return int(j)
     return None

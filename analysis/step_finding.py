@@ -132,7 +132,10 @@ def _sequence(calls: pl.DataFrame, ops: pl.DataFrame, strings: pl.DataFrame, thr
     # One thread's calls never start in the same ns, so a call's start orders the calls and g0 its ops.
     return (pl.concat([launched, waits], how="diagonal_relaxed").with_columns(code=token)
             .drop("call", "copyKind", "graphExecId").sort("call_start", "g0")
-            .with_row_index("i").with_columns(wait=pl.col("n_ops") == 0).collect())
+            .with_row_index("i").with_columns(wait=pl.col("n_ops") == 0,
+                                              opens=pl.col("call_start") != pl.col("call_start").shift(1,
+                                                                                                  fill_value=-1))
+            .collect())
 
 
 def _label(op: dict, strings: pl.DataFrame) -> str:
@@ -148,7 +151,8 @@ def _anchor_offset(sequence: pl.DataFrame, start: int, periods: int, period: int
     block = (sequence.slice(start, min(periods, ANCHOR_PERIODS) * period)
              .with_columns(idle=pl.col("g0") - pl.col("g1").cum_max().shift(1), offset=(pl.col("i") - start) % period))
     waits = block.head(period).filter("wait")["offset"]
-    candidates = ((waits + 1) % period).unique() if len(waits) else block.head(period)["offset"]
+    # A graph launch's nodes share one call, which a step boundary cannot split: only a call's first op anchors.
+    candidates = ((waits + 1) % period).unique() if len(waits) else block.head(period).filter("opens")["offset"]
     idle = (block.filter(pl.col("offset").is_in(candidates.implode())).group_by("offset")
             .agg(pl.col("idle").median()).sort("idle", "offset", descending=[True, False], nulls_last=True))
     return int(idle["offset"][0])
