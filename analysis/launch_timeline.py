@@ -50,7 +50,8 @@ def build(result: Attribution) -> Timeline:
     ops = (ops.drop("gap", "starved")
            .join(launchers, on=["step", "globalPid", "correlationId"], how="inner")
            .sort("step", "seq", "start", "op"))
-    prev_end = pl.col("end").cum_max().shift(1).over("step", "streamId")
+    # GPU-timeline steps (analysis.step_finding) tile one GPU timeline: a step's first op follows the step before's.
+    prev_end = pl.col("end").cum_max().shift(1).over(*([] if result.frames.on_gpu else ["step"]), "streamId")
     ops = ops.with_columns(prev_end=prev_end).with_columns(
         dur=pl.col("end") - pl.col("start"),
         lat=pl.col("start") - pl.col("call_start"),
@@ -76,7 +77,9 @@ def build(result: Attribution) -> Timeline:
     ).drop("t0", "op_end")
     per_step = calls.group_by("step").agg(last_end=pl.col("end").max(), wait=pl.col("wait").sum())
     steps = measured.join(per_step, on="step", how="left").with_columns(pl.col("wait").fill_null(0))
+    # On a GPU timeline only a run's first op has no op before it: it says nothing of the launch latency.
+    starved = ~pl.col("queued") & (pl.col("prev_end").is_not_null() | pl.lit(not result.frames.on_gpu))
     return Timeline(steps=steps, calls=calls, ops=ops,
-                    launch_latency=_median(ops.filter(~pl.col("queued"))["lat"]),
+                    launch_latency=_median(ops.filter(starved)["lat"]),
                     queued_gap=_median(ops.filter(pl.col("queued"))["gap"]))
 

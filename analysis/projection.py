@@ -148,7 +148,8 @@ def replayed(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: 
     kernel = kernel_rates(analysis, target, timeline.profiles) if "bytes_ns" in timeline.ops.columns else None
     if knobs.graph_launch_ns is not None:
         timeline = as_graph(timeline, knobs.graph_launch_ns)
-    return replay.replay(timeline, durations(timeline.ops, ratio, knobs, kernel), knobs.launch_cost_scale)
+    replay_steps = replay.replay_on_gpu if analysis.frames.on_gpu else replay.replay
+    return replay_steps(timeline, durations(timeline.ops, ratio, knobs, kernel), knobs.launch_cost_scale)
 
 
 def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpec) -> pl.DataFrame:
@@ -160,7 +161,7 @@ def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpe
 
 def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
     """The replayed per-step table on `target`, with the floor against its datasheet bandwidth."""
-    table = anatomy.attribute(*replayed(analysis, timeline, target, knobs))[0]
+    table = anatomy.attribute(*replayed(analysis, timeline, target, knobs), analysis.frames.on_gpu)[0]
     return with_target_floor(table, analysis, target)
 
 

@@ -11,6 +11,12 @@ Steps of a thread follow each other with their captured CPU time in between (x c
 with idle streams: work spilled from the step before is not carried over.
 The result is a trace's worth of frames (steps, API calls, GPU ops) that anatomy.attribute takes as it takes
 a captured trace's, so a replay is attributed by the very same code.
+
+GPU-timeline steps (analysis.step_finding: the host does not wait for each token and runs ahead) have no CPU
+range to replay from: `replay_on_gpu` keeps the captured call times (x cpu_scale from the first call) and runs
+the GPU ops of all steps as one timeline, each at max(call start + launch latency, end of the previous op on its
+stream + gap) under the same bounds, streams carried from one step into the next; a step runs from the end of
+the previous step's work (the first step from its captured start) to the end of its own, as found.
 """
 import numpy as np
 import polars as pl
@@ -104,3 +110,33 @@ def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
             new_calls.select(*API_SCHEMA).cast(API_SCHEMA),
             new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA))
 
+
+
+def replay_on_gpu(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
+                  ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """replay's frames for GPU-timeline steps (see the module docstring); the calls keep their `step`, as
+    anatomy.attribute takes them with `on_gpu`."""
+    first_call = timeline.calls["start"].min()
+    scaled = lambda col: (first_call + ((pl.col(col) - first_call) * cpu_scale).round()).cast(pl.Int64)
+    calls = timeline.calls.with_columns(start=scaled("start"), end=scaled("end"))
+    ops = (timeline.ops.with_columns(new_dur=op_durations.round().cast(pl.Int64)).sort("start", "op")
+           .drop("correlationId").join(calls.select("step", "seq", "correlationId", launched="start"),
+                                       on=["step", "seq"], maintain_order="left"))
+    lat, gap, queued = (ops[k].fill_null(0).to_list() for k in ("lat", "gap", "queued"))
+    launched, stream, new_dur = (ops[k].to_list() for k in ("launched", "streamId", "new_dur"))
+    start, end, stream_end = [0] * len(lat), [0] * len(lat), {}
+    for j in range(len(lat)):
+        begin = launched[j] + (min(timeline.launch_latency, lat[j]) if queued[j] else lat[j])
+        if stream[j] in stream_end:
+            begin = max(begin, stream_end[stream[j]] + (gap[j] if queued[j] else min(timeline.queued_gap, gap[j])))
+        start[j], end[j] = begin, begin + new_dur[j]
+        stream_end[stream[j]] = max(stream_end.get(stream[j], end[j]), end[j])
+    new_ops = ops.with_columns(start=pl.Series(start, dtype=pl.Int64), end=pl.Series(end, dtype=pl.Int64))
+    ends = new_ops.group_by("step").agg(t1=pl.col("end").max())
+    steps = (timeline.steps.rename({"t1": "captured_t1"}).join(ends, on="step").sort("t0")
+             # A step that followed the one before keeps following it; a run's first starts where it started.
+             .with_columns(t0=pl.when(pl.col("t0") == pl.col("captured_t1").shift(1))
+                           .then(pl.col("t1").shift(1)).otherwise("t0"), wait=pl.lit(0, pl.Int64)))
+    return (steps.select(*(k for k in STEP_KEYS if k in steps.columns), "t1", "wait"),
+            calls.select(*API_SCHEMA, "step").cast(API_SCHEMA),
+            new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA))

@@ -190,3 +190,19 @@ def test_programs_that_mark_nothing_give_one_step_per_new_token(name):
     assert (measured["spill"] == 0).all()
     if timings.get("compile"):
         assert measured["wall"].mean() / 1e6 == pytest.approx(timings["decode_ms_per_token"], rel=0.03)
+
+
+def test_gpu_timeline_steps_replay_exactly_on_their_own_gpu_and_project_with_the_kernel_model():
+    """The compiled gpt-fast trace: replayed on its own GPU every step is as measured; on an H200 each step holds
+    the same ops, its kernel time follows the aggregate kernel model and the GPU still never waits for the CPU."""
+    from gapprof.analysis import cross_gpu_columns, projection
+    from gapprof import gpus
+    [loaded] = cross_gpu_columns.load([SHIPPED_TRACES / "h100-gpt-fast-compile.sqlite.xz"],
+                                      Options(model="llama-3.1-8b", ctx=2048))
+    loaded = cross_gpu_columns.with_bytes_per_kernel(loaded, None, None, "decode_step", aggregate=True)
+    measured = loaded.analysis.measured
+    _, own = cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h100"), projection.Knobs())
+    assert own.select(TERMS + ["kernels"]).equals(measured.select(TERMS + ["kernels"]))
+    _, h200 = cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
+    assert (h200["kernels"] == 451).all() and (h200["starved"] == 0).all() and (h200["spill"] == 0).all()
+    assert h200["busy"].mean() / 1e6 == pytest.approx(5.46, abs=0.01)
