@@ -10,14 +10,19 @@ from gapprof import gpus
 
 TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite.xz"))
 TERMS = ("wall", "busy", "starved", "latency", "head", "tail", "kernels", "launch_calls")
+# Traces of programs gapprof did not write carry no metadata: their model and context, as traces/README.md gives.
+UNMARKED_MODELS = {"h100-gpt-fast-compile.sqlite.xz": "llama-3.1-8b", "h100-gpt-fast-eager.sqlite.xz": "llama-3.1-8b",
+                   "h100-hf-generate.sqlite.xz": "qwen2.5-7b"}
 
 
 @pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
                          ids=lambda p: p.name if p else "none")
 def test_self_replay_reproduces_every_step(path):
-    loaded = cross_gpu_columns.load([path], Options())[0]
+    model = UNMARKED_MODELS.get(path.name)
+    loaded = cross_gpu_columns.load([path], Options(model=model, ctx=2048 if model else None))[0]
     tl = loaded.timeline
-    table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"]))[0]
+    on_gpu = loaded.analysis.frames.on_gpu
+    table = anatomy.attribute(*(replay.replay_on_gpu if on_gpu else replay.replay)(tl, tl.ops["dur"]), on_gpu)[0]
     measured = loaded.analysis.steps.filter(~pl.col("warmup"))
     assert table.select("step", *TERMS).equals(measured.select("step", *TERMS))
     # Through the projection path too: the trace's own GPU has bandwidth ratio 1.
