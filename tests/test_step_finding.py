@@ -206,3 +206,17 @@ def test_gpu_timeline_steps_replay_exactly_on_their_own_gpu_and_project_with_the
     _, h200 = cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h200"), projection.Knobs())
     assert (h200["kernels"] == 451).all() and (h200["starved"] == 0).all() and (h200["spill"] == 0).all()
     assert h200["busy"].mean() / 1e6 == pytest.approx(5.46, abs=0.01)
+
+
+def test_a_kernel_variant_per_token_keeps_one_run_which_ends_on_an_exact_repeat():
+    """Five periods of 200 codes, one code alternating per period (as an elementwise kernel's vectorised and unrolled
+    variants do, so that two periods repeat exactly): the period is one, and with 150 other codes after them one run
+    of the five periods; the other codes are not tolerated into it."""
+    import numpy as np
+    from gapprof.analysis import periodicity
+    periods = np.tile(np.arange(200), (5, 1))
+    periods[::2, 7] = 1000
+    assert periodicity.period(periods.ravel()) == 200
+    codes = np.concatenate([periods.ravel(), np.arange(2000, 2150)])
+    assert periodicity.repeating_runs(codes, 200) == [(0, 1000)]
+    assert periodicity.align(codes, codes[200:400], 0, 1000) == 0
