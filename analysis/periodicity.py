@@ -2,13 +2,13 @@
 what analysis.step_finding finds decode in.
 
 The period is the shift under which the sequence matches itself at the largest share of positions, the smallest
-such shift on ties (its multiples match as well), or a divisor of it matching within MISMATCH_SHARE as well; the shifts tried are the most frequent distances between a
-token's consecutive occurrences, and both are read in a window in the middle of the sequence, so a trace of
-millions of GPU ops is searched in a fixed time. A run is a stretch, at least MIN_PERIODS periods long, where every
-position matches the one a period on, or differs from it with at most MISMATCH_SHARE of the period's positions
-differing around it: one loop may pick a kernel variant per token (PyTorch's vectorised or unrolled elementwise
-kernel, as a tensor that grows by one each token is aligned or not), while prefill, warm-up and another loop
-differ almost everywhere.
+such shift on ties (its multiples match as well), or a divisor of it matching within MISMATCH_SHARE as well; the
+shifts tried are the most frequent distances between a token's consecutive occurrences, and both are read in a
+window in the middle of the sequence, so a trace of millions of GPU ops is searched in a fixed time. A run is a
+stretch, at least MIN_PERIODS periods long, where every position matches the one a period on, or differs from it
+with at most MISMATCH_SHARE of the period's positions differing around it: one loop may pick a kernel variant per
+token (PyTorch's vectorised or unrolled elementwise kernel, as a tensor that grows by one each token is aligned or
+not), while prefill, warm-up and another loop differ almost everywhere.
 """
 import numpy as np
 import polars as pl

@@ -111,14 +111,13 @@ def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
             new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA))
 
 
-
 def replay_on_gpu(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
                   ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """replay's frames for GPU-timeline steps (see the module docstring); the calls keep their `step`, as
     anatomy.attribute takes them with `on_gpu`."""
     first_call = timeline.calls["start"].min()
-    scaled = lambda col: (first_call + ((pl.col(col) - first_call) * cpu_scale).round()).cast(pl.Int64)
-    calls = timeline.calls.with_columns(start=scaled("start"), end=scaled("end"))
+    calls = timeline.calls.with_columns(
+        (((pl.col("start", "end") - first_call) * cpu_scale).round() + first_call).cast(pl.Int64))
     ops = (timeline.ops.with_columns(new_dur=op_durations.round().cast(pl.Int64)).sort("start", "op")
            .drop("correlationId").join(calls.select("step", "seq", "correlationId", launched="start"),
                                        on=["step", "seq"], maintain_order="left"))

@@ -7,13 +7,13 @@ token hashes its launch call's API name with the op's kind and name (kernel name
 wait's its API name. The period P is the shift under which the sequence matches itself at the largest share of
 positions (the smallest such P: multiples of P match as well), found by analysis.periodicity. Decode is each run
 of positions that match P positions on (a kernel variant that changes per token tolerated, see
-analysis.periodicity), at least MIN_PERIODS periods long; prefill, warm-up, compilation and
-graph capture do not repeat the sequence (other kernels, other names, no replay) and fall outside every run, and
-a second generate() call starts a new run after its prefill. The run that ran the most GPU ops sets the pattern;
-every run holding it is cut into periods at the same place, its anchor: right after the host's wait for the
-token (the wait after which the GPU idled longest, where a period has several), else before the op the GPU idled
-longest for among the first ops of their launch calls (a graph replay's nodes share one call and one step). A run's positions before its first anchor and after its last whole period, and runs of another
-pattern, are left out and counted.
+analysis.periodicity), at least MIN_PERIODS periods long; prefill, warm-up, compilation and graph capture do not
+repeat the sequence (other kernels, other names, no replay) and fall outside every run, and a second generate()
+call starts a new run after its prefill. The run that ran the most GPU ops sets the pattern; every run holding it
+is cut into periods at the same place, its anchor: right after the host's wait for the token (the wait after
+which the GPU idled longest, where a period has several), else before the op the GPU idled longest for among the
+first ops of their launch calls (a graph replay's nodes share one call and one step). A run's positions before
+its first anchor and after its last whole period, and runs of another pattern, are left out and counted.
 
 Two step definitions keep wall = busy + starved + latency + head + tail exact (analysis.anatomy):
 - host-synced steps, where the host waits for each token (a wait in the pattern, and most periods' first launch
@@ -133,10 +133,8 @@ def _sequence(calls: pl.DataFrame, ops: pl.DataFrame, strings: pl.DataFrame, thr
     # One thread's calls never start in the same ns, so a call's start orders the calls and g0 its ops.
     return (pl.concat([launched, waits], how="diagonal_relaxed").with_columns(code=token)
             .drop("call", "copyKind", "graphExecId").sort("call_start", "g0")
-            .with_row_index("i").with_columns(wait=pl.col("n_ops") == 0,
-                                              opens=pl.col("call_start") != pl.col("call_start").shift(1,
-                                                                                                  fill_value=-1))
-            .collect())
+            .with_row_index("i")
+            .with_columns(wait=pl.col("n_ops") == 0, opens=pl.col("call_start").diff().fill_null(1) != 0).collect())
 
 
 def _label(op: dict, strings: pl.DataFrame) -> str:
