@@ -86,6 +86,7 @@ def attribute(path, **options) -> Report:
     ncu: `gapprof ncu`'s CSV for this trace (bytes per kernel for cost, read by findings too)
     reference: a module-annotated trace of the same model (cost and modules of a trace without module ranges)
     gpu_profiles: `gapprof calibrate`'s profiles, one path or several (cost's reference bandwidth)
+    find_steps: the steps found from the GPU work even where ranges match (--steps auto)
     """
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
