@@ -22,6 +22,7 @@ from pathlib import Path
 
 from gapprof.bandwidth_fit import achieved_gbps, fit_line
 from gapprof.errors import GapprofError
+from gapprof.output_files import write_files
 
 FORMAT = "gapprof-gpu-profile"
 VERSION = 1
@@ -140,7 +141,7 @@ def read(path: Path) -> Found:
 
 def write(doc: dict, path: Path) -> Path:
     check(doc, str(path))
-    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+    write_files({Path(path): json.dumps(doc, indent=1) + "\n"})
     return Path(path)
 
 

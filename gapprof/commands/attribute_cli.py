@@ -91,7 +91,8 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
             raise GapprofError(f"{trace}: --tables {name} needs {tables.TABLES[name].needs}")
     sections = [section for name in shown if built[name] for section in built[name].sections]
     notes = [*result.notes, *(note for table in built.values() if table for note in table.notes)]
-    render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)
+    render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None,
+                inputs=[trace, reference, ncu_csv, *gpu_profiles])
 
 
 def _build(name: str, inputs: tables.Inputs) -> tables.Built | None:
