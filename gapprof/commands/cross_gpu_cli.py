@@ -53,6 +53,8 @@ def _projection_options(f):
 
 
 def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us) -> projection.Knobs:
+    projection.check_what_if({"--launch-cost-scale": launch_cost_scale, "--graph-launch-us": graph_launch_us,
+                              "--fixed-kernel-us": fixed_kernel_us})
     if graphs and graph_launch_us is None:
         raise GapprofError("--graphs needs --graph-launch-us (the CPU cost of one cudaGraphLaunch; "
                            "`gapprof attribute` on a graphs trace shows it in the api table)")
