@@ -129,7 +129,8 @@ def test_a_full_device_as_output_or_stdout_is_one_line(tmp_path):
     with open("/dev/full", "w") as full:
         run = subprocess.run([sys.executable, "-m", "gapprof", "attribute", str(trace)], stdout=full,
                              stderr=subprocess.PIPE, text=True)
-    assert run.returncode == 1 and run.stderr.splitlines()[-1] == "Error: stdout: cannot write (No space left on device)"
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == "Error: stdout: cannot write (No space left on device)"
     assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
 
 
