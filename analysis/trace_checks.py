@@ -23,7 +23,7 @@ Counted only (facts table):
 - GPU ops without a launch call, trace-wide: outside the measured steps they change no measured term;
 - open NVTX ranges (pushed or started, never ended, such as a step cut off by the end of the capture): left
   out of the ranges, so a step never closed is no step;
-- capture metadata values that are not JSON: left out by readers.nsys.parse_meta, with a note;
+- capture metadata values that are not JSON: left out by readers.capture_meta.parse_meta, with a note;
 - measured steps without kernels, when some measured step has them (summary.facts).
 """
 import polars as pl

@@ -4,8 +4,6 @@
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
 columns without building a Python object per value; the table list and the metadata go through sqlite3.
 """
-import json
-import math
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -16,6 +14,7 @@ import adbc_driver_sqlite.dbapi as adbc
 import polars as pl
 
 from gapprof import trace_schema
+from gapprof.analysis.readers.capture_meta import check_meta, parse_meta
 from gapprof.analysis.readers.compressed import unpacked
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO, GPU_INFO_SCHEMA, GPU_SCHEMA, GRAPH,
                                                 KERNEL, MEMCPY, MEMSET, NVTX, PID_MASK, RANGES_SCHEMA, RUNTIME,
@@ -146,49 +145,6 @@ def _header(file: Path, path: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
     if missing:
         raise GapprofError(f"{path}: " + "; ".join(missing))
     return tables, meta, unparsable
-
-
-def _count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _positive(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-# What the analysis reads of the capture metadata, each with its type and range, and the words for a value that
-# breaks them.
-META_TYPES = {
-    **{key: (_count, "a whole number, 0 or more") for key in ("ctx", "steps", "warmup", "first_profiled_index",
-                                                              "graph_level_first_index")},
-    "dtype_bytes": (lambda v: _count(v) and v > 0, "a whole number above 0"),
-    "copy_bandwidth_gbps": (lambda v: v is None or _positive(v), "a finite number of GB/s above 0"),
-    **{key: (lambda v: isinstance(v, list) and all(_positive(x) for x in v), "a list of finite times above 0")
-       for key in ("unprofiled_step_ms", "profiled_step_ms", "graph_level_step_ms")},
-    **{key: (lambda v: isinstance(v, str), "text") for key in ("model", "dtype", "runtime", "gpu_name")},
-    **{key: (lambda v: isinstance(v, dict), "an object") for key in ("config", "quant")},
-}
-
-
-def check_meta(meta: dict, path: Path) -> None:
-    """Refuse metadata whose values the analysis reads are of the wrong type or out of range (a ctx of -5, a copy
-    bandwidth of -3000 GB/s), in one line: such a value would make the floor or the warm-up wrong."""
-    for key, (fits, what) in META_TYPES.items():
-        if key in meta and not fits(meta[key]):
-            raise GapprofError(f"{path}: capture metadata {key} is {json.dumps(meta[key])[:60]}, not {what}: a "
-                               "damaged or hand-edited trace")
-
-
-def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:
-    """The metadata values that are JSON, and the keys of those that are not: a damaged value is left out
-    (the analysis goes on as for a trace without that key) rather than guessed at."""
-    meta, unparsable = {}, []
-    for key, text in stored.items():
-        try:
-            meta[key] = json.loads(text)
-        except json.JSONDecodeError:
-            unparsable.append(key)
-    return meta, tuple(unparsable)
 
 
 def _read(conn, query: str, schema: dict) -> pl.DataFrame:
