@@ -2,7 +2,8 @@
 kernel. Measured where the GPU has a profile (`gapprof calibrate`: gapprof/gpu_profiles/<key>.json, or one given
 with --gpu-profile), else assumed.
 
-- Achievable bandwidth R: measured, the profile's read bandwidth at large transfers (fit.read_gbps); assumed,
+- Achievable bandwidth R: measured, the profile's read bandwidth at large transfers (fit.read_gbps), capped at the
+  GPU's peak (no kernel streams DRAM faster), in a projection's targets as in attribute's reference; assumed,
   ASSUMED_FRACTION x the GPU's peak (the datasheet table in gapprof/gpus.py where it has the GPU).
 - Fixed cost per kernel: measured, an add on one element back to back in a CUDA graph (fit.fixed_us_graph); it is not
   assumed. A kernel's fixed part (its duration minus its bytes at R, from the trace) moves to another GPU times
@@ -31,8 +32,13 @@ class Achievable:
     profile: Found | None    # the profile that measured R and the fixed cost; None: R assumed
 
     @property
+    def capped(self) -> bool:
+        """Whether the measured bandwidth is above the peak, and so capped at it."""
+        return self.profile is not None and self.profile.read_gbps > self.peak[0]
+
+    @property
     def gbps(self) -> float:
-        return self.profile.read_gbps if self.profile else ASSUMED_FRACTION * self.peak[0]
+        return min(self.profile.read_gbps, self.peak[0]) if self.profile else ASSUMED_FRACTION * self.peak[0]
 
     @property
     def fixed_us(self) -> float | None:
@@ -40,7 +46,8 @@ class Achievable:
 
     def bandwidth_from(self) -> str:
         if self.profile:
-            return f"measured: read bandwidth at large transfers ({self.profile.cite()})"
+            capped = ", above the peak: capped at it" if self.capped else ""
+            return f"measured: read bandwidth at large transfers ({self.profile.cite()}){capped}"
         table = f", {DATASHEET_TABLE}" if self.peak[1].endswith("datasheet") else ""
         return f"assumed: {ASSUMED_FRACTION} x peak {self.peak[0]:,.0f} GB/s ({self.peak[1]}{table})"
 
@@ -78,14 +85,14 @@ class Reference:
                                                                                  else "")
 
     def says(self) -> str:
-        return self.parameters.bandwidth_from() + (", above the peak: capped at it" if self.capped else "")
+        return self.parameters.bandwidth_from()
 
 
 def reference_bandwidth(result, profiles: dict) -> Reference:
     """R of an attribution.Attribution with a floor; profiles: GPU key -> gapprof.gpu_profile.Found."""
     peak = result.floor.bandwidths[result.floor.primary]
     found = achievable(result.floor.gpu, peak, profiles)
-    return Reference(min(found.gbps, peak[0]), found, found.gbps > peak[0])
+    return Reference(found.gbps, found, found.capped)
 
 
 def _same_chip(source: Achievable, target: Achievable) -> bool:

@@ -11,7 +11,6 @@ The frames pass analysis.trace_checks before any analysis sees them.
 """
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
@@ -21,6 +20,7 @@ from gapprof.analysis.readers.raw_trace import RawTrace
 from gapprof.analysis.step_finding import DecodeSteps, NoDecodeSteps, find_decode_steps
 from gapprof.analysis.steps import NoStepRanges, default_skip, find_steps, left_out_prefills, mark_warmup
 from gapprof.errors import GapprofError
+from gapprof.input_files import regular_file
 from gapprof.nvtx_names import STEP_MESSAGE
 
 # Asked in this order; each claims by content where the content decides (a Chrome trace is JSON, an export SQLite).
@@ -103,9 +103,7 @@ class Frames:
 def read_trace(path, progress: Callable[[str], None] = lambda _: None) -> TraceFrames:
     """Read every frame of the trace at `path` (a .sqlite or .sqlite.xz, a .nsys-rep with its export beside it, or
     a torch.profiler .json or .json.gz) with the first of READERS that claims it."""
-    path = Path(path)
-    if not path.exists():
-        raise GapprofError(f"{path}: no such file")
+    path = regular_file(path)  # before any reader opens it: a FIFO would block
     reader = next((reader for reader in READERS if reader.claims(path)), None)
     if reader is None:
         raise GapprofError(f"{path}: {nsys.NOT_SQLITE}")

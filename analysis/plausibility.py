@@ -5,6 +5,8 @@ ranges are not whole decode steps (a --range that matches module ranges, say).""
 import polars as pl
 
 from gapprof.analysis.floor import step_context
+from gapprof.errors import GapprofError
+from gapprof.models import DTYPE_BYTES
 
 
 def override_conflicts(meta: dict, model: str | None, dtype: str | None, ctx: int | None,
@@ -50,3 +52,29 @@ def problems(result, model: str | None, dtype: str | None, ctx: int | None, quan
     physics = floor_above_busy(measured)
     return (override_conflicts(meta, model, dtype, ctx, captured_ctx, quant, quant_lm_head)
             + ([physics] if physics else []))
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_options(options) -> None:
+    """Refuse the attribution.Options values that `gapprof attribute`'s option types refuse, for every caller:
+    the command line and the Python API both call this before reading the trace."""
+    for name in ("ctx", "skip"):
+        value = getattr(options, name)
+        if value is not None and not _whole(value):
+            raise GapprofError(f"{name}={value!r}: a whole number, 0 or more")
+    if options.dtype is not None and options.dtype not in DTYPE_BYTES:
+        raise GapprofError(f"dtype={options.dtype!r}: one of {', '.join(DTYPE_BYTES)}")
+    if options.quant_lm_head and options.quant is None:
+        raise GapprofError("quant_lm_head goes with quant (the method lm_head was quantised with)")
+
+
+def refuse_misfit(result, options, force: bool, force_with: str) -> None:
+    """Raise on `problems` of an attribution made with `options`, unless forced; force_with: how the caller
+    forces (the command's flag, the API's argument)."""
+    wrong = [] if force else problems(result, options.model, options.dtype, options.ctx, options.quant,
+                                      options.quant_lm_head)
+    if wrong:
+        raise GapprofError("; ".join(wrong) + f"; {force_with} shows the split anyway")

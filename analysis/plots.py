@@ -17,6 +17,7 @@ from matplotlib.patches import Rectangle
 from gapprof.analysis.comparison import Column
 from gapprof.analysis.fraction_model import FractionModel
 from gapprof.errors import GapprofError
+from gapprof.output_files import write_files
 
 COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
           "tail": "#c7c7c7"}
@@ -178,5 +179,5 @@ def picture_path(path: Path) -> Path:
 def _save(fig, path: Path) -> Path:
     path = picture_path(path)
     fig.tight_layout(rect=(0, 0, 1, 0.95) if fig.legends else (0, 0, 1, 1))
-    fig.savefig(path, dpi=110)
+    write_files({path: lambda file: fig.savefig(file, dpi=110, format=path.suffix[1:].lower())})
     return path

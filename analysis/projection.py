@@ -17,6 +17,7 @@ cost per kernel come from each GPU's profile where it has one, else R = 0.9 x it
 GPU measured, ratio = source peak / target peak. On the source GPU ratio = f = 1 and the duration is d exactly.
 Memcpys and memsets keep the rule above.
 """
+import math
 from dataclasses import dataclass, field, replace
 
 import polars as pl
@@ -43,8 +44,15 @@ class Knobs:
     fixed_ns: int = 0  # per-op time that does not scale with bandwidth
 
 
+def check_what_if(values: dict[str, float | None]) -> None:
+    """Refuse a what-if value (flag -> value) that is infinite or NaN: click's number ranges let both through."""
+    for flag, value in values.items():
+        if value is not None and not math.isfinite(value):
+            raise GapprofError(f"{flag} {value}: a what-if value must be a finite number")
+
+
 def parse_kernel_scale(items: tuple[str, ...]) -> dict:
-    """CLASS=X pairs, X > 0."""
+    """CLASS=X pairs, X > 0 and finite."""
     scales = {}
     for item in items:
         cls, sep, value = item.partition("=")
@@ -54,8 +62,8 @@ def parse_kernel_scale(items: tuple[str, ...]) -> dict:
             scales[cls] = float(value)
         except ValueError:
             raise GapprofError(f"--kernel-scale {item!r}: {value!r} is not a number") from None
-        if scales[cls] <= 0:
-            raise GapprofError(f"--kernel-scale {item!r}: the factor must be > 0")
+        if not math.isfinite(scales[cls]) or scales[cls] <= 0:
+            raise GapprofError(f"--kernel-scale {item!r}: the factor must be a finite number > 0")
     return scales
 
 

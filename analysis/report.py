@@ -10,6 +10,7 @@ import polars as pl
 
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Attribution, Options
+from gapprof.analysis.plausibility import check_options, refuse_misfit
 from gapprof.analysis.tables import TABLES, Built, Inputs, TableOptions, api_name
 from gapprof.errors import GapprofError
 
@@ -75,8 +76,10 @@ class Report:
         return self.attribution.notes
 
 
-def attribute(path, **options) -> Report:
-    """Attribute the trace at `path` (.sqlite, .nsys-rep, torch.profiler .json or .json.gz), as `gapprof attribute`.
+def attribute(path, force: bool = False, **options) -> Report:
+    """Attribute the trace at `path` (.sqlite, .nsys-rep, torch.profiler .json or .json.gz), as `gapprof attribute`,
+    with its checks: options that contradict the capture's metadata, or a floor above the busy time, raise unless
+    force=True (`--force`).
 
     options, as the command's:
     range_pattern, skip: the step ranges (--range) and the warm-up steps to skip
@@ -99,7 +102,10 @@ def attribute(path, **options) -> Report:
     table_options["gpu_profiles"] = tuple(_existing("gpu_profiles", p)
                                           for p in ([profiles] if isinstance(profiles, str | Path) else profiles))
     chosen = Options(**options)
-    return Report(attribution.analyze(path, chosen), chosen, TableOptions(**table_options))
+    check_options(chosen)
+    result = attribution.analyze(path, chosen)
+    refuse_misfit(result, chosen, force, "force=True")
+    return Report(result, chosen, TableOptions(**table_options))
 
 
 def _existing(option: str, path) -> Path:

@@ -3,9 +3,17 @@ step anatomy wrong, the trace is refused with a one-line GapprofError giving the
 to the facts table. So anatomy.IdentityError stays the sign of a bug in the anatomy, never of a damaged trace.
 
 Refused:
-- any interval that ends before it starts, or any negative timestamp, among the NVTX ranges, the step threads'
-  API calls and the GPU ops: nsys counts ns from the session start and CUPTI from its own epoch, so either is
-  damage, and clipping to a step would drop such work silently or break the identity;
+- any interval that ends before it starts, has no start or end (NULL), has a negative timestamp, or lies more
+  than a day (MAX_DISTANCE_NS) from the median timestamp of the trace, among the NVTX ranges, the step threads'
+  API calls and the GPU ops: nsys counts ns from the session start and CUPTI from its own epoch, a capture lasts
+  minutes, so each is damage (an end of 2^62 ns would make a step last decades), and clipping to a step would
+  drop such work silently or break the identity;
+- GPU ops recorded twice (every column the same): the kernel tables would count their time twice;
+- launch calls inside measured steps whose GPU op is missing (a kernel or graph launch that no GPU op of its
+  process carries the correlationId of): the trace lost GPU records (or the launch was captured into a CUDA
+  graph rather than run, as in a warm-up step), and the step's busy time would lack the work. Not checked in
+  graph-level traces (a CUPTI_ACTIVITY_KIND_GRAPH_TRACE table), where a few plain launches per step go
+  untraced in real captures;
 - any GPU op without a launch call (no runtime or driver call of its process, on any thread, carries its
   correlationId) that starts inside a measured step's range in the step's process: that step's busy time
   would lack its work. With steps of one process overlapping in time, the op is checked against the step
@@ -15,15 +23,18 @@ Counted only (facts table):
 - GPU ops without a launch call, trace-wide: outside the measured steps they change no measured term;
 - open NVTX ranges (pushed or started, never ended, such as a step cut off by the end of the capture): left
   out of the ranges, so a step never closed is no step;
-- capture metadata values that are not JSON: left out by readers.nsys.parse_meta, with a note;
+- capture metadata values that are not JSON: left out by readers.capture_meta.parse_meta, with a note;
 - measured steps without kernels, when some measured step has them (summary.facts).
 """
 import polars as pl
 
-from gapprof.analysis.readers.raw_trace import GLOBAL_PID, RawTrace
+from gapprof.analysis.api import named_calls
+from gapprof.analysis.readers.raw_trace import GLOBAL_PID, GRAPH, RawTrace
 from gapprof.errors import GapprofError
 
 UNLAUNCHED = "GPU ops without a launch call"
+MAX_DISTANCE_NS = 86_400 * 10**9
+LAUNCH_CATEGORIES = ("launch", "graph launch")
 OPEN_RANGES = "open NVTX ranges (never ended, left out)"
 UNPARSABLE_META = "metadata values not JSON (left out)"
 
@@ -35,29 +46,82 @@ def check_frames(trace: RawTrace, ranges: pl.DataFrame, steps: pl.DataFrame, cal
     steps: with `warmup` marked; launch_keys and open_ranges: as RawTrace holds them.
     """
     refuse_bad_times(trace, {"NVTX ranges": ranges, "API calls": calls, "GPU ops": gpu})
+    refuse_duplicates(trace, gpu)
+    measured = steps.filter(~pl.col("warmup"))
     unlaunched = gpu.join(launch_keys, on=["globalPid", "correlationId"], how="anti")  # a null id joins nothing
-    refuse_unlaunched_work(trace, unlaunched, steps.filter(~pl.col("warmup")))
+    refuse_unlaunched_work(trace, unlaunched, measured)
+    if GRAPH not in trace.tables:
+        refuse_lost_ops(trace, launches_without_ops(calls, gpu, trace.strings, measured))
     return {UNLAUNCHED: unlaunched.height, OPEN_RANGES: open_ranges, UNPARSABLE_META: len(trace.unparsable_meta)}
 
 
-def bad_times(frame: pl.DataFrame) -> tuple[int, int]:
-    """(intervals that end before they start, intervals with a negative timestamp) of a start/end frame."""
+def bad_times(frame: pl.DataFrame, median: int | None) -> tuple[int, int, int, int]:
+    """(intervals that end before they start, without a start or end, with a negative timestamp, further than
+    MAX_DISTANCE_NS from `median`) of a start/end frame."""
     inverted = (pl.col("end") < pl.col("start")).sum()
+    missing = pl.any_horizontal(pl.col("start").is_null(), pl.col("end").is_null()).sum()
     negative = (pl.min_horizontal("start", "end") < 0).sum()
-    return frame.select(inverted, negative).row(0)
+    far = (pl.max_horizontal((pl.col("start") - median).abs(), (pl.col("end") - median).abs()) > MAX_DISTANCE_NS
+           if median is not None else pl.lit(False)).sum()
+    return frame.select(inverted.alias("inverted"), missing.alias("missing"), negative.alias("negative"),
+                        far.alias("far")).row(0)
+
+
+def median_time(frames: dict[str, pl.DataFrame]) -> int | None:
+    """The median start of every interval: a point inside the capture that a few damaged values cannot move."""
+    starts = pl.concat([frame.select("start") for frame in frames.values()])
+    median = starts.select(pl.col("start").median()).item()
+    return None if median is None else int(median)
 
 
 def refuse_bad_times(trace: RawTrace, frames: dict[str, pl.DataFrame]) -> None:
-    """Raise naming every frame (name -> frame) with inverted intervals or negative timestamps."""
-    found = []
+    """Raise naming every frame (name -> frame) with inverted, missing, negative or far-off times."""
+    found, median = [], median_time(frames)
     for name, frame in frames.items():
-        inverted, negative = bad_times(frame)
+        inverted, missing, negative, far = bad_times(frame, median)
         if inverted:
             found.append(f"{inverted:,} {name} end before they start")
+        if missing:
+            found.append(f"{missing:,} {name} have no start or end")
         if negative:
             found.append(f"{negative:,} {name} have negative timestamps")
+        if far:
+            found.append(f"{far:,} {name} lie more than a day from the rest of the trace")
     if found:
         raise GapprofError(f"{trace.path}: damaged timestamps ({'; '.join(found)}): the steps cannot be attributed")
+
+
+def refuse_duplicates(trace: RawTrace, gpu: pl.DataFrame) -> None:
+    """Raise when some GPU op is recorded twice."""
+    repeated = gpu.height - gpu.n_unique()
+    if repeated:
+        raise GapprofError(f"{trace.path}: {repeated:,} GPU ops are recorded twice (every column the same): a damaged "
+                           "or twice-merged export, whose kernel tables would count them twice")
+
+
+def launches_without_ops(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame,
+                         measured: pl.DataFrame) -> pl.DataFrame:
+    """Per measured step (step, calls): its launch calls that no GPU op of their process carries the
+    correlationId of."""
+    launches = (named_calls(calls, strings).filter(pl.col("category").is_in(LAUNCH_CATEGORIES))
+                .select("start", "globalTid", "correlationId", globalPid=GLOBAL_PID))
+    lost = launches.join(gpu.select("globalPid", "correlationId").unique(), on=["globalPid", "correlationId"],
+                         how="anti")
+    ranges = measured.select("step", "t0", "t1", "globalTid").sort("t0")
+    return (lost.sort("start").join_asof(ranges, left_on="start", right_on="t0", by="globalTid",
+                                         strategy="backward", check_sortedness=False)  # both sorted on time
+            .filter(pl.col("start") <= pl.col("t1"))
+            .group_by("step").len("calls").sort("step"))
+
+
+def refuse_lost_ops(trace: RawTrace, lost: pl.DataFrame) -> None:
+    """Raise when launch calls inside measured steps have no GPU op (launches_without_ops)."""
+    if not lost.is_empty():
+        raise GapprofError(
+            f"{trace.path}: {lost['calls'].sum():,} launch calls inside {lost.height} measured steps (the first: step "
+            f"{lost['step'][0]}) have no GPU op (none carries their correlationId): the trace lost GPU records, or "
+            f"those launches were captured into a CUDA graph; their steps' busy time would be wrong (--skip past "
+            f"such steps)")
 
 
 def unlaunched_in_steps(unlaunched: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:

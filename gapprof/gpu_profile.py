@@ -16,12 +16,16 @@ The document (FORMAT, VERSION):
 Profiles shipped with gapprof live in gapprof/gpu_profiles/<key>.json.
 """
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from gapprof import gpus
 from gapprof.bandwidth_fit import achieved_gbps, fit_line
 from gapprof.errors import GapprofError
+from gapprof.input_files import regular_file
+from gapprof.output_files import write_files
 
 FORMAT = "gapprof-gpu-profile"
 VERSION = 1
@@ -79,9 +83,18 @@ def _problem(doc) -> str | None:
         if not all(isinstance(p, dict) and _positive(p.get("us")) for p in points):
             return f"points.{kind}: every point needs a positive 'us'"
     for name in POSITIVE_FIT:
-        if not _positive(doc["fit"].get(name)):
+        if not _positive(doc["fit"].get(name)) or not math.isfinite(doc["fit"][name]):
             return f"fit.{name} missing or not a positive number"
-    return None
+    return _other_gpu(doc["gpu"])
+
+
+def _other_gpu(gpu: dict) -> str | None:
+    """A profile serves only the GPU it measured: its key must be the datasheet entry its device name matches."""
+    spec = gpus.gpu_for_device_name(gpu["name"])
+    if (spec.key if spec else None) == gpu["key"] or (spec is None and gpu["key"] not in gpus.known_gpus()):
+        return None
+    measured = f"the {spec.label}" if spec else "a GPU the datasheet table lacks"
+    return f"gpu.key is {gpu['key']!r} but gpu.name {gpu['name']!r} is {measured}: a profile serves only its own GPU"
 
 
 def check(doc, where: str) -> None:
@@ -132,7 +145,9 @@ def parse(text: str, where: str) -> Found:
 
 def read(path: Path) -> Found:
     try:
-        text = Path(path).read_text()
+        text = regular_file(path).read_text()
+    except UnicodeDecodeError:
+        raise GapprofError(f"{path}: not a GPU profile (not text)") from None
     except OSError as error:
         raise GapprofError(f"{path}: cannot read the GPU profile ({error.strerror})") from None
     return parse(text, str(path))
@@ -140,7 +155,7 @@ def read(path: Path) -> Found:
 
 def write(doc: dict, path: Path) -> Path:
     check(doc, str(path))
-    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+    write_files({Path(path): json.dumps(doc, indent=1) + "\n"})
     return Path(path)
 
 

@@ -11,8 +11,10 @@ import csv
 import io
 import json
 import math
+import os
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import click
 
 from gapprof import terminal_table
 from gapprof.errors import GapprofError
+from gapprof.output_files import make_folder, write_files
 from gapprof.log import progress
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -134,17 +137,18 @@ def _notes(notes: list[str], width: int | None) -> str:
 
 
 def emit(sections: list[tuple[str, object]], fmt: str, notes: list[str], output: Path | None, *,
-         full_names: bool = False, select: str | None = None) -> None:
+         full_names: bool = False, select: str | None = None, inputs=()) -> None:
     """The sections and notes in `fmt` to stdout or -o FILE (said on stderr); the table format fitted to the
     terminal's width. CSV goes one table per file (see `_emit_csv`); `select` names the command's option that
-    picks one table, for the error when there are several."""
+    picks one table, for the error when there are several. No file written may be one of `inputs` (the files the
+    command read)."""
     if fmt == "csv":
-        _emit_csv(sections, output, select)
+        _emit_csv(sections, output, select, inputs)
     elif output is not None and output.is_dir():
         raise GapprofError(f"-o {output} is a folder; only --format csv writes to a folder (one CSV per table)")
     else:
         width = shutil.get_terminal_size().columns if fmt == "table" else None
-        _write(render(sections, fmt, notes, width, full_names), output)
+        _write({output: render(sections, fmt, notes, width, full_names)}, inputs)
 
 
 def csv_folder(output: Path | None) -> bool:
@@ -152,16 +156,15 @@ def csv_folder(output: Path | None) -> bool:
     return output is not None and (output.is_dir() or not (output.exists() or output.suffix))
 
 
-def _emit_csv(sections: list[tuple[str, object]], output: Path | None, select: str | None) -> None:
-    """-o DIR (an existing folder, or a new path without a suffix) gets DIR/<table>.csv per table; stdout and
-    -o FILE take exactly one table."""
+def _emit_csv(sections: list[tuple[str, object]], output: Path | None, select: str | None, inputs) -> None:
+    """-o DIR (an existing folder, or a new path without a suffix) gets DIR/<table>.csv per table, all replaced
+    together; stdout and -o FILE take exactly one table."""
     names = [_file_stem(title) for title, _ in sections]
     if csv_folder(output):
-        output.mkdir(parents=True, exist_ok=True)
-        for name, (_, content) in zip(names, sections):
-            _write(_csv_table(content), output / f"{name}.csv")
+        make_folder(output)
+        _write({output / f"{name}.csv": _csv_table(content) for name, (_, content) in zip(names, sections)}, inputs)
     elif len(sections) == 1:
-        _write(_csv_table(sections[0][1]), output)
+        _write({output: _csv_table(sections[0][1])}, inputs)
     else:
         choose = f", or one of them with {select} NAME" if select else ""
         raise GapprofError(f"--format csv writes one table per file and this output has {len(sections)} "
@@ -173,10 +176,16 @@ def _file_stem(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
-def _write(document: str, output: Path | None) -> None:
-    """Data to stdout, or to a file (said on stderr)."""
-    if output is None:
-        click.echo(document, nl=False)
-    else:
-        output.write_text(document)
-        progress(f"wrote {output}")
+def _write(documents: dict[Path | None, str], inputs) -> None:
+    """Data to stdout (the path None), or to files written as one set (each said on stderr)."""
+    if None in documents:
+        try:
+            click.echo(documents[None], nl=False)
+            sys.stdout.flush()
+        except OSError as error:
+            # Nothing more can reach stdout: point it at devnull so that the flush at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise GapprofError(f"stdout: cannot write ({error.strerror or error})") from None
+        return
+    for path in write_files(documents, inputs):
+        progress(f"wrote {path}")

@@ -1,9 +1,12 @@
 """Writing `gapprof ab` and `gapprof sweep` results: JSON (everything, raw step times included), markdown,
 CSV and the floor-fraction plot. Free of torch and polars."""
 import csv
+import io
 import json
 from pathlib import Path
+from typing import BinaryIO
 
+from gapprof.output_files import make_folder, write_files
 from gapprof.render import markdown_table
 
 SWEEP_COLUMNS = ("model", "ctx", "runtime", "attn", "status", "reason", "steps", "warmup", "median_ms", "p10_ms",
@@ -101,11 +104,8 @@ def ab_markdown(result: dict) -> str:
 
 
 def write_ab(result: dict, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "ab.json", out / "ab.md"]
-    paths[0].write_text(json.dumps(result, indent=1) + "\n")
-    paths[1].write_text(ab_markdown(result))
-    return paths
+    make_folder(out)
+    return write_files({out / "ab.json": json.dumps(result, indent=1) + "\n", out / "ab.md": ab_markdown(result)})
 
 
 def _anatomy_terms(rows: list[dict]) -> list[str]:
@@ -151,8 +151,8 @@ def sweep_markdown(result: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def plot_sweep(result: dict, path: Path) -> None:
-    """Floor fraction against context, one line per model and runtime."""
+def plot_sweep(result: dict, file: BinaryIO) -> None:
+    """Floor fraction against context, one line per model and runtime, as PNG into `file`."""
     from matplotlib.figure import Figure  # not pyplot: no display backend is chosen
 
     fig = Figure(figsize=(7, 4.5))
@@ -175,18 +175,21 @@ def plot_sweep(result: dict, path: Path) -> None:
     ax.set_title(f"Floor fraction per cell, {result['machine'].get('gpu_name')}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(file, dpi=120, format="png")
 
 
-def write_sweep(result: dict, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "sweep.csv", out / "sweep.md", out / "sweep.json", out / "sweep.png"]
-    columns, flat = sweep_table(result["rows"])
-    with open(paths[0], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")  # raw step_ms stay in the JSON
-        writer.writeheader()
-        writer.writerows(flat)
-    paths[1].write_text(sweep_markdown(result))
-    paths[2].write_text(json.dumps(result, indent=1) + "\n")
-    plot_sweep(result, paths[3])
-    return paths
+def sweep_csv(rows: list[dict]) -> str:
+    columns, flat = sweep_table(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")  # raw step_ms stay in the JSON
+    writer.writeheader()
+    writer.writerows(flat)
+    return text.getvalue()
+
+
+def write_sweep(result: dict, out: Path, inputs=()) -> list[Path]:
+    """sweep.csv, .md, .json and .png in `out`, replaced together (none may be one of `inputs`)."""
+    make_folder(out)
+    return write_files({out / "sweep.csv": sweep_csv(result["rows"]), out / "sweep.md": sweep_markdown(result),
+                        out / "sweep.json": json.dumps(result, indent=1) + "\n",
+                        out / "sweep.png": lambda file: plot_sweep(result, file)}, inputs)

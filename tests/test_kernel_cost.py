@@ -110,8 +110,10 @@ def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
     header, rows = lines[:2], lines[2:]
     dropped = rows[500]
     altered = tmp_path / "altered-ncu.csv"
-    # Kernel 500 left out, kernel 700 profiled twice.
-    altered.write_text("\n".join(header + rows[:500] + rows[501:701] + rows[700:]) + "\n")
+    # Kernel 500 left out, kernel 700 profiled twice (IDs numbered again, as ncu numbers its rows).
+    kept = rows[:500] + rows[501:701] + rows[700:]
+    renumbered = [f'"{i}"' + row[row.index(","):] for i, row in enumerate(kept)]
+    altered.write_text("\n".join(header + renumbered) + "\n")
     found = measured_bytes(analyze(TRACES / "h100-eager-cudnn.sqlite.xz", Options()), altered)
     assert found.ops is None
     assert found.unmatched["against"].unique().to_list() == ["ncu rows"]

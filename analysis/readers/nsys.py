@@ -4,21 +4,23 @@
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
 columns without building a Python object per value; the table list and the metadata go through sqlite3.
 """
-import json
 import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import adbc_driver_manager as adbc_errors
 import adbc_driver_sqlite.dbapi as adbc
 import polars as pl
 
 from gapprof import trace_schema
+from gapprof.analysis.readers.capture_meta import check_meta, parse_meta
 from gapprof.analysis.readers.compressed import unpacked
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO, GPU_INFO_SCHEMA, GPU_SCHEMA, GRAPH,
                                                 KERNEL, MEMCPY, MEMSET, NVTX, PID_MASK, RANGES_SCHEMA, RUNTIME,
                                                 STRINGS_SCHEMA, RawTrace)
 from gapprof.errors import GapprofError
+from gapprof.input_files import regular_file
 from gapprof.nsight import find_nsys, nsys_export_command
 from gapprof.paths import sibling
 
@@ -93,31 +95,44 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     """Every frame of the export or CUPTI trace at `path` (a .sqlite, a .sqlite.xz, or a .nsys-rep with its export
     beside it), refusing one without the tables attribution needs."""
     path = Path(path)
-    file = sqlite_for(path)
+    file = regular_file(sqlite_for(path))
     if not _is_sqlite(file):
-        raise GapprofError(f"{file}: {NOT_SQLITE}")
-    tables, meta, unparsable = _header(file)
+        raise GapprofError(f"{path}: {NOT_SQLITE}")
+    tables, meta, unparsable = _header(file, path)
     progress(f"reading {file}" + (f" (for {path})" if file != path else ""))
-    with adbc.connect(str(file)) as conn:
-        return RawTrace(path=file, tables=tables, meta=meta, unparsable_meta=unparsable,
-                        ranges=_read(conn, RANGES_QUERY, RANGES_SCHEMA), calls=_api_calls(conn, tables),
-                        gpu=_gpu_ops(conn, tables),
-                        strings=_read(conn, "SELECT id, value FROM StringIds", STRINGS_SCHEMA),
-                        gpu_info=_gpu_info(conn, tables),
-                        open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0],
-                        notes=tuple(note for note in [stale_export_note(path)] if note))
+    try:
+        with adbc.connect(str(file)) as conn:
+            return RawTrace(path=path, tables=tables, meta=meta, unparsable_meta=unparsable,
+                            ranges=_read(conn, RANGES_QUERY, RANGES_SCHEMA), calls=_api_calls(conn, tables),
+                            gpu=_gpu_ops(conn, tables),
+                            strings=_read(conn, "SELECT id, value FROM StringIds", STRINGS_SCHEMA),
+                            gpu_info=_gpu_info(conn, tables),
+                            open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0],
+                            notes=tuple(note for note in [stale_export_note(path)] if note))
+    except (adbc_errors.Error, pl.exceptions.PolarsError) as error:
+        # A damaged page past the header surfaces here, in ADBC's or polars' words; say it as for page 0.
+        raise GapprofError(f"{path}: {unreadable(error)}") from None
 
 
-def _header(file: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
-    """(tables present, metadata, unparsable metadata keys) of an SQLite trace with the tables attribution needs."""
+def unreadable(error: Exception) -> str:
+    """One line for an SQLite file that cannot be read: SQLite's own words, as sqlite3, ADBC or polars passes
+    them on."""
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return f"unreadable SQLite file ({lines[0].removeprefix('got external error: ')})"
+
+
+def _header(file: Path, path: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
+    """(tables present, metadata, unparsable metadata keys) of an SQLite trace with the tables attribution needs;
+    errors name `path`, the trace as given."""
     conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
     try:
         tables = frozenset(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
         meta, unparsable = parse_meta(trace_schema.read_meta_text(conn))
     except sqlite3.DatabaseError as error:
-        raise GapprofError(f"{file}: unreadable SQLite file ({error})") from None
+        raise GapprofError(f"{path}: {unreadable(error)}") from None
     finally:
         conn.close()
+    check_meta(meta, path)
     missing = []
     if KERNEL not in tables and GRAPH not in tables:
         missing.append(f"no {KERNEL} table (capture with `nsys profile -t cuda`)")
@@ -128,20 +143,8 @@ def _header(file: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
     if "StringIds" not in tables:
         missing.append("no StringIds table (not an `nsys export --type sqlite` file)")
     if missing:
-        raise GapprofError(f"{file}: " + "; ".join(missing))
+        raise GapprofError(f"{path}: " + "; ".join(missing))
     return tables, meta, unparsable
-
-
-def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:
-    """The metadata values that are JSON, and the keys of those that are not: a damaged value is left out
-    (the analysis goes on as for a trace without that key) rather than guessed at."""
-    meta, unparsable = {}, []
-    for key, text in stored.items():
-        try:
-            meta[key] = json.loads(text)
-        except json.JSONDecodeError:
-            unparsable.append(key)
-    return meta, tuple(unparsable)
 
 
 def _read(conn, query: str, schema: dict) -> pl.DataFrame:

@@ -43,7 +43,7 @@ SCHEMAS = {"ranges": RANGES_SCHEMA, "calls": API_SCHEMA, "gpu": GPU_SCHEMA, "str
 @dataclass(frozen=True)
 class RawTrace:
     """A trace file as read, before any step is chosen."""
-    path: Path              # the file read (for a .nsys-rep or .sqlite.xz, the SQLite file it stands for)
+    path: Path              # the trace as given (a .nsys-rep or .sqlite.xz, not the SQLite file read for it)
     tables: frozenset       # the tables present, by their nsys names
     meta: dict              # capture metadata, {} for a trace gapprof did not make
     unparsable_meta: tuple[str, ...]  # metadata keys left out because their value is not JSON

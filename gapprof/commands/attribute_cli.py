@@ -8,7 +8,7 @@ from gapprof import render
 from gapprof.analysis import attribution, tables
 from gapprof.analysis.attribution import Options
 from gapprof.analysis.modules import NoModuleRanges
-from gapprof.analysis.plausibility import problems
+from gapprof.analysis.plausibility import check_options, refuse_misfit
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -78,10 +78,9 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
     chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
                              count_embedding=count_embedding, quant=quant, quant_lm_head=quant_lm_head,
                              find_steps=step_source == "auto")
+    check_options(chosen_options)
     result = attribution.analyze(trace, chosen_options, progress)
-    wrong = [] if force else problems(result, model, dtype, ctx, quant, quant_lm_head)
-    if wrong:
-        raise GapprofError("; ".join(wrong) + "; --force shows the split anyway")
+    refuse_misfit(result, chosen_options, force, "--force")
     table_options = tables.TableOptions(full_names=full_names, top=top, per_step=per_step, ncu=ncu_csv,
                                         reference=reference, gpu_profiles=gpu_profiles)
     inputs = tables.Inputs(result, chosen_options, table_options, cost_shown="cost" in shown, progress=progress)
@@ -92,7 +91,8 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
             raise GapprofError(f"{trace}: --tables {name} needs {tables.TABLES[name].needs}")
     sections = [section for name in shown if built[name] for section in built[name].sections]
     notes = [*result.notes, *(note for table in built.values() if table for note in table.notes)]
-    render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None)
+    render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None,
+                inputs=[trace, reference, ncu_csv, *gpu_profiles])
 
 
 def _build(name: str, inputs: tables.Inputs) -> tables.Built | None:

@@ -53,6 +53,8 @@ def _projection_options(f):
 
 
 def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us) -> projection.Knobs:
+    projection.check_what_if({"--launch-cost-scale": launch_cost_scale, "--graph-launch-us": graph_launch_us,
+                              "--fixed-kernel-us": fixed_kernel_us})
     if graphs and graph_launch_us is None:
         raise GapprofError("--graphs needs --graph-launch-us (the CPU cost of one cudaGraphLaunch; "
                            "`gapprof attribute` on a graphs trace shows it in the api table)")
@@ -64,11 +66,11 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
-def _emit(title, shown: cross_gpu.Columns, fmt, output, plot_path) -> None:
+def _emit(title, shown: cross_gpu.Columns, fmt, output, plot_path, inputs) -> None:
     """The column table, one explanation per column against the first, any further sections, and the plot if
-    asked for."""
+    asked for; no output may be one of `inputs`."""
     sections, explained = comparison.sections(shown.columns, title)
-    render.emit(sections + shown.sections, fmt, shown.notes + explained, output)
+    render.emit(sections + shown.sections, fmt, shown.notes + explained, output, inputs=inputs)
     if plot_path is not None:
         progress(f"wrote {plots.anatomy(shown.columns, plot_path)}")
 
@@ -89,7 +91,7 @@ def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embeddi
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
     shown = cross_gpu.compare(traces, Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx,
                                               dtype=dtype, count_embedding=count_embedding), force)
-    _emit("compare", shown, fmt, output, plot_path)
+    _emit("compare", shown, fmt, output, plot_path, traces)
 
 
 @click.command()
@@ -132,7 +134,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     shown = cross_gpu.project(trace, targets, knobs, Options(range_pattern=range_pattern, skip=skip, model=model,
                                                              ctx=ctx, dtype=dtype, count_embedding=count_embedding),
                               force, ncu_csv, reference, gpu_profiles, aggregate=not ratio)
-    _emit("project", shown, fmt, output, plot_path)
+    _emit("project", shown, fmt, output, plot_path, [trace, ncu_csv, reference, *gpu_profiles])
 
 
 @click.command()

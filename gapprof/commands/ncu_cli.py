@@ -73,4 +73,4 @@ def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
         sections, notes = report_sections(csv_path, gpu, reference, model, ctx, top)
     except NoModuleRanges as missing:
         raise options.module_ranges_error(missing) from None
-    render.emit(sections, fmt, notes, output)
+    render.emit(sections, fmt, notes, output, inputs=[csv_path, reference])

@@ -49,4 +49,5 @@ def quant_table(traces, ncu_csvs, references, targets, range_pattern, skip, coun
     specs = [gpus.resolve_gpu(t) for t in targets]
     sections, notes = report(traces, _paired(traces, ncu_csvs, "--ncu"), _paired(traces, references, "--reference"),
                              specs, Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
-    render.emit(sections, fmt, notes, output)
+    given = [Path(path) for path in (*ncu_csvs, *references) if path != "-"]
+    render.emit(sections, fmt, notes, output, inputs=[*traces, *given])

@@ -171,6 +171,6 @@ def sweep_merge(folders, out):
     """
     parts = [_read_sweep(folder) for folder in folders]
     result = merge_sweeps(parts) | {"merged_with": invocation()}
-    for written in result_files.write_sweep(result, out):
+    for written in result_files.write_sweep(result, out, inputs=[folder / "sweep.json" for folder in folders]):
         click.echo(f"wrote {written}")
     click.echo(f"joined {len(result['rows'])} cells from {len(parts)} sweeps")
