@@ -41,8 +41,10 @@ def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, w
        quant_lm_head, device, count_embedding, out):
     """Time runtime A against runtime B in fresh sessions, alternating, and bootstrap the speedup.
 
-    Example: gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
-    (--a graphs --b graphs --quant-b int4: int4 weights against the model's dtype, both under CUDA graphs)
+    \b
+    Examples:
+      gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
+      gapprof ab --a graphs --b graphs --quant-b int4      (int4 weights against the model's dtype)
     """
     options.check_session_device("ab", device)
     base = dict(model=model, ctx=ctx, steps=steps, warmup=warmup, backend="none", dtype=dtype, attn=attn,

@@ -50,7 +50,9 @@ def calibrate(output, quick):
     and bf16 GEMVs (M = 1) at the decode shapes of the shipped models, each fitted as time = fixed + bytes /
     bandwidth. The profile records how long the run took.
 
-    Example: gapprof calibrate
+    \b
+    Example:
+      gapprof calibrate
     """
     options.check_session_device("calibrate")
     from gapprof.profiler import calibrate as benchmarks

@@ -5,9 +5,7 @@ from pathlib import Path
 
 import click
 
-from gapprof import gpus, render
-from gapprof.analysis import comparison, cross_gpu, plots, projection
-from gapprof.analysis.attribution import Options
+from gapprof import gpus
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -52,24 +50,31 @@ def _projection_options(f):
                         help="Target GPU: a key, alias or device name (repeatable).")(f)
 
 
-def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us) -> projection.Knobs:
+def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us):
     if graphs and graph_launch_us is None:
         raise GapprofError("--graphs needs --graph-launch-us (the CPU cost of one cudaGraphLaunch; "
                            "`gapprof attribute` on a graphs trace shows it in the api table)")
     if graph_launch_us is not None and not graphs:
         raise GapprofError("--graph-launch-us is only used with --graphs")
+    from gapprof.analysis import projection
+
     return projection.Knobs(launch_cost_scale=launch_cost_scale,
                              graph_launch_ns=round(graph_launch_us * 1e3) if graphs else None,
                              kernel_scale=projection.parse_kernel_scale(kernel_scale),
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
-def _emit(title, shown: cross_gpu.Columns, fmt, output, plot_path) -> None:
-    """The column table, one explanation per column against the first, any further sections, and the plot if
-    asked for."""
+def _emit(title, shown, fmt, output, plot_path) -> None:
+    """The column table (cross_gpu.Columns), one explanation per column against the first, any further sections,
+    and the plot if asked for."""
+    from gapprof import render
+    from gapprof.analysis import comparison
+
     sections, explained = comparison.sections(shown.columns, title)
     render.emit(sections + shown.sections, fmt, shown.notes + explained, output)
     if plot_path is not None:
+        from gapprof.analysis import plots  # matplotlib: only when a picture is asked for
+
         progress(f"wrote {plots.anatomy(shown.columns, plot_path)}")
 
 
@@ -83,10 +88,18 @@ def _emit(title, shown: cross_gpu.Columns, fmt, output, plot_path) -> None:
 @_output_options
 def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embedding, fmt, output, plot_path):
     """Step anatomy of several TRACES side by side (one column each), with which terms scaled with 1/bandwidth,
-    which stayed constant, and each term's share of the change in floor fraction (against the first trace)."""
+    which stayed constant, and each term's share of the change in floor fraction (against the first trace).
+
+    \b
+    Example:
+      gapprof compare traces/h100.sqlite.xz traces/h200.sqlite.xz
+    """
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
+    from gapprof.analysis import cross_gpu
+    from gapprof.analysis.attribution import Options
+
     shown = cross_gpu.compare(traces, Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx,
                                               dtype=dtype, count_embedding=count_embedding), force)
     _emit("compare", shown, fmt, output, plot_path)
@@ -110,13 +123,22 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     a kernel keeps its fixed part (duration - bytes at the source's achievable bandwidth), rescaled by target /
     source fixed cost per kernel where both GPUs have a measured profile, and moves its bytes at the target's
     achievable bandwidth. A GPU's measured profile (`gapprof calibrate`, shipped or --gpu-profile) gives its
-    achievable bandwidth; without one it is 0.9 x its datasheet peak. The table 'kernel model' says which."""
+    achievable bandwidth; without one it is 0.9 x its datasheet peak. The table 'kernel model' says which.
+
+    \b
+    Examples:
+      gapprof project traces/h100.sqlite.xz --to h200 --to l4
+      gapprof project traces/h100-graphs.sqlite.xz --to h200 --ncu traces/h100-graphs-ncu.csv.gz
+    """
     if fixed_kernel_us and (ncu_csv or reference):
         raise click.UsageError("--fixed-kernel-us is the fixed cost of a kernel without the kernel model; with --ncu "
                                "or --reference each kernel's fixed part comes from the trace")
     options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "--ncu or --reference")
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
+    from gapprof.analysis import cross_gpu
+    from gapprof.analysis.attribution import Options
+
     shown = cross_gpu.project(trace, targets, knobs, Options(range_pattern=range_pattern, skip=skip, model=model,
                                                              ctx=ctx, dtype=dtype, count_embedding=count_embedding),
                               force, ncu_csv, reference, gpu_profiles)
@@ -142,13 +164,22 @@ def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, refer
 
     fraction with --ncu (or --reference): the kernel model of the first trace's kernel mix, as a curve of floor
     fraction against bandwidth with the step time it tends to; the first trace is projected by the model, the
-    others are measured points only."""
+    others are measured points only.
+
+    \b
+    Examples:
+      gapprof plot anatomy traces/h100.sqlite.xz traces/h200.sqlite.xz -o anatomy.png
+      gapprof plot timeline traces/h100-graphs.sqlite.xz --to h200 -o timeline.png
+    """
     if step_index is not None and kind != "timeline":
         raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
     if (ncu_csv or reference) and kind != "fraction":
         raise click.UsageError("--ncu and --reference apply to fraction only")
     options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "fraction with --ncu or --reference")
     specs = [gpus.resolve_gpu(t) for t in targets]
+    from gapprof.analysis import cross_gpu, plots
+    from gapprof.analysis.attribution import Options
+
     read = Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding)
     if kind == "anatomy":
         path = plots.anatomy(cross_gpu.anatomy_columns(traces, specs, read), output)

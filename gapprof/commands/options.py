@@ -82,7 +82,8 @@ RANGE = click.option("--range", "range_pattern", default=STEP_MESSAGE, show_defa
                      help="NVTX message (or torch.profiler record_function name) of a step range, a regular "
                           "expression matching the whole message (any domain).")
 SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
-                    help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
+                    help="Warm-up steps to skip per thread [default: the warm-up the capture recorded; a trace "
+                         "without one skips a tenth of its steps, at least 1 and at most 5].")
 
 
 # The tables of attribute's report, which profile prints too: analysis.tables' registry.
@@ -177,10 +178,18 @@ def module_ranges_error(missing) -> GapprofError:
                         "by position")
 
 
+# The --format an output file's suffix names: a file named otherwise is refused, never written in another format.
+SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown", ".txt": "table"}
+
+
 def check_csv_output(fmt: str, output: Path | None, several: bool, select: str | None = None,
                      flag: str = "-o") -> None:
-    """Before any work: CSV holds one table per file, so several tables need `flag` DIR (or one picked by
-    `select`)."""
+    """Before any work: `flag` FILE's suffix agrees with --format, and as CSV holds one table per file, several
+    tables need `flag` DIR (or one picked by `select`)."""
+    named = SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if named is not None and named != fmt:
+        raise click.UsageError(f"{flag} {output} names {named} output but --format is {fmt}: pass --format {named}, "
+                               "or a file name that fits")
     if fmt == "csv" and several and not render.csv_folder(output):
         choose = f", or pick one table with {select} NAME" if select else ""
         raise click.UsageError(f"--format csv writes one table per file: pass {flag} DIR for DIR/<table>.csv "

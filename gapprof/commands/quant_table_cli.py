@@ -44,7 +44,12 @@ def quant_table(traces, ncu_csvs, references, targets, range_pattern, skip, coun
     of the step), speedup and bytes ratio over the unquantised trace, the largest term above the floor, and with
     --to the step projected to each GPU; beside it the GPU time by kernel class and, for traces with module ranges
     or a --reference, by module kind. `-o results/<gpu>/quant.md --format markdown` (and `.json --format json`)
-    keeps it beside the A/B and sweep results."""
+    keeps it beside the A/B and sweep results.
+
+    \b
+    Example:
+      gapprof quant-table traces/h100-graphs.sqlite.xz traces/h100-graphs-int4.sqlite.xz
+    """
     options.check_csv_output(fmt, output, several=True)
     specs = [gpus.resolve_gpu(t) for t in targets]
     sections, notes = report(traces, _paired(traces, ncu_csvs, "--ncu"), _paired(traces, references, "--reference"),

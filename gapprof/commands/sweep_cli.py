@@ -93,8 +93,9 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
           profile, backend, cell_timeout, out):
     """Time every model x context x runtime cell unprofiled; one row per cell, with its floor fraction.
 
-    Example: gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384
-    --runtime eager,graphs
+    \b
+    Example:
+      gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384 --runtime eager,graphs
     """
     options.check_session_device("sweep", device)
     if profile and not device.startswith("cuda"):
@@ -145,7 +146,9 @@ def _read_sweep(folder: Path) -> dict:
 def sweep_attribute(folder):
     """Attribute the traces of a `gapprof sweep --profile` run in FOLDER and rewrite its sweep outputs.
 
-    Example: gapprof sweep-attribute results/h100-sxm
+    \b
+    Example:
+      gapprof sweep-attribute results/h100-sxm
     """
     from gapprof.analysis.sweep_anatomy import attribute_rows  # polars: not on the GPU image, where sweep runs
 
@@ -167,7 +170,9 @@ def sweep_attribute(folder):
 def sweep_merge(folders, out):
     """Join the sweeps in FOLDERS (parts of one grid run on the same GPU, e.g. a model per call) into one.
 
-    Example: gapprof sweep-merge results/part-a results/part-b -o results/h100-sxm
+    \b
+    Example:
+      gapprof sweep-merge results/part-a results/part-b -o results/h100-sxm
     """
     parts = [_read_sweep(folder) for folder in folders]
     result = merge_sweeps(parts) | {"merged_with": invocation()}
