@@ -150,13 +150,13 @@ def test_notes_name_each_projections_model():
     assert "bandwidth ratio (no --ncu CSV)" not in without_targets
 
 
-README_COMMANDS = [line.strip() for line in (TRACES.parent / "README.md").read_text().splitlines()
+README_COMMANDS = [line.strip() for line in (TRACES.parent / "docs" / "quantisation.md").read_text().splitlines()
                    if line.startswith("    gapprof quant-table traces/")]
 
 
 @pytest.mark.parametrize("command", README_COMMANDS, ids=lambda c: c.split()[2])
 def test_the_shipped_quant_tables_are_what_the_readme_commands_write(command, tmp_path, monkeypatch):
-    """results/<gpu>/quant.md is exactly what its README command writes from the shipped traces now."""
+    """results/<gpu>/quant.md is exactly what its documented command writes from the shipped traces now."""
     args = command.split()[1:]
     shipped = TRACES.parent / args[args.index("-o") + 1]
     args[args.index("-o") + 1] = str(tmp_path / "quant.md")

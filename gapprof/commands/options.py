@@ -14,6 +14,8 @@ from gapprof.quant import INSTALL, METHODS
 from gapprof.runtime_table import ATTENTION_BACKENDS, on_cpu
 
 FORMATS = ("table", "csv", "json", "markdown")
+# Where ab, sweep and calibrate write unless -o says otherwise: beside, never into, the shipped results/ folder.
+RUNS = Path("runs")
 
 # Decode sessions.
 MODEL = click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
