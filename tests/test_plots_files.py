@@ -14,7 +14,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
                                          ("timeline", ["--to", "h200", "--step", "1"])])
 def test_plot_kinds(pair, tmp_path, kind, extra):
     out = tmp_path / f"{kind}.png"
-    result = CliRunner().invoke(main, ["plot", kind, *map(str, pair), "-o", str(out), *extra])
+    traces = pair[:1] if kind == "timeline" else pair  # a timeline draws one trace's step
+    result = CliRunner().invoke(main, ["plot", kind, *map(str, traces), "-o", str(out), *extra])
     assert result.exit_code == 0, result.output
     data = out.read_bytes()
     assert data.startswith(PNG) and len(data) > 5000
@@ -50,6 +51,21 @@ def test_step_refused_outside_timeline(pair, tmp_path, kind):  # noqa: F811
     assert result.stderr.splitlines()[-1] == f"Error: --step applies to timeline only; {kind} draws the mean over " \
                                              "all measured steps"
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("extra, error", [
+    (["timeline", "TRACE", "TRACE"], "timeline draws one step of one trace: pass one TRACE (--to adds its replay on "
+                                     "other GPUs)"),
+    (["fraction", "TRACE", "--ncu", "NCU", "--reference", "TRACE"], "--ncu (measured bytes per kernel) and "
+     "--reference (analytic bytes) are two sources of the same bytes: pass one"),
+])
+def test_what_a_picture_would_drop_is_refused(pair, tmp_path, extra, error):  # noqa: F811
+    ncu = tmp_path / "ncu.csv"
+    ncu.write_text("")
+    args = [str(pair[0]) if a == "TRACE" else str(ncu) if a == "NCU" else a for a in extra]
+    result = CliRunner().invoke(main, ["plot", *args, "-o", str(tmp_path / "p.png")])
+    assert result.exit_code == 2 and "[gapprof]" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"Error: {error}"
 
 
 @pytest.mark.parametrize("name, error", [("p.bmp", "unsupported picture format .bmp; use .png, .svg, .pdf"),

@@ -120,6 +120,9 @@ def test_projecting_to_the_captured_gpu_gives_back_the_unprofiled_step():
                                                   "h100-graphs-nf4 (nf4)"),
     (("h100-graphs", "h200-graphs"), (), "quant-table compares methods on one GPU; these traces differ "
                                          "(h100-graphs: H100 SXM, h200-graphs: H200)"),
+    (("h100", "h100-graphs-int4"), (), "quant-table compares methods under one runtime; these traces differ (h100: "
+                                       "eager, h100-graphs-int4: graphs), so a speedup would mix the method with the "
+                                       "runtime; pass --force to tabulate them anyway"),
     (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-"), "--ncu is given once per trace, in their order (`-` for "
                                                           "none): 2 traces, 1 --ncu"),
     (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-", "--ncu", "missing.csv"), "--ncu missing.csv: no such file"),
@@ -134,6 +137,13 @@ def test_refused_inputs_end_in_one_line(names, extra, message):
     result = run(*traces(*names), *extra)
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == f"Error: {message}"
+
+
+def test_force_tabulates_traces_of_different_runtimes_and_says_so():
+    result = run(*traces("h100", "h100-graphs-int4"), "--force", "--format", "json")
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert "tabulated anyway (--force): runtime differs (h100: eager, h100-graphs-int4: graphs)" in notes
 
 
 def test_notes_name_each_projections_model():

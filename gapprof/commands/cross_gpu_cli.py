@@ -34,6 +34,13 @@ def _kernel_model_options(f):
                                            "part and moves its bytes at the target's achievable bandwidth).")(f)
 
 
+def _one_bytes_source(ncu_csv, reference) -> None:
+    """--ncu and --reference each give the kernel model its bytes per kernel: one is used, so both are refused."""
+    if ncu_csv and reference:
+        raise click.UsageError("--ncu (measured bytes per kernel) and --reference (analytic bytes) are two sources "
+                               "of the same bytes: pass one")
+
+
 def _projection_options(f):
     f = click.option("--fixed-kernel-us", type=click.FloatRange(min=0), default=0.0, show_default=True,
                      help="Time of every kernel that does not scale with bandwidth (a fixed per-kernel cost).")(f)
@@ -130,6 +137,7 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
       gapprof project traces/h100.sqlite.xz --to h200 --to l4
       gapprof project traces/h100-graphs.sqlite.xz --to h200 --ncu traces/h100-graphs-ncu.csv.gz
     """
+    _one_bytes_source(ncu_csv, reference)
     if fixed_kernel_us and (ncu_csv or reference):
         raise click.UsageError("--fixed-kernel-us is the fixed cost of a kernel without the kernel model; with --ncu "
                                "or --reference each kernel's fixed part comes from the trace")
@@ -155,9 +163,11 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
 @click.option("--step", "step_index", type=click.IntRange(min=0), default=None,
               help="timeline only: which measured step, counted from 0 after warm-up (default 0).")
 @_kernel_model_options
+@options.floor_inputs
+@options.FORCE_OVERRIDES
 @_trace_options
-def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, reference, range_pattern, skip,
-         count_embedding):
+def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, reference, model, ctx, dtype, force,
+         range_pattern, skip, count_embedding):
     """Draw KIND for TRACES: anatomy (stacked bar per trace and projection, floor marked), fraction (floor
     fraction vs peak bandwidth, measured and projected), timeline (one step of the first trace: CPU calls above,
     GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it).
@@ -175,17 +185,22 @@ def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, refer
         raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
     if (ncu_csv or reference) and kind != "fraction":
         raise click.UsageError("--ncu and --reference apply to fraction only")
+    if kind == "timeline" and len(traces) > 1:
+        raise click.UsageError("timeline draws one step of one trace: pass one TRACE (--to adds its replay on other "
+                               "GPUs)")
+    _one_bytes_source(ncu_csv, reference)
     options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "fraction with --ncu or --reference")
     specs = [gpus.resolve_gpu(t) for t in targets]
     from gapprof.analysis import cross_gpu, plots
     from gapprof.analysis.attribution import Options
 
-    read = Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding)
+    read = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype,
+                   count_embedding=count_embedding)
     if kind == "anatomy":
-        path = plots.anatomy(cross_gpu.anatomy_columns(traces, specs, read), output)
+        path = plots.anatomy(cross_gpu.anatomy_columns(traces, specs, read, force), output)
     elif kind == "fraction":
-        curves = cross_gpu.fraction_curves(traces, specs or gpus.GPUS, read, ncu_csv, reference, gpu_profiles)
+        curves = cross_gpu.fraction_curves(traces, specs or gpus.GPUS, read, ncu_csv, reference, gpu_profiles, force)
         path = plots.fraction(curves.measured, curves.projected, output, curves.model, curves.unprofiled)
     else:
-        path = plots.timeline(cross_gpu.step_timeline(traces, specs, read, step_index or 0), output)
+        path = plots.timeline(cross_gpu.step_timeline(traces[0], specs, read, step_index or 0, force), output)
     progress(f"wrote {path}")
