@@ -30,6 +30,19 @@ def test_plot_option_on_compare_and_project(pair, tmp_path):
     assert png.read_bytes().startswith(PNG)
 
 
+def test_the_timeline_legend_shows_starved_gaps_as_they_are_shaded(pair, tmp_path, monkeypatch):
+    from gapprof.analysis import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    assert CliRunner().invoke(main, ["plot", "timeline", str(pair[0]), "-o", str(tmp_path / "t.png")]).exit_code == 0
+    fig, = drawn
+    swatch = fig.legends[0].get_patches()[-1]
+    shaded = [p for p in fig.axes[0].patches if p.get_alpha() is not None]
+    assert shaded and fig.legends[0].get_texts()[-1].get_text() == "starved gap"
+    assert {(p.get_facecolor(), p.get_alpha()) for p in shaded} == {(swatch.get_facecolor(), swatch.get_alpha())}
+
+
 def test_timeline_step_out_of_range(pair, tmp_path):
     result = CliRunner().invoke(main, ["plot", "timeline", str(pair[0]), "-o", str(tmp_path / "t.png"),
                                        "--step", "9"])
