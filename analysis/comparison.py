@@ -28,8 +28,10 @@ DEFINITIONS = ("launch call CPU us: mean duration of one launch API call; host C
                "less the time its thread blocked waiting for the GPU, per launch call (all the CPU work of a step, "
                "spread over its launches)")
 MATCH_KEYS = ("model", "ctx", "runtime", "attn")
-# Scaling exponent e with T_B / T_A = (bw_A / bw_B) ** e: 1 scales with 1/bandwidth, 0 stays constant.
-SCALED, CONSTANT = 0.67, 0.33
+# Scaling exponent e with T_B / T_A = (bw_A / bw_B) ** e: 1 scales with 1/bandwidth, 0 stays constant. Across a
+# large bandwidth step a small exponent can still be a large change (x2 over a 10x step is e = 0.3), so a term is
+# called constant only if its time also moved by at most CONSTANT_CHANGE.
+SCALED, CONSTANT, CONSTANT_CHANGE = 0.67, 0.33, 0.10
 NEGLIGIBLE = 0.01  # of wall, in both columns
 
 
@@ -37,10 +39,11 @@ NEGLIGIBLE = 0.01  # of wall, in both columns
 class Column:
     label: str
     values: dict  # ROWS -> value (None when unknown)
+    replayed: bool = False  # a projection: the replay holds the source's CPU time fixed
 
 
 def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float | None, table: pl.DataFrame,
-           unprofiled_ms: float | None = None) -> Column:
+           unprofiled_ms: float | None = None, replayed: bool = False) -> Column:
     """table: measured (or replayed) steps with the anatomy, floor and `wait` columns. Host time is the wall
     less the time blocked waiting for the GPU: the CPU work of the step thread. unprofiled_ms: the mean step
     without the profiler (measured at capture, or estimated for a projection), where known."""
@@ -56,7 +59,7 @@ def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float |
         "launch call CPU us": cpu_us_per_launch(table),
         "host CPU us per launch": (table["wall"] - table["wait"]).sum() / launches / 1e3 if launches else None,
     }
-    return Column(label, values)
+    return Column(label, values, replayed)
 
 
 def _text(value) -> str:
@@ -91,14 +94,14 @@ def _exponent(a: float, b: float, bw_ratio: float) -> float | None:
     return math.log(b / a) / math.log(1 / bw_ratio)
 
 
-def _verdict(exponent: float | None, negligible: bool) -> str:
+def _verdict(exponent: float | None, ratio: float | None, negligible: bool) -> str:
     if negligible:
         return "negligible"
     if exponent is None:
         return "-"
     if exponent >= SCALED:
         return "scaled with 1/bandwidth"
-    if abs(exponent) <= CONSTANT:
+    if abs(exponent) <= CONSTANT and abs(ratio - 1) <= CONSTANT_CHANGE:
         return "constant"
     return "partly scaled" if exponent > 0 else "moved against 1/bandwidth"
 
@@ -119,15 +122,18 @@ def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
     bw_a, bw_b = a.values["peak GB/s"], b.values["peak GB/s"]
     bw_ratio = bw_b / bw_a if bw_a and bw_b else 1.0
     parts = contributions(a, b)
-    rows, scaled, constant, against = [], [], [], []
+    # A replay holds the CPU time fixed: its CPU terms move only with the GPU's timing, never with a host CPU.
+    cpu_verdict = "CPU time held by the replay" if b.replayed else "follows the host CPU"
+    rows, scaled, partly, constant, against = [], [], [], [], []
     for term in TERMS:
         va, vb = a.values[f"{term} ms"], b.values[f"{term} ms"]
-        e = _exponent(va, vb, bw_ratio)
+        e, ratio = _exponent(va, vb, bw_ratio), vb / va if va else None
         negligible = max(va / a.values["wall ms"], vb / b.values["wall ms"]) < NEGLIGIBLE
-        verdict = "follows the host CPU" if term in CPU_TERMS and not negligible else _verdict(e, negligible)
-        groups = {"scaled with 1/bandwidth": scaled, "constant": constant, "moved against 1/bandwidth": against}
+        verdict = cpu_verdict if term in CPU_TERMS and not negligible else _verdict(e, ratio, negligible)
+        groups = {"scaled with 1/bandwidth": scaled, "partly scaled": partly, "constant": constant,
+                  "moved against 1/bandwidth": against}
         groups.get(verdict, []).append(term)
-        rows.append({"term": term, f"{a.label} ms": va, f"{b.label} ms": vb, "ratio": vb / va if va else None,
+        rows.append({"term": term, f"{a.label} ms": va, f"{b.label} ms": vb, "ratio": ratio,
                      "exponent": e, "verdict": verdict, "floor fraction change pp": 100 * parts[term]})
     frame = pl.DataFrame(rows, schema={"term": pl.String, f"{a.label} ms": pl.Float64, f"{b.label} ms": pl.Float64,
                                        "ratio": pl.Float64, "exponent": pl.Float64, "verdict": pl.String,
@@ -139,15 +145,20 @@ def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
              f"({100 * (fb - fa):+.1f} pp)."]
     if scaled:
         lines.append(f"Scaled with 1/bandwidth (exponent >= {SCALED}): {', '.join(scaled)}.")
+    if partly:
+        lines.append(f"Partly scaled with 1/bandwidth: "
+                     + ", ".join(f"{t} {_times(rows[TERMS.index(t)]['ratio'])}" for t in partly) + ".")
     if constant:
-        lines.append(f"Stayed constant in absolute time (|exponent| <= {CONSTANT}): {', '.join(constant)}.")
+        lines.append(f"Stayed constant in absolute time (|exponent| <= {CONSTANT}, within "
+                     f"{CONSTANT_CHANGE:.0%}): {', '.join(constant)}.")
     if against:
         way = "Grew although bandwidth rose" if bw_ratio > 1 else "Shrank although bandwidth fell"
         lines.append(f"{way}: {', '.join(against)}.")
-    cpu = [t for t in CPU_TERMS if rows[TERMS.index(t)]["verdict"] == "follows the host CPU"]
+    cpu = [t for t in CPU_TERMS if rows[TERMS.index(t)]["verdict"] == cpu_verdict]
     if cpu:
-        lines.append("CPU time, which follows the host CPU and not the bandwidth: "
-                     + ", ".join(f"{t} {_times(rows[TERMS.index(t)]['ratio'])}" for t in cpu) + ".")
+        lead = ("CPU-side time, replayed with the source's CPU time, so moved only by the GPU's timing: "
+                if b.replayed else "CPU time, which follows the host CPU and not the bandwidth: ")
+        lines.append(lead + ", ".join(f"{t} {_times(rows[TERMS.index(t)]['ratio'])}" for t in cpu) + ".")
     lines.append("Change in floor fraction by term (time that did not keep pace with the floor): "
                  + ", ".join(f"{t} {100 * v:+.1f} pp" for t, v in ranked[:4]) + ".")
     return frame, lines

@@ -59,9 +59,10 @@ def project(path: Path, targets: Sequence[str], knobs: projection.Knobs, options
     return Columns(columns, notes + said, [(title, table)])
 
 
-def anatomy_columns(paths: Sequence[Path], specs: Sequence[GpuSpec], options: Options) -> list[comparison.Column]:
+def anatomy_columns(paths: Sequence[Path], specs: Sequence[GpuSpec], options: Options,
+                    force: bool = False) -> list[comparison.Column]:
     """`gapprof plot anatomy`: every trace's measured column, then each one's projections to `specs`."""
-    loaded = load(paths, options)
+    loaded = load(paths, options, force)
     projections = projected_columns(loaded, specs, projection.Knobs(), progress)
     return [measured_column(x) for x in loaded] + [c for cs in projections.values() for c in cs]
 
@@ -76,11 +77,12 @@ class FractionCurves:
 
 
 def fraction_curves(paths: Sequence[Path], specs: Sequence[GpuSpec], options: Options, ncu_csv: Path | None = None,
-                    reference: Path | None = None, gpu_profiles: Sequence[Path] = ()) -> FractionCurves:
+                    reference: Path | None = None, gpu_profiles: Sequence[Path] = (),
+                    force: bool = False) -> FractionCurves:
     """`gapprof plot fraction`: every trace measured and projected to `specs`; with bytes per kernel, the first
     trace's kernel model, only its projections, and the unprofiled steps' fractions where the traces recorded
     them."""
-    loaded = load(paths, options)
+    loaded = load(paths, options, force)
     measured = [measured_column(x) for x in loaded]
     if ncu_csv is None and reference is None:
         return FractionCurves(measured, projected_columns(loaded, specs, projection.Knobs(), progress))
@@ -101,6 +103,7 @@ def fraction_curves(paths: Sequence[Path], specs: Sequence[GpuSpec], options: Op
     return FractionCurves(measured, projections, model, unprofiled)
 
 
-def step_timeline(paths: Sequence[Path], specs: Sequence[GpuSpec], options: Options, step_index: int) -> list:
-    """`gapprof plot timeline`: timeline_panels of the first trace."""
-    return timeline_panels(load(paths, options)[0], specs, projection.Knobs(), step_index)
+def step_timeline(path: Path, specs: Sequence[GpuSpec], options: Options, step_index: int,
+                  force: bool = False) -> list:
+    """`gapprof plot timeline`: timeline_panels of the trace at `path`."""
+    return timeline_panels(load([path], options, force)[0], specs, projection.Knobs(), step_index)

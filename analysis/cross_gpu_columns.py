@@ -60,8 +60,8 @@ def load(paths: Sequence[Path], options: Options, force: bool = False) -> list[L
     for label, path in zip(labels(paths), paths):
         analysis = analyze(Path(path), options)
         if analysis.floor is None:
-            raise GapprofError(f"{path}: no floor (no gapprof metadata); compare and project need the model "
-                               "(their --model and --ctx give it)")
+            raise GapprofError(f"{path}: no floor (no gapprof metadata): pass the model and the context at its "
+                               "first measured step, --model and --ctx")
         out.append(Loaded(label, analysis, launch_timeline.build(analysis)))
     overrides = dict(model=options.model, ctx=options.ctx, dtype=options.dtype)
     if any(v is not None for v in overrides.values()) and not force:
@@ -157,7 +157,7 @@ def projected(loaded: Loaded, target: GpuSpec, knobs: projection.Knobs) -> tuple
     wall, busy = table["wall"].mean() / 1e6, table["busy"].mean() / 1e6
     plain = wall - min(effect, wall - busy) if effect is not None else None
     column = comparison.column(f"{loaded.label} on {target.key} (projected)", f"{target.label} (projected)",
-                               float(target.peak_gbps), None, table, plain)
+                               float(target.peak_gbps), None, table, plain, replayed=True)
     return column, table
 
 

@@ -19,6 +19,8 @@ from gapprof.analysis.fraction_model import FractionModel
 from gapprof.errors import GapprofError
 from gapprof.output_files import write_files
 
+# The timeline's starved gaps: the legend's swatch is drawn as the shading is, colour and transparency.
+STARVED_SHADE = {"color": "#d62728", "alpha": 0.25}
 COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
           "tail": "#c7c7c7"}
 CALL_COLORS = {"launch": "#2ca02c", "graph launch": "#2ca02c", "sync": "#9467bd", "memcpy": "#8c564b"}
@@ -149,14 +151,14 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
         ax.broken_barh(list(zip(o["s"], o["w"])), (0.1, 0.8), facecolors="#1f77b4", edgecolor="none")
         starved = ops.filter(pl.col("starved")).select(e=ms("start"), w=pl.col("gap") / 1e6)
         for end, width in starved.iter_rows():
-            ax.axvspan(end - width, end, ymin=0.0, ymax=0.5, color="#d62728", alpha=0.25, linewidth=0)
+            ax.axvspan(end - width, end, ymin=0.0, ymax=0.5, linewidth=0, **STARVED_SHADE)
         ax.set_xlim(0, span)
         ax.set_ylim(0, 2)
         ax.set_yticks([0.5, 1.5], ["GPU ops", "CPU calls"])
         ax.set_title(title, fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("ms from step start")
-    colors = ("#2ca02c", "#9467bd", "#8c564b", OTHER_CALL, "#1f77b4", "#d62728")
-    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colors]
+    colors = ("#2ca02c", "#9467bd", "#8c564b", OTHER_CALL, "#1f77b4")
+    handles = [Rectangle((0, 0), 1, 1, color=c) for c in colors] + [Rectangle((0, 0), 1, 1, **STARVED_SHADE)]
     fig.legend(handles, ["launch call", "sync call", "memcpy call", "other call", "GPU op", "starved gap"],
                loc="upper right", ncol=6, fontsize=8)
     return _save(fig, path)

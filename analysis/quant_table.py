@@ -147,15 +147,31 @@ def module_changes(loaded: list[Loaded], references: list) -> pl.DataFrame | Non
     return _with_busy_row(wide.fill_null(0.0), "kind")
 
 
+def _check_runtime(loaded: list[Loaded], force: bool) -> list[str]:
+    """One runtime, as compare asks: a method's row against a baseline of another runtime would credit the method
+    with what the runtime changes (CUDA graphs against eager launches). Refused unless force; notes otherwise."""
+    runtimes = {x.label: x.analysis.frames.trace.meta.get("runtime") for x in loaded}
+    if len(set(runtimes.values())) == 1:
+        return []
+    found = ", ".join(f"{label}: {runtime or 'not recorded'}" for label, runtime in runtimes.items())
+    if not force:
+        raise GapprofError(f"quant-table compares methods under one runtime; these traces differ ({found}), so a "
+                           "speedup would mix the method with the runtime; pass --force to tabulate them anyway")
+    return [f"tabulated anyway (--force): runtime differs ({found})"]
+
+
 def report(paths: Sequence[Path], ncu_csvs: Sequence[Path | None], references: Sequence[Path | None],
-           specs: Sequence[GpuSpec], options: Options) -> tuple[list[tuple[str, pl.DataFrame]], list[str]]:
+           specs: Sequence[GpuSpec], options: Options,
+           force: bool = False) -> tuple[list[tuple[str, pl.DataFrame]], list[str]]:
     """`gapprof quant-table`: sections (the table, kernel classes, and modules where a trace has module labels) and
-    notes; ncu_csvs and references hold one file or None per trace, in their order."""
-    loaded = [with_bytes_per_kernel(x, csv, None, options.range_pattern)
-              for x, csv in zip(load(paths, options), ncu_csvs)]
+    notes; ncu_csvs and references hold one file or None per trace, in their order. Traces of different runtimes,
+    and floor overrides that contradict a capture, are refused unless force."""
+    traces = load(paths, options, force)
+    forced = _check_runtime(traces, force)
+    loaded = [with_bytes_per_kernel(x, csv, None, options.range_pattern) for x, csv in zip(traces, ncu_csvs)]
     labelled = [analyze_reference(r, options.range_pattern) for r in references]
     projected = projected_columns(loaded, specs, projection.Knobs(), progress)
-    notes = [NOTE] + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
+    notes = [NOTE] + forced + [f"{x.label}: kernel model, bytes per kernel {x.bytes_source}" if x.bytes_source else
                       f"{x.label}: projected by the bandwidth ratio (no --ncu CSV): each kernel's whole duration, "
                       f"fixed cost included, scales with the peak bandwidths: too long on a slower GPU, too short on "
                       f"a faster one"

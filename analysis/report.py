@@ -38,14 +38,17 @@ class Report:
     """
 
     def __init__(self, result: Attribution, options: Options = Options(),
-                 table_options: TableOptions = TableOptions()):
+                 table_options: TableOptions = TableOptions(), source: Path | None = None):
         self.attribution = result  # frames, per-step table, ops, calls and floor, for analyses of one's own
+        # The path as the caller gave it: a .sqlite.xz is read from a temporary unpacked copy, a .nsys-rep from
+        # the export beside it.
+        self.source = source or result.frames.trace.path
         self._inputs = Inputs(result, options, table_options, cost_shown=table_options.ncu is not None)
         self._built: dict[str, Built] = {}
 
     def __repr__(self) -> str:
         result = self.attribution
-        return f"<gapprof Report of {result.frames.trace.path}: {result.measured.height} measured steps>"
+        return f"<gapprof Report of {self.source}: {result.measured.height} measured steps>"
 
     def __getattr__(self, attribute: str) -> pl.DataFrame:
         names = _table_names()
@@ -53,7 +56,7 @@ class Report:
             raise AttributeError(f"'Report' has no attribute {attribute!r}")
         built = self.table(names[attribute])
         if built.frame is None:
-            raise GapprofError(f"{self.attribution.frames.trace.path}: no {attribute} table; {' '.join(built.notes)}")
+            raise GapprofError(f"{self.source}: no {attribute} table; {' '.join(built.notes)}")
         return built.frame
 
     def __dir__(self) -> list[str]:
@@ -65,7 +68,7 @@ class Report:
         if name not in self._built:
             built = TABLES[name].build(self._inputs)
             if built is None:
-                raise GapprofError(f"{self.attribution.frames.trace.path}: {api_name(name)} needs "
+                raise GapprofError(f"{self.source}: {api_name(name)} needs "
                                    f"{TABLES[name].needs}")
             self._built[name] = built
         return self._built[name]
@@ -105,7 +108,7 @@ def attribute(path, force: bool = False, **options) -> Report:
     check_options(chosen)
     result = attribution.analyze(path, chosen)
     refuse_misfit(result, chosen, force, "force=True")
-    return Report(result, chosen, TableOptions(**table_options))
+    return Report(result, chosen, TableOptions(**table_options), Path(path))
 
 
 def _existing(option: str, path) -> Path:

@@ -18,4 +18,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    """The public names only: not the submodules imported along the way, nor this module's machinery."""
+    return sorted(["__version__", *_API])

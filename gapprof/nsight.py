@@ -34,9 +34,10 @@ def find_tool(name: str, env_var: str, install_globs: list[str], product: str, a
                        f"(looked in {', '.join(install_globs)}){alternative}")
 
 
-def find_nsys() -> str:
-    """GAPPROF_NSYS, then PATH, then the usual install folders."""
-    return find_tool("nsys", "GAPPROF_NSYS", NSYS_GLOBS, "Nsight Systems", "; or use --backend cupti")
+def find_nsys(alternative: str = "") -> str:
+    """GAPPROF_NSYS, then PATH, then the usual install folders; `alternative` ends the error with what the calling
+    command can do without nsys (only an option it has)."""
+    return find_tool("nsys", "GAPPROF_NSYS", NSYS_GLOBS, "Nsight Systems", alternative)
 
 
 def find_ncu() -> str:

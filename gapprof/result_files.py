@@ -155,7 +155,7 @@ def plot_sweep(result: dict, file: BinaryIO) -> None:
     """Floor fraction against context, one line per model and runtime, as PNG into `file`."""
     from matplotlib.figure import Figure  # not pyplot: no display backend is chosen
 
-    fig = Figure(figsize=(7, 4.5))
+    fig = Figure(figsize=(9, 4.5))  # room for the legend beside the axes
     ax = fig.subplots()
     series = {}
     for row in result["rows"]:
@@ -166,7 +166,7 @@ def plot_sweep(result: dict, file: BinaryIO) -> None:
         ax.plot(ctx, fraction, marker="o", label=label)
     if series:
         ax.set_xscale("log", base=2)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the axes, off the points
     else:
         ax.text(0.5, 0.5, "no cell with a known floor (no timed cell on a GPU in the datasheet table)",
                 ha="center", va="center", transform=ax.transAxes)

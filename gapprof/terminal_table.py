@@ -14,13 +14,35 @@ ELLIPSIS = "..."
 MIN_TEXT = 20
 
 
-def shorten(value: str, width: int) -> str:
-    """value, or its start and end joined by an ellipsis in `width` characters (width > len(ELLIPSIS))."""
+def shorten(value: str, width: int, head: int | None = None) -> str:
+    """value, or its first `head` characters (default: half of what fits) and its end joined by an ellipsis in
+    `width` characters (width > len(ELLIPSIS))."""
     if len(value) <= width:
         return value
     kept = width - len(ELLIPSIS)
-    head = (kept + 1) // 2
+    head = (kept + 1) // 2 if head is None else head
     return value[:head] + ELLIPSIS + value[len(value) - (kept - head):]
+
+
+def shorten_distinct(values: list[str], width: int) -> list[str]:
+    """Each value shortened as `shorten` does, except that different values never print alike (two kernels whose
+    names differ only in the middle): where they would, their ellipsis moves towards the start or the end, as
+    little as it takes, to keep where they differ."""
+    out = [shorten(v, width) for v in values]
+    alike: dict[str, set[str]] = {}
+    for value, short in zip(values, out):
+        alike.setdefault(short, set()).add(value)
+    kept = width - len(ELLIPSIS)
+    for short, originals in alike.items():
+        if len(originals) < 2:
+            continue
+        taken = set(out) - {short}
+        for head in sorted(range(kept + 1), key=lambda h: abs(h - (kept + 1) // 2)):
+            moved = {v: shorten(v, width, head) for v in originals}
+            if len(set(moved.values())) == len(originals) and not taken & set(moved.values()):
+                out = [moved[v] if s == short else s for v, s in zip(values, out)]
+                break
+    return out
 
 
 def wrapped(value: str, width: int) -> list[str]:
@@ -66,8 +88,9 @@ def _blocks(widths: list[int], width: int) -> list[list[int]]:
 
 def _block(rows: list[list[str]], numeric: list[bool], widths: list[int], columns: list[int], wrap: bool) -> str:
     lines = []
-    for row in rows:
-        cells = [wrapped(row[i], widths[i]) if wrap else [shorten(row[i], widths[i])] for i in columns]
+    shortened = {i: shorten_distinct([row[i] for row in rows], widths[i]) for i in columns if not wrap}
+    for r, row in enumerate(rows):
+        cells = [wrapped(row[i], widths[i]) if wrap else [shortened[i][r]] for i in columns]
         for parts in zip_longest(*cells, fillvalue=""):
             lines.append(GAP.join(part.rjust(widths[i]) if numeric[i] else part.ljust(widths[i])
                                   for part, i in zip(parts, columns)).rstrip())

@@ -55,7 +55,7 @@ def export_sqlite(nsys: str, report: Path, sqlite_path: Path) -> None:
 
 def capture_with_nsys(request, output: Path, command: str) -> tuple[Path, Path, dict]:
     """Profile `request` in a child process under nsys; return the .nsys-rep, .sqlite and metadata."""
-    nsys = find_nsys()
+    nsys = find_nsys("; or use --backend cupti")
     base, report, sqlite_path = report_paths(output)
     base.parent.mkdir(parents=True, exist_ok=True)
     started = time.time() - 1  # file times may be coarser than the clock

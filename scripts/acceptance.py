@@ -1,12 +1,12 @@
-"""GPU acceptance run: every GPU-side command of the README as the README writes it, then the analyses.
+"""GPU acceptance run: every GPU-side command of the documentation as it is written there, then the analyses.
 
     python3 scripts/acceptance.py gpu WORKDIR [--part K/N [--balance results/<gpu>/acceptance.md]]   # GPU machine
     python3 scripts/acceptance.py gpu WORKDIR --remaining    # then: what a share cut short did not run
     python3 scripts/acceptance.py report WORKDIR             # where polars is: the analyses, then the log
 
-The GPU-side commands are read from README.md itself (indented code lines that start with `gapprof capture`,
+The GPU-side commands are read from README.md and the pages of docs/ (acceptance_plan.DOCUMENTED) (indented code lines that start with `gapprof capture`,
 `gapprof ncu`, `gapprof ab`, `gapprof sweep`, `gapprof calibrate` or `gapprof profile`, and the GPU install line),
-so the run follows the README as it stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3,
+so the run follows the documentation as it stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3,
 --sessions to 2, --launch-count to 100, comma lists of --models/--ctx to their first item, calibrate gets --quick;
 NAME becomes a dotted name, and a repository file that a profiled program runs (examples/...) is named by its
 absolute path. The log records the commit that ran: GAPPROF_COMMIT, else `git rev-parse HEAD` where the copy has its
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # acceptance_plan, beside this file, however it is loaded
-from acceptance_plan import (REPO, is_install, logged_seconds, part_of, readme_gpu_commands, remaining,  # noqa: E402
+from acceptance_plan import (REPO, is_install, logged_seconds, part_of, documentation, documented_gpu_commands, remaining,  # noqa: E402
                              shrink)
 
 LOG = "acceptance.jsonl"
@@ -90,12 +90,12 @@ def logged_commands(workdir: Path) -> set[str]:
 
 
 def gpu_phase(workdir: Path, select: Callable[[list[str]], list[str]]) -> int:
-    """Run the README GPU commands that `select` picks (part_of's share, or remaining), each logged."""
+    """Run the documented GPU commands that `select` picks (part_of's share, or remaining), each logged."""
     workdir.mkdir(parents=True, exist_ok=True)
-    commands = readme_gpu_commands((REPO / "README.md").read_text())
+    commands = documented_gpu_commands(documentation())
     chosen = select(commands)
     if not chosen:
-        print(f"every GPU command of the README has a record in {workdir / LOG}: none remains")
+        print(f"every documented GPU command has a record in {workdir / LOG}: none remains")
         return 0
     with open(workdir / LOG, "a") as log:
         log.write(json.dumps(machine_facts()) + "\n")
@@ -110,7 +110,7 @@ def gpu_phase(workdir: Path, select: Callable[[list[str]], list[str]]) -> int:
 
 
 def analyses(gpu_records: list[dict]) -> list[str]:
-    """The analysis commands for what the GPU commands wrote: a .nsys-rep is read as the README reads one (through
+    """The analysis commands for what the GPU commands wrote: a .nsys-rep is read as the documentation reads one (through
     the .sqlite beside it), a profiled sweep through `sweep-attribute`."""
     commands = []
     for record in gpu_records:
@@ -146,7 +146,7 @@ def markdown(records: list[dict]) -> str:
     failed = sum(r["exit"] != 0 for r in steps)
     lines = [f"# GPU acceptance run: {machine['gpu_name']}", "",
              f"{machine['date']}, driver {machine['driver']}, Python {machine['python']}. Produced by "
-             "`python3 scripts/acceptance.py gpu WORKDIR` on the GPU machine (the README's GPU-side commands, "
+             "`python3 scripts/acceptance.py gpu WORKDIR` on the GPU machine (the documented GPU-side commands, "
              "sizes shrunk as that script's docstring says) and `python3 scripts/acceptance.py report WORKDIR` on a "
              "CPU machine with the analysis install. Paths are relative to WORKDIR.", "",
              f"Code: {_commit_line(machine.get('commit'))}.", "",

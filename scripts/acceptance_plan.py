@@ -1,5 +1,5 @@
-"""Which README commands an acceptance run runs, and at what size (scripts/acceptance.py's docstring says how):
-the GPU-side lines of the README, shrunk; the shares of a run split into parts, balanced by an earlier run's
+"""Which documented commands an acceptance run runs, and at what size (scripts/acceptance.py's docstring says how):
+the GPU-side lines of README.md and the pages of docs/, shrunk; the shares of a run split into parts, balanced by an earlier run's
 seconds; and what a share cut short left."""
 import re
 import shlex
@@ -21,9 +21,19 @@ def is_install(command: str) -> bool:
     return command.startswith("python3 -m pip")
 
 
-def readme_gpu_commands(readme: str) -> list[str]:
-    """The GPU install line, then the GPU-side gapprof commands in the README's code blocks, in order, once each."""
-    found = list(dict.fromkeys(m.group(1).strip() for m in map(GPU_COMMAND.match, readme.splitlines()) if m))
+# The pages whose commands an acceptance run follows, in the order the README's contents list them.
+DOCUMENTED = ("README.md", "docs/user-guide.md", "docs/commands.md", "docs/model.md", "docs/results.md",
+              "docs/lean-runtime.md", "docs/quantisation.md", "docs/acceptance.md")
+
+
+def documentation() -> str:
+    """README.md and the pages of docs/ that hold commands, one after the other."""
+    return "\n\n".join((REPO / page).read_text() for page in DOCUMENTED)
+
+
+def documented_gpu_commands(text: str) -> list[str]:
+    """The GPU install line, then the GPU-side gapprof commands in the code blocks of `text`, in order, once each."""
+    found = list(dict.fromkeys(m.group(1).strip() for m in map(GPU_COMMAND.match, text.splitlines()) if m))
     return sorted(found, key=lambda command: not is_install(command))
 
 
@@ -53,7 +63,7 @@ def part_of(commands: list[str], part: int, parts: int, seconds: dict[str, float
     """The install line(s) and the `part`-th (1-based) of `parts` shares of the other commands: one share of the
     run for a machine whose commands may not run long enough for all of it. With `seconds` (logged_seconds of an
     earlier run; a command not in it counts UNKNOWN_SECONDS) the shares are balanced by time, longest command
-    first to the share with the least so far; without, every `parts`-th command. README order within a share."""
+    first to the share with the least so far; without, every `parts`-th command. Documented order within a share."""
     installs = [c for c in commands if is_install(c)]
     others = [c for c in commands if c not in installs]
     if seconds is None:
@@ -68,7 +78,7 @@ def part_of(commands: list[str], part: int, parts: int, seconds: dict[str, float
 
 def remaining(commands: list[str], logged: set[str]) -> list[str]:
     """The install line(s) and the commands that `logged` (the commands WORKDIR's log has a record of) lacks: what a
-    share cut short by its time guard left, in README order; nothing when none is left. A command that ran and
+    share cut short by its time guard left, in documented order; nothing when none is left. A command that ran and
     failed has its record and is not run again."""
     installs = [c for c in commands if is_install(c)]
     left = [c for c in commands if c not in installs and shrink(c, commands.index(c)) not in logged]

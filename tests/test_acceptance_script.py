@@ -1,4 +1,4 @@
-"""The GPU acceptance script reads its commands from the README: it must find every GPU-side path there."""
+"""The GPU acceptance script reads its commands from the documentation: it must find every GPU-side path there."""
 import importlib.util
 import sys
 from pathlib import Path
@@ -11,8 +11,8 @@ acceptance = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(acceptance)
 
 
-def test_the_readme_names_every_gpu_side_path_the_run_must_cover():
-    commands = acceptance.readme_gpu_commands((REPO / "README.md").read_text())
+def test_the_documentation_names_every_gpu_side_path_the_run_must_cover():
+    commands = acceptance.documented_gpu_commands(acceptance.documentation())
     assert commands[0] == "python3 -m pip install --no-deps --no-build-isolation -e ."
     assert "gapprof capture --model qwen2.5-7b" in commands  # the design card's command, default output
     captures = [c for c in commands if c.startswith("gapprof capture")]
@@ -76,7 +76,7 @@ def test_parts_balance_by_an_earlier_runs_seconds():
     commands = ["python3 -m pip install -e .", "gapprof b", "gapprof capture -o traces/NAME.nsys-rep", "gapprof a",
                 "gapprof new"]
     # Longest first to the lightest share: a (100) -> 1, new (60, unknown) -> 2, capture (40.5) -> 2 (then 100.5),
-    # b (30) -> 1; each share in README order.
+    # b (30) -> 1; each share in documented order.
     assert acceptance.part_of(commands, 1, 2, seconds) == ["python3 -m pip install -e .", "gapprof b", "gapprof a"]
     assert acceptance.part_of(commands, 2, 2, seconds) == ["python3 -m pip install -e .",
                                                            "gapprof capture -o traces/NAME.nsys-rep", "gapprof new"]
@@ -119,7 +119,7 @@ def _log(workdir: Path, commands: list[str]) -> None:
 
 
 def test_remaining_after_a_share_cut_short_runs_its_last_commands(monkeypatch, tmp_path):
-    readme = acceptance.readme_gpu_commands((REPO / "README.md").read_text())
+    readme = acceptance.documented_gpu_commands(acceptance.documentation())
     shrunk = [acceptance.shrink(c, i) for i, c in enumerate(readme) if not c.startswith("python3 -m pip")]
     _log(tmp_path, shrunk[:-2])  # a failed command (exit 1) has its record: it is not run again
     ran = []
@@ -131,7 +131,7 @@ def test_remaining_after_a_share_cut_short_runs_its_last_commands(monkeypatch, t
 
 
 def test_remaining_with_nothing_left_runs_nothing(monkeypatch, tmp_path, capsys):
-    readme = acceptance.readme_gpu_commands((REPO / "README.md").read_text())
+    readme = acceptance.documented_gpu_commands(acceptance.documentation())
     _log(tmp_path, [acceptance.shrink(c, i) for i, c in enumerate(readme)])
     before = (tmp_path / "acceptance.jsonl").read_text()
     monkeypatch.setattr(acceptance, "run_logged", lambda *a: pytest.fail("a command was run"))

@@ -84,7 +84,7 @@ def test_calibrate_without_a_gpu_says_so_in_one_line(tmp_path, monkeypatch):
     torch = sys.modules.get("torch")
     if torch is not None and not torch.cuda.is_available():
         assert "needs a CUDA GPU: no CUDA device is visible to torch" in result.output
-    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.fixture
@@ -105,12 +105,12 @@ def test_calibrate_writes_the_profile_where_analysis_finds_it(tmp_path, monkeypa
     monkeypatch.setattr(sys, "argv", ["gapprof", "calibrate"])  # the command line the profile records
     result = CliRunner().invoke(main, ["calibrate"])
     assert result.exit_code == 0, result.output
-    path = tmp_path / "results" / "h200" / "calibration.json"
+    path = tmp_path / "runs" / "h200" / "calibration.json"
     found = gpu_profile.read(path)
     assert found.doc["command"] == "gapprof calibrate" and found.doc["settings"]["quick"] is False
     assert found.doc["settings"]["repeats"] == plan.Settings().repeats
     assert found.read_gbps == pytest.approx(4400.0) and found.fixed_us_graph == 1.5
-    assert "wrote results/h200/calibration.json" in result.output
+    assert "wrote runs/h200/calibration.json" in result.output
     assert "4,400 (0.92 x datasheet 4,800)" in result.output
     assert "gapprof/gpu_profiles/h200.json" in result.output
 
@@ -119,7 +119,7 @@ def test_quick_calibration_goes_to_its_own_file_and_says_so(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["calibrate", "--quick"])
     assert result.exit_code == 0, result.output
-    doc = json.loads((tmp_path / "results" / "h200" / "calibration-quick.json").read_text())
+    doc = json.loads((tmp_path / "runs" / "h200" / "calibration-quick.json").read_text())
     assert doc["settings"] == {"repeats": plan.QUICK.repeats, "quick": True}
     assert "--quick" in result.output
     result = CliRunner().invoke(main, ["calibrate", "-o", str(tmp_path / "missing" / "p.json")])

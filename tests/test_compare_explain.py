@@ -9,13 +9,13 @@ from conftest import gpu_bound, with_meta
 from synthetic import TraceBuilder
 
 
-def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0) -> comparison.Column:
+def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0, replayed=False) -> comparison.Column:
     wall = floor + excess + starved + latency + head + tail
     values = {r: None for r in comparison.ROWS}
     values.update({"peak GB/s": bw, "floor ms": floor, "excess ms": excess, "busy ms": floor + excess,
                    "starved ms": starved, "latency ms": latency, "head ms": head, "tail ms": tail, "wall ms": wall,
                    "floor fraction": floor / wall})
-    return comparison.Column(label, values)
+    return comparison.Column(label, values, replayed)
 
 
 def test_cpu_bound_pair_starved_follows_the_cpu_and_carries_the_fall():
@@ -30,6 +30,29 @@ def test_cpu_bound_pair_starved_follows_the_cpu_and_carries_the_fall():
     assert frame["floor fraction change pp"].sum() == pytest.approx(100 * change)
     assert "CPU time, which follows the host CPU and not the bandwidth: starved x1.00, head x1.00." in lines
     assert not any(line.startswith("Stayed constant") for line in lines)
+
+
+def test_a_term_that_doubles_over_a_tenfold_bandwidth_step_is_not_called_constant():
+    """H100 -> L4 (x0.09 bandwidth): excess 4.52 -> 9.12 ms is an exponent of 0.29, yet twice the time."""
+    a = col("h100", 3350, floor=4.26, excess=4.52, starved=0.0, latency=0.8)
+    b = col("l4", 300, floor=47.57, excess=9.12, starved=0.0, latency=0.8)
+    frame, lines = comparison.explain(a, b)
+    verdict = dict(zip(frame["term"], frame["verdict"]))
+    assert verdict["excess"] == "partly scaled" and verdict["latency"] == "constant"
+    assert "Partly scaled with 1/bandwidth: excess x2.02." in lines
+    assert not any("excess" in line for line in lines if line.startswith("Stayed constant"))
+
+
+def test_a_projection_holds_cpu_time_so_its_cpu_terms_do_not_follow_a_host_cpu():
+    """The replay keeps the source's CPU time: starved vanishing on a slower GPU is the GPU's doing."""
+    a = col("h100", 3350, floor=4.26, excess=3.67, starved=30.9, head=1.0, tail=1.0)
+    b = col("h100 on l4 (projected)", 300, floor=47.5, excess=41.0, starved=0.0001, head=1.0, tail=1.0,
+            replayed=True)
+    frame, lines = comparison.explain(a, b)
+    verdict = dict(zip(frame["term"], frame["verdict"]))
+    assert verdict["starved"] == "CPU time held by the replay"
+    assert not any("follows the host CPU" in line for line in lines)
+    assert "follows the host CPU" not in set(frame["verdict"])
 
 
 def test_gpu_bound_pair_keeps_its_fraction():

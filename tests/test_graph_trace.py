@@ -164,8 +164,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _readme_observer_rows() -> dict[tuple[str, str], list[str]]:
-    """The README's observer-effect table for the graph runtimes: (runtime, GPU) -> its three ratio cells."""
-    readme = (REPO / "README.md").read_text()
+    """docs/results.md's observer-effect table for the graph runtimes: (runtime, GPU) -> its three ratio cells."""
+    readme = (REPO / "docs" / "results.md").read_text()
     table = readme[readme.index("| runtime | GPU | nsys, graph level |"):].split("\n\n")[0].splitlines()[2:]
     rows = ([c.strip() for c in line.strip("|").split("|")] for line in table)
     return {(cells[0], cells[1]): cells[2:] for cells in rows}

@@ -14,7 +14,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
                                          ("timeline", ["--to", "h200", "--step", "1"])])
 def test_plot_kinds(pair, tmp_path, kind, extra):
     out = tmp_path / f"{kind}.png"
-    result = CliRunner().invoke(main, ["plot", kind, *map(str, pair), "-o", str(out), *extra])
+    traces = pair[:1] if kind == "timeline" else pair  # a timeline draws one trace's step
+    result = CliRunner().invoke(main, ["plot", kind, *map(str, traces), "-o", str(out), *extra])
     assert result.exit_code == 0, result.output
     data = out.read_bytes()
     assert data.startswith(PNG) and len(data) > 5000
@@ -27,6 +28,19 @@ def test_plot_option_on_compare_and_project(pair, tmp_path):
     png = tmp_path / "project.png"
     assert CliRunner().invoke(main, ["project", str(pair[0]), "--to", "h200", "--plot", str(png)]).exit_code == 0
     assert png.read_bytes().startswith(PNG)
+
+
+def test_the_timeline_legend_shows_starved_gaps_as_they_are_shaded(pair, tmp_path, monkeypatch):
+    from gapprof.analysis import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+    assert CliRunner().invoke(main, ["plot", "timeline", str(pair[0]), "-o", str(tmp_path / "t.png")]).exit_code == 0
+    fig, = drawn
+    swatch = fig.legends[0].get_patches()[-1]
+    shaded = [p for p in fig.axes[0].patches if p.get_alpha() is not None]
+    assert shaded and fig.legends[0].get_texts()[-1].get_text() == "starved gap"
+    assert {(p.get_facecolor(), p.get_alpha()) for p in shaded} == {(swatch.get_facecolor(), swatch.get_alpha())}
 
 
 def test_timeline_step_out_of_range(pair, tmp_path):
@@ -50,6 +64,21 @@ def test_step_refused_outside_timeline(pair, tmp_path, kind):  # noqa: F811
     assert result.stderr.splitlines()[-1] == f"Error: --step applies to timeline only; {kind} draws the mean over " \
                                              "all measured steps"
     assert not (tmp_path / "p.png").exists()
+
+
+@pytest.mark.parametrize("extra, error", [
+    (["timeline", "TRACE", "TRACE"], "timeline draws one step of one trace: pass one TRACE (--to adds its replay on "
+                                     "other GPUs)"),
+    (["fraction", "TRACE", "--ncu", "NCU", "--reference", "TRACE"], "--ncu (measured bytes per kernel) and "
+     "--reference (analytic bytes) are two sources of the same bytes: pass one"),
+])
+def test_what_a_picture_would_drop_is_refused(pair, tmp_path, extra, error):  # noqa: F811
+    ncu = tmp_path / "ncu.csv"
+    ncu.write_text("")
+    args = [str(pair[0]) if a == "TRACE" else str(ncu) if a == "NCU" else a for a in extra]
+    result = CliRunner().invoke(main, ["plot", *args, "-o", str(tmp_path / "p.png")])
+    assert result.exit_code == 2 and "[gapprof]" not in result.stderr
+    assert result.stderr.splitlines()[-1] == f"Error: {error}"
 
 
 @pytest.mark.parametrize("name, error", [("p.bmp", "unsupported picture format .bmp; use .png, .svg, .pdf"),

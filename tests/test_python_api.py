@@ -1,6 +1,7 @@
 """The Python API: `import gapprof` stays light, `gapprof.attribute` gives the command's tables as polars frames,
 and `gapprof.mark_steps` marks prefill and decode forwards of a tiny model on CPU and removes itself cleanly."""
 import json
+import lzma
 import subprocess
 import sys
 from dataclasses import fields
@@ -38,6 +39,35 @@ def test_import_gapprof_loads_neither_polars_nor_torch():
     assert result.stdout.strip() == "[]"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         gapprof.nothing
+
+
+def test_the_namespace_holds_the_api_only_even_after_use():
+    code = ("import gapprof; gapprof.attribute; gapprof.mark_steps; print(dir(gapprof))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['__version__', 'attribute', 'mark_steps']"
+
+
+def test_the_report_names_the_file_the_caller_gave_not_its_unpacked_copy(trace, tmp_path):
+    packed = tmp_path / "t.sqlite.xz"
+    packed.write_bytes(lzma.compress(trace[0].read_bytes()))
+    report = gapprof.attribute(packed, model="qwen2.5-7b", ctx=2048, skip=1)
+    assert repr(report) == f"<gapprof Report of {packed}: 3 measured steps>"
+
+
+def test_the_user_guide_documents_every_option_and_table():
+    guide = (SHIPPED_TRACES.parent / "docs" / "user-guide.md").read_text()
+    section = " ".join(guide[guide.index("## Python API"):].split("\n## ")[0].split())
+    documented = {name for name in (*api.OPTIONS, *map(tables.api_name, tables.TABLES)) if f"`{name}`" in section}
+    assert documented == {*api.OPTIONS, *map(tables.api_name, tables.TABLES)}
+
+
+def test_to_pandas_works_with_the_pandas_extra(trace):
+    pytest.importorskip("pandas", reason="the pandas extra: pip install -e '.[pandas]'")
+    pytest.importorskip("pyarrow", reason="the pandas extra: pip install -e '.[pandas]'")
+    report = gapprof.attribute(trace[0], model="qwen2.5-7b", ctx=2048, skip=1)
+    frame = report.summary.to_pandas()
+    assert list(frame.columns) == report.summary.columns and len(frame) == report.summary.height
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["nsys", "torch.profiler"])

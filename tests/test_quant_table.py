@@ -120,6 +120,9 @@ def test_projecting_to_the_captured_gpu_gives_back_the_unprofiled_step():
                                                   "h100-graphs-nf4 (nf4)"),
     (("h100-graphs", "h200-graphs"), (), "quant-table compares methods on one GPU; these traces differ "
                                          "(h100-graphs: H100 SXM, h200-graphs: H200)"),
+    (("h100", "h100-graphs-int4"), (), "quant-table compares methods under one runtime; these traces differ (h100: "
+                                       "eager, h100-graphs-int4: graphs), so a speedup would mix the method with the "
+                                       "runtime; pass --force to tabulate them anyway"),
     (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-"), "--ncu is given once per trace, in their order (`-` for "
                                                           "none): 2 traces, 1 --ncu"),
     (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-", "--ncu", "missing.csv"), "--ncu missing.csv: no such file"),
@@ -136,6 +139,13 @@ def test_refused_inputs_end_in_one_line(names, extra, message):
     assert result.stderr.strip().splitlines()[-1] == f"Error: {message}"
 
 
+def test_force_tabulates_traces_of_different_runtimes_and_says_so():
+    result = run(*traces("h100", "h100-graphs-int4"), "--force", "--format", "json")
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert "tabulated anyway (--force): runtime differs (h100: eager, h100-graphs-int4: graphs)" in notes
+
+
 def test_notes_name_each_projections_model():
     """With --to, a trace with an ncu CSV is projected by the kernel model and one without by the bandwidth ratio;
     the notes say which, trace by trace."""
@@ -150,13 +160,13 @@ def test_notes_name_each_projections_model():
     assert "bandwidth ratio (no --ncu CSV)" not in without_targets
 
 
-README_COMMANDS = [line.strip() for line in (TRACES.parent / "README.md").read_text().splitlines()
+README_COMMANDS = [line.strip() for line in (TRACES.parent / "docs" / "quantisation.md").read_text().splitlines()
                    if line.startswith("    gapprof quant-table traces/")]
 
 
 @pytest.mark.parametrize("command", README_COMMANDS, ids=lambda c: c.split()[2])
 def test_the_shipped_quant_tables_are_what_the_readme_commands_write(command, tmp_path, monkeypatch):
-    """results/<gpu>/quant.md is exactly what its README command writes from the shipped traces now."""
+    """results/<gpu>/quant.md is exactly what its documented command writes from the shipped traces now."""
     args = command.split()[1:]
     shipped = TRACES.parent / args[args.index("-o") + 1]
     args[args.index("-o") + 1] = str(tmp_path / "quant.md")

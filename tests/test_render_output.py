@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gapprof.cli import main
-from gapprof.terminal_table import shorten
+from gapprof.terminal_table import shorten, shorten_distinct
 from golden_outputs import REPO
 
 CUDNN = "cudnn_generated_fort_native_sdpa_sm80_flash_fprop_wmma_f16_knob_35_16x128x128_1x4x1_cga1x1x1_kernel0_0"
@@ -49,6 +49,15 @@ def test_wide_tables_repeat_their_key_column_in_each_block():
 def test_a_shortened_name_keeps_its_start_and_end():
     assert shorten(CUDNN, 40) == "cudnn_generated_for...cga1x1x1_kernel0_0"
     assert shorten("short", 40) == "short"
+
+
+def test_kernels_that_differ_in_the_middle_never_print_alike():
+    """Two GEMV kernels of the shipped H100 trace: at 80 columns both printed as nvjet_sm90_tst_...6_4x1_v_bz_TNT."""
+    names = ["nvjet_sm90_tst_256x8_64x6_4x1_v_bz_TNT", "nvjet_sm90_tst_128x8_64x6_4x1_v_bz_TNT", "gemv", "gemv"]
+    assert [shorten(n, 32) for n in names[:2]] == ["nvjet_sm90_tst_...6_4x1_v_bz_TNT"] * 2
+    short = shorten_distinct(names, 32)
+    assert len(set(short[:2])) == 2 and all(len(n) <= 32 for n in short) and short[2:] == ["gemv", "gemv"]
+    assert short[0].startswith("nvjet_sm90_tst_2") and short[1].startswith("nvjet_sm90_tst_1")
     line, = [line for line in run("attribute traces/h100-eager-cudnn.sqlite.xz --tables kernels").stdout.splitlines()
              if line.startswith("cudnn") and "attention" in line]
     name = line.split()[0]

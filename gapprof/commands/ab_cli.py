@@ -35,14 +35,16 @@ from gapprof.runtime_table import BY_NAME, RUNTIMES, on_cpu
 @options.DEVICE
 @options.COUNT_EMBEDDING
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for ab.json and ab.md [default: results/<gpu>, and with --quant or --quant-b "
-                   "results/<gpu>/ab-A-QUANT-vs-B-QUANT].")
+              help="Folder for ab.json and ab.md [default: runs/<gpu>, and with --quant or --quant-b "
+                   "runs/<gpu>/ab-A-QUANT-vs-B-QUANT].")
 def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, weights, seed, quant, quant_b,
        quant_lm_head, device, count_embedding, out):
     """Time runtime A against runtime B in fresh sessions, alternating, and bootstrap the speedup.
 
-    Example: gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
-    (--a graphs --b graphs --quant-b int4: int4 weights against the model's dtype, both under CUDA graphs)
+    \b
+    Examples:
+      gapprof ab --model qwen2.5-7b --ctx 2048 --a eager --b graphs --sessions 10 --steps 64 --warmup 8
+      gapprof ab --a graphs --b graphs --quant-b int4      (int4 weights against the model's dtype)
     """
     options.check_session_device("ab", device)
     base = dict(model=model, ctx=ctx, steps=steps, warmup=warmup, backend="none", dtype=dtype, attn=attn,
@@ -67,7 +69,7 @@ def ab(model, ctx, runtime_a, runtime_b, sessions, steps, warmup, dtype, attn, w
               "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               **ab_sessions.summarise(records_a, records_b, count_embedding)}
     quantised = "" if quant == quant_b == "none" else f"ab-{runtime_a}-{quant}-vs-{runtime_b}-{quant_b}"
-    out = out or Path("results", cells.gpu_key(records_a), quantised)
+    out = out or options.RUNS / cells.gpu_key(records_a) / quantised
     written = result_files.write_ab(result, out)
     for path in written:
         click.echo(f"wrote {path}")

@@ -51,6 +51,12 @@ def attribute(trace, by, reference, ncu_csv, gpu_profiles, output, **chosen):
     fixed      the rest: kernel time beyond its bytes at R
     R is the GPU's achievable bandwidth: measured by its GPU profile (`gapprof calibrate`, shipped or
     --gpu-profile), else 0.9 x peak.
+
+    \b
+    Examples:
+      gapprof attribute traces/h100.sqlite.xz
+      gapprof attribute decode.json --model qwen2.5-7b --ctx 2048      (a torch.profiler trace)
+      gapprof attribute traces/h100.sqlite.xz --tables kernels --format csv -o kernels.csv
     """
     report(trace, by=by, reference=reference, ncu_csv=ncu_csv, gpu_profiles=gpu_profiles, output=output, **chosen)
 

@@ -41,7 +41,7 @@ def summary(doc: dict) -> dict:
 @click.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               callback=options.existing_folder,
-              help="Profile file [default: results/<gpu>/calibration.json; with --quick, calibration-quick.json].")
+              help="Profile file [default: runs/<gpu>/calibration.json; with --quick, calibration-quick.json].")
 @click.option("--quick", is_flag=True, help="Four transfer sizes and fewer repeats: a smoke test, not a profile to "
                                             "ship.")
 def calibrate(output, quick):
@@ -50,7 +50,9 @@ def calibrate(output, quick):
     and bf16 GEMVs (M = 1) at the decode shapes of the shipped models, each fitted as time = fixed + bytes /
     bandwidth. The profile records how long the run took.
 
-    Example: gapprof calibrate
+    \b
+    Example:
+      gapprof calibrate
     """
     options.check_session_device("calibrate")
     from gapprof.profiler import calibrate as benchmarks
@@ -61,7 +63,7 @@ def calibrate(output, quick):
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     doc = gpu_profile.document(date=date, command=invocation(), **measured)
     if output is None:
-        output = Path("results", doc["gpu"]["key"], "calibration-quick.json" if quick else "calibration.json")
+        output = options.RUNS / doc["gpu"]["key"] / ("calibration-quick.json" if quick else "calibration.json")
         output.parent.mkdir(parents=True, exist_ok=True)
     gpu_profile.write(doc, output)
     click.echo(f"wrote {output}")

@@ -18,7 +18,12 @@ from gapprof.trace_schema import ops_per_step
 
 @click.command()
 def models():
-    """List the known models with their parameter bytes (bf16)."""
+    """List the known models with their parameter bytes (bf16).
+
+    \b
+    Example:
+      gapprof models
+    """
     click.echo(f"{'model':<18} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'params':>14} {'bf16 bytes':>15}")
     for name in known_models():
         spec = get_spec(name)
@@ -72,7 +77,10 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
             graph_trace, output):
     """Run batch-1 decode with every step in an NVTX range and write a trace.
 
-    Example: gapprof capture --model qwen2.5-7b (--quant int4 --runtime graphs: int4 weights, CUDA graphs)
+    \b
+    Example:
+      gapprof capture --model qwen2.5-7b
+      gapprof capture --model qwen2.5-7b --runtime graphs --quant int4    (int4 weights, CUDA graphs)
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
                              dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules, quant=quant,

@@ -5,9 +5,7 @@ from pathlib import Path
 
 import click
 
-from gapprof import gpus, render
-from gapprof.analysis import comparison, cross_gpu, plots, projection
-from gapprof.analysis.attribution import Options
+from gapprof import gpus
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.commands import options
@@ -36,6 +34,13 @@ def _kernel_model_options(f):
                                            "part and moves its bytes at the target's achievable bandwidth).")(f)
 
 
+def _one_bytes_source(ncu_csv, reference) -> None:
+    """--ncu and --reference each give the kernel model its bytes per kernel: one is used, so both are refused."""
+    if ncu_csv and reference:
+        raise click.UsageError("--ncu (measured bytes per kernel) and --reference (analytic bytes) are two sources "
+                               "of the same bytes: pass one")
+
+
 def _projection_options(f):
     f = click.option("--fixed-kernel-us", type=click.FloatRange(min=0), default=0.0, show_default=True,
                      help="Time of every kernel that does not scale with bandwidth (a fixed per-kernel cost).")(f)
@@ -52,7 +57,9 @@ def _projection_options(f):
                         help="Target GPU: a key, alias or device name (repeatable).")(f)
 
 
-def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us) -> projection.Knobs:
+def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us):
+    from gapprof.analysis import projection
+
     projection.check_what_if({"--launch-cost-scale": launch_cost_scale, "--graph-launch-us": graph_launch_us,
                               "--fixed-kernel-us": fixed_kernel_us})
     if graphs and graph_launch_us is None:
@@ -66,12 +73,17 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
                              fixed_ns=round(fixed_kernel_us * 1e3))
 
 
-def _emit(title, shown: cross_gpu.Columns, fmt, output, plot_path, inputs) -> None:
-    """The column table, one explanation per column against the first, any further sections, and the plot if
-    asked for; no output may be one of `inputs`."""
+def _emit(title, shown, fmt, output, plot_path, inputs) -> None:
+    """The column table (cross_gpu.Columns), one explanation per column against the first, any further sections,
+    and the plot if asked for; no output may be one of `inputs`."""
+    from gapprof import render
+    from gapprof.analysis import comparison
+
     sections, explained = comparison.sections(shown.columns, title)
     render.emit(sections + shown.sections, fmt, shown.notes + explained, output, inputs=inputs)
     if plot_path is not None:
+        from gapprof.analysis import plots  # matplotlib: only when a picture is asked for
+
         progress(f"wrote {plots.anatomy(shown.columns, plot_path)}")
 
 
@@ -85,10 +97,18 @@ def _emit(title, shown: cross_gpu.Columns, fmt, output, plot_path, inputs) -> No
 @_output_options
 def compare(traces, force, model, ctx, dtype, range_pattern, skip, count_embedding, fmt, output, plot_path):
     """Step anatomy of several TRACES side by side (one column each), with which terms scaled with 1/bandwidth,
-    which stayed constant, and each term's share of the change in floor fraction (against the first trace)."""
+    which stayed constant, and each term's share of the change in floor fraction (against the first trace).
+
+    \b
+    Example:
+      gapprof compare traces/h100.sqlite.xz traces/h200.sqlite.xz
+    """
     if len(traces) < 2:
         raise GapprofError("compare needs at least two traces")
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per trace after the first
+    from gapprof.analysis import cross_gpu
+    from gapprof.analysis.attribution import Options
+
     shown = cross_gpu.compare(traces, Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx,
                                               dtype=dtype, count_embedding=count_embedding), force)
     _emit("compare", shown, fmt, output, plot_path, traces)
@@ -120,7 +140,14 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     Without them the kernel model runs over the trace's own module ranges where it has them, else in aggregate:
     each step's floor bytes move at the target's achievable bandwidth and the rest of its kernel time is kept as
     fixed (table 'kernel model (aggregate)'). --bandwidth-ratio (or --fixed-kernel-us) scales every kernel by the
-    datasheet bandwidth ratio instead."""
+    datasheet bandwidth ratio instead.
+
+    \b
+    Examples:
+      gapprof project traces/h100.sqlite.xz --to h200 --to l4
+      gapprof project traces/h100-graphs.sqlite.xz --to h200 --ncu traces/h100-graphs-ncu.csv.gz
+    """
+    _one_bytes_source(ncu_csv, reference)
     if fixed_kernel_us and (ncu_csv or reference):
         raise click.UsageError("--fixed-kernel-us is the fixed cost of a kernel without the kernel model; with --ncu "
                                "or --reference each kernel's fixed part comes from the trace")
@@ -131,6 +158,9 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
     options.check_gpu_profiles(gpu_profiles, not ratio, "no --bandwidth-ratio or --fixed-kernel-us")
     knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
+    from gapprof.analysis import cross_gpu
+    from gapprof.analysis.attribution import Options
+
     shown = cross_gpu.project(trace, targets, knobs, Options(range_pattern=range_pattern, skip=skip, model=model,
                                                              ctx=ctx, dtype=dtype, count_embedding=count_embedding),
                               force, ncu_csv, reference, gpu_profiles, aggregate=not ratio)
@@ -147,28 +177,44 @@ def project(trace, targets, launch_cost_scale, graphs, graph_launch_us, kernel_s
 @click.option("--step", "step_index", type=click.IntRange(min=0), default=None,
               help="timeline only: which measured step, counted from 0 after warm-up (default 0).")
 @_kernel_model_options
+@options.floor_inputs
+@options.FORCE_OVERRIDES
 @_trace_options
-def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, reference, range_pattern, skip,
-         count_embedding):
+def plot(kind, traces, output, targets, step_index, ncu_csv, gpu_profiles, reference, model, ctx, dtype, force,
+         range_pattern, skip, count_embedding):
     """Draw KIND for TRACES: anatomy (stacked bar per trace and projection, floor marked), fraction (floor
     fraction vs peak bandwidth, measured and projected), timeline (one step of the first trace: CPU calls above,
     GPU ops below, starved gaps shaded; with --to, the same step replayed on each target below it).
 
     fraction with --ncu (or --reference): the kernel model of the first trace's kernel mix, as a curve of floor
     fraction against bandwidth with the step time it tends to; the first trace is projected by the model, the
-    others are measured points only."""
+    others are measured points only.
+
+    \b
+    Examples:
+      gapprof plot anatomy traces/h100.sqlite.xz traces/h200.sqlite.xz -o anatomy.png
+      gapprof plot timeline traces/h100-graphs.sqlite.xz --to h200 -o timeline.png
+    """
     if step_index is not None and kind != "timeline":
         raise click.UsageError(f"--step applies to timeline only; {kind} draws the mean over all measured steps")
     if (ncu_csv or reference) and kind != "fraction":
         raise click.UsageError("--ncu and --reference apply to fraction only")
+    if kind == "timeline" and len(traces) > 1:
+        raise click.UsageError("timeline draws one step of one trace: pass one TRACE (--to adds its replay on other "
+                               "GPUs)")
+    _one_bytes_source(ncu_csv, reference)
     options.check_gpu_profiles(gpu_profiles, bool(ncu_csv or reference), "fraction with --ncu or --reference")
     specs = [gpus.resolve_gpu(t) for t in targets]
-    read = Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding)
+    from gapprof.analysis import cross_gpu, plots
+    from gapprof.analysis.attribution import Options
+
+    read = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype,
+                   count_embedding=count_embedding)
     if kind == "anatomy":
-        path = plots.anatomy(cross_gpu.anatomy_columns(traces, specs, read), output)
+        path = plots.anatomy(cross_gpu.anatomy_columns(traces, specs, read, force), output)
     elif kind == "fraction":
-        curves = cross_gpu.fraction_curves(traces, specs or gpus.GPUS, read, ncu_csv, reference, gpu_profiles)
+        curves = cross_gpu.fraction_curves(traces, specs or gpus.GPUS, read, ncu_csv, reference, gpu_profiles, force)
         path = plots.fraction(curves.measured, curves.projected, output, curves.model, curves.unprofiled)
     else:
-        path = plots.timeline(cross_gpu.step_timeline(traces, specs, read, step_index or 0), output)
+        path = plots.timeline(cross_gpu.step_timeline(traces[0], specs, read, step_index or 0, force), output)
     progress(f"wrote {path}")

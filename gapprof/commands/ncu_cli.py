@@ -31,7 +31,9 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, quant, q
         keep_report, output):
     """Nsight Compute DRAM bytes and duration of every kernel of a few decode steps (`gapprof ncu-report`).
 
-    Example: gapprof ncu --runtime eager --steps 1 --warmup 0 --launch-count 1400
+    \b
+    Example:
+      gapprof ncu --runtime eager --steps 1 --warmup 0 --launch-count 1400
     """
     request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend="ncu",
                              dtype=dtype, attn=attn, weights=weights, seed=seed, quant=quant,
@@ -64,7 +66,12 @@ def ncu(model, ctx, steps, warmup, runtime, dtype, attn, weights, seed, quant, q
 @options.OUTPUT
 def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
     """Measured DRAM bytes, achieved bandwidth and DRAM time at peak per kernel and class from CSV_PATH
-    (`gapprof ncu` output); kernel time = DRAM time at peak + the rest."""
+    (`gapprof ncu` output); kernel time = DRAM time at peak + the rest.
+
+    \b
+    Example:
+      gapprof ncu-report traces/h100-graphs-ncu.csv.gz --reference traces/h100-static-modules.sqlite.xz
+    """
     options.check_csv_output(fmt, output, several=True)  # totals, classes, kernels (and modules)
     from gapprof.analysis.modules import NoModuleRanges
     from gapprof.analysis.ncu_report import report_sections

@@ -14,6 +14,8 @@ from gapprof.quant import INSTALL, METHODS
 from gapprof.runtime_table import ATTENTION_BACKENDS, on_cpu
 
 FORMATS = ("table", "csv", "json", "markdown")
+# Where ab, sweep and calibrate write unless -o says otherwise: beside, never into, the shipped results/ folder.
+RUNS = Path("runs")
 
 # Decode sessions.
 MODEL = click.option("--model", default="qwen2.5-7b", show_default=True, help=f"One of: {', '.join(known_models())}.")
@@ -87,7 +89,8 @@ STEPS = click.option("--steps", "step_source", type=click.Choice(["ranges", "aut
                           "steps found from its repeating GPU work, as auto does. auto: steps found from the GPU work "
                           "even where ranges mark them (the notes say how).")
 SKIP = click.option("--skip", type=click.IntRange(min=0), default=None,
-                    help="Warm-up steps to skip per thread [default: the capture's warm-up, else a tenth, 1 to 5].")
+                    help="Warm-up steps to skip per thread [default: the warm-up the capture recorded; a trace "
+                         "without one skips a tenth of its steps, at least 1 and at most 5].")
 
 
 # The tables of attribute's report, which profile prints too: analysis.tables' registry.
@@ -182,10 +185,18 @@ def module_ranges_error(missing) -> GapprofError:
                         "by position")
 
 
+# The --format an output file's suffix names: a file named otherwise is refused, never written in another format.
+SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".md": "markdown", ".txt": "table"}
+
+
 def check_csv_output(fmt: str, output: Path | None, several: bool, select: str | None = None,
                      flag: str = "-o") -> None:
-    """Before any work: CSV holds one table per file, so several tables need `flag` DIR (or one picked by
-    `select`)."""
+    """Before any work: `flag` FILE's suffix agrees with --format, and as CSV holds one table per file, several
+    tables need `flag` DIR (or one picked by `select`)."""
+    named = SUFFIX_FORMATS.get(output.suffix.lower()) if output is not None else None
+    if named is not None and named != fmt:
+        raise click.UsageError(f"{flag} {output} names {named} output but --format is {fmt}: pass --format {named}, "
+                               "or a file name that fits")
     if fmt == "csv" and several and not render.csv_folder(output):
         choose = f", or pick one table with {select} NAME" if select else ""
         raise click.UsageError(f"--format csv writes one table per file: pass {flag} DIR for DIR/<table>.csv "

@@ -5,8 +5,6 @@ from pathlib import Path
 import click
 
 from gapprof import gpus, render
-from gapprof.analysis.attribution import Options
-from gapprof.analysis.quant_table import report
 from gapprof.errors import GapprofError
 from gapprof.commands import options
 
@@ -34,20 +32,33 @@ def _paired(traces, files, option: str) -> list:
               help="Once per trace, in their order (`-` for none): a module-annotated trace of the same model and "
                    "method (`capture --modules`) that labels its kernels by position, for the `modules` table.")
 @click.option("--to", "targets", multiple=True, help="Also project each trace to this GPU (repeatable).")
+@click.option("--force", is_flag=True, help="Tabulate traces of different runtimes, and accept --model/--ctx/--dtype "
+                                            "that contradict the captures' metadata.")
+@options.floor_inputs
 @options.RANGE
 @options.SKIP
 @options.COUNT_EMBEDDING
 @options.FORMAT
 @options.OUTPUT
-def quant_table(traces, ncu_csvs, references, targets, range_pattern, skip, count_embedding, fmt, output):
+def quant_table(traces, ncu_csvs, references, targets, force, model, ctx, dtype, range_pattern, skip, count_embedding,
+                fmt, output):
     """One row a trace of the same model on the same GPU, quantised or not: unprofiled step, floor (GB, ms, fraction
     of the step), speedup and bytes ratio over the unquantised trace, the largest term above the floor, and with
     --to the step projected to each GPU; beside it the GPU time by kernel class and, for traces with module ranges
     or a --reference, by module kind. `-o results/<gpu>/quant.md --format markdown` (and `.json --format json`)
-    keeps it beside the A/B and sweep results."""
+    keeps it beside the A/B and sweep results.
+
+    \b
+    Example:
+      gapprof quant-table traces/h100-graphs.sqlite.xz traces/h100-graphs-int4.sqlite.xz
+    """
     options.check_csv_output(fmt, output, several=True)
     specs = [gpus.resolve_gpu(t) for t in targets]
+    from gapprof.analysis.attribution import Options
+    from gapprof.analysis.quant_table import report
+
     sections, notes = report(traces, _paired(traces, ncu_csvs, "--ncu"), _paired(traces, references, "--reference"),
-                             specs, Options(range_pattern=range_pattern, skip=skip, count_embedding=count_embedding))
+                             specs, Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype,
+                                            count_embedding=count_embedding), force)
     given = [Path(path) for path in (*ncu_csvs, *references) if path != "-"]
     render.emit(sections, fmt, notes, output, inputs=[*traces, *given])

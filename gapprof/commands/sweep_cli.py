@@ -87,14 +87,15 @@ def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], co
               help="Kill a cell that writes no result for SECONDS (a model's first cell counts its build): it becomes "
                    "a row with that reason and the model's later cells run in a new process.")
 @click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for sweep.csv, .md, .json and .png [default: results/<gpu>, results/<gpu>/quant-QUANT "
+              help="Folder for sweep.csv, .md, .json and .png [default: runs/<gpu>, runs/<gpu>/quant-QUANT "
                    "with --quant].")
 def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, quant_lm_head, device, count_embedding,
           profile, backend, cell_timeout, out):
     """Time every model x context x runtime cell unprofiled; one row per cell, with its floor fraction.
 
-    Example: gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384
-    --runtime eager,graphs
+    \b
+    Example:
+      gapprof sweep --models qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3 --ctx 2048,4096,8192,16384 --runtime eager,graphs
     """
     options.check_session_device("sweep", device)
     if profile and not device.startswith("cuda"):
@@ -105,7 +106,7 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
     check_request(quant, quant_lm_head, device, dtype)
     check_library(quant)
     rows, machine = sweep_cells.run_grid(requests, count_embedding, cell_timeout)
-    out = out or Path("results", cells.gpu_key([machine]), "" if quant == "none" else f"quant-{quant}")
+    out = out or options.RUNS / cells.gpu_key([machine]) / ("" if quant == "none" else f"quant-{quant}")
     if profile:
         sweep_cells.profile_rows(rows, out, backend, dtype, attn, seed)
     result = {"command": invocation(),
@@ -145,7 +146,9 @@ def _read_sweep(folder: Path) -> dict:
 def sweep_attribute(folder):
     """Attribute the traces of a `gapprof sweep --profile` run in FOLDER and rewrite its sweep outputs.
 
-    Example: gapprof sweep-attribute results/h100-sxm
+    \b
+    Example:
+      gapprof sweep-attribute runs/h100-sxm
     """
     from gapprof.analysis.sweep_anatomy import attribute_rows  # polars: not on the GPU image, where sweep runs
 
@@ -167,7 +170,9 @@ def sweep_attribute(folder):
 def sweep_merge(folders, out):
     """Join the sweeps in FOLDERS (parts of one grid run on the same GPU, e.g. a model per call) into one.
 
-    Example: gapprof sweep-merge results/part-a results/part-b -o results/h100-sxm
+    \b
+    Example:
+      gapprof sweep-merge runs/part-a runs/part-b -o runs/h100-sxm
     """
     parts = [_read_sweep(folder) for folder in folders]
     result = merge_sweeps(parts) | {"merged_with": invocation()}

@@ -1,12 +1,14 @@
-"""The README's A/B and sweep tables are the shipped results: each row is rebuilt here from results/<gpu>/ab.json,
-ab-static-graphs/ab.json, sweep.json and the quantised A/Bs and sweeps, and must appear in the README as it is."""
+"""The documented A/B and sweep tables are the shipped results: each row is rebuilt here from results/<gpu>/ab.json,
+ab-static-graphs/ab.json and sweep.json (docs/results.md) and the quantised A/Bs and sweeps (docs/quantisation.md),
+and must appear on its page as it is."""
 import json
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+RESULTS = (REPO / "docs" / "results.md").read_text()
+QUANTISATION = (REPO / "docs" / "quantisation.md").read_text()
 GPUS = {"h100-sxm": "H100", "h200": "H200"}
 SWEEP_RUNTIMES = ("eager", "graphs", "lean")
 QUANT_RUNTIMES = ("eager", "static", "graphs", "compile")
@@ -43,7 +45,7 @@ def test_readme_ab_rows_are_the_shipped_results(gpu, folder):
     result = _json(f"{gpu}/{folder}ab.json")
     assert GPUS[gpu] in result["machine"]["gpu_name"]
     assert [len(arm["sessions"]) for arm in result["arms"].values()] == [10, 10]
-    assert ab_row(gpu, folder) in README
+    assert ab_row(gpu, folder) in RESULTS
 
 
 @pytest.mark.parametrize("gpu", GPUS)
@@ -53,11 +55,11 @@ def test_readme_sweep_rows_are_the_shipped_sweep(gpu):
     assert all(row["status"] == "ok" for row in result["rows"]) and len(result["rows"]) == 36
     assert {row["attn"] for row in result["rows"] if row["runtime"] == "eager"} == {"sdpa-flash"}
     for row in sweep_rows(gpu):
-        assert row in README
+        assert row in RESULTS
 
 
 def test_lean_stays_above_graphs_and_graphs_above_eager_in_every_sweep_cell():
-    """What the README says of the sweep: at every model and context, on both GPUs, lean > graphs > eager."""
+    """What docs/results.md says of the sweep: at every model and context, on both GPUs, lean > graphs > eager."""
     for gpu in GPUS:
         cells = {(r["model"], r["ctx"], r["runtime"]): r["floor_fraction"] for r in _json(f"{gpu}/sweep.json")["rows"]}
         for model, ctx, _ in cells:
@@ -84,15 +86,15 @@ def test_readme_quantised_ab_rows_are_the_shipped_results(gpu, method):
            f"{result['speedup']:.3f}x ({low:.3f}-{high:.3f}) "
            f"| {floor_b / 1e9:.2f} ({floor_a / floor_b:.2f}x) | {b['floor_fraction']:.1%} / "
            f"{b['floor_fraction_unquantised']:.1%} |")
-    assert row in README
+    assert row in QUANTISATION
 
 
 @pytest.mark.parametrize(("gpu", "method"), GPU_METHODS)
 def test_readme_quantised_sweep_rows_are_the_shipped_sweeps(gpu, method):
-    """Each cell as the README shows it; every method ran under every runtime, as the README says."""
+    """Each cell as docs/quantisation.md shows it; every method ran under every runtime, as it says."""
     result = _json(f"{gpu}/quant-{method}/sweep.json")
     assert GPUS[gpu] in result["machine"]["gpu_name"] and result["grid"]["quant"] == method
     rows = {row["runtime"]: row for row in result["rows"]}
     assert [rows[r]["status"] for r in QUANT_RUNTIMES] == ["ok"] * len(QUANT_RUNTIMES)
     cells = [f"{rows[r]['median_ms']:.2f}" for r in QUANT_RUNTIMES]
-    assert f"| {GPUS[gpu]} | {method} | {' | '.join(cells)} |" in README
+    assert f"| {GPUS[gpu]} | {method} | {' | '.join(cells)} |" in QUANTISATION
