@@ -40,16 +40,20 @@ def table_html(content, caption: str = "") -> str:
     """A section's content (polars frame, dict or gapprof.render.Table) as an HTML table, numbers as the text
     formats show them."""
     if isinstance(content, dict):
-        columns, rows, show = ["", ""], list(content.items()), render.text
+        columns, rows, show = [], [(k, int(v) if _whole(v) else v) for k, v in content.items()], render.text
     elif isinstance(content, render.Table):
         columns, rows, show = content.columns, content.rows, content.text
     else:
         columns, rows, show = content.columns, _whole_as_int(content), render.text
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    head = f'<thead><tr>{"".join(f"<th>{esc(c)}</th>" for c in columns)}</tr></thead>' if columns else ""
     body = "".join("<tr>" + "".join(f'<td class="{"num" if isinstance(v, int | float) else ""}">{esc(show(v))}</td>'
                                     for v in row) + "</tr>" for row in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
-    return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    return f'<div class="scroll"><table>{cap}{head}<tbody>{body}</tbody></table></div>'
+
+
+def _whole(value) -> bool:
+    return isinstance(value, float) and value.is_integer()
 
 
 def _whole_as_int(frame: pl.DataFrame) -> list[tuple]:
