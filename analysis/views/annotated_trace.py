@@ -134,7 +134,7 @@ class AnnotatedTrace:
                  step_events(result, bases), interval_events(result, bases), ops]
         if result.floor is not None:
             parts.append(floor_counter(result))
-        events = ",\n".join(pl.concat(parts).to_list()).encode()
+        events = pl.concat(parts).str.join(",\n").item().encode()
         path = result.frames.trace.path
         if kineto.claims(path):
             original = compressed.contents(path)

@@ -28,6 +28,7 @@ CLASS_COLORS = ("#1f77b4", "#9467bd", "#2ca02c", "#bcbd22", "#17becf", "#8c564b"
 CALL_COLORS = {"launch": "#2ca02c", "graph launch": "#2ca02c", "sync": "#9467bd", "memcpy": "#8c564b"}
 OTHER_CALL = "#bcbd22"
 TOP_KERNELS = 15
+LONG_NAME = 60  # characters of a name shown whole on screen
 LANE_PX = 20
 WIDTH = 1000  # timeline units across a step; the script zooms by changing the viewBox
 
@@ -46,10 +47,20 @@ def table_html(content, caption: str = "") -> str:
     else:
         columns, rows, show = content.columns, _whole_as_int(content), render.text
     head = f'<thead><tr>{"".join(f"<th>{esc(c)}</th>" for c in columns)}</tr></thead>' if columns else ""
-    body = "".join("<tr>" + "".join(f'<td class="{"num" if isinstance(v, int | float) else ""}">{esc(show(v))}</td>'
-                                    for v in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_cell(v, show, shorten=bool(columns)) for v in row) + "</tr>" for row in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<div class="scroll"><table>{cap}{head}<tbody>{body}</tbody></table></div>'
+
+
+def _cell(value, show, shorten: bool) -> str:
+    """A table cell: numbers right-aligned; a long name in a frame cut to the column's width on screen, whole on
+    hover and in print."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f'<td class="num">{esc(show(value))}</td>'
+    text = esc(show(value))
+    if shorten and len(text) > LONG_NAME:
+        return f'<td class="long" title="{text}">{text}</td>'
+    return f"<td>{text}</td>"
 
 
 def _whole(value) -> bool:
