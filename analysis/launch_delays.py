@@ -44,26 +44,26 @@ def launched_ops(result) -> pl.DataFrame:
     keys = result.frames.gpu.select("correlationId", "globalPid").gather(ops["op"])
     joined = (ops.select("op", "step", "start", "launch_start", "class").hstack(keys)
               .join(calls, left_on=["step", "globalPid", "correlationId", "launch_start"],
-                    right_on=["step", "globalPid", "correlationId", "call_start"], how="inner", coalesce=False)
-              # A correlationId in both API tables: the anatomy took the runtime call's, so take it here too.
-              .sort("source").unique("op", keep="first"))
-    return (joined.select("step", "op", "start", "class", "call", "call_start", "call_end", api="name",
-                          delay_ns=pl.col("start") - pl.col("call_start"))
-            .sort("step", "start", "op"))
+                    right_on=["step", "globalPid", "correlationId", "call_start"], how="inner", coalesce=False))
+    if joined["op"].n_unique() < joined.height:
+        # A correlationId in both API tables: the anatomy took the runtime call's, so take it here too.
+        joined = joined.sort("source").unique("op", keep="first")
+    return joined.select("step", "op", "start", "class", "call", "call_start", "call_end", api="name",
+                         delay_ns=pl.col("start") - pl.col("call_start"))
 
 
 def launches(ops: pl.DataFrame) -> pl.DataFrame:
-    """One row per launch call of `ops` (launched_ops): step, api, ops, cpu_ns and delay_ns to its first op."""
+    """One row per launch call of `ops` (launched_ops), in no order: step, api, ops, cpu_ns and delay_ns to its
+    first op."""
     return (ops.group_by("call")
             .agg(pl.col("step", "api", "call_start", "call_end").first(), ops=pl.len(), first=pl.col("start").min())
             .select("step", "api", "ops", cpu_ns=pl.col("call_end") - pl.col("call_start"),
-                    delay_ns=pl.col("first") - pl.col("call_start"))
-            .sort("step", "api"))
+                    delay_ns=pl.col("first") - pl.col("call_start")))
 
 
-def by_api(ops: pl.DataFrame, n_steps: int) -> pl.DataFrame:
-    """Per launch API: launches and ops per step, cpu and delay percentiles (ns)."""
-    return (launches(ops).group_by("api")
+def by_api(launched: pl.DataFrame, n_steps: int) -> pl.DataFrame:
+    """Per launch API of `launched` (launches): launches and ops per step, cpu and delay percentiles (ns)."""
+    return (launched.group_by("api")
             .agg((pl.len() / n_steps).alias("launches_per_step"), pl.col("ops").mean().alias("ops_per_launch"),
                  *_percentiles("cpu"), *_percentiles("delay"))
             .sort("launches_per_step", "api", descending=[True, False]))
@@ -77,9 +77,9 @@ def by_class(ops: pl.DataFrame, n_steps: int) -> pl.DataFrame:
             .sort("ops_per_step", "api", "class", descending=[True, False, False]))
 
 
-def by_step(ops: pl.DataFrame) -> pl.DataFrame:
-    """Per step: launches, and the percentiles of its launches' cpu and delay (ns)."""
-    return (launches(ops).group_by("step")
+def by_step(launched: pl.DataFrame) -> pl.DataFrame:
+    """Per step of `launched` (launches): launches, and the percentiles of their cpu and delay (ns)."""
+    return (launched.group_by("step")
             .agg(pl.len().alias("launches"), *_percentiles("cpu"), *_percentiles("delay"))
             .sort("step"))
 

@@ -137,10 +137,11 @@ def _launches(inputs: Inputs) -> Built:
 
     result = inputs.result
     ops = launch_delays.launched_ops(result)
+    launched = launch_delays.launches(ops)
     per_class = launch_delays.by_class(ops, result.measured.height)
-    sections = [("launches by api", launch_delays.in_us(launch_delays.by_api(ops, result.measured.height))),
+    sections = [("launches by api", launch_delays.in_us(launch_delays.by_api(launched, result.measured.height))),
                 ("launches by class", launch_delays.in_us(per_class)),
-                ("launches by step", launch_delays.in_us(launch_delays.by_step(ops)))]
+                ("launches by step", launch_delays.in_us(launch_delays.by_step(launched)))]
     return Built(sections, [launch_delays.NOTE], per_class)
 
 

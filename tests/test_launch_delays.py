@@ -31,13 +31,14 @@ def test_every_launch_kind_with_its_cpu_time_and_delay(result):
     assert first.select("api", "ops", "cpu_ns", "delay_ns").sort("api").rows() == [
         ("cuLaunchKernelEx", 1, 15, 40), ("cudaGraphLaunch", 3, 70, 80), ("cudaLaunchKernel", 1, 10, 20),
         ("cudaMemcpyAsync", 1, 20, 30), ("cudaMemsetAsync", 1, 5, 10)]
-    nodes = ops.filter((pl.col("step") == 0) & (pl.col("api") == "cudaGraphLaunch"))
+    nodes = ops.filter((pl.col("step") == 0) & (pl.col("api") == "cudaGraphLaunch")).sort("start")
     assert nodes.select("class", "delay_ns").rows() == [("gemv/gemm", 80), ("attention", 110), ("elementwise", 140)]
 
 
 def test_percentiles_per_api_class_and_step(result):
     ops = launch_delays.launched_ops(result)
-    api = launch_delays.by_api(ops, 2).filter(pl.col("api") == "cudaGraphLaunch").to_dicts()[0]
+    launched = launch_delays.launches(ops)
+    api = launch_delays.by_api(launched, 2).filter(pl.col("api") == "cudaGraphLaunch").to_dicts()[0]
     assert api["launches_per_step"] == 1 and api["ops_per_launch"] == 3
     # Two launches: 70 and 80 ns in the call, 80 and 90 to the first node; p50 is the lower, p90 and p99 the higher.
     assert [api[f"cpu_p{p}_ns"] for p in (50, 90, 99)] == [70, 80, 80]
@@ -45,7 +46,7 @@ def test_percentiles_per_api_class_and_step(result):
     gemv = launch_delays.by_class(ops, 2).filter(pl.col("class") == "gemv/gemm").sort("api")
     assert gemv.select("api", "ops_per_step", "delay_p50_ns", "delay_p99_ns").rows() == [
         ("cuLaunchKernelEx", 1.0, 40, 50), ("cudaGraphLaunch", 1.0, 80, 90)]
-    steps = launch_delays.by_step(ops)
+    steps = launch_delays.by_step(launched)
     # Step 0's launch delays 10, 20, 30, 40, 80: p50 30, p90 and p99 80; step 1 each 10 ns more.
     assert steps.select("step", "launches", "delay_p50_ns", "delay_p90_ns", "cpu_p50_ns").rows() == [
         (0, 5, 30, 80, 15), (1, 5, 40, 90, 25)]

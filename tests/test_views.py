@@ -76,7 +76,7 @@ def check_annotated(result, document: bytes) -> list[dict]:
     events = _read_back(document)
     sums = defaultdict(int)
     for e in _ours(events, "gapprof anatomy"):
-        assert e["dur_ns"] == e["args"]["ns"] > 0 and e["name"] == e["args"]["term"]
+        assert e["dur_ns"] == e["args"]["ns"] > 0
         sums[e["args"]["step"], e["name"]] += e["dur_ns"]
     steps = {e["args"]["step"]: e for e in _ours(events, "gapprof step")}
     assert len(steps) == result.steps.height

@@ -10,6 +10,7 @@ Chrome JSON counts µs: ts and dur are written with three decimals from integer 
 float), so a reader taking them as decimals gets the ns back; they sit on the trace's own timeline, that of the
 torch.profiler events too (analysis.readers.kineto reads them as round(1000 ts) ns).
 """
+import io
 import json
 import re
 
@@ -84,31 +85,26 @@ def interval_events(result, bases: pl.DataFrame) -> pl.Series:
         name=pl.concat_str(pl.lit('"'), term, pl.lit('"')), cat=pl.lit("gapprof anatomy"),
         tid=pl.col("base") + pl.when(term == "spill").then(3).otherwise(2),
         start="start", end="end",
-        args=pl.concat_str(pl.lit('{"step":'), pl.col("index").cast(pl.String), pl.lit(',"term":"'), term,
-                           pl.lit('","ns":'), (pl.col("end") - pl.col("start")).cast(pl.String), pl.lit("}"))))
+        args=pl.concat_str(pl.lit('{"step":'), pl.col("index").cast(pl.String), pl.lit(',"ns":'),
+                           (pl.col("end") - pl.col("start")).cast(pl.String), pl.lit("}"))))
 
 
 def op_events(result) -> tuple[list[str], pl.Series]:
-    """Every GPU op of the trace on a track per device and stream, named, with its class and step."""
+    """Every GPU op of the trace on a track per device and stream, named, its class as category, its step (null
+    outside every step) in args."""
     gpu = result.frames.gpu
-    ops = (gpu.select("kind").with_row_index("op")
-           .join(result.ops.select("op", "step", "gap", "starved"), on="op", how="left")
-           .with_columns(pl.col("gap").fill_null(0)))
+    ops = gpu.select("kind").with_row_index("op").join(result.ops.select("op", "step"), on="op", how="left")
     named = kernels.named_ops(ops, gpu, result.frames.strings, False)
     named = named.hstack(gpu.select("start", "end", "deviceId", "streamId").gather(named["op"]))
     streams = named.select("deviceId", "streamId").unique().sort("deviceId", "streamId").with_row_index("track")
     names = [_metadata("thread_name", GPU_TID + track, f"GPU {device} stream {stream}: ops by class")
              for track, device, stream in streams.iter_rows()]
-    named = named.join(streams, on=["deviceId", "streamId"])
-    step = result.steps.select("step", "index")
-    args = pl.concat_str(pl.lit('{"class":"'), pl.col("class").cast(pl.String), pl.lit('","step":'),
-                         pl.col("index").cast(pl.String).fill_null("null"), pl.lit(',"gap_ns":'),
-                         pl.col("gap").cast(pl.String), pl.lit(',"starved":'),
-                         pl.col("starved").cast(pl.String).str.to_lowercase().fill_null("false"), pl.lit("}"))
-    events = named.join(step, on="step", how="left").select(
-        name=_json_strings(named["name"]), cat=pl.col("class").cast(pl.String),
-        tid=pl.col("track").cast(pl.Int64) + GPU_TID, start="start", end="end", args=args)
-    return names, _complete(events)
+    events = (named.join(streams, on=["deviceId", "streamId"])
+              .join(result.steps.select("step", "index"), on="step", how="left"))
+    return names, _complete(events.select(
+        name=_json_strings(events["name"]), cat=pl.col("class").cast(pl.String),
+        tid=pl.col("track").cast(pl.Int64) + GPU_TID, start="start", end="end",
+        args=pl.concat_str(pl.lit('{"step":'), pl.col("index").cast(pl.String).fill_null("null"), pl.lit("}"))))
 
 
 def floor_counter(result) -> pl.Series:
@@ -119,6 +115,13 @@ def floor_counter(result) -> pl.Series:
                             pl.lit("}}"))
     ends = measured.tail(1).select(t0="t1", floor=pl.lit(0, pl.Int64))
     return pl.concat([measured.select("t0", "floor"), ends]).select(counter).to_series()
+
+
+def _lines(events: pl.Series) -> bytes:
+    """The events one a line, separated by commas (polars' CSV writer, never quoting, writes them fastest)."""
+    out = io.BytesIO()
+    events.to_frame().write_csv(out, include_header=False, quote_style="never", line_terminator=",\n")
+    return out.getvalue().removesuffix(b",\n")
 
 
 class AnnotatedTrace:
@@ -134,7 +137,7 @@ class AnnotatedTrace:
                  step_events(result, bases), interval_events(result, bases), ops]
         if result.floor is not None:
             parts.append(floor_counter(result))
-        events = pl.concat(parts).str.join(",\n").item().encode()
+        events = _lines(pl.concat(parts))
         path = result.frames.trace.path
         if kineto.claims(path):
             original = compressed.contents(path)

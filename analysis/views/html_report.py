@@ -231,6 +231,7 @@ def trace_section(viewed, anchor: str) -> str:
     items = "".join(f"<li><b>{esc(f.title)}</b> ({f.ms:,.2f} ms a step): {esc(f.evidence)}. "
                     f"<i>Try:</i> {esc(f.knob)}.</li>" for f in found) or "<li>No finding: nothing stands out.</li>"
     ops = launch_delays.launched_ops(result)
+    launched = launch_delays.launches(ops)
     per_class = launch_delays.by_class(ops, n)
     notes = [*result.notes, launch_delays.NOTE, FINDINGS_NOTE]
     return (f'<section class="trace" id="{anchor}"><h2>{esc(viewed.label)}</h2>'
@@ -243,9 +244,9 @@ def trace_section(viewed, anchor: str) -> str:
             f'<h3>Kernel classes</h3>{table_html(class_table(result))}'
             f'<h3>Top kernels</h3>{table_html(kernel_table(result).head(TOP_KERNELS))}'
             f'<h3>Launch delays</h3>{delay_chart(per_class)}'
-            f'{table_html(launch_delays.in_us(launch_delays.by_api(ops, n)), "by launch API")}'
+            f'{table_html(launch_delays.in_us(launch_delays.by_api(launched, n)), "by launch API")}'
             f'{table_html(launch_delays.in_us(per_class), "by launch API and class (graph nodes from their launch)")}'
-            f'<details><summary>per step</summary>{table_html(launch_delays.in_us(launch_delays.by_step(ops)))}'
+            f'<details><summary>per step</summary>{table_html(launch_delays.in_us(launch_delays.by_step(launched)))}'
             f'</details>'
             f'<h3>Facts</h3>{table_html(facts_table(result))}'
             f'<h3>Notes</h3><ul class="notes">{"".join(f"<li>{esc(note)}</li>" for note in notes)}</ul></section>')
