@@ -14,7 +14,6 @@ from gapprof.analysis import anatomy_intervals, views
 from gapprof.analysis.attribution import Options, analyze, summary_table
 from gapprof.analysis.readers import compressed
 from gapprof.analysis.views.annotated_trace import PID, AnnotatedTrace
-from gapprof.analysis.views.html_report import HtmlReport
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from conftest import H100, SHIPPED_TRACES, basic_step, launch_mix_step
@@ -167,6 +166,7 @@ def test_the_command_writes_the_file_and_says_a_bad_suffix_in_one_line(tmp_path)
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
     bad = runner.invoke(main, ["view", str(trace), "-o", str(tmp_path / "r.txt")])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "no renderer writes this suffix" in bad.output
-    conflict = runner.invoke(main, ["view", str(trace), "--model", "llama-3.1-8b", "--ctx", "10", "-o", str(tmp_path / "r.html")])
+    conflict = runner.invoke(main, ["view", str(trace), "--model", "llama-3.1-8b", "--ctx", "10",
+                                    "-o", str(tmp_path / "r.html")])
     assert conflict.exit_code == 1 and "--force uses them anyway" in conflict.output
     assert "gapprof view traces/h100-graphs.sqlite.xz -o report.html" in runner.invoke(main, ["view", "--help"]).output
