@@ -1,5 +1,6 @@
 """The HTML report in a real browser: headless Chromium (Debian's package, which .ci/run installs) renders the report
 of a shipped trace with no console message and with the summary's numbers on the page, and takes its screenshot."""
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,6 +41,27 @@ def test_the_report_renders_without_console_messages_and_shows_the_summary(repor
     for value in summary_table(analyze(TRACE))["mean_ms"]:
         assert f">{render.text(value)}<" in dom
     assert dom.count(" ms</text>") > 10  # the timelines' axes, drawn by the script
+
+
+# Run after the report's own script: hover the first op of the first timeline, then zoom in twice.
+INTERACT = """<script>
+const op = document.querySelector("svg.steps rect:last-of-type"), box = op.getBoundingClientRect();
+op.dispatchEvent(new MouseEvent("mousemove", {bubbles: true, clientX: box.x, clientY: box.y}));
+document.body.dataset.tip = document.getElementById("tip").hidden ? "" : document.getElementById("tip").textContent;
+document.querySelector("button[data-zoom='2']").click();
+document.querySelector("button[data-zoom='2']").click();
+document.body.dataset.view = document.querySelector("svg.steps").getAttribute("viewBox");
+</script></body>"""
+
+
+def test_hover_shows_a_marks_values_and_the_buttons_zoom(report):
+    page = report.with_name("interact.html")
+    page.write_text(report.read_text().replace("</body>", INTERACT))
+    dom = headless(page, "--dump-dom").stdout
+    tip = re.search(r'data-tip="([^"]*)"', dom).group(1)
+    assert "µs" in tip and "[" in tip  # an op's name, [class] and duration
+    x0, _, span, _ = map(float, re.search(r'data-view="([^"]*)"', dom).group(1).split())
+    assert span == 250 and x0 == 375  # a quarter of the 1,000 units, about the middle
 
 
 def test_the_report_has_a_screenshot(report):

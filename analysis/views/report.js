@@ -4,8 +4,10 @@ window.addEventListener("error", (event) => { document.body.dataset.error = Stri
 
 const tip = document.getElementById("tip");
 document.addEventListener("mousemove", (event) => {
-  const mark = event.target.closest ? event.target.closest("svg rect, svg g") : null;
-  const title = mark && mark.querySelector(":scope > title");
+  let title = null;  // the title of the innermost mark under the pointer that has one
+  for (let node = event.target; node instanceof SVGElement && !title; node = node.parentNode) {
+    title = node.querySelector(":scope > title");
+  }
   if (!title) { tip.hidden = true; return; }
   tip.textContent = title.textContent;
   tip.hidden = false;
