@@ -23,7 +23,7 @@ from gapprof.log import progress
 @options.SKIP
 @options.RANGE
 def view(traces, output, force, **chosen):
-    """Write a view of TRACES to FILE (-o).
+    """See TRACES: a one-page HTML report, or an annotated trace for Perfetto; -o FILE's suffix picks which.
 
     \\b
     .html        one self-contained page (no network needed): summary and findings, the anatomy bars, a
