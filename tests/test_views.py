@@ -80,8 +80,8 @@ def check_annotated(result, document: bytes) -> list[dict]:
     steps = {e["args"]["step"]: e for e in _ours(events, "gapprof step")}
     assert len(steps) == result.steps.height
     for row in result.steps.iter_rows(named=True):
-        assert {t: sums[row["index"], t] for t in ANATOMY_TERMS} == {t: row[t] for t in ANATOMY_TERMS}
-        assert (steps[row["index"]]["ts_ns"], steps[row["index"]]["dur_ns"]) == (row["t0"], row["wall"])
+        assert {t: sums[row["step"], t] for t in ANATOMY_TERMS} == {t: row[t] for t in ANATOMY_TERMS}
+        assert (steps[row["step"]]["ts_ns"], steps[row["step"]]["dur_ns"]) == (row["t0"], row["wall"])
     floors = {e["ts_ns"]: int(Decimal(e["args"]["floor_us"]) * 1000) for e in events if e.get("ph") == "C"}
     if result.floor is not None:
         assert {t0: floors[t0] for t0 in result.measured["t0"]} == dict(result.measured.select("t0", "floor").rows())

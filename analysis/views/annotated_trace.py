@@ -67,7 +67,8 @@ def _step_tracks(result) -> tuple[list[str], pl.DataFrame]:
 def step_events(result, bases: pl.DataFrame) -> pl.Series:
     terms = [*anatomy_intervals.TERMS]
     steps = result.steps.join(bases, on="globalTid")
-    args = pl.concat_str(pl.lit('{"step":'), pl.col("index").cast(pl.String),
+    args = pl.concat_str(pl.lit('{"step":'), pl.col("step").cast(pl.String),
+                         pl.lit(',"index":'), pl.col("index").cast(pl.String),
                          *(pl.concat_str(pl.lit(f',"{t}_ns":'), pl.col(t).cast(pl.String)) for t in terms),
                          pl.lit(',"wall_ns":'), pl.col("wall").cast(pl.String), pl.lit("}"))
     name = pl.concat_str(pl.lit('"step '), pl.col("index").cast(pl.String),
@@ -79,13 +80,13 @@ def step_events(result, bases: pl.DataFrame) -> pl.Series:
 def interval_events(result, bases: pl.DataFrame) -> pl.Series:
     found = anatomy_intervals.intervals(result.steps, result.ops)
     anatomy_intervals.check(result.steps, found)
-    steps = result.steps.select("step", "index", "globalTid").join(bases, on="globalTid")
+    steps = result.steps.select("step", "globalTid").join(bases, on="globalTid")
     term = pl.col("term").cast(pl.String)
     return _complete(found.join(steps, on="step").select(
         name=pl.concat_str(pl.lit('"'), term, pl.lit('"')), cat=pl.lit("gapprof anatomy"),
         tid=pl.col("base") + pl.when(term == "spill").then(3).otherwise(2),
         start="start", end="end",
-        args=pl.concat_str(pl.lit('{"step":'), pl.col("index").cast(pl.String), pl.lit(',"ns":'),
+        args=pl.concat_str(pl.lit('{"step":'), pl.col("step").cast(pl.String), pl.lit(',"ns":'),
                            (pl.col("end") - pl.col("start")).cast(pl.String), pl.lit("}"))))
 
 
@@ -99,12 +100,11 @@ def op_events(result) -> tuple[list[str], pl.Series]:
     streams = named.select("deviceId", "streamId").unique().sort("deviceId", "streamId").with_row_index("track")
     names = [_metadata("thread_name", GPU_TID + track, f"GPU {device} stream {stream}: ops by class")
              for track, device, stream in streams.iter_rows()]
-    events = (named.join(streams, on=["deviceId", "streamId"])
-              .join(result.steps.select("step", "index"), on="step", how="left"))
+    events = named.join(streams, on=["deviceId", "streamId"])
     return names, _complete(events.select(
         name=_json_strings(events["name"]), cat=pl.col("class").cast(pl.String),
         tid=pl.col("track").cast(pl.Int64) + GPU_TID, start="start", end="end",
-        args=pl.concat_str(pl.lit('{"step":'), pl.col("index").cast(pl.String).fill_null("null"), pl.lit("}"))))
+        args=pl.concat_str(pl.lit('{"step":'), pl.col("step").cast(pl.String).fill_null("null"), pl.lit("}"))))
 
 
 def floor_counter(result) -> pl.Series:
