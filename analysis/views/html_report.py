@@ -16,6 +16,7 @@ import polars as pl
 from gapprof import render
 from gapprof.analysis import launch_delays
 from gapprof.analysis.attribution import class_table, facts_table, kernel_table, summary_table
+from gapprof.analysis.comparison import sections
 from gapprof.analysis.findings import FINDINGS_NOTE, findings
 from gapprof.analysis.views.report_pictures import anatomy_bars, delay_chart, esc, mean_terms, timelines
 
@@ -76,7 +77,7 @@ def trace_section(viewed, anchor: str) -> str:
     return (f'<section class="trace" id="{anchor}"><h2>{esc(viewed.label)}</h2>'
             f'<p class="about">{esc(result.device_name or "unknown GPU")}; {n} measured steps'
             f'{"; " + esc(about) if about else ""}</p>'
-            f'<h3>Summary</h3><div class="summary">{table_html(summary_table(result))}</div>'
+            f'<h3>Summary</h3>{table_html(summary_table(result))}'
             f'<h3>Findings</h3><ol class="findings">{items}</ol>'
             f'<h3>Anatomy of a step (mean)</h3>{anatomy_bars([(viewed.label, mean_terms(result))])}'
             f'<h3>Timeline</h3>{timelines(result)}'
@@ -92,8 +93,8 @@ def trace_section(viewed, anchor: str) -> str:
 
 
 def comparison_section(viewed: list, comparison) -> str:
-    from gapprof.analysis.comparison import sections
-
+    """`gapprof compare`'s table and explanations (comparison: analysis.cross_gpu.Columns), the traces' anatomy
+    bars above them."""
     shown, sentences = sections(comparison.columns)
     tables = "".join(f"<h3>{esc(title)}</h3>{table_html(content)}" for title, content in shown)
     notes = "".join(f"<li>{esc(note)}</li>" for note in [*comparison.notes, *sentences])
