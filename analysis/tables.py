@@ -132,6 +132,19 @@ def _modules(inputs: Inputs) -> Built:
     return Built(sections, notes, dict(sections)["modules"])
 
 
+def _launches(inputs: Inputs) -> Built:
+    from gapprof.analysis import launch_delays
+
+    result = inputs.result
+    ops = launch_delays.launched_ops(result)
+    launched = launch_delays.launches(ops)
+    per_class = launch_delays.by_class(ops, result.measured.height)
+    sections = [("launches by api", launch_delays.in_us(launch_delays.by_api(launched, result.measured.height))),
+                ("launches by class", launch_delays.in_us(per_class)),
+                ("launches by step", launch_delays.in_us(launch_delays.by_step(launched)))]
+    return Built(sections, [launch_delays.NOTE], per_class)
+
+
 @dataclass(frozen=True)
 class Table:
     build: Callable[[Inputs], Built | None]  # None: the trace holds no such table (`needs` says what it lacks)
@@ -156,6 +169,8 @@ TABLES = {
     "findings": Table(_findings, default=True, last=True),
     # Per module kind and per layer: module ranges in the trace, else the reference's by position.
     "modules": Table(_modules, uses_reference=True),
+    # Per launch: CPU time in the call and delay to the GPU's start, as percentiles by API, class and step.
+    "launches": Table(_launches),
 }
 DEFAULT = tuple(name for name, table in TABLES.items() if table.default)
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "sweep-attribute": "gapprof.commands.sweep_cli:sweep_attribute",
     "sweep-merge": "gapprof.commands.sweep_cli:sweep_merge",
     "calibrate": "gapprof.commands.calibrate_cli:calibrate",
+    "view": "gapprof.commands.view_cli:view",
 }
 
 # The top-level help's sections and one line per command, written here so that listing them imports no command

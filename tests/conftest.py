@@ -145,3 +145,22 @@ def write_gpu_profile(path, key: str, name: str, read_gbps: float, fixed_us: flo
     from gapprof import gpu_profile
 
     return gpu_profile.write(gpu_profile_doc(key, name, read_gbps, fixed_us, sm_count), path)
+
+
+GRAPH_LAUNCH = "cudaGraphLaunch_v10000"
+
+
+def launch_mix_step(b: TraceBuilder, o: int = 0, slower: int = 0) -> None:
+    """A step of 1,000 ns with one launch of each kind, each call `slower` ns longer and its work as much later:
+    cudaLaunchKernel (cpu 10, delay 20), driver-API cuLaunchKernelEx (cpu 15, delay 40), a graph launch of three
+    nodes (cpu 70, nodes 80, 110 and 140 after it), a memset (cpu 5, delay 10), a memcpy (cpu 20, delay 30), each
+    plus `slower`."""
+    s = slower
+    b.range(o, o + 1000)
+    b.kernel(o + 30 + s, o + 50 + s, b.call(o + 10, o + 20 + s))
+    b.kernel(o + 100 + s, o + 120 + s, b.call(o + 60, o + 75 + s, "cuLaunchKernelEx", driver=True), "gemv")
+    graph = b.call(o + 130, o + 200 + s, GRAPH_LAUNCH)
+    for start, name in ((210, "gemv"), (240, "flash_attn"), (270, "add_kernel")):
+        b.kernel(o + start + s, o + start + 20 + s, graph, name)
+    b.memset(o + 320 + s, o + 330 + s, b.call(o + 310, o + 315 + s, "cudaMemsetAsync_v3020"))
+    b.memcpy(o + 370 + s, o + 380 + s, b.call(o + 340, o + 360 + s, "cudaMemcpyAsync_v3020"))

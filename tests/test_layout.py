@@ -10,7 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = {"gapprof": REPO / "gapprof", "gapprof.profiler": REPO / "profiler", "gapprof.analysis": REPO / "analysis",
-            "gapprof.analysis.readers": REPO / "analysis" / "readers", "gapprof.commands": REPO / "gapprof" / "commands"}
+            "gapprof.analysis.readers": REPO / "analysis" / "readers",
+            "gapprof.analysis.views": REPO / "analysis" / "views", "gapprof.commands": REPO / "gapprof" / "commands"}
 SOURCES = {f"{package}.{path.stem}": path for package, folder in PACKAGES.items()
            for path in sorted(folder.glob("*.py")) if not path.is_symlink()}
 CORE = sorted(name for name in SOURCES if name.count(".") == 1 and name not in ("gapprof.cli", "gapprof.__main__"))
