@@ -30,6 +30,7 @@ COMMANDS = {
 SECTIONS = {
     "Analyse a trace (any machine, no GPU)": {
         "attribute": "Split each decode step into floor, excess, starved, latency, head and tail.",
+        "view": "A one-page HTML report of traces, or an annotated trace for Perfetto.",
         "compare": "Traces side by side, and which terms scaled with bandwidth.",
         "project": "Replay a trace's steps on other GPUs.",
         "plot": "Draw step anatomy, floor fraction against bandwidth, or one step's timeline.",

@@ -4,8 +4,6 @@ from pathlib import Path
 
 import click
 
-from gapprof.analysis import views
-from gapprof.analysis.attribution import Options
 from gapprof.commands import options
 from gapprof.log import progress
 
@@ -25,7 +23,7 @@ from gapprof.log import progress
 def view(traces, output, force, **chosen):
     """See TRACES: a one-page HTML report, or an annotated trace for Perfetto; -o FILE's suffix picks which.
 
-    \\b
+    \b
     .html        one self-contained page (no network needed): summary and findings, the anatomy bars, a
                  zoomable timeline of the median and the slowest step with the terms shaded, kernel classes
                  and top kernels, launch-delay distributions; for several traces their comparison first
@@ -33,12 +31,16 @@ def view(traces, output, force, **chosen):
                  intervals (head, busy, starved, latency, tail, spill) on tracks of their own, every GPU op
                  with its class, the floor as a counter; a torch.profiler trace keeps its own events
 
-    \\b
+    \b
     Examples:
       gapprof view traces/h100-graphs.sqlite.xz -o report.html
       gapprof view traces/h100.sqlite.xz traces/h200.sqlite.xz -o h100-vs-h200.html
       gapprof view traces/h100-graphs.sqlite.xz -o h100-graphs.trace.json
     """
+    from gapprof.analysis import views  # polars: only when the command runs
+    from gapprof.analysis.attribution import Options
+    from gapprof.output_files import write_files
+
     written = views.view(traces, output, Options(**chosen), force, progress)
-    output.write_bytes(written)
+    write_files({output: written}, inputs=traces)
     progress(f"wrote {output} ({len(written) / 1e6:.1f} MB)")
