@@ -2,15 +2,18 @@
 .nsys-rep read through the export beside it (exported if need be).
 
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
-columns without building a Python object per value; the table list and the metadata go through sqlite3.
+columns without building a Python object per value, each table once and only the columns the analyses use; the
+table list and the metadata go through sqlite3.
 """
 import json
 import sqlite3
 import subprocess
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
-import adbc_driver_sqlite.dbapi as adbc
+import adbc_driver_manager
+import adbc_driver_sqlite
 import polars as pl
 
 from gapprof import trace_schema
@@ -98,7 +101,7 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
         raise GapprofError(f"{file}: {NOT_SQLITE}")
     tables, meta, unparsable = _header(file)
     progress(f"reading {file}" + (f" (for {path})" if file != path else ""))
-    with adbc.connect(str(file)) as conn:
+    with _connect(file) as conn:
         return RawTrace(path=file, tables=tables, meta=meta, unparsable_meta=unparsable,
                         ranges=_read(conn, RANGES_QUERY, RANGES_SCHEMA), calls=_api_calls(conn, tables),
                         gpu=_gpu_ops(conn, tables),
@@ -144,9 +147,34 @@ def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:
     return meta, tuple(unparsable)
 
 
+# Rows per Arrow batch: large enough that the per-batch cost vanishes (ADBC's default is 1,024), small enough
+# that a batch stays a few MB.
+BATCH_ROWS = 65_536
+
+
+@contextmanager
+def _connect(file: Path):
+    """An ADBC connection through the driver's low-level API: its DB-API module imports pyarrow and pandas
+    where they are installed, a second of start-up that nothing here needs."""
+    database = adbc_driver_sqlite.connect(str(file))
+    conn = adbc_driver_manager.AdbcConnection(database)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        database.close()
+
+
 def _read(conn, query: str, schema: dict) -> pl.DataFrame:
+    statement = adbc_driver_manager.AdbcStatement(conn)
+    try:
+        statement.set_options(**{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(BATCH_ROWS)})
+        statement.set_sql_query(query)
+        stream, _ = statement.execute_query()
+        frame = pl.DataFrame(stream)
+    finally:
+        statement.close()
     # ADBC infers column types from values (an empty result comes back all Int64), so cast to the fixed schema.
-    frame = pl.read_database(query, conn)
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
 
