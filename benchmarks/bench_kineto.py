@@ -40,7 +40,7 @@ def _events(step: int, per_step: int):
                "ts": call / 1000, "dur": 3.0, "args": {"External id": external, "cbid": 211,
                                                        "correlation": correlation}}
         yield {"ph": "X", "cat": "kernel", "name": f"void gemv_kernel_{k % 50}<__nv_bfloat16, 128, 4>(int, int)",
-               "pid": 0, "tid": 7, "ts": (call + 5_000) / 1000, "dur": 2.5 + (k % 7) / 1000,
+               "pid": 0, "tid": 7, "ts": (call + 5_000) / 1000, "dur": round(2.5 + (k % 7) / 1000, 3),
                "args": {"External id": external, "queued": 0, "device": 0, "context": 1, "stream": 7,
                         "correlation": correlation, "registers per thread": 32, "shared memory": 0,
                         "blocks per SM": 1.75, "warps per SM": 7.0, "grid": [132, 1, 1], "block": [128, 1, 1],

@@ -21,18 +21,27 @@ The mapping onto the export's frames:
   two points change order and the identity, checked on the integer ns, holds exactly.
 - GPU info: deviceProperties (id, name; no bandwidth, so the floor takes the datasheet's by name).
   There is no capture metadata: the floor needs --model and --ctx.
+
+The file is parsed as a stream, one event at a time by the standard library's C scanner, never as one document:
+a trace of millions of events holds one chunk of text and the columns read, packed as 64-bit integers, with names
+interned once each. A number with a fraction keeps its JSON text (never a float) until it is rounded to ns; a
+damaged event (a time or id that is not a number, an id beyond 64 bits, nesting too deep) is refused in one line.
 """
 import gzip
+import io
 import json
 import re
+from array import array
 from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from gapprof import trace_schema
-from gapprof.analysis.readers.compressed import GZIP_MAGIC, contents
+from gapprof.analysis.readers.compressed import GZIP_MAGIC
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO_SCHEMA, GPU_SCHEMA, KERNEL, MEMCPY,
                                                 MEMSET, NVTX, RANGES_SCHEMA, RUNTIME, STRINGS_SCHEMA, RawTrace)
 from gapprof.errors import GapprofError
@@ -47,7 +56,6 @@ TABLES = {"ranges": NVTX, "runtime": RUNTIME, "driver": DRIVER, "kernel": KERNEL
 _COPY = re.compile(r"\b([HDAP])to([HDAP])\b")
 COPY_KINDS = {"HtoD": 1, "DtoH": 2, "HtoA": 3, "AtoH": 4, "AtoA": 5, "AtoD": 6, "DtoA": 7, "DtoD": 8, "HtoH": 9,
               "PtoP": 10}
-NS_PER_US = Decimal(1000)
 
 
 def claims(path: Path) -> bool:
@@ -66,80 +74,258 @@ def claims(path: Path) -> bool:
     return head.lstrip()[:1] in (b"{", b"[")
 
 
+class Fraction(str):
+    """The text of a JSON number with a fraction or exponent, kept as written so that no float ever rounds it (a
+    double near 5e12 µs cannot hold every ns); its own type, so that a JSON string is never taken for a number."""
+
+
 def to_ns(us) -> int:
-    """Integer ns of a time in µs given as a Decimal or int: round(1000 us), ties to even."""
-    return int((Decimal(us) * NS_PER_US).to_integral_value(ROUND_HALF_EVEN))
+    """Integer ns of a time in µs (an int, or a Fraction or Decimal): round(1000 us), ties to even, exactly."""
+    if type(us) is int:
+        return us * 1000
+    return int(Decimal(us).scaleb(3).to_integral_value(ROUND_HALF_EVEN))
 
 
-def _parse(path: Path) -> tuple[list, list]:
-    """(traceEvents, deviceProperties) of the Chrome trace at `path`; JSON numbers with a fraction become Decimals."""
+def _exact_ns(us) -> int | None:
+    """1000 us when that is an integer read straight off the text (at most three decimals, as Kineto writes),
+    else None."""
+    if type(us) is int:
+        return us * 1000
+    whole, _, fraction = us.partition(".")
+    if len(fraction) <= 3 and fraction.isdigit():
+        return int(whole + fraction.ljust(3, "0"))
+    return None
+
+
+def _times(start, dur) -> tuple[int, int]:
+    """(start ns, end ns) of an event: both ends rounded as points, end = round(1000 (ts + dur))."""
+    if type(start) not in NUMBERS or type(dur) not in NUMBERS:
+        raise TypeError("ts or dur is not a number")
+    start_ns, dur_ns = _exact_ns(start), _exact_ns(dur)
+    if start_ns is None or dur_ns is None:  # a fraction beyond ns: round each end exactly
+        return to_ns(start), to_ns(Decimal(start) + Decimal(dur))
+    return start_ns, start_ns + dur_ns
+
+
+NUMBERS = (int, Fraction)
+# Text decoded at a time: events are parsed one by one from it, so memory holds one chunk, not the file.
+CHUNK_CHARS = 1 << 24
+_DECODER = json.JSONDecoder(parse_float=Fraction)
+_SPACE = re.compile(r"[\s,]*")  # what separates values, as the walk below reads it
+
+
+class _Text:
+    """JSON text read in chunks, values decoded one at a time with the standard library's C scanner."""
+
+    def __init__(self, stream):
+        self.stream, self.text, self.at, self.ended = stream, "", 0, False
+
+    def _more(self) -> bool:
+        chunk = "" if self.ended else self.stream.read(CHUNK_CHARS)
+        self.ended = not chunk
+        self.text, self.at = self.text[self.at:] + chunk, 0
+        return bool(chunk)
+
+    def next_char(self) -> str:
+        """The next character after spaces and commas ('' at the end), not consumed."""
+        while True:
+            self.at = _SPACE.match(self.text, self.at).end()
+            if self.at < len(self.text) or not self._more():
+                return self.text[self.at:self.at + 1]
+
+    def take(self, char: str) -> None:
+        if self.next_char() != char:
+            raise json.JSONDecodeError(f"expected {char!r}", self.text, self.at)
+        self.at += 1
+
+    def value(self):
+        """The JSON value that starts here. One that reaches the end of the text read so far is decoded again with
+        more text, so a number is never cut short at a chunk's edge."""
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.text, self.at)
+                if end < len(self.text) or self.ended:
+                    self.at = end
+                    return value
+            except json.JSONDecodeError:
+                if self.ended:
+                    raise
+            self._more()
+
+    def items(self):
+        """The values of the list that starts here (one scan and one decode per value: the hot loop of a read)."""
+        self.take("[")
+        while True:
+            self.at = _SPACE.match(self.text, self.at).end()
+            if self.at == len(self.text):
+                if not self._more():
+                    raise json.JSONDecodeError("unterminated list", self.text, self.at)
+                continue
+            if self.text[self.at] == "]":
+                self.at += 1
+                return
+            yield self.value()
+
+
+@contextmanager
+def _text(path: Path):
+    """The file at `path` as UTF-8 text in chunks, gunzipped where it is gzip."""
+    with open(path, "rb") as raw:
+        packed = raw.read(2) == GZIP_MAGIC
+        raw.seek(0)
+        with gzip.open(raw) if packed else nullcontext(raw) as binary:
+            yield _Text(io.TextIOWrapper(binary, encoding="utf-8"))
+
+
+def _walk(path: Path, found: dict):
+    """The events of the Chrome trace at `path`, one at a time; `found` gets its deviceProperties and whether it
+    has an event list. The file is a list of events or an object with a traceEvents list among its keys."""
+    with _text(path) as text:
+        if text.next_char() == "[":
+            found["events"] = True
+            yield from text.items()
+            return
+        text.take("{")
+        while text.next_char() != "}":
+            key = text.value()
+            text.take(":")
+            if text.next_char() == "[" and key == "traceEvents":
+                found["events"] = True
+                yield from text.items()
+            else:
+                found[key] = text.value()
+        text.at += 1
+        if text.next_char():
+            raise json.JSONDecodeError("extra data after the trace", text.text, text.at)
+
+
+# A file that is not readable JSON (gzip's errors are OSError and EOFError).
+UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError)
+# An absent correlation id, in a column of 64-bit integers; CUPTI's ids are unsigned 32-bit, never this.
+NO_ID = -(1 << 63)
+
+
+class _Columns:
+    """One frame's rows as they stream in: integer columns packed as int64, names as ids of first appearance."""
+
+    def __init__(self):
+        self.start, self.end, self.where, self.within = array("q"), array("q"), array("q"), array("q")
+        self.correlation, self.kind, self.name = array("q"), array("q"), array("q")
+
+    def integers(self, column: str) -> np.ndarray:
+        return np.frombuffer(getattr(self, column), dtype=np.int64) if len(self.start) else np.zeros(0, np.int64)
+
+
+class _Rows:
+    """The events read, per frame (ranges, calls, gpu), with every name interned once."""
+
+    def __init__(self):
+        self.frames = {"ranges": _Columns(), "calls": _Columns(), "gpu": _Columns()}
+        self.names: dict[str, int] = {}  # name -> id of first appearance
+        self.kinds: dict[str, int] = {}
+        self.pids: set[int] = set()  # processes of the CPU events
+        self.properties: list = []  # deviceProperties
+
+    def add(self, frame: str, kind: str, event: dict) -> None:
+        args = event.get("args") or {}
+        start, end = _times(event["ts"], event.get("dur", 0))
+        correlation = args.get("correlation")
+        if correlation is not None and type(correlation) is not int:
+            raise TypeError("correlation is not an integer")
+        if frame == "gpu":
+            where, within = int(args.get("device", event.get("pid"))), int(args.get("stream", event.get("tid")))
+        else:
+            where, within = int(event["pid"]), int(event["tid"])
+            self.pids.add(where)
+        name = event.get("name", "")
+        columns = self.frames[frame]
+        columns.start.append(start)
+        columns.end.append(end)
+        columns.where.append(where)
+        columns.within.append(within)
+        columns.correlation.append(NO_ID if correlation is None else correlation)
+        columns.kind.append(self.kinds.setdefault(kind or "range", len(self.kinds)))
+        columns.name.append(self.names.setdefault(name if type(name) is str else str(name), len(self.names)))
+
+
+def _read_events(path: Path) -> _Rows:
+    """Complete events ('X') of the categories read, streamed from the file into columns."""
+    rows, found = _Rows(), {}
     try:
-        data = json.loads(contents(path), parse_float=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as error:
+        for index, event in enumerate(_walk(path, found)):
+            if type(event) is not dict or event.get("ph") != "X":
+                continue
+            frame, kind = CATEGORIES.get(str(event.get("cat", "")).lower(), (None, None))
+            if frame is None:
+                continue
+            try:
+                rows.add(frame, kind, event)
+            except OverflowError:  # an ArithmeticError too: caught first
+                raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) has a "
+                                   f"number beyond 64 bits: a damaged trace") from None
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
+                                   f"numeric ts, dur, pid, tid or correlation: a damaged trace") from None
+    except UNREADABLE as error:
         raise GapprofError(f"{path}: not a Chrome trace: unreadable JSON ({error})") from None
-    events = data.get("traceEvents") if isinstance(data, dict) else data
-    if not isinstance(events, list):
+    except RecursionError:
+        raise GapprofError(f"{path}: not a Chrome trace: JSON nested deeper than a trace event ever is") from None
+    if not found.get("events"):
         raise GapprofError(f"{path}: JSON but not a Chrome trace (no traceEvents list); expected the output of "
                            f"torch.profiler's export_chrome_trace")
-    properties = data.get("deviceProperties") if isinstance(data, dict) else None
-    return events, properties if isinstance(properties, list) else []
-
-
-def _row(event: dict, frame: str, kind: str) -> tuple:
-    """(start ns, end ns, pid or device, tid or stream, correlation, kind, name) of one event."""
-    start, args = event["ts"], event.get("args") or {}
-    times = (to_ns(start), to_ns(start + event.get("dur", 0)))
-    if frame == "gpu":
-        where = (int(args.get("device", event.get("pid"))), int(args.get("stream", event.get("tid"))))
-    else:
-        where = (int(event["pid"]), int(event["tid"]))
-    return *times, *where, args.get("correlation"), kind, event.get("name", "")
-
-
-def _rows(path: Path, events: list) -> dict[str, list]:
-    """Complete events ('X') of the categories read, as row tuples per frame: ranges, calls, gpu."""
-    rows = {"ranges": [], "calls": [], "gpu": []}
-    for index, event in enumerate(events):
-        if not isinstance(event, dict) or event.get("ph") != "X":
-            continue
-        frame, kind = CATEGORIES.get(str(event.get("cat", "")).lower(), (None, None))
-        if frame is None:
-            continue
-        try:
-            rows[frame].append(_row(event, frame, kind))
-        except (KeyError, TypeError, ValueError, ArithmeticError):
-            raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
-                               f"numeric ts, dur, pid or tid: a damaged trace") from None
+    properties = found.get("deviceProperties")
+    rows.properties = properties if isinstance(properties, list) else []
     return rows
 
 
-def _host_pid(path: Path, rows: dict[str, list]) -> int:
-    pids = sorted({row[2] for frame in ("ranges", "calls") for row in rows[frame]})
+def _host_pid(path: Path, rows: _Rows) -> int:
+    pids = sorted(rows.pids)
     if len(pids) > 1:
         raise GapprofError(f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "
                            f"torch.profiler writes one trace per process: pass one process's trace")
     return pids[0]
 
 
-def _cpu_columns(rows: list, ids: dict[str, int]) -> dict:
-    """start, end, globalTid, correlationId, source, name and nameId of CPU event rows."""
-    start, end, pid, tid, correlation, kind, name = list(zip(*rows)) or [()] * 7
-    return {"start": start, "end": end,
-            "globalTid": [trace_schema.global_tid(p, t) for p, t in zip(pid, tid)],
-            "correlationId": correlation, "source": kind, "message": name, "nameId": [ids.get(n) for n in name]}
+def _distinct(rows: _Rows, frame: str) -> tuple[pl.DataFrame, pl.Series]:
+    """The distinct (kind, name) of a frame's events, by label, with `pair` numbering them; and per event its
+    pair, so that a name is looked at once however many events carry it."""
+    columns = rows.frames[frame]
+    pairs = pl.DataFrame({"kind_id": columns.integers("kind"), "name_id": columns.integers("name")})
+    distinct = pairs.unique(maintain_order=True).with_row_index("pair")
+    kinds, names = list(rows.kinds), list(rows.names)
+    labels = pl.DataFrame({"kind": [kinds[k] for k in distinct["kind_id"]],
+                           "name": [names[n] for n in distinct["name_id"]]}, schema={"kind": pl.String,
+                                                                                     "name": pl.String})
+    per_event = pairs.join(distinct, on=["kind_id", "name_id"], how="left", maintain_order="left")["pair"]
+    return labels, per_event
 
 
-def _ranges_frame(rows: list) -> pl.DataFrame:
-    columns = _cpu_columns(rows, {})
-    frame = pl.DataFrame({c: columns[c] for c in ("start", "end", "globalTid", "message")},
-                         schema={c: RANGES_SCHEMA[c] for c in ("start", "end", "globalTid", "message")})
-    return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64))
+def _global_tids(columns: _Columns) -> np.ndarray:
+    """trace_schema.global_tid of each event's (pid, tid)."""
+    tid_mask = (1 << trace_schema.TID_BITS) - 1
+    return (columns.integers("where") << trace_schema.TID_BITS) | (columns.integers("within") & tid_mask)
 
 
-def _calls_frame(rows: list, ids: dict[str, int]) -> pl.DataFrame:
-    columns = _cpu_columns(rows, ids)
-    schema = API_SCHEMA | {"source": pl.String}
-    return pl.DataFrame({c: columns[c] for c in schema}, schema=schema).cast(API_SCHEMA)
+def _correlations(columns: _Columns) -> pl.Series:
+    ids = pl.Series("correlationId", columns.integers("correlation"))
+    return pl.select(pl.when(ids != NO_ID).then(ids)).to_series()
+
+
+def _ranges_frame(rows: _Rows) -> pl.DataFrame:
+    columns = rows.frames["ranges"]
+    labels, per_event = _distinct(rows, "ranges")
+    frame = pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
+                          "globalTid": _global_tids(columns), "message": labels["name"].gather(per_event)})
+    return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64)).cast(RANGES_SCHEMA)
+
+
+def _calls_frame(rows: _Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int]) -> pl.DataFrame:
+    columns = rows.frames["calls"]
+    name_ids = pl.Series([ids[name] for name in labels["name"]], dtype=pl.Int64)
+    return pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
+                         "globalTid": _global_tids(columns), "correlationId": _correlations(columns),
+                         "nameId": name_ids.gather(per_event), "source": labels["kind"].gather(per_event)}
+                        ).cast(API_SCHEMA)
 
 
 def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
@@ -150,23 +336,26 @@ def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
     return None, None, COPY_KINDS.get("to".join(direction.groups())) if direction else None
 
 
-def _gpu_frame(rows: list, ids: dict[str, int], pid: int) -> pl.DataFrame:
-    start, end, device, stream, correlation, kind, name = list(zip(*rows)) or [()] * 7
-    known = {key: _op_names(*key, ids) for key in set(zip(kind, name))}  # once per distinct name, not per op
-    short, full, copy = list(zip(*(known[key] for key in zip(kind, name)))) or [()] * 3
+def _gpu_frame(rows: _Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int],
+               pid: int) -> pl.DataFrame:
+    columns = rows.frames["gpu"]
+    known = pl.DataFrame([_op_names(kind, name, ids) for kind, name in labels.iter_rows()],
+                         schema={"shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64},
+                         orient="row")
     frame = pl.DataFrame({
-        "start": start, "end": end, "deviceId": device, "streamId": stream, "correlationId": correlation,
-        "globalPid": [trace_schema.global_pid(pid)] * len(start), "kind": kind,
-        "shortName": short, "demangledName": full, "copyKind": copy, "graphExecId": [None] * len(start)},
-        schema={c: pl.Int64 for c in GPU_SCHEMA if c != "kind"} | {"kind": pl.String})
-    return frame.select(*GPU_SCHEMA).cast(GPU_SCHEMA)
+        "start": columns.integers("start"), "end": columns.integers("end"), "deviceId": columns.integers("where"),
+        "streamId": columns.integers("within"), "correlationId": _correlations(columns),
+        "kind": labels["kind"].gather(per_event)})
+    return (frame.hstack(known.gather(per_event))
+            .with_columns(globalPid=pl.lit(trace_schema.global_pid(pid), pl.Int64),
+                          graphExecId=pl.lit(None, pl.Int64))
+            .select(*GPU_SCHEMA).cast(GPU_SCHEMA))
 
 
-def _names(rows: dict[str, list]) -> dict[str, int]:
-    """StringIds for every API name, kernel name and kernel short name, numbered from 1."""
-    names = {row[6] for row in rows["calls"]}
-    kernels = {row[6] for row in rows["gpu"] if row[5] == "kernel"}
-    names |= kernels | {short_name(n) for n in kernels}
+def _string_ids(calls: pl.DataFrame, gpu: pl.DataFrame) -> dict[str, int]:
+    """StringIds for every API name, kernel name and kernel short name, numbered from 1 in sorted order."""
+    kernels = set(gpu.filter(pl.col("kind") == "kernel")["name"])
+    names = set(calls["name"]) | kernels | {short_name(n) for n in kernels}
     return {name: i for i, name in enumerate(sorted(names), start=1)}
 
 
@@ -180,21 +369,21 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     """Parse the Chrome trace at `path`, refusing one with no GPU kernels or no ranges, into its frames."""
     path = Path(path)
     progress(f"reading {path}")
-    events, properties = _parse(path)
-    rows = _rows(path, events)
-    if not any(row[5] == "kernel" for row in rows["gpu"]):
+    rows = _read_events(path)
+    (calls, call_pairs), (gpu, gpu_pairs) = _distinct(rows, "calls"), _distinct(rows, "gpu")
+    if "kernel" not in set(gpu["kind"]):
         raise GapprofError(
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
             f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
-    if not rows["ranges"]:
+    if not len(rows.frames["ranges"].start):
         raise GapprofError(f"{path}: no record_function ranges (user_annotation events) to take steps from; wrap "
                            f"each step in torch.profiler.record_function or call the profiler's step()")
-    ids = _names(rows)
-    present = {"ranges"} | {row[5] for frame in ("calls", "gpu") for row in rows[frame]}
+    ids = _string_ids(calls, gpu)
+    present = {"ranges"} | set(calls["kind"]) | set(gpu["kind"])
     return RawTrace(path=path, tables=frozenset(TABLES[k] for k in present), meta={}, unparsable_meta=(),
-                    ranges=_ranges_frame(rows["ranges"]), calls=_calls_frame(rows["calls"], ids),
-                    gpu=_gpu_frame(rows["gpu"], ids, _host_pid(path, rows)),
+                    ranges=_ranges_frame(rows), calls=_calls_frame(rows, calls, call_pairs, ids),
+                    gpu=_gpu_frame(rows, gpu, gpu_pairs, ids, _host_pid(path, rows)),
                     strings=pl.DataFrame({"id": list(ids.values()), "value": list(ids)}, schema=STRINGS_SCHEMA),
-                    gpu_info=_gpu_info(properties),
+                    gpu_info=_gpu_info(rows.properties),
                     open_ranges=0,  # Kineto writes complete events only
                     notes=())
