@@ -196,11 +196,14 @@ def test_json_nested_deeper_than_the_parser_takes_is_refused_in_one_line(tmp_pat
         attribution.analyze(path)
 
 
-def test_events_are_read_across_chunks_of_text_exactly(tmp_path, monkeypatch):
-    # Chunks of 7 characters cut every number and name: each must come out as in one read.
+@pytest.mark.parametrize("chunk", [5, 6, 7])
+def test_events_are_read_across_chunks_of_text_exactly(tmp_path, monkeypatch, chunk):
+    # Small chunks cut every value, the numbers between the object's keys too: each must come out as in one read.
     nsys, torch_trace = pair(tmp_path, "mixed")
     whole = attribution.analyze(torch_trace, Options(skip=0))
-    monkeypatch.setattr(kineto, "CHUNK_CHARS", 7)
+    trace = json.loads(torch_trace.read_text())
+    torch_trace.write_text(json.dumps({"schemaVersion": 1234567, **trace, "baseTimeNanoseconds": 1234567890123}))
+    monkeypatch.setattr(kineto, "CHUNK_CHARS", chunk)
     assert attribution.analyze(torch_trace, Options(skip=0)).steps.equals(whole.steps)
 
 
