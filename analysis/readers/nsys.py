@@ -17,6 +17,7 @@ import adbc_driver_sqlite
 import polars as pl
 
 from gapprof import trace_schema
+from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.compressed import unpacked
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO, GPU_INFO_SCHEMA, GPU_SCHEMA, GRAPH,
                                                 KERNEL, MEMCPY, MEMSET, NVTX, PID_MASK, RANGES_SCHEMA, RUNTIME,
@@ -100,6 +101,8 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     if not _is_sqlite(file):
         raise GapprofError(f"{file}: {NOT_SQLITE}")
     tables, meta, unparsable = _header(file)
+    gpu_ops, calls = _row_counts(file, tables)
+    memory.check_fits(file, gpu_ops + calls, f"{gpu_ops:,} GPU ops, {calls:,} API calls")
     progress(f"reading {file}" + (f" (for {path})" if file != path else ""))
     with _connect(file) as conn:
         return RawTrace(path=file, tables=tables, meta=meta, unparsable_meta=unparsable,
@@ -133,6 +136,19 @@ def _header(file: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
     if missing:
         raise GapprofError(f"{file}: " + "; ".join(missing))
     return tables, meta, unparsable
+
+
+def _row_counts(file: Path, tables: frozenset) -> tuple[int, int]:
+    """(GPU ops, API calls) in the trace, from each table's largest rowid: a lookup, not a scan (the export never
+    deletes rows, so it is the count)."""
+    conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    try:
+        def rows(names) -> int:
+            return sum(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {t}").fetchone()[0]
+                       for t in names if t in tables)
+        return rows((KERNEL, MEMCPY, MEMSET, GRAPH)), rows((RUNTIME, DRIVER))
+    finally:
+        conn.close()
 
 
 def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:
