@@ -34,6 +34,7 @@ CHILD = """
 import resource, sys
 from gapprof.analysis import attribution
 from gapprof.cli import main
+from gapprof.commands import attribute_cli
 held = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (held + 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
 main(["attribute", sys.argv[1]])
