@@ -5,7 +5,7 @@ traces of 1M to 10M kernels, against the fastest read of the same rows and colum
 
 Each size is generated into --dir (the nsys schema subset: kernels carrying their process id as real exports do,
 their cudaLaunchKernel calls, a memcpy and a sync per step, NVTX steps in the gapprof domain; 10M kernels take
-about 1.5 GB of disk), measured, then deleted. Every measurement is a fresh process run under `/usr/bin/time -v`:
+845 MiB of disk), measured, then deleted. Every measurement is a fresh process run under `/usr/bin/time -v`:
 wall time and peak RSS, imports included. The reads fetch the columns attribute uses from the same tables into
 polars frames through sqlite3 (Python rows), ADBC (Arrow, large batches) and connectorx (Arrow, where installed);
 the fastest is the baseline of the ratio.
