@@ -29,6 +29,16 @@ def test_a_trace_larger_than_the_free_memory_is_refused_naming_its_rows(tmp_path
         attribution.analyze(path)
 
 
+def test_a_torch_profiler_trace_too_large_is_refused_once_its_events_are_counted(tmp_path, monkeypatch):
+    b = TraceBuilder()
+    for i in range(10):
+        basic_step(b, 2000 * i)
+    path = b.write_kineto(tmp_path / "t.json")
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**10)
+    with pytest.raises(GapprofError, match=rf"^{path}: 90 rows \(40 GPU ops, 50 API calls\) need about"):
+        attribution.analyze(path)
+
+
 # The limit is set once the command's modules are imported: the address space they hold plus 1 MiB.
 CHILD = """
 import resource, sys

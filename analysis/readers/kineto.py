@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 
 from gapprof import trace_schema
+from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.compressed import GZIP_MAGIC
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO_SCHEMA, GPU_SCHEMA, KERNEL, MEMCPY,
                                                 MEMSET, NVTX, RANGES_SCHEMA, RUNTIME, STRINGS_SCHEMA, RawTrace)
@@ -79,6 +80,9 @@ class Fraction(str):
     double near 5e12 µs cannot hold every ns); its own type, so that a JSON string is never taken for a number."""
 
 
+NUMBERS = (int, Fraction)  # what a time may be as parsed
+
+
 def to_ns(us) -> int:
     """Integer ns of a time in µs (an int, or a Fraction or Decimal): round(1000 us), ties to even, exactly."""
     if type(us) is int:
@@ -107,7 +111,6 @@ def _times(start, dur) -> tuple[int, int]:
     return start_ns, start_ns + dur_ns
 
 
-NUMBERS = (int, Fraction)
 # Text decoded at a time: events are parsed one by one from it, so memory holds one chunk, not the file.
 CHUNK_CHARS = 1 << 24
 _DECODER = json.JSONDecoder(parse_float=Fraction)
@@ -370,6 +373,9 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     path = Path(path)
     progress(f"reading {path}")
     rows = _read_events(path)
+    # The columns read are a small part of what attribution takes; the file's size does not tell the rows in advance.
+    gpu_ops, calls = len(rows.frames["gpu"].start), len(rows.frames["calls"].start)
+    memory.check_fits(path, gpu_ops + calls, f"{gpu_ops:,} GPU ops, {calls:,} API calls")
     (calls, call_pairs), (gpu, gpu_pairs) = _distinct(rows, "calls"), _distinct(rows, "gpu")
     if "kernel" not in set(gpu["kind"]):
         raise GapprofError(
