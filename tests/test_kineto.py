@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
-from gapprof.analysis.readers import kineto, nsys
+from gapprof.analysis.readers import json_stream, kineto, kineto_events, nsys
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof.trace_schema import TID_BITS, api_name
@@ -79,7 +79,7 @@ def test_the_command_line_reads_a_torch_trace(tmp_path):
                                     (Decimal("0.0004"), 0), (Decimal("0.0005"), 0), (Decimal("0.0015"), 2),
                                     (Decimal("1.0006"), 1001), (7, 7000)])
 def test_microseconds_round_to_the_nearest_ns_ties_to_even(us, ns):
-    assert kineto.to_ns(us) == ns
+    assert kineto_events.to_ns(us) == ns
 
 
 def _events_file(tmp_path, events, name="t.json"):
@@ -203,7 +203,7 @@ def test_events_are_read_across_chunks_of_text_exactly(tmp_path, monkeypatch, ch
     whole = attribution.analyze(torch_trace, Options(skip=0))
     trace = json.loads(torch_trace.read_text())
     torch_trace.write_text(json.dumps({"schemaVersion": 1234567, **trace, "baseTimeNanoseconds": 1234567890123}))
-    monkeypatch.setattr(kineto, "CHUNK_CHARS", chunk)
+    monkeypatch.setattr(json_stream, "CHUNK_CHARS", chunk)
     assert attribution.analyze(torch_trace, Options(skip=0)).steps.equals(whole.steps)
 
 

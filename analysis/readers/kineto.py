@@ -22,19 +22,15 @@ The mapping onto the export's frames:
 - GPU info: deviceProperties (id, name; no bandwidth, so the floor takes the datasheet's by name).
   There is no capture metadata: the floor needs --model and --ctx.
 
-The file is parsed as a stream, one event at a time by the standard library's C scanner, never as one document:
-a trace of millions of events holds one chunk of text and the columns read, packed as 64-bit integers, with names
-interned once each. A number with a fraction keeps its JSON text (never a float) until it is rounded to ns; a
-damaged event (a time or id that is not a number, an id beyond 64 bits, nesting too deep) is refused in one line.
+The file is parsed as a stream, one event at a time (analysis.readers.json_stream), never as one document: a
+trace of millions of events holds one chunk of text and the columns read (analysis.readers.kineto_events), packed
+as 64-bit integers, with names interned once each. A number with a fraction keeps its JSON text (never a float)
+until it is rounded to ns; a damaged event (a time or id that is not a number, an id beyond 64 bits, nesting too
+deep) is refused in one line.
 """
 import gzip
-import io
-import json
 import re
-from array import array
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import numpy as np
@@ -43,16 +39,12 @@ import polars as pl
 from gapprof import trace_schema
 from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.compressed import GZIP_MAGIC
+from gapprof.analysis.readers.kineto_events import NO_ID, Columns, Rows, read_events
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO_SCHEMA, GPU_SCHEMA, KERNEL, MEMCPY,
                                                 MEMSET, NVTX, RANGES_SCHEMA, RUNTIME, STRINGS_SCHEMA, RawTrace)
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 
-# Event category, in lower case (older Kineto releases wrote Runtime, Kernel, Memcpy, Memset) -> (frame, kind).
-CATEGORIES = {"user_annotation": ("ranges", None),
-              "cuda_runtime": ("calls", "runtime"), "runtime": ("calls", "runtime"), "cuda_driver": ("calls", "driver"),
-              "kernel": ("gpu", "kernel"), "gpu_memcpy": ("gpu", "memcpy"), "memcpy": ("gpu", "memcpy"),
-              "gpu_memset": ("gpu", "memset"), "memset": ("gpu", "memset")}
 TABLES = {"ranges": NVTX, "runtime": RUNTIME, "driver": DRIVER, "kernel": KERNEL, "memcpy": MEMCPY, "memset": MEMSET}
 _COPY = re.compile(r"\b([HDAP])to([HDAP])\b")
 COPY_KINDS = {"HtoD": 1, "DtoH": 2, "HtoA": 3, "AtoH": 4, "AtoA": 5, "AtoD": 6, "DtoA": 7, "DtoD": 8, "HtoH": 9,
@@ -75,213 +67,7 @@ def claims(path: Path) -> bool:
     return head.lstrip()[:1] in (b"{", b"[")
 
 
-class Fraction(str):
-    """The text of a JSON number with a fraction or exponent, kept as written so that no float ever rounds it (a
-    double near 5e12 µs cannot hold every ns); its own type, so that a JSON string is never taken for a number."""
-
-
-NUMBERS = (int, Fraction)  # what a time may be as parsed
-
-
-def to_ns(us) -> int:
-    """Integer ns of a time in µs (an int, or a Fraction or Decimal): round(1000 us), ties to even, exactly."""
-    if type(us) is int:
-        return us * 1000
-    return int(Decimal(us).scaleb(3).to_integral_value(ROUND_HALF_EVEN))
-
-
-def _exact_ns(us) -> int | None:
-    """1000 us when that is an integer read straight off the text (at most three decimals, as Kineto writes),
-    else None."""
-    if type(us) is int:
-        return us * 1000
-    whole, _, fraction = us.partition(".")
-    if len(fraction) <= 3 and fraction.isdigit():
-        return int(whole + fraction.ljust(3, "0"))
-    return None
-
-
-def _times(start, dur) -> tuple[int, int]:
-    """(start ns, end ns) of an event: both ends rounded as points, end = round(1000 (ts + dur))."""
-    if type(start) not in NUMBERS or type(dur) not in NUMBERS:
-        raise TypeError("ts or dur is not a number")
-    start_ns, dur_ns = _exact_ns(start), _exact_ns(dur)
-    if start_ns is None or dur_ns is None:  # a fraction beyond ns: round each end exactly
-        return to_ns(start), to_ns(Decimal(start) + Decimal(dur))
-    return start_ns, start_ns + dur_ns
-
-
-# Text decoded at a time: events are parsed one by one from it, so memory holds one chunk, not the file.
-CHUNK_CHARS = 1 << 24
-_DECODER = json.JSONDecoder(parse_float=Fraction)
-_SPACE = re.compile(r"[\s,]*")  # what separates values, as the walk below reads it
-
-
-class _Text:
-    """JSON text read in chunks, values decoded one at a time with the standard library's C scanner."""
-
-    def __init__(self, stream):
-        self.stream, self.text, self.at, self.ended = stream, "", 0, False
-
-    def _more(self) -> bool:
-        chunk = "" if self.ended else self.stream.read(CHUNK_CHARS)
-        self.ended = not chunk
-        self.text, self.at = self.text[self.at:] + chunk, 0
-        return bool(chunk)
-
-    def next_char(self) -> str:
-        """The next character after spaces and commas ('' at the end), not consumed."""
-        while True:
-            self.at = _SPACE.match(self.text, self.at).end()
-            if self.at < len(self.text) or not self._more():
-                return self.text[self.at:self.at + 1]
-
-    def take(self, char: str) -> None:
-        if self.next_char() != char:
-            raise json.JSONDecodeError(f"expected {char!r}", self.text, self.at)
-        self.at += 1
-
-    def value(self):
-        """The JSON value that starts here. One that reaches the end of the text read so far is decoded again with
-        more text, so a number is never cut short at a chunk's edge."""
-        while True:
-            try:
-                value, end = _DECODER.raw_decode(self.text, self.at)
-                if end < len(self.text) or self.ended:
-                    self.at = end
-                    return value
-            except json.JSONDecodeError:
-                if self.ended:
-                    raise
-            self._more()
-
-    def items(self):
-        """The values of the list that starts here (one scan and one decode per value: the hot loop of a read)."""
-        self.take("[")
-        while True:
-            self.at = _SPACE.match(self.text, self.at).end()
-            if self.at == len(self.text):
-                if not self._more():
-                    raise json.JSONDecodeError("unterminated list", self.text, self.at)
-                continue
-            if self.text[self.at] == "]":
-                self.at += 1
-                return
-            yield self.value()
-
-
-@contextmanager
-def _text(path: Path):
-    """The file at `path` as UTF-8 text in chunks, gunzipped where it is gzip."""
-    with open(path, "rb") as raw:
-        packed = raw.read(2) == GZIP_MAGIC
-        raw.seek(0)
-        with gzip.open(raw) if packed else nullcontext(raw) as binary:
-            yield _Text(io.TextIOWrapper(binary, encoding="utf-8"))
-
-
-def _walk(path: Path, found: dict):
-    """The events of the Chrome trace at `path`, one at a time; `found` gets its deviceProperties and whether it
-    has an event list. The file is a list of events or an object with a traceEvents list among its keys."""
-    with _text(path) as text:
-        if text.next_char() == "[":
-            found["events"] = True
-            yield from text.items()
-            return
-        text.take("{")
-        while text.next_char() != "}":
-            key = text.value()
-            text.take(":")
-            if text.next_char() == "[" and key == "traceEvents":
-                found["events"] = True
-                yield from text.items()
-            else:
-                found[key] = text.value()
-        text.at += 1
-        if text.next_char():
-            raise json.JSONDecodeError("extra data after the trace", text.text, text.at)
-
-
-# A file that is not readable JSON (gzip's errors are OSError and EOFError).
-UNREADABLE = (json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError)
-# An absent correlation id, in a column of 64-bit integers; CUPTI's ids are unsigned 32-bit, never this.
-NO_ID = -(1 << 63)
-
-
-class _Columns:
-    """One frame's rows as they stream in: integer columns packed as int64, names as ids of first appearance."""
-
-    def __init__(self):
-        self.start, self.end, self.where, self.within = array("q"), array("q"), array("q"), array("q")
-        self.correlation, self.kind, self.name = array("q"), array("q"), array("q")
-
-    def integers(self, column: str) -> np.ndarray:
-        return np.frombuffer(getattr(self, column), dtype=np.int64) if len(self.start) else np.zeros(0, np.int64)
-
-
-class _Rows:
-    """The events read, per frame (ranges, calls, gpu), with every name interned once."""
-
-    def __init__(self):
-        self.frames = {"ranges": _Columns(), "calls": _Columns(), "gpu": _Columns()}
-        self.names: dict[str, int] = {}  # name -> id of first appearance
-        self.kinds: dict[str, int] = {}
-        self.pids: set[int] = set()  # processes of the CPU events
-        self.properties: list = []  # deviceProperties
-
-    def add(self, frame: str, kind: str, event: dict) -> None:
-        args = event.get("args") or {}
-        start, end = _times(event["ts"], event.get("dur", 0))
-        correlation = args.get("correlation")
-        if correlation is not None and type(correlation) is not int:
-            raise TypeError("correlation is not an integer")
-        if frame == "gpu":
-            where, within = int(args.get("device", event.get("pid"))), int(args.get("stream", event.get("tid")))
-        else:
-            where, within = int(event["pid"]), int(event["tid"])
-            self.pids.add(where)
-        name = event.get("name", "")
-        columns = self.frames[frame]
-        columns.start.append(start)
-        columns.end.append(end)
-        columns.where.append(where)
-        columns.within.append(within)
-        columns.correlation.append(NO_ID if correlation is None else correlation)
-        columns.kind.append(self.kinds.setdefault(kind or "range", len(self.kinds)))
-        columns.name.append(self.names.setdefault(name if type(name) is str else str(name), len(self.names)))
-
-
-def _read_events(path: Path) -> _Rows:
-    """Complete events ('X') of the categories read, streamed from the file into columns."""
-    rows, found = _Rows(), {}
-    try:
-        for index, event in enumerate(_walk(path, found)):
-            if type(event) is not dict or event.get("ph") != "X":
-                continue
-            frame, kind = CATEGORIES.get(str(event.get("cat", "")).lower(), (None, None))
-            if frame is None:
-                continue
-            try:
-                rows.add(frame, kind, event)
-            except OverflowError:  # an ArithmeticError too: caught first
-                raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) has a "
-                                   f"number beyond 64 bits: a damaged trace") from None
-            except (KeyError, TypeError, ValueError, ArithmeticError):
-                raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
-                                   f"numeric ts, dur, pid, tid or correlation: a damaged trace") from None
-    except UNREADABLE as error:
-        raise GapprofError(f"{path}: not a Chrome trace: unreadable JSON ({error})") from None
-    except RecursionError:
-        raise GapprofError(f"{path}: not a Chrome trace: JSON nested deeper than a trace event ever is") from None
-    if not found.get("events"):
-        raise GapprofError(f"{path}: JSON but not a Chrome trace (no traceEvents list); expected the output of "
-                           f"torch.profiler's export_chrome_trace")
-    properties = found.get("deviceProperties")
-    rows.properties = properties if isinstance(properties, list) else []
-    return rows
-
-
-def _host_pid(path: Path, rows: _Rows) -> int:
+def _host_pid(path: Path, rows: Rows) -> int:
     pids = sorted(rows.pids)
     if len(pids) > 1:
         raise GapprofError(f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "
@@ -289,7 +75,7 @@ def _host_pid(path: Path, rows: _Rows) -> int:
     return pids[0]
 
 
-def _distinct(rows: _Rows, frame: str) -> tuple[pl.DataFrame, pl.Series]:
+def _distinct(rows: Rows, frame: str) -> tuple[pl.DataFrame, pl.Series]:
     """The distinct (kind, name) of a frame's events, by label, with `pair` numbering them; and per event its
     pair, so that a name is looked at once however many events carry it."""
     columns = rows.frames[frame]
@@ -303,18 +89,18 @@ def _distinct(rows: _Rows, frame: str) -> tuple[pl.DataFrame, pl.Series]:
     return labels, per_event
 
 
-def _global_tids(columns: _Columns) -> np.ndarray:
+def _global_tids(columns: Columns) -> np.ndarray:
     """trace_schema.global_tid of each event's (pid, tid)."""
     tid_mask = (1 << trace_schema.TID_BITS) - 1
     return (columns.integers("where") << trace_schema.TID_BITS) | (columns.integers("within") & tid_mask)
 
 
-def _correlations(columns: _Columns) -> pl.Series:
+def _correlations(columns: Columns) -> pl.Series:
     ids = pl.Series("correlationId", columns.integers("correlation"))
     return pl.select(pl.when(ids != NO_ID).then(ids)).to_series()
 
 
-def _ranges_frame(rows: _Rows) -> pl.DataFrame:
+def _ranges_frame(rows: Rows) -> pl.DataFrame:
     columns = rows.frames["ranges"]
     labels, per_event = _distinct(rows, "ranges")
     frame = pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
@@ -322,7 +108,7 @@ def _ranges_frame(rows: _Rows) -> pl.DataFrame:
     return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64)).cast(RANGES_SCHEMA)
 
 
-def _calls_frame(rows: _Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int]) -> pl.DataFrame:
+def _calls_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int]) -> pl.DataFrame:
     columns = rows.frames["calls"]
     name_ids = pl.Series([ids[name] for name in labels["name"]], dtype=pl.Int64)
     return pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
@@ -339,7 +125,7 @@ def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
     return None, None, COPY_KINDS.get("to".join(direction.groups())) if direction else None
 
 
-def _gpu_frame(rows: _Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int],
+def _gpu_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int],
                pid: int) -> pl.DataFrame:
     columns = rows.frames["gpu"]
     known = pl.DataFrame([_op_names(kind, name, ids) for kind, name in labels.iter_rows()],
@@ -372,7 +158,7 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     """Parse the Chrome trace at `path`, refusing one with no GPU kernels or no ranges, into its frames."""
     path = Path(path)
     progress(f"reading {path}")
-    rows = _read_events(path)
+    rows = read_events(path)
     # The columns read are a small part of what attribution takes; the file's size does not tell the rows in advance.
     gpu_ops, calls = len(rows.frames["gpu"].start), len(rows.frames["calls"].start)
     memory.check_fits(path, gpu_ops + calls, f"{gpu_ops:,} GPU ops, {calls:,} API calls")
