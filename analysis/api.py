@@ -24,23 +24,28 @@ def category(name: str) -> str:
     return "other"
 
 
-def named_calls(calls: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:
-    """calls with their API `name` (version suffix dropped) and `category`, resolved once per distinct name."""
-    ids = calls["nameId"].unique().to_list()
+def _names(ids: list, strings: pl.DataFrame) -> pl.DataFrame:
+    """nameId -> API `name` (version suffix dropped) and `category`, once per distinct id."""
     known = dict(zip(*strings.filter(pl.col("id").is_in(ids)).select("id", "value").to_dict().values()))
     names = [api_name(known.get(i, f"<string {i}>")) for i in ids]
-    lookup = pl.DataFrame({"nameId": ids, "name": names, "category": [category(n) for n in names]},
-                          schema={"nameId": pl.Int64, "name": pl.String, "category": pl.String})
-    return calls.join(lookup, on="nameId", how="left")
+    return pl.DataFrame({"nameId": ids, "name": names, "category": [category(n) for n in names]},
+                        schema={"nameId": pl.Int64, "name": pl.String, "category": pl.String})
+
+
+def named_calls(calls: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:
+    """calls with their API `name` (version suffix dropped) and `category`, resolved once per distinct name."""
+    return calls.join(_names(calls["nameId"].unique().to_list(), strings), on="nameId", how="left")
 
 
 def api_table(calls: pl.DataFrame, strings: pl.DataFrame, n_steps: int) -> pl.DataFrame:
-    """calls: the measured steps' API calls."""
+    """calls: the measured steps' API calls. Aggregated per name id first (durations kept for the medians), then
+    named: ids whose names differ only in the version suffix pool into one row."""
     duration = pl.col("end") - pl.col("start")
-    return (named_calls(calls, strings)
+    per_id = calls.group_by("nameId", "source").agg(calls=pl.len(), total=duration.sum(), durations=duration)
+    durations = pl.col("durations").list.explode(keep_nulls=False, empty_as_null=False)
+    return (per_id.join(_names(per_id["nameId"].unique().to_list(), strings), on="nameId", how="left")
             .group_by("name", "source", "category").agg(
-                calls=pl.len(), total=duration.sum(), mean_us=duration.mean() / 1000,
-                median_us=duration.median() / 1000)
+                pl.col("calls", "total").sum(), mean_us=durations.mean() / 1000, median_us=durations.median() / 1000)
             .select("name", pl.col("source").cast(pl.String), "category",
                     calls_per_step=pl.col("calls") / n_steps,
                     us_per_step=pl.col("total") / (1000.0 * n_steps),

@@ -6,6 +6,7 @@ belong to each step. The table functions read only that.
 """
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import polars as pl
 
@@ -58,6 +59,12 @@ class Attribution:
     def measured_only(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The rows of a per-step frame (ops, calls) that belong to measured steps."""
         return frame.filter(pl.col("step").is_in(self.measured["step"].implode()))
+
+    @cached_property
+    def per_kernel(self) -> pl.DataFrame:
+        """The measured steps' ops per distinct kernel (kernels.per_kernel), aggregated once for the kernel and
+        class tables and the findings that read them."""
+        return kernels.per_kernel(self.measured_only(self.ops), self.frames.gpu)
 
 
 def _device(ops: pl.DataFrame, gpu: pl.DataFrame, info: pl.DataFrame) -> tuple[str | None, int | None]:
@@ -134,13 +141,12 @@ def _busy_total(result: Attribution) -> int:
 
 
 def kernel_table(result: Attribution, full_names: bool = False) -> pl.DataFrame:
-    return kernels.kernel_table(result.measured_only(result.ops), result.frames.gpu, result.frames.strings,
-                                result.measured.height, _busy_total(result), full_names)
+    return kernels.kernel_table(result.per_kernel, result.frames.strings, result.measured.height,
+                                _busy_total(result), full_names)
 
 
 def class_table(result: Attribution) -> pl.DataFrame:
-    return kernels.class_table(result.measured_only(result.ops), result.frames.gpu, result.frames.strings,
-                               result.measured.height, _busy_total(result))
+    return kernels.class_table(result.per_kernel, result.frames.strings, result.measured.height, _busy_total(result))
 
 
 def api_table(result: Attribution) -> pl.DataFrame:

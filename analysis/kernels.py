@@ -38,13 +38,15 @@ def classify(name: str) -> str:
     return "other"
 
 
-def named_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
-    """ops with `name` and `class` columns, resolved once per distinct kernel rather than per op."""
-    ops = ops.hstack(gpu.select("shortName", "demangledName", "copyKind", "graphExecId").gather(ops["op"]))
-    keys = ops.select("kind", "shortName", "demangledName", "copyKind", "graphExecId").unique()
+# What tells one kernel (or copy, memset, graph) from another: the op's kind and its name ids in `gpu`.
+KEY = ("kind", "shortName", "demangledName", "copyKind", "graphExecId")
+
+
+def names(keys: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
+    """keys (distinct KEY rows) with their `name` and `class`, resolved in Python once per distinct kernel."""
     lookup = dict(zip(strings["id"].to_list(), strings["value"].to_list()))
     rows = []
-    for kind, short, full, copy_kind, graph_exec in keys.iter_rows():
+    for kind, short, full, copy_kind, graph_exec in keys.select(KEY).iter_rows():
         if kind == "kernel":
             full_name = lookup.get(full, f"<string {full}>")
             name = full_name if full_names else lookup.get(short, f"<string {short}>")
@@ -56,19 +58,39 @@ def named_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_
         else:
             name, cls = "[memset]", "memcpy/memset"
         rows.append((kind, short, full, copy_kind, graph_exec, name, cls))
-    names = pl.DataFrame(rows, schema={**keys.schema, "name": pl.String, "class": pl.Enum(CLASSES)}, orient="row")
-    return ops.join(names, on=["kind", "shortName", "demangledName", "copyKind", "graphExecId"], how="left",
+    return pl.DataFrame(rows, schema={**keys.select(KEY).schema, "name": pl.String, "class": pl.Enum(CLASSES)},
+                        orient="row")
+
+
+def _keyed(ops: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
+    return ops.hstack(gpu.select(KEY[1:]).gather(ops["op"]))
+
+
+def named_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
+    """ops with `name` and `class` columns, resolved once per distinct kernel rather than per op."""
+    ops = _keyed(ops, gpu)
+    return ops.join(names(ops.select(KEY).unique(), strings, full_names), on=list(KEY), how="left",
                     nulls_equal=True)
 
 
-def _table(ops: pl.DataFrame, by: list[str], n_steps: int, busy_total: int) -> pl.DataFrame:
+def per_kernel(ops: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
+    """Per distinct kernel (KEY) of `ops` (the measured steps' ops, whose `op` indexes rows of `gpu`): calls, total
+    ns, the starved and latency gap ns before it, and its durations, kept for the medians. Aggregated on integer
+    ids before any name is looked up, and shared by the kernel and class tables."""
     duration = pl.col("end") - pl.col("start")
+    gap, starved = pl.col("gap"), pl.col("starved")
+    return (_keyed(ops.select("op", "kind", "start", "end", "gap", "starved"), gpu)
+            .group_by(KEY).agg(calls=pl.len(), total=duration.sum(), starved=gap.filter(starved).sum(),
+                               latency=gap.filter(~starved).sum(), durations=duration))
+
+
+def _table(kernels: pl.DataFrame, by: list[str], n_steps: int, busy_total: int) -> pl.DataFrame:
+    """kernels: per_kernel with its names; the rows of one `by` group summed, their durations pooled."""
     per_step = 1000.0 * n_steps  # ns totals -> µs per step
-    return (ops.group_by(*by).agg(
-                calls=pl.len(), total=duration.sum(), mean_us=duration.mean() / 1000,
-                median_us=duration.median() / 1000,
-                starved=pl.col("gap").filter(pl.col("starved")).sum(),
-                latency=pl.col("gap").filter(~pl.col("starved")).sum())
+    durations = pl.col("durations").list.explode(keep_nulls=False, empty_as_null=False)
+    return (kernels.group_by(*by).agg(
+                pl.col("calls", "total", "starved", "latency").sum(),
+                mean_us=durations.mean() / 1000, median_us=durations.median() / 1000)
             .select(*by,
                     calls_per_step=pl.col("calls") / n_steps,
                     us_per_step=pl.col("total") / per_step,
@@ -79,16 +101,14 @@ def _table(ops: pl.DataFrame, by: list[str], n_steps: int, busy_total: int) -> p
             .sort(["us_per_step", *by], descending=[True] + [False] * len(by)))
 
 
-def kernel_table(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int,
+def kernel_table(kernels: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int,
                  full_names: bool = False) -> pl.DataFrame:
-    """Per kernel (and memcpy, memset) name over `ops` (the measured steps' ops from anatomy.attribute, whose `op`
-    indexes rows of `gpu`)."""
-    named = named_ops(ops, gpu, strings, full_names)
+    """Per kernel (and memcpy, memset) name over `kernels` (per_kernel of the measured steps' ops)."""
+    named = kernels.join(names(kernels, strings, full_names), on=list(KEY), how="left", nulls_equal=True)
     return _table(named, ["name", "class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))
 
 
-def class_table(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, n_steps: int,
-                busy_total: int) -> pl.DataFrame:
-    """Per kernel class over `ops`, as kernel_table."""
-    named = named_ops(ops, gpu, strings, False)
+def class_table(kernels: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int) -> pl.DataFrame:
+    """Per kernel class over `kernels`, as kernel_table."""
+    named = kernels.join(names(kernels, strings, False), on=list(KEY), how="left", nulls_equal=True)
     return _table(named, ["class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))

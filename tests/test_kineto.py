@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
-from gapprof.analysis.readers import kineto, nsys
+from gapprof.analysis.readers import json_stream, kineto, kineto_events, nsys
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof.trace_schema import TID_BITS, api_name
@@ -79,7 +79,7 @@ def test_the_command_line_reads_a_torch_trace(tmp_path):
                                     (Decimal("0.0004"), 0), (Decimal("0.0005"), 0), (Decimal("0.0015"), 2),
                                     (Decimal("1.0006"), 1001), (7, 7000)])
 def test_microseconds_round_to_the_nearest_ns_ties_to_even(us, ns):
-    assert kineto.to_ns(us) == ns
+    assert kineto_events.to_ns(us) == ns
 
 
 def _events_file(tmp_path, events, name="t.json"):
@@ -172,8 +172,39 @@ def test_a_real_cpu_trace_is_refused_as_cpu_only_and_parses_with_gpu_events_adde
 
 def test_a_damaged_event_is_refused_in_one_line(tmp_path):
     events = [_x("user_annotation", "decode_step", 0, 10), dict(ph="X", cat="kernel", name="k", pid=0, tid=7)]
-    with pytest.raises(GapprofError, match=r"event 1 \(kernel 'k'\) lacks a numeric ts, dur, pid or tid"):
+    with pytest.raises(GapprofError, match=r"event 1 \(kernel 'k'\) lacks a numeric ts, dur, pid, tid or correlation"):
         attribution.analyze(_events_file(tmp_path, events))
+
+
+@pytest.mark.parametrize("kernel, says", [
+    (dict(ts="3", dur=1), r"event 2 \(kernel 'k'\) lacks a numeric ts, dur, pid, tid or correlation"),
+    (dict(ts=3, dur=1, args=dict(correlation="1")), r"event 2 \(kernel 'k'\) lacks a numeric ts, dur, pid"),
+    (dict(ts=3, dur=1, args=dict(correlation=1 << 64)), r"event 2 \(kernel 'k'\) has a number beyond 64 bits"),
+    (dict(ts=1 << 62, dur=1), r"event 2 \(kernel 'k'\) has a number beyond 64 bits"),
+])
+def test_a_string_or_a_number_beyond_64_bits_is_refused_in_one_line(tmp_path, kernel, says):
+    events = [_x("user_annotation", "decode_step", 0, 10), _x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
+              dict(ph="X", cat="kernel", name="k", pid=0, tid=7, **kernel)]
+    with pytest.raises(GapprofError, match=says):
+        attribution.analyze(_events_file(tmp_path, events))
+
+
+def test_json_nested_deeper_than_the_parser_takes_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "t.json"
+    path.write_text('{"traceEvents": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    with pytest.raises(GapprofError, match="JSON nested deeper than a trace event ever is"):
+        attribution.analyze(path)
+
+
+@pytest.mark.parametrize("chunk", [5, 6, 7])
+def test_events_are_read_across_chunks_of_text_exactly(tmp_path, monkeypatch, chunk):
+    # Small chunks cut every value, the numbers between the object's keys too: each must come out as in one read.
+    nsys, torch_trace = pair(tmp_path, "mixed")
+    whole = attribution.analyze(torch_trace, Options(skip=0))
+    trace = json.loads(torch_trace.read_text())
+    torch_trace.write_text(json.dumps({"schemaVersion": 1234567, **trace, "baseTimeNanoseconds": 1234567890123}))
+    monkeypatch.setattr(json_stream, "CHUNK_CHARS", chunk)
+    assert attribution.analyze(torch_trace, Options(skip=0)).steps.equals(whole.steps)
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "traces"

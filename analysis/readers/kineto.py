@@ -21,33 +21,34 @@ The mapping onto the export's frames:
   two points change order and the identity, checked on the integer ns, holds exactly.
 - GPU info: deviceProperties (id, name; no bandwidth, so the floor takes the datasheet's by name).
   There is no capture metadata: the floor needs --model and --ctx.
+
+The file is parsed as a stream, one event at a time (analysis.readers.json_stream), never as one document: a
+trace of millions of events holds one chunk of text and the columns read (analysis.readers.kineto_events), packed
+as 64-bit integers, with names interned once each. A number with a fraction keeps its JSON text (never a float)
+until it is rounded to ns; a damaged event (a time or id that is not a number, an id beyond 64 bits, nesting too
+deep) is refused in one line.
 """
 import gzip
-import json
 import re
 from collections.abc import Callable
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from gapprof import trace_schema
-from gapprof.analysis.readers.compressed import GZIP_MAGIC, contents
+from gapprof.analysis.readers import memory
+from gapprof.analysis.readers.compressed import GZIP_MAGIC
+from gapprof.analysis.readers.kineto_events import NO_ID, Columns, Rows, read_events
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO_SCHEMA, GPU_SCHEMA, KERNEL, MEMCPY,
                                                 MEMSET, NVTX, RANGES_SCHEMA, RUNTIME, STRINGS_SCHEMA, RawTrace)
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 
-# Event category, in lower case (older Kineto releases wrote Runtime, Kernel, Memcpy, Memset) -> (frame, kind).
-CATEGORIES = {"user_annotation": ("ranges", None),
-              "cuda_runtime": ("calls", "runtime"), "runtime": ("calls", "runtime"), "cuda_driver": ("calls", "driver"),
-              "kernel": ("gpu", "kernel"), "gpu_memcpy": ("gpu", "memcpy"), "memcpy": ("gpu", "memcpy"),
-              "gpu_memset": ("gpu", "memset"), "memset": ("gpu", "memset")}
 TABLES = {"ranges": NVTX, "runtime": RUNTIME, "driver": DRIVER, "kernel": KERNEL, "memcpy": MEMCPY, "memset": MEMSET}
 _COPY = re.compile(r"\b([HDAP])to([HDAP])\b")
 COPY_KINDS = {"HtoD": 1, "DtoH": 2, "HtoA": 3, "AtoH": 4, "AtoA": 5, "AtoD": 6, "DtoA": 7, "DtoD": 8, "HtoH": 9,
               "PtoP": 10}
-NS_PER_US = Decimal(1000)
 
 
 def claims(path: Path) -> bool:
@@ -66,80 +67,54 @@ def claims(path: Path) -> bool:
     return head.lstrip()[:1] in (b"{", b"[")
 
 
-def to_ns(us) -> int:
-    """Integer ns of a time in µs given as a Decimal or int: round(1000 us), ties to even."""
-    return int((Decimal(us) * NS_PER_US).to_integral_value(ROUND_HALF_EVEN))
-
-
-def _parse(path: Path) -> tuple[list, list]:
-    """(traceEvents, deviceProperties) of the Chrome trace at `path`; JSON numbers with a fraction become Decimals."""
-    try:
-        data = json.loads(contents(path), parse_float=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError, EOFError, OSError) as error:
-        raise GapprofError(f"{path}: not a Chrome trace: unreadable JSON ({error})") from None
-    events = data.get("traceEvents") if isinstance(data, dict) else data
-    if not isinstance(events, list):
-        raise GapprofError(f"{path}: JSON but not a Chrome trace (no traceEvents list); expected the output of "
-                           f"torch.profiler's export_chrome_trace")
-    properties = data.get("deviceProperties") if isinstance(data, dict) else None
-    return events, properties if isinstance(properties, list) else []
-
-
-def _row(event: dict, frame: str, kind: str) -> tuple:
-    """(start ns, end ns, pid or device, tid or stream, correlation, kind, name) of one event."""
-    start, args = event["ts"], event.get("args") or {}
-    times = (to_ns(start), to_ns(start + event.get("dur", 0)))
-    if frame == "gpu":
-        where = (int(args.get("device", event.get("pid"))), int(args.get("stream", event.get("tid"))))
-    else:
-        where = (int(event["pid"]), int(event["tid"]))
-    return *times, *where, args.get("correlation"), kind, event.get("name", "")
-
-
-def _rows(path: Path, events: list) -> dict[str, list]:
-    """Complete events ('X') of the categories read, as row tuples per frame: ranges, calls, gpu."""
-    rows = {"ranges": [], "calls": [], "gpu": []}
-    for index, event in enumerate(events):
-        if not isinstance(event, dict) or event.get("ph") != "X":
-            continue
-        frame, kind = CATEGORIES.get(str(event.get("cat", "")).lower(), (None, None))
-        if frame is None:
-            continue
-        try:
-            rows[frame].append(_row(event, frame, kind))
-        except (KeyError, TypeError, ValueError, ArithmeticError):
-            raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
-                               f"numeric ts, dur, pid or tid: a damaged trace") from None
-    return rows
-
-
-def _host_pid(path: Path, rows: dict[str, list]) -> int:
-    pids = sorted({row[2] for frame in ("ranges", "calls") for row in rows[frame]})
+def _host_pid(path: Path, rows: Rows) -> int:
+    pids = sorted(rows.pids)
     if len(pids) > 1:
         raise GapprofError(f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "
                            f"torch.profiler writes one trace per process: pass one process's trace")
     return pids[0]
 
 
-def _cpu_columns(rows: list, ids: dict[str, int]) -> dict:
-    """start, end, globalTid, correlationId, source, name and nameId of CPU event rows."""
-    start, end, pid, tid, correlation, kind, name = list(zip(*rows)) or [()] * 7
-    return {"start": start, "end": end,
-            "globalTid": [trace_schema.global_tid(p, t) for p, t in zip(pid, tid)],
-            "correlationId": correlation, "source": kind, "message": name, "nameId": [ids.get(n) for n in name]}
+def _distinct(rows: Rows, frame: str) -> tuple[pl.DataFrame, pl.Series]:
+    """The distinct (kind, name) of a frame's events, by label, with `pair` numbering them; and per event its
+    pair, so that a name is looked at once however many events carry it."""
+    columns = rows.frames[frame]
+    pairs = pl.DataFrame({"kind_id": columns.integers("kind"), "name_id": columns.integers("name")})
+    distinct = pairs.unique(maintain_order=True).with_row_index("pair")
+    kinds, names = list(rows.kinds), list(rows.names)
+    labels = pl.DataFrame({"kind": [kinds[k] for k in distinct["kind_id"]],
+                           "name": [names[n] for n in distinct["name_id"]]}, schema={"kind": pl.String,
+                                                                                     "name": pl.String})
+    per_event = pairs.join(distinct, on=["kind_id", "name_id"], how="left", maintain_order="left")["pair"]
+    return labels, per_event
 
 
-def _ranges_frame(rows: list) -> pl.DataFrame:
-    columns = _cpu_columns(rows, {})
-    frame = pl.DataFrame({c: columns[c] for c in ("start", "end", "globalTid", "message")},
-                         schema={c: RANGES_SCHEMA[c] for c in ("start", "end", "globalTid", "message")})
-    return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64))
+def _global_tids(columns: Columns) -> np.ndarray:
+    """trace_schema.global_tid of each event's (pid, tid)."""
+    tid_mask = (1 << trace_schema.TID_BITS) - 1
+    return (columns.integers("where") << trace_schema.TID_BITS) | (columns.integers("within") & tid_mask)
 
 
-def _calls_frame(rows: list, ids: dict[str, int]) -> pl.DataFrame:
-    columns = _cpu_columns(rows, ids)
-    schema = API_SCHEMA | {"source": pl.String}
-    return pl.DataFrame({c: columns[c] for c in schema}, schema=schema).cast(API_SCHEMA)
+def _correlations(columns: Columns) -> pl.Series:
+    ids = pl.Series("correlationId", columns.integers("correlation"))
+    return pl.select(pl.when(ids != NO_ID).then(ids)).to_series()
+
+
+def _ranges_frame(rows: Rows) -> pl.DataFrame:
+    columns = rows.frames["ranges"]
+    labels, per_event = _distinct(rows, "ranges")
+    frame = pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
+                          "globalTid": _global_tids(columns), "message": labels["name"].gather(per_event)})
+    return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64)).cast(RANGES_SCHEMA)
+
+
+def _calls_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int]) -> pl.DataFrame:
+    columns = rows.frames["calls"]
+    name_ids = pl.Series([ids[name] for name in labels["name"]], dtype=pl.Int64)
+    return pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
+                         "globalTid": _global_tids(columns), "correlationId": _correlations(columns),
+                         "nameId": name_ids.gather(per_event), "source": labels["kind"].gather(per_event)}
+                        ).cast(API_SCHEMA)
 
 
 def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
@@ -150,23 +125,26 @@ def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
     return None, None, COPY_KINDS.get("to".join(direction.groups())) if direction else None
 
 
-def _gpu_frame(rows: list, ids: dict[str, int], pid: int) -> pl.DataFrame:
-    start, end, device, stream, correlation, kind, name = list(zip(*rows)) or [()] * 7
-    known = {key: _op_names(*key, ids) for key in set(zip(kind, name))}  # once per distinct name, not per op
-    short, full, copy = list(zip(*(known[key] for key in zip(kind, name)))) or [()] * 3
+def _gpu_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int],
+               pid: int) -> pl.DataFrame:
+    columns = rows.frames["gpu"]
+    known = pl.DataFrame([_op_names(kind, name, ids) for kind, name in labels.iter_rows()],
+                         schema={"shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64},
+                         orient="row")
     frame = pl.DataFrame({
-        "start": start, "end": end, "deviceId": device, "streamId": stream, "correlationId": correlation,
-        "globalPid": [trace_schema.global_pid(pid)] * len(start), "kind": kind,
-        "shortName": short, "demangledName": full, "copyKind": copy, "graphExecId": [None] * len(start)},
-        schema={c: pl.Int64 for c in GPU_SCHEMA if c != "kind"} | {"kind": pl.String})
-    return frame.select(*GPU_SCHEMA).cast(GPU_SCHEMA)
+        "start": columns.integers("start"), "end": columns.integers("end"), "deviceId": columns.integers("where"),
+        "streamId": columns.integers("within"), "correlationId": _correlations(columns),
+        "kind": labels["kind"].gather(per_event)})
+    return (frame.hstack(known.gather(per_event))
+            .with_columns(globalPid=pl.lit(trace_schema.global_pid(pid), pl.Int64),
+                          graphExecId=pl.lit(None, pl.Int64))
+            .select(*GPU_SCHEMA).cast(GPU_SCHEMA))
 
 
-def _names(rows: dict[str, list]) -> dict[str, int]:
-    """StringIds for every API name, kernel name and kernel short name, numbered from 1."""
-    names = {row[6] for row in rows["calls"]}
-    kernels = {row[6] for row in rows["gpu"] if row[5] == "kernel"}
-    names |= kernels | {short_name(n) for n in kernels}
+def _string_ids(calls: pl.DataFrame, gpu: pl.DataFrame) -> dict[str, int]:
+    """StringIds for every API name, kernel name and kernel short name, numbered from 1 in sorted order."""
+    kernels = set(gpu.filter(pl.col("kind") == "kernel")["name"])
+    names = set(calls["name"]) | kernels | {short_name(n) for n in kernels}
     return {name: i for i, name in enumerate(sorted(names), start=1)}
 
 
@@ -181,18 +159,21 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     analysis.step_finding finds the steps)."""
     path = Path(path)
     progress(f"reading {path}")
-    events, properties = _parse(path)
-    rows = _rows(path, events)
-    if not any(row[5] == "kernel" for row in rows["gpu"]):
+    rows = read_events(path)
+    # The columns read are a small part of what attribution takes; the file's size does not tell the rows in advance.
+    gpu_ops, calls = len(rows.frames["gpu"].start), len(rows.frames["calls"].start)
+    memory.check_fits(path, gpu_ops + calls, f"{gpu_ops:,} GPU ops, {calls:,} API calls")
+    (calls, call_pairs), (gpu, gpu_pairs) = _distinct(rows, "calls"), _distinct(rows, "gpu")
+    if "kernel" not in set(gpu["kind"]):
         raise GapprofError(
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
             f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
-    ids = _names(rows)
-    present = {"ranges"} | {row[5] for frame in ("calls", "gpu") for row in rows[frame]}
+    ids = _string_ids(calls, gpu)
+    present = {"ranges"} | set(calls["kind"]) | set(gpu["kind"])
     return RawTrace(path=path, tables=frozenset(TABLES[k] for k in present), meta={}, unparsable_meta=(),
-                    ranges=_ranges_frame(rows["ranges"]), calls=_calls_frame(rows["calls"], ids),
-                    gpu=_gpu_frame(rows["gpu"], ids, _host_pid(path, rows)),
+                    ranges=_ranges_frame(rows), calls=_calls_frame(rows, calls, call_pairs, ids),
+                    gpu=_gpu_frame(rows, gpu, gpu_pairs, ids, _host_pid(path, rows)),
                     strings=pl.DataFrame({"id": list(ids.values()), "value": list(ids)}, schema=STRINGS_SCHEMA),
-                    gpu_info=_gpu_info(properties),
+                    gpu_info=_gpu_info(rows.properties),
                     open_ranges=0,  # Kineto writes complete events only
                     notes=())

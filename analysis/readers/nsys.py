@@ -2,18 +2,21 @@
 .nsys-rep read through the export beside it (exported if need be).
 
 Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLite rows to polars as Arrow
-columns without building a Python object per value; the table list and the metadata go through sqlite3.
+columns without building a Python object per value, each table once and only the columns the analyses use; the
+table list and the metadata go through sqlite3.
 """
 import sqlite3
 import subprocess
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
-import adbc_driver_manager as adbc_errors
-import adbc_driver_sqlite.dbapi as adbc
+import adbc_driver_manager
+import adbc_driver_sqlite
 import polars as pl
 
 from gapprof import trace_schema
+from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.capture_meta import check_meta, parse_meta
 from gapprof.analysis.readers.compressed import unpacked
 from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO, GPU_INFO_SCHEMA, GPU_SCHEMA, GRAPH,
@@ -99,9 +102,11 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     if not _is_sqlite(file):
         raise GapprofError(f"{path}: {NOT_SQLITE}")
     tables, meta, unparsable = _header(file, path)
+    gpu_ops, calls = _row_counts(file, tables)
+    memory.check_fits(file, gpu_ops + calls, f"{gpu_ops:,} GPU ops, {calls:,} API calls")
     progress(f"reading {file}" + (f" (for {path})" if file != path else ""))
     try:
-        with adbc.connect(str(file)) as conn:
+        with _connect(file) as conn:
             return RawTrace(path=path, tables=tables, meta=meta, unparsable_meta=unparsable,
                             ranges=_read(conn, RANGES_QUERY, RANGES_SCHEMA), calls=_api_calls(conn, tables),
                             gpu=_gpu_ops(conn, tables),
@@ -109,7 +114,7 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
                             gpu_info=_gpu_info(conn, tables),
                             open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0],
                             notes=tuple(note for note in [stale_export_note(path)] if note))
-    except (adbc_errors.Error, pl.exceptions.PolarsError) as error:
+    except (adbc_driver_manager.Error, pl.exceptions.PolarsError) as error:
         # A damaged page past the header surfaces here, in ADBC's or polars' words; say it as for page 0.
         raise GapprofError(f"{path}: {unreadable(error)}") from None
 
@@ -147,9 +152,47 @@ def _header(file: Path, path: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
     return tables, meta, unparsable
 
 
+def _row_counts(file: Path, tables: frozenset) -> tuple[int, int]:
+    """(GPU ops, API calls) in the trace, from each table's largest rowid: a lookup, not a scan (the export never
+    deletes rows, so it is the count)."""
+    conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+    try:
+        def rows(names) -> int:
+            return sum(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {t}").fetchone()[0]
+                       for t in names if t in tables)
+        return rows((KERNEL, MEMCPY, MEMSET, GRAPH)), rows((RUNTIME, DRIVER))
+    finally:
+        conn.close()
+
+
+# Rows per Arrow batch: large enough that the per-batch cost vanishes (ADBC's default is 1,024), small enough
+# that a batch stays a few MB.
+BATCH_ROWS = 65_536
+
+
+@contextmanager
+def _connect(file: Path):
+    """An ADBC connection through the driver's low-level API: its DB-API module imports pyarrow and pandas
+    where they are installed, a second of start-up that nothing here needs."""
+    database = adbc_driver_sqlite.connect(str(file))
+    conn = adbc_driver_manager.AdbcConnection(database)
+    try:
+        yield conn
+    finally:
+        conn.close()
+        database.close()
+
+
 def _read(conn, query: str, schema: dict) -> pl.DataFrame:
+    statement = adbc_driver_manager.AdbcStatement(conn)
+    try:
+        statement.set_options(**{adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(BATCH_ROWS)})
+        statement.set_sql_query(query)
+        stream, _ = statement.execute_query()
+        frame = pl.DataFrame(stream)
+    finally:
+        statement.close()
     # ADBC infers column types from values (an empty result comes back all Int64), so cast to the fixed schema.
-    frame = pl.read_database(query, conn)
     return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
 
