@@ -220,3 +220,18 @@ def test_a_kernel_variant_per_token_keeps_one_run_which_ends_on_an_exact_repeat(
     codes = np.concatenate([periods.ravel(), np.arange(2000, 2150)])
     assert periodicity.repeating_runs(codes, 200) == [(0, 1000)]
     assert periodicity.align(codes, codes[200:400], 0, 1000) == 0
+
+
+def test_a_trace_captured_without_nvtx_has_its_steps_found(tmp_path):
+    # `nsys profile -t cuda` writes no NVTX_EVENTS table: nothing marks the steps, and nothing needs to.
+    import lzma
+    import sqlite3
+
+    shipped = SHIPPED_TRACES / "h100-gpt-fast-compile.sqlite.xz"
+    bare = tmp_path / "no-nvtx.sqlite"
+    bare.write_bytes(lzma.decompress(shipped.read_bytes()))
+    with sqlite3.connect(bare) as conn:
+        conn.execute("DROP TABLE NVTX_EVENTS")
+    found, original = attribution.analyze(bare), attribution.analyze(shipped)
+    assert found.frames.ranges.is_empty()
+    assert found.steps.select("t0", "t1", "busy").equals(original.steps.select("t0", "t1", "busy"))

@@ -5,6 +5,7 @@ Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLi
 columns without building a Python object per value, each table once and only the columns the analyses use; the
 table list and the metadata go through sqlite3.
 """
+import re
 import sqlite3
 import subprocess
 from collections.abc import Callable
@@ -101,18 +102,17 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     file = regular_file(sqlite_for(path))
     if not _is_sqlite(file):
         raise GapprofError(f"{path}: {NOT_SQLITE}")
-    tables, meta, unparsable = _header(file, path)
-    gpu_ops, calls = _row_counts(file, tables)
+    tables, meta, unparsable, (gpu_ops, calls) = _header(file, path)
     memory.check_fits(file, gpu_ops + calls, f"{gpu_ops:,} GPU ops, {calls:,} API calls")
     progress(f"reading {file}" + (f" (for {path})" if file != path else ""))
     try:
         with _connect(file) as conn:
             return RawTrace(path=path, tables=tables, meta=meta, unparsable_meta=unparsable,
-                            ranges=_read(conn, RANGES_QUERY, RANGES_SCHEMA), calls=_api_calls(conn, tables),
+                            ranges=_ranges(conn, tables), calls=_api_calls(conn, tables),
                             gpu=_gpu_ops(conn, tables),
                             strings=_read(conn, "SELECT id, value FROM StringIds", STRINGS_SCHEMA),
                             gpu_info=_gpu_info(conn, tables),
-                            open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0],
+                            open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0] if NVTX in tables else 0,
                             notes=tuple(note for note in [stale_export_note(path)] if note))
     except (adbc_driver_manager.Error, pl.exceptions.PolarsError) as error:
         # A damaged page past the header surfaces here, in ADBC's or polars' words; say it as for page 0.
@@ -123,16 +123,21 @@ def unreadable(error: Exception) -> str:
     """One line for an SQLite file that cannot be read: SQLite's own words, as sqlite3, ADBC or polars passes
     them on."""
     lines = str(error).strip().splitlines() or [type(error).__name__]
-    return f"unreadable SQLite file ({lines[0].removeprefix('got external error: ')})"
+    # ADBC's low-level API puts its status and step before SQLite's words ("IO: Failed to step query: ...").
+    words = re.sub(r"^(got external error: )?([A-Z_]+: Failed to [^:]*: )?", "", lines[0])
+    return f"unreadable SQLite file ({words})"
 
 
-def _header(file: Path, path: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
-    """(tables present, metadata, unparsable metadata keys) of an SQLite trace with the tables attribution needs;
-    errors name `path`, the trace as given."""
+def _header(file: Path, path: Path) -> tuple[frozenset, dict, tuple[str, ...], tuple[int, int]]:
+    """(tables present, metadata, unparsable metadata keys, (GPU ops, API calls)) of an SQLite trace with the tables
+    attribution needs; errors name `path`, the trace as given. The rows are each table's largest rowid: a lookup,
+    not a scan (an export never deletes rows, so it is the count)."""
     conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
     try:
         tables = frozenset(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
         meta, unparsable = parse_meta(trace_schema.read_meta_text(conn))
+        rows = [sum(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {t}").fetchone()[0]
+                    for t in names if t in tables) for names in ((KERNEL, MEMCPY, MEMSET, GRAPH), (RUNTIME, DRIVER))]
     except sqlite3.DatabaseError as error:
         raise GapprofError(f"{path}: {unreadable(error)}") from None
     finally:
@@ -143,26 +148,16 @@ def _header(file: Path, path: Path) -> tuple[frozenset, dict, tuple[str, ...]]:
         missing.append(f"no {KERNEL} table (capture with `nsys profile -t cuda`)")
     if RUNTIME not in tables and DRIVER not in tables:
         missing.append(f"no {RUNTIME} or {DRIVER} table (capture with `nsys profile -t cuda`)")
-    if NVTX not in tables:
-        missing.append(f"no {NVTX} table (capture with `nsys profile -t nvtx`)")
     if "StringIds" not in tables:
         missing.append("no StringIds table (not an `nsys export --type sqlite` file)")
     if missing:
         raise GapprofError(f"{path}: " + "; ".join(missing))
-    return tables, meta, unparsable
+    return tables, meta, unparsable, (rows[0], rows[1])
 
 
-def _row_counts(file: Path, tables: frozenset) -> tuple[int, int]:
-    """(GPU ops, API calls) in the trace, from each table's largest rowid: a lookup, not a scan (the export never
-    deletes rows, so it is the count)."""
-    conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
-    try:
-        def rows(names) -> int:
-            return sum(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {t}").fetchone()[0]
-                       for t in names if t in tables)
-        return rows((KERNEL, MEMCPY, MEMSET, GRAPH)), rows((RUNTIME, DRIVER))
-    finally:
-        conn.close()
+def _ranges(conn, tables: frozenset) -> pl.DataFrame:
+    """Every closed NVTX range; none in a trace captured without NVTX (`-t cuda`), whose steps are found."""
+    return _read(conn, RANGES_QUERY, RANGES_SCHEMA) if NVTX in tables else pl.DataFrame(schema=RANGES_SCHEMA)
 
 
 # Rows per Arrow batch: large enough that the per-batch cost vanishes (ADBC's default is 1,024), small enough
