@@ -12,6 +12,7 @@ with --gpu-profile), else assumed.
   its bytes did not follow the dispatch cost: H200 dispatches an empty kernel in a graph in 0.53 us against the
   H100's 0.80, yet the smallest decode GEMV (512 x 3584) took 7.53 and 7.55 us (the shipped profiles, 2026-11-27).
 """
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -27,9 +28,9 @@ DATASHEET_TABLE = "gapprof/gpus.py"
 
 @dataclass(frozen=True)
 class Achievable:
-    gpu: str                # how the output names the GPU
+    gpu: str  # how the output names the GPU
     peak: tuple[float, str]  # (GB/s, what it is): the peak an assumed R is a fraction of
-    profile: Found | None    # the profile that measured R and the fixed cost; None: R assumed
+    profile: Found | None  # the profile that measured R and the fixed cost; None: R assumed
 
     @property
     def capped(self) -> bool:
@@ -71,6 +72,7 @@ def of_target(target: GpuSpec, profiles: Mapping[str, Found]) -> Achievable:
 class Reference:
     """The reference bandwidth R of a trace's GPU: its achievable bandwidth, at most the primary peak so that
     shortfall >= 0."""
+
     gbps: float
     parameters: Achievable
     capped: bool
@@ -81,8 +83,9 @@ class Reference:
 
     @property
     def label(self) -> str:
-        return ("measured" if self.measured else f"{ASSUMED_FRACTION} x peak") + (", capped at peak" if self.capped
-                                                                                 else "")
+        return ("measured" if self.measured else f"{ASSUMED_FRACTION} x peak") + (
+            ", capped at peak" if self.capped else ""
+        )
 
     def says(self) -> str:
         return self.parameters.bandwidth_from()
@@ -111,30 +114,51 @@ def fixed_scale(source: Achievable, target: Achievable) -> float:
 def _fixed_part(source: Achievable, target: Achievable) -> str:
     if source.fixed_us is not None and target.fixed_us is not None:
         if _same_chip(source, target):
-            return (f"kept as on the source: the same chip ({source.profile.sm_count} SMs each), whose decode "
-                    "kernels' fixed part did not follow the measured dispatch cost")
+            return (
+                f"kept as on the source: the same chip ({source.profile.sm_count} SMs each), whose decode "
+                "kernels' fixed part did not follow the measured dispatch cost"
+            )
         return f"times {fixed_scale(source, target):.3f} (target / source fixed cost per kernel)"
     missing = [role for role, x in (("source", source), ("target", target)) if x.fixed_us is None]
     return f"kept as on the source (no fixed cost per kernel measured on the {' or '.join(missing)})"
 
 
-def parameters(source: Achievable, targets: list[Achievable], source_used: tuple[float, str] | None = None
-               ) -> tuple[pl.DataFrame, list[str]]:
+def parameters(
+    source: Achievable, targets: list[Achievable], source_used: tuple[float, str] | None = None
+) -> tuple[pl.DataFrame, list[str]]:
     """A table with one row per GPU of a projection (its achievable bandwidth and fixed cost per kernel, measured
     or assumed, and the factor on a kernel's fixed part) and a note per GPU saying where each comes from.
     source_used: (GB/s, where from) where the source's bandwidth in use is not its own (Reference caps it at the
     peak)."""
     gbps, said = source_used or (source.gbps, source.bandwidth_from())
-    rows = [dict(gpu=source.gpu, role="source", achievable_gbps=gbps,
-                 bandwidth="measured" if source.profile else "assumed", fixed_us_per_kernel=source.fixed_us,
-                 fixed_part_scale=1.0)]
-    notes = [f"kernel model, {source.gpu} (source): achievable bandwidth {gbps:,.0f} GB/s, {said}; fixed cost per "
-             f"kernel {source.fixed_from()}; a kernel's fixed part is its duration - its bytes at that bandwidth"]
+    rows = [
+        dict(
+            gpu=source.gpu,
+            role="source",
+            achievable_gbps=gbps,
+            bandwidth="measured" if source.profile else "assumed",
+            fixed_us_per_kernel=source.fixed_us,
+            fixed_part_scale=1.0,
+        )
+    ]
+    notes = [
+        f"kernel model, {source.gpu} (source): achievable bandwidth {gbps:,.0f} GB/s, {said}; fixed cost per "
+        f"kernel {source.fixed_from()}; a kernel's fixed part is its duration - its bytes at that bandwidth"
+    ]
     for target in targets:
-        rows.append(dict(gpu=target.gpu, role="target", achievable_gbps=target.gbps,
-                         bandwidth="measured" if target.profile else "assumed", fixed_us_per_kernel=target.fixed_us,
-                         fixed_part_scale=fixed_scale(source, target)))
-        notes.append(f"kernel model, {target.gpu} (target): achievable bandwidth {target.gbps:,.0f} GB/s, "
-                     f"{target.bandwidth_from()}; fixed cost per kernel {target.fixed_from()}; fixed part "
-                     f"{_fixed_part(source, target)}")
+        rows.append(
+            dict(
+                gpu=target.gpu,
+                role="target",
+                achievable_gbps=target.gbps,
+                bandwidth="measured" if target.profile else "assumed",
+                fixed_us_per_kernel=target.fixed_us,
+                fixed_part_scale=fixed_scale(source, target),
+            )
+        )
+        notes.append(
+            f"kernel model, {target.gpu} (target): achievable bandwidth {target.gbps:,.0f} GB/s, "
+            f"{target.bandwidth_from()}; fixed cost per kernel {target.fixed_from()}; fixed part "
+            f"{_fixed_part(source, target)}"
+        )
     return pl.DataFrame(rows, schema_overrides={"fixed_us_per_kernel": pl.Float64}), notes

@@ -18,13 +18,25 @@ GPU-timeline steps (`on_gpu`, found by analysis.step_finding where the host does
 their ops from the calls each step was given, and g0 = t0: the gap before the first op is starved or latency like
 any other, so head is 0.
 """
-import polars as pl
 
+import polars as pl
 from gapprof.analysis.readers.raw_trace import GLOBAL_PID
 
 TERMS = ("busy", "starved", "latency", "head", "tail")
-COUNTS = ("kernels", "memcpys", "memsets", "graphs", "spill_ops", "launch_calls", "launch_cpu", "api_calls",
-          "streams", "starved_gaps", "latency_gaps", "overlap")
+COUNTS = (
+    "kernels",
+    "memcpys",
+    "memsets",
+    "graphs",
+    "spill_ops",
+    "launch_calls",
+    "launch_cpu",
+    "api_calls",
+    "streams",
+    "starved_gaps",
+    "latency_gaps",
+    "overlap",
+)
 
 
 class IdentityError(AssertionError):
@@ -34,11 +46,14 @@ class IdentityError(AssertionError):
 def assign_calls(steps: pl.LazyFrame, calls: pl.LazyFrame) -> pl.LazyFrame:
     """API calls that start inside a step range on that range's thread, with their step id."""
     ranges = steps.select("step", "globalTid", "t0", "t1").sort("t0")
-    return (calls.sort("start")
-            .join_asof(ranges, left_on="start", right_on="t0", by="globalTid", strategy="backward",
-                       check_sortedness=False)  # both sides are sorted on the time key above
-            .filter(pl.col("start") <= pl.col("t1"))
-            .drop("t0", "t1"))
+    return (
+        calls.sort("start")
+        .join_asof(
+            ranges, left_on="start", right_on="t0", by="globalTid", strategy="backward", check_sortedness=False
+        )  # both sides are sorted on the time key above
+        .filter(pl.col("start") <= pl.col("t1"))
+        .drop("t0", "t1")
+    )
 
 
 def _sweep(ops: pl.LazyFrame, start: str, end: str, from_t0: bool = False) -> pl.LazyFrame:
@@ -50,15 +65,19 @@ def _sweep(ops: pl.LazyFrame, start: str, end: str, from_t0: bool = False) -> pl
     prev_end = pl.col(end).cum_max().shift(1).over("step")
     if from_t0:
         prev_end = prev_end.fill_null(pl.col("t0"))
-    return (ops.sort("step", start, "launch_start")
-            .with_columns(prev_end=prev_end)
-            .with_columns(
-                gap=(pl.col(start) - pl.col("prev_end")).clip(lower_bound=0).fill_null(0),
-                added=(pl.col(end) - pl.max_horizontal(start, "prev_end")).clip(lower_bound=0)))
+    return (
+        ops.sort("step", start, "launch_start")
+        .with_columns(prev_end=prev_end)
+        .with_columns(
+            gap=(pl.col(start) - pl.col("prev_end")).clip(lower_bound=0).fill_null(0),
+            added=(pl.col(end) - pl.max_horizontal(start, "prev_end")).clip(lower_bound=0),
+        )
+    )
 
 
-def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
-              ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def attribute(
+    steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(per-step table, the steps' GPU ops, the steps' API calls with `step`).
 
     steps: from steps.find_steps; calls: API calls of the step threads; gpu: every GPU op of the trace.
@@ -69,17 +88,34 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gp
     """
     assigned = calls.lazy() if on_gpu else assign_calls(steps.lazy(), calls.lazy())
     step_calls = assigned.collect().with_row_index("call")
-    launchers = (step_calls.lazy().filter(pl.col("correlationId").is_not_null())
-                 .select("call", "step", "correlationId", "source", launch_start="start",
-                         globalPid=GLOBAL_PID))
+    launchers = (
+        step_calls.lazy()
+        .filter(pl.col("correlationId").is_not_null())
+        .select("call", "step", "correlationId", "source", launch_start="start", globalPid=GLOBAL_PID)
+    )
     ranges = steps.lazy().select("step", "t0", "t1")
-    ops = (gpu.lazy().select("start", "end", "streamId", "kind", "globalPid", "correlationId").with_row_index("op")
-           .join(launchers, on=["globalPid", "correlationId"], how="inner")
-           .join(ranges, on="step", how="left")
-           .select("op", "call", "step", "start", "end", "streamId", "kind", "launch_start", "source", "t0",
-                   cs=pl.col("start").clip(pl.col("t0"), pl.col("t1")),
-                   ce=pl.col("end").clip(pl.col("t0"), pl.col("t1")))
-           .collect())
+    ops = (
+        gpu.lazy()
+        .select("start", "end", "streamId", "kind", "globalPid", "correlationId")
+        .with_row_index("op")
+        .join(launchers, on=["globalPid", "correlationId"], how="inner")
+        .join(ranges, on="step", how="left")
+        .select(
+            "op",
+            "call",
+            "step",
+            "start",
+            "end",
+            "streamId",
+            "kind",
+            "launch_start",
+            "source",
+            "t0",
+            cs=pl.col("start").clip(pl.col("t0"), pl.col("t1")),
+            ce=pl.col("end").clip(pl.col("t0"), pl.col("t1")),
+        )
+        .collect()
+    )
     if ops["op"].n_unique() < ops.height:
         # One correlationId in both API tables would count its work twice; the runtime call launched it.
         ops = ops.sort("source").unique("op", keep="first")
@@ -88,44 +124,72 @@ def attribute(steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gp
     outside = (pl.col("cs") != pl.col("start")) | (pl.col("ce") != pl.col("end"))
     # Zero-length ops inside the range stay (they can end a gap); work wholly outside it has nothing inside.
     inside = (pl.col("ce") > pl.col("cs")) | ~outside
-    swept = (_sweep(lazy.filter(inside), "cs", "ce", from_t0=on_gpu)
-             .with_columns(starved=(pl.col("gap") > 0) & (pl.col("launch_start") > pl.col("prev_end"))))
+    swept = _sweep(lazy.filter(inside), "cs", "ce", from_t0=on_gpu).with_columns(
+        starved=(pl.col("gap") > 0) & (pl.col("launch_start") > pl.col("prev_end"))
+    )
     gap, kind, starved = pl.col("gap"), pl.col("kind"), pl.col("starved")
     terms = swept.group_by("step").agg(
-        g0=pl.col("t0" if on_gpu else "cs").min(), g1=pl.col("ce").max(),
+        g0=pl.col("t0" if on_gpu else "cs").min(),
+        g1=pl.col("ce").max(),
         busy=pl.col("added").sum(),
         starved=gap.filter(starved).sum(),
         latency=gap.filter(~starved).sum(),
         starved_gaps=((gap > 0) & starved).sum(),
         latency_gaps=((gap > 0) & ~starved).sum(),
         overlap=(pl.col("ce") - pl.col("cs")).sum() - pl.col("added").sum(),
-        streams=pl.col("streamId").n_unique())
+        streams=pl.col("streamId").n_unique(),
+    )
     counts = lazy.group_by("step").agg(
-        kernels=(kind == "kernel").sum(), memcpys=(kind == "memcpy").sum(), memsets=(kind == "memset").sum(),
+        kernels=(kind == "kernel").sum(),
+        memcpys=(kind == "memcpy").sum(),
+        memsets=(kind == "memset").sum(),
         graphs=(kind == "graph").sum(),
-        spill_ops=outside.sum())
+        spill_ops=outside.sum(),
+    )
     spilled_steps = ops.filter(outside)["step"].unique().implode()
-    unclipped = (_sweep(lazy.filter(pl.col("step").is_in(spilled_steps)), "start", "end")
-                 .group_by("step").agg(unclipped=pl.col("added").sum()))
+    unclipped = (
+        _sweep(lazy.filter(pl.col("step").is_in(spilled_steps)), "start", "end")
+        .group_by("step")
+        .agg(unclipped=pl.col("added").sum())
+    )
     launched = step_calls.lazy().join(lazy.select("call").unique(), on="call", how="semi")
     launches = launched.group_by("step").agg(launch_calls=pl.len(), launch_cpu=(pl.col("end") - pl.col("start")).sum())
     api = step_calls.lazy().group_by("step").agg(api_calls=pl.len())
     table = steps.lazy()
     for part in (terms, counts, unclipped, launches, api):
         table = table.join(part, on="step", how="left")
-    table, swept = pl.collect_all([
-        table.with_columns(pl.col(*COUNTS, "busy", "starved", "latency").fill_null(0).cast(pl.Int64),
-                           empty=pl.col("g0").is_null(), wall=pl.col("t1") - pl.col("t0"))
-        .with_columns(head=pl.col("g0").fill_null(pl.col("t1")) - pl.col("t0"),
-                      tail=pl.col("t1") - pl.col("g1").fill_null(pl.col("t1")),
-                      # The union outside [t0, t1] is the unclipped union less the clipped one.
-                      spill=(pl.col("unclipped") - pl.col("busy")).fill_null(0))
-        .drop("unclipped")
-        .sort("step"),
-        pl.concat([swept.select("op", "step", "start", "end", "kind", "launch_start", "gap", "starved"),
-                   lazy.filter(~inside).select("op", "step", "start", "end", "kind", "launch_start",
-                                               gap=pl.lit(0, pl.Int64), starved=pl.lit(False))]),
-    ])
+    table, swept = pl.collect_all(
+        [
+            table.with_columns(
+                pl.col(*COUNTS, "busy", "starved", "latency").fill_null(0).cast(pl.Int64),
+                empty=pl.col("g0").is_null(),
+                wall=pl.col("t1") - pl.col("t0"),
+            )
+            .with_columns(
+                head=pl.col("g0").fill_null(pl.col("t1")) - pl.col("t0"),
+                tail=pl.col("t1") - pl.col("g1").fill_null(pl.col("t1")),
+                # The union outside [t0, t1] is the unclipped union less the clipped one.
+                spill=(pl.col("unclipped") - pl.col("busy")).fill_null(0),
+            )
+            .drop("unclipped")
+            .sort("step"),
+            pl.concat(
+                [
+                    swept.select("op", "step", "start", "end", "kind", "launch_start", "gap", "starved"),
+                    lazy.filter(~inside).select(
+                        "op",
+                        "step",
+                        "start",
+                        "end",
+                        "kind",
+                        "launch_start",
+                        gap=pl.lit(0, pl.Int64),
+                        starved=pl.lit(False),
+                    ),
+                ]
+            ),
+        ]
+    )
     check_identity(table)
     return table, swept, step_calls.drop("call")
 

@@ -1,4 +1,5 @@
 """Per-API table: what the step thread's CPU time went to, by runtime/driver API name."""
+
 import re
 
 import polars as pl
@@ -17,6 +18,8 @@ CATEGORIES = [
     ("graph", r"Graph"),
 ]
 _COMPILED = [(category, re.compile(pattern)) for category, pattern in CATEGORIES]
+
+
 def category(name: str) -> str:
     for cat, pattern in _COMPILED:
         if pattern.search(name):
@@ -28,8 +31,10 @@ def _names(ids: list, strings: pl.DataFrame) -> pl.DataFrame:
     """nameId -> API `name` (version suffix dropped) and `category`, once per distinct id."""
     known = dict(zip(*strings.filter(pl.col("id").is_in(ids)).select("id", "value").to_dict().values()))
     names = [api_name(known.get(i, f"<string {i}>")) for i in ids]
-    return pl.DataFrame({"nameId": ids, "name": names, "category": [category(n) for n in names]},
-                        schema={"nameId": pl.Int64, "name": pl.String, "category": pl.String})
+    return pl.DataFrame(
+        {"nameId": ids, "name": names, "category": [category(n) for n in names]},
+        schema={"nameId": pl.Int64, "name": pl.String, "category": pl.String},
+    )
 
 
 def named_calls(calls: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:
@@ -43,11 +48,18 @@ def api_table(calls: pl.DataFrame, strings: pl.DataFrame, n_steps: int) -> pl.Da
     duration = pl.col("end") - pl.col("start")
     per_id = calls.group_by("nameId", "source").agg(calls=pl.len(), total=duration.sum(), durations=duration)
     durations = pl.col("durations").list.explode(keep_nulls=False, empty_as_null=False)
-    return (per_id.join(_names(per_id["nameId"].unique().to_list(), strings), on="nameId", how="left")
-            .group_by("name", "source", "category").agg(
-                pl.col("calls", "total").sum(), mean_us=durations.mean() / 1000, median_us=durations.median() / 1000)
-            .select("name", pl.col("source").cast(pl.String), "category",
-                    calls_per_step=pl.col("calls") / n_steps,
-                    us_per_step=pl.col("total") / (1000.0 * n_steps),
-                    mean_us="mean_us", median_us="median_us")
-            .sort(["us_per_step", "name"], descending=[True, False]))
+    return (
+        per_id.join(_names(per_id["nameId"].unique().to_list(), strings), on="nameId", how="left")
+        .group_by("name", "source", "category")
+        .agg(pl.col("calls", "total").sum(), mean_us=durations.mean() / 1000, median_us=durations.median() / 1000)
+        .select(
+            "name",
+            pl.col("source").cast(pl.String),
+            "category",
+            calls_per_step=pl.col("calls") / n_steps,
+            us_per_step=pl.col("total") / (1000.0 * n_steps),
+            mean_us="mean_us",
+            median_us="median_us",
+        )
+        .sort(["us_per_step", "name"], descending=[True, False])
+    )

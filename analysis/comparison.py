@@ -8,25 +8,45 @@ latency + head + tail: with s = F_B / F_A, a term that kept pace with the floor 
 was, so term T contributes -F_A * (T_B - s * T_A) / (W_A * W_B); the contributions sum to f_B - f_A and the
 floor's own is 0 by construction.
 """
+
 import math
 from dataclasses import dataclass
 
 import polars as pl
-
 from gapprof.analysis.summary import cpu_us_per_launch
+
 from gapprof.errors import GapprofError
 from gapprof.render import Table
 
 TERMS = ("floor", "excess", "starved", "latency", "head", "tail")
-ROWS = ("gpu", "peak GB/s", "measured GB/s", "floor ms", "busy ms", "excess ms", "starved ms", "latency ms",
-        "head ms", "tail ms", "wall ms", "floor fraction", "unprofiled wall ms", "unprofiled floor fraction",
-        "kernels/step", "launch calls/step", "launch call CPU us", "host CPU us per launch")
+ROWS = (
+    "gpu",
+    "peak GB/s",
+    "measured GB/s",
+    "floor ms",
+    "busy ms",
+    "excess ms",
+    "starved ms",
+    "latency ms",
+    "head ms",
+    "tail ms",
+    "wall ms",
+    "floor fraction",
+    "unprofiled wall ms",
+    "unprofiled floor fraction",
+    "kernels/step",
+    "launch calls/step",
+    "launch call CPU us",
+    "host CPU us per launch",
+)
 # starved, head and tail are time the GPU waits for the step thread's CPU: they follow the host CPU (the two
 # machines' CPUs may differ), never the GPU's bandwidth, whatever their ratio.
 CPU_TERMS = ("starved", "head", "tail")
-DEFINITIONS = ("launch call CPU us: mean duration of one launch API call; host CPU us per launch: the step's wall "
-               "less the time its thread blocked waiting for the GPU, per launch call (all the CPU work of a step, "
-               "spread over its launches)")
+DEFINITIONS = (
+    "launch call CPU us: mean duration of one launch API call; host CPU us per launch: the step's wall "
+    "less the time its thread blocked waiting for the GPU, per launch call (all the CPU work of a step, "
+    "spread over its launches)"
+)
 MATCH_KEYS = ("model", "ctx", "runtime", "attn")
 # Scaling exponent e with T_B / T_A = (bw_A / bw_B) ** e: 1 scales with 1/bandwidth, 0 stays constant. Across a
 # large bandwidth step a small exponent can still be a large change (x2 over a 10x step is e = 0.3), so a term is
@@ -42,20 +62,30 @@ class Column:
     replayed: bool = False  # a projection: the replay holds the source's CPU time fixed
 
 
-def column(label: str, gpu: str, peak_gbps: float | None, measured_gbps: float | None, table: pl.DataFrame,
-           unprofiled_ms: float | None = None, replayed: bool = False) -> Column:
+def column(
+    label: str,
+    gpu: str,
+    peak_gbps: float | None,
+    measured_gbps: float | None,
+    table: pl.DataFrame,
+    unprofiled_ms: float | None = None,
+    replayed: bool = False,
+) -> Column:
     """table: measured (or replayed) steps with the anatomy, floor and `wait` columns. Host time is the wall
     less the time blocked waiting for the GPU: the CPU work of the step thread. unprofiled_ms: the mean step
     without the profiler (measured at capture, or estimated for a projection), where known."""
     ms = lambda name: table[name].mean() / 1e6  # noqa: E731
     launches = table["launch_calls"].sum()
     values = {
-        "gpu": gpu, "peak GB/s": peak_gbps, "measured GB/s": measured_gbps,
+        "gpu": gpu,
+        "peak GB/s": peak_gbps,
+        "measured GB/s": measured_gbps,
         **{f"{t} ms": ms(t) for t in ("floor", "busy", "excess", "starved", "latency", "head", "tail", "wall")},
         "floor fraction": table["floor"].mean() / table["wall"].mean(),
         "unprofiled wall ms": unprofiled_ms,
         "unprofiled floor fraction": table["floor"].mean() / 1e6 / unprofiled_ms if unprofiled_ms else None,
-        "kernels/step": table["kernels"].mean(), "launch calls/step": table["launch_calls"].mean(),
+        "kernels/step": table["kernels"].mean(),
+        "launch calls/step": table["launch_calls"].mean(),
         "launch call CPU us": cpu_us_per_launch(table),
         "host CPU us per launch": (table["wall"] - table["wait"]).sum() / launches / 1e3 if launches else None,
     }
@@ -130,37 +160,72 @@ def explain(a: Column, b: Column) -> tuple[pl.DataFrame, list[str]]:
         e, ratio = _exponent(va, vb, bw_ratio), vb / va if va else None
         negligible = max(va / a.values["wall ms"], vb / b.values["wall ms"]) < NEGLIGIBLE
         verdict = cpu_verdict if term in CPU_TERMS and not negligible else _verdict(e, ratio, negligible)
-        groups = {"scaled with 1/bandwidth": scaled, "partly scaled": partly, "constant": constant,
-                  "moved against 1/bandwidth": against}
+        groups = {
+            "scaled with 1/bandwidth": scaled,
+            "partly scaled": partly,
+            "constant": constant,
+            "moved against 1/bandwidth": against,
+        }
         groups.get(verdict, []).append(term)
-        rows.append({"term": term, f"{a.label} ms": va, f"{b.label} ms": vb, "ratio": ratio,
-                     "exponent": e, "verdict": verdict, "floor fraction change pp": 100 * parts[term]})
-    frame = pl.DataFrame(rows, schema={"term": pl.String, f"{a.label} ms": pl.Float64, f"{b.label} ms": pl.Float64,
-                                       "ratio": pl.Float64, "exponent": pl.Float64, "verdict": pl.String,
-                                       "floor fraction change pp": pl.Float64})
+        rows.append(
+            {
+                "term": term,
+                f"{a.label} ms": va,
+                f"{b.label} ms": vb,
+                "ratio": ratio,
+                "exponent": e,
+                "verdict": verdict,
+                "floor fraction change pp": 100 * parts[term],
+            }
+        )
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "term": pl.String,
+            f"{a.label} ms": pl.Float64,
+            f"{b.label} ms": pl.Float64,
+            "ratio": pl.Float64,
+            "exponent": pl.Float64,
+            "verdict": pl.String,
+            "floor fraction change pp": pl.Float64,
+        },
+    )
     fa, fb = a.values["floor fraction"], b.values["floor fraction"]
     ranked = sorted(((t, v) for t, v in parts.items() if t != "floor"), key=lambda kv: abs(kv[1]), reverse=True)
-    lines = [f"{a.label} -> {b.label}: peak bandwidth x{bw_ratio:.2f}, wall {a.values['wall ms']:.2f} -> "
-             f"{b.values['wall ms']:.2f} ms, floor fraction {100 * fa:.1f}% -> {100 * fb:.1f}% "
-             f"({100 * (fb - fa):+.1f} pp)."]
+    lines = [
+        f"{a.label} -> {b.label}: peak bandwidth x{bw_ratio:.2f}, wall {a.values['wall ms']:.2f} -> "
+        f"{b.values['wall ms']:.2f} ms, floor fraction {100 * fa:.1f}% -> {100 * fb:.1f}% "
+        f"({100 * (fb - fa):+.1f} pp)."
+    ]
     if scaled:
         lines.append(f"Scaled with 1/bandwidth (exponent >= {SCALED}): {', '.join(scaled)}.")
     if partly:
-        lines.append(f"Partly scaled with 1/bandwidth: "
-                     + ", ".join(f"{t} {_times(rows[TERMS.index(t)]['ratio'])}" for t in partly) + ".")
+        lines.append(
+            "Partly scaled with 1/bandwidth: "
+            + ", ".join(f"{t} {_times(rows[TERMS.index(t)]['ratio'])}" for t in partly)
+            + "."
+        )
     if constant:
-        lines.append(f"Stayed constant in absolute time (|exponent| <= {CONSTANT}, within "
-                     f"{CONSTANT_CHANGE:.0%}): {', '.join(constant)}.")
+        lines.append(
+            f"Stayed constant in absolute time (|exponent| <= {CONSTANT}, within "
+            f"{CONSTANT_CHANGE:.0%}): {', '.join(constant)}."
+        )
     if against:
         way = "Grew although bandwidth rose" if bw_ratio > 1 else "Shrank although bandwidth fell"
         lines.append(f"{way}: {', '.join(against)}.")
     cpu = [t for t in CPU_TERMS if rows[TERMS.index(t)]["verdict"] == cpu_verdict]
     if cpu:
-        lead = ("CPU-side time, replayed with the source's CPU time, so moved only by the GPU's timing: "
-                if b.replayed else "CPU time, which follows the host CPU and not the bandwidth: ")
+        lead = (
+            "CPU-side time, replayed with the source's CPU time, so moved only by the GPU's timing: "
+            if b.replayed
+            else "CPU time, which follows the host CPU and not the bandwidth: "
+        )
         lines.append(lead + ", ".join(f"{t} {_times(rows[TERMS.index(t)]['ratio'])}" for t in cpu) + ".")
-    lines.append("Change in floor fraction by term (time that did not keep pace with the floor): "
-                 + ", ".join(f"{t} {100 * v:+.1f} pp" for t, v in ranked[:4]) + ".")
+    lines.append(
+        "Change in floor fraction by term (time that did not keep pace with the floor): "
+        + ", ".join(f"{t} {100 * v:+.1f} pp" for t, v in ranked[:4])
+        + "."
+    )
     return frame, lines
 
 

@@ -7,14 +7,15 @@ Bandwidth comes from up to three sources, each reported when known: the datashee
 name), the export's TARGET_INFO_GPU.memoryBandwidth, and the copy bandwidth that gapprof measured at capture.
 1 GB/s = 1e9 bytes/s = 1 byte/ns.
 """
+
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from gapprof.errors import GapprofError
 from gapprof import gpus, models
+from gapprof.errors import GapprofError
 from gapprof.quant_floor import QuantFloor, analytic, convention, recorded
 from gapprof.step_bytes import step_bytes
 
@@ -94,8 +95,9 @@ def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_byte
     return found
 
 
-def quant_floor(meta: dict, spec: models.ModelSpec, dtype_bytes: int, quant: str | None,
-                quant_lm_head: bool) -> QuantFloor | None:
+def quant_floor(
+    meta: dict, spec: models.ModelSpec, dtype_bytes: int, quant: str | None, quant_lm_head: bool
+) -> QuantFloor | None:
     """The capture's record where it has one and --quant does not name another method, else --quant's analytic
     estimate; None for an unquantised model."""
     captured = recorded(meta)
@@ -106,9 +108,18 @@ def quant_floor(meta: dict, spec: models.ModelSpec, dtype_bytes: int, quant: str
     return analytic(spec, quant, dtype_bytes, quant_lm_head)
 
 
-def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embedding: bool, gpu: str | None,
-                device_name: str | None, device_bytes_per_s: int | None, quant: str | None = None,
-                quant_lm_head: bool = False) -> Floor | None:
+def floor_model(
+    meta: dict,
+    *,
+    model: str | None,
+    dtype: str | None,
+    count_embedding: bool,
+    gpu: str | None,
+    device_name: str | None,
+    device_bytes_per_s: int | None,
+    quant: str | None = None,
+    quant_lm_head: bool = False,
+) -> Floor | None:
     """The floor inputs, or None when the trace has no model (no metadata and no --model)."""
     spec = resolve_spec(meta, model)
     if spec is None:
@@ -117,12 +128,19 @@ def floor_model(meta: dict, *, model: str | None, dtype: str | None, count_embed
     if not found:
         raise gpus.UnknownGpuError(
             f"unknown GPU {device_name or meta.get('gpu_name') or '(no device name in the trace)'!r} for the "
-            f"floor; pass --gpu with one of: {', '.join(gpus.known_gpus())}")
+            f"floor; pass --gpu with one of: {', '.join(gpus.known_gpus())}"
+        )
     dtype_bytes, dtype_label = _dtype_bytes(meta, dtype)
     quantised = quant_floor(meta, spec, dtype_bytes, quant, quant_lm_head)
-    return Floor(spec, dtype_bytes, count_embedding, found,
-                 convention(spec, dtype_bytes, count_embedding, dtype_label, quantised),
-                 datasheet_gpu(meta, gpu, device_name), quantised)
+    return Floor(
+        spec,
+        dtype_bytes,
+        count_embedding,
+        found,
+        convention(spec, dtype_bytes, count_embedding, dtype_label, quantised),
+        datasheet_gpu(meta, gpu, device_name),
+        quantised,
+    )
 
 
 def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) -> pl.Expr | None:
@@ -140,17 +158,21 @@ def apply_floor(table: pl.DataFrame, floor: Floor, context: pl.Expr) -> pl.DataF
     quantised model also bytes_unquantised, the step's bytes had its layers stayed in the model's dtype."""
     table = table.with_columns(ctx=context.cast(pl.Int64))
     contexts = table["ctx"].unique()
-    totals = {ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding, floor.stored)["total"]
-              for ctx in contexts}
+    totals = {
+        ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding, floor.stored)["total"]
+        for ctx in contexts
+    }
     table = table.with_columns(bytes=pl.col("ctx").replace_strict(totals, return_dtype=pl.Int64))
     if floor.quant is not None:
-        unquantised = {ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding)["total"]
-                       for ctx in contexts}
-        table = table.with_columns(bytes_unquantised=pl.col("ctx").replace_strict(unquantised,
-                                                                                 return_dtype=pl.Int64))
+        unquantised = {
+            ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding)["total"] for ctx in contexts
+        }
+        table = table.with_columns(bytes_unquantised=pl.col("ctx").replace_strict(unquantised, return_dtype=pl.Int64))
     # bytes / (GB/s) is ns; rounded so the split busy = floor + excess stays in integer ns.
     table = table.with_columns(
         (pl.col("bytes") / gbps).round().cast(pl.Int64).alias(f"floor_{source}")
-        for source, (gbps, _) in floor.bandwidths.items())
+        for source, (gbps, _) in floor.bandwidths.items()
+    )
     return table.with_columns(floor=pl.col(f"floor_{floor.primary}")).with_columns(
-        excess=pl.col("busy") - pl.col("floor"))
+        excess=pl.col("busy") - pl.col("floor")
+    )

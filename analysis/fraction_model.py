@@ -9,13 +9,13 @@ fixed and E stay:
 At B = P it is the measured floor / wall. As B grows the step tends to fixed + E and the fraction to 0; the floor's
 time equals the fixed time at B = P x floor / fixed.
 """
+
 import statistics
 from dataclasses import dataclass
 
 import numpy as np
-
-from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.achievable import reference_bandwidth
+from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.kernel_cost import step_split
 from gapprof.analysis.projection import source_bandwidth
 
@@ -25,7 +25,7 @@ class FractionModel:
     label: str
     peak_gbps: float  # P
     floor_ms: float
-    bytes_ms: float    # floor + extra + shortfall at P: the bandwidth-dependent part of busy
+    bytes_ms: float  # floor + extra + shortfall at P: the bandwidth-dependent part of busy
     fixed_ms: float
     exposed_ms: float  # wall - busy
 
@@ -46,8 +46,14 @@ def fraction_model(label: str, analysis: Attribution, ops, profiles: dict | None
     peak = source_bandwidth(analysis)
     split = step_split(analysis.measured, ops, peak, reference_bandwidth(analysis, profiles or {}).gbps)
     ms = lambda column: split[column].mean() / 1e6  # noqa: E731
-    return FractionModel(label, peak, ms("floor"), ms("floor") + ms("extra") + ms("shortfall"), ms("fixed"),
-                         (analysis.measured["wall"].mean() - analysis.measured["busy"].mean()) / 1e6)
+    return FractionModel(
+        label,
+        peak,
+        ms("floor"),
+        ms("floor") + ms("extra") + ms("shortfall"),
+        ms("fixed"),
+        (analysis.measured["wall"].mean() - analysis.measured["busy"].mean()) / 1e6,
+    )
 
 
 def unprofiled_fraction(analysis: Attribution) -> float | None:

@@ -9,16 +9,17 @@ warm-up marked; calls are the API calls of the threads that run steps (the trace
 gpu holds every kernel, memcpy and memset; ranges keeps every NVTX range (module ranges too).
 The frames pass analysis.trace_checks before any analysis sees them.
 """
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import polars as pl
-
 from gapprof.analysis import trace_checks
 from gapprof.analysis.readers import kineto, nsys
-from gapprof.analysis.readers.raw_trace import RawTrace
+from gapprof.analysis.readers.raw_trace import NVTX, RawTrace
 from gapprof.analysis.step_finding import DecodeSteps, NoDecodeSteps, find_decode_steps
 from gapprof.analysis.steps import NoStepRanges, default_skip, find_steps, left_out_prefills, mark_warmup
+
 from gapprof.errors import GapprofError
 from gapprof.input_files import regular_file
 from gapprof.nvtx_names import STEP_MESSAGE
@@ -32,7 +33,8 @@ FOUND_LEFT_OUT = "GPU ops of the decode thread left out of the found steps"
 @dataclass(frozen=True)
 class TraceFrames:
     """A trace as read, before any step pattern chose its steps."""
-    trace: RawTrace         # path, tables present, capture metadata and the frames below
+
+    trace: RawTrace  # path, tables present, capture metadata and the frames below
     notes: tuple[str, ...]  # on the trace itself, whichever steps are chosen
 
     @property
@@ -67,12 +69,13 @@ class TraceFrames:
 @dataclass(frozen=True)
 class Frames:
     """The steps one pattern chose from a trace as read, checked, with their threads' calls."""
+
     read: TraceFrames
     steps: pl.DataFrame  # the step ranges, with `warmup`
-    skip: int            # warm-up steps per thread
+    skip: int  # warm-up steps per thread
     calls: pl.DataFrame  # runtime and driver API calls on the step threads
     notes: tuple[str, ...]
-    checks: dict         # trace_checks counts, facts label -> count
+    checks: dict  # trace_checks counts, facts label -> count
     on_gpu: bool = False  # GPU-timeline steps (analysis.step_finding): calls carry their step
 
     @property
@@ -121,11 +124,14 @@ def _found_steps(read: TraceFrames, unmatched: NoStepRanges | None = None) -> De
     except NoDecodeSteps as error:
         if unmatched is None:
             raise
+        if NVTX not in read.trace.tables:  # captured without NVTX: nothing could have marked the steps
+            unmatched = f"no {NVTX} table to take steps from (capture with `nsys profile -t nvtx` to mark them)"
         raise NoStepRanges(f"{unmatched}; {error}") from None
 
 
-def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
-                 find: bool = False) -> Frames:
+def select_steps(
+    read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int | None = None, find: bool = False
+) -> Frames:
     """The frames of the steps matching `range_pattern` (found from the GPU work with `find`, or where no range
     matches the default pattern), the first `skip` of each thread warm-up (None: steps.default_skip), checked by
     trace_checks; no I/O."""
@@ -146,22 +152,40 @@ def select_steps(read: TraceFrames, range_pattern: str = STEP_MESSAGE, skip: int
         skip, why = default_skip(found, read.trace.meta)
         notes.append(f"skipping the first {skip} steps of each thread as warm-up ({why}); --skip N to change")
     found = mark_warmup(found, skip)
-    calls = (decode.calls if decode is not None else
-             read.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode())))
-    checks = trace_checks.check_frames(read.trace, read.ranges, found, calls, read.gpu, read.launch_keys,
-                                       read.open_ranges)
+    calls = (
+        decode.calls
+        if decode is not None
+        else read.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode()))
+    )
+    checks = trace_checks.check_frames(
+        read.trace, read.ranges, found, calls, read.gpu, read.launch_keys, read.open_ranges
+    )
     prefills = left_out_prefills(read.ranges, range_pattern)
     if prefills:
         checks[PREFILLS_LEFT_OUT] = prefills
-        notes.append(f"{prefills} prefill ranges seen and left out: the steps are the ranges matching --range "
-                     f"{range_pattern!r} (--range prefill attributes the prefills)")
+        notes.append(
+            f"{prefills} prefill ranges seen and left out: the steps are the ranges matching --range "
+            f"{range_pattern!r} (--range prefill attributes the prefills)"
+        )
     if decode is not None:
         checks[FOUND_LEFT_OUT] = sum(decode.left_out.values())
-    return Frames(read=read, steps=found, skip=skip, calls=calls, notes=tuple(notes), checks=checks,
-                  on_gpu=decode is not None and decode.on_gpu)
+    return Frames(
+        read=read,
+        steps=found,
+        skip=skip,
+        calls=calls,
+        notes=tuple(notes),
+        checks=checks,
+        on_gpu=decode is not None and decode.on_gpu,
+    )
 
 
-def read_frames(path, range_pattern: str = STEP_MESSAGE, skip: int | None = None,
-                progress: Callable[[str], None] = lambda _: None, find: bool = False) -> Frames:
+def read_frames(
+    path,
+    range_pattern: str = STEP_MESSAGE,
+    skip: int | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+    find: bool = False,
+) -> Frames:
     """read_trace, then select_steps."""
     return select_steps(read_trace(path, progress), range_pattern, skip, find)

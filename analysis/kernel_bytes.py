@@ -21,30 +21,41 @@ the ops of the kind's class where it has one (CARRIER_CLASS: attention kernels f
 projections and lm_head), else among all, the one that measured the most bytes, or with no ncu CSV
 (analytic_bytes) the longest, whose analytic bytes are then each op's bytes; ties go to the first in GPU order.
 """
+
 import collections
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-
 from gapprof.analysis import kernels
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step, step_sequences
 from gapprof.analysis.module_tables import instance_bytes
 from gapprof.analysis.readers.ncu import read_ncu_csv
+
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 from gapprof.nvtx_names import KINDS
 
-CARRIER_CLASS = {"attention": "attention", "lm_head": "gemv/gemm",
-                 **{kind: "gemv/gemm" for kind in KINDS if kind.endswith("_proj")}}
-UNMATCHED_SCHEMA = {"against": pl.String, "steps": pl.Int64, "tag": pl.String, "reference_position": pl.Int64,
-                    "reference_ops": pl.String, "position": pl.Int64, "ops": pl.String}
+CARRIER_CLASS = {
+    "attention": "attention",
+    "lm_head": "gemv/gemm",
+    **{kind: "gemv/gemm" for kind in KINDS if kind.endswith("_proj")},
+}
+UNMATCHED_SCHEMA = {
+    "against": pl.String,
+    "steps": pl.Int64,
+    "tag": pl.String,
+    "reference_position": pl.Int64,
+    "reference_ops": pl.String,
+    "position": pl.Int64,
+    "ops": pl.String,
+}
 
 
 @dataclass(frozen=True)
 class KernelBytes:
     ops: pl.DataFrame | None  # measured steps' ops with name, class, position (kernels) and bytes; None if unmatched
-    unmatched: pl.DataFrame   # UNMATCHED_SCHEMA: differing runs, ncu rows against the step, trace steps against it
+    unmatched: pl.DataFrame  # UNMATCHED_SCHEMA: differing runs, ncu rows against the step, trace steps against it
     facts: dict
 
 
@@ -70,8 +81,10 @@ def profiled_bytes(rows: pl.DataFrame, step: list[str]) -> tuple[list[float | No
     last = max((m for m in matched if m is not None), default=-1)
     profiled = (last + 1) // n
     if profiled == 0:
-        raise GapprofError(f"the ncu CSV has {len(names)} kernels matching less than one step of the trace "
-                           f"({n} kernels); profile at least one whole step (raise --launch-count)")
+        raise GapprofError(
+            f"the ncu CSV has {len(names)} kernels matching less than one step of the trace "
+            f"({n} kernels); profile at least one whole step (raise --launch-count)"
+        )
     total, count = [0.0] * n, [0] * n
     moved = (rows["bytes_read"] + rows["bytes_write"]).to_list()
     for position, value in zip(matched, moved):
@@ -84,9 +97,11 @@ def profiled_bytes(rows: pl.DataFrame, step: list[str]) -> tuple[list[float | No
     shown = {i % n for _, i0, ref, _, _ in inside for i in range(i0, i0 + len(ref))}
     partial = [("no bytes", i, [step[i]], None, []) for i, c in enumerate(count) if c < profiled and i not in shown]
     end = next((j for j, m in enumerate(matched) if m is not None and m >= profiled * n), len(names))
-    facts = {"ncu steps profiled (complete)": profiled,
-             "ncu rows used": sum(1 for m in matched if m is not None and m < profiled * n),
-             "ncu rows past the last complete step (left out)": len(names) - end}
+    facts = {
+        "ncu steps profiled (complete)": profiled,
+        "ncu rows used": sum(1 for m in matched if m is not None and m < profiled * n),
+        "ncu rows past the last complete step (left out)": len(names) - end,
+    }
     return per_position, _unmatched(inside + partial, 1, "ncu rows", n), facts
 
 
@@ -114,34 +129,53 @@ def measured_bytes(result, ncu_csv: Path) -> KernelBytes:
     per_position, ncu_unmatched, facts = profiled_bytes(read_ncu_csv(ncu_csv), step_names)
     positions, trace_unmatched = trace_positions(ops, step_names)
     unmatched = pl.concat([ncu_unmatched, trace_unmatched]).cast(UNMATCHED_SCHEMA)
-    lookup = pl.DataFrame({"step_position": range(len(step_names)), "bytes": per_position},
-                          schema={"step_position": pl.Int64, "bytes": pl.Float64})
-    ops = (ops.join(positions, on="op", how="left").join(lookup, on="step_position", how="left")
-           .with_columns(bytes=pl.when(pl.col("kind") == "kernel").then(pl.col("bytes").round()).otherwise(0.0)
-                         .cast(pl.Int64)))
+    lookup = pl.DataFrame(
+        {"step_position": range(len(step_names)), "bytes": per_position},
+        schema={"step_position": pl.Int64, "bytes": pl.Float64},
+    )
+    ops = (
+        ops.join(positions, on="op", how="left")
+        .join(lookup, on="step_position", how="left")
+        .with_columns(
+            bytes=pl.when(pl.col("kind") == "kernel").then(pl.col("bytes").round()).otherwise(0.0).cast(pl.Int64)
+        )
+    )
     without = ops.filter(pl.col("bytes").is_null())
     kernels_per_step = ops.filter(pl.col("kind") == "kernel").height / result.measured.height
-    facts = {"bytes per kernel": f"measured: DRAM read + written per kernel in {ncu_csv}, joined by name and "
-                                 "position in the step",
-             "kernels per step": kernels_per_step,
-             "kernels matched per step": kernels_per_step - without.height / result.measured.height,
-             "kernels without bytes (all steps)": without.height, **facts}
+    facts = {
+        "bytes per kernel": f"measured: DRAM read + written per kernel in {ncu_csv}, joined by name and "
+        "position in the step",
+        "kernels per step": kernels_per_step,
+        "kernels matched per step": kernels_per_step - without.height / result.measured.height,
+        "kernels without bytes (all steps)": without.height,
+        **facts,
+    }
     return KernelBytes(ops if unmatched.is_empty() and without.is_empty() else None, unmatched, facts)
 
 
-def with_analytic(ops: pl.DataFrame, labelled: pl.DataFrame, steps: pl.DataFrame, floor,
-                  carrier_by: str = "bytes") -> pl.DataFrame:
+def with_analytic(
+    ops: pl.DataFrame, labelled: pl.DataFrame, steps: pl.DataFrame, floor, carrier_by: str = "bytes"
+) -> pl.DataFrame:
     """ops plus `analytic` bytes (see the module docstring), carried in each module instance by its op with the
     largest `carrier_by`; labelled: ops with kind, layer; steps: the measured steps with ctx; floor: a Floor."""
     instance = ["step", "kind", "layer"]
     labels = labelled.select("op", "kind", "layer")
     must_move = instance_bytes(labels.join(ops.select("op", "step"), on="op"), steps, floor)
     preferred = pl.col("class").cast(pl.String) == pl.col("kind").replace_strict(CARRIER_CLASS, default=None)
-    ranked = (ops.drop("kind").join(labels, on="op", how="left")
-              .join(must_move.rename({"bytes": "instance"}), on=instance, how="left", nulls_equal=True)
-              .sort(*instance, preferred.fill_null(False), carrier_by, "start",
-                    descending=[False, False, False, True, True, False], nulls_last=True)
-              .with_columns(carrier=pl.int_range(pl.len()).over(instance) == 0))
+    ranked = (
+        ops.drop("kind")
+        .join(labels, on="op", how="left")
+        .join(must_move.rename({"bytes": "instance"}), on=instance, how="left", nulls_equal=True)
+        .sort(
+            *instance,
+            preferred.fill_null(False),
+            carrier_by,
+            "start",
+            descending=[False, False, False, True, True, False],
+            nulls_last=True,
+        )
+        .with_columns(carrier=pl.int_range(pl.len()).over(instance) == 0)
+    )
     analytic = pl.when(pl.col("carrier")).then(pl.col("instance")).otherwise(0).fill_null(0)
     return ops.join(ranked.select("op", analytic=analytic.cast(pl.Int64)), on="op", how="left")
 
@@ -150,16 +184,20 @@ def analytic_bytes(result, labelled: pl.DataFrame) -> KernelBytes:
     """Each measured op's bytes from the module mapping alone (no ncu CSV): with_analytic, longest op carrying."""
     ops = step_ops(result).with_columns(duration=pl.col("end") - pl.col("start"))
     ops = with_analytic(ops, labelled, result.measured, result.floor, "duration").with_columns(bytes="analytic")
-    facts = {"bytes per kernel": "analytic: each module instance's bytes (weights, KV at the step's context) on "
-                                 "its longest op, by the module mapping; no traffic above them is measured, so extra "
-                                 "is 0 and its time counts as fixed",
-             "kernels per step": (ops["kind"] == "kernel").sum() / result.measured.height}
+    facts = {
+        "bytes per kernel": "analytic: each module instance's bytes (weights, KV at the step's context) on "
+        "its longest op, by the module mapping; no traffic above them is measured, so extra "
+        "is 0 and its time counts as fixed",
+        "kernels per step": (ops["kind"] == "kernel").sum() / result.measured.height,
+    }
     return KernelBytes(ops, pl.DataFrame(schema=UNMATCHED_SCHEMA), facts)
 
 
-AGGREGATE = ("aggregate: no bytes per kernel, so each step's floor bytes are spread over its kernels in proportion to "
-             "their durations; projected, a step's kernel time is its fixed part (busy less the floor bytes at the "
-             "source's achievable bandwidth) plus the floor bytes at the target's")
+AGGREGATE = (
+    "aggregate: no bytes per kernel, so each step's floor bytes are spread over its kernels in proportion to "
+    "their durations; projected, a step's kernel time is its fixed part (busy less the floor bytes at the "
+    "source's achievable bandwidth) plus the floor bytes at the target's"
+)
 
 
 def aggregate_bytes(result) -> KernelBytes:
@@ -168,7 +206,10 @@ def aggregate_bytes(result) -> KernelBytes:
     per-kernel model gives busy - floor bytes / R_s + floor bytes / R_t for each step, whatever the split."""
     kernels = step_ops(result).filter(pl.col("kind") == "kernel").with_columns(duration=pl.col("end") - pl.col("start"))
     share = (pl.col("duration") / pl.col("duration").sum().over("step")).fill_nan(0.0)  # a step of 0-ns kernels
-    ops = (kernels.join(result.measured.select("step", floor_bytes="bytes"), on="step")
-           .with_columns(bytes=pl.col("floor_bytes") * share).drop("floor_bytes"))
+    ops = (
+        kernels.join(result.measured.select("step", floor_bytes="bytes"), on="step")
+        .with_columns(bytes=pl.col("floor_bytes") * share)
+        .drop("floor_bytes")
+    )
     facts = {"bytes per kernel": AGGREGATE, "kernels per step": ops.height / result.measured.height}
     return KernelBytes(ops, pl.DataFrame(schema=UNMATCHED_SCHEMA), facts)

@@ -22,14 +22,15 @@ Per class the same terms use the class's bytes and durations, unrounded. Floor a
 bytes per kernel, which a module mapping gives (kernel_bytes.with_analytic: module ranges in the trace, or
 --reference); without one they are shown together as bytes at peak (M / P).
 """
+
 from pathlib import Path
 
 import polars as pl
-
 from gapprof.analysis.achievable import reference_bandwidth
 from gapprof.analysis.kernel_bytes import analytic_bytes, measured_bytes, with_analytic
 from gapprof.analysis.modules import NoModuleRanges, check_same_model, module_labels
 from gapprof.analysis.readers.ncu import read_sidecar
+
 from gapprof.errors import GapprofError
 
 TERMS = ("floor", "extra", "shortfall", "fixed")
@@ -45,12 +46,22 @@ def step_split(measured: pl.DataFrame, ops: pl.DataFrame, peak_gbps: float, refe
     moved = ops.group_by("step").agg(moved=pl.col("bytes").sum())
     # bytes / (GB/s) is ns.
     at = lambda gbps: (pl.col("moved") / gbps).round().cast(pl.Int64)  # noqa: E731
-    split = (measured.select("step", "busy", "bytes", "floor").join(moved, on="step", how="left")
-             .with_columns(pl.col("moved").fill_null(0))
-             .with_columns(at_peak=at(peak_gbps), at_reference=at(reference_gbps))
-             .select("step", "busy", "bytes", "moved", "floor", extra=pl.col("at_peak") - pl.col("floor"),
-                     shortfall=pl.col("at_reference") - pl.col("at_peak"),
-                     fixed=pl.col("busy") - pl.col("at_reference")))
+    split = (
+        measured.select("step", "busy", "bytes", "floor")
+        .join(moved, on="step", how="left")
+        .with_columns(pl.col("moved").fill_null(0))
+        .with_columns(at_peak=at(peak_gbps), at_reference=at(reference_gbps))
+        .select(
+            "step",
+            "busy",
+            "bytes",
+            "moved",
+            "floor",
+            extra=pl.col("at_peak") - pl.col("floor"),
+            shortfall=pl.col("at_reference") - pl.col("at_peak"),
+            fixed=pl.col("busy") - pl.col("at_reference"),
+        )
+    )
     check_split(split)
     return split
 
@@ -65,26 +76,34 @@ def check_split(split: pl.DataFrame) -> None:
 def with_fixed(ops: pl.DataFrame, reference_gbps: float) -> pl.DataFrame:
     """ops with duration and fixed (ns, float): duration - bytes / R."""
     return ops.with_columns(duration=pl.col("end") - pl.col("start")).with_columns(
-        fixed=pl.col("duration") - pl.col("bytes") / reference_gbps)
+        fixed=pl.col("duration") - pl.col("bytes") / reference_gbps
+    )
 
 
 def _row(n_steps: int, peak: float, reference: float) -> list[pl.Expr]:
     per_step = 1000.0 * n_steps  # ns totals -> µs per step
     moved = pl.col("bytes").sum()
-    return [(pl.len() / n_steps).alias("ops_per_step"), (pl.col("duration").sum() / per_step).alias("time_us"),
-            (moved / (1e6 * n_steps)).alias("mb_per_step"),
-            (moved / pl.col("duration").sum()).alias("achieved_gbps"),  # bytes per ns is GB/s
-            (moved / peak / per_step).alias("at_peak_us"),
-            (moved * (1 / reference - 1 / peak) / per_step).alias("shortfall_us"),
-            (pl.col("fixed").sum() / per_step).alias("fixed_us"),
-            *((pl.col("fixed").quantile(q, "linear") / 1000).alias(f"fixed_per_op_{name}_us")
-              for name, q in (("median", 0.5), ("p10", 0.1), ("p90", 0.9)))]
+    return [
+        (pl.len() / n_steps).alias("ops_per_step"),
+        (pl.col("duration").sum() / per_step).alias("time_us"),
+        (moved / (1e6 * n_steps)).alias("mb_per_step"),
+        (moved / pl.col("duration").sum()).alias("achieved_gbps"),  # bytes per ns is GB/s
+        (moved / peak / per_step).alias("at_peak_us"),
+        (moved * (1 / reference - 1 / peak) / per_step).alias("shortfall_us"),
+        (pl.col("fixed").sum() / per_step).alias("fixed_us"),
+        *(
+            (pl.col("fixed").quantile(q, "linear") / 1000).alias(f"fixed_per_op_{name}_us")
+            for name, q in (("median", 0.5), ("p10", 0.1), ("p90", 0.9))
+        ),
+    ]
 
 
 def _analytic_row(n_steps: int, peak: float) -> list[pl.Expr]:
     per_step = 1000.0 * n_steps
-    return [(pl.col("analytic").sum() / peak / per_step).alias("floor_us"),
-            ((pl.col("bytes") - pl.col("analytic")).sum() / peak / per_step).alias("extra_us")]
+    return [
+        (pl.col("analytic").sum() / peak / per_step).alias("floor_us"),
+        ((pl.col("bytes") - pl.col("analytic")).sum() / peak / per_step).alias("extra_us"),
+    ]
 
 
 def cost_table(ops: pl.DataFrame, split: pl.DataFrame, peak: float, reference: float) -> pl.DataFrame:
@@ -92,15 +111,33 @@ def cost_table(ops: pl.DataFrame, split: pl.DataFrame, peak: float, reference: f
     extra per class where ops have `analytic` bytes."""
     n = split.height
     per_class = _row(n, peak, reference) + (_analytic_row(n, peak) if "analytic" in ops.columns else [])
-    by_class = (ops.with_columns(pl.col("class").cast(pl.String)).group_by("class")
-                .agg(per_class).sort("time_us", descending=True))
+    by_class = (
+        ops.with_columns(pl.col("class").cast(pl.String))
+        .group_by("class")
+        .agg(per_class)
+        .sort("time_us", descending=True)
+    )
     mean_us = lambda c: pl.lit(split[c].mean() / 1000)  # noqa: E731
     total = ops.select(pl.lit(TOTAL).alias("class"), *_row(n, peak, reference)).with_columns(
-        time_us=mean_us("busy"), floor_us=mean_us("floor"), extra_us=mean_us("extra"),
-        shortfall_us=mean_us("shortfall"), fixed_us=mean_us("fixed"))
+        time_us=mean_us("busy"),
+        floor_us=mean_us("floor"),
+        extra_us=mean_us("extra"),
+        shortfall_us=mean_us("shortfall"),
+        fixed_us=mean_us("fixed"),
+    )
     table = pl.concat([total, by_class], how="diagonal")
-    first = ["class", "ops_per_step", "time_us", "mb_per_step", "achieved_gbps", "floor_us", "extra_us",
-             "at_peak_us", "shortfall_us", "fixed_us"]
+    first = [
+        "class",
+        "ops_per_step",
+        "time_us",
+        "mb_per_step",
+        "achieved_gbps",
+        "floor_us",
+        "extra_us",
+        "at_peak_us",
+        "shortfall_us",
+        "fixed_us",
+    ]
     return table.select(*first, *(c for c in table.columns if c not in first))
 
 
@@ -144,12 +181,16 @@ def _bytes(result, ncu_csv: Path | None, labelled: pl.DataFrame | None):
         check_same_model(sidecar, result.frames.trace.meta)
         found = measured_bytes(result, ncu_csv)
         # What the bytes were measured on: another GPU's L2 or another context changes them a little.
-        found.facts["ncu capture"] = ", ".join(f"{key} {sidecar[key]}" for key in ("gpu_name", "runtime", "ctx")
-                                               if key in sidecar) or "no .json beside the CSV"
+        found.facts["ncu capture"] = (
+            ", ".join(f"{key} {sidecar[key]}" for key in ("gpu_name", "runtime", "ctx") if key in sidecar)
+            or "no .json beside the CSV"
+        )
         return found
     if labelled is None:
-        raise GapprofError("the cost table needs bytes per kernel: --ncu CSV (measured, from `gapprof ncu`), or a "
-                           "module mapping (analytic: --reference MODULES_TRACE, or a trace captured with --modules)")
+        raise GapprofError(
+            "the cost table needs bytes per kernel: --ncu CSV (measured, from `gapprof ncu`), or a "
+            "module mapping (analytic: --reference MODULES_TRACE, or a trace captured with --modules)"
+        )
     return analytic_bytes(result, labelled)
 
 
@@ -159,8 +200,9 @@ def bytes_per_kernel(result, ncu_csv: Path | None, reference=None):
     return _bytes(result, ncu_csv, _labels(result, reference))
 
 
-def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool = False,
-                  profiles: dict | None = None) -> tuple[list, list[str]]:
+def cost_sections(
+    result, ncu_csv: Path | None, reference=None, per_step: bool = False, profiles: dict | None = None
+) -> tuple[list, list[str]]:
     """Sections (title, table) and notes of the busy split of an attribution.Attribution: bytes measured by the ncu
     CSV, else analytic from module labels (its module ranges, or `reference`'s by position), which also split
     floor and extra per class; when some kernels did not match the ncu CSV, what did not match instead.
@@ -170,9 +212,13 @@ def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool =
     labelled = _labels(result, reference)
     found = _bytes(result, ncu_csv, labelled)
     if found.ops is None:
-        return ([("cost facts", found.facts), ("unmatched kernels", found.unmatched)],
-                ["no cost split: the ncu CSV's kernels and the trace's do not match one for one (table 'unmatched "
-                 "kernels'); profile the same model, runtime and context with `gapprof ncu`"])
+        return (
+            [("cost facts", found.facts), ("unmatched kernels", found.unmatched)],
+            [
+                "no cost split: the ncu CSV's kernels and the trace's do not match one for one (table 'unmatched "
+                "kernels'); profile the same model, runtime and context with `gapprof ncu`"
+            ],
+        )
     peak = result.floor.bandwidths[result.floor.primary]
     reference = reference_bandwidth(result, profiles or {})
     split = step_split(result.measured, found.ops, peak[0], reference.gbps)
@@ -180,13 +226,17 @@ def cost_sections(result, ncu_csv: Path | None, reference=None, per_step: bool =
     facts = found.facts | cost_facts(ops, split, peak, (reference.gbps, reference.label))
     if "copy" in result.floor.bandwidths:
         facts["copy benchmark at capture / peak"] = result.floor.bandwidths["copy"][0] / peak[0]
-    notes = [f"cost: busy = floor + extra + shortfall + fixed per step (ns, exact): floor = analytic bytes at "
-             f"peak, extra = (moved - analytic bytes) at peak, shortfall = moved bytes at the reference bandwidth R "
-             f"minus at peak, fixed = the rest; bytes: {found.facts['bytes per kernel'].split(':')[0]}",
-             f"cost: R = {reference.gbps:,.0f} GB/s, {reference.says()}"]
+    notes = [
+        f"cost: busy = floor + extra + shortfall + fixed per step (ns, exact): floor = analytic bytes at "
+        f"peak, extra = (moved - analytic bytes) at peak, shortfall = moved bytes at the reference bandwidth R "
+        f"minus at peak, fixed = the rest; bytes: {found.facts['bytes per kernel'].split(':')[0]}",
+        f"cost: R = {reference.gbps:,.0f} GB/s, {reference.says()}",
+    ]
     if labelled is None:
-        notes.append("cost: floor and extra per class need a module mapping (--reference, or a trace captured "
-                     "with --modules); at_peak_us = floor + extra")
+        notes.append(
+            "cost: floor and extra per class need a module mapping (--reference, or a trace captured "
+            "with --modules); at_peak_us = floor + extra"
+        )
     elif "analytic" not in ops.columns:
         ops = with_analytic(ops, labelled, result.measured, result.floor)
     if "analytic" in ops.columns:

@@ -4,12 +4,24 @@ Each row: calls and µs per step, share of the steps' busy time, mean and median
 that precedes the kernel (starved: it waited for the CPU to launch it; latency: it was queued). Shares use
 raw durations, so with overlapping streams they can sum past 100%.
 """
+
 import re
 
 import polars as pl
 
-CLASSES = ("gemv/gemm", "attention", "norm", "rope", "elementwise", "reduction", "copy/cat", "memcpy/memset",
-           "sampling", "other", "cuda graph")
+CLASSES = (
+    "gemv/gemm",
+    "attention",
+    "norm",
+    "rope",
+    "elementwise",
+    "reduction",
+    "copy/cat",
+    "memcpy/memset",
+    "sampling",
+    "other",
+    "cuda graph",
+)
 
 # First match wins, tested against the demangled name (template arguments say what a generic kernel does).
 _RULES = [
@@ -24,8 +36,18 @@ _RULES = [
 ]
 _COMPILED = [(name, re.compile(pattern, re.IGNORECASE)) for name, pattern in _RULES]
 
-COPY_KINDS = {1: "HtoD", 2: "DtoH", 3: "HtoA", 4: "AtoH", 5: "AtoA", 6: "AtoD", 7: "DtoA", 8: "DtoD", 9: "HtoH",
-              10: "PtoP"}
+COPY_KINDS = {
+    1: "HtoD",
+    2: "DtoH",
+    3: "HtoA",
+    4: "AtoH",
+    5: "AtoA",
+    6: "AtoD",
+    7: "DtoA",
+    8: "DtoD",
+    9: "HtoH",
+    10: "PtoP",
+}
 
 
 def classify(name: str) -> str:
@@ -58,8 +80,9 @@ def names(keys: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.Dat
         else:
             name, cls = "[memset]", "memcpy/memset"
         rows.append((kind, short, full, copy_kind, graph_exec, name, cls))
-    return pl.DataFrame(rows, schema={**keys.select(KEY).schema, "name": pl.String, "class": pl.Enum(CLASSES)},
-                        orient="row")
+    return pl.DataFrame(
+        rows, schema={**keys.select(KEY).schema, "name": pl.String, "class": pl.Enum(CLASSES)}, orient="row"
+    )
 
 
 def _keyed(ops: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
@@ -69,8 +92,7 @@ def _keyed(ops: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
 def named_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, full_names: bool) -> pl.DataFrame:
     """ops with `name` and `class` columns, resolved once per distinct kernel rather than per op."""
     ops = _keyed(ops, gpu)
-    return ops.join(names(ops.select(KEY).unique(), strings, full_names), on=list(KEY), how="left",
-                    nulls_equal=True)
+    return ops.join(names(ops.select(KEY).unique(), strings, full_names), on=list(KEY), how="left", nulls_equal=True)
 
 
 def per_kernel(ops: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
@@ -79,30 +101,47 @@ def per_kernel(ops: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
     ids before any name is looked up, and shared by the kernel and class tables."""
     duration = pl.col("end") - pl.col("start")
     gap, starved = pl.col("gap"), pl.col("starved")
-    return (_keyed(ops.select("op", "kind", "start", "end", "gap", "starved"), gpu)
-            .group_by(KEY).agg(calls=pl.len(), total=duration.sum(), starved=gap.filter(starved).sum(),
-                               latency=gap.filter(~starved).sum(), durations=duration))
+    return (
+        _keyed(ops.select("op", "kind", "start", "end", "gap", "starved"), gpu)
+        .group_by(KEY)
+        .agg(
+            calls=pl.len(),
+            total=duration.sum(),
+            starved=gap.filter(starved).sum(),
+            latency=gap.filter(~starved).sum(),
+            durations=duration,
+        )
+    )
 
 
 def _table(kernels: pl.DataFrame, by: list[str], n_steps: int, busy_total: int) -> pl.DataFrame:
     """kernels: per_kernel with its names; the rows of one `by` group summed, their durations pooled."""
     per_step = 1000.0 * n_steps  # ns totals -> µs per step
     durations = pl.col("durations").list.explode(keep_nulls=False, empty_as_null=False)
-    return (kernels.group_by(*by).agg(
-                pl.col("calls", "total", "starved", "latency").sum(),
-                mean_us=durations.mean() / 1000, median_us=durations.median() / 1000)
-            .select(*by,
-                    calls_per_step=pl.col("calls") / n_steps,
-                    us_per_step=pl.col("total") / per_step,
-                    busy_share_pct=100.0 * pl.col("total") / max(busy_total, 1),
-                    mean_us="mean_us", median_us="median_us",
-                    starved_before_us_per_step=pl.col("starved") / per_step,
-                    latency_before_us_per_step=pl.col("latency") / per_step)
-            .sort(["us_per_step", *by], descending=[True] + [False] * len(by)))
+    return (
+        kernels.group_by(*by)
+        .agg(
+            pl.col("calls", "total", "starved", "latency").sum(),
+            mean_us=durations.mean() / 1000,
+            median_us=durations.median() / 1000,
+        )
+        .select(
+            *by,
+            calls_per_step=pl.col("calls") / n_steps,
+            us_per_step=pl.col("total") / per_step,
+            busy_share_pct=100.0 * pl.col("total") / max(busy_total, 1),
+            mean_us="mean_us",
+            median_us="median_us",
+            starved_before_us_per_step=pl.col("starved") / per_step,
+            latency_before_us_per_step=pl.col("latency") / per_step,
+        )
+        .sort(["us_per_step", *by], descending=[True] + [False] * len(by))
+    )
 
 
-def kernel_table(kernels: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int,
-                 full_names: bool = False) -> pl.DataFrame:
+def kernel_table(
+    kernels: pl.DataFrame, strings: pl.DataFrame, n_steps: int, busy_total: int, full_names: bool = False
+) -> pl.DataFrame:
     """Per kernel (and memcpy, memset) name over `kernels` (per_kernel of the measured steps' ops)."""
     named = kernels.join(names(kernels, strings, full_names), on=list(KEY), how="left", nulls_equal=True)
     return _table(named, ["name", "class"], n_steps, busy_total).with_columns(pl.col("class").cast(pl.String))

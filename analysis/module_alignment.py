@@ -3,6 +3,7 @@ launch call for the whole step): the step's op sequence (short kernel names) is 
 module-annotated reference trace of the same model, and each aligned op takes the label of its reference op;
 ops in runs that differ are labelled UNMATCHED and the differing runs are listed.
 """
+
 import collections
 import difflib
 
@@ -15,9 +16,10 @@ UNMATCHED = "(unmatched)"
 
 def step_sequences(named: pl.DataFrame) -> pl.DataFrame:
     """One row per op in GPU order within each step: step, position, op, short name."""
-    return (named.sort("step", "start", "op")
-            .with_columns(position=pl.int_range(pl.len()).over("step"),
-                          short=pl.col("name").map_elements(short_name, return_dtype=pl.String)))
+    return named.sort("step", "start", "op").with_columns(
+        position=pl.int_range(pl.len()).over("step"),
+        short=pl.col("name").map_elements(short_name, return_dtype=pl.String),
+    )
 
 
 def reference_step(labelled: pl.DataFrame) -> pl.DataFrame:
@@ -48,15 +50,26 @@ def align(reference: list[str], target: list[str]) -> tuple[list[int | None], li
     return matched, differences
 
 
-DIFFERENCE_SCHEMA = {"steps": pl.Int64, "tag": pl.String, "reference_position": pl.Int64,
-                     "reference_ops": pl.String, "position": pl.Int64, "ops": pl.String}
+DIFFERENCE_SCHEMA = {
+    "steps": pl.Int64,
+    "tag": pl.String,
+    "reference_position": pl.Int64,
+    "reference_ops": pl.String,
+    "position": pl.Int64,
+    "ops": pl.String,
+}
 
 
 def difference_frame(differences: list[tuple], steps: int) -> pl.DataFrame:
     """align's differing runs as rows, with how many steps show them and up to four op names a side."""
     shown = lambda names: ", ".join(names[:4]) + (f", ... ({len(names)})" if len(names) > 4 else "")  # noqa: E731
-    return pl.DataFrame([dict(steps=steps, tag=tag, reference_position=i0, reference_ops=shown(ref), position=j0,
-                              ops=shown(got)) for tag, i0, ref, j0, got in differences], schema=DIFFERENCE_SCHEMA)
+    return pl.DataFrame(
+        [
+            dict(steps=steps, tag=tag, reference_position=i0, reference_ops=shown(ref), position=j0, ops=shown(got))
+            for tag, i0, ref, j0, got in differences
+        ],
+        schema=DIFFERENCE_SCHEMA,
+    )
 
 
 def label_by_position(named: pl.DataFrame, reference: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -71,15 +84,23 @@ def label_by_position(named: pl.DataFrame, reference: pl.DataFrame) -> tuple[pl.
         groups[tuple(names)].append(step)
     for names, steps in groups.items():
         matched, diff = align(ref_names, list(names))
-        positions.append(pl.DataFrame({"step": [s for s in steps for _ in matched],
-                                       "position": list(range(len(matched))) * len(steps),
-                                       "ref_position": matched * len(steps)},
-                                      schema={"step": pl.Int64, "position": pl.Int64, "ref_position": pl.Int64}))
+        positions.append(
+            pl.DataFrame(
+                {
+                    "step": [s for s in steps for _ in matched],
+                    "position": list(range(len(matched))) * len(steps),
+                    "ref_position": matched * len(steps),
+                },
+                schema={"step": pl.Int64, "position": pl.Int64, "ref_position": pl.Int64},
+            )
+        )
         differences.append(difference_frame(diff, len(steps)))
     labels = reference.select(ref_position="position", kind="kind", layer="layer")
-    labelled = (seqs.join(pl.concat(positions), on=["step", "position"], how="left")
-                .join(labels, on="ref_position", how="left")
-                .with_columns(kind=pl.when(pl.col("ref_position").is_null()).then(pl.lit(UNMATCHED))
-                              .otherwise(pl.col("kind")))
-                .drop("position", "ref_position", "short").sort("op"))
+    labelled = (
+        seqs.join(pl.concat(positions), on=["step", "position"], how="left")
+        .join(labels, on="ref_position", how="left")
+        .with_columns(kind=pl.when(pl.col("ref_position").is_null()).then(pl.lit(UNMATCHED)).otherwise(pl.col("kind")))
+        .drop("position", "ref_position", "short")
+        .sort("op")
+    )
     return labelled, pl.concat(differences)

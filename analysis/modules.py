@@ -10,12 +10,13 @@ Two ways to label kernels:
   differences are listed.
 Labelling lives in module_labels (by time) and module_alignment (by position), the tables in module_tables.
 """
-import polars as pl
 
+import polars as pl
 from gapprof.analysis import kernels
 from gapprof.analysis.module_alignment import UNMATCHED, label_by_position, reference_step
 from gapprof.analysis.module_labels import label_by_time, module_ranges
 from gapprof.analysis.module_tables import module_tables
+
 from gapprof.errors import GapprofError
 from gapprof.nvtx_names import MODULE_PREFIX
 
@@ -37,17 +38,22 @@ def _weights(meta: dict) -> str:
 def check_same_model(meta: dict, reference_meta: dict) -> None:
     """Kernel positions and bytes map only between captures of one model with one quantisation of its weights."""
     if meta.get("model") and reference_meta.get("model") and meta["model"] != reference_meta["model"]:
-        raise GapprofError(f"the reference is a {reference_meta['model']} trace but this is {meta['model']}: "
-                           "kernel positions only map within one model")
+        raise GapprofError(
+            f"the reference is a {reference_meta['model']} trace but this is {meta['model']}: "
+            "kernel positions only map within one model"
+        )
     if _weights(meta) != _weights(reference_meta):
-        raise GapprofError(f"the two captures quantise their weights differently ({_weights(meta)} and "
-                           f"{_weights(reference_meta)}): kernel positions only map within one method")
+        raise GapprofError(
+            f"the two captures quantise their weights differently ({_weights(meta)} and "
+            f"{_weights(reference_meta)}): kernel positions only map within one method"
+        )
 
 
 def name_ops(ops: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:
     """ops with `name` (short) and `class`, and their GPU kind as kind_op (kind becomes the module kind)."""
-    return kernels.named_ops(ops.rename({"kind": "kind_op"}).with_columns(kind=pl.col("kind_op")), gpu, strings,
-                             False).drop("kind")
+    return kernels.named_ops(
+        ops.rename({"kind": "kind_op"}).with_columns(kind=pl.col("kind_op")), gpu, strings, False
+    ).drop("kind")
 
 
 def _measured(result) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -79,9 +85,11 @@ def module_labels(result, reference=None) -> tuple[pl.DataFrame, pl.DataFrame | 
         raise NoModuleRanges(reference.frames.trace.path, "reference")
     ref_step = reference_step(ref_labelled)
     labelled, differences = label_by_position(_measured(result)[1], ref_step)
-    facts = {"kernels mapped by position from": str(reference.frames.trace.path),
-             "reference ops per step": ref_step.height,
-             "unmatched ops per step": labelled.filter(pl.col("kind") == UNMATCHED).height / result.measured.height}
+    facts = {
+        "kernels mapped by position from": str(reference.frames.trace.path),
+        "reference ops per step": ref_step.height,
+        "unmatched ops per step": labelled.filter(pl.col("kind") == UNMATCHED).height / result.measured.height,
+    }
     return labelled, None, differences, facts
 
 
@@ -92,8 +100,10 @@ def by_module(result, reference=None) -> tuple[list, list[str]]:
     labelled, modules, differences, facts = module_labels(result, reference)
     notes, sections = [], []
     if differences is not None and differences.height:
-        notes.append(f"the op sequence differs from the reference in {differences.height} runs (table "
-                     "'sequence differences'); their ops are counted as (unmatched)")
+        notes.append(
+            f"the op sequence differs from the reference in {differences.height} runs (table "
+            "'sequence differences'); their ops are counted as (unmatched)"
+        )
     meta = result.frames.trace.meta
     if modules is not None and "module_range_cost_ms" in meta:
         facts["module ranges per step"] = meta["module_ranges"]["ranges_per_step"]

@@ -5,59 +5,75 @@ Input: the `ncu --csv --page raw` export and the capture metadata beside it, as 
 DRAM time at peak = measured bytes / peak bandwidth: the least time the kernel could take if it only moved its
 bytes at peak; kernel time = DRAM time at peak + the rest (latency, launch ramp, compute, poor occupancy).
 """
+
 from pathlib import Path
 
 import polars as pl
-
-from gapprof import gpus, models
 from gapprof.analysis import kernels, modules
+from gapprof.analysis.attribution import Options, analyze
+from gapprof.analysis.floor import resolve_spec
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step
 from gapprof.analysis.module_labels import OUTSIDE
 from gapprof.analysis.readers.ncu import read_ncu_csv, read_sidecar
-from gapprof.nvtx_names import KINDS
-from gapprof.analysis.floor import resolve_spec
-from gapprof.analysis.attribution import Options, analyze
+
+from gapprof import gpus, models
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 from gapprof.log import progress
+from gapprof.nvtx_names import KINDS
 from gapprof.quant_floor import recorded
 from gapprof.step_bytes import kind_bytes
 
 
 def _measures(peak_gbps: float) -> list[pl.Expr]:
     moved = pl.col("bytes_read") + pl.col("bytes_write")
-    return [pl.len().alias("kernels"), (pl.col("bytes_read").sum() / 1e6).alias("read_mb"),
-            (pl.col("bytes_write").sum() / 1e6).alias("write_mb"),
-            (pl.col("duration_ns").sum() / 1e3).alias("time_us"),
-            (moved.sum() / pl.col("duration_ns").sum()).alias("achieved_gbps"),  # bytes per ns is GB/s
-            (moved.sum() / peak_gbps / 1e3).alias("dram_at_peak_us")]
+    return [
+        pl.len().alias("kernels"),
+        (pl.col("bytes_read").sum() / 1e6).alias("read_mb"),
+        (pl.col("bytes_write").sum() / 1e6).alias("write_mb"),
+        (pl.col("duration_ns").sum() / 1e3).alias("time_us"),
+        (moved.sum() / pl.col("duration_ns").sum()).alias("achieved_gbps"),  # bytes per ns is GB/s
+        (moved.sum() / peak_gbps / 1e3).alias("dram_at_peak_us"),
+    ]
 
 
 def _finish(table: pl.DataFrame, total_ns: float, peak_gbps: float) -> pl.DataFrame:
-    return table.with_columns(rest_us=pl.col("time_us") - pl.col("dram_at_peak_us"),
-                              peak_pct=100.0 * pl.col("achieved_gbps") / peak_gbps,
-                              time_share_pct=100.0 * pl.col("time_us") * 1e3 / total_ns)
+    return table.with_columns(
+        rest_us=pl.col("time_us") - pl.col("dram_at_peak_us"),
+        peak_pct=100.0 * pl.col("achieved_gbps") / peak_gbps,
+        time_share_pct=100.0 * pl.col("time_us") * 1e3 / total_ns,
+    )
 
 
 def kernel_tables(rows: pl.DataFrame, peak_gbps: float) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """(per kernel name, per class, totals) over every profiled kernel."""
     named = rows.with_columns(
         short=pl.col("name").map_elements(short_name, return_dtype=pl.String),
-        **{"class": pl.col("name").map_elements(kernels.classify, return_dtype=pl.String)})
+        **{"class": pl.col("name").map_elements(kernels.classify, return_dtype=pl.String)},
+    )
     total_ns = float(rows["duration_ns"].sum())
     by_kernel = _finish(named.group_by("short", "class").agg(_measures(peak_gbps)), total_ns, peak_gbps)
     by_class = _finish(named.group_by("class").agg(_measures(peak_gbps)), total_ns, peak_gbps)
     moved = float((rows["bytes_read"] + rows["bytes_write"]).sum())
-    totals = {"kernels profiled": rows.height, "kernel time, us": total_ns / 1e3,
-              "DRAM bytes read + written, MB": moved / 1e6, "DRAM time at peak, us": moved / peak_gbps / 1e3,
-              "rest (kernel time above DRAM time at peak), us": (total_ns - moved / peak_gbps) / 1e3,
-              "achieved bandwidth over kernel time, GB/s": moved / total_ns, "peak bandwidth, GB/s": peak_gbps}
-    return (by_kernel.rename({"short": "name"}).sort("time_us", descending=True),
-            by_class.sort("time_us", descending=True), totals)
+    totals = {
+        "kernels profiled": rows.height,
+        "kernel time, us": total_ns / 1e3,
+        "DRAM bytes read + written, MB": moved / 1e6,
+        "DRAM time at peak, us": moved / peak_gbps / 1e3,
+        "rest (kernel time above DRAM time at peak), us": (total_ns - moved / peak_gbps) / 1e3,
+        "achieved bandwidth over kernel time, GB/s": moved / total_ns,
+        "peak bandwidth, GB/s": peak_gbps,
+    }
+    return (
+        by_kernel.rename({"short": "name"}).sort("time_us", descending=True),
+        by_class.sort("time_us", descending=True),
+        totals,
+    )
 
 
-def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dict[str, float],
-                      peak_gbps: float) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def module_comparison(
+    rows: pl.DataFrame, reference: pl.DataFrame, analytic: dict[str, float], peak_gbps: float
+) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Measured against analytic bytes per module kind, per step, over the complete steps ncu covered.
 
     reference: a module-annotated step (module_alignment.reference_step: position, short, kind, layer); ncu rows are
@@ -72,22 +88,34 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
     last = max((m for m in matched if m is not None), default=-1)
     complete = (last + 1) // len(ref_names)
     if complete == 0:
-        raise GapprofError(f"ncu profiled {len(names)} kernels, less than one complete step of the reference "
-                           f"({len(ref_names)} ops); raise --launch-count")
+        raise GapprofError(
+            f"ncu profiled {len(names)} kernels, less than one complete step of the reference "
+            f"({len(ref_names)} ops); raise --launch-count"
+        )
     kinds = reference["kind"].to_list()
-    labelled = rows.with_columns(
-        ref=pl.Series(matched, dtype=pl.Int64)).filter(pl.col("ref") < complete * len(ref_names))
-    labelled = labelled.with_columns(kind=pl.col("ref").map_elements(lambda i: kinds[i % len(ref_names)],
-                                                                     return_dtype=pl.String))
+    labelled = rows.with_columns(ref=pl.Series(matched, dtype=pl.Int64)).filter(
+        pl.col("ref") < complete * len(ref_names)
+    )
+    labelled = labelled.with_columns(
+        kind=pl.col("ref").map_elements(lambda i: kinds[i % len(ref_names)], return_dtype=pl.String)
+    )
     moved = pl.col("bytes_read") + pl.col("bytes_write")
-    table = (labelled.group_by("kind").agg(kernels=pl.len() / complete, measured_mb=moved.sum() / (1e6 * complete),
-                                           time_us=pl.col("duration_ns").sum() / (1e3 * complete))
-             .with_columns(analytic_mb=pl.col("kind").replace_strict(analytic, default=0.0,
-                                                                     return_dtype=pl.Float64) / 1e6)
-             .with_columns(measured_over_analytic=pl.when(pl.col("analytic_mb") > 0)
-                           .then(pl.col("measured_mb") / pl.col("analytic_mb")),
-                           dram_at_peak_us=pl.col("measured_mb") * 1e3 / peak_gbps)
-             .with_columns(rest_us=pl.col("time_us") - pl.col("dram_at_peak_us")))
+    table = (
+        labelled.group_by("kind")
+        .agg(
+            kernels=pl.len() / complete,
+            measured_mb=moved.sum() / (1e6 * complete),
+            time_us=pl.col("duration_ns").sum() / (1e3 * complete),
+        )
+        .with_columns(analytic_mb=pl.col("kind").replace_strict(analytic, default=0.0, return_dtype=pl.Float64) / 1e6)
+        .with_columns(
+            measured_over_analytic=pl.when(pl.col("analytic_mb") > 0).then(
+                pl.col("measured_mb") / pl.col("analytic_mb")
+            ),
+            dram_at_peak_us=pl.col("measured_mb") * 1e3 / peak_gbps,
+        )
+        .with_columns(rest_us=pl.col("time_us") - pl.col("dram_at_peak_us"))
+    )
     order = {k: i for i, k in enumerate((*KINDS, OUTSIDE))}
     table = table.sort(pl.col("kind").replace_strict(order, default=len(order), return_dtype=pl.Int64))
     diff_rows = [d for d in diffs if d[1] < complete * len(ref_names)]
@@ -97,8 +125,10 @@ def module_comparison(rows: pl.DataFrame, reference: pl.DataFrame, analytic: dic
 def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:
     spec = gpus.resolve_gpu(gpu) if gpu else gpus.gpu_for_device_name(meta.get("gpu_name", ""))
     if spec is None:
-        raise GapprofError("no GPU for the peak bandwidth: pass --gpu (no gpu_name in the .json beside the CSV); "
-                           f"known GPUs: {', '.join(gpus.known_gpus())}")
+        raise GapprofError(
+            "no GPU for the peak bandwidth: pass --gpu (no gpu_name in the .json beside the CSV); "
+            f"known GPUs: {', '.join(gpus.known_gpus())}"
+        )
     return float(spec.peak_gbps), f"{spec.label} datasheet"
 
 
@@ -108,8 +138,9 @@ def _stored(meta: dict) -> dict | None:
     return quant.stored if quant else None
 
 
-def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, model: str | None, ctx: int | None,
-                    top: int) -> tuple[list, list[str]]:
+def report_sections(
+    csv_path: Path, gpu: str | None, reference: Path | None, model: str | None, ctx: int | None, top: int
+) -> tuple[list, list[str]]:
     """The sections (title, table) and notes of `gapprof ncu-report`: totals, classes, kernels and, against a
     module-annotated reference trace, measured vs analytic bytes per module."""
     meta = read_sidecar(csv_path)
@@ -133,14 +164,19 @@ def report_sections(csv_path: Path, gpu: str | None, reference: Path | None, mod
         # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
         kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
         table, differences, complete = module_comparison(
-            rows, reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes, stored=_stored(meta)), peak)
+            rows, reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes, stored=_stored(meta)), peak
+        )
         sections.append(("modules (per step)", table))
-        notes.append(f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
-                     f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "
-                     "token written); measured/analytic < 1 means bytes served from L2 (50 MB on H100), > 1 "
-                     "re-reads, partial sums or activations")
+        notes.append(
+            f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "
+            f"onto {reference}; analytic bytes at ctx {context} (weights once, KV read at ctx + one "
+            "token written); measured/analytic < 1 means bytes served from L2 (50 MB on H100), > 1 "
+            "re-reads, partial sums or activations"
+        )
         if differences.height:
             sections.append(("sequence differences", differences))
-            notes.append(f"the ncu kernel sequence differs from the reference in {differences.height} runs; "
-                         "those kernels are left out of the module table")
+            notes.append(
+                f"the ncu kernel sequence differs from the reference in {differences.height} runs; "
+                "those kernels are left out of the module table"
+            )
     return sections, notes

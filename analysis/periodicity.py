@@ -10,6 +10,7 @@ with at most MISMATCH_SHARE of the period's positions differing around it: one l
 token (PyTorch's vectorised or unrolled elementwise kernel, as a tensor that grows by one each token is aligned or
 not), while prefill, warm-up and another loop differ almost everywhere.
 """
+
 import numpy as np
 import polars as pl
 
@@ -27,11 +28,15 @@ def period(codes: np.ndarray) -> int | None:
     """The shift under which the sequence matches itself at the largest share of positions, the smallest on ties (or
     its smallest divisor within MISMATCH_SHARE of it), searched in a window of PERIOD_WINDOW positions in the middle
     of the sequence."""
-    window = codes[max(0, (len(codes) - PERIOD_WINDOW) // 2):][:PERIOD_WINDOW]
+    window = codes[max(0, (len(codes) - PERIOD_WINDOW) // 2) :][:PERIOD_WINDOW]
     positions = pl.DataFrame({"code": window}).with_row_index("i").with_columns(pl.col("i").cast(pl.Int64))
-    distances = (positions.select(d=pl.col("i") - pl.col("i").shift(1).over("code")).drop_nulls()
-                 .filter(pl.col("d") <= len(window) // MIN_PERIODS)["d"].value_counts(sort=True)
-                 .head(CANDIDATE_PERIODS))
+    distances = (
+        positions.select(d=pl.col("i") - pl.col("i").shift(1).over("code"))
+        .drop_nulls()
+        .filter(pl.col("d") <= len(window) // MIN_PERIODS)["d"]
+        .value_counts(sort=True)
+        .head(CANDIDATE_PERIODS)
+    )
     shares = {shift: float(np.mean(window[shift:] == window[:-shift])) for shift in sorted(distances["d"].to_list())}
     if not shares:
         return None
@@ -50,15 +55,20 @@ def repeating_runs(codes: np.ndarray, period: int) -> list[tuple[int, int]]:
     """[start, end) of each stretch at least MIN_PERIODS periods long where the sequence repeats `period` on,
     a mismatch counting as a repeat where the period's positions around it hold at most _tolerated of them."""
     exact = codes[:-period] == codes[period:]
-    around = (pl.Series((~exact).astype(np.int32))
-              .rolling_sum(window_size=period, min_samples=1, center=True).to_numpy())
+    around = pl.Series((~exact).astype(np.int32)).rolling_sum(window_size=period, min_samples=1, center=True).to_numpy()
     match = exact | (around <= _tolerated(period))
     # A run starts and ends on exact repeats: a loop's last token, followed by other work, is not tolerated into it.
-    runs = (pl.DataFrame({"match": match, "exact": exact}).with_row_index("i")
-            .with_columns(run=(pl.col("match") != pl.col("match").shift(1)).fill_null(True).cum_sum())
-            .filter(pl.col("exact")).group_by("run").agg(a=pl.col("i").min(), b=pl.col("i").max())
-            .with_columns(end=pl.col("b") + 1 + period)
-            .filter(pl.col("end") - pl.col("a") >= MIN_PERIODS * period).sort("a"))
+    runs = (
+        pl.DataFrame({"match": match, "exact": exact})
+        .with_row_index("i")
+        .with_columns(run=(pl.col("match") != pl.col("match").shift(1)).fill_null(True).cum_sum())
+        .filter(pl.col("exact"))
+        .group_by("run")
+        .agg(a=pl.col("i").min(), b=pl.col("i").max())
+        .with_columns(end=pl.col("b") + 1 + period)
+        .filter(pl.col("end") - pl.col("a") >= MIN_PERIODS * period)
+        .sort("a")
+    )
     return list(zip(runs["a"].to_list(), runs["end"].to_list()))
 
 
@@ -66,7 +76,7 @@ def align(codes: np.ndarray, pattern: np.ndarray, start: int, end: int) -> int |
     """The first position of [start, end) where a whole `pattern` begins (at most _tolerated positions differing
     after its first), None if none does."""
     period = len(pattern)
-    for j in np.flatnonzero(codes[start:min(start + period, end - period + 1)] == pattern[0]) + start:
-        if np.count_nonzero(codes[j:j + period] != pattern) <= _tolerated(period):
+    for j in np.flatnonzero(codes[start : min(start + period, end - period + 1)] == pattern[0]) + start:
+        if np.count_nonzero(codes[j : j + period] != pattern) <= _tolerated(period):
             return int(j)
     return None

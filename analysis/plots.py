@@ -6,23 +6,30 @@ chosen or needed: files only).
   the kernel model's curve for one trace (analysis.fraction_model);
 - timeline: one step, API calls on the CPU row above, GPU ops below, starved gaps shaded.
 """
+
 from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
 import polars as pl
+from gapprof.analysis.comparison import Column
+from gapprof.analysis.fraction_model import FractionModel
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from gapprof.analysis.comparison import Column
-from gapprof.analysis.fraction_model import FractionModel
 from gapprof.errors import GapprofError
 from gapprof.output_files import write_files
 
 # The timeline's starved gaps: the legend's swatch is drawn as the shading is, colour and transparency.
 STARVED_SHADE = {"color": "#d62728", "alpha": 0.25}
-COLORS = {"floor": "#1f77b4", "excess": "#9ecae1", "starved": "#d62728", "latency": "#ff9896", "head": "#7f7f7f",
-          "tail": "#c7c7c7"}
+COLORS = {
+    "floor": "#1f77b4",
+    "excess": "#9ecae1",
+    "starved": "#d62728",
+    "latency": "#ff9896",
+    "head": "#7f7f7f",
+    "tail": "#c7c7c7",
+}
 CALL_COLORS = {"launch": "#2ca02c", "graph launch": "#2ca02c", "sync": "#9467bd", "memcpy": "#8c564b"}
 OTHER_CALL = "#bcbd22"
 FORMATS = (".png", ".svg", ".pdf")
@@ -42,8 +49,13 @@ def anatomy(columns: list[Column], path: Path) -> Path:
     for i, c in enumerate(columns):
         floor = c.values["floor ms"]
         ax.hlines(floor, i - 0.38, i + 0.38, colors="black", linewidth=1.5)
-        ax.annotate(f"floor {100 * c.values['floor fraction']:.0f}%", (i, c.values["wall ms"]),
-                    ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"floor {100 * c.values['floor fraction']:.0f}%",
+            (i, c.values["wall ms"]),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylabel("ms per decode step (mean)")
     ax.set_title("Step anatomy: wall = floor + excess + starved + latency + head + tail", fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="black line: floor")
@@ -52,8 +64,13 @@ def anatomy(columns: list[Column], path: Path) -> Path:
     return _save(fig, path)
 
 
-def fraction(measured: list[Column], projected: dict[str, list[Column]], path: Path,
-             model: FractionModel | None = None, unprofiled: dict[str, float] | None = None) -> Path:
+def fraction(
+    measured: list[Column],
+    projected: dict[str, list[Column]],
+    path: Path,
+    model: FractionModel | None = None,
+    unprofiled: dict[str, float] | None = None,
+) -> Path:
     """projected: source label -> its projections (one per target GPU); unprofiled: source label -> the floor
     fraction of its unprofiled step, drawn hollow. With `model`, its curve (fraction_model), the bandwidth where
     fixed time equals the floor, and on a second axis the step time it predicts, which tends to fixed + exposed.
@@ -66,13 +83,35 @@ def fraction(measured: list[Column], projected: dict[str, list[Column]], path: P
         points = sorted(projected.get(source.label, []), key=lambda c: c.values["peak GB/s"])
         how = "projected by the kernel model (replay)" if model and model.label == source.label else "projected"
         if points:
-            ax.plot([c.values["peak GB/s"] for c in points], [100 * c.values["floor fraction"] for c in points],
-                    "--", marker="x", color=color, alpha=0.8, label=f"{source.label}: {how}")
-        ax.plot(source.values["peak GB/s"], 100 * source.values["floor fraction"], "o", markersize=9,
-                color=color, markeredgecolor="black", label=f"{source.label}: measured ({source.values['gpu']})")
+            ax.plot(
+                [c.values["peak GB/s"] for c in points],
+                [100 * c.values["floor fraction"] for c in points],
+                "--",
+                marker="x",
+                color=color,
+                alpha=0.8,
+                label=f"{source.label}: {how}",
+            )
+        ax.plot(
+            source.values["peak GB/s"],
+            100 * source.values["floor fraction"],
+            "o",
+            markersize=9,
+            color=color,
+            markeredgecolor="black",
+            label=f"{source.label}: measured ({source.values['gpu']})",
+        )
         if (unprofiled or {}).get(source.label) is not None:
-            ax.plot(source.values["peak GB/s"], 100 * unprofiled[source.label], "o", markersize=9, color="none",
-                    markeredgecolor=color, markeredgewidth=2, label=f"{source.label}: measured, unprofiled step")
+            ax.plot(
+                source.values["peak GB/s"],
+                100 * unprofiled[source.label],
+                "o",
+                markersize=9,
+                color="none",
+                markeredgecolor=color,
+                markeredgewidth=2,
+                label=f"{source.label}: measured, unprofiled step",
+            )
     ax.set_xscale("log")
     ticks = _gpu_ticks(measured + [c for cs in projected.values() for c in cs])
     if model is not None:
@@ -97,19 +136,36 @@ def _model_curve(ax, model: FractionModel, ticks: dict[float, str]) -> dict[floa
     time equals the floor, and the step time on a second axis with its limit; return ticks with the span's end."""
     high = MODEL_SPAN * max(ticks)
     x = np.geomspace(min(ticks) / 1.2, high, 200)
-    ax.plot(x, 100 * model.fraction(x), "-", color="black", linewidth=1.5,
-            label=f"{model.label}: kernel model, fixed {model.fixed_ms:.2f} ms + bytes x peak/bandwidth")
+    ax.plot(
+        x,
+        100 * model.fraction(x),
+        "-",
+        color="black",
+        linewidth=1.5,
+        label=f"{model.label}: kernel model, fixed {model.fixed_ms:.2f} ms + bytes x peak/bandwidth",
+    )
     ax.axvline(model.crossover_gbps, color="gray", linestyle=":", linewidth=1)
-    ax.annotate(f"fixed time = floor time\nat {model.crossover_gbps:,.0f} GB/s", (model.crossover_gbps, 0.97),
-                xycoords=("data", "axes fraction"), va="top", fontsize=7, color="dimgray", xytext=(4, 0),
-                textcoords="offset points")
+    ax.annotate(
+        f"fixed time = floor time\nat {model.crossover_gbps:,.0f} GB/s",
+        (model.crossover_gbps, 0.97),
+        xycoords=("data", "axes fraction"),
+        va="top",
+        fontsize=7,
+        color="dimgray",
+        xytext=(4, 0),
+        textcoords="offset points",
+    )
     step = ax.twinx()
     wall = model.bytes_ms * model.peak_gbps / x + model.fixed_ms + model.exposed_ms
     step.plot(x, wall, "-", color=STEP_COLOR, linewidth=1, label="kernel model: step time (right axis)")
     limit = model.fixed_ms + model.exposed_ms
-    step.axhline(limit, color=STEP_COLOR, linestyle="--", linewidth=1,
-                 label=f"its limit (right axis): fixed {model.fixed_ms:.2f} + exposed {model.exposed_ms:.2f} = "
-                       f"{limit:.2f} ms")
+    step.axhline(
+        limit,
+        color=STEP_COLOR,
+        linestyle="--",
+        linewidth=1,
+        label=f"its limit (right axis): fixed {model.fixed_ms:.2f} + exposed {model.exposed_ms:.2f} = {limit:.2f} ms",
+    )
     step.set_ylim(0, wall.max() * 1.05)
     step.set_ylabel("kernel model: step time, ms", color=STEP_COLOR)
     step.tick_params(axis="y", colors=STEP_COLOR)
@@ -141,8 +197,11 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
     span = max(t1 - t0 for *_, t0, t1 in panels) / 1e6
     fig = Figure(figsize=(11, 1.9 * len(panels) + 0.6))
     axes = fig.subplots(len(panels), 1, squeeze=False)
-    for ax, (title, calls, ops, t0, t1) in zip(axes[:, 0], panels):
-        ms = lambda col: ((pl.col(col) - t0) / 1e6)  # noqa: E731
+    for ax, (title, calls, ops, t0, _) in zip(axes[:, 0], panels):
+
+        def ms(col: str, t0: int = t0) -> pl.Expr:
+            return (pl.col(col) - t0) / 1e6
+
         c = calls.select(s=ms("start"), w=(pl.col("end") - pl.col("start")) / 1e6, category="category")
         for category, part in c.group_by("category"):
             color = CALL_COLORS.get(category[0], OTHER_CALL)
@@ -159,8 +218,13 @@ def timeline(panels: list[tuple[str, pl.DataFrame, pl.DataFrame, int, int]], pat
     axes[-1, 0].set_xlabel("ms from step start")
     colors = ("#2ca02c", "#9467bd", "#8c564b", OTHER_CALL, "#1f77b4")
     handles = [Rectangle((0, 0), 1, 1, color=c) for c in colors] + [Rectangle((0, 0), 1, 1, **STARVED_SHADE)]
-    fig.legend(handles, ["launch call", "sync call", "memcpy call", "other call", "GPU op", "starved gap"],
-               loc="upper right", ncol=6, fontsize=8)
+    fig.legend(
+        handles,
+        ["launch call", "sync call", "memcpy call", "other call", "GPU op", "starved gap"],
+        loc="upper right",
+        ncol=6,
+        fontsize=8,
+    )
     return _save(fig, path)
 
 

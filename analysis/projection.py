@@ -17,20 +17,20 @@ cost per kernel come from each GPU's profile where it has one, else R = 0.9 x it
 GPU measured, ratio = source peak / target peak. On the source GPU ratio = f = 1 and the duration is d exactly.
 Memcpys and memsets keep the rule above.
 """
+
 import math
 from dataclasses import dataclass, field, replace
 
 import polars as pl
-
 from gapprof.analysis import anatomy, replay
 from gapprof.analysis.achievable import fixed_scale, of_target, reference_bandwidth
+from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.floor import apply_floor
 from gapprof.analysis.kernels import CLASSES
-from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.launch_timeline import DTOD, Timeline
+
 from gapprof.errors import GapprofError
 from gapprof.gpus import GpuSpec
-
 
 # Ops that work in device memory (and can sit in a CUDA graph): kernels, memsets, device-to-device copies.
 IN_DRAM = (pl.col("kind") != "memcpy") | (pl.col("copyKind") == DTOD)
@@ -70,13 +70,16 @@ def parse_kernel_scale(items: tuple[str, ...]) -> dict:
 def source_bandwidth(analysis: Attribution) -> float:
     """The captured GPU's datasheet bandwidth (GB/s), which the target's is compared with."""
     if analysis.floor is None or "datasheet" not in analysis.floor.bandwidths:
-        raise GapprofError(f"{analysis.frames.trace.path}: no datasheet bandwidth for the captured GPU "
-                           f"({analysis.device_name or 'unnamed'}); project needs it to rescale kernels")
+        raise GapprofError(
+            f"{analysis.frames.trace.path}: no datasheet bandwidth for the captured GPU "
+            f"({analysis.device_name or 'unnamed'}); project needs it to rescale kernels"
+        )
     return analysis.floor.bandwidths["datasheet"][0]
 
 
-def with_kernel_bytes(analysis: Attribution, timeline: Timeline, ops: pl.DataFrame,
-                      profiles: dict | None = None) -> Timeline:
+def with_kernel_bytes(
+    analysis: Attribution, timeline: Timeline, ops: pl.DataFrame, profiles: dict | None = None
+) -> Timeline:
     """timeline whose kernels carry `bytes_ns`, their bytes' time at the source's achievable bandwidth (the kernel
     model); ops: the measured ops with `bytes` (kernel_bytes.KernelBytes.ops); profiles: GPU key ->
     gapprof.gpu_profile.Found."""
@@ -115,26 +118,38 @@ def as_graph(timeline: Timeline, launch_ns: int) -> Timeline:
     ops, calls = timeline.ops, timeline.calls
     by_call = ops.group_by("step", "seq").agg(capturable=IN_DRAM.all())
     first_block = calls.filter("blocking").group_by("step").agg(block=pl.col("seq").min())
-    region = (by_call.join(first_block, on="step", how="left")
-              .filter(pl.col("capturable") & (pl.col("seq") < pl.col("block").fill_null(pl.col("seq") + 1)))
-              .group_by("step").agg(first=pl.col("seq").min(), last=pl.col("seq").max()))
+    region = (
+        by_call.join(first_block, on="step", how="left")
+        .filter(pl.col("capturable") & (pl.col("seq") < pl.col("block").fill_null(pl.col("seq") + 1)))
+        .group_by("step")
+        .agg(first=pl.col("seq").min(), last=pl.col("seq").max())
+    )
     calls = calls.join(region, on="step", how="left")
     inside = pl.col("seq").is_between("first", "last")
-    calls = (calls.filter(~inside.fill_null(False) | (pl.col("seq") == pl.col("first")))
-             .with_columns(pl.when(pl.col("seq") == pl.col("first"))
-                           .then(pl.struct(dur=pl.lit(launch_ns), post=pl.lit(launch_ns), blocking=pl.lit(False)))
-                           .otherwise(pl.struct("dur", "post", "blocking")).struct.unnest()))
+    calls = calls.filter(~inside.fill_null(False) | (pl.col("seq") == pl.col("first"))).with_columns(
+        pl.when(pl.col("seq") == pl.col("first"))
+        .then(pl.struct(dur=pl.lit(launch_ns), post=pl.lit(launch_ns), blocking=pl.lit(False)))
+        .otherwise(pl.struct("dur", "post", "blocking"))
+        .struct.unnest()
+    )
     ops = ops.join(region, on="step", how="left")
     node = inside.fill_null(False)
     ops = ops.with_columns(
         seq=pl.when(node).then("first").otherwise("seq"),
         lat=pl.when(node).then(pl.lit(timeline.launch_latency)).otherwise("lat"),
-        gap=pl.when(node & ~pl.col("queued")).then(pl.min_horizontal("gap", pl.lit(timeline.queued_gap)))
-        .otherwise("gap"))
+        gap=pl.when(node & ~pl.col("queued"))
+        .then(pl.min_horizontal("gap", pl.lit(timeline.queued_gap)))
+        .otherwise("gap"),
+    )
     # The replay walks calls by position, so renumber both sides densely.
     calls = calls.drop("first", "last").sort("step", "seq").with_columns(new=pl.int_range(pl.len()).over("step"))
-    ops = (ops.drop("first", "last").join(calls.select("step", "seq", "new"), on=["step", "seq"])
-           .with_columns(seq="new").drop("new").sort("step", "seq", "start", "op"))
+    ops = (
+        ops.drop("first", "last")
+        .join(calls.select("step", "seq", "new"), on=["step", "seq"])
+        .with_columns(seq="new")
+        .drop("new")
+        .sort("step", "seq", "start", "op")
+    )
     return replace(timeline, calls=calls.with_columns(seq="new").drop("new"), ops=ops)
 
 
@@ -148,8 +163,9 @@ def kernel_rates(analysis: Attribution, target: GpuSpec, profiles: dict) -> tupl
     return source.gbps / there.gbps, fixed_scale(source.parameters, there)
 
 
-def replayed(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs
-             ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def replayed(
+    analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(steps, calls, gpu) frames of the timeline replayed on `target` (see replay.replay); a timeline
     `with_kernel_bytes` takes the kernel model, with its GPU profiles."""
     ratio = source_bandwidth(analysis) / target.peak_gbps
@@ -162,8 +178,9 @@ def replayed(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: 
 
 def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpec) -> pl.DataFrame:
     """The floor of each replayed step against the target's datasheet bandwidth."""
-    target_floor = replace(analysis.floor, bandwidths={"datasheet": (float(target.peak_gbps),
-                                                                     f"{target.label} datasheet")})
+    target_floor = replace(
+        analysis.floor, bandwidths={"datasheet": (float(target.peak_gbps), f"{target.label} datasheet")}
+    )
     return apply_floor(table, target_floor, pl.col("ctx"))
 
 

@@ -18,17 +18,32 @@ the GPU ops of all steps as one timeline, each at max(call start + launch latenc
 stream + gap) under the same bounds, streams carried from one step into the next; a step runs from the end of
 the previous step's work (the first step from its captured start) to the end of its own, as found.
 """
+
 import numpy as np
 import polars as pl
-
 from gapprof.analysis.launch_timeline import Timeline
 from gapprof.analysis.readers.raw_trace import API_SCHEMA, GPU_SCHEMA
 
 STEP_KEYS = ("step", "globalTid", "index", "payload", "warmup", "t0", "nested", "ctx")
 
 
-def _step(think, dur, blocking, post, call_of_op, stream, lat, gap, queued, op_dur, t0, trailing,
-          launch_latency, queued_gap, cpu_scale):
+def _step(
+    think,
+    dur,
+    blocking,
+    post,
+    call_of_op,
+    stream,
+    lat,
+    gap,
+    queued,
+    op_dur,
+    t0,
+    trailing,
+    launch_latency,
+    queued_gap,
+    cpu_scale,
+):
     """One step's call (start, end) and op (start, end) arrays, and its new end."""
     n_calls, n_ops = len(think), len(call_of_op)
     c_start, c_end = np.zeros(n_calls, np.int64), np.zeros(n_calls, np.int64)
@@ -63,8 +78,9 @@ def _step(think, dur, blocking, post, call_of_op, stream, lat, gap, queued, op_d
     return c_start, c_end, o_start, o_end, prior_end + round(trailing * cpu_scale), waited
 
 
-def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
-           ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def replay(
+    timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(steps, calls, gpu) frames of the replayed steps, in the shapes anatomy.attribute takes; steps carry
     `wait`, the time blocking calls spent waiting for the GPU.
 
@@ -94,33 +110,54 @@ def replay(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
         c = {k: sc[k].to_list() for k in ("think", "dur", "blocking", "post")}
         o = {k: so[k].fill_null(0).to_list() for k in ("seq", "streamId", "lat", "gap", "queued", "new_dur")}
         c_start, c_end, o_start, o_end, end, waited = _step(
-            c["think"], c["dur"], c["blocking"], c["post"], o["seq"], o["streamId"], o["lat"], o["gap"],
-            o["queued"], o["new_dur"], t0, t1 - last_end, timeline.launch_latency, timeline.queued_gap, cpu_scale)
+            c["think"],
+            c["dur"],
+            c["blocking"],
+            c["post"],
+            o["seq"],
+            o["streamId"],
+            o["lat"],
+            o["gap"],
+            o["queued"],
+            o["new_dur"],
+            t0,
+            t1 - last_end,
+            timeline.launch_latency,
+            timeline.queued_gap,
+            cpu_scale,
+        )
         call_parts.append(sc.with_columns(start=pl.Series(c_start), end=pl.Series(c_end)))
         op_parts.append(so.with_columns(start=pl.Series(o_start), end=pl.Series(o_end)))
         ends.append(end)
         waits.append(waited)
         previous[tid] = (t1, end)
     new_calls = pl.concat(call_parts)
-    new_ops = pl.concat(op_parts).drop("correlationId").join(
-        new_calls.select("step", "seq", "correlationId"), on=["step", "seq"])  # graph nodes take the graph call's id
+    new_ops = (
+        pl.concat(op_parts)
+        .drop("correlationId")
+        .join(new_calls.select("step", "seq", "correlationId"), on=["step", "seq"])
+    )  # graph nodes take the graph call's id
     new_steps = steps.select(*(k for k in STEP_KEYS if k in steps.columns)).with_columns(
-        t0=pl.Series(starts, dtype=pl.Int64), t1=pl.Series(ends, dtype=pl.Int64), wait=pl.Series(waits, dtype=pl.Int64))
-    return (new_steps,
-            new_calls.select(*API_SCHEMA).cast(API_SCHEMA),
-            new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA))
+        t0=pl.Series(starts, dtype=pl.Int64), t1=pl.Series(ends, dtype=pl.Int64), wait=pl.Series(waits, dtype=pl.Int64)
+    )
+    return (new_steps, new_calls.select(*API_SCHEMA).cast(API_SCHEMA), new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA))
 
 
-def replay_on_gpu(timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
-                  ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def replay_on_gpu(
+    timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """replay's frames for GPU-timeline steps (see the module docstring); the calls keep their `step`, as
     anatomy.attribute takes them with `on_gpu`."""
     first_call = timeline.calls["start"].min()
     calls = timeline.calls.with_columns(
-        (((pl.col("start", "end") - first_call) * cpu_scale).round() + first_call).cast(pl.Int64))
-    ops = (timeline.ops.with_columns(new_dur=op_durations.round().cast(pl.Int64)).sort("start", "op")
-           .drop("correlationId").join(calls.select("step", "seq", "correlationId", launched="start"),
-                                       on=["step", "seq"], maintain_order="left"))
+        (((pl.col("start", "end") - first_call) * cpu_scale).round() + first_call).cast(pl.Int64)
+    )
+    ops = (
+        timeline.ops.with_columns(new_dur=op_durations.round().cast(pl.Int64))
+        .sort("start", "op")
+        .drop("correlationId")
+        .join(calls.select("step", "seq", "correlationId", launched="start"), on=["step", "seq"], maintain_order="left")
+    )
     lat, gap, queued = (ops[k].fill_null(0).to_list() for k in ("lat", "gap", "queued"))
     launched, stream, new_dur = (ops[k].to_list() for k in ("launched", "streamId", "new_dur"))
     start, end, stream_end = [0] * len(lat), [0] * len(lat), {}
@@ -132,10 +169,18 @@ def replay_on_gpu(timeline: Timeline, op_durations: pl.Series, cpu_scale: float 
         stream_end[stream[j]] = max(stream_end.get(stream[j], end[j]), end[j])
     new_ops = ops.with_columns(start=pl.Series(start, dtype=pl.Int64), end=pl.Series(end, dtype=pl.Int64))
     ends = new_ops.group_by("step").agg(t1=pl.col("end").max())
-    steps = (timeline.steps.rename({"t1": "captured_t1"}).join(ends, on="step").sort("t0")
-             # A step that followed the one before keeps following it; a run's first starts where it started.
-             .with_columns(t0=pl.when(pl.col("t0") == pl.col("captured_t1").shift(1))
-                           .then(pl.col("t1").shift(1)).otherwise("t0"), wait=pl.lit(0, pl.Int64)))
-    return (steps.select(*(k for k in STEP_KEYS if k in steps.columns), "t1", "wait"),
-            calls.select(*API_SCHEMA, "step").cast(API_SCHEMA),
-            new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA))
+    steps = (
+        timeline.steps.rename({"t1": "captured_t1"})
+        .join(ends, on="step")
+        .sort("t0")
+        # A step that followed the one before keeps following it; a run's first starts where it started.
+        .with_columns(
+            t0=pl.when(pl.col("t0") == pl.col("captured_t1").shift(1)).then(pl.col("t1").shift(1)).otherwise("t0"),
+            wait=pl.lit(0, pl.Int64),
+        )
+    )
+    return (
+        steps.select(*(k for k in STEP_KEYS if k in steps.columns), "t1", "wait"),
+        calls.select(*API_SCHEMA, "step").cast(API_SCHEMA),
+        new_ops.select(*GPU_SCHEMA).cast(GPU_SCHEMA),
+    )

@@ -3,15 +3,16 @@
 One attribute per table of the registry (analysis.tables.TABLES, `two-pass` as `two_pass`), each computed on first
 use and kept; every one is a polars DataFrame, so `.to_pandas()` gives pandas.
 """
+
 from dataclasses import fields
 from pathlib import Path
 
 import polars as pl
-
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Attribution, Options
 from gapprof.analysis.plausibility import check_options, refuse_misfit
 from gapprof.analysis.tables import TABLES, Built, Inputs, TableOptions, api_name
+
 from gapprof.errors import GapprofError
 
 OPTIONS = tuple(field.name for field in (*fields(Options), *fields(TableOptions)))
@@ -37,8 +38,13 @@ class Report:
     modules   per module kind (needs module ranges, or reference); `table("modules").sections` has the layers too
     """
 
-    def __init__(self, result: Attribution, options: Options = Options(),
-                 table_options: TableOptions = TableOptions(), source: Path | None = None):
+    def __init__(
+        self,
+        result: Attribution,
+        options: Options = Options(),
+        table_options: TableOptions = TableOptions(),
+        source: Path | None = None,
+    ):
         self.attribution = result  # frames, per-step table, ops, calls and floor, for analyses of one's own
         # The path as the caller gave it: a .sqlite.xz is read from a temporary unpacked copy, a .nsys-rep from
         # the export beside it.
@@ -68,8 +74,7 @@ class Report:
         if name not in self._built:
             built = TABLES[name].build(self._inputs)
             if built is None:
-                raise GapprofError(f"{self.source}: {api_name(name)} needs "
-                                   f"{TABLES[name].needs}")
+                raise GapprofError(f"{self.source}: {api_name(name)} needs {TABLES[name].needs}")
             self._built[name] = built
         return self._built[name]
 
@@ -102,8 +107,9 @@ def attribute(path, force: bool = False, **options) -> Report:
         if table_options.get(name) is not None:
             table_options[name] = _existing(name, table_options[name])
     profiles = table_options.get("gpu_profiles", ())
-    table_options["gpu_profiles"] = tuple(_existing("gpu_profiles", p)
-                                          for p in ([profiles] if isinstance(profiles, str | Path) else profiles))
+    table_options["gpu_profiles"] = tuple(
+        _existing("gpu_profiles", p) for p in ([profiles] if isinstance(profiles, str | Path) else profiles)
+    )
     chosen = Options(**options)
     check_options(chosen)
     result = attribution.analyze(path, chosen)

@@ -5,6 +5,7 @@ start/end range) is not a step of its own: it is counted in its enclosing step's
 time is attributed twice. Steps are numbered per thread from 0 in start order; the first `skip` steps of
 each thread are warm-up.
 """
+
 import re
 
 import polars as pl
@@ -28,8 +29,11 @@ def _compile(pattern: str) -> re.Pattern:
 
 def range_names(ranges: pl.DataFrame) -> pl.DataFrame:
     """Distinct (domain, message) with counts, most frequent first: what the trace offers when nothing matches."""
-    return (ranges.group_by("domain", "message").len("count")
-            .sort(["count", "domain", "message"], descending=[True, False, False]))
+    return (
+        ranges.group_by("domain", "message")
+        .len("count")
+        .sort(["count", "domain", "message"], descending=[True, False, False])
+    )
 
 
 def _no_match_error(ranges: pl.DataFrame, pattern: str) -> NoStepRanges:
@@ -68,16 +72,25 @@ def find_steps(ranges: pl.DataFrame, pattern: str) -> pl.DataFrame:
     matched = matched.sort(["globalTid", "start", "end"], descending=[False, False, True])
     prior_end = pl.col("end").cum_max().shift(1).over("globalTid")
     matched = matched.with_columns(is_nested=prior_end.is_not_null() & (pl.col("start") < prior_end))
-    outer = (matched.filter(~pl.col("is_nested"))
-             .with_columns(index=pl.int_range(pl.len()).over("globalTid"))
-             .select("globalTid", "index", t0="start", t1="end", payload="payload"))
-    nested = (matched.filter(pl.col("is_nested")).select("globalTid", t0="start")
-              .join_asof(outer.select("globalTid", "t0", parent_t0="t0"), on="t0", by="globalTid",
-                         check_sortedness=False)  # both sorted by (globalTid, start) above
-              .group_by("globalTid", "parent_t0").len("nested"))
-    steps = (outer.join(nested, left_on=["globalTid", "t0"], right_on=["globalTid", "parent_t0"], how="left")
-             .with_columns(pl.col("nested").fill_null(0).cast(pl.Int64))
-             .sort("t0", "globalTid"))
+    outer = (
+        matched.filter(~pl.col("is_nested"))
+        .with_columns(index=pl.int_range(pl.len()).over("globalTid"))
+        .select("globalTid", "index", t0="start", t1="end", payload="payload")
+    )
+    nested = (
+        matched.filter(pl.col("is_nested"))
+        .select("globalTid", t0="start")
+        .join_asof(
+            outer.select("globalTid", "t0", parent_t0="t0"), on="t0", by="globalTid", check_sortedness=False
+        )  # both sorted by (globalTid, start) above
+        .group_by("globalTid", "parent_t0")
+        .len("nested")
+    )
+    steps = (
+        outer.join(nested, left_on=["globalTid", "t0"], right_on=["globalTid", "parent_t0"], how="left")
+        .with_columns(pl.col("nested").fill_null(0).cast(pl.Int64))
+        .sort("t0", "globalTid")
+    )
     return steps.with_row_index("step").with_columns(pl.col("step").cast(pl.Int64))
 
 

@@ -1,9 +1,9 @@
 """Summary across the measured steps: every term's median, mean, p10 and p90 (ms) and share of wall, plus
 per-step counts, CPU cost per launch, floor fractions and the observer effect."""
+
 import statistics
 
 import polars as pl
-
 from gapprof.analysis.floor import Floor
 
 TERM_ORDER = ("wall", "busy", "floor", "excess", "starved", "latency", "head", "tail", "spill", "overlap")
@@ -16,11 +16,27 @@ def term_table(measured: pl.DataFrame) -> pl.DataFrame:
     rows = []
     for term in terms:
         col = measured[term].cast(pl.Float64) / 1e6
-        rows.append({"term": term, "median_ms": col.median(), "mean_ms": col.mean(),
-                     "p10_ms": col.quantile(0.1, "linear"), "p90_ms": col.quantile(0.9, "linear"),
-                     "share_of_wall_pct": 100.0 * measured[term].mean() / mean_wall if mean_wall else 0.0})
-    return pl.DataFrame(rows, schema={"term": pl.String, "median_ms": pl.Float64, "mean_ms": pl.Float64,
-                                      "p10_ms": pl.Float64, "p90_ms": pl.Float64, "share_of_wall_pct": pl.Float64})
+        rows.append(
+            {
+                "term": term,
+                "median_ms": col.median(),
+                "mean_ms": col.mean(),
+                "p10_ms": col.quantile(0.1, "linear"),
+                "p90_ms": col.quantile(0.9, "linear"),
+                "share_of_wall_pct": 100.0 * measured[term].mean() / mean_wall if mean_wall else 0.0,
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "term": pl.String,
+            "median_ms": pl.Float64,
+            "mean_ms": pl.Float64,
+            "p10_ms": pl.Float64,
+            "p90_ms": pl.Float64,
+            "share_of_wall_pct": pl.Float64,
+        },
+    )
 
 
 def cpu_us_per_launch(steps: pl.DataFrame) -> float | None:
@@ -34,8 +50,10 @@ def quant_facts(floor: Floor) -> dict:
     if floor.quant is None:
         return {}
     quant = floor.quant
-    return {"quantisation": f"{quant.method}{' (lm_head too)' if quant.lm_head else ''}, {quant.source}",
-            "bits per weight (quantised layers)": quant.bits_per_weight}
+    return {
+        "quantisation": f"{quant.method}{' (lm_head too)' if quant.lm_head else ''}, {quant.source}",
+        "bits per weight (quantised layers)": quant.bits_per_weight,
+    }
 
 
 def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta: dict) -> dict:
@@ -54,8 +72,11 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
         "kernels per step": measured["kernels"].mean(),
         "memcpys per step": measured["memcpys"].mean(),
         "memsets per step": measured["memsets"].mean(),
-        **({"CUDA graph executions per step (graph-level trace)": measured["graphs"].mean()}
-           if measured["graphs"].sum() else {}),
+        **(
+            {"CUDA graph executions per step (graph-level trace)": measured["graphs"].mean()}
+            if measured["graphs"].sum()
+            else {}
+        ),
         "launch calls per step": measured["launch_calls"].mean(),
         "API calls per step": measured["api_calls"].mean(),
         "CPU us per launch call": cpu_us_per_launch(measured),
@@ -90,5 +111,6 @@ def facts(table: pl.DataFrame, measured: pl.DataFrame, floor: Floor | None, meta
                 out[f"floor fraction of unprofiled step, {source}"] = measured[f"floor_{source}"].mean() / (base * 1e6)
                 if floor.quant is not None:
                     out[f"unquantised floor fraction of unprofiled step, {source}"] = (
-                        measured["bytes_unquantised"].mean() / gbps / (base * 1e6))
+                        measured["bytes_unquantised"].mean() / gbps / (base * 1e6)
+                    )
     return out

@@ -2,9 +2,11 @@
 
 Runs where polars is (the GPU image has none): the sweep writes traces there, this reads them anywhere.
 """
+
 from pathlib import Path
 
 from gapprof.analysis.attribution import Options, analyze, summary_table
+
 from gapprof.log import progress
 
 

@@ -9,6 +9,7 @@ command's: the chosen tables are shown in the order asked, those marked `last` a
 Free of polars at import, so that the commands' options can read the names where polars is not installed (the GPU
 image): each table imports its analysis when it is built.
 """
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,6 +19,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class TableOptions:
     """What the tables read besides the attribution's own options (attribution.Options)."""
+
     full_names: bool = False  # full demangled kernel names instead of short names
     top: int = 0  # rows of the kernel and API tables (0: all)
     per_step: bool = False  # the cost split per step too (section "cost per step")
@@ -37,8 +39,14 @@ class Inputs:
     """What the tables are built from. The reference trace and the cost split are read once, on first use, by
     whichever table needs them."""
 
-    def __init__(self, result, options, table_options: TableOptions = TableOptions(), cost_shown: bool = False,
-                 progress: Callable[[str], None] = lambda _: None):
+    def __init__(
+        self,
+        result,
+        options,
+        table_options: TableOptions = TableOptions(),
+        cost_shown: bool = False,
+        progress: Callable[[str], None] = lambda _: None,
+    ):
         self.result, self.options, self.table_options, self.progress = result, options, table_options, progress
         self.cost_shown = cost_shown  # findings read the cost split only where it is shown too
 
@@ -58,11 +66,13 @@ class Inputs:
     def cost(self) -> Built:
         """The cost split: the cost table and its facts (analysis.kernel_cost), or what did not match the ncu CSV."""
         from gapprof.analysis.kernel_cost import cost_sections
+
         from gapprof.gpu_profile import profiles
 
         chosen = self.table_options
-        sections, notes = cost_sections(self.result, chosen.ncu, self.reference, chosen.per_step,
-                                        profiles(chosen.gpu_profiles))
+        sections, notes = cost_sections(
+            self.result, chosen.ncu, self.reference, chosen.per_step, profiles(chosen.gpu_profiles)
+        )
         return Built(sections, notes, dict(sections).get("cost"))
 
 
@@ -113,15 +123,25 @@ def _api(inputs: Inputs) -> Built:
 
 def _findings(inputs: Inputs) -> Built:
     import polars as pl
-
     from gapprof.analysis.findings import FINDINGS_NOTE, findings, findings_table
 
     found = findings(inputs.result, inputs.cost.frame if inputs.cost_shown else None)
-    frame = pl.DataFrame({"rank": range(1, len(found) + 1), "title": [f.title for f in found],
-                          "ms_per_step": [f.ms for f in found], "evidence": [f.evidence for f in found],
-                          "knob": [f.knob for f in found]},
-                         schema={"rank": pl.Int64, "title": pl.String, "ms_per_step": pl.Float64,
-                                 "evidence": pl.String, "knob": pl.String})
+    frame = pl.DataFrame(
+        {
+            "rank": range(1, len(found) + 1),
+            "title": [f.title for f in found],
+            "ms_per_step": [f.ms for f in found],
+            "evidence": [f.evidence for f in found],
+            "knob": [f.knob for f in found],
+        },
+        schema={
+            "rank": pl.Int64,
+            "title": pl.String,
+            "ms_per_step": pl.Float64,
+            "evidence": pl.String,
+            "knob": pl.String,
+        },
+    )
     return Built([("findings", findings_table(found))], [FINDINGS_NOTE], frame)
 
 
@@ -139,9 +159,11 @@ def _launches(inputs: Inputs) -> Built:
     ops = launch_delays.launched_ops(result)
     launched = launch_delays.launches(ops)
     per_class = launch_delays.by_class(ops, result.measured.height)
-    sections = [("launches by api", launch_delays.in_us(launch_delays.by_api(launched, result.measured.height))),
-                ("launches by class", launch_delays.in_us(per_class)),
-                ("launches by step", launch_delays.in_us(launch_delays.by_step(launched)))]
+    sections = [
+        ("launches by api", launch_delays.in_us(launch_delays.by_api(launched, result.measured.height))),
+        ("launches by class", launch_delays.in_us(per_class)),
+        ("launches by step", launch_delays.in_us(launch_delays.by_step(launched))),
+    ]
     return Built(sections, [launch_delays.NOTE], per_class)
 
 
@@ -157,8 +179,11 @@ class Table:
 TABLES = {
     "summary": Table(_summary, default=True),
     # The passes of a two-pass capture joined; the default asks for it only where there is one.
-    "two-pass": Table(_two_pass, default=True, needs="a two-pass capture (`capture --backend cupti "
-                                                      "--cuda-graph-trace both`); this trace has one pass"),
+    "two-pass": Table(
+        _two_pass,
+        default=True,
+        needs="a two-pass capture (`capture --backend cupti --cuda-graph-trace both`); this trace has one pass",
+    ),
     "facts": Table(_facts, default=True),
     "classes": Table(_classes, default=True),
     "kernels": Table(_kernels, default=True),
@@ -177,8 +202,9 @@ DEFAULT = tuple(name for name, table in TABLES.items() if table.default)
 
 def shown_order(chosen: list[str]) -> list[str]:
     """The chosen table names in the order they are shown."""
-    return ([name for name in chosen if not TABLES[name].last]
-            + [name for name, table in TABLES.items() if table.last and name in chosen])
+    return [name for name in chosen if not TABLES[name].last] + [
+        name for name, table in TABLES.items() if table.last and name in chosen
+    ]
 
 
 def api_name(name: str) -> str:

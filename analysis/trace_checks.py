@@ -26,10 +26,11 @@ Counted only (facts table):
 - capture metadata values that are not JSON: left out by readers.capture_meta.parse_meta, with a note;
 - measured steps without kernels, when some measured step has them (summary.facts).
 """
-import polars as pl
 
+import polars as pl
 from gapprof.analysis.api import named_calls
 from gapprof.analysis.readers.raw_trace import GLOBAL_PID, GRAPH, RawTrace
+
 from gapprof.errors import GapprofError
 
 UNLAUNCHED = "GPU ops without a launch call"
@@ -39,8 +40,15 @@ OPEN_RANGES = "open NVTX ranges (never ended, left out)"
 UNPARSABLE_META = "metadata values not JSON (left out)"
 
 
-def check_frames(trace: RawTrace, ranges: pl.DataFrame, steps: pl.DataFrame, calls: pl.DataFrame,
-                 gpu: pl.DataFrame, launch_keys: pl.DataFrame, open_ranges: int) -> dict:
+def check_frames(
+    trace: RawTrace,
+    ranges: pl.DataFrame,
+    steps: pl.DataFrame,
+    calls: pl.DataFrame,
+    gpu: pl.DataFrame,
+    launch_keys: pl.DataFrame,
+    open_ranges: int,
+) -> dict:
     """Refuse a trace whose anatomy would be wrong; else the counts for the facts table, label -> count.
 
     steps: with `warmup` marked; launch_keys and open_ranges: as RawTrace holds them.
@@ -61,10 +69,14 @@ def bad_times(frame: pl.DataFrame, median: int | None) -> tuple[int, int, int, i
     inverted = (pl.col("end") < pl.col("start")).sum()
     missing = pl.any_horizontal(pl.col("start").is_null(), pl.col("end").is_null()).sum()
     negative = (pl.min_horizontal("start", "end") < 0).sum()
-    far = (pl.max_horizontal((pl.col("start") - median).abs(), (pl.col("end") - median).abs()) > MAX_DISTANCE_NS
-           if median is not None else pl.lit(False)).sum()
-    return frame.select(inverted.alias("inverted"), missing.alias("missing"), negative.alias("negative"),
-                        far.alias("far")).row(0)
+    far = (
+        pl.max_horizontal((pl.col("start") - median).abs(), (pl.col("end") - median).abs()) > MAX_DISTANCE_NS
+        if median is not None
+        else pl.lit(False)
+    ).sum()
+    return frame.select(
+        inverted.alias("inverted"), missing.alias("missing"), negative.alias("negative"), far.alias("far")
+    ).row(0)
 
 
 def median_time(frames: dict[str, pl.DataFrame]) -> int | None:
@@ -95,23 +107,36 @@ def refuse_duplicates(trace: RawTrace, gpu: pl.DataFrame) -> None:
     """Raise when some GPU op is recorded twice."""
     repeated = gpu.height - gpu.n_unique()
     if repeated:
-        raise GapprofError(f"{trace.path}: {repeated:,} GPU ops are recorded twice (every column the same): a damaged "
-                           "or twice-merged export, whose kernel tables would count them twice")
+        raise GapprofError(
+            f"{trace.path}: {repeated:,} GPU ops are recorded twice (every column the same): a damaged "
+            "or twice-merged export, whose kernel tables would count them twice"
+        )
 
 
-def launches_without_ops(calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame,
-                         measured: pl.DataFrame) -> pl.DataFrame:
+def launches_without_ops(
+    calls: pl.DataFrame, gpu: pl.DataFrame, strings: pl.DataFrame, measured: pl.DataFrame
+) -> pl.DataFrame:
     """Per measured step (step, calls): its launch calls that no GPU op of their process carries the
     correlationId of."""
-    launches = (named_calls(calls, strings).filter(pl.col("category").is_in(LAUNCH_CATEGORIES))
-                .select("start", "globalTid", "correlationId", globalPid=GLOBAL_PID))
-    lost = launches.join(gpu.select("globalPid", "correlationId").unique(), on=["globalPid", "correlationId"],
-                         how="anti")
+    launches = (
+        named_calls(calls, strings)
+        .filter(pl.col("category").is_in(LAUNCH_CATEGORIES))
+        .select("start", "globalTid", "correlationId", globalPid=GLOBAL_PID)
+    )
+    lost = launches.join(
+        gpu.select("globalPid", "correlationId").unique(), on=["globalPid", "correlationId"], how="anti"
+    )
     ranges = measured.select("step", "t0", "t1", "globalTid").sort("t0")
-    return (lost.sort("start").join_asof(ranges, left_on="start", right_on="t0", by="globalTid",
-                                         strategy="backward", check_sortedness=False)  # both sorted on time
-            .filter(pl.col("start") <= pl.col("t1"))
-            .group_by("step").len("calls").sort("step"))
+    return (
+        lost.sort("start")
+        .join_asof(
+            ranges, left_on="start", right_on="t0", by="globalTid", strategy="backward", check_sortedness=False
+        )  # both sorted on time
+        .filter(pl.col("start") <= pl.col("t1"))
+        .group_by("step")
+        .len("calls")
+        .sort("step")
+    )
 
 
 def refuse_lost_ops(trace: RawTrace, lost: pl.DataFrame) -> None:
@@ -121,17 +146,24 @@ def refuse_lost_ops(trace: RawTrace, lost: pl.DataFrame) -> None:
             f"{trace.path}: {lost['calls'].sum():,} launch calls inside {lost.height} measured steps (the first: step "
             f"{lost['step'][0]}) have no GPU op (none carries their correlationId): the trace lost GPU records, or "
             f"those launches were captured into a CUDA graph; their steps' busy time would be wrong (--skip past "
-            f"such steps)")
+            f"such steps)"
+        )
 
 
 def unlaunched_in_steps(unlaunched: pl.DataFrame, steps: pl.DataFrame) -> pl.DataFrame:
     """Per step (step, ops): the GPU ops without a launch call that start inside its range, in its process."""
     ranges = steps.select("step", "t0", "t1", globalPid=GLOBAL_PID).sort("t0")
-    return (unlaunched.select("start", "globalPid").sort("start")
-            .join_asof(ranges, left_on="start", right_on="t0", by="globalPid", strategy="backward",
-                       check_sortedness=False)  # both sides are sorted on the time key above
-            .filter(pl.col("start") <= pl.col("t1"))
-            .group_by("step").len("ops").sort("step"))
+    return (
+        unlaunched.select("start", "globalPid")
+        .sort("start")
+        .join_asof(
+            ranges, left_on="start", right_on="t0", by="globalPid", strategy="backward", check_sortedness=False
+        )  # both sides are sorted on the time key above
+        .filter(pl.col("start") <= pl.col("t1"))
+        .group_by("step")
+        .len("ops")
+        .sort("step")
+    )
 
 
 def refuse_unlaunched_work(trace: RawTrace, unlaunched: pl.DataFrame, measured: pl.DataFrame) -> None:
@@ -141,7 +173,8 @@ def refuse_unlaunched_work(trace: RawTrace, unlaunched: pl.DataFrame, measured: 
         raise GapprofError(
             f"{trace.path}: {found['ops'].sum():,} GPU ops inside {found.height} measured steps (the first: step "
             f"{found['step'][0]}) have no launch call (no API call carries their correlationId): their steps' "
-            f"busy time would be wrong; the trace lost API records")
+            f"busy time would be wrong; the trace lost API records"
+        )
 
 
 def refuse_without_kernels(trace: RawTrace, measured: pl.DataFrame, kernels_in_trace: int) -> None:
@@ -150,4 +183,5 @@ def refuse_without_kernels(trace: RawTrace, measured: pl.DataFrame, kernels_in_t
         raise GapprofError(
             f"{trace.path}: none of the {measured.height} measured steps ran a kernel (the trace holds "
             f"{kernels_in_trace:,} kernels): busy would be copies alone; check --range, or the capture lost its "
-            f"kernels")
+            f"kernels"
+        )

@@ -8,11 +8,13 @@ dynamic cache gives attention a new KV length every step and the static cache a 
 above 1 is a per-length setup cost (what the default SDPA choice, cuDNN attention, pays on torch 2.11).
 A backend that refuses the shapes prints its reason.
 """
+
 import argparse
 import statistics
 
 from gapprof.profiler import cells
 from gapprof.profiler.request import CaptureRequest
+
 from gapprof.runtime_table import ATTENTION_BACKENDS
 
 
@@ -29,9 +31,19 @@ def main() -> None:
     runtimes = args.runtimes.split(",")
     rows = []
     for attn in args.attn.split(","):
-        requests = [CaptureRequest(model=args.model, ctx=args.ctx, steps=args.steps, warmup=args.warmup,
-                                   runtime=runtime, backend="none", attn=attn, device=args.device)
-                    for runtime in runtimes]
+        requests = [
+            CaptureRequest(
+                model=args.model,
+                ctx=args.ctx,
+                steps=args.steps,
+                warmup=args.warmup,
+                runtime=runtime,
+                backend="none",
+                attn=attn,
+                device=args.device,
+            )
+            for runtime in runtimes
+        ]
         records = cells.run_fresh(requests)
         rows.append((attn, {r["request"]["runtime"]: r for r in records}))
     gpu = cells.machine([r for _, by_runtime in rows for r in by_runtime.values()]).get("gpu_name")

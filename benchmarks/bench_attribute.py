@@ -10,6 +10,7 @@ wall time and peak RSS, imports included. The reads fetch the columns attribute 
 polars frames through sqlite3 (Python rows), ADBC (Arrow, large batches) and connectorx (Arrow, where installed);
 the fastest is the baseline of the ratio.
 """
+
 import argparse
 import re
 import sqlite3
@@ -55,27 +56,71 @@ def _step_chunk(first: int, steps: int, per_step: int, rng) -> dict[str, pl.Data
     k_end = k_start + 2_500 + rng.integers(0, 500, kernels)
     name = within % NAMES
     launch, memcpy, sync, message = 2 * NAMES, 2 * NAMES + 1, 2 * NAMES + 2, 2 * NAMES + 3
-    kernel = pl.DataFrame({"start": k_start, "end": k_end, "deviceId": 0, "contextId": 1, "streamId": 7,
-                           "correlationId": corr, "globalPid": pid, "demangledName": name + NAMES,
-                           "shortName": name})
+    kernel = pl.DataFrame(
+        {
+            "start": k_start,
+            "end": k_end,
+            "deviceId": 0,
+            "contextId": 1,
+            "streamId": 7,
+            "correlationId": corr,
+            "globalPid": pid,
+            "demangledName": name + NAMES,
+            "shortName": name,
+        }
+    )
     last_end = k_end.reshape(steps, per_step).max(axis=1)
     last_call = call_start.reshape(steps, per_step)[:, -1]
     s = np.arange(first, first + steps)
     copy_call = last_call + 4_000
     copy_corr = s * 2 * per_step + 2  # even ids: unused by kernels
-    calls = pl.concat([
-        pl.DataFrame({"start": call_start, "end": call_start + 3_000, "correlationId": corr, "nameId": launch}),
-        pl.DataFrame({"start": copy_call, "end": copy_call + 2_000, "correlationId": copy_corr, "nameId": memcpy}),
-        pl.DataFrame({"start": copy_call + 2_500, "end": last_end + 12_000, "correlationId": None,
-                      "nameId": sync}, schema_overrides={"correlationId": pl.Int64}),
-    ]).with_columns(eventClass=pl.lit(1), globalTid=pl.lit(tid), returnValue=pl.lit(0)).sort("start")
-    copies = pl.DataFrame({"start": last_end + 1_000, "end": last_end + 3_000, "deviceId": 0, "contextId": 1,
-                           "streamId": 7, "correlationId": copy_corr, "globalPid": pid, "bytes": 4, "copyKind": 2})
-    ranges = pl.DataFrame({"start": step_start[::per_step], "end": last_end + 15_000,
-                           "eventType": ts.NVTX_PUSH_POP_RANGE, "globalTid": tid, "endGlobalTid": tid,
-                           "textId": message, "domainId": 1, "uint64Value": s})
-    return {"CUPTI_ACTIVITY_KIND_KERNEL": kernel, "CUPTI_ACTIVITY_KIND_RUNTIME": calls,
-            "CUPTI_ACTIVITY_KIND_MEMCPY": copies, "NVTX_EVENTS": ranges}
+    calls = (
+        pl.concat(
+            [
+                pl.DataFrame({"start": call_start, "end": call_start + 3_000, "correlationId": corr, "nameId": launch}),
+                pl.DataFrame(
+                    {"start": copy_call, "end": copy_call + 2_000, "correlationId": copy_corr, "nameId": memcpy}
+                ),
+                pl.DataFrame(
+                    {"start": copy_call + 2_500, "end": last_end + 12_000, "correlationId": None, "nameId": sync},
+                    schema_overrides={"correlationId": pl.Int64},
+                ),
+            ]
+        )
+        .with_columns(eventClass=pl.lit(1), globalTid=pl.lit(tid), returnValue=pl.lit(0))
+        .sort("start")
+    )
+    copies = pl.DataFrame(
+        {
+            "start": last_end + 1_000,
+            "end": last_end + 3_000,
+            "deviceId": 0,
+            "contextId": 1,
+            "streamId": 7,
+            "correlationId": copy_corr,
+            "globalPid": pid,
+            "bytes": 4,
+            "copyKind": 2,
+        }
+    )
+    ranges = pl.DataFrame(
+        {
+            "start": step_start[::per_step],
+            "end": last_end + 15_000,
+            "eventType": ts.NVTX_PUSH_POP_RANGE,
+            "globalTid": tid,
+            "endGlobalTid": tid,
+            "textId": message,
+            "domainId": 1,
+            "uint64Value": s,
+        }
+    )
+    return {
+        "CUPTI_ACTIVITY_KIND_KERNEL": kernel,
+        "CUPTI_ACTIVITY_KIND_RUNTIME": calls,
+        "CUPTI_ACTIVITY_KIND_MEMCPY": copies,
+        "NVTX_EVENTS": ranges,
+    }
 
 
 def generate(path: Path, kernels: int, per_step: int) -> None:
@@ -84,13 +129,21 @@ def generate(path: Path, kernels: int, per_step: int) -> None:
 
     conn = sqlite3.connect(path)
     ts.create_tables(conn, {k: v for k, v in ts.TABLES.items() if k != ts.META_TABLE})
-    strings = ([(n, f"kernel_{n}") for n in range(NAMES)]
-               + [(n + NAMES, f"void kernel_{n}<float>(float*)") for n in range(NAMES)]
-               + [(2 * NAMES, "cudaLaunchKernel_v7000"), (2 * NAMES + 1, "cudaMemcpyAsync_v3020"),
-                  (2 * NAMES + 2, "cudaStreamSynchronize_v3020"), (2 * NAMES + 3, "decode_step")])
+    strings = (
+        [(n, f"kernel_{n}") for n in range(NAMES)]
+        + [(n + NAMES, f"void kernel_{n}<float>(float*)") for n in range(NAMES)]
+        + [
+            (2 * NAMES, "cudaLaunchKernel_v7000"),
+            (2 * NAMES + 1, "cudaMemcpyAsync_v3020"),
+            (2 * NAMES + 2, "cudaStreamSynchronize_v3020"),
+            (2 * NAMES + 3, "decode_step"),
+        ]
+    )
     conn.executemany("INSERT INTO StringIds VALUES (?, ?)", strings)
-    conn.execute(f"INSERT INTO NVTX_EVENTS (start, eventType, text, domainId, globalTid) "
-                 f"VALUES (0, {ts.NVTX_DOMAIN_CREATE}, 'gapprof', 1, {ts.global_tid(PID, TID)})")
+    conn.execute(
+        f"INSERT INTO NVTX_EVENTS (start, eventType, text, domainId, globalTid) "
+        f"VALUES (0, {ts.NVTX_DOMAIN_CREATE}, 'gapprof', 1, {ts.global_tid(PID, TID)})"
+    )
     conn.commit()
     conn.close()
     rng = np.random.default_rng(0)
@@ -132,8 +185,10 @@ def read_adbc(path: str) -> int:
 def read_connectorx(path: str) -> int:
     import connectorx
 
-    return sum(connectorx.read_sql(f"sqlite://{Path(path).resolve()}", query, return_type="polars").height
-               for query in READ_QUERIES)
+    return sum(
+        connectorx.read_sql(f"sqlite://{Path(path).resolve()}", query, return_type="polars").height
+        for query in READ_QUERIES
+    )
 
 
 def _connectorx_installed() -> bool:
@@ -145,8 +200,9 @@ READS = {"sqlite3": read_sqlite3, "adbc": read_adbc, "connectorx": read_connecto
 
 def timed(command: list[str]) -> tuple[float, float]:
     """(wall s, peak RSS MiB) of `command` run under /usr/bin/time -v, its stdout discarded."""
-    result = subprocess.run(["/usr/bin/time", "-v", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    result = subprocess.run(
+        ["/usr/bin/time", "-v", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr}")
     clock = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", result.stderr)
@@ -172,8 +228,11 @@ def measure(kernels: int, per_step: int, repeat: int, folder: Path, reads: list[
     path.unlink(missing_ok=True)
     started = time.perf_counter()
     generate(path, kernels, per_step)
-    print(f"{kernels:,} kernels in {kernels // per_step:,} steps: {path.stat().st_size / 2**20:,.0f} MiB, "
-          f"generated in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(
+        f"{kernels:,} kernels in {kernels // per_step:,} steps: {path.stat().st_size / 2**20:,.0f} MiB, "
+        f"generated in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
     try:
         timed(["cat", str(path)])  # the page cache holds the file for every process after
         row = {"attribute": best([sys.executable, "-m", "gapprof", "attribute", str(path)], repeat)}
@@ -195,16 +254,22 @@ def main() -> None:
     if args.read:
         return print(READS[args.read[0]](args.read[1]))
     reads = [r for r in READS if r != "connectorx" or _connectorx_installed()]
-    print("| kernels | attribute s | " + " | ".join(f"{r} s" for r in reads) + " | fastest read | ratio "
-          "| attribute peak MiB | fastest read peak MiB |")
+    print(
+        "| kernels | attribute s | " + " | ".join(f"{r} s" for r in reads) + " | fastest read | ratio "
+        "| attribute peak MiB | fastest read peak MiB |"
+    )
     print("|---" * (len(reads) + 6) + "|")
     for kernels in map(size, args.sizes.split(",")):
         row = measure(kernels, args.per_step, args.repeat, args.dir, reads)
         fastest = min(reads, key=lambda r: row[r][0])
         attribute_s, attribute_peak = row["attribute"]
-        print(f"| {kernels / 1e6:g}M | {attribute_s:.2f} | " + " | ".join(f"{row[r][0]:.2f}" for r in reads)
-              + f" | {fastest} | {attribute_s / row[fastest][0]:.2f}x | {attribute_peak:,.0f} "
-              f"| {row[fastest][1]:,.0f} |", flush=True)
+        print(
+            f"| {kernels / 1e6:g}M | {attribute_s:.2f} | "
+            + " | ".join(f"{row[r][0]:.2f}" for r in reads)
+            + f" | {fastest} | {attribute_s / row[fastest][0]:.2f}x | {attribute_peak:,.0f} "
+            f"| {row[fastest][1]:,.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ cudaLaunchKernel and its kernel event, each with Kineto's args; a ProfilerStep#N
 per kernel, so 1.5M kernels make a 1.3 GB file), runs `gapprof attribute` on it under `/usr/bin/time -v` (wall
 time and peak RSS, start-up included), then deletes it.
 """
+
 import argparse
 import json
 import sys
@@ -23,34 +24,82 @@ def _events(step: int, per_step: int):
     """One step's events: the range, then per kernel an aten op, its launch and the kernel, as Kineto writes them
     (µs with three decimals)."""
     base = step * (per_step * 4_000 + 200_000)
-    yield {"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{step}", "pid": PID, "tid": TID,
-           "ts": base / 1000, "dur": (per_step * 4_000 + 100_000) / 1000,
-           "args": {"External id": step * (per_step + 1) + 1, "Record function id": 0, "Ev Idx": 0}}
+    yield {
+        "ph": "X",
+        "cat": "user_annotation",
+        "name": f"ProfilerStep#{step}",
+        "pid": PID,
+        "tid": TID,
+        "ts": base / 1000,
+        "dur": (per_step * 4_000 + 100_000) / 1000,
+        "args": {"External id": step * (per_step + 1) + 1, "Record function id": 0, "Ev Idx": 0},
+    }
     for k in range(per_step):
         call = base + 10_000 + k * 4_000
         correlation = step * per_step + k + 1
         external = step * (per_step + 1) + k + 2
-        yield {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": PID, "tid": TID, "ts": (call - 1_000) / 1000,
-               "dur": 3.5, "args": {"External id": external, "Record function id": 0, "Ev Idx": k + 1,
-                                    "Input Dims": [[1, 3584], [3584, 18944]], "Input type": ["c10::BFloat16",
-                                                                                              "c10::BFloat16"],
-                                    "Input Strides": [[3584, 1], [1, 3584]], "Concrete Inputs": ["", ""],
-                                    "Sequence number": 100 + k, "Fwd thread id": 0}}
-        yield {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": PID, "tid": TID,
-               "ts": call / 1000, "dur": 3.0, "args": {"External id": external, "cbid": 211,
-                                                       "correlation": correlation}}
-        yield {"ph": "X", "cat": "kernel", "name": f"void gemv_kernel_{k % 50}<__nv_bfloat16, 128, 4>(int, int)",
-               "pid": 0, "tid": 7, "ts": (call + 5_000) / 1000, "dur": round(2.5 + (k % 7) / 1000, 3),
-               "args": {"External id": external, "queued": 0, "device": 0, "context": 1, "stream": 7,
-                        "correlation": correlation, "registers per thread": 32, "shared memory": 0,
-                        "blocks per SM": 1.75, "warps per SM": 7.0, "grid": [132, 1, 1], "block": [128, 1, 1],
-                        "est. achieved occupancy %": 11}}
+        yield {
+            "ph": "X",
+            "cat": "cpu_op",
+            "name": "aten::mm",
+            "pid": PID,
+            "tid": TID,
+            "ts": (call - 1_000) / 1000,
+            "dur": 3.5,
+            "args": {
+                "External id": external,
+                "Record function id": 0,
+                "Ev Idx": k + 1,
+                "Input Dims": [[1, 3584], [3584, 18944]],
+                "Input type": ["c10::BFloat16", "c10::BFloat16"],
+                "Input Strides": [[3584, 1], [1, 3584]],
+                "Concrete Inputs": ["", ""],
+                "Sequence number": 100 + k,
+                "Fwd thread id": 0,
+            },
+        }
+        yield {
+            "ph": "X",
+            "cat": "cuda_runtime",
+            "name": "cudaLaunchKernel",
+            "pid": PID,
+            "tid": TID,
+            "ts": call / 1000,
+            "dur": 3.0,
+            "args": {"External id": external, "cbid": 211, "correlation": correlation},
+        }
+        yield {
+            "ph": "X",
+            "cat": "kernel",
+            "name": f"void gemv_kernel_{k % 50}<__nv_bfloat16, 128, 4>(int, int)",
+            "pid": 0,
+            "tid": 7,
+            "ts": (call + 5_000) / 1000,
+            "dur": round(2.5 + (k % 7) / 1000, 3),
+            "args": {
+                "External id": external,
+                "queued": 0,
+                "device": 0,
+                "context": 1,
+                "stream": 7,
+                "correlation": correlation,
+                "registers per thread": 32,
+                "shared memory": 0,
+                "blocks per SM": 1.75,
+                "warps per SM": 7.0,
+                "grid": [132, 1, 1],
+                "block": [128, 1, 1],
+                "est. achieved occupancy %": 11,
+            },
+        }
 
 
 def generate(path: Path, kernels: int, per_step: int) -> None:
     with open(path, "w") as f:
-        f.write('{"schemaVersion": 1, "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3", '
-                '"totalGlobalMem": 85045379072}], "traceEvents": [\n')
+        f.write(
+            '{"schemaVersion": 1, "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3", '
+            '"totalGlobalMem": 85045379072}], "traceEvents": [\n'
+        )
         first = True
         for step in range(kernels // per_step):
             for event in _events(step, per_step):
@@ -68,11 +117,25 @@ def main() -> None:
     path = args.dir / f"bench-kineto-{args.kernels}.json"
     started = time.perf_counter()
     generate(path, args.kernels, args.per_step)
-    print(f"{args.kernels:,} kernels: {path.stat().st_size / 2**30:.2f} GiB, written in "
-          f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print(
+        f"{args.kernels:,} kernels: {path.stat().st_size / 2**30:.2f} GiB, written in "
+        f"{time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+    )
     try:
-        seconds, peak = timed([sys.executable, "-m", "gapprof", "attribute", str(path), "--range", r"ProfilerStep#\d+",
-                               "--tables", "summary,facts,classes,kernels,api,findings"])
+        seconds, peak = timed(
+            [
+                sys.executable,
+                "-m",
+                "gapprof",
+                "attribute",
+                str(path),
+                "--range",
+                r"ProfilerStep#\d+",
+                "--tables",
+                "summary,facts,classes,kernels,api,findings",
+            ]
+        )
     finally:
         path.unlink()
     print(f"attribute: {seconds:.1f} s, peak {peak:,.0f} MiB")

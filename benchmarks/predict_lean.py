@@ -18,12 +18,14 @@ Back-test: the same per-kernel model on TRACE's own kernels, per class, with the
 per linear of the model, every other op a fixed_us_graph): how far the model is from kernels that ran.
 --measured GPU=TRACE (and --measured-ncu GPU=CSV, for the bytes and fixed terms) adds a lean trace's terms beside.
 """
+
 import argparse
 import statistics
 
-import gapprof
 from gapprof.analysis.achievable import reference_bandwidth
 from gapprof.analysis.kernel_cost import cost_sections
+
+import gapprof
 from gapprof.gpu_profile import shipped
 from gapprof.gpus import gpu_by_key
 from gapprof.step_bytes import module_bytes
@@ -59,9 +61,15 @@ def plan_bytes(spec, ctx: float, dtype_bytes: int) -> dict:
     kinds = module_bytes(spec, 0, dtype_bytes)
     kv_write = kinds["attention"]
     kv_read = 2 * spec.kv_heads * spec.head_dim * ctx * dtype_bytes
-    return {**kinds, "qkv": kinds["q_proj"] + kinds["k_proj"] + kinds["v_proj"],
-            "gate_up": kinds["gate_proj"] + kinds["up_proj"], "kv_write": kv_write,
-            "k_read": kv_read / 2, "v_read": kv_read / 2, None: 0}
+    return {
+        **kinds,
+        "qkv": kinds["q_proj"] + kinds["k_proj"] + kinds["v_proj"],
+        "gate_up": kinds["gate_proj"] + kinds["up_proj"],
+        "kv_write": kv_write,
+        "k_read": kv_read / 2,
+        "v_read": kv_read / 2,
+        None: 0,
+    }
 
 
 def kernel_us(kind: str | None, nbytes: float, fit: dict) -> tuple[float, float]:
@@ -96,10 +104,17 @@ def trace_terms(report) -> dict:
     mean = lambda c: float(measured[c].mean())  # noqa: E731
     meta = report.attribution.frames.trace.meta
     unprofiled = meta.get("unprofiled_step_ms") or [float("nan")]
-    return dict(kernels=mean("kernels"), busy_ms=mean("busy") / 1e6, floor_ms=mean("floor") / 1e6,
-                latency_ms=mean("latency") / 1e6, head_tail_ms=(mean("head") + mean("tail")) / 1e6,
-                wall_ms=mean("wall") / 1e6, latency_per_gap_us=mean("latency") / mean("latency_gaps") / 1e3,
-                floor_fraction=mean("floor") / mean("wall"), unprofiled_median_ms=statistics.median(unprofiled))
+    return dict(
+        kernels=mean("kernels"),
+        busy_ms=mean("busy") / 1e6,
+        floor_ms=mean("floor") / 1e6,
+        latency_ms=mean("latency") / 1e6,
+        head_tail_ms=(mean("head") + mean("tail")) / 1e6,
+        wall_ms=mean("wall") / 1e6,
+        latency_per_gap_us=mean("latency") / mean("latency_gaps") / 1e3,
+        floor_fraction=mean("floor") / mean("wall"),
+        unprofiled_median_ms=statistics.median(unprofiled),
+    )
 
 
 def split_terms(report, ncu_csv: str, profiles: dict) -> dict:
@@ -147,21 +162,35 @@ def main() -> None:
     floor = source.attribution.floor
     exposed = trace_terms(source)
     ctx = float(source.attribution.measured["ctx"].mean())
-    print(f"lean step of {floor.spec.name}, mean context {ctx:.1f}, exposed terms from {args.trace}: latency "
-          f"{exposed['latency_per_gap_us']:.3f} us a gap, head + tail {exposed['head_tail_ms']:.3f} ms")
+    print(
+        f"lean step of {floor.spec.name}, mean context {ctx:.1f}, exposed terms from {args.trace}: latency "
+        f"{exposed['latency_per_gap_us']:.3f} us a gap, head + tail {exposed['head_tail_ms']:.3f} ms"
+    )
     sizes = plan_bytes(floor.spec, ctx, floor.dtype_bytes)
     print(f"\nplanned kernels ({floor.spec.layers} layers): kind, MB each")
     for (name, kind, size), count in [(i, "per layer") for i in PLAN_LAYER] + [(i, "per step") for i in PLAN_STEP]:
         print(f"  {count:9}  {kind or '-':6}  {sizes[size] / 1e6:9.3f}  {name}")
     measured = {key: gapprof.attribute(path) for key, path in _pairs(args.measured).items()}
     ncus = _pairs(args.measured_ncu)
-    keys = ("kernels", "matmuls", "floor_ms", "bytes_ms", "fixed_ms", "busy_ms", "latency_ms", "head_tail_ms",
-            "wall_ms", "floor_fraction", "unprofiled_median_ms")
+    keys = (
+        "kernels",
+        "matmuls",
+        "floor_ms",
+        "bytes_ms",
+        "fixed_ms",
+        "busy_ms",
+        "latency_ms",
+        "head_tail_ms",
+        "wall_ms",
+        "floor_fraction",
+        "unprofiled_median_ms",
+    )
     columns = {}
     for key in GPUS:
         fit = profiles[key].doc["fit"]
-        columns[f"{key} predicted"] = predict(floor.spec, ctx, floor.dtype_bytes, fit, gpu_by_key(key).peak_gbps,
-                                              exposed)
+        columns[f"{key} predicted"] = predict(
+            floor.spec, ctx, floor.dtype_bytes, fit, gpu_by_key(key).peak_gbps, exposed
+        )
         if key in measured:
             terms = trace_terms(measured[key])
             if key in ncus:
@@ -174,14 +203,16 @@ def main() -> None:
     print(f"\nfits used ({', '.join(f'{profiles[k].where}, {profiles[k].date[:10]}' for k in GPUS)}):")
     for key in GPUS:
         fit = profiles[key].doc["fit"]
-        print(f"  {key}: GEMV {fit['gemv']['fixed_us']:.3f} us + bytes at {fit['gemv']['gbps']:,.0f} GB/s; other "
-              f"kernels {fit['fixed_us_graph']:.3f} us + bytes at {fit['read_gbps']:,.0f} GB/s")
+        print(
+            f"  {key}: GEMV {fit['gemv']['fixed_us']:.3f} us + bytes at {fit['gemv']['gbps']:,.0f} GB/s; other "
+            f"kernels {fit['fixed_us_graph']:.3f} us + bytes at {fit['read_gbps']:,.0f} GB/s"
+        )
     if args.ncu:
         rows = back_test(source, args.ncu, profiles, profiles[floor.gpu.key].doc["fit"])
-        print(f"\nback-test on {args.trace} with {args.ncu}:\n  class, ops a step, measured us, model us, "
-              "model error")
-        for name, ops, time_us, model in rows + [("all", sum(r[1] for r in rows), sum(r[2] for r in rows),
-                                                  sum(r[3] for r in rows))]:
+        print(f"\nback-test on {args.trace} with {args.ncu}:\n  class, ops a step, measured us, model us, model error")
+        for name, ops, time_us, model in rows + [
+            ("all", sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows))
+        ]:
             print(f"  {name:<14}{ops:>9,.0f}{time_us:>12,.1f}{model:>12,.1f}{(model / time_us - 1) * 100:>+9.1f}%")
 
 

@@ -3,14 +3,15 @@
 marks. gpt-fast samples on the GPU and never waits for a token, so the host runs ahead of the GPU.
 
 First it times decode per token unprofiled, as the difference of generate() with --new-tokens and with two new tokens
-(the prefill and one decode step; gpt-fast's generate() needs at least two), median of --repeat each; then it runs one more generate() between cudaProfilerStart and
-cudaProfilerStop (what `nsys profile --capture-range=cudaProfilerApi` records), or under torch.profiler with
---torch-trace FILE.
+(the prefill and one decode step; gpt-fast's generate() needs at least two), median of --repeat each; then it runs
+one more generate() between cudaProfilerStart and cudaProfilerStop (what `nsys profile
+--capture-range=cudaProfilerApi` records), or under torch.profiler with --torch-trace FILE.
 
     python examples/gpt_fast_decode.py --gpt-fast ~/gpt-fast --compile
     nsys profile -t cuda,nvtx -s none --cpuctxsw=none --cuda-graph-trace=node --capture-range=cudaProfilerApi \\
         -o gpt-fast python examples/gpt_fast_decode.py --gpt-fast ~/gpt-fast --compile
 """
+
 import argparse
 import json
 import statistics
@@ -41,8 +42,9 @@ def run(gpt_fast, model, prompt, new_tokens: int) -> float:
     """Seconds of one generate() call, synchronised before and after, with gpt-fast's default sampling."""
     gpt_fast.device_sync(str(prompt.device))
     started = time.perf_counter()
-    gpt_fast.generate(model, prompt, new_tokens, batch_size=1, interactive=False, draft_model=None,
-                      temperature=0.8, top_k=200)
+    gpt_fast.generate(
+        model, prompt, new_tokens, batch_size=1, interactive=False, draft_model=None, temperature=0.8, top_k=200
+    )
     gpt_fast.device_sync(str(prompt.device))
     return time.perf_counter() - started
 
@@ -78,10 +80,19 @@ def main() -> None:
     whole = [run(gpt_fast, model, prompt, args.new_tokens) for _ in range(args.repeat)]
     short = [run(gpt_fast, model, prompt, 2) for _ in range(args.repeat)]
     per_token_ms = (statistics.median(whole) - statistics.median(short)) / (args.new_tokens - 2) * 1e3
-    timings = {"program": "gpt-fast generate()", "model": args.model, "ctx": args.ctx, "new_tokens": args.new_tokens,
-               "compile": args.compile, "warmup_s": warmup_s, "generate_ms": [t * 1e3 for t in whole],
-               "two_tokens_ms": [t * 1e3 for t in short], "decode_ms_per_token": per_token_ms,
-               "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device, "torch": torch.__version__}
+    timings = {
+        "program": "gpt-fast generate()",
+        "model": args.model,
+        "ctx": args.ctx,
+        "new_tokens": args.new_tokens,
+        "compile": args.compile,
+        "warmup_s": warmup_s,
+        "generate_ms": [t * 1e3 for t in whole],
+        "two_tokens_ms": [t * 1e3 for t in short],
+        "decode_ms_per_token": per_token_ms,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
+        "torch": torch.__version__,
+    }
     print(json.dumps(timings))
     if args.timings:
         args.timings.write_text(json.dumps(timings, indent=1) + "\n")

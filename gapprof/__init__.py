@@ -3,6 +3,7 @@
 The Python API, `gapprof.attribute` (analysis side: polars) and `gapprof.mark_steps` (capture side), is imported
 on first use, so `import gapprof` loads neither polars nor torch and the package's core depends on neither side.
 """
+
 import importlib
 
 __version__ = "0.1.0"

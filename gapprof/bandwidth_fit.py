@@ -3,6 +3,7 @@ transfer achieves at large sizes. numpy only: the GPU side fits what it measured
 
 Units: bytes, µs and GB/s (1e9 bytes/s = 1e3 bytes/µs).
 """
+
 import numpy as np
 
 from gapprof.errors import GapprofError
@@ -25,8 +26,13 @@ def fit_line(nbytes, us) -> dict:
     fitted = fixed + slope * x
     total = float(np.sum((t - t.mean()) ** 2))
     r2 = 1.0 - float(np.sum((t - fitted) ** 2)) / total if total > 0 else 1.0
-    return {"fixed_us": float(fixed), "gbps": 1e-3 / float(slope) if slope > 0 else None, "r2": r2,
-            "rms_rel": float(np.sqrt(np.mean(((t - fitted) / t) ** 2))), "points": int(x.size)}
+    return {
+        "fixed_us": float(fixed),
+        "gbps": 1e-3 / float(slope) if slope > 0 else None,
+        "r2": r2,
+        "rms_rel": float(np.sqrt(np.mean(((t - fitted) / t) ** 2))),
+        "points": int(x.size),
+    }
 
 
 def achieved_gbps(nbytes, us, large: int = LARGE_BYTES) -> float:

@@ -2,6 +2,7 @@
 
 numpy only (no polars): `gapprof ab` computes its interval on the GPU image.
 """
+
 from dataclasses import dataclass
 
 import numpy as np

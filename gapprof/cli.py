@@ -1,5 +1,6 @@
 """The `gapprof` command. Subcommands load lazily: capture runs on the GPU image without polars, analysis
 commands run on machines without torch, and `gapprof --help` imports none of them."""
+
 import importlib
 
 import click
@@ -66,8 +67,14 @@ class _Group(click.Group):
 
     def format_commands(self, ctx, formatter):
         listed = {name for lines in SECTIONS.values() for name in lines}
-        sections = {**SECTIONS, OTHER: {name: self.get_command(ctx, name).get_short_help_str(limit=80)
-                                        for name in COMMANDS if name not in listed}}
+        sections = {
+            **SECTIONS,
+            OTHER: {
+                name: self.get_command(ctx, name).get_short_help_str(limit=80)
+                for name in COMMANDS
+                if name not in listed
+            },
+        }
         for title, lines in sections.items():
             if lines:
                 with formatter.section(title):

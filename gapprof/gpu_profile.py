@@ -15,6 +15,7 @@ The document (FORMAT, VERSION):
               time = fixed + bytes / bandwidth over their points (bandwidth_fit.fit_line)
 Profiles shipped with gapprof live in gapprof/gpu_profiles/<key>.json.
 """
+
 import json
 import math
 from dataclasses import dataclass
@@ -30,8 +31,7 @@ from gapprof.output_files import write_files
 FORMAT = "gapprof-gpu-profile"
 VERSION = 1
 FOLDER = "gpu_profiles"
-SECTIONS = {"gpu": dict, "date": str, "command": str, "versions": dict, "settings": dict, "points": dict,
-            "fit": dict}
+SECTIONS = {"gpu": dict, "date": str, "command": str, "versions": dict, "settings": dict, "points": dict, "fit": dict}
 POINT_KINDS = ("launch", "read", "copy", "gemv")
 POSITIVE_FIT = ("fixed_us_graph", "fixed_us_host", "read_gbps", "copy_gbps")
 TINY, EMPTY = "add", "empty"  # the kernels of points.launch
@@ -43,8 +43,12 @@ def _launch_us(points: dict, kernel: str, mode: str) -> float | None:
 
 def fit(points: dict) -> dict:
     """The fitted parameters of a profile's points (see the module docstring)."""
-    out = {"fixed_us_graph": _launch_us(points, TINY, "graph"), "fixed_us_host": _launch_us(points, TINY, "host"),
-           "empty_us_graph": _launch_us(points, EMPTY, "graph"), "empty_us_host": _launch_us(points, EMPTY, "host")}
+    out: dict[str, object] = {
+        "fixed_us_graph": _launch_us(points, TINY, "graph"),
+        "fixed_us_host": _launch_us(points, TINY, "host"),
+        "empty_us_graph": _launch_us(points, EMPTY, "graph"),
+        "empty_us_host": _launch_us(points, EMPTY, "host"),
+    }
     for kind in ("read", "copy"):
         sizes, us = [p["bytes"] for p in points[kind]], [p["us"] for p in points[kind]]
         out[f"{kind}_gbps"] = achieved_gbps(sizes, us)
@@ -55,8 +59,17 @@ def fit(points: dict) -> dict:
 
 def document(gpu: dict, date: str, command: str, versions: dict, settings: dict, points: dict) -> dict:
     """A checked profile of these measurements, with its fit."""
-    doc = {"format": FORMAT, "version": VERSION, "gpu": gpu, "date": date, "command": command, "versions": versions,
-           "settings": settings, "points": points, "fit": fit(points)}
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "gpu": gpu,
+        "date": date,
+        "command": command,
+        "versions": versions,
+        "settings": settings,
+        "points": points,
+        "fit": fit(points),
+    }
     check(doc, "the new profile")
     return doc
 
@@ -68,7 +81,7 @@ def _positive(value) -> bool:
 def _problem(doc) -> str | None:
     """What makes `doc` no usable profile, or None."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        return f"no \"format\": \"{FORMAT}\""
+        return f'no "format": "{FORMAT}"'
     if doc.get("version") != VERSION:
         return f"version {doc.get('version')!r}, this gapprof reads version {VERSION}"
     for name, kind in SECTIONS.items():
@@ -76,12 +89,12 @@ def _problem(doc) -> str | None:
             return f"{name!r} missing or not a{'n object' if kind is dict else ' string'}"
     if not isinstance(doc["gpu"].get("name"), str) or not isinstance(doc["gpu"].get("key"), str):
         return "gpu.name and gpu.key must be strings"
-    for kind in POINT_KINDS:
-        points = doc["points"].get(kind)
+    for point_kind in POINT_KINDS:
+        points = doc["points"].get(point_kind)
         if not isinstance(points, list) or not points:
-            return f"points.{kind} missing or empty"
+            return f"points.{point_kind} missing or empty"
         if not all(isinstance(p, dict) and _positive(p.get("us")) for p in points):
-            return f"points.{kind}: every point needs a positive 'us'"
+            return f"points.{point_kind}: every point needs a positive 'us'"
     for name in POSITIVE_FIT:
         if not _positive(doc["fit"].get(name)) or not math.isfinite(doc["fit"][name]):
             return f"fit.{name} missing or not a positive number"
@@ -107,6 +120,7 @@ def check(doc, where: str) -> None:
 @dataclass(frozen=True)
 class Found:
     """A checked profile and how the output names it (a path as given, or gapprof/gpu_profiles/NAME)."""
+
     where: str
     doc: dict
 

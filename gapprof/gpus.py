@@ -1,4 +1,5 @@
 """Datasheet peak DRAM bandwidth by GPU, and matching of reported device names to it."""
+
 import re
 from dataclasses import dataclass
 

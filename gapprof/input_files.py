@@ -1,13 +1,19 @@
 """Inputs are regular files: a FIFO, a device or a socket named like a trace is refused before anything opens it
 (opening a FIFO with no writer blocks forever). Free of torch and polars."""
+
 import os
 import stat
 from pathlib import Path
 
 from gapprof.errors import GapprofError
 
-KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-         (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a folder"),
+)
 
 
 def regular_file(path: Path) -> Path:

@@ -3,6 +3,7 @@
 Shared by the CUPTI writer (which must produce nsys-like short names) and by analyses that match kernel names
 from different tools (nsys short names, ncu's demangled names such as `at::<unnamed>::CatArrayBatchedCopy<...>`).
 """
+
 import ctypes
 import ctypes.util
 import re

@@ -3,6 +3,7 @@ the bytes of the DRAM floor).
 
 Torch-free on purpose: analysis imports this to compute floors on machines without torch.
 """
+
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -12,9 +13,17 @@ from gapprof.errors import GapprofError
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 # Tiny configs of the same architectures, for tests and smoke runs (no shipped file: derived here).
-_TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "num_key_value_heads": 2, "vocab_size": 256, "max_position_embeddings": 512,
-         "bos_token_id": 0, "eos_token_id": 1}
+_TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 256,
+    "max_position_embeddings": 512,
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+}
 _TINY_OF = {"tiny-qwen2": "qwen2.5-7b", "tiny-llama": "llama-3.1-8b", "tiny-mistral": "mistral-7b-v0.3"}
 
 
@@ -84,10 +93,14 @@ class ModelSpec:
         kv_out = self.kv_heads * self.head_dim
         bias = 1 if self.qkv_bias else 0
         return {
-            "input_norm": self.hidden, "post_attention_norm": self.hidden,
-            "q_proj": (self.hidden + bias) * q_out, "k_proj": (self.hidden + bias) * kv_out,
-            "v_proj": (self.hidden + bias) * kv_out, "o_proj": q_out * self.hidden,
-            "gate_proj": self.hidden * self.intermediate, "up_proj": self.hidden * self.intermediate,
+            "input_norm": self.hidden,
+            "post_attention_norm": self.hidden,
+            "q_proj": (self.hidden + bias) * q_out,
+            "k_proj": (self.hidden + bias) * kv_out,
+            "v_proj": (self.hidden + bias) * kv_out,
+            "o_proj": q_out * self.hidden,
+            "gate_proj": self.hidden * self.intermediate,
+            "up_proj": self.hidden * self.intermediate,
             "down_proj": self.intermediate * self.hidden,
         }
 
@@ -112,4 +125,3 @@ class ModelSpec:
 
 def get_spec(name: str) -> ModelSpec:
     return ModelSpec.from_config(name, load_config(name))
-

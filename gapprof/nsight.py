@@ -1,12 +1,12 @@
 """The NVIDIA command-line profilers: where they are (an environment variable, then PATH, then the install
 folders) and how their reports are exported. Capture runs them; analysis exports a .nsys-rep it is given."""
+
 import glob
 import os
 import shutil
 from pathlib import Path
 
 from gapprof.errors import GapprofError
-
 
 # Nsight Systems installs itself under versioned folders; Nsight Compute bundles a copy too.
 NSYS_GLOBS = [
@@ -30,8 +30,10 @@ def find_tool(name: str, env_var: str, install_globs: list[str], product: str, a
         found = sorted(glob.glob(pattern))  # versioned folders: the last sorts newest
         if found:
             return found[-1]
-    raise GapprofError(f"{name} not found: set {env_var}, put {name} on PATH, or install {product} "
-                       f"(looked in {', '.join(install_globs)}){alternative}")
+    raise GapprofError(
+        f"{name} not found: set {env_var}, put {name} on PATH, or install {product} "
+        f"(looked in {', '.join(install_globs)}){alternative}"
+    )
 
 
 def find_nsys(alternative: str = "") -> str:

@@ -4,6 +4,7 @@ A decode step is a push/pop range in domain `gapprof` with message `decode_step`
 since prefill; `gapprof.mark_steps` marks a forward of more than one new token `prefill` instead. A module
 range has message `module:<kind>` and payload = decoder layer index (none for the model-level modules).
 """
+
 STEP_DOMAIN = "gapprof"
 STEP_MESSAGE = "decode_step"
 # The graph-level pass of a two-pass capture (--cuda-graph-trace both): its steps, under their own message.
@@ -28,6 +29,10 @@ LAYER_MODULES = {
     "mlp.down_proj": "down_proj",
 }
 # Path in the causal-LM model -> kind, for modules outside the decoder layers.
-MODEL_MODULES = {"model.embed_tokens": "embed", "model.rotary_emb": "rotary", "model.norm": "final_norm",
-                 "lm_head": "lm_head"}
+MODEL_MODULES = {
+    "model.embed_tokens": "embed",
+    "model.rotary_emb": "rotary",
+    "model.norm": "final_norm",
+    "lm_head": "lm_head",
+}
 KINDS = ("embed", "rotary", *LAYER_MODULES.values(), "final_norm", "lm_head")

@@ -7,6 +7,7 @@ and only once every file of the set is written are they renamed over their targe
 folder). A write that fails (a read-only folder, a full disk) removes its temporary files and leaves every target
 as it was, and is one GapprofError line. Free of torch and polars.
 """
+
 import os
 import stat
 import tempfile

@@ -4,11 +4,25 @@ Every shipped model name has dots (qwen2.5-7b, llama-3.1-8b, mistral-7b-v0.3), a
 everything after the last dot for the suffix: `qwen2.5-7b-eager`.with_suffix(".sqlite") is `qwen2.sqlite`.
 So a derived name strips only an extension gapprof knows, and appends the new one.
 """
+
 from pathlib import Path
 
 # Longest first, so that `.meta.json` is stripped whole rather than as `.json`.
-KNOWN_EXTENSIONS = (".request.json", ".meta.json", ".nsys-rep", ".ncu-rep", ".sqlite.xz", ".sqlite", ".qdstrm",
-                    ".json", ".csv.gz", ".csv", ".png", ".svg", ".pdf")
+KNOWN_EXTENSIONS = (
+    ".request.json",
+    ".meta.json",
+    ".nsys-rep",
+    ".ncu-rep",
+    ".sqlite.xz",
+    ".sqlite",
+    ".qdstrm",
+    ".json",
+    ".csv.gz",
+    ".csv",
+    ".png",
+    ".svg",
+    ".pdf",
+)
 
 
 def strip_extension(path: Path) -> Path:
@@ -16,7 +30,7 @@ def strip_extension(path: Path) -> Path:
     path = Path(path)
     for extension in KNOWN_EXTENSIONS:
         if path.name.endswith(extension) and len(path.name) > len(extension):
-            return path.with_name(path.name[:-len(extension)])
+            return path.with_name(path.name[: -len(extension)])
     return path
 
 

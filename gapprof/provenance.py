@@ -1,4 +1,5 @@
 """How a result was made: the command line as typed, kept in every trace and results file."""
+
 import shlex
 import sys
 

@@ -22,6 +22,7 @@ subclass's parts after a dot, bitsandbytes' quantisation state under weight.quan
 
 Free of torch: requests are checked, and the analytic bytes computed, on machines without it.
 """
+
 import dataclasses
 import importlib.util
 import sys
@@ -39,34 +40,56 @@ LINEAR_KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    library: str                   # the module it imports
-    package: str                   # the version it was built against, as pip names it
-    recipe: str                    # what it does, in words
-    cuda_only: str | None = None   # why it cannot run on a CPU
+    library: str  # the module it imports
+    package: str  # the version it was built against, as pip names it
+    recipe: str  # what it does, in words
+    cuda_only: str | None = None  # why it cannot run on a CPU
     dtypes: tuple[str, ...] = ("bfloat16", "float16", "float32")
-    unread: tuple[str, ...] = ()   # tensors it stores that a decode step does not read
-    needs: tuple[str, ...] = ()    # further modules that must import
+    unread: tuple[str, ...] = ()  # tensors it stores that a decode step does not read
+    needs: tuple[str, ...] = ()  # further modules that must import
 
 
 INFO = {
-    "int8": Method("torchao", "torchao==0.18.0", "torchao Int8WeightOnlyConfig(): int8 weights, a float32 scale per "
-                   "output row", unread=("weight.zero_point",)),
-    "int4": Method("torchao", "torchao==0.18.0", "torchao Int4WeightOnlyConfig(group_size=128, "
-                   "int4_packing_format='tile_packed_to_4d'): int4 in groups of 128, bf16 scale and zero per group, "
-                   "aten's tinygemm kernel",
-                   cuda_only="its packing and its kernel (aten _convert_weight_to_int4pack, _weight_int4pack_mm) "
-                             "exist for CUDA only (compute capability 8.0 or newer)",
-                   dtypes=("bfloat16",)),
-    "nf4": Method("bitsandbytes", "bitsandbytes==0.50.2", "bitsandbytes Linear4bit nf4: 4-bit NormalFloat, blocksize "
-                  "64, a float32 absmax per block (no double quantisation)"),
-    "gemlite-int4": Method("gemlite", "gemlite==0.6.0.post2", "gemlite A16W4: asymmetric int4 in groups of 128, "
-                           "scales and zeros in the model's dtype, Triton GEMV kernels",
-                           cuda_only="its kernels are Triton GPU kernels, and gemlite does not import without CUDA",
-                           dtypes=("bfloat16", "float16"), unread=("metadata", "orig_shape"), needs=("triton",)),
-    "exllamav2-int4": Method("exllamav2", "exllamav2==0.3.2", "GPTQ's 4-bit format (symmetric groups of 128, from "
-                             "round-to-nearest, not GPTQ's calibrated rounding), ExLlamaV2's GEMV kernels",
-                             cuda_only="its kernels are CUDA kernels that exllamav2 compiles at first import",
-                             dtypes=("float16",), needs=("ninja",)),
+    "int8": Method(
+        "torchao",
+        "torchao==0.18.0",
+        "torchao Int8WeightOnlyConfig(): int8 weights, a float32 scale per output row",
+        unread=("weight.zero_point",),
+    ),
+    "int4": Method(
+        "torchao",
+        "torchao==0.18.0",
+        "torchao Int4WeightOnlyConfig(group_size=128, "
+        "int4_packing_format='tile_packed_to_4d'): int4 in groups of 128, bf16 scale and zero per group, "
+        "aten's tinygemm kernel",
+        cuda_only="its packing and its kernel (aten _convert_weight_to_int4pack, _weight_int4pack_mm) "
+        "exist for CUDA only (compute capability 8.0 or newer)",
+        dtypes=("bfloat16",),
+    ),
+    "nf4": Method(
+        "bitsandbytes",
+        "bitsandbytes==0.50.2",
+        "bitsandbytes Linear4bit nf4: 4-bit NormalFloat, blocksize "
+        "64, a float32 absmax per block (no double quantisation)",
+    ),
+    "gemlite-int4": Method(
+        "gemlite",
+        "gemlite==0.6.0.post2",
+        "gemlite A16W4: asymmetric int4 in groups of 128, scales and zeros in the model's dtype, Triton GEMV kernels",
+        cuda_only="its kernels are Triton GPU kernels, and gemlite does not import without CUDA",
+        dtypes=("bfloat16", "float16"),
+        unread=("metadata", "orig_shape"),
+        needs=("triton",),
+    ),
+    "exllamav2-int4": Method(
+        "exllamav2",
+        "exllamav2==0.3.2",
+        "GPTQ's 4-bit format (symmetric groups of 128, from "
+        "round-to-nearest, not GPTQ's calibrated rounding), ExLlamaV2's GEMV kernels",
+        cuda_only="its kernels are CUDA kernels that exllamav2 compiles at first import",
+        dtypes=("float16",),
+        needs=("ninja",),
+    ),
 }
 
 
@@ -80,11 +103,13 @@ def check_request(method: str, lm_head: bool, device: str, dtype: str) -> None:
         return
     info = INFO[method]
     if info.cuda_only and not device.startswith("cuda"):
-        raise GapprofError(f"--quant {method} runs on CUDA only ({info.cuda_only}); on {device} use --quant int8 "
-                           "or nf4")
+        raise GapprofError(
+            f"--quant {method} runs on CUDA only ({info.cuda_only}); on {device} use --quant int8 or nf4"
+        )
     if dtype not in info.dtypes:
-        raise GapprofError(f"--quant {method} quantises {' or '.join(info.dtypes)} weights, not {dtype} "
-                           f"(--dtype {info.dtypes[0]})")
+        raise GapprofError(
+            f"--quant {method} quantises {' or '.join(info.dtypes)} weights, not {dtype} (--dtype {info.dtypes[0]})"
+        )
 
 
 def _importable(name: str) -> bool:
@@ -105,8 +130,9 @@ def missing_library(method: str) -> str | None:
 
 
 def install_error(method: str, missing: str) -> GapprofError:
-    return GapprofError(f"--quant {method} needs {missing} ({INFO[method].package}): `{INSTALL}` in the gapprof "
-                        "checkout")
+    return GapprofError(
+        f"--quant {method} needs {missing} ({INFO[method].package}): `{INSTALL}` in the gapprof checkout"
+    )
 
 
 def check_library(method: str) -> None:
@@ -143,12 +169,21 @@ def linear_tensors(method: str, out_features: int, in_features: int, bias: bool,
         return {"weight.qdata": n * k // 2, "weight.scale_and_zero": (k // INT4_GROUP) * n * 2 * 2, **bias_bytes}
     if method == "nf4":
         values = n * k
-        return {"weight": -(-values // 2), "weight.quant_state.absmax": 4 * -(-values // NF4_BLOCK),
-                "weight.quant_state.code": 16 * 4, **bias_bytes}
+        return {
+            "weight": -(-values // 2),
+            "weight.quant_state.absmax": 4 * -(-values // NF4_BLOCK),
+            "weight.quant_state.code": 16 * 4,
+            **bias_bytes,
+        }
     if method == "gemlite-int4":
         groups = k // int4_group(method, k)
-        return {"W_q": n * k // 2, "scales": groups * n * dtype_bytes, "zeros": groups * n * dtype_bytes,
-                **bias_bytes, **GEMLITE_META_BYTES}
+        return {
+            "W_q": n * k // 2,
+            "scales": groups * n * dtype_bytes,
+            "zeros": groups * n * dtype_bytes,
+            **bias_bytes,
+            **GEMLITE_META_BYTES,
+        }
     if method == "exllamav2-int4":
         groups = k // int4_group(method, k)
         return {"qweight": k // 8 * n * 4, "qzeros": groups * (n // 8) * 4, "scales": groups * n * 2, **bias_bytes}
@@ -164,10 +199,16 @@ def read_bytes(method: str, tensors: dict[str, int]) -> int:
 def linear_shapes(spec: ModelSpec) -> dict[str, tuple[int, int, bool]]:
     """(out_features, in_features, bias) of each linear kind of a decoder layer, and of lm_head."""
     q_out, kv_out = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
-    return {"q_proj": (q_out, spec.hidden, spec.qkv_bias), "k_proj": (kv_out, spec.hidden, spec.qkv_bias),
-            "v_proj": (kv_out, spec.hidden, spec.qkv_bias), "o_proj": (spec.hidden, q_out, False),
-            "gate_proj": (spec.intermediate, spec.hidden, False), "up_proj": (spec.intermediate, spec.hidden, False),
-            "down_proj": (spec.hidden, spec.intermediate, False), "lm_head": (spec.vocab, spec.hidden, False)}
+    return {
+        "q_proj": (q_out, spec.hidden, spec.qkv_bias),
+        "k_proj": (kv_out, spec.hidden, spec.qkv_bias),
+        "v_proj": (kv_out, spec.hidden, spec.qkv_bias),
+        "o_proj": (spec.hidden, q_out, False),
+        "gate_proj": (spec.intermediate, spec.hidden, False),
+        "up_proj": (spec.intermediate, spec.hidden, False),
+        "down_proj": (spec.hidden, spec.intermediate, False),
+        "lm_head": (spec.vocab, spec.hidden, False),
+    }
 
 
 def quantised_kinds(lm_head: bool) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ takes `QuantFloor.stored` in place of parameters x dtype bytes for those kinds.
 
 Free of torch and polars: the capture builds the record, the analysis reads it.
 """
+
 import dataclasses
 
 from gapprof.errors import GapprofError
@@ -25,19 +26,25 @@ class QuantFloor:
     lm_head: bool
     stored: dict[str, int]  # kind -> bytes one instance of it reads in a step, for the quantised kinds
     bits_per_weight: float  # over the quantised layers: 8 x bytes read, biases left out, / weights
-    source: str             # RECORDED or ANALYTIC
+    source: str  # RECORDED or ANALYTIC
 
     def describe(self) -> str:
         """What the floor's weight bytes count, for the floor convention."""
         layers = "decoder linears" + (" and lm_head" if self.lm_head else "")
-        source = ("the tensors a step reads as stored, recorded at capture" if self.source == RECORDED
-                  else f"an analytic estimate (--quant {self.method}), not recorded at capture")
-        return (f"{layers} quantised {self.method} ({INFO[self.method].recipe}), {self.bits_per_weight:.3f} bits per "
-                f"weight: {source}")
+        source = (
+            "the tensors a step reads as stored, recorded at capture"
+            if self.source == RECORDED
+            else f"an analytic estimate (--quant {self.method}), not recorded at capture"
+        )
+        return (
+            f"{layers} quantised {self.method} ({INFO[self.method].recipe}), {self.bits_per_weight:.3f} bits per "
+            f"weight: {source}"
+        )
 
 
-def convention(spec: ModelSpec, dtype_bytes: int, count_embedding: bool, dtype_label: str,
-               quant: "QuantFloor | None") -> str:
+def convention(
+    spec: ModelSpec, dtype_bytes: int, count_embedding: bool, dtype_label: str, quant: "QuantFloor | None"
+) -> str:
     """gapprof.step_bytes.floor_convention, with the quantised layers' bytes and what they count."""
     if quant is None:
         return floor_convention(spec, dtype_bytes, count_embedding, dtype_label)
@@ -62,8 +69,10 @@ def analytic(spec: ModelSpec, method: str, dtype_bytes: int, lm_head: bool = Fal
     if method not in INFO:
         raise GapprofError(f"--quant {method} has no quantised bytes to estimate")
     shapes = linear_shapes(spec)
-    stored = {kind: read_bytes(method, linear_tensors(method, *shapes[kind], dtype_bytes))
-              for kind in quantised_kinds(lm_head)}
+    stored = {
+        kind: read_bytes(method, linear_tensors(method, *shapes[kind], dtype_bytes))
+        for kind in quantised_kinds(lm_head)
+    }
     return QuantFloor(method, lm_head, stored, _bits(spec, method, lm_head, dtype_bytes), ANALYTIC)
 
 
@@ -79,32 +88,47 @@ def recorded(meta: dict) -> QuantFloor | None:
 
 def record(method: str, lm_head: bool, modules: dict[str, dict], library: str) -> dict:
     """The metadata `quant` of a capture from the tensors of each module (path -> kind, shape [out, in] and tensors:
-    name -> dtype, shape, bytes): each tensor marked read or not, each module's read bytes and bits per weight (for
-    a linear layer), and per kind the instances and the bytes one instance reads and stores (the same in every
-instance)."""
+        name -> dtype, shape, bytes): each tensor marked read or not, each module's read bytes and bits per weight (for
+        a linear layer), and per kind the instances and the bytes one instance reads and stores (the same in every
+    instance)."""
     unread = INFO[method].unread
-    out_modules, kinds = {}, {}
+    out_modules: dict[str, dict] = {}
+    kinds: dict[str, dict] = {}
     for path, module in modules.items():
         tensors = {name: {**t, "read": t["bytes"] > 0 and name not in unread} for name, t in module["tensors"].items()}
         read = sum(t["bytes"] for t in tensors.values() if t["read"])
-        entry = {**module, "tensors": tensors, "read_bytes": read,
-                 "stored_bytes": sum(t["bytes"] for t in tensors.values())}
+        entry = {
+            **module,
+            "tensors": tensors,
+            "read_bytes": read,
+            "stored_bytes": sum(t["bytes"] for t in tensors.values()),
+        }
         if module.get("shape"):
             out_features, in_features = module["shape"]
             bias = tensors.get("bias", {"bytes": 0})["bytes"]
             entry["bits_per_weight"] = 8 * (read - bias) / (out_features * in_features)
         out_modules[path] = entry
-        kind = kinds.setdefault(module["kind"], {"instances": 0, "read_bytes": read,
-                                                 "stored_bytes": entry["stored_bytes"]})
+        kind = kinds.setdefault(
+            module["kind"], {"instances": 0, "read_bytes": read, "stored_bytes": entry["stored_bytes"]}
+        )
         if read != kind["read_bytes"]:
-            raise GapprofError(f"{path} reads {read:,} B a step, another {module['kind']} {kind['read_bytes']:,} B: "
-                               "the floor takes one size per module kind")
+            raise GapprofError(
+                f"{path} reads {read:,} B a step, another {module['kind']} {kind['read_bytes']:,} B: "
+                "the floor takes one size per module kind"
+            )
         kind["instances"] += 1
     quantised = [m for m in out_modules.values() if m["kind"] in quantised_kinds(lm_head) and "bits_per_weight" in m]
     weights = sum(m["shape"][0] * m["shape"][1] for m in quantised)
     bits = sum(m["bits_per_weight"] * m["shape"][0] * m["shape"][1] for m in quantised) / weights if weights else None
-    return {"method": method, "lm_head": lm_head, "library": library, "recipe": INFO[method].recipe,
-            "bits_per_weight": bits, "kinds": kinds, "modules": out_modules}
+    return {
+        "method": method,
+        "lm_head": lm_head,
+        "library": library,
+        "recipe": INFO[method].recipe,
+        "bits_per_weight": bits,
+        "kinds": kinds,
+        "modules": out_modules,
+    }
 
 
 def estimate_line(meta: dict) -> str | None:
@@ -119,15 +143,22 @@ def estimate_line(meta: dict) -> str | None:
     stored = sum(captured.stored[k] * n for k, n in layers.items())
     expected = sum(estimate.stored.get(k, 0) * n for k, n in layers.items())
     verdict = "equal to" if stored == expected else f"{stored - expected:+,} B against"
-    return (f"--quant {captured.method}: the quantised layers read {stored:,} B a step as stored, "
-            f"{captured.bits_per_weight:.3f} bits per weight; {verdict} the analytic estimate ({expected:,} B)")
+    return (
+        f"--quant {captured.method}: the quantised layers read {stored:,} B a step as stored, "
+        f"{captured.bits_per_weight:.3f} bits per weight; {verdict} the analytic estimate ({expected:,} B)"
+    )
 
 
 def floor_record(meta: dict, ctx: int) -> dict:
     """The quantised floor of a capture at context ctx, by part (gapprof.step_bytes: the embedding as one row), and
     the unquantised one: what its metadata `quant` records as `floor`."""
     captured = recorded(meta)
+    if captured is None:
+        raise GapprofError("no quantised floor: the capture's metadata records no --quant method")
     spec = ModelSpec.from_config(str(meta.get("model", "model")), meta["config"])
     dtype_bytes = int(meta["dtype_bytes"])
-    return {"ctx": ctx, "bytes": step_bytes(spec, ctx, dtype_bytes, stored=captured.stored),
-            "unquantised_bytes": step_bytes(spec, ctx, dtype_bytes)}
+    return {
+        "ctx": ctx,
+        "bytes": step_bytes(spec, ctx, dtype_bytes, stored=captured.stored),
+        "unquantised_bytes": step_bytes(spec, ctx, dtype_bytes),
+    }

@@ -7,6 +7,7 @@ whole numbers without decimals). The table format fits the terminal's width (`ga
 sets it); Markdown, CSV and JSON are never shortened. Notes follow the tables in the text formats and sit under
 "notes" in JSON; CSV carries tables only, one per file.
 """
+
 import csv
 import io
 import json
@@ -23,8 +24,8 @@ import click
 
 from gapprof import terminal_table
 from gapprof.errors import GapprofError
-from gapprof.output_files import make_folder, write_files
 from gapprof.log import progress
+from gapprof.output_files import make_folder, write_files
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -45,6 +46,7 @@ def text(value) -> str:
 @dataclass(frozen=True)
 class Table:
     """Rows of raw values with a header; `text` formats a value for the text formats."""
+
     columns: list[str]
     rows: list[tuple]
     text: Callable = text
@@ -68,8 +70,10 @@ def _counts_as_int(content, header: list[str], rows: list[tuple]) -> list[tuple]
     keep the raw values."""
     if isinstance(content, dict):
         return [(k, int(v) if _whole(v) else v) for k, v in rows]
-    whole = [bool(rows) and all(row[i] is None or _whole(row[i]) for row in rows)
-             and any(_whole(row[i]) for row in rows) for i in range(len(header))]
+    whole = [
+        bool(rows) and all(row[i] is None or _whole(row[i]) for row in rows) and any(_whole(row[i]) for row in rows)
+        for i in range(len(header))
+    ]
     return [tuple(int(v) if whole[i] and v is not None else v for i, v in enumerate(row)) for row in rows]
 
 
@@ -82,10 +86,13 @@ def _aligned(title: str, content, width: int | None, full_names: bool) -> str:
     header, rows, show = _parts(content)
     rows = _counts_as_int(content, header, rows)
     cells = [[show(v) for v in row] for row in rows]
-    numeric = [bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
-               for i in range(len(header))]
-    return terminal_table.table(title, header, cells, numeric, width, wrap=isinstance(content, dict),
-                                shorten_text=not full_names)
+    numeric = [
+        bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+        for i in range(len(header))
+    ]
+    return terminal_table.table(
+        title, header, cells, numeric, width, wrap=isinstance(content, dict), shorten_text=not full_names
+    )
 
 
 def _markdown(title: str, content) -> str:
@@ -113,16 +120,20 @@ def _json_value(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def render(sections: list[tuple[str, object]], fmt: str, notes: list[str], width: int | None = None,
-           full_names: bool = False) -> str:
+def render(
+    sections: list[tuple[str, object]], fmt: str, notes: list[str], width: int | None = None, full_names: bool = False
+) -> str:
     """One document holding every section, in order, and the notes, in table, markdown or json. width: fit the
     table format to it (None: no limit); full_names: never shorten its text, only wrap and split it."""
     if fmt == "json":
-        doc = {}
+        doc: dict[str, object] = {}
         for title, content in sections:
             header, rows, _ = _parts(content)
-            doc[title] = ({k: _json_value(v) for k, v in rows} if isinstance(content, dict)
-                          else [{k: _json_value(v) for k, v in zip(header, row)} for row in rows])
+            doc[title] = (
+                {k: _json_value(v) for k, v in rows}
+                if isinstance(content, dict)
+                else [{k: _json_value(v) for k, v in zip(header, row)} for row in rows]
+            )
         doc["notes"] = notes
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "markdown":
@@ -136,8 +147,16 @@ def _notes(notes: list[str], width: int | None) -> str:
     return "\n" + "\n".join(lines) + "\n" if lines else ""
 
 
-def emit(sections: list[tuple[str, object]], fmt: str, notes: list[str], output: Path | None, *,
-         full_names: bool = False, select: str | None = None, inputs=()) -> None:
+def emit(
+    sections: list[tuple[str, object]],
+    fmt: str,
+    notes: list[str],
+    output: Path | None,
+    *,
+    full_names: bool = False,
+    select: str | None = None,
+    inputs=(),
+) -> None:
     """The sections and notes in `fmt` to stdout or -o FILE (said on stderr); the table format fitted to the
     terminal's width. CSV goes one table per file (see `_emit_csv`); `select` names the command's option that
     picks one table, for the error when there are several. No file written may be one of `inputs` (the files the
@@ -160,15 +179,17 @@ def _emit_csv(sections: list[tuple[str, object]], output: Path | None, select: s
     """-o DIR (an existing folder, or a new path without a suffix) gets DIR/<table>.csv per table, all replaced
     together; stdout and -o FILE take exactly one table."""
     names = [_file_stem(title) for title, _ in sections]
-    if csv_folder(output):
+    if output is not None and csv_folder(output):
         make_folder(output)
         _write({output / f"{name}.csv": _csv_table(content) for name, (_, content) in zip(names, sections)}, inputs)
     elif len(sections) == 1:
         _write({output: _csv_table(sections[0][1])}, inputs)
     else:
         choose = f", or one of them with {select} NAME" if select else ""
-        raise GapprofError(f"--format csv writes one table per file and this output has {len(sections)} "
-                           f"({', '.join(names)}): pass -o DIR for DIR/<table>.csv each{choose}")
+        raise GapprofError(
+            f"--format csv writes one table per file and this output has {len(sections)} "
+            f"({', '.join(names)}): pass -o DIR for DIR/<table>.csv each{choose}"
+        )
 
 
 def _file_stem(title: str) -> str:
@@ -187,5 +208,5 @@ def _write(documents: dict[Path | None, str], inputs) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise GapprofError(f"stdout: cannot write ({error.strerror or error})") from None
         return
-    for path in write_files(documents, inputs):
+    for path in write_files({path: text for path, text in documents.items() if path is not None}, inputs):
         progress(f"wrote {path}")

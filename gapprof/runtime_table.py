@@ -2,6 +2,7 @@
 runtime, comes from these rows. Free of torch and polars, so that command lines parse (and say what is missing) on
 a machine without torch, and on the GPU image without polars; each row's class is in profiler.runtimes, looked up
 by name."""
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -45,27 +46,68 @@ class Runtime:
 
 
 TABLE = (
-    Runtime("eager", replays_graphs=False, compiled=False, module_hooks=True, min_warmup=0,
-            auto_attention="sdpa-flash", unsupported_attention=MappingProxyType(_LEAN_ONLY), runs_on_cpu=True),
-    Runtime("static", replays_graphs=False, compiled=False, module_hooks=True, min_warmup=0, auto_attention="sdpa",
-            unsupported_attention=MappingProxyType(_FLASH_TAKES_NO_MASK | _LEAN_ONLY), runs_on_cpu=True),
-    Runtime("graphs", replays_graphs=True, compiled=False, module_hooks=False,
-            min_warmup=EAGER_STEPS_BEFORE_CAPTURE + 1, auto_attention="sdpa",
-            unsupported_attention=MappingProxyType(
-                _FLASH_TAKES_NO_MASK
-                | {"eager": "Hugging Face's eager attention copies a host tensor during CUDA graph capture"}
-                | _LEAN_ONLY),
-            runs_on_cpu=False),
-    Runtime("compile", replays_graphs=True, compiled=True, module_hooks=False, min_warmup=3, auto_attention="sdpa",
-            unsupported_attention=MappingProxyType(_FLASH_TAKES_NO_MASK | _LEAN_ONLY), runs_on_cpu=True),
-    Runtime("lean", replays_graphs=True, compiled=True, module_hooks=False, min_warmup=EAGER_STEPS_BEFORE_CAPTURE + 1,
-            auto_attention="lean",
-            unsupported_attention=MappingProxyType(
-                {a: "the lean runtime runs its own attention (--attn auto or lean)"
-                 for a in ATTENTION_BACKENDS if a != "lean"}),
-            runs_on_cpu=True,
-            refuses_quant="it builds its fused q/k/v and gate/up weights from the bf16 model (quantise under static, "
-                          "graphs or compile)"),
+    Runtime(
+        "eager",
+        replays_graphs=False,
+        compiled=False,
+        module_hooks=True,
+        min_warmup=0,
+        auto_attention="sdpa-flash",
+        unsupported_attention=MappingProxyType(_LEAN_ONLY),
+        runs_on_cpu=True,
+    ),
+    Runtime(
+        "static",
+        replays_graphs=False,
+        compiled=False,
+        module_hooks=True,
+        min_warmup=0,
+        auto_attention="sdpa",
+        unsupported_attention=MappingProxyType(_FLASH_TAKES_NO_MASK | _LEAN_ONLY),
+        runs_on_cpu=True,
+    ),
+    Runtime(
+        "graphs",
+        replays_graphs=True,
+        compiled=False,
+        module_hooks=False,
+        min_warmup=EAGER_STEPS_BEFORE_CAPTURE + 1,
+        auto_attention="sdpa",
+        unsupported_attention=MappingProxyType(
+            _FLASH_TAKES_NO_MASK
+            | {"eager": "Hugging Face's eager attention copies a host tensor during CUDA graph capture"}
+            | _LEAN_ONLY
+        ),
+        runs_on_cpu=False,
+    ),
+    Runtime(
+        "compile",
+        replays_graphs=True,
+        compiled=True,
+        module_hooks=False,
+        min_warmup=3,
+        auto_attention="sdpa",
+        unsupported_attention=MappingProxyType(_FLASH_TAKES_NO_MASK | _LEAN_ONLY),
+        runs_on_cpu=True,
+    ),
+    Runtime(
+        "lean",
+        replays_graphs=True,
+        compiled=True,
+        module_hooks=False,
+        min_warmup=EAGER_STEPS_BEFORE_CAPTURE + 1,
+        auto_attention="lean",
+        unsupported_attention=MappingProxyType(
+            {
+                a: "the lean runtime runs its own attention (--attn auto or lean)"
+                for a in ATTENTION_BACKENDS
+                if a != "lean"
+            }
+        ),
+        runs_on_cpu=True,
+        refuses_quant="it builds its fused q/k/v and gate/up weights from the bf16 model (quantise under static, "
+        "graphs or compile)",
+    ),
 )
 BY_NAME = {row.name: row for row in TABLE}
 RUNTIMES = tuple(BY_NAME)

@@ -16,6 +16,7 @@ kv_read = the rest of attention, weights = every other kind.
 
 Free of torch and polars: ab and sweep import it on the GPU image, which has no polars.
 """
+
 from collections.abc import Mapping
 
 from gapprof.models import ModelSpec
@@ -24,8 +25,9 @@ from gapprof.nvtx_names import KINDS, LAYER_MODULES
 _PER_LAYER = frozenset(LAYER_MODULES.values())
 
 
-def module_bytes(spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False,
-                 stored: Mapping[str, int] | None = None) -> dict[str, int]:
+def module_bytes(
+    spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False, stored: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """Bytes one instance of each kind in KINDS moves in a step at context ctx (one layer's for a layer kind)."""
     stored = stored or {}
     values = {
@@ -38,33 +40,53 @@ def module_bytes(spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: b
     return {kind: stored[kind] if kind in stored else values.get(kind, 0) * dtype_bytes for kind in KINDS}
 
 
-def kind_bytes(spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False,
-               stored: Mapping[str, int] | None = None) -> dict[str, int]:
+def kind_bytes(
+    spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False, stored: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """Bytes each kind in KINDS moves in a step at context ctx: module_bytes summed over the layers."""
-    return {kind: b * (spec.layers if kind in _PER_LAYER else 1)
-            for kind, b in module_bytes(spec, ctx, dtype_bytes, count_embedding, stored).items()}
+    return {
+        kind: b * (spec.layers if kind in _PER_LAYER else 1)
+        for kind, b in module_bytes(spec, ctx, dtype_bytes, count_embedding, stored).items()
+    }
 
 
-def step_bytes(spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False,
-               stored: Mapping[str, int] | None = None) -> dict[str, int]:
+def step_bytes(
+    spec: ModelSpec, ctx: int, dtype_bytes: int, count_embedding: bool = False, stored: Mapping[str, int] | None = None
+) -> dict[str, int]:
     """Bytes a step at context ctx moves, by part (weights, embedding, kv_read, kv_write) and in total: sums of
     kind_bytes, so total is the sum over the kinds."""
     kinds = kind_bytes(spec, ctx, dtype_bytes, count_embedding, stored)
     kv_write = kind_bytes(spec, 0, dtype_bytes, count_embedding)["attention"]
     total = sum(kinds.values())
-    return {"weights": total - kinds["embed"] - kinds["attention"], "embedding": kinds["embed"],
-            "kv_read": kinds["attention"] - kv_write, "kv_write": kv_write, "total": total}
+    return {
+        "weights": total - kinds["embed"] - kinds["attention"],
+        "embedding": kinds["embed"],
+        "kv_read": kinds["attention"] - kv_write,
+        "kv_write": kv_write,
+        "total": total,
+    }
 
 
-def floor_convention(spec: ModelSpec, dtype_bytes: int, count_embedding: bool, dtype_label: str,
-                     stored: Mapping[str, int] | None = None, quantised: str = "") -> str:
+def floor_convention(
+    spec: ModelSpec,
+    dtype_bytes: int,
+    count_embedding: bool,
+    dtype_label: str,
+    stored: Mapping[str, int] | None = None,
+    quantised: str = "",
+) -> str:
     """What the floor bytes count, with spec's numbers: printed wherever a floor is (attribute, ab, sweep).
     `quantised` says what `stored` counts."""
     parts = step_bytes(spec, 0, dtype_bytes, count_embedding, stored)
     kv_token = parts["kv_write"]
-    embedding = ("whole embedding table counted (--count-embedding, the study's convention)" if count_embedding
-                 else "embedding table as one row (--count-embedding counts the whole table)")
+    embedding = (
+        "whole embedding table counted (--count-embedding, the study's convention)"
+        if count_embedding
+        else "embedding table as one row (--count-embedding counts the whole table)"
+    )
     weights = f"{parts['weights']:,} B" + (f"; {quantised}" if quantised else "")
-    return (f"floor bytes/step = weights read once incl. lm_head ({weights}) + {embedding} "
-            f"({parts['embedding']:,} B) + KV read at the step's context ({kv_token:,} B/token) + new KV "
-            f"written ({kv_token:,} B); model {spec.name}, dtype {dtype_label}; 1 GB/s = 1e9 B/s")
+    return (
+        f"floor bytes/step = weights read once incl. lm_head ({weights}) + {embedding} "
+        f"({parts['embedding']:,} B) + KV read at the step's context ({kv_token:,} B/token) + new KV "
+        f"written ({kv_token:,} B); model {spec.name}, dtype {dtype_label}; 1 GB/s = 1e9 B/s"
+    )

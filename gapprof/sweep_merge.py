@@ -3,6 +3,7 @@
 Parts join only where their cells are comparable: the same GPU, software and per-cell settings (steps, warm-up,
 dtype, attention, seed, quantisation); only the models, contexts and runtimes may differ, and no cell may appear
 twice. Each part's command, finish time and machine stay in `parts`."""
+
 from gapprof.errors import GapprofError
 
 # Per-cell settings every part must share (the grid's models, ctx and runtimes may differ).
@@ -23,8 +24,10 @@ def _check_same(parts: list[dict], where: str, keys: tuple[str, ...]) -> None:
     for key in keys:
         values = _union([[part[where].get(key)] for part in parts])
         if len(values) > 1:
-            raise GapprofError(f"sweeps differ in {where} {key}: {', '.join(map(str, values))}; only sweeps of the "
-                               f"same {'machine' if where == 'machine' else 'settings'} join")
+            raise GapprofError(
+                f"sweeps differ in {where} {key}: {', '.join(map(str, values))}; only sweeps of the "
+                f"same {'machine' if where == 'machine' else 'settings'} join"
+            )
 
 
 def merge_sweeps(parts: list[dict]) -> dict:
@@ -43,9 +46,13 @@ def merge_sweeps(parts: list[dict]) -> dict:
     first = parts[0]
     grid = first["grid"] | {key: _union(part["grid"][key] for part in parts) for key in GRID_LISTS}
     conventions = _union(part["floor_convention"].split(" | ") for part in parts)
-    return {"command": " ; ".join(part["command"] for part in parts),
-            "finished_at": max(part["finished_at"] for part in parts),
-            "grid": grid, "floor_convention": " | ".join(conventions), "timing": first["timing"],
-            "machine": first["machine"],
-            "parts": [{key: part[key] for key in ("command", "finished_at", "machine")} for part in parts],
-            "rows": [row for part in parts for row in part["rows"]]}
+    return {
+        "command": " ; ".join(part["command"] for part in parts),
+        "finished_at": max(part["finished_at"] for part in parts),
+        "grid": grid,
+        "floor_convention": " | ".join(conventions),
+        "timing": first["timing"],
+        "machine": first["machine"],
+        "parts": [{key: part[key] for key in ("command", "finished_at", "machine")} for part in parts],
+        "rows": [row for part in parts for row in part["rows"]],
+    }

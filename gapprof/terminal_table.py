@@ -6,6 +6,7 @@ the middle (start...end) or, in key/value tables, wrapped onto more lines. (2) A
 into blocks of columns, in order, each holding the first (key) column and as many of the next as fit. A
 table that no block can fit (the key column and one more already wider than the width) stays whole.
 """
+
 import textwrap
 from itertools import zip_longest
 
@@ -21,7 +22,7 @@ def shorten(value: str, width: int, head: int | None = None) -> str:
         return value
     kept = width - len(ELLIPSIS)
     head = (kept + 1) // 2 if head is None else head
-    return value[:head] + ELLIPSIS + value[len(value) - (kept - head):]
+    return value[:head] + ELLIPSIS + value[len(value) - (kept - head) :]
 
 
 def shorten_distinct(values: list[str], width: int) -> list[str]:
@@ -50,8 +51,16 @@ def wrapped(value: str, width: int) -> list[str]:
     return [value] if len(value) <= width else textwrap.wrap(value, width, break_on_hyphens=False)
 
 
-def table(title: str, header: list[str], cells: list[list[str]], numeric: list[bool], width: int | None, *,
-          wrap: bool = False, shorten_text: bool = True) -> str:
+def table(
+    title: str,
+    header: list[str],
+    cells: list[list[str]],
+    numeric: list[bool],
+    width: int | None,
+    *,
+    wrap: bool = False,
+    shorten_text: bool = True,
+) -> str:
     """The title, its underline and the rows (cells as text) fitted to `width` columns (None: as wide as they
     are). wrap: wrap long text (key/value tables) instead of shortening it; shorten_text=False keeps text whole."""
     natural = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
@@ -92,6 +101,9 @@ def _block(rows: list[list[str]], numeric: list[bool], widths: list[int], column
     for r, row in enumerate(rows):
         cells = [wrapped(row[i], widths[i]) if wrap else [shortened[i][r]] for i in columns]
         for parts in zip_longest(*cells, fillvalue=""):
-            lines.append(GAP.join(part.rjust(widths[i]) if numeric[i] else part.ljust(widths[i])
-                                  for part, i in zip(parts, columns)).rstrip())
+            lines.append(
+                GAP.join(
+                    part.rjust(widths[i]) if numeric[i] else part.ljust(widths[i]) for part, i in zip(parts, columns)
+                ).rstrip()
+            )
     return "\n".join(lines)

@@ -5,6 +5,7 @@ serves nsys exports and CUPTI traces alike. Column names and meanings follow `ns
 timestamps are integer ns; kernel names are StringIds ids; globalTid = (pid << 24) | tid with higher bits
 for the host, and globalPid is globalTid with the tid bits cleared.
 """
+
 import json
 import re
 import sqlite3
@@ -85,15 +86,19 @@ def column_names(table: str) -> list[str]:
 def insert_rows(conn: sqlite3.Connection, table: str, rows) -> None:
     """Rows given as dicts by column name; a column a row leaves out is NULL."""
     columns = column_names(table)
-    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                     [tuple(row.get(c) for c in columns) for row in rows])
+    conn.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+        [tuple(row.get(c) for c in columns) for row in rows],
+    )
 
 
 def write_meta(conn: sqlite3.Connection, meta: dict) -> None:
     """Store capture metadata as JSON values, one row per key."""
     create_tables(conn, {META_TABLE: TABLES[META_TABLE]})
-    conn.executemany(f"INSERT OR REPLACE INTO {META_TABLE} (key, value) VALUES (?, ?)",
-                     [(key, json.dumps(value)) for key, value in meta.items()])
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {META_TABLE} (key, value) VALUES (?, ?)",
+        [(key, json.dumps(value)) for key, value in meta.items()],
+    )
     conn.commit()
 
 
@@ -113,8 +118,12 @@ def global_pid(pid: int) -> int:
     return pid << TID_BITS
 
 
-GPU_OP_TABLES = ("CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_MEMCPY", "CUPTI_ACTIVITY_KIND_MEMSET",
-                 "CUPTI_ACTIVITY_KIND_GRAPH_TRACE")
+GPU_OP_TABLES = (
+    "CUPTI_ACTIVITY_KIND_KERNEL",
+    "CUPTI_ACTIVITY_KIND_MEMCPY",
+    "CUPTI_ACTIVITY_KIND_MEMSET",
+    "CUPTI_ACTIVITY_KIND_GRAPH_TRACE",
+)
 
 
 def gpu_op_counts(path: Path) -> dict[str, int]:
@@ -122,8 +131,10 @@ def gpu_op_counts(path: Path) -> dict[str, int]:
     kernel table, a node-level one no graph table) counts as empty."""
     with sqlite3.connect(path) as conn:
         present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return {table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] if table in present else 0
-                for table in GPU_OP_TABLES}
+        return {
+            table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] if table in present else 0
+            for table in GPU_OP_TABLES
+        }
 
 
 def gpu_op_count(path: Path) -> int:

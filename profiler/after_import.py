@@ -1,6 +1,7 @@
 """Run a function on a module right after it is first imported, without importing it first: a finder at the head
 of sys.meta_path wraps the module's loader once. `gapprof profile --mark forward` patches transformers this way
 in the profiled program, so a program that never imports transformers never pays for it. Standard library only."""
+
 import sys
 
 

@@ -7,14 +7,18 @@ changes. Plain `sdpa` leaves the choice to torch, which on torch 2.11 picks cuDN
 length on a dynamic cache. `lean` is the lean runtime's own attention: the Hugging Face model it takes its weights
 from is built with plain sdpa, which the lean runtime never calls.
 """
+
 from gapprof.errors import GapprofError
 from gapprof.runtime_table import ATTENTION_BACKENDS
 
 # --attn choice -> (SDPBackend member, name registered with transformers). transformers takes any implementation
 # name containing "flash" for the flash-attn package, hence "fa".
-_PINNED = {"sdpa-math": ("MATH", "gapprof_sdpa_math"), "sdpa-flash": ("FLASH_ATTENTION", "gapprof_sdpa_fa"),
-           "sdpa-cudnn": ("CUDNN_ATTENTION", "gapprof_sdpa_cudnn"),
-           "sdpa-efficient": ("EFFICIENT_ATTENTION", "gapprof_sdpa_efficient")}
+_PINNED = {
+    "sdpa-math": ("MATH", "gapprof_sdpa_math"),
+    "sdpa-flash": ("FLASH_ATTENTION", "gapprof_sdpa_fa"),
+    "sdpa-cudnn": ("CUDNN_ATTENTION", "gapprof_sdpa_cudnn"),
+    "sdpa-efficient": ("EFFICIENT_ATTENTION", "gapprof_sdpa_efficient"),
+}
 
 
 def _pinned_sdpa(backend):

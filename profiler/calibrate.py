@@ -3,6 +3,7 @@ the fixed cost of a kernel (an empty kernel and an add on one element, back to b
 from the host), read and copy bandwidth against transfer size, and bf16 GEMVs (M = 1) at the shipped models'
 decode shapes. Timed with CUDA events around graph replays; each point is the median over repeats, after warm-up.
 The workloads are built by device so that their code runs on CPU tensors too."""
+
 import platform
 import statistics
 import time
@@ -10,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
-
-from gapprof import gpus
-from gapprof.log import progress as default_progress
 from gapprof.profiler import calibration_plan as plan
 from gapprof.profiler.cells import gpu_key
 from gapprof.profiler.environment import driver_version
+
+from gapprof import gpus
+from gapprof.log import progress as default_progress
 
 FLOAT32 = 4
 
@@ -23,7 +24,7 @@ FLOAT32 = 4
 @dataclass(frozen=True)
 class Workload:
     body: Callable[[int], object]  # launches op i, on buffer i % copies
-    count: int                     # ops per graph replay (or per host loop)
+    count: int  # ops per graph replay (or per host loop)
     copies: int = 1
 
 
@@ -92,9 +93,11 @@ def in_graph(work: Workload, settings: plan.Settings) -> list[float]:
 def from_host(work: Workload, settings: plan.Settings) -> list[float]:
     """µs per launch of the workload's ops issued one by one from Python: the CPU's launch cost where it exceeds
     the kernel's time on the GPU."""
+
     def loop():
         for i in range(work.count):
             work.body(i)
+
     for _ in range(settings.warmup):
         loop()
     torch.cuda.synchronize()
@@ -126,12 +129,25 @@ def measure(settings: plan.Settings, progress=default_progress) -> dict:
         for mode, timer in (("graph", in_graph), ("host", from_host)):
             launch.append(point(timer(work, settings), kernel=name, mode=mode, count=work.count))
             progress(f"{name} kernel, {mode}: {launch[-1]['us']:.2f} us per kernel")
-    points = {"launch": launch, "read": _bandwidth("read", read_workload, settings, reuse, device, progress),
-              "copy": _bandwidth("copy", copy_workload, settings, reuse, device, progress), "gemv": []}
+    points = {
+        "launch": launch,
+        "read": _bandwidth("read", read_workload, settings, reuse, device, progress),
+        "copy": _bandwidth("copy", copy_workload, settings, reuse, device, progress),
+        "gemv": [],
+    }
     for gemv in plan.gemv_shapes():
         work = gemv_workload(gemv, reuse, device)
-        points["gemv"].append(point(in_graph(work, settings), n=gemv.n, k=gemv.k, bytes=gemv.bytes,
-                                    used_by=list(gemv.used_by), count=work.count, copies=work.copies))
+        points["gemv"].append(
+            point(
+                in_graph(work, settings),
+                n=gemv.n,
+                k=gemv.k,
+                bytes=gemv.bytes,
+                used_by=list(gemv.used_by),
+                count=work.count,
+                copies=work.copies,
+            )
+        )
         del work
         torch.cuda.empty_cache()
         progress(f"gemv {gemv.n}x{gemv.k}: {points['gemv'][-1]['us']:.2f} us")
@@ -141,9 +157,14 @@ def measure(settings: plan.Settings, progress=default_progress) -> dict:
 def gpu_facts() -> dict:
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     spec = gpus.gpu_for_device_name(props.name)
-    return {"name": props.name, "key": gpu_key([{"gpu_name": props.name}]),
-            "datasheet_gbps": float(spec.peak_gbps) if spec else None, "memory_bytes": props.total_memory,
-            "sm_count": props.multi_processor_count, "l2_bytes": getattr(props, "L2_cache_size", None)}
+    return {
+        "name": props.name,
+        "key": gpu_key([{"gpu_name": props.name}]),
+        "datasheet_gbps": float(spec.peak_gbps) if spec else None,
+        "memory_bytes": props.total_memory,
+        "sm_count": props.multi_processor_count,
+        "l2_bytes": getattr(props, "L2_cache_size", None),
+    }
 
 
 def run(settings: plan.Settings, progress=default_progress) -> dict:
@@ -154,12 +175,22 @@ def run(settings: plan.Settings, progress=default_progress) -> dict:
     started = time.monotonic()
     points = measure(settings, progress)
     reuse = plan.reuse_bytes(gpu["l2_bytes"])
-    return {"gpu": gpu,
-            "versions": {"torch": torch.__version__, "cuda": torch.version.cuda, "driver": driver_version(),
-                         "python": platform.python_version()},
-            "settings": {**asdict(settings), "reuse_bytes": reuse, "seconds": round(time.monotonic() - started, 1),
-                         "timing": "CUDA events around each replay of a CUDA graph holding `count` ops back to back "
-                                   "(host: around a Python loop of `count` launches); us = median over `repeats` "
-                                   "of time / count, after `warmup` untimed replays; op i uses buffer i % copies, "
-                                   "the copies spanning reuse_bytes so that DRAM, not L2, serves them"},
-            "points": points}
+    return {
+        "gpu": gpu,
+        "versions": {
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "driver": driver_version(),
+            "python": platform.python_version(),
+        },
+        "settings": {
+            **asdict(settings),
+            "reuse_bytes": reuse,
+            "seconds": round(time.monotonic() - started, 1),
+            "timing": "CUDA events around each replay of a CUDA graph holding `count` ops back to back "
+            "(host: around a Python loop of `count` launches); us = median over `repeats` "
+            "of time / count, after `warmup` untimed replays; op i uses buffer i % copies, "
+            "the copies spanning reuse_bytes so that DRAM, not L2, serves them",
+        },
+        "points": points,
+    }

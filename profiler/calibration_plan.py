@@ -5,6 +5,7 @@ A point is timed as `count` ops back to back in one CUDA graph, op i on buffer i
 again and again would measure the L2 cache, not DRAM; so the buffers of a point span at least `reuse` bytes (a few
 times the L2) and every replay reads each once, as a decode step reads each layer's weights once.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -19,8 +20,8 @@ BF16 = 2
 
 @dataclass(frozen=True)
 class Settings:
-    repeats: int = 20   # timed replays per point; a point is their median
-    warmup: int = 3     # untimed replays first
+    repeats: int = 20  # timed replays per point; a point is their median
+    warmup: int = 3  # untimed replays first
     launch_count: int = 1000  # tiny kernels per graph, and per host loop
     sizes: tuple = tuple(SMALLEST << i for i in range(int(math.log2(LARGEST // SMALLEST)) + 1))
 
@@ -43,6 +44,7 @@ def layout(size: int, reuse: int) -> tuple[int, int]:
 @dataclass(frozen=True)
 class Gemv:
     """y[1, n] = x[1, k] @ W[n, k]^T in bf16: the weights dominate the bytes."""
+
     n: int
     k: int
     used_by: tuple[str, ...]  # "model module" names with this shape
@@ -56,10 +58,16 @@ def model_gemvs(model: str) -> dict[str, tuple[int, int]]:
     """Module -> (n, k) of every linear layer a decode step of `model` runs (biases left out)."""
     spec = get_spec(model)
     q, kv = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
-    return {"q_proj": (q, spec.hidden), "k_proj": (kv, spec.hidden), "v_proj": (kv, spec.hidden),
-            "o_proj": (spec.hidden, q), "gate_proj": (spec.intermediate, spec.hidden),
-            "up_proj": (spec.intermediate, spec.hidden), "down_proj": (spec.hidden, spec.intermediate),
-            "lm_head": (spec.vocab, spec.hidden)}
+    return {
+        "q_proj": (q, spec.hidden),
+        "k_proj": (kv, spec.hidden),
+        "v_proj": (kv, spec.hidden),
+        "o_proj": (spec.hidden, q),
+        "gate_proj": (spec.intermediate, spec.hidden),
+        "up_proj": (spec.intermediate, spec.hidden),
+        "down_proj": (spec.hidden, spec.intermediate),
+        "lm_head": (spec.vocab, spec.hidden),
+    }
 
 
 def shipped_models() -> list[str]:

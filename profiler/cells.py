@@ -2,6 +2,7 @@
 
 Free of torch and polars: this runs in the orchestrating process of `gapprof ab` and `gapprof sweep`.
 """
+
 import collections
 import dataclasses
 import json
@@ -21,8 +22,17 @@ from gapprof.quant_floor import analytic, convention, recorded
 from gapprof.step_bytes import step_bytes
 
 STDERR_TAIL_LINES = 20
-MACHINE_FIELDS = ("gpu_name", "gpu_memory_bytes", "gpu_sm_count", "driver", "cpu", "torch", "transformers", "cuda",
-                  "python")
+MACHINE_FIELDS = (
+    "gpu_name",
+    "gpu_memory_bytes",
+    "gpu_sm_count",
+    "driver",
+    "cpu",
+    "torch",
+    "transformers",
+    "cuda",
+    "python",
+)
 
 
 def _child_command(requests_path: Path, results_path: Path) -> list[str]:
@@ -61,11 +71,17 @@ def _run_child(requests: list, workdir: Path, cell_timeout: float | None) -> tup
     tail = collections.deque(maxlen=STDERR_TAIL_LINES)
     killed = threading.Event()
     # With a cell timeout the child leads its own process group, so that a kill reaches its workers too.
-    with subprocess.Popen(_child_command(requests_path, results_path), stdin=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, start_new_session=cell_timeout is not None) as child:
+    with subprocess.Popen(
+        _child_command(requests_path, results_path),
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=cell_timeout is not None,
+    ) as child:
         if cell_timeout is not None:
-            threading.Thread(target=_kill_a_stuck_cell, args=(child, results_path, cell_timeout, killed),
-                             daemon=True).start()
+            threading.Thread(
+                target=_kill_a_stuck_cell, args=(child, results_path, cell_timeout, killed), daemon=True
+            ).start()
         try:
             for line in child.stderr:
                 sys.stderr.write(line)
@@ -77,8 +93,10 @@ def _run_child(requests: list, workdir: Path, cell_timeout: float | None) -> tup
     records = [json.loads(line) for line in results_path.read_text().splitlines()]
     last = next((line for line in reversed(tail) if line), "no message")
     if killed.is_set():
-        return records, (f"ran past --cell-timeout {cell_timeout:g} s: its process was killed, the later cells ran "
-                         f"in a new one; last message: {last}")
+        return records, (
+            f"ran past --cell-timeout {cell_timeout:g} s: its process was killed, the later cells ran "
+            f"in a new one; last message: {last}"
+        )
     return records, f"session process exited with status {child.returncode}: {last}"
 
 
@@ -93,7 +111,7 @@ def run_fresh(requests: list, cell_timeout: float | None = None) -> list[dict]:
     records = []
     with tempfile.TemporaryDirectory(prefix="gapprof-") as tmp:
         while len(records) < len(requests):
-            pending = requests[len(records):]
+            pending = requests[len(records) :]
             got, stopped = _run_child(pending, Path(tmp), cell_timeout)
             records += got
             if len(got) < len(pending) and (not got or got[-1]["ok"]):
@@ -108,8 +126,9 @@ def machine(records: list[dict]) -> dict:
     return {**facts, "copy_bandwidth_gbps": statistics.median(copy) if copy else None}
 
 
-def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_embedding: bool,
-          quant: dict | None = None) -> dict:
+def floor(
+    request: dict, gpu_name: str | None, copy_gbps: float | None, count_embedding: bool, quant: dict | None = None
+) -> dict:
     """The analytic DRAM floor of a request's measured steps (the mean over them: step i reads ctx + i tokens):
     bytes per step, its convention, and ms against the datasheet bandwidth of `gpu_name` and against the measured
     copy bandwidth, each where known. Empty for a local checkpoint (no shipped config to count bytes from).
@@ -131,8 +150,10 @@ def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_em
         return statistics.fmean(step_bytes(spec, c, dtype_bytes, count_embedding, layers)["total"] for c in contexts)
 
     totals = {"": mean_bytes(stored.stored if stored else None)}
-    out = {"floor_bytes": totals[""], "convention": convention(spec, dtype_bytes, count_embedding, request["dtype"],
-                                                               stored)}
+    out = {
+        "floor_bytes": totals[""],
+        "convention": convention(spec, dtype_bytes, count_embedding, request["dtype"], stored),
+    }
     if stored:
         totals["_unquantised"] = mean_bytes(None)
         out["floor_bytes_unquantised"] = totals["_unquantised"]
@@ -147,8 +168,11 @@ def floor(request: dict, gpu_name: str | None, copy_gbps: float | None, count_em
 
 def floor_fractions(floor_: dict, step_ms: float) -> dict:
     """floor ms / step ms for each bandwidth the floor knows."""
-    pairs = [(f"floor_fraction{kind}{suffix}", f"floor_ms{kind}{suffix}") for suffix in ("", "_unquantised")
-             for kind in ("", "_copy")]
+    pairs = [
+        (f"floor_fraction{kind}{suffix}", f"floor_ms{kind}{suffix}")
+        for suffix in ("", "_unquantised")
+        for kind in ("", "_copy")
+    ]
     return {name: floor_[key] / step_ms for name, key in pairs if key in floor_}
 
 

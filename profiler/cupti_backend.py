@@ -3,6 +3,7 @@
 Step boundaries come from CUPTI's own clock (cupti.get_timestamp), the clock of the activity records, because
 CUPTI delivers no NVTX marker records to a Python subscriber.
 """
+
 import os
 import threading
 from pathlib import Path
@@ -19,8 +20,9 @@ def _import_cupti():
     try:
         from cupti import cupti
     except ImportError as error:
-        raise GapprofError(f"--backend cupti needs cupti-python (`pip install -e '.[cupti]'` in the checkout): "
-                           f"{error}") from None
+        raise GapprofError(
+            f"--backend cupti needs cupti-python (`pip install -e '.[cupti]'` in the checkout): {error}"
+        ) from None
     return cupti
 
 
@@ -37,32 +39,59 @@ class CuptiCollector:
 
     def _gpu_op(self, a) -> dict:
         """The columns kernels, memcpys and memsets share."""
-        return {"start": a.start, "end": a.end, "deviceId": a.device_id, "contextId": a.context_id,
-                "streamId": a.stream_id, "correlationId": a.correlation_id, "globalPid": global_pid(self.pid),
-                **({"graphNodeId": a.graph_node_id or None} if hasattr(a, "graph_node_id") else {})}
+        return {
+            "start": a.start,
+            "end": a.end,
+            "deviceId": a.device_id,
+            "contextId": a.context_id,
+            "streamId": a.stream_id,
+            "correlationId": a.correlation_id,
+            "globalPid": global_pid(self.pid),
+            **({"graphNodeId": a.graph_node_id or None} if hasattr(a, "graph_node_id") else {}),
+        }
 
     def _on_buffer(self, activities) -> None:
         # Runs on CUPTI's thread; copy out plain values, the records do not outlive the buffer.
         cupti, kind = self.cupti, self.cupti.ActivityKind
         for a in activities:
             if a.kind == kind.CONCURRENT_KERNEL:
-                self.kernels.append({**self._gpu_op(a), "name": a.name, "gridX": a.grid_x, "gridY": a.grid_y,
-                                     "gridZ": a.grid_z, "blockX": a.block_x, "blockY": a.block_y,
-                                     "blockZ": a.block_z})
+                self.kernels.append(
+                    {
+                        **self._gpu_op(a),
+                        "name": a.name,
+                        "gridX": a.grid_x,
+                        "gridY": a.grid_y,
+                        "gridZ": a.grid_z,
+                        "blockX": a.block_x,
+                        "blockY": a.block_y,
+                        "blockZ": a.block_z,
+                    }
+                )
             elif a.kind == kind.GRAPH_TRACE:
                 # CUPTI names the graph, not its executable instance: graphExecId repeats graphId.
                 self.graphs.append({**self._gpu_op(a), "graphId": a.graph_id, "graphExecId": a.graph_id})
             elif a.kind == kind.MEMCPY:
-                self.memcpys.append({**self._gpu_op(a), "bytes": a.bytes, "copyKind": a.copy_kind,
-                                     "srcKind": a.src_kind, "dstKind": a.dst_kind})
+                self.memcpys.append(
+                    {
+                        **self._gpu_op(a),
+                        "bytes": a.bytes,
+                        "copyKind": a.copy_kind,
+                        "srcKind": a.src_kind,
+                        "dstKind": a.dst_kind,
+                    }
+                )
             elif a.kind == kind.MEMSET:
-                self.memsets.append({**self._gpu_op(a), "value": a.value, "bytes": a.bytes,
-                                     "memKind": a.memory_kind})
+                self.memsets.append({**self._gpu_op(a), "value": a.value, "bytes": a.bytes, "memKind": a.memory_kind})
             elif a.kind in (kind.RUNTIME, kind.DRIVER):
                 domain = cupti.CallbackDomain.RUNTIME_API if a.kind == kind.RUNTIME else cupti.CallbackDomain.DRIVER_API
-                call = {"start": a.start, "end": a.end, "globalTid": global_tid(a.process_id, a.thread_id),
-                        "correlationId": a.correlation_id, "name": cupti.get_callback_name(domain, a.cbid),
-                        "returnValue": a.return_value}
+                call = {
+                    "start": a.start,
+                    "end": a.end,
+                    "globalTid": global_tid(a.process_id, a.thread_id),
+                    "correlationId": a.correlation_id,
+                    "name": cupti.get_callback_name(domain, a.cbid),
+                    "returnValue": a.return_value,
+                }
                 (self.runtime_calls if a.kind == kind.RUNTIME else self.driver_calls).append(call)
 
     def _enable(self, kinds: list) -> None:
@@ -107,15 +136,31 @@ class CuptiCollector:
 
     def write(self, path, step_spans, meta: dict, graph_spans=()) -> None:
         import torch
-
         from gapprof.profiler.trace_writer import write_trace
 
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        gpu = {"id": torch.cuda.current_device(), "name": props.name, "totalMemory": props.total_memory,
-               "smCount": props.multi_processor_count, "cuDevice": torch.cuda.current_device()}
-        write_trace(path, self.kernels, self.memcpys, self.memsets, self.runtime_calls, self.driver_calls,
-                    step_spans, gpu, meta, thread_id=threading.get_native_id(), pid=self.pid, graphs=self.graphs,
-                    graph_step_spans=graph_spans)
+        gpu = {
+            "id": torch.cuda.current_device(),
+            "name": props.name,
+            "totalMemory": props.total_memory,
+            "smCount": props.multi_processor_count,
+            "cuDevice": torch.cuda.current_device(),
+        }
+        write_trace(
+            path,
+            self.kernels,
+            self.memcpys,
+            self.memsets,
+            self.runtime_calls,
+            self.driver_calls,
+            step_spans,
+            gpu,
+            meta,
+            thread_id=threading.get_native_id(),
+            pid=self.pid,
+            graphs=self.graphs,
+            graph_step_spans=graph_spans,
+        )
 
 
 def capture_with_cupti(request, output: Path, command: str) -> tuple[Path, dict]:

@@ -1,4 +1,5 @@
 """The NVTX-annotated decode loop: one range per decode step, closed once the next token is on the host."""
+
 import time
 
 from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE

@@ -2,6 +2,7 @@
 
 torch is imported by the functions that need it: `gapprof profile` reads the CPU and driver in a torch-free parent.
 """
+
 import platform
 import subprocess
 
@@ -19,8 +20,12 @@ def cpu_model() -> str:
 
 def driver_version() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
@@ -30,8 +35,12 @@ def versions() -> dict:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__, "cuda": torch.version.cuda,
-            "python": platform.python_version()}
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+    }
 
 
 def device_facts(device) -> dict:

@@ -4,20 +4,24 @@ exllamav2 compiles its CUDA extension at first import (nvcc and ninja, about two
 kernels take float16 activations only. The matrix handle is made with no dequantisation buffer (max_dq_rows 0),
 so every product, prefill included, runs the quantised kernel and never a dequantised copy of the weight.
 """
+
 import torch
+from gapprof.profiler import gptq_pack
 
 from gapprof.errors import GapprofError
-from gapprof.profiler import gptq_pack
 
 
 def exllamav2_ext():
     """exllamav2's compiled extension and its make_q_matrix, building the extension on first use."""
     try:
-        from exllamav2.ext import exllamav2_ext as ext, make_q_matrix
+        from exllamav2.ext import exllamav2_ext as ext
+        from exllamav2.ext import make_q_matrix
     except Exception as error:  # the JIT build fails with whatever the compiler or loader raised
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise GapprofError(f"--quant exllamav2-int4: exllamav2's CUDA extension did not build or load "
-                           f"({type(error).__name__}: {first}); it needs nvcc and ninja on the PATH") from None
+        raise GapprofError(
+            f"--quant exllamav2-int4: exllamav2's CUDA extension did not build or load "
+            f"({type(error).__name__}: {first}); it needs nvcc and ninja on the PATH"
+        ) from None
     return ext, make_q_matrix
 
 

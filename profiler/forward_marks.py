@@ -15,6 +15,7 @@ At exit each Python process that ran the bootstrap writes what it saw to GAPPROF
 versions, each marked model (class, config, dtype, parameter bytes, GPU, its prefills' token counts and decode
 steps), or why nothing was marked. `gapprof profile` puts them in the trace's metadata (profiler.profile_facts).
 """
+
 import atexit
 import json
 import os
@@ -23,11 +24,12 @@ import sys
 import threading
 import weakref
 
-from gapprof.models import ModelSpec
 from gapprof.profiler.after_import import after_import
 from gapprof.profiler.step_marks import NvtxRanges, StepLabels
 
-MARK_ENV = "GAPPROF_PROFILE_MARK"    # MODULE:CLASS whose top-level calls to mark; unset: mark nothing
+from gapprof.models import ModelSpec
+
+MARK_ENV = "GAPPROF_PROFILE_MARK"  # MODULE:CLASS whose top-level calls to mark; unset: mark nothing
 FACTS_ENV = "GAPPROF_PROFILE_FACTS"  # the folder each Python process writes its facts to
 TRANSFORMERS = "transformers.modeling_utils:PreTrainedModel"
 
@@ -63,6 +65,7 @@ class ForwardMarks:
 
         cls.__call__ = __call__
         if compiled_call is not None:
+
             def get_compiled_call(model, *args, **kwargs):
                 compiled = compiled_call(model, *args, **kwargs)
                 return lambda *a, **k: marks.around(model, compiled, a, k)
@@ -99,9 +102,15 @@ class ForwardMarks:
         return record["labels"]
 
     def facts(self) -> dict:
-        found = {"mark": self.target, "target_imported": self.imported, "patched": self.patched,
-                 "models": [{**r["facts"], "prefill_tokens": r["labels"].prefill_tokens,
-                             "decode_steps": r["labels"].decode_steps} for r in self.records]}
+        found = {
+            "mark": self.target,
+            "target_imported": self.imported,
+            "patched": self.patched,
+            "models": [
+                {**r["facts"], "prefill_tokens": r["labels"].prefill_tokens, "decode_steps": r["labels"].decode_steps}
+                for r in self.records
+            ],
+        }
         return found | ({"mark_error": self.error} if self.error else {})
 
 
@@ -113,8 +122,12 @@ def model_facts(model) -> dict:
         parameters = list(model.parameters()) if hasattr(model, "parameters") else []
         if parameters:
             first = parameters[0]
-            facts.update(dtype=str(first.dtype).replace("torch.", ""), dtype_bytes=first.element_size(),
-                         param_bytes=sum(p.numel() * p.element_size() for p in parameters), device=str(first.device))
+            facts.update(
+                dtype=str(first.dtype).replace("torch.", ""),
+                dtype_bytes=first.element_size(),
+                param_bytes=sum(p.numel() * p.element_size() for p in parameters),
+                device=str(first.device),
+            )
             if first.device.type == "cuda":
                 from gapprof.profiler.environment import device_facts
 
@@ -139,8 +152,9 @@ def versions() -> dict:
     found = {"python": platform.python_version(), "python_executable": sys.executable}
     torch, transformers = sys.modules.get("torch"), sys.modules.get("transformers")
     if torch is not None:
-        found.update(torch=getattr(torch, "__version__", None),
-                     cuda=getattr(getattr(torch, "version", None), "cuda", None))
+        found.update(
+            torch=getattr(torch, "__version__", None), cuda=getattr(getattr(torch, "version", None), "cuda", None)
+        )
     if transformers is not None:
         found["transformers"] = getattr(transformers, "__version__", None)
     return found

@@ -6,6 +6,7 @@ not from GPTQ's calibrated rounding: the weights are random, and the kernel read
 Packed as GPTQ (v1) stores them: qweight int32 [in/8, out], eight codes along in per word, lowest bits first;
 qzeros int32 [in/group, out/8], the zero point minus one, eight along out per word; scales float16 [in/group, out].
 """
+
 import torch
 
 ZERO = 8
@@ -37,6 +38,8 @@ def pack(codes: torch.Tensor, scales: torch.Tensor) -> dict[str, torch.Tensor]:
     """qweight, qzeros and scales (GPTQ v1) of codes [out, in] and scales [out, in / group]."""
     groups, out_features = scales.shape[1], codes.shape[0]
     zeros = torch.full((out_features, groups), ZERO - 1, dtype=torch.uint8, device=codes.device)
-    return {"qweight": _pack_rows(codes.t()), "qzeros": _pack_rows(zeros).t().contiguous(),
-            "scales": scales.t().contiguous()}
-
+    return {
+        "qweight": _pack_rows(codes.t()),
+        "qzeros": _pack_rows(zeros).t().contiguous(),
+        "scales": scales.t().contiguous(),
+    }

@@ -6,6 +6,7 @@ becomes code = round(w / scale + zero), clamped to 0..15, and w ~ (code - zero) 
 convention. Before the scale and zero are rounded to the weight's dtype, every weight is within scale / 2 of its
 dequantised value.
 """
+
 import torch
 
 BITS = 4
@@ -22,8 +23,11 @@ def quantize_groups(weight: torch.Tensor, group: int) -> tuple[torch.Tensor, tor
     scales = ((high - low) / TOP).clamp(min=torch.finfo(torch.float32).tiny)
     zeros = -low / scales
     codes = (grouped / scales + zeros).round().clamp(0, TOP).to(torch.uint8)
-    return (codes.reshape(out_features, in_features), scales.squeeze(-1).to(weight.dtype),
-            zeros.squeeze(-1).to(weight.dtype))
+    return (
+        codes.reshape(out_features, in_features),
+        scales.squeeze(-1).to(weight.dtype),
+        zeros.squeeze(-1).to(weight.dtype),
+    )
 
 
 def dequantize_groups(codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ of their rows, so no weight is stored twice and the Hugging Face model still run
 RMSNorm in float32, cos and sin from the model's own rotary frequencies, Llama-3.1's scaling included, cast to the
 model's dtype, softmax in float32), so both decode the same tokens in float32.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,9 +31,9 @@ def _fuse(linears) -> tuple[torch.Tensor, torch.Tensor | None]:
     row = 0
     for linear in linears:
         rows = linear.weight.shape[0]
-        linear.weight.data = weight[row:row + rows]
+        linear.weight.data = weight[row : row + rows]
         if bias is not None:
-            linear.bias.data = bias[row:row + rows]
+            linear.bias.data = bias[row : row + rows]
         row += rows
     linears[0]._lean_fused = weight, bias
     return weight, bias
@@ -45,8 +46,7 @@ def check_supported(config, max_len: int) -> None:
     if config.hidden_act != "silu":
         raise GapprofError(f"runtime lean runs SiLU MLPs; this model's activation is {config.hidden_act}")
     window = getattr(config, "sliding_window", None)
-    if window and (config.model_type == "mistral" or getattr(config, "use_sliding_window", False)) \
-            and window < max_len:
+    if window and (config.model_type == "mistral" or getattr(config, "use_sliding_window", False)) and window < max_len:
         raise GapprofError(f"runtime lean has no sliding-window attention (window {window} < {max_len} positions)")
 
 
@@ -106,7 +106,7 @@ class LeanModel(nn.Module):
             raise GapprofError(f"runtime lean computes rotary types {', '.join(ROPE_TYPES)}, not {rope.rope_type}")
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
-        self.eps, self.scale = config.rms_norm_eps, self.head_dim ** -0.5
+        self.eps, self.scale = config.rms_norm_eps, self.head_dim**-0.5
         self.embed, self.norm = inner.embed_tokens.weight, inner.norm.weight
         self.lm_head = hf_model.lm_head.weight
         # The cache's length rounded up to a multiple of 64 (the slots past max_len are never visible): at an odd
@@ -128,9 +128,9 @@ class LeanModel(nn.Module):
         qkv = F.linear(rms_norm(x, layer.input_norm, self.eps), layer.qkv, layer.qkv_bias)
         qkv = qkv.view(t, -1, self.head_dim).transpose(0, 1)  # [heads + 2 kv_heads, T, head_dim]
         qk = rotary(qkv[:q_heads], cos, sin)
-        layer.k_cache.index_copy_(1, positions, qk[self.heads:])
+        layer.k_cache.index_copy_(1, positions, qk[self.heads :])
         layer.v_cache.index_copy_(1, positions, qkv[q_heads:])
-        out = attention(qk[:self.heads], layer.k_cache, layer.v_cache, visible, self.scale)
+        out = attention(qk[: self.heads], layer.k_cache, layer.v_cache, visible, self.scale)
         return F.linear(out.transpose(0, 1).reshape(t, -1), layer.o, layer.o_bias)
 
     def _mlp_block(self, layer: LeanLayer, x):

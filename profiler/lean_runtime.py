@@ -7,9 +7,10 @@ step in one graph (fullgraph); on CUDA the first EAGER_STEPS_BEFORE_CAPTURE step
 happens there), and the next is captured once as one CUDA graph, replayed from then on. On a CPU the step runs
 uncompiled unless asked (tests).
 """
-import torch
 
+import torch
 from gapprof.profiler.lean_model import LeanModel
+
 from gapprof.runtime_table import EAGER_STEPS_BEFORE_CAPTURE
 
 PREFILL_CHUNK = 256
@@ -39,7 +40,7 @@ class LeanRuntime:
     def prefill(self, prompt: torch.Tensor) -> int:
         ctx = prompt.shape[1]
         for start in range(0, ctx, PREFILL_CHUNK):
-            chunk = prompt[:, start:start + PREFILL_CHUNK]
+            chunk = prompt[:, start : start + PREFILL_CHUNK]
             self.logits = self.model(chunk, torch.arange(start, start + chunk.shape[1], device=prompt.device))
         self.token = self.logits[:, -1].argmax(-1, keepdim=True)
         self.position = torch.full((1,), ctx, dtype=torch.long, device=prompt.device)

@@ -15,6 +15,7 @@ Not modules, so without a range of their own:
 
 The kinds and the message format are in gapprof.nvtx_names, which analysis reads too.
 """
+
 import contextlib
 import re
 import statistics
@@ -66,8 +67,11 @@ def annotated(model, ranges):
     try:
         for path, kind, layer in found:
             module = modules[path]
-            handles.append(module.register_forward_pre_hook(
-                lambda _module, _args, kind=kind, layer=layer: ranges.push(kind, layer)))
+            handles.append(
+                module.register_forward_pre_hook(
+                    lambda _module, _args, kind=kind, layer=layer: ranges.push(kind, layer)
+                )
+            )
             # always_call: a forward that raises still pops, so the NVTX stack stays balanced.
             handles.append(module.register_forward_hook(lambda *_: ranges.pop(), always_call=True))
         yield found
@@ -79,9 +83,13 @@ def annotated(model, ranges):
 def cost_metadata(found: list, plain_ms: list[float], hooked_ms: list[float]) -> dict:
     """What the module ranges cost: step times of an unprofiled pass with and without the hooks."""
     return {
-        "module_ranges": {"domain": STEP_DOMAIN, "message": f"{MODULE_PREFIX}<kind>", "payload": "layer index",
-                          "kinds": sorted({kind for _, kind, _ in found}, key=KINDS.index),
-                          "ranges_per_step": len(found)},
+        "module_ranges": {
+            "domain": STEP_DOMAIN,
+            "message": f"{MODULE_PREFIX}<kind>",
+            "payload": "layer index",
+            "kinds": sorted({kind for _, kind, _ in found}, key=KINDS.index),
+            "ranges_per_step": len(found),
+        },
         # Collection is off in this pass: this is the hooks' and NVTX calls' own cost, not nsys recording them.
         "hooked_step_ms": hooked_ms,
         "module_range_cost_ms": statistics.median(hooked_ms) - statistics.median(plain_ms),

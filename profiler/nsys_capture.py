@@ -1,14 +1,16 @@
 """The Nsight Systems backend: run a capture session under `nsys profile`, then `nsys export --type sqlite`."""
+
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
+from gapprof.profiler.profiled_session import run_under
+
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.paths import sibling, strip_extension
-from gapprof.profiler.profiled_session import run_under
 from gapprof.nsight import find_nsys, nsys_export_command
+from gapprof.paths import sibling, strip_extension
 from gapprof.trace_schema import write_meta
 
 # CUDA and NVTX only; without -s none --cpuctxsw=none a short run writes gigabytes of CPU samples. `gapprof
@@ -16,15 +18,22 @@ from gapprof.trace_schema import write_meta
 COLLECTION_FLAGS = ["-t", "cuda,nvtx", "-s", "none", "--cpuctxsw=none"]
 
 
-def profile_command(nsys: str, report_base: Path, capture_range: bool = True,
-                    graph_trace: str = "node") -> list[str]:
+def profile_command(nsys: str, report_base: Path, capture_range: bool = True, graph_trace: str = "node") -> list[str]:
     """The nsys command line before the profiled command's; with capture_range, collection is limited to what the
     program brackets with cudaProfilerStart/Stop (capture's profiled phase), else it covers the whole run.
     graph_trace: `node` traces every kernel of a graph replay; `graph` one range per graph execution, which costs
     the replay less (the observer effect of the graph runtimes) and hides the kernels."""
     limit = ["--capture-range=cudaProfilerApi", "--capture-range-end=stop"] if capture_range else []
-    return [nsys, "profile", *COLLECTION_FLAGS, f"--cuda-graph-trace={graph_trace}", *limit,
-            "--force-overwrite=true", "-o", str(report_base)]
+    return [
+        nsys,
+        "profile",
+        *COLLECTION_FLAGS,
+        f"--cuda-graph-trace={graph_trace}",
+        *limit,
+        "--force-overwrite=true",
+        "-o",
+        str(report_base),
+    ]
 
 
 def report_paths(output: Path) -> tuple[Path, Path, Path]:
@@ -42,8 +51,10 @@ def _written_since(folder: Path, started: float) -> list[str]:
 def require_report(report: Path, started: float) -> None:
     """Raise when nsys did not write `report`, naming what it wrote in that folder since `started`."""
     if not report.exists():
-        raise GapprofError(f"nsys did not write {report}; files it wrote there: "
-                           f"{', '.join(_written_since(report.parent, started)) or 'none'}")
+        raise GapprofError(
+            f"nsys did not write {report}; files it wrote there: "
+            f"{', '.join(_written_since(report.parent, started)) or 'none'}"
+        )
 
 
 def export_sqlite(nsys: str, report: Path, sqlite_path: Path) -> None:

@@ -2,13 +2,13 @@
 (profiler.forward_marks). The model with the most marked decode steps gives the trace's metadata what a capture's
 gives (config, dtype, parameter bytes, GPU, ctx = its prefill's token count, so step i reads ctx + i), which is all
 the floor needs; when nothing was marked, `why_unmarked` says why in one clause. Torch-free: runs in the parent."""
+
 import json
 from pathlib import Path
 
 from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
 
-MODEL_KEYS = ("config", "dtype", "dtype_bytes", "param_bytes", "device", "gpu_name", "gpu_memory_bytes",
-              "gpu_sm_count")
+MODEL_KEYS = ("config", "dtype", "dtype_bytes", "param_bytes", "device", "gpu_name", "gpu_memory_bytes", "gpu_sm_count")
 VERSION_KEYS = ("python", "torch", "cuda", "transformers")
 
 
@@ -34,8 +34,13 @@ def model_meta(model: dict) -> dict:
     """The trace metadata of a marked model. The floor needs its config and one prefill length: with prefills
     of several lengths, ctx and config are left out (attribute then takes --model and --ctx)."""
     meta = {key: model[key] for key in MODEL_KEYS if key in model}
-    meta.update(model_class=model["class"], prefills=len(model.get("prefill_tokens", [])),
-                decode_steps=model["decode_steps"], range_message=STEP_MESSAGE, range_domain=STEP_DOMAIN)
+    meta.update(
+        model_class=model["class"],
+        prefills=len(model.get("prefill_tokens", [])),
+        decode_steps=model["decode_steps"],
+        range_message=STEP_MESSAGE,
+        range_domain=STEP_DOMAIN,
+    )
     lengths = sorted(set(model.get("prefill_tokens", [])))
     if len(lengths) == 1:
         meta["ctx"] = lengths[0]
@@ -67,13 +72,14 @@ def why_unmarked(facts: list[dict], target: str) -> str:
     if errors:
         return errors[0]
     if not facts:
-        return ("no Python process of the program ran gapprof's bootstrap (not a Python program, or one started "
-                "with -S or -I, or with PYTHONPATH replaced)")
+        return (
+            "no Python process of the program ran gapprof's bootstrap (not a Python program, or one started "
+            "with -S or -I, or with PYTHONPATH replaced)"
+        )
     if not any(process.get("target_imported") for process in facts):
         return f"the program never imported {module} (--mark-module MODULE:CLASS names another class)"
     models = [model for process in facts for model in process.get("models", [])]
     if not models:
         return f"no {name} was called"
     prefills = sum(len(model.get("prefill_tokens", [])) for model in models)
-    return (f"{len(models)} marked model(s) ran {prefills} prefill(s) and no decode step (a call with one new "
-            "token)")
+    return f"{len(models)} marked model(s) ran {prefills} prefill(s) and no decode step (a call with one new token)"

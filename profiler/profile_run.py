@@ -6,6 +6,7 @@ PYTHONPATH; its sitecustomize runs profiler.forward_marks (the ranges of --mark 
 at exit). The command runs inside `sh -c`, which prints its exit status after it on a line of its own, so its
 status and last lines are known whatever nsys itself returns.
 """
+
 import datetime
 import os
 import secrets
@@ -18,11 +19,12 @@ import time
 from collections import deque
 from pathlib import Path
 
+from gapprof.profiler import environment, nsys_capture, profile_facts
+from gapprof.profiler.forward_marks import FACTS_ENV, MARK_ENV, TRANSFORMERS
+
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.nsight import find_nsys
-from gapprof.profiler import environment, nsys_capture, profile_facts
-from gapprof.profiler.forward_marks import FACTS_ENV, MARK_ENV, TRANSFORMERS
 from gapprof.trace_schema import gpu_op_count, write_meta
 
 BOOTSTRAP = Path(__file__).resolve().parent / "child_site"
@@ -61,7 +63,7 @@ def program_name(command: list[str]) -> str:
             return args[args.index("-m") + 1].rsplit(".", 1)[-1]
         script = next((arg for arg in args if arg.endswith(".py")), None)
         if script:
-            return Path(script).name[:-len(".py")]
+            return Path(script).name[: -len(".py")]
     return executable
 
 
@@ -95,16 +97,21 @@ def _last_lines(lines: list[str]) -> str:
     return " | ".join(shown) if shown else "(no output)"
 
 
-def check_ran(command: list[str], status: int | None, nsys_status: int, program: list[str],
-              everything: list[str]) -> None:
+def check_ran(
+    command: list[str], status: int | None, nsys_status: int, program: list[str], everything: list[str]
+) -> None:
     """One line for a program that failed, or an nsys that never saw it end."""
     if status is None:
-        raise GapprofError(f"nsys exited with status {nsys_status} before `{shlex.join(command)}` ended; last lines: "
-                           f"{_last_lines(everything)}")
+        raise GapprofError(
+            f"nsys exited with status {nsys_status} before `{shlex.join(command)}` ended; last lines: "
+            f"{_last_lines(everything)}"
+        )
     if status != 0:
         signal = f" (signal {status - 128})" if status > 128 else ""
-        raise GapprofError(f"`{shlex.join(command)}` exited with status {status}{signal} under nsys; its last lines: "
-                           f"{_last_lines(program)}")
+        raise GapprofError(
+            f"`{shlex.join(command)}` exited with status {status}{signal} under nsys; its last lines: "
+            f"{_last_lines(program)}"
+        )
 
 
 def nsys_version(nsys: str) -> str | None:
@@ -132,13 +139,22 @@ def profile_program(command: list[str], output: Path, target: str | None, invoca
     nsys_capture.require_report(report, started)
     nsys_capture.export_sqlite(nsys, report, sqlite_path)
     if gpu_op_count(sqlite_path) == 0:
-        raise GapprofError(f"`{shlex.join(command)}` ran no GPU work under nsys: {sqlite_path} has no kernel, "
-                           "memcpy or memset (does it run on a CUDA device?)")
-    meta = {"command": invocation, "program": shlex.join(command), "program_exit_status": status,
-            "backend": "nsys", "nsys": nsys_version(nsys), "mark": target,
-            "captured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": environment.cpu_model(), "driver": environment.driver_version(),
-            **profile_facts.program_meta(facts)}
+        raise GapprofError(
+            f"`{shlex.join(command)}` ran no GPU work under nsys: {sqlite_path} has no kernel, "
+            "memcpy or memset (does it run on a CUDA device?)"
+        )
+    meta = {
+        "command": invocation,
+        "program": shlex.join(command),
+        "program_exit_status": status,
+        "backend": "nsys",
+        "nsys": nsys_version(nsys),
+        "mark": target,
+        "captured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": environment.cpu_model(),
+        "driver": environment.driver_version(),
+        **profile_facts.program_meta(facts),
+    }
     if target and "decode_steps" not in meta:
         meta["unmarked_because"] = profile_facts.why_unmarked(facts, target)
     with sqlite3.connect(sqlite_path) as conn:

@@ -1,5 +1,6 @@
 """A capture session in a child process under a command-line profiler (nsys, ncu): the request goes to the child
 in a JSON file and the session's metadata comes back in another, both in a scratch folder."""
+
 import dataclasses
 import json
 import os

@@ -6,12 +6,13 @@ named `weight.qdata`, `weight.scale`, ...; a bitsandbytes Params4bit adds its qu
 `weight.quant_state.absmax`, `weight.quant_state.code` (and the nested state's with double quantisation). A
 tensor's bytes are its elements x element size.
 """
+
 from collections.abc import Iterator
 
 import torch
-
 from gapprof.profiler.module_ranges import module_kinds
 from gapprof.profiler.quantize import library_version
+
 from gapprof.quant_floor import record
 
 
@@ -35,8 +36,11 @@ def leaves(name: str, tensor: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]
 
 
 def tensor_entry(tensor: torch.Tensor) -> dict:
-    return {"dtype": str(tensor.dtype).removeprefix("torch."), "shape": list(tensor.shape),
-            "bytes": tensor.numel() * tensor.element_size()}
+    return {
+        "dtype": str(tensor.dtype).removeprefix("torch."),
+        "shape": list(tensor.shape),
+        "bytes": tensor.numel() * tensor.element_size(),
+    }
 
 
 def module_tensors(module: torch.nn.Module) -> dict[str, dict]:
@@ -54,8 +58,11 @@ def modules_record(model) -> dict[str, dict]:
         tensors = module_tensors(module)
         if tensors:
             linear = hasattr(module, "in_features") and hasattr(module, "out_features")
-            found[path] = {"kind": kind, "shape": [module.out_features, module.in_features] if linear else None,
-                           "tensors": tensors}
+            found[path] = {
+                "kind": kind,
+                "shape": [module.out_features, module.in_features] if linear else None,
+                "tensors": tensors,
+            }
     return found
 
 

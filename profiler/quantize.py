@@ -10,17 +10,18 @@
   profiler.int4_groups (plain asymmetric group-wise int4);
 - exllamav2-int4: profiler.exllamav2_linear's layers (GPTQ's format, ExLlamaV2's kernel) replace them.
 """
+
 import importlib
 import importlib.metadata
 import time
 
 import torch
+from gapprof.profiler.int4_groups import quantize_groups
+from gapprof.profiler.module_ranges import module_kinds
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.quant import INFO, LINEAR_KINDS, NF4_BLOCK, check_library, int4_group
-from gapprof.profiler.int4_groups import quantize_groups
-from gapprof.profiler.module_ranges import module_kinds
 
 
 def target_paths(model, lm_head: bool) -> list[str]:
@@ -51,9 +52,11 @@ def _check_int4_groups(model, paths: list[str]) -> None:
     # torchao leaves a weight whose in_features is not a multiple of the group size as it is, with a log line only.
     odd = [path for path in paths if model.get_submodule(path).in_features % INT4_GROUP]
     if odd:
-        raise GapprofError(f"--quant int4 quantises groups of {INT4_GROUP} weights along in_features: {odd[0]} has "
-                           f"{model.get_submodule(odd[0]).in_features} ({len(odd)} of {len(paths)} layers do not "
-                           "divide), and torchao would leave them unquantised")
+        raise GapprofError(
+            f"--quant int4 quantises groups of {INT4_GROUP} weights along in_features: {odd[0]} has "
+            f"{model.get_submodule(odd[0]).in_features} ({len(odd)} of {len(paths)} layers do not "
+            "divide), and torchao would leave them unquantised"
+        )
 
 
 def _torchao(model, paths: list[str], method: str) -> None:
@@ -65,9 +68,13 @@ def _torchao(model, paths: list[str], method: str) -> None:
     # set_inductor_config=False: torchao's default turns on inductor's coordinate-descent autotuning for the whole
     # process, which made int8's first compiled step autotune for minutes and would compile quantised and bf16
     # compile cells differently.
-    config = (Int8WeightOnlyConfig(set_inductor_config=False) if method == "int8"
-              else Int4WeightOnlyConfig(group_size=INT4_GROUP, int4_packing_format="tile_packed_to_4d",
-                                        set_inductor_config=False))
+    config = (
+        Int8WeightOnlyConfig(set_inductor_config=False)
+        if method == "int8"
+        else Int4WeightOnlyConfig(
+            group_size=INT4_GROUP, int4_packing_format="tile_packed_to_4d", set_inductor_config=False
+        )
+    )
     wanted = set(paths)
     quantize_(model, config, filter_fn=lambda module, fqn: fqn in wanted)
 
@@ -76,11 +83,23 @@ def _nf4(model, paths: list[str]) -> None:
     bnb = _import("nf4")
     for path in paths:
         linear = model.get_submodule(path)
-        layer = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
-                                  compute_dtype=linear.weight.dtype, compress_statistics=False, quant_type="nf4",
-                                  device="meta")
-        layer.weight = bnb.nn.Params4bit(linear.weight.data, requires_grad=False, compress_statistics=False,
-                                         quant_type="nf4", blocksize=NF4_BLOCK, module=layer)
+        layer = bnb.nn.Linear4bit(
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            compute_dtype=linear.weight.dtype,
+            compress_statistics=False,
+            quant_type="nf4",
+            device="meta",
+        )
+        layer.weight = bnb.nn.Params4bit(
+            linear.weight.data,
+            requires_grad=False,
+            compress_statistics=False,
+            quant_type="nf4",
+            blocksize=NF4_BLOCK,
+            module=layer,
+        )
         if linear.bias is not None:
             layer.bias = torch.nn.Parameter(linear.bias.data, requires_grad=False)
         _replace(model, path, layer.to(linear.weight.device))  # quantises the weight, there
@@ -97,7 +116,8 @@ def _gemlite(model, paths: list[str]) -> None:
         codes, scales, zeros = quantize_groups(weight, group)
         bias = None if linear.bias is None else linear.bias.data
         layer = A16Wn(device=weight.device, dtype=weight.dtype).from_weights(
-            codes, scales, zeros, W_nbits=4, group_size=group, bias=bias)
+            codes, scales, zeros, W_nbits=4, group_size=group, bias=bias
+        )
         _replace(model, path, layer)
 
 
@@ -126,5 +146,7 @@ def quantize_model(model, method: str, lm_head: bool = False) -> None:
         _gemlite(model, paths)
     else:
         _exllamav2(model, paths)
-    progress(f"quantised {len(paths)} linear layers to {method} ({library_version(method)}) in "
-             f"{time.perf_counter() - started:.1f} s")
+    progress(
+        f"quantised {len(paths)} linear layers to {method} ({library_version(method)}) in "
+        f"{time.perf_counter() - started:.1f} s"
+    )

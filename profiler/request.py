@@ -1,5 +1,6 @@
 """What a decode session is asked to do, checked before any model is built. Free of torch, so that commands
 parse and check their options (and say what is missing) on a machine without it."""
+
 import dataclasses
 
 from gapprof.errors import GapprofError
@@ -42,29 +43,38 @@ def validate(request: CaptureRequest) -> None:
     if request.steps < 1 or request.ctx < 1:
         raise GapprofError("--steps and --ctx must be at least 1")
     if request.warmup < runtime.min_warmup:
-        raise GapprofError(f"runtime {request.runtime} needs --warmup >= {runtime.min_warmup} "
-                           "(eager steps and graph capture happen in warm-up)")
+        raise GapprofError(
+            f"runtime {request.runtime} needs --warmup >= {runtime.min_warmup} "
+            "(eager steps and graph capture happen in warm-up)"
+        )
     if request.modules and not runtime.module_hooks:
-        raise GapprofError(f"--modules needs runtime {' or '.join(names(lambda r: r.module_hooks))}: module hooks do "
-                           f"not run inside a {request.runtime} replay (map its kernels with `attribute --by module "
-                           "--reference`)")
+        raise GapprofError(
+            f"--modules needs runtime {' or '.join(names(lambda r: r.module_hooks))}: module hooks do "
+            f"not run inside a {request.runtime} replay (map its kernels with `attribute --by module "
+            "--reference`)"
+        )
     if request.graph_trace == "graph" and request.backend != "nsys":
         raise GapprofError("--cuda-graph-trace graph needs --backend nsys (the CUPTI backend records every node)")
     if request.graph_trace == "both" and request.backend != "cupti":
         raise GapprofError("--cuda-graph-trace both needs --backend cupti (one nsys run traces graphs one way)")
     if request.graph_trace != "node" and not runtime.replays_graphs:
-        raise GapprofError(f"--cuda-graph-trace {request.graph_trace}: runtime {request.runtime} launches no CUDA "
-                           f"graph; the runtimes that do: {', '.join(names(lambda r: r.replays_graphs))}")
+        raise GapprofError(
+            f"--cuda-graph-trace {request.graph_trace}: runtime {request.runtime} launches no CUDA "
+            f"graph; the runtimes that do: {', '.join(names(lambda r: r.replays_graphs))}"
+        )
     if request.modules and request.backend == "cupti":
         raise GapprofError("--modules needs --backend nsys: the CUPTI backend records only the step ranges")
     if request.attn not in ATTENTION_BACKENDS:
         raise GapprofError(f"unknown attention backend {request.attn!r}; known: auto, {', '.join(ATTENTION_BACKENDS)}")
     if request.attn in runtime.unsupported_attention:
-        raise GapprofError(f"--attn {request.attn} does not run under runtime {request.runtime}: "
-                           f"{runtime.unsupported_attention[request.attn]}")
+        raise GapprofError(
+            f"--attn {request.attn} does not run under runtime {request.runtime}: "
+            f"{runtime.unsupported_attention[request.attn]}"
+        )
     if request.attn in CUDA_ONLY_ATTENTION and not request.device.startswith("cuda"):
-        raise GapprofError(f"--attn {request.attn} runs on CUDA only; on {request.device} use "
-                           "sdpa, sdpa-math, sdpa-flash or eager")
+        raise GapprofError(
+            f"--attn {request.attn} runs on CUDA only; on {request.device} use sdpa, sdpa-math, sdpa-flash or eager"
+        )
     check_quant(request.quant, request.quant_lm_head, request.device, request.dtype)
     if request.quant != "none" and runtime.refuses_quant:
         raise GapprofError(f"--quant does not run under runtime {request.runtime}: {runtime.refuses_quant}")
@@ -88,5 +98,7 @@ def max_len(request: CaptureRequest) -> int:
 
 def check_positions(request: CaptureRequest, max_positions: int, owner: str) -> None:
     if max_len(request) > max_positions:
-        raise GapprofError(f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
-                           f"positions; {owner} has {max_positions}")
+        raise GapprofError(
+            f"--ctx {request.ctx} + {decode_steps(request)} decode steps needs {max_len(request)} "
+            f"positions; {owner} has {max_positions}"
+        )

@@ -11,12 +11,13 @@
 Every runtime keeps the current token and position in device tensors and updates them in place, so a step
 is the same computation in the first four; all five produce the same tokens from the same weights.
 """
+
 import inspect
 
 import torch
+from gapprof.profiler.lean_runtime import LeanRuntime
 
 from gapprof.errors import GapprofError
-from gapprof.profiler.lean_runtime import LeanRuntime
 from gapprof.runtime_table import EAGER_STEPS_BEFORE_CAPTURE, RUNTIMES
 
 
@@ -120,8 +121,13 @@ class CompiledRuntime(StaticCacheRuntime):
 
 
 # The class of each row of gapprof.runtime_table, by its name.
-CLASSES = {"eager": DecodeRuntime, "static": StaticCacheRuntime, "graphs": CudaGraphRuntime,
-           "compile": CompiledRuntime, "lean": LeanRuntime}
+CLASSES = {
+    "eager": DecodeRuntime,
+    "static": StaticCacheRuntime,
+    "graphs": CudaGraphRuntime,
+    "compile": CompiledRuntime,
+    "lean": LeanRuntime,
+}
 
 
 def make_runtime(name: str, model, max_len: int) -> DecodeRuntime:

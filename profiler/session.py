@@ -9,22 +9,23 @@ NVTX payload is its index since prefill, so its context is ctx + payload.
 Run as `python -m gapprof.profiler.session REQUEST.json` under nsys: collection is switched on by
 cudaProfilerStart only around the profiled phase.
 """
+
 import contextlib
 import datetime
 import json
 import sys
 
 import torch
-
-from gapprof.errors import GapprofError
 from gapprof.profiler import environment, module_ranges, quant_bytes
-from gapprof.log import progress
 from gapprof.profiler.build import build_model
-from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
 from gapprof.profiler.decode import NoRanges, run_steps, step_ms
-from gapprof.models import DTYPE_BYTES, load_config
 from gapprof.profiler.request import CaptureRequest, check_positions, decode_steps, max_len, validate
 from gapprof.profiler.runtimes import make_runtime
+
+from gapprof.errors import GapprofError
+from gapprof.log import progress
+from gapprof.models import DTYPE_BYTES, load_config
+from gapprof.nvtx_names import STEP_DOMAIN, STEP_MESSAGE
 from gapprof.quant_floor import floor_record
 
 
@@ -55,8 +56,16 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
     (default NVTX) gets a range per module in the profiled pass and in one extra unprofiled pass that measures
     their cost."""
     validate(request)
-    model, config = build_model(request.model, request.dtype, request.attn, request.device, request.seed,
-                                request.weights, request.quant, request.quant_lm_head)
+    model, config = build_model(
+        request.model,
+        request.dtype,
+        request.attn,
+        request.device,
+        request.seed,
+        request.weights,
+        request.quant,
+        request.quant_lm_head,
+    )
     runtime, first = start_decode(request, model, config)
     bandwidth = environment.copy_bandwidth_gbps(request.device)
     if bandwidth:
@@ -86,8 +95,11 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         collector.start_graph_level()
         _, graph_spans = run_steps(runtime, request.warmup + request.steps, graph_index, ranges=ranges, **timing)
         collector.stop()
-        graph_level = {"graph_level_step_ms": step_ms(graph_spans[request.warmup:]),
-                       "graph_level_first_index": graph_index, "graph_level_spans": graph_spans}
+        graph_level = {
+            "graph_level_step_ms": step_ms(graph_spans[request.warmup :]),
+            "graph_level_first_index": graph_index,
+            "graph_level_spans": graph_spans,
+        }
     progress(f"profiled: {request.warmup} warm-up + {request.steps} steps ({request.backend})")
     hooks = module_ranges.annotated(model, modules) if request.modules else contextlib.nullcontext()
     with hooks as found:
@@ -96,7 +108,7 @@ def run_session(request: CaptureRequest, collector=NoCollector(), ranges=NoRange
         collector.stop()
 
     unprofiled_ms = step_ms(plain_spans)
-    profiled_ms = step_ms(spans[request.warmup:])
+    profiled_ms = step_ms(spans[request.warmup :])
     meta = {
         "model": request.model if not request.weights else request.weights,
         "config": config.to_dict() if request.weights else load_config(request.model),

@@ -13,6 +13,7 @@ The range is the forward call only: sampling and copying the token to the host r
 running when the forward returns is reported by attribute as spill. The hooks need no torch import of their own.
 `StepLabels` is the labelling alone, which `gapprof profile --mark forward` applies from outside the model.
 """
+
 from gapprof.errors import GapprofError
 from gapprof.nvtx_names import PREFILL_MESSAGE, STEP_DOMAIN, STEP_MESSAGE
 
@@ -99,8 +100,9 @@ class StepMarks:
     def __init__(self, model, ranges):
         self.labels = StepLabels(ranges)
         self._handles = [
-            model.register_forward_pre_hook(lambda _module, args, kwargs: self.labels.push(args, kwargs),
-                                            with_kwargs=True),
+            model.register_forward_pre_hook(
+                lambda _module, args, kwargs: self.labels.push(args, kwargs), with_kwargs=True
+            ),
             # always_call: a forward that raises still pops, so the NVTX stack stays balanced.
             model.register_forward_hook(lambda *_: self.labels.pop(), always_call=True),
         ]

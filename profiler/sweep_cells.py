@@ -5,6 +5,7 @@ cell that fails (out of memory, any error) ends that process and the model's lat
 Cells that cannot run are rows with the reason: positions beyond the model's max_position_embeddings are
 found before any process starts.
 """
+
 import dataclasses
 import statistics
 import subprocess
@@ -12,18 +13,30 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from gapprof.profiler import cells
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 from gapprof.paths import sibling
-from gapprof.profiler import cells
 
 
-def cell_row(request: dict, record: dict | None, reason: str, gpu_name: str | None, copy_gbps: float | None,
-             count_embedding: bool) -> dict:
+def cell_row(
+    request: dict,
+    record: dict | None,
+    reason: str,
+    gpu_name: str | None,
+    copy_gbps: float | None,
+    count_embedding: bool,
+) -> dict:
     """One output row: the cell, and its timing and floor if it ran, else the reason it did not."""
-    row = {"model": request["model"], "ctx": request["ctx"], "runtime": request["runtime"], "attn": request["attn"],
-           "steps": request["steps"], "warmup": request["warmup"]}
+    row = {
+        "model": request["model"],
+        "ctx": request["ctx"],
+        "runtime": request["runtime"],
+        "attn": request["attn"],
+        "steps": request["steps"],
+        "warmup": request["warmup"],
+    }
     if request.get("quant", "none") != "none":
         row.update(quant=request["quant"], quant_lm_head=request["quant_lm_head"])
     if record is None or not record["ok"]:
@@ -32,10 +45,19 @@ def cell_row(request: dict, record: dict | None, reason: str, gpu_name: str | No
     median = statistics.median(times)
     p10, p90 = np.percentile(times, [10, 90])
     floor = cells.floor(request, gpu_name, copy_gbps, count_embedding, record.get("quant"))
-    return {**row, "status": "ok", "reason": "", "median_ms": median, "p10_ms": float(p10), "p90_ms": float(p90),
-            **{k: floor[k] for k in ("floor_ms", "floor_ms_copy") if k in floor},
-            **cells.floor_fractions(floor, median), "first_token": record["first_token"],
-            **({"floor_convention": floor["convention"]} if "convention" in floor else {}), "step_ms": times}
+    return {
+        **row,
+        "status": "ok",
+        "reason": "",
+        "median_ms": median,
+        "p10_ms": float(p10),
+        "p90_ms": float(p90),
+        **{k: floor[k] for k in ("floor_ms", "floor_ms_copy") if k in floor},
+        **cells.floor_fractions(floor, median),
+        "first_token": record["first_token"],
+        **({"floor_convention": floor["convention"]} if "convention" in floor else {}),
+        "step_ms": times,
+    }
 
 
 def run_grid(requests: list, count_embedding: bool, cell_timeout: float | None = None) -> tuple[list[dict], dict]:
@@ -56,9 +78,17 @@ def run_grid(requests: list, count_embedding: bool, cell_timeout: float | None =
         progress(f"{model}: {len(indices)} cells")
         records.update(zip(indices, cells.run_fresh([requests[i] for i in indices], cell_timeout)))
     machine = cells.machine(list(records.values()))
-    rows = [cell_row(dataclasses.asdict(request), records.get(i), reasons.get(i, ""), machine["gpu_name"],
-                     machine["copy_bandwidth_gbps"], count_embedding)
-            for i, request in enumerate(requests)]
+    rows = [
+        cell_row(
+            dataclasses.asdict(request),
+            records.get(i),
+            reasons.get(i, ""),
+            machine["gpu_name"],
+            machine["copy_bandwidth_gbps"],
+            count_embedding,
+        )
+        for i, request in enumerate(requests)
+    ]
     return rows, machine
 
 
@@ -81,12 +111,38 @@ def profile_rows(rows: list[dict], out: Path, backend: str, dtype: str, attn: st
             continue
         trace = Path("traces", _trace_name(row, backend))
         progress(f"profiling {row['model']} ctx {row['ctx']} {row['runtime']} ({backend})")
-        child = subprocess.run([sys.executable, "-m", "gapprof", "capture", "--model", row["model"],
-                                "--ctx", str(row["ctx"]), "--steps", str(row["steps"]),
-                                "--warmup", str(row["warmup"]), "--runtime", row["runtime"], "--backend", backend,
-                                "--dtype", dtype, "--attn", attn, "--seed", str(seed), *_quant_args(row),
-                                "-o", str(out / trace)],
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gapprof",
+                "capture",
+                "--model",
+                row["model"],
+                "--ctx",
+                str(row["ctx"]),
+                "--steps",
+                str(row["steps"]),
+                "--warmup",
+                str(row["warmup"]),
+                "--runtime",
+                row["runtime"],
+                "--backend",
+                backend,
+                "--dtype",
+                dtype,
+                "--attn",
+                attn,
+                "--seed",
+                str(seed),
+                *_quant_args(row),
+                "-o",
+                str(out / trace),
+            ],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
         sys.stderr.write(child.stderr)
         if child.returncode == 0:
             row["trace"] = str(sibling(trace, ".sqlite"))

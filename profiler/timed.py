@@ -10,15 +10,13 @@ One JSON line per request is appended to RESULTS as soon as it is done. A reques
 with the reason and ends the process (exit status 3): the caller runs what is left in a new process, so an
 out-of-memory error cannot leave a poisoned allocator behind for later requests.
 """
+
 import dataclasses
 import gc
 import json
 import sys
 
 import torch
-
-from gapprof.errors import GapprofError
-from gapprof.log import progress
 from gapprof.profiler import environment
 from gapprof.profiler.attention import implementation
 from gapprof.profiler.build import build_model
@@ -26,6 +24,9 @@ from gapprof.profiler.decode import run_steps, step_ms
 from gapprof.profiler.quant_bytes import quant_record
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.profiler.session import start_decode
+
+from gapprof.errors import GapprofError
+from gapprof.log import progress
 
 FAILED_EXIT = 3
 SHARED_FIELDS = ("model", "dtype", "weights", "seed", "device", "quant", "quant_lm_head")
@@ -42,7 +43,7 @@ def _time_one(request: CaptureRequest, model, config) -> dict:
     progress(f"timing {request.warmup} warm-up + {request.steps} steps ({request.runtime}, ctx {request.ctx})")
     tokens, spans = run_steps(runtime, request.warmup + request.steps)
     del runtime  # frees the KV cache and any captured graph before the next request
-    return {"first_token": first, "tokens": tokens[request.warmup:], "step_ms": step_ms(spans[request.warmup:])}
+    return {"first_token": first, "tokens": tokens[request.warmup :], "step_ms": step_ms(spans[request.warmup :])}
 
 
 def quant_summary(model, request: CaptureRequest) -> dict:
@@ -59,8 +60,12 @@ def time_requests(requests: list[CaptureRequest], results_path: str) -> int:
     if len({tuple(getattr(r, f) for f in SHARED_FIELDS) for r in requests}) > 1:
         raise GapprofError(f"one session process serves one model build: requests differ in {SHARED_FIELDS}")
     device = requests[0].device
-    machine = {"copy_bandwidth_gbps": environment.copy_bandwidth_gbps(device), "cpu": environment.cpu_model(),
-               **environment.gpu_facts(device), **environment.versions()}
+    machine = {
+        "copy_bandwidth_gbps": environment.copy_bandwidth_gbps(device),
+        "cpu": environment.cpu_model(),
+        **environment.gpu_facts(device),
+        **environment.versions(),
+    }
     model = config = None
     with open(results_path, "a") as results:
         for request in requests:
@@ -68,8 +73,16 @@ def time_requests(requests: list[CaptureRequest], results_path: str) -> int:
             try:
                 validate(request)
                 if model is None:
-                    model, config = build_model(request.model, request.dtype, request.attn, device, request.seed,
-                                                request.weights, request.quant, request.quant_lm_head)
+                    model, config = build_model(
+                        request.model,
+                        request.dtype,
+                        request.attn,
+                        device,
+                        request.seed,
+                        request.weights,
+                        request.quant,
+                        request.quant_lm_head,
+                    )
                     quant = quant_summary(model, request)
                 record.update(ok=True, **_time_one(request, model, config), **quant)
             except Exception as error:  # any failure is this request's reason; the caller goes on without it

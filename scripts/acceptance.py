@@ -4,7 +4,8 @@
     python3 scripts/acceptance.py gpu WORKDIR --remaining    # then: what a share cut short did not run
     python3 scripts/acceptance.py report WORKDIR             # where polars is: the analyses, then the log
 
-The GPU-side commands are read from README.md and the pages of docs/ (acceptance_plan.DOCUMENTED) (indented code lines that start with `gapprof capture`,
+The GPU-side commands are read from README.md and the pages of docs/ (acceptance_plan.DOCUMENTED) (indented code
+lines that start with `gapprof capture`,
 `gapprof ncu`, `gapprof ab`, `gapprof sweep`, `gapprof calibrate` or `gapprof profile`, and the GPU install line),
 so the run follows the documentation as it stands. Only sizes shrink: --steps to at most 4, --warmup to at most 3,
 --sessions to 2, --launch-count to 100, comma lists of --models/--ctx to their first item, calibrate gets --quick;
@@ -17,6 +18,7 @@ stopped by its time guard leaves its last ones unrun). `report` runs `attribute`
 module` for module traces, `ncu-report` for ncu CSVs, `sweep-attribute` for profiled sweeps) and writes
 results/<gpu>/acceptance.md. The GPU side needs only the standard library: the GPU image has no polars.
 """
+
 import argparse
 import json
 import os
@@ -25,36 +27,59 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # acceptance_plan, beside this file, however it is loaded
-from acceptance_plan import (REPO, is_install, logged_seconds, part_of, documentation, documented_gpu_commands, remaining,  # noqa: E402
-                             shrink)
+from acceptance_plan import (
+    REPO,
+    documentation,
+    documented_gpu_commands,
+    is_install,
+    logged_seconds,
+    part_of,
+    remaining,  # noqa: E402
+    shrink,
+)
 
 LOG = "acceptance.jsonl"
 TAIL_LINES = 8
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[float, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime, p.stat().st_size)
-            for p in folder.rglob("*") if p.is_file() and p.name != LOG}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime, p.stat().st_size)
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != LOG
+    }
 
 
 def run_logged(command: str, cwd: Path, workdir: Path, phase: str) -> dict:
     """Run one shell command; append what happened to WORKDIR/acceptance.jsonl and return the record."""
     print(f"$ {command}", flush=True)
     before, started = _snapshot(workdir), time.monotonic()
-    child = subprocess.run(command, shell=True, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+    child = subprocess.run(
+        command,
+        shell=True,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seconds = time.monotonic() - started
     after = _snapshot(workdir)
     sys.stdout.write(child.stdout)
-    record = {"phase": phase, "command": command, "cwd": "repository" if cwd == REPO else "WORKDIR",
-              "exit": child.returncode, "seconds": round(seconds, 1),
-              "files": sorted(p for p, stamp in after.items() if before.get(p) != stamp),
-              "output": child.stdout.strip().splitlines()[-TAIL_LINES:]}
+    record = {
+        "phase": phase,
+        "command": command,
+        "cwd": "repository" if cwd == REPO else "WORKDIR",
+        "exit": child.returncode,
+        "seconds": round(seconds, 1),
+        "files": sorted(p for p, stamp in after.items() if before.get(p) != stamp),
+        "output": child.stdout.strip().splitlines()[-TAIL_LINES:],
+    }
     with open(workdir / LOG, "a") as log:
         log.write(json.dumps(record) + "\n")
     return record
@@ -75,8 +100,14 @@ def machine_facts() -> dict:
     except FileNotFoundError:  # no NVIDIA driver here: the log says "unknown" instead of stopping the run
         smi = ""
     name, _, driver = smi.strip().partition(", ")
-    return {"phase": "machine", "gpu_name": name or "unknown", "driver": driver, "python": platform.python_version(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": source_commit()}
+    return {
+        "phase": "machine",
+        "gpu_name": name or "unknown",
+        "driver": driver,
+        "python": platform.python_version(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": source_commit(),
+    }
 
 
 def read_log(workdir: Path) -> list[dict]:
@@ -103,21 +134,25 @@ def gpu_phase(workdir: Path, select: Callable[[list[str]], list[str]]) -> int:
     for command in chosen:
         index = commands.index(command)
         install = is_install(command)
-        record = run_logged(command if install else shrink(command, index), REPO if install else workdir,
-                            workdir, "gpu")
+        record = run_logged(
+            command if install else shrink(command, index), REPO if install else workdir, workdir, "gpu"
+        )
         failed += record["exit"] != 0
     return 1 if failed else 0
 
 
 def analyses(gpu_records: list[dict]) -> list[str]:
-    """The analysis commands for what the GPU commands wrote: a .nsys-rep is read as the documentation reads one (through
-    the .sqlite beside it), a profiled sweep through `sweep-attribute`."""
+    """The analysis commands for what the GPU commands wrote: a .nsys-rep is read as the documentation reads one
+    (through the .sqlite beside it), a profiled sweep through `sweep-attribute`."""
     commands = []
     for record in gpu_records:
         sweep, files = record["command"].startswith("gapprof sweep"), record["files"]
         for path in files:
-            report = path.endswith(".nsys-rep") or path.endswith(".sqlite") and \
-                path.removesuffix(".sqlite") + ".nsys-rep" not in files
+            report = (
+                path.endswith(".nsys-rep")
+                or path.endswith(".sqlite")
+                and path.removesuffix(".sqlite") + ".nsys-rep" not in files
+            )
             if report and not sweep:
                 by = " --by module" if "--modules" in record["command"] else ""
                 commands.append(f"gapprof attribute {shlex.quote(path)}{by}")
@@ -144,14 +179,21 @@ def markdown(records: list[dict]) -> str:
     machine = next(r for r in records if r["phase"] == "machine")
     steps = [r for r in records if r["phase"] != "machine"]
     failed = sum(r["exit"] != 0 for r in steps)
-    lines = [f"# GPU acceptance run: {machine['gpu_name']}", "",
-             f"{machine['date']}, driver {machine['driver']}, Python {machine['python']}. Produced by "
-             "`python3 scripts/acceptance.py gpu WORKDIR` on the GPU machine (the documented GPU-side commands, "
-             "sizes shrunk as that script's docstring says) and `python3 scripts/acceptance.py report WORKDIR` on a "
-             "CPU machine with the analysis install. Paths are relative to WORKDIR.", "",
-             f"Code: {_commit_line(machine.get('commit'))}.", "",
-             f"{len(steps)} commands, {failed} failed.", "",
-             "| # | where | command | exit | s | files written |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# GPU acceptance run: {machine['gpu_name']}",
+        "",
+        f"{machine['date']}, driver {machine['driver']}, Python {machine['python']}. Produced by "
+        "`python3 scripts/acceptance.py gpu WORKDIR` on the GPU machine (the documented GPU-side commands, "
+        "sizes shrunk as that script's docstring says) and `python3 scripts/acceptance.py report WORKDIR` on a "
+        "CPU machine with the analysis install. Paths are relative to WORKDIR.",
+        "",
+        f"Code: {_commit_line(machine.get('commit'))}.",
+        "",
+        f"{len(steps)} commands, {failed} failed.",
+        "",
+        "| # | where | command | exit | s | files written |",
+        "|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(steps, 1):
         where = "GPU" if r["phase"] == "gpu" else "CPU"
         files = "<br>".join(f"`{f}`" for f in r["files"][:12]) + (" ..." if len(r["files"]) > 12 else "")
@@ -180,14 +222,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=["gpu", "report"])
     parser.add_argument("workdir", type=Path)
-    parser.add_argument("--part", default="1/1", help="K/N: run the K-th of N shares of the GPU commands "
-                                                      "(each share appends to the same log)")
-    parser.add_argument("--balance", type=Path, default=None,
-                        help="an earlier run's acceptance.md (results/<gpu>/acceptance.md): --part shares balanced "
-                             "by its seconds per command instead of every N-th command")
-    parser.add_argument("--remaining", action="store_true",
-                        help="run the GPU commands WORKDIR's log has no record of (what a share cut short by its "
-                             "time guard left), after the install line")
+    parser.add_argument(
+        "--part",
+        default="1/1",
+        help="K/N: run the K-th of N shares of the GPU commands (each share appends to the same log)",
+    )
+    parser.add_argument(
+        "--balance",
+        type=Path,
+        default=None,
+        help="an earlier run's acceptance.md (results/<gpu>/acceptance.md): --part shares balanced "
+        "by its seconds per command instead of every N-th command",
+    )
+    parser.add_argument(
+        "--remaining",
+        action="store_true",
+        help="run the GPU commands WORKDIR's log has no record of (what a share cut short by its "
+        "time guard left), after the install line",
+    )
     args = parser.parse_args()
     if args.balance is not None and not args.balance.is_file():
         parser.error(f"--balance {args.balance}: no such file")

@@ -1,13 +1,16 @@
 """Which documented commands an acceptance run runs, and at what size (scripts/acceptance.py's docstring says how):
-the GPU-side lines of README.md and the pages of docs/, shrunk; the shares of a run split into parts, balanced by an earlier run's
-seconds; and what a share cut short left."""
+the GPU-side lines of README.md and the pages of docs/, shrunk; the shares of a run split into parts, balanced by an
+earlier run's seconds; and what a share cut short left."""
+
 import re
 import shlex
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-GPU_COMMAND = re.compile(r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)"
-                         r"|gapprof (?:capture|ncu|ab|sweep|calibrate|profile)\b(?!-).*)$")
+GPU_COMMAND = re.compile(
+    r"^ {4}((?:python3 -m pip install .*--no-build-isolation.*)"
+    r"|gapprof (?:capture|ncu|ab|sweep|calibrate|profile)\b(?!-).*)$"
+)
 SHRINK = {"--steps": 4, "--warmup": 3, "--sessions": 2, "--launch-count": 100}
 FIRST_ITEM = ("--models", "--ctx")
 DOTTED_NAME = "qwen2.5-7b-readme{}"  # a model-like name with a dot, as every shipped model name has
@@ -22,8 +25,16 @@ def is_install(command: str) -> bool:
 
 
 # The pages whose commands an acceptance run follows, in the order the README's contents list them.
-DOCUMENTED = ("README.md", "docs/user-guide.md", "docs/commands.md", "docs/model.md", "docs/results.md",
-              "docs/lean-runtime.md", "docs/quantisation.md", "docs/acceptance.md")
+DOCUMENTED = (
+    "README.md",
+    "docs/user-guide.md",
+    "docs/commands.md",
+    "docs/model.md",
+    "docs/results.md",
+    "docs/lean-runtime.md",
+    "docs/quantisation.md",
+    "docs/acceptance.md",
+)
 
 
 def documentation() -> str:

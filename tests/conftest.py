@@ -1,14 +1,15 @@
 """Helpers and fixtures that several test modules share: synthetic steps whose every number is known, built with
 tests/synthetic.py's TraceBuilder."""
+
 import gzip
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from synthetic import TID, TraceBuilder
 
 from gapprof import models
-from synthetic import TID, TraceBuilder
 
 H100 = "NVIDIA H100 80GB HBM3"
 SHIPPED_TRACES = Path(__file__).resolve().parents[1] / "traces"
@@ -27,6 +28,8 @@ def invoke_recorded(*args):
 def shipped_ncu_lines(name: str) -> list[str]:
     """The lines of a shipped ncu export (traces/NAME, gzipped)."""
     return gzip.decompress((SHIPPED_TRACES / name).read_bytes()).decode().splitlines()
+
+
 SYNC = "cudaStreamSynchronize_v3020"
 # The kernels of one annotated step, in launch order.
 SEQUENCE = ["embedding_kernel", "rms_norm", "gemv", "sdpa_kernel", "add_kernel", "argmax_kernel"]
@@ -37,14 +40,14 @@ def basic_step(b: TraceBuilder, offset: int = 0, tid: int = TID) -> None:
     o = offset
     b.range(o, o + 1000, tid=tid)
     c1 = b.call(o + 10, o + 20, tid=tid)
-    b.kernel(o + 100, o + 200, c1, "gemv_a")           # head 100
+    b.kernel(o + 100, o + 200, c1, "gemv_a")  # head 100
     c2 = b.call(o + 30, o + 40, tid=tid)
-    b.kernel(o + 250, o + 300, c2, "gemv_b")           # gap 200-250, call began at 30: latency 50
+    b.kernel(o + 250, o + 300, c2, "gemv_b")  # gap 200-250, call began at 30: latency 50
     c3 = b.call(o + 400, o + 410, tid=tid)
-    b.kernel(o + 420, o + 500, c3, "flash_attn")       # gap 300-420, call began at 400 > 300: starved 120
+    b.kernel(o + 420, o + 500, c3, "flash_attn")  # gap 300-420, call began at 400 > 300: starved 120
     c4 = b.call(o + 510, o + 520, "cudaMemcpyAsync_v3020", tid=tid)
-    b.memcpy(o + 530, o + 560, c4)                     # gap 500-530, call began at 510 > 500: starved 30
-    b.call(o + 520, o + 900, SYNC, tid=tid)            # tail 440
+    b.memcpy(o + 530, o + 560, c4)  # gap 500-530, call began at 510 > 500: starved 30
+    b.call(o + 520, o + 900, SYNC, tid=tid)  # tail 440
 
 
 def with_meta(b: TraceBuilder, gpu_name: str = H100, runtime: str = "eager") -> TraceBuilder:
@@ -86,8 +89,18 @@ def pair(tmp_path):
 def module_meta(b: TraceBuilder, **extra) -> None:
     """Metadata as `capture` writes it for tiny-qwen2 on an H100 (warm-up 1), plus `extra`."""
     b.gpu_info(H100, 3_352_320_000_000)
-    b.meta = dict(model="tiny-qwen2", config=models.load_config("tiny-qwen2"), dtype="bfloat16", dtype_bytes=2,
-                  ctx=100, steps=2, warmup=1, gpu_name=H100, unprofiled_step_ms=[0.001, 0.001], **extra)
+    b.meta = dict(
+        model="tiny-qwen2",
+        config=models.load_config("tiny-qwen2"),
+        dtype="bfloat16",
+        dtype_bytes=2,
+        ctx=100,
+        steps=2,
+        warmup=1,
+        gpu_name=H100,
+        unprofiled_step_ms=[0.001, 0.001],
+        **extra,
+    )
 
 
 def _module(b: TraceBuilder, t0: int, t1: int, kind: str, layer: int | None = None) -> None:
@@ -121,13 +134,20 @@ def gpu_profile_points(read_gbps: float, fixed_us: float) -> dict:
     `fixed_us` in a CUDA graph, GEMVs 2 us + their bytes at 0.8 x read_gbps."""
     at = lambda nbytes, gbps: nbytes / (gbps * 1e3)  # noqa: E731  µs
     sizes = [1 << 20, 16 << 20, 256 << 20, 1 << 30]
-    return {"launch": [dict(kernel="add", mode="graph", count=10, us=fixed_us, samples_us=[fixed_us]),
-                       dict(kernel="add", mode="host", count=10, us=fixed_us + 3, samples_us=[fixed_us + 3])],
-            "read": [dict(bytes=s, size=s, count=4, copies=1, us=at(s, read_gbps), samples_us=[]) for s in sizes],
-            "copy": [dict(bytes=2 * s, size=s, count=4, copies=1, us=at(2 * s, 0.9 * read_gbps), samples_us=[])
-                     for s in sizes],
-            "gemv": [dict(n=n, k=4096, bytes=2 * n * 4096, us=2 + at(2 * n * 4096, 0.8 * read_gbps), samples_us=[])
-                     for n in (1024, 4096, 14336)]}
+    return {
+        "launch": [
+            dict(kernel="add", mode="graph", count=10, us=fixed_us, samples_us=[fixed_us]),
+            dict(kernel="add", mode="host", count=10, us=fixed_us + 3, samples_us=[fixed_us + 3]),
+        ],
+        "read": [dict(bytes=s, size=s, count=4, copies=1, us=at(s, read_gbps), samples_us=[]) for s in sizes],
+        "copy": [
+            dict(bytes=2 * s, size=s, count=4, copies=1, us=at(2 * s, 0.9 * read_gbps), samples_us=[]) for s in sizes
+        ],
+        "gemv": [
+            dict(n=n, k=4096, bytes=2 * n * 4096, us=2 + at(2 * n * 4096, 0.8 * read_gbps), samples_us=[])
+            for n in (1024, 4096, 14336)
+        ],
+    }
 
 
 def gpu_profile_doc(key: str, name: str, read_gbps: float, fixed_us: float, sm_count: int | None = None) -> dict:
@@ -135,10 +155,14 @@ def gpu_profile_doc(key: str, name: str, read_gbps: float, fixed_us: float, sm_c
     them)."""
     from gapprof import gpu_profile
 
-    return gpu_profile.document(gpu=dict(name=name, key=key, datasheet_gbps=None, sm_count=sm_count),
-                                date="2026-12-01T10:00:00+00:00",
-                                command="gapprof calibrate", versions=dict(torch="2.11", cuda="13.0"),
-                                settings=dict(repeats=1), points=gpu_profile_points(read_gbps, fixed_us))
+    return gpu_profile.document(
+        gpu=dict(name=name, key=key, datasheet_gbps=None, sm_count=sm_count),
+        date="2026-12-01T10:00:00+00:00",
+        command="gapprof calibrate",
+        versions=dict(torch="2.11", cuda="13.0"),
+        settings=dict(repeats=1),
+        points=gpu_profile_points(read_gbps, fixed_us),
+    )
 
 
 def write_gpu_profile(path, key: str, name: str, read_gbps: float, fixed_us: float, sm_count: int | None = None):

@@ -1,7 +1,8 @@
 """What every analysis command prints for the shipped traces, kept under tests/data/golden/ so that a change
 meant to leave output alone (a refactor) is checked against it: `python tests/golden_outputs.py` writes the
-files again after a deliberate change of output (`python tests/golden_outputs.py NAME...`: only those). Text tables are fitted to WIDTH columns (COLUMNS), so that
-the files do not depend on the terminal that runs the tests."""
+files again after a deliberate change of output (`python tests/golden_outputs.py NAME...`: only those). Text
+tables are fitted to WIDTH columns (COLUMNS), so that the files do not depend on the terminal that runs the tests."""
+
 import shlex
 import sys
 from pathlib import Path
@@ -15,14 +16,15 @@ FOLDER = REPO / "tests" / "data" / "golden"
 WIDTH = 100
 STATIC = "traces/h100-static-modules.sqlite.xz"
 COMMANDS = {
-    **{f"attribute-{p.name.removesuffix('.sqlite.xz')}": f"attribute traces/{p.name}"
-       for p in sorted((REPO / "traces").glob("*.sqlite.xz"))},
+    **{
+        f"attribute-{p.name.removesuffix('.sqlite.xz')}": f"attribute traces/{p.name}"
+        for p in sorted((REPO / "traces").glob("*.sqlite.xz"))
+    },
     "attribute-h100-per-step-json": "attribute traces/h100-graphs.sqlite.xz --per-step --format json",
     "attribute-h200-csv": "attribute traces/h200.sqlite.xz --format csv --full-names --tables kernels",
     "attribute-h100-markdown-options": "attribute traces/h100.sqlite.xz --format markdown --count-embedding "
-                                       "--gpu h200 --force --ctx 4096 --tables summary,facts,classes --top 5",
-    "attribute-h100-graphs-quant-int4": "attribute traces/h100-graphs.sqlite.xz --quant int4 "
-                                        "--tables summary,facts",
+    "--gpu h200 --force --ctx 4096 --tables summary,facts,classes --top 5",
+    "attribute-h100-graphs-quant-int4": "attribute traces/h100-graphs.sqlite.xz --quant int4 --tables summary,facts",
     "attribute-eager-modules-by-module": "attribute traces/h100-eager-modules.sqlite.xz --by module",
     "attribute-graphs-by-module": f"attribute traces/h100-graphs.sqlite.xz --by module --reference {STATIC}",
     "ncu-report-eager": "ncu-report traces/h100-eager-cudnn-ncu.csv.gz",
@@ -33,7 +35,7 @@ COMMANDS = {
     "project-graphs": "project traces/h100-graphs.sqlite.xz --to h200 --fixed-kernel-us 4 --kernel-scale attention=0.5",
     "project-graphs-what-if": "project traces/h100.sqlite.xz --to h200 --graphs --graph-launch-us 20 --format json",
     "quant-table-h200": "quant-table traces/h200-graphs.sqlite.xz traces/h200-graphs-int8.sqlite.xz "
-                        "traces/h200-graphs-gemlite-int4.sqlite.xz --to h100-sxm",
+    "traces/h200-graphs-gemlite-int4.sqlite.xz --to h100-sxm",
 }
 
 

@@ -1,5 +1,6 @@
 """Synthetic traces in the nsys SQLite schema subset, built event by event so every number is known; the same
 events can be written as a torch.profiler (Kineto) Chrome trace too."""
+
 import gzip
 import itertools
 import json
@@ -12,8 +13,11 @@ PID = 100
 TID = ts.global_tid(PID, 100)
 # CUPTI copyKind -> the direction Kineto writes in a memcpy's name.
 COPY_DIRECTIONS = {1: "HtoD", 2: "DtoH", 8: "DtoD", 10: "PtoP"}
-KINETO_GPU = {"CUPTI_ACTIVITY_KIND_KERNEL": "kernel", "CUPTI_ACTIVITY_KIND_MEMCPY": "gpu_memcpy",
-              "CUPTI_ACTIVITY_KIND_MEMSET": "gpu_memset"}
+KINETO_GPU = {
+    "CUPTI_ACTIVITY_KIND_KERNEL": "kernel",
+    "CUPTI_ACTIVITY_KIND_MEMCPY": "gpu_memcpy",
+    "CUPTI_ACTIVITY_KIND_MEMSET": "gpu_memset",
+}
 # Tables an `nsys profile -t cuda,nvtx` export has even when empty; the others exist only when used.
 ALWAYS = ("StringIds", "CUPTI_ACTIVITY_KIND_KERNEL", "CUPTI_ACTIVITY_KIND_RUNTIME", "NVTX_EVENTS")
 
@@ -31,11 +35,20 @@ class TraceBuilder:
         return self.strings.setdefault(value, len(self.strings) + 1)
 
     def domain(self, name: str, domain_id: int, tid: int = TID) -> None:
-        self.rows["NVTX_EVENTS"].append(dict(start=0, eventType=ts.NVTX_DOMAIN_CREATE, text=name,
-                                             domainId=domain_id, globalTid=tid))
+        self.rows["NVTX_EVENTS"].append(
+            dict(start=0, eventType=ts.NVTX_DOMAIN_CREATE, text=name, domainId=domain_id, globalTid=tid)
+        )
 
-    def range(self, t0: int, t1: int, message: str = "decode_step", tid: int = TID, domain_id: int | None = None,
-              payload: int | None = None, event_type: int = ts.NVTX_PUSH_POP_RANGE) -> None:
+    def range(
+        self,
+        t0: int,
+        t1: int,
+        message: str = "decode_step",
+        tid: int = TID,
+        domain_id: int | None = None,
+        payload: int | None = None,
+        event_type: int = ts.NVTX_PUSH_POP_RANGE,
+    ) -> None:
         """A default-domain range keeps its message in `text`; a named domain's goes through StringIds."""
         row = dict(start=t0, end=t1, eventType=event_type, globalTid=tid, endGlobalTid=tid, uint64Value=payload)
         if domain_id is None:
@@ -44,39 +57,97 @@ class TraceBuilder:
             row.update(textId=self.string(message), domainId=domain_id)
         self.rows["NVTX_EVENTS"].append(row)
 
-    def call(self, start: int, end: int, name: str = "cudaLaunchKernel_v7000", tid: int = TID,
-             driver: bool = False) -> int:
+    def call(
+        self, start: int, end: int, name: str = "cudaLaunchKernel_v7000", tid: int = TID, driver: bool = False
+    ) -> int:
         correlation = next(self._correlation)
         table = "CUPTI_ACTIVITY_KIND_DRIVER" if driver else "CUPTI_ACTIVITY_KIND_RUNTIME"
-        self.rows[table].append(dict(start=start, end=end, eventClass=1, globalTid=tid, correlationId=correlation,
-                                     nameId=self.string(name), returnValue=0))
+        self.rows[table].append(
+            dict(
+                start=start,
+                end=end,
+                eventClass=1,
+                globalTid=tid,
+                correlationId=correlation,
+                nameId=self.string(name),
+                returnValue=0,
+            )
+        )
         return correlation
 
-    def kernel(self, start: int, end: int, correlation: int, name: str = "kernel", stream: int = 7,
-               pid: int = PID, full_name: str | None = None) -> None:
-        self.rows["CUPTI_ACTIVITY_KIND_KERNEL"].append(dict(
-            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
-            globalPid=ts.global_pid(pid), shortName=self.string(name),
-            demangledName=self.string(full_name or f"void {name}<float>(int)")))
+    def kernel(
+        self,
+        start: int,
+        end: int,
+        correlation: int,
+        name: str = "kernel",
+        stream: int = 7,
+        pid: int = PID,
+        full_name: str | None = None,
+    ) -> None:
+        self.rows["CUPTI_ACTIVITY_KIND_KERNEL"].append(
+            dict(
+                start=start,
+                end=end,
+                deviceId=0,
+                contextId=1,
+                streamId=stream,
+                correlationId=correlation,
+                globalPid=ts.global_pid(pid),
+                shortName=self.string(name),
+                demangledName=self.string(full_name or f"void {name}<float>(int)"),
+            )
+        )
 
     def memcpy(self, start: int, end: int, correlation: int, copy_kind: int = 2, stream: int = 7) -> None:
-        self.rows["CUPTI_ACTIVITY_KIND_MEMCPY"].append(dict(
-            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
-            globalPid=ts.global_pid(PID), bytes=4, copyKind=copy_kind))
+        self.rows["CUPTI_ACTIVITY_KIND_MEMCPY"].append(
+            dict(
+                start=start,
+                end=end,
+                deviceId=0,
+                contextId=1,
+                streamId=stream,
+                correlationId=correlation,
+                globalPid=ts.global_pid(PID),
+                bytes=4,
+                copyKind=copy_kind,
+            )
+        )
 
     def memset(self, start: int, end: int, correlation: int, stream: int = 7) -> None:
-        self.rows["CUPTI_ACTIVITY_KIND_MEMSET"].append(dict(
-            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
-            globalPid=ts.global_pid(PID), value=0, bytes=4))
+        self.rows["CUPTI_ACTIVITY_KIND_MEMSET"].append(
+            dict(
+                start=start,
+                end=end,
+                deviceId=0,
+                contextId=1,
+                streamId=stream,
+                correlationId=correlation,
+                globalPid=ts.global_pid(PID),
+                value=0,
+                bytes=4,
+            )
+        )
 
     def graph(self, start: int, end: int, correlation: int, exec_id: int = 1, stream: int = 7) -> None:
         """One graph execution of a graph-level trace (its nodes untraced)."""
-        self.rows["CUPTI_ACTIVITY_KIND_GRAPH_TRACE"].append(dict(
-            start=start, end=end, deviceId=0, contextId=1, streamId=stream, correlationId=correlation,
-            globalPid=ts.global_pid(PID), graphId=exec_id, graphExecId=exec_id))
+        self.rows["CUPTI_ACTIVITY_KIND_GRAPH_TRACE"].append(
+            dict(
+                start=start,
+                end=end,
+                deviceId=0,
+                contextId=1,
+                streamId=stream,
+                correlationId=correlation,
+                globalPid=ts.global_pid(PID),
+                graphId=exec_id,
+                graphExecId=exec_id,
+            )
+        )
 
-    def launch(self, call_start: int, call_end: int, gpu_start: int, gpu_end: int, name: str = "kernel",
-               **kernel) -> int:
+    def launch(
+        self, call_start: int, call_end: int, gpu_start: int, gpu_end: int, name: str = "kernel", **kernel
+    ) -> int:
         """A cudaLaunchKernel call and the kernel it launched."""
         correlation = self.call(call_start, call_end)
         self.kernel(gpu_start, gpu_end, correlation, name, **kernel)
@@ -89,9 +160,11 @@ class TraceBuilder:
         """Write the tables that have rows (as nsys does), minus skip_tables, plus StringIds."""
         conn = sqlite3.connect(path)
         self.rows["StringIds"] = [dict(id=i, value=v) for v, i in self.strings.items()]
-        present = {name: cols for name, cols in ts.TABLES.items()
-                   if (self.rows[name] or name in ALWAYS)
-                   and name not in skip_tables and name != ts.META_TABLE}
+        present = {
+            name: cols
+            for name, cols in ts.TABLES.items()
+            if (self.rows[name] or name in ALWAYS) and name not in skip_tables and name != ts.META_TABLE
+        }
         ts.create_tables(conn, present)
         for name in present:
             ts.insert_rows(conn, name, self.rows[name])
@@ -109,22 +182,45 @@ class TraceBuilder:
 
         def event(cat, name, start, end, pid, tid, **args):
             # Test times are small integer ns, so ns / 1000 prints as Kineto's three-decimal µs exactly.
-            events.append(dict(ph="X", cat=cat, name=name, pid=pid, tid=tid, ts=start / 1000,
-                               dur=(end - start) / 1000, args=args))
+            events.append(
+                dict(ph="X", cat=cat, name=name, pid=pid, tid=tid, ts=start / 1000, dur=(end - start) / 1000, args=args)
+            )
 
         for row in self.rows["NVTX_EVENTS"]:
             if row["eventType"] != ts.NVTX_DOMAIN_CREATE and row["end"] is not None:
-                event("user_annotation", row.get("text") or names[row["textId"]], row["start"], row["end"],
-                      *_pid_tid(row["globalTid"]))
-        for table, cat in (("CUPTI_ACTIVITY_KIND_RUNTIME", "cuda_runtime"),
-                           ("CUPTI_ACTIVITY_KIND_DRIVER", "cuda_driver")):
+                event(
+                    "user_annotation",
+                    row.get("text") or names[row["textId"]],
+                    row["start"],
+                    row["end"],
+                    *_pid_tid(row["globalTid"]),
+                )
+        for table, cat in (
+            ("CUPTI_ACTIVITY_KIND_RUNTIME", "cuda_runtime"),
+            ("CUPTI_ACTIVITY_KIND_DRIVER", "cuda_driver"),
+        ):
             for row in self.rows[table]:
-                event(cat, ts.api_name(names[row["nameId"]]), row["start"], row["end"], *_pid_tid(row["globalTid"]),
-                      correlation=row["correlationId"])
+                event(
+                    cat,
+                    ts.api_name(names[row["nameId"]]),
+                    row["start"],
+                    row["end"],
+                    *_pid_tid(row["globalTid"]),
+                    correlation=row["correlationId"],
+                )
         for table, cat in KINETO_GPU.items():
             for row in self.rows[table]:
-                event(cat, _kineto_gpu_name(cat, row, names), row["start"], row["end"], row["deviceId"],
-                      row["streamId"], device=row["deviceId"], stream=row["streamId"], correlation=row["correlationId"])
+                event(
+                    cat,
+                    _kineto_gpu_name(cat, row, names),
+                    row["start"],
+                    row["end"],
+                    row["deviceId"],
+                    row["streamId"],
+                    device=row["deviceId"],
+                    stream=row["streamId"],
+                    correlation=row["correlationId"],
+                )
         return events
 
     def write_kineto(self, path: Path) -> Path:
@@ -175,7 +271,7 @@ def host_synced_step(b: TraceBuilder, o: int, tid: int = TID, cut: bool = False)
     wall 430 = busy 260 + starved 20 + latency 40 + head 100 + tail 10. With `cut`, the trace ends after the
     first two launches."""
     # Kernels at 100, 200, 300 (80 ns): the gap before the third is starved (its launch began at 290 > 280).
-    for i, call in enumerate((50, 70, 290)[:2 if cut else 3]):
+    for i, call in enumerate((50, 70, 290)[: 2 if cut else 3]):
         _launch(b, o + call, o + 100 + 100 * i, o + 180 + 100 * i, DECODE_KERNELS[i], tid)
     if cut:
         return o

@@ -1,20 +1,33 @@
 """`gapprof ab` end to end with a tiny model on the CPU (each session a real child process), the summary on
 hand-built session records, and its one-line errors."""
+
 import json
 import statistics
 import subprocess
 import sys
 
 import pytest
+from conftest import invoke_recorded
+from gapprof.profiler import ab_sessions, cells
 
 from gapprof import result_files as report
-from gapprof.profiler import ab_sessions, cells
 from gapprof.models import get_spec, load_config
 from gapprof.step_bytes import step_bytes
-from conftest import invoke_recorded
 
-TINY = ["--model", "tiny-qwen2", "--ctx", "16", "--steps", "5", "--warmup", "2", "--dtype", "float32",
-        "--device", "cpu"]
+TINY = [
+    "--model",
+    "tiny-qwen2",
+    "--ctx",
+    "16",
+    "--steps",
+    "5",
+    "--warmup",
+    "2",
+    "--dtype",
+    "float32",
+    "--device",
+    "cpu",
+]
 
 
 def run(*args):
@@ -68,10 +81,29 @@ def test_results_record_the_exact_command(two_sessions_per_arm):
 
 
 def session(order: int, runtime: str, step_ms: list[float], gpu_name: str = "NVIDIA H100 80GB HBM3") -> dict:
-    request = {"model": "qwen2.5-7b", "ctx": 2048, "steps": len(step_ms), "warmup": 4, "runtime": runtime,
-               "backend": "none", "dtype": "bfloat16", "attn": "sdpa", "weights": None, "seed": 0, "device": "cuda"}
-    return {"request": request, "ok": True, "order": order, "first_token": 7, "tokens": [1] * len(step_ms),
-            "step_ms": step_ms, "copy_bandwidth_gbps": 2800.0, "gpu_name": gpu_name}
+    request = {
+        "model": "qwen2.5-7b",
+        "ctx": 2048,
+        "steps": len(step_ms),
+        "warmup": 4,
+        "runtime": runtime,
+        "backend": "none",
+        "dtype": "bfloat16",
+        "attn": "sdpa",
+        "weights": None,
+        "seed": 0,
+        "device": "cuda",
+    }
+    return {
+        "request": request,
+        "ok": True,
+        "order": order,
+        "first_token": 7,
+        "tokens": [1] * len(step_ms),
+        "step_ms": step_ms,
+        "copy_bandwidth_gbps": 2800.0,
+        "gpu_name": gpu_name,
+    }
 
 
 def test_floor_fraction_per_arm_uses_the_datasheet_and_the_copy_bandwidth():
@@ -113,16 +145,20 @@ def test_a_failed_session_stops_the_run_with_its_reason(tmp_path):
 def test_graphs_on_the_cpu_is_refused_before_any_session(monkeypatch):
     monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
     line = error_line(run(*TINY, "--b", "graphs", "--warmup", 3))
-    assert line == ("Error: runtime graphs needs a CUDA device (CUDA graphs); "
-                    "--device cpu runs eager, static, compile and lean")
+    assert line == (
+        "Error: runtime graphs needs a CUDA device (CUDA graphs); --device cpu runs eager, static, compile and lean"
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--device", "cuda"], "no CUDA device is visible"),
-    (["--b", "graphs", "--warmup", "1"], "runtime graphs needs --warmup >= 3"),
-    (["--ctx", "600"], "tiny-qwen2 has 512"),
-    (["--sessions", "1"], "Invalid value for '--sessions'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--device", "cuda"], "no CUDA device is visible"),
+        (["--b", "graphs", "--warmup", "1"], "runtime graphs needs --warmup >= 3"),
+        (["--ctx", "600"], "tiny-qwen2 has 512"),
+        (["--sessions", "1"], "Invalid value for '--sessions'"),
+    ],
+)
 def test_bad_requests_fail_before_any_session(args, message, monkeypatch):
     monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
     result = run(*TINY, *args)
@@ -131,6 +167,8 @@ def test_bad_requests_fail_before_any_session(args, message, monkeypatch):
 
 def test_ab_and_sweep_import_no_polars():
     pytest.importorskip("torch")  # profiler.timed imports it
-    code = ("import sys, gapprof.profiler.ab_sessions, gapprof.profiler.sweep_cells, gapprof.profiler.timed; "
-            "sys.exit('polars' in sys.modules)")
+    code = (
+        "import sys, gapprof.profiler.ab_sessions, gapprof.profiler.sweep_cells, gapprof.profiler.timed; "
+        "sys.exit('polars' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

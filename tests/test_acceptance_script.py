@@ -1,4 +1,5 @@
 """The GPU acceptance script reads its commands from the documentation: it must find every GPU-side path there."""
+
 import importlib.util
 import sys
 from pathlib import Path
@@ -29,25 +30,37 @@ def test_the_documentation_names_every_gpu_side_path_the_run_must_cover():
 
 
 def test_sizes_shrink_and_names_get_a_dot():
-    assert acceptance.shrink("gapprof sweep --models a,b --ctx 2048,4096 --steps 16 --warmup 4 --sessions 10", 0) \
+    assert (
+        acceptance.shrink("gapprof sweep --models a,b --ctx 2048,4096 --steps 16 --warmup 4 --sessions 10", 0)
         == "gapprof sweep --models a --ctx 2048 --steps 4 --warmup 3 --sessions 2"
-    assert acceptance.shrink("gapprof ncu --warmup 0 --launch-count 1400 -o traces/NAME-ncu.csv", 7) \
+    )
+    assert (
+        acceptance.shrink("gapprof ncu --warmup 0 --launch-count 1400 -o traces/NAME-ncu.csv", 7)
         == "gapprof ncu --warmup 0 --launch-count 100 -o traces/qwen2.5-7b-readme7-ncu.csv"
+    )
     assert acceptance.shrink("gapprof calibrate", 3) == "gapprof calibrate --quick"
     assert acceptance.shrink("gapprof calibrate --quick -o p.json", 3) == "gapprof calibrate --quick -o p.json"
 
 
 def test_each_output_gets_its_analysis():
     records = [
-        {"command": "gapprof capture --model qwen2.5-7b",
-         "files": ["traces/qwen2.5-7b-eager.nsys-rep", "traces/qwen2.5-7b-eager.sqlite"]},
+        {
+            "command": "gapprof capture --model qwen2.5-7b",
+            "files": ["traces/qwen2.5-7b-eager.nsys-rep", "traces/qwen2.5-7b-eager.sqlite"],
+        },
         {"command": "gapprof capture --backend cupti", "files": ["traces/qwen2.5-7b-eager.sqlite"]},
-        {"command": "gapprof capture --runtime eager --modules -o traces/m.nsys-rep",
-         "files": ["traces/m.nsys-rep", "traces/m.sqlite"]},
-        {"command": "gapprof ncu --runtime graphs", "files": ["traces/qwen2.5-7b-graphs-ncu.csv",
-                                                             "traces/qwen2.5-7b-graphs-ncu.json"]},
-        {"command": "gapprof sweep --profile -o s",
-         "files": ["s/sweep.json", "s/traces/x.nsys-rep", "s/traces/x.sqlite"]},
+        {
+            "command": "gapprof capture --runtime eager --modules -o traces/m.nsys-rep",
+            "files": ["traces/m.nsys-rep", "traces/m.sqlite"],
+        },
+        {
+            "command": "gapprof ncu --runtime graphs",
+            "files": ["traces/qwen2.5-7b-graphs-ncu.csv", "traces/qwen2.5-7b-graphs-ncu.json"],
+        },
+        {
+            "command": "gapprof sweep --profile -o s",
+            "files": ["s/sweep.json", "s/traces/x.nsys-rep", "s/traces/x.sqlite"],
+        },
         {"command": "gapprof ab --a eager --b graphs", "files": ["results/h100-sxm/ab.json"]},
     ]
     assert acceptance.analyses(records) == [
@@ -67,19 +80,33 @@ def test_parts_share_the_commands_and_each_installs():
 
 
 def test_parts_balance_by_an_earlier_runs_seconds():
-    log = "\n".join(["| # | where | command | exit | s | files written |", "|---|---|---|---|---|---|",
-                     "| 1 | GPU | `gapprof a` | 0 | 100.0 |  |", "| 2 | GPU | `gapprof b` | 0 | 30 |  |",
-                     "| 3 | GPU | `gapprof capture -o traces/qwen2.5-7b-readme3.nsys-rep` | 0 | 40.5 |  |",
-                     "| 4 | CPU | `gapprof attribute x` | 0 | 0.3 |  |"])
+    log = "\n".join(
+        [
+            "| # | where | command | exit | s | files written |",
+            "|---|---|---|---|---|---|",
+            "| 1 | GPU | `gapprof a` | 0 | 100.0 |  |",
+            "| 2 | GPU | `gapprof b` | 0 | 30 |  |",
+            "| 3 | GPU | `gapprof capture -o traces/qwen2.5-7b-readme3.nsys-rep` | 0 | 40.5 |  |",
+            "| 4 | CPU | `gapprof attribute x` | 0 | 0.3 |  |",
+        ]
+    )
     seconds = acceptance.logged_seconds(log)
     assert seconds == {"gapprof a": 100.0, "gapprof b": 30.0, "gapprof capture -o traces/NAME.nsys-rep": 40.5}
-    commands = ["python3 -m pip install -e .", "gapprof b", "gapprof capture -o traces/NAME.nsys-rep", "gapprof a",
-                "gapprof new"]
+    commands = [
+        "python3 -m pip install -e .",
+        "gapprof b",
+        "gapprof capture -o traces/NAME.nsys-rep",
+        "gapprof a",
+        "gapprof new",
+    ]
     # Longest first to the lightest share: a (100) -> 1, new (60, unknown) -> 2, capture (40.5) -> 2 (then 100.5),
     # b (30) -> 1; each share in documented order.
     assert acceptance.part_of(commands, 1, 2, seconds) == ["python3 -m pip install -e .", "gapprof b", "gapprof a"]
-    assert acceptance.part_of(commands, 2, 2, seconds) == ["python3 -m pip install -e .",
-                                                           "gapprof capture -o traces/NAME.nsys-rep", "gapprof new"]
+    assert acceptance.part_of(commands, 2, 2, seconds) == [
+        "python3 -m pip install -e .",
+        "gapprof capture -o traces/NAME.nsys-rep",
+        "gapprof new",
+    ]
 
 
 def test_the_log_names_the_commit_that_ran(monkeypatch):

@@ -1,11 +1,13 @@
 """Step anatomy on synthetic traces where every term is known by construction."""
+
 import polars as pl
 import pytest
-
-from gapprof.analysis import anatomy, steps as steps_mod
-from gapprof.analysis.readers import nsys
 from conftest import basic_step
+from gapprof.analysis import anatomy
+from gapprof.analysis import steps as steps_mod
+from gapprof.analysis.readers import nsys
 from synthetic import PID, TID, TraceBuilder
+
 from gapprof import trace_schema as ts
 
 
@@ -61,8 +63,8 @@ def test_graph_nodes_share_the_graph_launch_correlation(tmp_path):
 def test_spill_past_the_range_end_is_clipped_and_reported(tmp_path):
     b = TraceBuilder()
     b.range(0, 1000)
-    b.launch(900, 910, 950, 1200)    # 50 ns inside, 200 past t1
-    b.launch(980, 990, 1300, 1400)   # wholly past t1
+    b.launch(900, 910, 950, 1200)  # 50 ns inside, 200 past t1
+    b.launch(980, 990, 1300, 1400)  # wholly past t1
     b.range(2000, 3000)
     b.launch(2010, 2020, 2100, 2200)
     table = attribute(b, tmp_path / "t.sqlite")[0]
@@ -102,7 +104,10 @@ def test_named_domain_text_id_and_default_domain_text(tmp_path):
     b.range(400, 500, "decode_step_inner", domain_id=5)
     ranges = nsys.read(b.write(tmp_path / "t.sqlite")).ranges.sort("start")
     assert ranges.select("message", "domain", "payload").rows() == [
-        ("decode_step", "gapprof", 0), ("decode_step", "", 1), ("decode_step_inner", "gapprof", None)]
+        ("decode_step", "gapprof", 0),
+        ("decode_step", "", 1),
+        ("decode_step_inner", "gapprof", None),
+    ]
     found = steps_mod.find_steps(ranges, "decode_step")
     assert found["t0"].to_list() == [0, 200]
     assert steps_mod.find_steps(ranges, "decode_.*")["t0"].to_list() == [0, 200, 400]
@@ -133,8 +138,8 @@ def test_correlation_ids_join_within_one_process(tmp_path):
 def test_nested_ranges_are_counted_not_attributed_twice(tmp_path):
     b = TraceBuilder()
     b.range(0, 1000)
-    b.range(100, 200)          # nested in the first
-    b.range(150, 180)          # nested twice
+    b.range(100, 200)  # nested in the first
+    b.range(150, 180)  # nested twice
     b.range(2000, 2500)
     b.launch(110, 120, 130, 170)
     table = attribute(b, tmp_path / "t.sqlite")[0]

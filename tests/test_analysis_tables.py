@@ -1,15 +1,23 @@
 """Floor, kernel, API and summary tables through analysis.attribution on synthetic traces."""
-import pytest
 
+import pytest
+from conftest import H100, basic_step
 from gapprof.analysis import kernels
-from gapprof.analysis.attribution import (Options, analyze, api_table, class_table, facts_table, kernel_table,
-                                          summary_table)
-from gapprof.errors import GapprofError
+from gapprof.analysis.attribution import (
+    Options,
+    analyze,
+    api_table,
+    class_table,
+    facts_table,
+    kernel_table,
+    summary_table,
+)
+from synthetic import TraceBuilder
+
 from gapprof import models
+from gapprof.errors import GapprofError
 from gapprof.step_bytes import step_bytes
 from gapprof.trace_schema import api_name
-from conftest import H100, basic_step
-from synthetic import TraceBuilder
 
 
 def gapprof_trace(tmp_path, steps=3, **meta_overrides):
@@ -22,9 +30,20 @@ def gapprof_trace(tmp_path, steps=3, **meta_overrides):
     for i, row in enumerate(r for r in b.rows["NVTX_EVENTS"] if r.get("text") == "decode_step"):
         row.update(text=None, textId=b.string("decode_step"), domainId=1, uint64Value=i)
     b.gpu_info(H100, 3_352_320_000_000)
-    b.meta = dict(model="tiny-qwen2", config=models.load_config("tiny-qwen2"), dtype="bfloat16", dtype_bytes=2,
-                  ctx=100, steps=steps, warmup=1, copy_bandwidth_gbps=2000.0, gpu_name=H100,
-                  unprofiled_step_ms=[0.0005, 0.0007, 0.0006], range_message="decode_step", range_domain="gapprof")
+    b.meta = dict(
+        model="tiny-qwen2",
+        config=models.load_config("tiny-qwen2"),
+        dtype="bfloat16",
+        dtype_bytes=2,
+        ctx=100,
+        steps=steps,
+        warmup=1,
+        copy_bandwidth_gbps=2000.0,
+        gpu_name=H100,
+        unprofiled_step_ms=[0.0005, 0.0007, 0.0006],
+        range_message="decode_step",
+        range_domain="gapprof",
+    )
     b.meta.update(meta_overrides)
     return b.write(tmp_path / "g.sqlite")
 
@@ -77,11 +96,18 @@ def test_floor_needs_ctx_and_a_known_gpu(tmp_path):
     path = b.write(tmp_path / "t.sqlite")
     with pytest.raises(GapprofError, match="--ctx is needed"):
         analyze(path, Options(model="tiny-qwen2", skip=0, gpu="a10g"))
-    with pytest.raises(GapprofError, match=r"unknown GPU 'Mystery GPU 9000' for the floor; pass --gpu with one of: "
-                                           r"h100-nvl, .*l4"):
+    with pytest.raises(
+        GapprofError,
+        match=r"unknown GPU 'Mystery GPU 9000' for the floor; pass --gpu with one of: "
+        r"h100-nvl, .*l4",
+    ):
         analyze(path, Options(model="tiny-qwen2", ctx=10, skip=0))
-    assert facts_table(analyze(path, Options(model="tiny-qwen2", ctx=10, skip=0, gpu="a10g")))[
-        "floor/excess split against"] == "datasheet"
+    assert (
+        facts_table(analyze(path, Options(model="tiny-qwen2", ctx=10, skip=0, gpu="a10g")))[
+            "floor/excess split against"
+        ]
+        == "datasheet"
+    )
     no_floor = analyze(path, Options(skip=0))
     assert "floor" not in no_floor.steps.columns and any("no floor" in n for n in no_floor.notes)
 
@@ -117,8 +143,11 @@ def test_api_table_names_and_categories(tmp_path):
     result = analyze(b.write(tmp_path / "t.sqlite"), Options(skip=0))
     rows = {r["name"]: r for r in api_table(result).iter_rows(named=True)}
     assert {n: r["category"] for n, r in rows.items()} == {
-        "cudaLaunchKernel": "launch", "cudaMemcpyAsync": "memcpy", "cudaStreamSynchronize": "sync",
-        "cudaGraphLaunch": "graph launch"}
+        "cudaLaunchKernel": "launch",
+        "cudaMemcpyAsync": "memcpy",
+        "cudaStreamSynchronize": "sync",
+        "cudaGraphLaunch": "graph launch",
+    }
     assert rows["cudaLaunchKernel"]["calls_per_step"] == 1.5
     assert rows["cudaStreamSynchronize"]["us_per_step"] == pytest.approx(0.38 / 2)
     assert facts_table(result)["CPU us per launch call"] == pytest.approx(0.05 / 5)
@@ -134,37 +163,52 @@ def test_summary_terms(tmp_path):
     assert terms["head"]["mean_ms"] == pytest.approx((100 + 2000) / 2 / 1e6)
     assert terms["head"]["p90_ms"] == pytest.approx((100 + 0.9 * 1900) / 1e6)
     assert terms["busy"]["share_of_wall_pct"] == pytest.approx(100 * 260 / 3000)
-    assert sum(terms[t]["share_of_wall_pct"] for t in ("busy", "starved", "latency", "head", "tail")) \
-        == pytest.approx(100)
+    assert sum(terms[t]["share_of_wall_pct"] for t in ("busy", "starved", "latency", "head", "tail")) == pytest.approx(
+        100
+    )
     assert facts_table(result)["empty steps (no GPU work)"] == 1
 
 
-@pytest.mark.parametrize("name, cls", [
-    ("ampere_bf16_s16816gemm_bf16_128x64_ldg8_f2f_stages_64x3_tn", "gemv/gemm"),
-    ("nvjet_tst_64x8_64x16_4x1_v_bz_TNT", "gemv/gemm"),
-    ("void gemv2T_kernel_val<int, int, __nv_bfloat16, float, 128, 16, 4, 4, false, false>", "gemv/gemm"),
-    ("void flash_fwd_splitkv_kernel<Flash_fwd_kernel_traits<128, 64, 128, 4>>", "attention"),
-    ("void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>", "attention"),
-    ("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::ArgMaxOps<float>>>", "sampling"),
-    ("void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::MeanOps<float>>>", "reduction"),
-    ("void vllm::rms_norm_kernel<c10::BFloat16>", "norm"),
-    ("void rotary_embedding_kernel<float>", "rope"),
-    ("void at::native::vectorized_elementwise_kernel<4, at::native::direct_copy_kernel_cuda>", "copy/cat"),
-    ("void at::native::(anonymous namespace)::CatArrayBatchedCopy<float>", "copy/cat"),
-    ("void at::native::index_elementwise_kernel<128, 4>", "copy/cat"),
-    ("void at::native::vectorized_elementwise_kernel<4, at::native::BinaryFunctor<MulFunctor<float>>>",
-     "elementwise"),
-    ("triton_poi_fused_add_mul_0", "elementwise"),
-    ("triton_red_fused_mean_pow_1", "reduction"),
-    # inductor's names list the aten ops fused in: its RMSNorm (mean of squares, rsqrt) and dtype casts (_to_copy)
-    ("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_11", "norm"),
-    ("triton_per_fused__to_copy_add_embedding_mean_mul_pow_rsqrt_0", "norm"),
-    ("triton_poi_fused__to_copy_mul_silu_split_6", "elementwise"),
-    ("triton_poi_fused_add_copy__17", "copy/cat"),
-    ("void gemm_half_q_half_gptq_kernel<true, 1, false, true>(const __half *, ...)", "gemv/gemm"),  # ExLlamaV2
-    ("cuda_vector_set_int4_kernel(__half *, const __half *, int, int)", "copy/cat"),  # its bias written to the output
-    ("some_custom_kernel", "other"),
-])
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("ampere_bf16_s16816gemm_bf16_128x64_ldg8_f2f_stages_64x3_tn", "gemv/gemm"),
+        ("nvjet_tst_64x8_64x16_4x1_v_bz_TNT", "gemv/gemm"),
+        ("void gemv2T_kernel_val<int, int, __nv_bfloat16, float, 128, 16, 4, 4, false, false>", "gemv/gemm"),
+        ("void flash_fwd_splitkv_kernel<Flash_fwd_kernel_traits<128, 64, 128, 4>>", "attention"),
+        ("void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>", "attention"),
+        (
+            "void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::ArgMaxOps<float>>>",
+            "sampling",
+        ),
+        (
+            "void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::MeanOps<float>>>",
+            "reduction",
+        ),
+        ("void vllm::rms_norm_kernel<c10::BFloat16>", "norm"),
+        ("void rotary_embedding_kernel<float>", "rope"),
+        ("void at::native::vectorized_elementwise_kernel<4, at::native::direct_copy_kernel_cuda>", "copy/cat"),
+        ("void at::native::(anonymous namespace)::CatArrayBatchedCopy<float>", "copy/cat"),
+        ("void at::native::index_elementwise_kernel<128, 4>", "copy/cat"),
+        (
+            "void at::native::vectorized_elementwise_kernel<4, at::native::BinaryFunctor<MulFunctor<float>>>",
+            "elementwise",
+        ),
+        ("triton_poi_fused_add_mul_0", "elementwise"),
+        ("triton_red_fused_mean_pow_1", "reduction"),
+        # inductor's names list the aten ops fused in: its RMSNorm (mean of squares, rsqrt) and dtype casts (_to_copy)
+        ("triton_red_fused__to_copy_add_mean_mul_pow_rsqrt_11", "norm"),
+        ("triton_per_fused__to_copy_add_embedding_mean_mul_pow_rsqrt_0", "norm"),
+        ("triton_poi_fused__to_copy_mul_silu_split_6", "elementwise"),
+        ("triton_poi_fused_add_copy__17", "copy/cat"),
+        ("void gemm_half_q_half_gptq_kernel<true, 1, false, true>(const __half *, ...)", "gemv/gemm"),  # ExLlamaV2
+        (
+            "cuda_vector_set_int4_kernel(__half *, const __half *, int, int)",
+            "copy/cat",
+        ),  # its bias written to the output
+        ("some_custom_kernel", "other"),
+    ],
+)
 def test_classify(name, cls):
     assert kernels.classify(name) == cls
 

@@ -1,18 +1,22 @@
 """The identity on every step of every real trace committed under traces/: nsys and CUPTI exports (.sqlite) and
 torch.profiler traces (.json.gz)."""
+
 from pathlib import Path
 
 import polars as pl
 import pytest
-
-from gapprof.analysis import anatomy, frames, steps as steps_mod
+from gapprof.analysis import anatomy, frames
+from gapprof.analysis import steps as steps_mod
 
 TRACE_DIR = Path(__file__).parent.parent / "traces"
 TRACES = sorted([*TRACE_DIR.glob("*.sqlite.xz"), *TRACE_DIR.glob("*.json.gz")])
 
 
-@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
-                         ids=lambda p: p.name if p else "none")
+@pytest.mark.parametrize(
+    "path",
+    TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
+    ids=lambda p: p.name if p else "none",
+)
 def test_identity_on_every_step(path):
     read = frames.read_trace(path)  # the same frames from either kind
     trace = read.trace

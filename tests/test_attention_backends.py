@@ -1,8 +1,9 @@
 """--attn: every backend that runs on CPU decodes the same tokens; the CUDA-only ones are refused before a build."""
+
 import pytest
+from gapprof.profiler.request import CaptureRequest, validate
 
 from gapprof.errors import GapprofError
-from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.runtime_table import ATTENTION_BACKENDS, CUDA_ONLY_ATTENTION
 
 # The Hugging Face backends; "lean" is the lean runtime's own (tests/test_lean_runtime.py).
@@ -39,9 +40,8 @@ def test_a_pinned_backend_is_the_one_that_runs():
     """A pin must really pin: with only cuDNN allowed, a CPU call fails instead of falling back to math as plain
     sdpa does."""
     torch = pytest.importorskip("torch")
-    from transformers import AttentionInterface
-
     from gapprof.profiler.attention import implementation
+    from transformers import AttentionInterface
 
     attention = AttentionInterface()[implementation("sdpa-cudnn")]
     module = torch.nn.Module()
@@ -66,8 +66,10 @@ def test_auto_names_the_backend_each_runtime_runs():
     assert CaptureRequest(runtime="eager", attn="sdpa-math").attn == "sdpa-math"
 
 
-@pytest.mark.parametrize("attn, runtime, reason", [("sdpa-flash", "graphs", "takes no attention mask"),
-                                                   ("eager", "graphs", "host tensor during CUDA graph capture")])
+@pytest.mark.parametrize(
+    "attn, runtime, reason",
+    [("sdpa-flash", "graphs", "takes no attention mask"), ("eager", "graphs", "host tensor during CUDA graph capture")],
+)
 def test_backends_a_runtime_cannot_run_are_refused_with_the_reason(attn, runtime, reason):
     with pytest.raises(GapprofError, match=f"--attn {attn} does not run under runtime {runtime}: .*{reason}"):
         validate(CaptureRequest(model="tiny-qwen2", ctx=16, attn=attn, runtime=runtime, warmup=4))
@@ -80,8 +82,20 @@ def test_one_session_process_switches_the_backend_between_requests(tmp_path):
 
     from gapprof.profiler.timed import time_requests
 
-    requests = [CaptureRequest(model="tiny-qwen2", ctx=24, steps=6, warmup=1, runtime=r, backend="none",
-                               dtype="float32", seed=3, device="cpu") for r in ("eager", "static")]
+    requests = [
+        CaptureRequest(
+            model="tiny-qwen2",
+            ctx=24,
+            steps=6,
+            warmup=1,
+            runtime=r,
+            backend="none",
+            dtype="float32",
+            seed=3,
+            device="cpu",
+        )
+        for r in ("eager", "static")
+    ]
     assert time_requests(requests, str(tmp_path / "out.jsonl")) == 0
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["request"]["attn"] for r in records] == ["sdpa-flash", "sdpa"]

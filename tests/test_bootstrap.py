@@ -1,4 +1,5 @@
 """The percentile bootstrap of a ratio of arm means: coverage on known distributions, degenerate and bad input."""
+
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ def coverage(sessions: int, simulations: int = 1000, resamples: int = 2000) -> f
     """How often the 95% interval holds the true ratio of means, arms drawn from skewed known distributions:
     A lognormal(log 66, 0.05) ms, B gamma(shape 100, scale 0.52) ms (mean 52)."""
     rng = np.random.default_rng(2026)
-    true_ratio = 66 * np.exp(0.05 ** 2 / 2) / 52
+    true_ratio = 66 * np.exp(0.05**2 / 2) / 52
     hits = 0
     for i in range(simulations):
         a = rng.lognormal(np.log(66.0), 0.05, sessions)

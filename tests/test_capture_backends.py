@@ -1,35 +1,55 @@
 """The nsys command line, nsys discovery, the CUPTI trace writer against the loader, and capture's CLI errors."""
+
 import sqlite3
-import sys
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from gapprof.profiler import nsys_capture as nsys
+from gapprof.profiler import profiled_session
+from gapprof.profiler.trace_writer import app_driver_calls, is_query_call, write_trace
 
+from gapprof import nsight, trace_schema
 from gapprof.cli import main
 from gapprof.commands import options
-from gapprof import nsight
 from gapprof.errors import GapprofError
-from gapprof import trace_schema
-from gapprof.profiler import nsys_capture as nsys, profiled_session
 from gapprof.kernel_names import demangle, short_name
-from gapprof.profiler.trace_writer import app_driver_calls, is_query_call, write_trace
 
 
 def test_profile_command_traces_cuda_and_nvtx_only_within_the_profiled_phase(tmp_path):
     argv = nsys.profile_command("/x/nsys", tmp_path / "run")
     assert argv[:2] == ["/x/nsys", "profile"]
     joined = " ".join(argv)
-    for flag in ("-t cuda,nvtx", "-s none", "--cpuctxsw=none", "--cuda-graph-trace=node",
-                 "--capture-range=cudaProfilerApi", f"-o {tmp_path / 'run'}"):
+    for flag in (
+        "-t cuda,nvtx",
+        "-s none",
+        "--cpuctxsw=none",
+        "--cuda-graph-trace=node",
+        "--capture-range=cudaProfilerApi",
+        f"-o {tmp_path / 'run'}",
+    ):
         assert flag in joined
     assert argv[-2:] == ["-o", str(tmp_path / "run")]
     child = profiled_session.session_argv(tmp_path / "req.json", tmp_path / "meta.json")
-    assert child == [sys.executable, "-m", "gapprof.profiler.session", str(tmp_path / "req.json"),
-                     str(tmp_path / "meta.json")]
+    assert child == [
+        sys.executable,
+        "-m",
+        "gapprof.profiler.session",
+        str(tmp_path / "req.json"),
+        str(tmp_path / "meta.json"),
+    ]
     assert nsight.nsys_export_command("/x/nsys", Path("a.nsys-rep"), Path("a.sqlite")) == [
-        "/x/nsys", "export", "--type", "sqlite", "--force-overwrite=true", "-o", "a.sqlite", "a.nsys-rep"]
+        "/x/nsys",
+        "export",
+        "--type",
+        "sqlite",
+        "--force-overwrite=true",
+        "-o",
+        "a.sqlite",
+        "a.nsys-rep",
+    ]
 
 
 def test_nsys_is_found_through_gapprof_nsys_then_path(tmp_path, monkeypatch):
@@ -60,14 +80,23 @@ def test_kernel_names_are_demangled_and_shortened_as_nsys_does():
     assert full.startswith("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>")
     assert short_name(full) == "vectorized_elementwise_kernel"
     assert demangle("nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT") == "nvjet_sm90_tst_64x8_64x16_2x1_v_bz_splitK_TNT"
-    assert short_name("void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn_align8>"
-                      "(cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn_align8::Params)") == "Kernel2"
+    assert (
+        short_name(
+            "void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn_align8>"
+            "(cutlass_80_wmma_tensorop_bf16_s161616gemm_bf16_16x16_128x2_tn_align8::Params)"
+        )
+        == "Kernel2"
+    )
 
 
 def test_driver_calls_inside_runtime_calls_and_query_calls_are_dropped():
     runtime = [{"globalTid": 1, "start": 10, "end": 20}, {"globalTid": 1, "start": 30, "end": 40}]
-    driver = [{"globalTid": 1, "start": 12, "end": 18}, {"globalTid": 1, "start": 21, "end": 22},
-              {"globalTid": 2, "start": 12, "end": 13}, {"globalTid": 1, "start": 35, "end": 45}]
+    driver = [
+        {"globalTid": 1, "start": 12, "end": 18},
+        {"globalTid": 1, "start": 21, "end": 22},
+        {"globalTid": 2, "start": 12, "end": 13},
+        {"globalTid": 1, "start": 35, "end": 45},
+    ]
     assert [(c["globalTid"], c["start"]) for c in app_driver_calls(driver, runtime)] == [(1, 21), (2, 12), (1, 35)]
     assert is_query_call("cudaGetDevice_v3020") and is_query_call("cuCtxGetCurrent")
     assert not is_query_call("cudaLaunchKernel_v7000")
@@ -77,14 +106,33 @@ PID, TID = 4242, 4243
 
 
 def _call(start, end, correlation, name="cudaLaunchKernel_v7000"):
-    return {"start": start, "end": end, "globalTid": trace_schema.global_tid(PID, TID), "correlationId": correlation,
-            "name": name, "returnValue": 0}
+    return {
+        "start": start,
+        "end": end,
+        "globalTid": trace_schema.global_tid(PID, TID),
+        "correlationId": correlation,
+        "name": name,
+        "returnValue": 0,
+    }
 
 
 def _kernel(start, end, correlation, name="_Z6gemv_kPfS_"):
-    return {"start": start, "end": end, "deviceId": 0, "contextId": 1, "streamId": 7, "correlationId": correlation,
-            "globalPid": trace_schema.global_pid(PID), "name": name, "gridX": 1, "gridY": 1, "gridZ": 1,
-            "blockX": 128, "blockY": 1, "blockZ": 1}
+    return {
+        "start": start,
+        "end": end,
+        "deviceId": 0,
+        "contextId": 1,
+        "streamId": 7,
+        "correlationId": correlation,
+        "globalPid": trace_schema.global_pid(PID),
+        "name": name,
+        "gridX": 1,
+        "gridY": 1,
+        "gridZ": 1,
+        "blockX": 128,
+        "blockY": 1,
+        "blockZ": 1,
+    }
 
 
 def test_cupti_trace_has_the_schema_the_loader_reads_and_attributes_exactly(tmp_path):
@@ -95,18 +143,49 @@ def test_cupti_trace_has_the_schema_the_loader_reads_and_attributes_exactly(tmp_
     # a sync 80..95 whose memcpy runs 82..90. Step 2 is step 1 shifted by 200.
     calls, kernels, memcpys = [], [], []
     for base, corr in ((0, 1), (200, 10)):
-        calls += [_call(base + 10, base + 15, corr), _call(base + 60, base + 65, corr + 1),
-                  _call(base + 80, base + 95, corr + 2, "cudaMemcpyAsync_v3020")]
+        calls += [
+            _call(base + 10, base + 15, corr),
+            _call(base + 60, base + 65, corr + 1),
+            _call(base + 80, base + 95, corr + 2, "cudaMemcpyAsync_v3020"),
+        ]
         kernels += [_kernel(base + 20, base + 50, corr), _kernel(base + 70, base + 80, corr + 1)]
-        memcpys.append({"start": base + 82, "end": base + 90, "deviceId": 0, "contextId": 1, "streamId": 7,
-                        "correlationId": corr + 2, "globalPid": trace_schema.global_pid(PID), "bytes": 8,
-                        "copyKind": 2})
+        memcpys.append(
+            {
+                "start": base + 82,
+                "end": base + 90,
+                "deviceId": 0,
+                "contextId": 1,
+                "streamId": 7,
+                "correlationId": corr + 2,
+                "globalPid": trace_schema.global_pid(PID),
+                "bytes": 8,
+                "copyKind": 2,
+            }
+        )
     driver = [_call(11, 12, 99, "cuLaunchKernel"), _call(500, 501, 98, "cuCtxGetCurrent")]
     path = tmp_path / "cupti.sqlite"
-    meta = {"model": "tiny-qwen2", "ctx": 16, "warmup": 0, "range_message": "decode_step", "range_domain": "gapprof",
-            "dtype_bytes": 4, "dtype": "float32"}
-    write_trace(path, kernels, memcpys, [], calls, driver, [(0, 100), (200, 300)],
-                {"id": 0, "name": "NVIDIA H100 80GB HBM3", "totalMemory": 1}, meta, thread_id=TID, pid=PID)
+    meta = {
+        "model": "tiny-qwen2",
+        "ctx": 16,
+        "warmup": 0,
+        "range_message": "decode_step",
+        "range_domain": "gapprof",
+        "dtype_bytes": 4,
+        "dtype": "float32",
+    }
+    write_trace(
+        path,
+        kernels,
+        memcpys,
+        [],
+        calls,
+        driver,
+        [(0, 100), (200, 300)],
+        {"id": 0, "name": "NVIDIA H100 80GB HBM3", "totalMemory": 1},
+        meta,
+        thread_id=TID,
+        pid=PID,
+    )
 
     with sqlite3.connect(path) as conn:
         for table in trace_schema.TABLES:
@@ -176,38 +255,82 @@ def test_cupti_records_become_trace_rows(monkeypatch):
     # A stand-in for cupti-python's module: just the names the collector's buffer callback reads.
     kinds = enum.IntEnum("ActivityKind", "CONCURRENT_KERNEL MEMCPY MEMSET RUNTIME DRIVER GRAPH_TRACE")
     domains = enum.IntEnum("CallbackDomain", "RUNTIME_API DRIVER_API")
-    fake = types.SimpleNamespace(ActivityKind=kinds, CallbackDomain=domains, get_timestamp=lambda: 0,
-                                 get_callback_name=lambda domain, cbid: f"{domain.name}:{cbid}")
+    fake = types.SimpleNamespace(
+        ActivityKind=kinds,
+        CallbackDomain=domains,
+        get_timestamp=lambda: 0,
+        get_callback_name=lambda domain, cbid: f"{domain.name}:{cbid}",
+    )
     monkeypatch.setitem(sys.modules, "cupti", types.SimpleNamespace(cupti=fake))
     gpu = dict(start=10, end=20, device_id=0, context_id=1, stream_id=7, correlation_id=5, graph_node_id=0)
     records = [
-        types.SimpleNamespace(kind=kinds.CONCURRENT_KERNEL, name="_Z4gemvv", grid_x=1, grid_y=2, grid_z=3,
-                              block_x=4, block_y=5, block_z=6, **gpu),
-        types.SimpleNamespace(kind=kinds.MEMCPY, bytes=8, copy_kind=2, src_kind=3, dst_kind=1,
-                              **{**gpu, "graph_node_id": 9}),
+        types.SimpleNamespace(
+            kind=kinds.CONCURRENT_KERNEL,
+            name="_Z4gemvv",
+            grid_x=1,
+            grid_y=2,
+            grid_z=3,
+            block_x=4,
+            block_y=5,
+            block_z=6,
+            **gpu,
+        ),
+        types.SimpleNamespace(
+            kind=kinds.MEMCPY, bytes=8, copy_kind=2, src_kind=3, dst_kind=1, **{**gpu, "graph_node_id": 9}
+        ),
         types.SimpleNamespace(kind=kinds.MEMSET, value=0, bytes=16, memory_kind=3, **gpu),
-        types.SimpleNamespace(kind=kinds.RUNTIME, start=1, end=2, process_id=PID, thread_id=TID, correlation_id=5,
-                              cbid=211, return_value=0),
-        types.SimpleNamespace(kind=kinds.DRIVER, start=3, end=4, process_id=PID, thread_id=TID, correlation_id=6,
-                              cbid=307, return_value=0),
-        types.SimpleNamespace(kind=kinds.GRAPH_TRACE, graph_id=12,
-                              **{k: v for k, v in gpu.items() if k != "graph_node_id"}),
+        types.SimpleNamespace(
+            kind=kinds.RUNTIME,
+            start=1,
+            end=2,
+            process_id=PID,
+            thread_id=TID,
+            correlation_id=5,
+            cbid=211,
+            return_value=0,
+        ),
+        types.SimpleNamespace(
+            kind=kinds.DRIVER, start=3, end=4, process_id=PID, thread_id=TID, correlation_id=6, cbid=307, return_value=0
+        ),
+        types.SimpleNamespace(
+            kind=kinds.GRAPH_TRACE, graph_id=12, **{k: v for k, v in gpu.items() if k != "graph_node_id"}
+        ),
     ]
     collector = CuptiCollector()
     collector.pid = PID
     collector._on_buffer(records)
-    common = {"start": 10, "end": 20, "deviceId": 0, "contextId": 1, "streamId": 7, "correlationId": 5,
-              "globalPid": trace_schema.global_pid(PID)}
-    assert collector.kernels == [{**common, "graphNodeId": None, "name": "_Z4gemvv", "gridX": 1, "gridY": 2,
-                                  "gridZ": 3, "blockX": 4, "blockY": 5, "blockZ": 6}]
+    common = {
+        "start": 10,
+        "end": 20,
+        "deviceId": 0,
+        "contextId": 1,
+        "streamId": 7,
+        "correlationId": 5,
+        "globalPid": trace_schema.global_pid(PID),
+    }
+    assert collector.kernels == [
+        {
+            **common,
+            "graphNodeId": None,
+            "name": "_Z4gemvv",
+            "gridX": 1,
+            "gridY": 2,
+            "gridZ": 3,
+            "blockX": 4,
+            "blockY": 5,
+            "blockZ": 6,
+        }
+    ]
     assert collector.memcpys == [{**common, "graphNodeId": 9, "bytes": 8, "copyKind": 2, "srcKind": 3, "dstKind": 1}]
     assert collector.memsets == [{**common, "graphNodeId": None, "value": 0, "bytes": 16, "memKind": 3}]
     assert collector.graphs == [{**common, "graphId": 12, "graphExecId": 12}]
     thread = trace_schema.global_tid(PID, TID)
-    assert collector.runtime_calls == [{"start": 1, "end": 2, "globalTid": thread, "correlationId": 5,
-                                        "name": "RUNTIME_API:211", "returnValue": 0}]
-    assert collector.driver_calls == [{"start": 3, "end": 4, "globalTid": thread, "correlationId": 6,
-                                       "name": "DRIVER_API:307", "returnValue": 0}]
+    assert collector.runtime_calls == [
+        {"start": 1, "end": 2, "globalTid": thread, "correlationId": 5, "name": "RUNTIME_API:211", "returnValue": 0}
+    ]
+    assert collector.driver_calls == [
+        {"start": 3, "end": 4, "globalTid": thread, "correlationId": 6, "name": "DRIVER_API:307", "returnValue": 0}
+    ]
 
 
 def test_graph_tracing_is_armed_through_warm_up_and_its_records_dropped(monkeypatch):
@@ -224,14 +347,32 @@ def test_graph_tracing_is_armed_through_warm_up_and_its_records_dropped(monkeypa
 
     def flush_all(_):  # delivers one graph execution while graph tracing was on
         if kinds.GRAPH_TRACE in enabled:
-            collector._on_buffer([types.SimpleNamespace(kind=kinds.GRAPH_TRACE, graph_id=3, start=1, end=2,
-                                                        device_id=0, context_id=1, stream_id=7, correlation_id=4)])
+            collector._on_buffer(
+                [
+                    types.SimpleNamespace(
+                        kind=kinds.GRAPH_TRACE,
+                        graph_id=3,
+                        start=1,
+                        end=2,
+                        device_id=0,
+                        context_id=1,
+                        stream_id=7,
+                        correlation_id=4,
+                    )
+                ]
+            )
         enabled.clear()
 
-    fake = types.SimpleNamespace(ActivityKind=kinds, ActivityThreadIdType=types.SimpleNamespace(SYSTEM=1),
-                                 get_timestamp=lambda: 0, set_thread_id_type=lambda _: None,
-                                 activity_register_callbacks=lambda *_: None, activity_enable=enabled.add,
-                                 activity_disable=lambda _: None, activity_flush_all=flush_all)
+    fake = types.SimpleNamespace(
+        ActivityKind=kinds,
+        ActivityThreadIdType=types.SimpleNamespace(SYSTEM=1),
+        get_timestamp=lambda: 0,
+        set_thread_id_type=lambda _: None,
+        activity_register_callbacks=lambda *_: None,
+        activity_enable=enabled.add,
+        activity_disable=lambda _: None,
+        activity_flush_all=flush_all,
+    )
     monkeypatch.setitem(sys.modules, "cupti", types.SimpleNamespace(cupti=fake))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
     collector = CuptiCollector()

@@ -1,8 +1,9 @@
 """Model specs and the GPU table (no torch needed)."""
+
 import pytest
 
-from gapprof.errors import GapprofError
 from gapprof import gpus
+from gapprof.errors import GapprofError
 from gapprof.models import get_spec, known_models
 
 # Parameter totals published for these checkpoints.
@@ -22,12 +23,22 @@ def test_unknown_model_lists_the_known_ones():
         assert name in str(error.value)
 
 
-@pytest.mark.parametrize("device_name, key", [
-    ("NVIDIA H100 80GB HBM3", "h100-sxm"), ("NVIDIA H100 PCIe", "h100-pcie"), ("NVIDIA H100 NVL", "h100-nvl"),
-    ("NVIDIA H200", "h200"), ("NVIDIA A100-SXM4-40GB", "a100-40gb"), ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
-    ("NVIDIA L4", "l4"), ("NVIDIA L40S", "l40s"), ("NVIDIA A10G", "a10g"), ("NVIDIA GeForce RTX 4090", "rtx-4090"),
-    ("NVIDIA B200", "b200"),
-])
+@pytest.mark.parametrize(
+    "device_name, key",
+    [
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H100 NVL", "h100-nvl"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA A100-SXM4-40GB", "a100-40gb"),
+        ("NVIDIA A100-SXM4-80GB", "a100-80gb"),
+        ("NVIDIA L4", "l4"),
+        ("NVIDIA L40S", "l40s"),
+        ("NVIDIA A10G", "a10g"),
+        ("NVIDIA GeForce RTX 4090", "rtx-4090"),
+        ("NVIDIA B200", "b200"),
+    ],
+)
 def test_device_names_map_to_datasheet_entries(device_name, key):
     assert gpus.gpu_for_device_name(device_name).key == key
 

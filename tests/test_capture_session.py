@@ -1,15 +1,17 @@
 """The decode loop, NVTX ranges, runtimes and capture metadata on CPU with tiny configs."""
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from gapprof.errors import GapprofError  # noqa: E402
 from gapprof.profiler.build import build_model  # noqa: E402
 from gapprof.profiler.decode import run_steps  # noqa: E402
-from gapprof.models import get_spec  # noqa: E402
-from gapprof.profiler.runtimes import CLASSES, make_runtime  # noqa: E402
 from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
+from gapprof.profiler.runtimes import CLASSES, make_runtime  # noqa: E402
 from gapprof.profiler.session import run_session  # noqa: E402
+
+from gapprof.errors import GapprofError  # noqa: E402
+from gapprof.models import get_spec  # noqa: E402
 from gapprof.runtime_table import RUNTIMES, names  # noqa: E402
 
 
@@ -87,8 +89,24 @@ def test_session_metadata_and_ranges():
     assert len(meta["unprofiled_step_ms"]) == len(meta["profiled_step_ms"]) == 3
     assert len(meta["tokens"]) == 5
     assert meta["param_bytes"] == get_spec("tiny-llama").total_params() * 4
-    for key in ("model", "config", "dtype", "ctx", "steps", "warmup", "runtime", "backend", "gpu_name", "driver",
-                "cuda", "torch", "transformers", "copy_bandwidth_gbps", "captured_at", "cpu"):
+    for key in (
+        "model",
+        "config",
+        "dtype",
+        "ctx",
+        "steps",
+        "warmup",
+        "runtime",
+        "backend",
+        "gpu_name",
+        "driver",
+        "cuda",
+        "torch",
+        "transformers",
+        "copy_bandwidth_gbps",
+        "captured_at",
+        "cpu",
+    ):
         assert key in meta, key
     assert meta["config"]["num_hidden_layers"] == 2
 
@@ -153,8 +171,17 @@ class RecordingCollector:
 
 def test_two_pass_session_profiles_a_graph_level_pass_then_the_node_level_one():
     collector = RecordingCollector()
-    request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=3, warmup=3, device="cpu", dtype="float32",
-                             runtime="compile", backend="cupti", graph_trace="both")
+    request = CaptureRequest(
+        model="tiny-qwen2",
+        ctx=16,
+        steps=3,
+        warmup=3,
+        device="cpu",
+        dtype="float32",
+        runtime="compile",
+        backend="cupti",
+        graph_trace="both",
+    )
     meta, spans = run_session(request, collector=collector)
     # Graph tracing is on while warm-up builds the graphs (CUPTI traces no graph instantiated without it).
     assert collector.calls == ["arm_graph_level", "disarm", "start_graph_level", "stop", "start", "stop"]

@@ -1,14 +1,16 @@
 """`--cell-timeout`: a cell that writes no result in time is killed with what its process started, becomes a row
 with that reason, and the model's later cells run in a new process. A stand-in child (no torch) times one request
 per process and then hangs, with a worker process of its own (as inductor's compile workers are)."""
+
 import json
 import sys
 from pathlib import Path
 
-from gapprof.commands import options
+from conftest import invoke_recorded
 from gapprof.profiler import cells
 from gapprof.profiler.request import CaptureRequest
-from conftest import invoke_recorded
+
+from gapprof.commands import options
 
 HANGING_CHILD = """
 import json, subprocess, sys, time
@@ -34,10 +36,14 @@ def _alive(pid: int) -> bool:
 
 def test_a_stuck_cell_is_killed_with_its_workers_and_the_rest_run_on(tmp_path, monkeypatch):
     pids = tmp_path / "pids"
-    monkeypatch.setattr(cells, "_child_command", lambda requests, results: [
-        sys.executable, "-c", HANGING_CHILD, str(requests), str(results), str(pids)])
-    requests = [CaptureRequest(model="tiny-qwen2", ctx=c, runtime="eager", backend="none", device="cpu")
-                for c in (16, 32, 64)]
+    monkeypatch.setattr(
+        cells,
+        "_child_command",
+        lambda requests, results: [sys.executable, "-c", HANGING_CHILD, str(requests), str(results), str(pids)],
+    )
+    requests = [
+        CaptureRequest(model="tiny-qwen2", ctx=c, runtime="eager", backend="none", device="cpu") for c in (16, 32, 64)
+    ]
     records = cells.run_fresh(requests, cell_timeout=1.0)
     assert [r["request"]["ctx"] for r in records] == [16, 32, 64]
     assert [r["ok"] for r in records] == [True, False, True]
@@ -56,10 +62,35 @@ def test_without_a_timeout_a_child_that_dies_fails_its_cell(tmp_path, monkeypatc
 
 def test_sweep_takes_the_timeout_and_writes_the_stuck_cell_as_a_row(tmp_path, monkeypatch):
     monkeypatch.setattr(options, "check_session_device", lambda *_: None)  # the stand-in child needs no torch
-    monkeypatch.setattr(cells, "_child_command", lambda requests, results: [
-        sys.executable, "-c", HANGING_CHILD, str(requests), str(results), str(tmp_path / "pids")])
-    result = invoke_recorded("sweep", "--models", "tiny-qwen2", "--ctx", "16,32", "--runtime", "eager", "--device",
-                             "cpu", "--dtype", "float32", "--cell-timeout", "1", "-o", tmp_path / "out")
+    monkeypatch.setattr(
+        cells,
+        "_child_command",
+        lambda requests, results: [
+            sys.executable,
+            "-c",
+            HANGING_CHILD,
+            str(requests),
+            str(results),
+            str(tmp_path / "pids"),
+        ],
+    )
+    result = invoke_recorded(
+        "sweep",
+        "--models",
+        "tiny-qwen2",
+        "--ctx",
+        "16,32",
+        "--runtime",
+        "eager",
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--cell-timeout",
+        "1",
+        "-o",
+        tmp_path / "out",
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["rows"]
     assert [(r["ctx"], r["status"]) for r in rows] == [(16, "ok"), (32, "not run")]

@@ -1,5 +1,6 @@
 """Bad output paths, foreign files and overrides that contradict a trace end in one line and a non-zero exit,
 before any analysis runs; --force accepts what contradicts the capture."""
+
 import json
 import os
 import shutil
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import shipped_ncu_lines
 
 from gapprof.cli import main
-from conftest import shipped_ncu_lines
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
 H100 = str(TRACES / "h100.sqlite.xz")
@@ -27,13 +28,16 @@ def one_error_line(result) -> str:
     return result.output
 
 
-@pytest.mark.parametrize("args", [
-    ["attribute", H100, "-o", "/nonexistent/x.txt"],
-    ["compare", H100, str(TRACES / "h200.sqlite.xz"), "-o", "/nonexistent/x.txt"],
-    ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "-o", "/nonexistent/x.txt"],
-    ["compare", H100, str(TRACES / "h200.sqlite.xz"), "--plot", "/tmp/x.txt"],
-    ["project", H100, "--to", "h200", "--plot", "/nonexistent/x.png"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["attribute", H100, "-o", "/nonexistent/x.txt"],
+        ["compare", H100, str(TRACES / "h200.sqlite.xz"), "-o", "/nonexistent/x.txt"],
+        ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "-o", "/nonexistent/x.txt"],
+        ["compare", H100, str(TRACES / "h200.sqlite.xz"), "--plot", "/tmp/x.txt"],
+        ["project", H100, "--to", "h200", "--plot", "/nonexistent/x.png"],
+    ],
+)
 def test_output_paths_are_checked_before_the_work(args):
     result = run(*args)
     assert result.exit_code == 2 and "[gapprof] reading" not in result.output, result.output
@@ -51,12 +55,15 @@ def test_a_truncated_ncu_csv_is_refused(tmp_path):
     assert "kernel row 49 has" in one_error_line(run("ncu-report", cut, "--gpu", "h100"))
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--ctx", "10000000"], "floor is above the GPU busy time"),
-    (["--model", "llama-3.1-8b"], "--model llama-3.1-8b but the trace was captured with qwen2.5-7b"),
-    (["--dtype", "float32"], "--dtype float32 but the trace was captured in bfloat16"),
-    (["--ctx", "4096"], "--ctx 4096 but the first measured step was captured at context 2076"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--ctx", "10000000"], "floor is above the GPU busy time"),
+        (["--model", "llama-3.1-8b"], "--model llama-3.1-8b but the trace was captured with qwen2.5-7b"),
+        (["--dtype", "float32"], "--dtype float32 but the trace was captured in bfloat16"),
+        (["--ctx", "4096"], "--ctx 4096 but the first measured step was captured at context 2076"),
+    ],
+)
 def test_overrides_that_contradict_the_trace_need_force(args, says):
     assert says in one_error_line(run("attribute", H100, *args, "--tables", "summary"))
     assert run("attribute", H100, *args, "--tables", "summary", "--force").exit_code == 0
@@ -71,10 +78,13 @@ def test_ranges_smaller_than_a_step_are_caught_by_the_floor():
     assert "step ranges are not whole decode steps" in one_error_line(result)
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--reference", H100], "--reference is used only with --by module"),
-    (["--by", "module", "--per-step"], "--per-step shows steps, not modules"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--reference", H100], "--reference is used only with --by module"),
+        (["--by", "module", "--per-step"], "--per-step shows steps, not modules"),
+    ],
+)
 def test_options_that_would_be_ignored_are_refused(args, says):
     result = run("attribute", H100, *args)
     assert result.exit_code == 2 and says in result.output
@@ -106,13 +116,16 @@ def test_an_export_older_than_its_report_is_named(tmp_path):
     assert stale.exit_code == 0 and f"{export} is 60 min older than x.nsys-rep" in json.loads(stale.stdout)["notes"][0]
 
 
-@pytest.mark.parametrize("args", [
-    ["attribute", H100, "--format", "csv"],
-    ["attribute", H100, "--format", "csv", "--by", "module"],
-    ["compare", H100, str(TRACES / "h200.sqlite.xz"), "--format", "csv"],
-    ["project", H100, "--to", "h200", "--format", "csv", "-o", "/tmp/one.csv"],
-    ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "--format", "csv"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["attribute", H100, "--format", "csv"],
+        ["attribute", H100, "--format", "csv", "--by", "module"],
+        ["compare", H100, str(TRACES / "h200.sqlite.xz"), "--format", "csv"],
+        ["project", H100, "--to", "h200", "--format", "csv", "-o", "/tmp/one.csv"],
+        ["ncu-report", str(TRACES / "h100-eager-cudnn-ncu.csv.gz"), "--format", "csv"],
+    ],
+)
 def test_csv_of_several_tables_without_a_folder_is_refused_before_the_work(args):
     result = run(*args)
     assert result.exit_code == 2 and "[gapprof] reading" not in result.output

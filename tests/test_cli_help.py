@@ -1,6 +1,7 @@
 """The first thing a newcomer runs: `gapprof -h` lists the commands by what they need without importing any of
 them, every command answers -h with an example, and an output file named for one format is not written in
 another."""
+
 import subprocess
 import sys
 
@@ -11,10 +12,12 @@ from gapprof.cli import COMMANDS, SECTIONS, main
 
 
 def test_the_top_level_help_groups_the_commands_and_imports_none():
-    listing = ("import sys; from click.testing import CliRunner; from gapprof.cli import main; "
-               "result = CliRunner().invoke(main, ['-h']); print(result.output); "
-               "print(sorted(m for m in sys.modules if m.split('.')[0] in ('polars', 'matplotlib', 'torch', 'pandas') "
-               "or m.startswith('gapprof.commands.')))")
+    listing = (
+        "import sys; from click.testing import CliRunner; from gapprof.cli import main; "
+        "result = CliRunner().invoke(main, ['-h']); print(result.output); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('polars', 'matplotlib', 'torch', 'pandas') "
+        "or m.startswith('gapprof.commands.')))"
+    )
     out = subprocess.run([sys.executable, "-c", listing], capture_output=True, text=True, check=True).stdout
     help_text, imported = out.rsplit("\n", 2)[0], out.rsplit("\n", 2)[1]
     assert imported == "[]"
@@ -32,15 +35,18 @@ def test_the_help_sections_name_only_real_commands():
 def test_every_command_answers_h_with_an_example(name):
     result = CliRunner().invoke(main, [name, "-h"])
     assert result.exit_code == 0, result.output
-    example = result.output[result.output.index("Example"):].splitlines()[1]
+    example = result.output[result.output.index("Example") :].splitlines()[1]
     assert example.strip().startswith(f"gapprof {name}")
 
 
-@pytest.mark.parametrize("args", [
-    ["attribute", "traces/h100.sqlite.xz", "--format", "csv", "-o", "report.json"],
-    ["attribute", "traces/h100.sqlite.xz", "-o", "report.md"],
-    ["compare", "traces/h100.sqlite.xz", "traces/h200.sqlite.xz", "--format", "json", "-o", "both.csv"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["attribute", "traces/h100.sqlite.xz", "--format", "csv", "-o", "report.json"],
+        ["attribute", "traces/h100.sqlite.xz", "-o", "report.md"],
+        ["compare", "traces/h100.sqlite.xz", "traces/h200.sqlite.xz", "--format", "json", "-o", "both.csv"],
+    ],
+)
 def test_an_output_named_for_another_format_is_refused_before_any_work(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the traces are not there: the refusal comes before they are read
     result = CliRunner().invoke(main, args)

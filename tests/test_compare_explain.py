@@ -1,20 +1,32 @@
 """compare: the explanation on synthetic pairs, the match check, and the command end to end."""
+
 import pytest
 from click.testing import CliRunner
-
+from conftest import gpu_bound, with_meta
 from gapprof.analysis import comparison
+from synthetic import TraceBuilder
+
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from conftest import gpu_bound, with_meta
-from synthetic import TraceBuilder
 
 
 def col(label, bw, floor, excess, starved, latency=0.0, head=0.0, tail=0.0, replayed=False) -> comparison.Column:
     wall = floor + excess + starved + latency + head + tail
     values = {r: None for r in comparison.ROWS}
-    values.update({"peak GB/s": bw, "floor ms": floor, "excess ms": excess, "busy ms": floor + excess,
-                   "starved ms": starved, "latency ms": latency, "head ms": head, "tail ms": tail, "wall ms": wall,
-                   "floor fraction": floor / wall})
+    values.update(
+        {
+            "peak GB/s": bw,
+            "floor ms": floor,
+            "excess ms": excess,
+            "busy ms": floor + excess,
+            "starved ms": starved,
+            "latency ms": latency,
+            "head ms": head,
+            "tail ms": tail,
+            "wall ms": wall,
+            "floor fraction": floor / wall,
+        }
+    )
     return comparison.Column(label, values, replayed)
 
 
@@ -46,8 +58,7 @@ def test_a_term_that_doubles_over_a_tenfold_bandwidth_step_is_not_called_constan
 def test_a_projection_holds_cpu_time_so_its_cpu_terms_do_not_follow_a_host_cpu():
     """The replay keeps the source's CPU time: starved vanishing on a slower GPU is the GPU's doing."""
     a = col("h100", 3350, floor=4.26, excess=3.67, starved=30.9, head=1.0, tail=1.0)
-    b = col("h100 on l4 (projected)", 300, floor=47.5, excess=41.0, starved=0.0001, head=1.0, tail=1.0,
-            replayed=True)
+    b = col("h100 on l4 (projected)", 300, floor=47.5, excess=41.0, starved=0.0001, head=1.0, tail=1.0, replayed=True)
     frame, lines = comparison.explain(a, b)
     verdict = dict(zip(frame["term"], frame["verdict"]))
     assert verdict["starved"] == "CPU time held by the replay"
@@ -74,8 +85,10 @@ def test_term_that_grows_with_bandwidth_is_named():
 
 
 def test_mismatched_traces_are_refused_unless_forced():
-    metas = {"a": {"model": "m", "ctx": 2048, "runtime": "eager"},
-             "b": {"model": "m", "ctx": 1024, "runtime": "graphs"}}
+    metas = {
+        "a": {"model": "m", "ctx": 2048, "runtime": "eager"},
+        "b": {"model": "m", "ctx": 1024, "runtime": "graphs"},
+    }
     with pytest.raises(GapprofError, match=r"ctx differs \(a: 2048, b: 1024\); runtime differs"):
         comparison.check_match(metas, force=False)
     assert len(comparison.check_match(metas, force=True)) == 2
@@ -97,8 +110,21 @@ def test_compare_command(pair, tmp_path):
 
 
 def test_project_command(pair):
-    result = CliRunner().invoke(main, ["project", str(pair[0]), "--to", "h200", "--to", "l4",
-                                       "--kernel-scale", "other=2", "--launch-cost-scale", "1.5"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "project",
+            str(pair[0]),
+            "--to",
+            "h200",
+            "--to",
+            "l4",
+            "--kernel-scale",
+            "other=2",
+            "--launch-cost-scale",
+            "1.5",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("project\n")
     assert "h100 on h200 (projected)" in result.stdout and "h100 on l4 (projected)" in result.stdout

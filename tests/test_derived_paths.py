@@ -1,18 +1,19 @@
 """Every file name gapprof derives from another keeps the dots of model names (qwen2.5-7b, mistral-7b-v0.3)."""
+
 import json
 import sqlite3
 import sys
 from pathlib import Path
 
 import pytest
-
 from gapprof.analysis import cross_gpu_columns
 from gapprof.analysis.readers import ncu, nsys
+from gapprof.profiler import ncu_capture, nsys_capture, sweep_cells
+from gapprof.profiler.request import CaptureRequest
+
+from gapprof.commands.capture_cli import trace_output
 from gapprof.errors import GapprofError
 from gapprof.paths import sibling, strip_extension
-from gapprof.profiler import ncu_capture, nsys_capture, sweep_cells
-from gapprof.commands.capture_cli import trace_output
-from gapprof.profiler.request import CaptureRequest
 
 NAMES = ["qwen2.5-7b-eager", "mistral-7b-v0.3-graphs", "h100"]
 
@@ -46,8 +47,9 @@ else:
 def test_nsys_capture_finds_the_report_and_export_of_a_dotted_name(tmp_path, monkeypatch, name, given):
     monkeypatch.setenv("GAPPROF_NSYS", _fake_tool(tmp_path / "nsys", FAKE_NSYS))
     out = tmp_path / "traces"
-    report, sqlite_path, meta = nsys_capture.capture_with_nsys(CaptureRequest(), out / (name + given),
-                                                               "gapprof capture")
+    report, sqlite_path, meta = nsys_capture.capture_with_nsys(
+        CaptureRequest(), out / (name + given), "gapprof capture"
+    )
     assert (report, sqlite_path) == (out / f"{name}.nsys-rep", out / f"{name}.sqlite")
     assert sorted(p.name for p in out.iterdir()) == [f"{name}.nsys-rep", f"{name}.sqlite"]
     assert meta["command"] == "gapprof capture"
@@ -56,8 +58,11 @@ def test_nsys_capture_finds_the_report_and_export_of_a_dotted_name(tmp_path, mon
 def test_nsys_that_writes_elsewhere_is_named_in_the_error(tmp_path, monkeypatch):
     body = FAKE_NSYS.replace('+ ".nsys-rep"', '+ "-other.nsys-rep"')
     monkeypatch.setenv("GAPPROF_NSYS", _fake_tool(tmp_path / "nsys", body))
-    with pytest.raises(GapprofError, match=r"did not write .*qwen2.5-7b\.nsys-rep; files it wrote there: "
-                                           r"qwen2.5-7b-other.nsys-rep"):
+    with pytest.raises(
+        GapprofError,
+        match=r"did not write .*qwen2.5-7b\.nsys-rep; files it wrote there: "
+        r"qwen2.5-7b-other.nsys-rep",
+    ):
         nsys_capture.capture_with_nsys(CaptureRequest(), tmp_path / "out" / "qwen2.5-7b.nsys-rep", "gapprof capture")
 
 
@@ -99,14 +104,17 @@ def test_sweep_profile_points_each_row_at_its_own_sqlite(tmp_path, monkeypatch, 
         return type("Done", (), {"returncode": 0, "stderr": ""})()
 
     monkeypatch.setattr(sweep_cells.subprocess, "run", capture)
-    rows = [{"status": "ok", "model": m, "ctx": 2048, "runtime": "eager", "steps": 2, "warmup": 1}
-            for m in ("llama-3.1-8b", "tiny-qwen2")]
+    rows = [
+        {"status": "ok", "model": m, "ctx": 2048, "runtime": "eager", "steps": 2, "warmup": 1}
+        for m in ("llama-3.1-8b", "tiny-qwen2")
+    ]
     sweep_cells.profile_rows(rows, tmp_path, backend, "bfloat16", "sdpa", 0)
     extension = ".nsys-rep" if backend == "nsys" else ".sqlite"
     expected = [tmp_path / "traces" / f"{m}-ctx2048-eager{extension}" for m in ("llama-3.1-8b", "tiny-qwen2")]
     assert outputs == [str(path) for path in expected]
-    assert [r["trace"] for r in rows] == [str(Path("traces", f"{m}-ctx2048-eager.sqlite"))
-                                          for m in ("llama-3.1-8b", "tiny-qwen2")]
+    assert [r["trace"] for r in rows] == [
+        str(Path("traces", f"{m}-ctx2048-eager.sqlite")) for m in ("llama-3.1-8b", "tiny-qwen2")
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)

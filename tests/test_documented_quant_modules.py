@@ -1,6 +1,7 @@
 """docs/quantisation.md's table of where a quantised graphs step's GPU time goes by module: each cell is what
 `attribute --by module --reference` gives on the shipped H100 traces, the module kinds summed as the table groups
 them."""
+
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,14 @@ from gapprof.analysis.attribution import Options, analyze  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"
 README = (REPO / "docs" / "quantisation.md").read_text()
-METHODS = {"bf16": "", "int8": "-int8", "int4": "-int4", "nf4": "-nf4", "gemlite-int4": "-gemlite-int4",
-           "exllamav2-int4": "-exllamav2-int4"}
+METHODS = {
+    "bf16": "",
+    "int8": "-int8",
+    "int4": "-int4",
+    "nf4": "-nf4",
+    "gemlite-int4": "-gemlite-int4",
+    "exllamav2-int4": "-exllamav2-int4",
+}
 GROUPS = {
     "gate, up, down": ("gate_proj", "up_proj", "down_proj"),
     "q, k, v, o": ("q_proj", "k_proj", "v_proj", "o_proj"),

@@ -1,6 +1,7 @@
 """The documented A/B and sweep tables are the shipped results: each row is rebuilt here from results/<gpu>/ab.json,
 ab-static-graphs/ab.json and sweep.json (docs/results.md) and the quantised A/Bs and sweeps (docs/quantisation.md),
 and must appear on its page as it is."""
+
 import json
 from pathlib import Path
 
@@ -23,9 +24,11 @@ def ab_row(gpu: str, folder: str) -> str:
     a, b = result["arms"]["a"], result["arms"]["b"]
     label = f"{a['runtime']} ({a['attn'].removeprefix('sdpa-')})" if a["runtime"] == "eager" else a["runtime"]
     low, high = result["ci95"]
-    return (f"| {GPUS[gpu]} | {label} vs {b['runtime']} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) "
-            f"| {b['mean_of_medians_ms']:.2f} ({b['sd_of_medians_ms']:.2f}) | {result['speedup']:.3f}x "
-            f"({low:.3f}-{high:.3f}) | {a['floor_fraction']:.1%} / {b['floor_fraction']:.1%} |")
+    return (
+        f"| {GPUS[gpu]} | {label} vs {b['runtime']} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) "
+        f"| {b['mean_of_medians_ms']:.2f} ({b['sd_of_medians_ms']:.2f}) | {result['speedup']:.3f}x "
+        f"({low:.3f}-{high:.3f}) | {a['floor_fraction']:.1%} / {b['floor_fraction']:.1%} |"
+    )
 
 
 def sweep_rows(gpu: str) -> list[str]:
@@ -81,11 +84,13 @@ def test_readme_quantised_ab_rows_are_the_shipped_results(gpu, method):
     assert "recorded at capture" in result["floor_b"]["convention"]
     floor_a, floor_b = result["floor"]["floor_bytes"], result["floor_b"]["floor_bytes"]
     low, high = result["ci95"]
-    row = (f"| {GPUS[gpu]} | {method} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) | "
-           f"{b['mean_of_medians_ms']:.2f} ({b['sd_of_medians_ms']:.2f}) | "
-           f"{result['speedup']:.3f}x ({low:.3f}-{high:.3f}) "
-           f"| {floor_b / 1e9:.2f} ({floor_a / floor_b:.2f}x) | {b['floor_fraction']:.1%} / "
-           f"{b['floor_fraction_unquantised']:.1%} |")
+    row = (
+        f"| {GPUS[gpu]} | {method} | {a['mean_of_medians_ms']:.2f} ({a['sd_of_medians_ms']:.2f}) | "
+        f"{b['mean_of_medians_ms']:.2f} ({b['sd_of_medians_ms']:.2f}) | "
+        f"{result['speedup']:.3f}x ({low:.3f}-{high:.3f}) "
+        f"| {floor_b / 1e9:.2f} ({floor_a / floor_b:.2f}x) | {b['floor_fraction']:.1%} / "
+        f"{b['floor_fraction_unquantised']:.1%} |"
+    )
     assert row in QUANTISATION
 
 

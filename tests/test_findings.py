@@ -1,7 +1,7 @@
 """Each finding fires on a synthetic trace built to show it and stays silent on one that does not."""
+
 import polars as pl
 import pytest
-
 from conftest import SYNC, cpu_bound, gpu_bound, with_meta
 from gapprof.analysis import findings
 from gapprof.analysis.attribution import Options, analyze
@@ -82,14 +82,23 @@ def test_short_kernels_knob_fits_the_runtime(tmp_path, runtime, knob):
 
 def _cost(rows: list[tuple]) -> pl.DataFrame:
     """A cost table: the step total first, then classes (time, MB, GB/s, floor, extra, at peak, shortfall, fixed)."""
-    columns = ["class", "time_us", "mb_per_step", "achieved_gbps", "floor_us", "extra_us", "at_peak_us",
-               "shortfall_us", "fixed_us"]
+    columns = [
+        "class",
+        "time_us",
+        "mb_per_step",
+        "achieved_gbps",
+        "floor_us",
+        "extra_us",
+        "at_peak_us",
+        "shortfall_us",
+        "fixed_us",
+    ]
     return pl.DataFrame(rows, schema=columns, orient="row")
 
 
 def _step_with_long_kernels(b: TraceBuilder, o: int, kernels: tuple[tuple[str, int], ...]) -> None:
     """Kernels (name, ns) back to back, launched at once, then a sync: a GPU-bound step."""
-    ends = [sum(ns for _, ns in kernels[:i + 1]) for i in range(len(kernels))]
+    ends = [sum(ns for _, ns in kernels[: i + 1]) for i in range(len(kernels))]
     b.range(o, o + 20 + ends[-1] + 100)
     for i, (name, ns) in enumerate(kernels):
         b.launch(o + 10 + i, o + 11 + i, o + 20 + ends[i] - ns, o + 20 + ends[i], name=name)
@@ -99,9 +108,11 @@ def _step_with_long_kernels(b: TraceBuilder, o: int, kernels: tuple[tuple[str, i
 def test_one_kernel_longer_than_the_whole_floor_is_found_and_a_split_one_is_not(tmp_path):
     """qwen2.5-7b at ctx 2048 on an H100 has a floor of about 4.26 ms a step: one 5 ms kernel exceeds it; the same
     5 ms in two kernels of different names does not, nor one kernel of 4 ms."""
-    shapes = {"one": (("slow_gemv", 5_000_000), ("norm", 10_000)),
-              "split": (("gemv_a", 2_500_000), ("gemv_b", 2_500_000)),
-              "short": (("gemv", 4_000_000),)}
+    shapes = {
+        "one": (("slow_gemv", 5_000_000), ("norm", 10_000)),
+        "split": (("gemv_a", 2_500_000), ("gemv_b", 2_500_000)),
+        "short": (("gemv", 4_000_000),),
+    }
     traces = {name: with_meta(TraceBuilder()) for name in shapes}
     for name, kernels in shapes.items():
         for i in range(3):
@@ -119,10 +130,14 @@ def test_one_kernel_longer_than_the_whole_floor_is_found_and_a_split_one_is_not(
 
 def test_a_class_far_below_bandwidth_and_one_above_its_bytes_are_found():
     peak = 1000.0
-    cost = _cost([("all (busy)", 10_000.0, 10_000.0, 1000.0, 9_000.0, 1_000.0, 10_000.0, 1_000.0, 0.0),
-                  ("copy", 1_000.0, 100.0, 100.0, 0.0, 100.0, 100.0, 10.0, 890.0),
-                  ("attention", 2_000.0, 1_800.0, 900.0, 600.0, 1_200.0, 1_800.0, 200.0, 0.0),
-                  ("gemv", 7_000.0, 8_100.0, 950.0, 8_400.0, -300.0, 8_100.0, 500.0, 0.0)])
+    cost = _cost(
+        [
+            ("all (busy)", 10_000.0, 10_000.0, 1000.0, 9_000.0, 1_000.0, 10_000.0, 1_000.0, 0.0),
+            ("copy", 1_000.0, 100.0, 100.0, 0.0, 100.0, 100.0, 10.0, 890.0),
+            ("attention", 2_000.0, 1_800.0, 900.0, 600.0, 1_200.0, 1_800.0, 200.0, 0.0),
+            ("gemv", 7_000.0, 8_100.0, 950.0, 8_400.0, -300.0, 8_100.0, 500.0, 0.0),
+        ]
+    )
     slow = findings.low_bandwidth_classes(cost, peak)
     assert [(f.title, f.ms) for f in slow] == [("copy far below bandwidth", 0.9)]
     extra = findings.extra_traffic(cost, peak)
@@ -135,8 +150,12 @@ def test_findings_on_the_shipped_eager_trace():
 
     result = analyze(Path(__file__).parents[1] / "traces" / "h100-eager-cudnn.sqlite.xz", Options())
     titles = [f.title for f in findings.findings(result)]
-    assert titles == ["GPU starved by the CPU's launches", "GPU waits before the attention kernels",
-                      "module loading or compilation inside each step", "many short kernels, each with a fixed cost"]
+    assert titles == [
+        "GPU starved by the CPU's launches",
+        "GPU waits before the attention kernels",
+        "module loading or compilation inside each step",
+        "many short kernels, each with a fixed cost",
+    ]
 
 
 def test_compare_ends_with_the_findings_of_each_trace(pair):
@@ -156,5 +175,7 @@ def test_the_flash_eager_trace_pays_no_setup_inside_its_steps():
     from pathlib import Path
 
     result = analyze(Path(__file__).parents[1] / "traces" / "h100.sqlite.xz", Options())
-    assert [f.title for f in findings.findings(result)] == ["GPU starved by the CPU's launches",
-                                                            "many short kernels, each with a fixed cost"]
+    assert [f.title for f in findings.findings(result)] == [
+        "GPU starved by the CPU's launches",
+        "many short kernels, each with a fixed cost",
+    ]

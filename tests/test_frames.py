@@ -1,22 +1,23 @@
 """A trace is read once: the steps of another pattern (the graph-level pass of a two-pass capture) are selected
 from the frames already read, checked as a fresh read would check them."""
+
 import dataclasses
 import json
 
 import pytest
 from click.testing import CliRunner
-
+from conftest import SHIPPED_TRACES, basic_step
 from gapprof.analysis import frames
-from gapprof.analysis.readers import nsys
-from gapprof.analysis.trace_checks import UNLAUNCHED
 from gapprof.analysis.attribution import Options, analyze
+from gapprof.analysis.readers import nsys
 from gapprof.analysis.steps import NoStepRanges
+from gapprof.analysis.trace_checks import UNLAUNCHED
 from gapprof.analysis.two_pass import graph_level_pass
+from synthetic import PID, TID, TraceBuilder
+
+from gapprof import trace_schema
 from gapprof.cli import main
 from gapprof.nvtx_names import GRAPH_LEVEL_MESSAGE
-from conftest import SHIPPED_TRACES, basic_step
-from synthetic import PID, TID, TraceBuilder
-from gapprof import trace_schema
 
 TWO_PASS = SHIPPED_TRACES / "h100-lean-two-pass.sqlite.xz"
 
@@ -45,8 +46,11 @@ def test_the_graph_level_pass_is_what_a_fresh_read_of_its_steps_gives(skip):
     for name in ("steps", "ops", "calls"):
         assert getattr(graph, name).equals(getattr(fresh, name)), name
     assert graph.frames.calls.equals(fresh.frames.calls)
-    assert (graph.notes, graph.frames.checks, graph.frames.skip) == (fresh.notes, fresh.frames.checks,
-                                                                     fresh.frames.skip)
+    assert (graph.notes, graph.frames.checks, graph.frames.skip) == (
+        fresh.notes,
+        fresh.frames.checks,
+        fresh.frames.skip,
+    )
 
 
 def test_select_steps_reads_nothing_and_lists_the_ranges_when_none_match(monkeypatch):
@@ -54,13 +58,16 @@ def test_select_steps_reads_nothing_and_lists_the_ranges_when_none_match(monkeyp
 
     def no_io(*_):
         raise AssertionError("the trace was read again")
+
     monkeypatch.setattr(nsys, "read", no_io)
     monkeypatch.setattr(nsys, "_read", no_io)
     assert frames.select_steps(read, GRAPH_LEVEL_MESSAGE).steps.height == 24
     with pytest.raises(NoStepRanges) as error:
         frames.select_steps(read, "no_such_range")
-    assert str(error.value) == ("no NVTX ranges match --range 'no_such_range'; ranges found: gapprof:decode_step "
-                                "(24), gapprof:decode_step_graph_level (24)")
+    assert str(error.value) == (
+        "no NVTX ranges match --range 'no_such_range'; ranges found: gapprof:decode_step "
+        "(24), gapprof:decode_step_graph_level (24)"
+    )
 
 
 def test_the_calls_of_every_thread_are_read_once_and_the_steps_take_their_threads(tmp_path):

@@ -1,6 +1,6 @@
 """Every analysis command prints for the shipped traces exactly what tests/data/golden/ holds."""
-import pytest
 
+import pytest
 from golden_outputs import COMMANDS, FOLDER, REPO, output
 
 

@@ -1,16 +1,17 @@
 """The fit time = fixed + bytes / bandwidth (gapprof.bandwidth_fit) on synthetic points whose parameters are known,
 and GPU profiles (gapprof.gpu_profile): written and read back unchanged, refused in one line when broken, found
 where gapprof ships them."""
+
 import copy
 import json
 
 import numpy as np
 import pytest
+from conftest import gpu_profile_doc
 
 from gapprof import gpu_profile
 from gapprof.bandwidth_fit import achieved_gbps, fit_line
 from gapprof.errors import GapprofError
-from conftest import gpu_profile_doc
 
 SIZES = np.array([64 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30], dtype=float)
 
@@ -47,9 +48,14 @@ def test_times_that_do_not_grow_with_bytes_have_no_bandwidth():
     assert fit_line([1e6, 2e6, 4e6], [5.0, 4.0, 3.0])["gbps"] is None
 
 
-@pytest.mark.parametrize("sizes, us, message", [([1e6], [2.0], "at least two sizes"),
-                                                 ([1e6, 1e6], [2.0, 3.0], "at least two sizes"),
-                                                 ([1e6, 2e6], [2.0, 0.0], "positive finite times")])
+@pytest.mark.parametrize(
+    "sizes, us, message",
+    [
+        ([1e6], [2.0], "at least two sizes"),
+        ([1e6, 1e6], [2.0, 3.0], "at least two sizes"),
+        ([1e6, 2e6], [2.0, 0.0], "positive finite times"),
+    ],
+)
 def test_a_fit_without_enough_points_is_refused(sizes, us, message):
     with pytest.raises(GapprofError, match=message):
         fit_line(sizes, us)
@@ -79,7 +85,7 @@ def _broken(change) -> dict:
 
 
 BROKEN = [
-    (lambda d: d.pop("format"), "no \"format\""),
+    (lambda d: d.pop("format"), 'no "format"'),
     (lambda d: d.update(version=2), "version 2, this gapprof reads version 1"),
     (lambda d: d.pop("date"), "'date' missing or not a string"),
     (lambda d: d.update(points=[]), "'points' missing or not an object"),

@@ -1,6 +1,7 @@
 """Nothing a user or a damaged file does may lose data, crash or lie: a fixed corpus of damaged inputs and unsafe
 outputs, each ending as a one-line error or a right answer, with no input changed; then property-based mutations
 of a small synthetic trace and ncu CSV (hypothesis), each ending as an answer or a one-line error."""
+
 import csv
 import hashlib
 import io
@@ -16,16 +17,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SHIPPED_TRACES, basic_step
+from gapprof.analysis.readers import compressed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from synthetic import TraceBuilder
 
 import gapprof
 from gapprof import output_files, result_files
-from gapprof.analysis.readers import compressed
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from conftest import SHIPPED_TRACES, basic_step
-from synthetic import TraceBuilder
 
 GRAPHS = SHIPPED_TRACES / "h100-graphs.sqlite.xz"
 GRAPHS_NCU = ("h100-graphs-ncu.csv.gz", "h100-graphs-ncu.json")
@@ -43,8 +44,11 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 def files_in(folder: Path) -> dict[str, str]:
     """Every file under `folder` (links not followed) -> the SHA-256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def invoke(*args):
@@ -76,8 +80,7 @@ def altered(path: Path, *statements: str) -> Path:
 
 def nullable(table: str) -> str:
     """SQL that rebuilds `table` without its NOT NULL constraints (CREATE TABLE AS keeps none)."""
-    return (f"CREATE TABLE copied AS SELECT * FROM {table}; DROP TABLE {table}; "
-            f"ALTER TABLE copied RENAME TO {table}")
+    return f"CREATE TABLE copied AS SELECT * FROM {table}; DROP TABLE {table}; ALTER TABLE copied RENAME TO {table}"
 
 
 def shipped_copy(tmp_path: Path, *names: str) -> list[Path]:
@@ -103,9 +106,11 @@ def test_a_packed_trace_its_ncu_csv_and_the_metadata_beside_it_are_inputs(tmp_pa
     for output in (trace, csv_path, sidecar):
         fmt = "json" if output.suffix == ".json" else "table"  # a format that fits the name: -o's suffix is checked
         assert "an input of this command" in one_line_error(
-            invoke("attribute", trace, "--ncu", csv_path, "--tables", "summary", "--format", fmt, "-o", output))
-    assert "an input of this command" in one_line_error(invoke("ncu-report", csv_path, "--gpu", "h100",
-                                                               "--format", "json", "-o", sidecar))
+            invoke("attribute", trace, "--ncu", csv_path, "--tables", "summary", "--format", fmt, "-o", output)
+        )
+    assert "an input of this command" in one_line_error(
+        invoke("ncu-report", csv_path, "--gpu", "h100", "--format", "json", "-o", sidecar)
+    )
     assert files_in(tmp_path) == before
 
 
@@ -128,22 +133,50 @@ def test_a_full_device_as_output_or_stdout_is_one_line(tmp_path):
     assert one_line_error(invoke("attribute", trace, "-o", "/dev/full")).endswith("(No space left on device)")
     assert Path("/dev/full").is_char_device()  # written in place, never replaced
     with open("/dev/full", "w") as full:
-        run = subprocess.run([sys.executable, "-m", "gapprof", "attribute", str(trace)], stdout=full,
-                             stderr=subprocess.PIPE, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "gapprof", "attribute", str(trace)], stdout=full, stderr=subprocess.PIPE, text=True
+        )
     assert run.returncode == 1
     assert run.stderr.splitlines()[-1] == "Error: stdout: cannot write (No space left on device)"
     assert "Traceback" not in run.stderr and "Exception ignored" not in run.stderr
 
 
 def _sweep(model: str) -> dict:
-    row = {"model": model, "ctx": 2048, "runtime": "eager", "attn": "sdpa", "status": "ok", "reason": None,
-           "steps": 4, "warmup": 1, "median_ms": 20.0, "p10_ms": 19.0, "p90_ms": 21.0, "floor_ms": 4.0,
-           "floor_fraction": 0.2, "first_token": 1}
-    return {"command": f"gapprof sweep --models {model}", "finished_at": "2026-12-01T10:00:00+00:00",
-            "grid": {"models": [model], "ctx": [2048], "runtimes": ["eager"], "steps": 4, "warmup": 1,
-                     "dtype": "bfloat16", "attn": "sdpa", "seed": 0, "device": "cuda"},
-            "floor_convention": "weights once", "timing": "host timer", "machine": {"gpu_name": "NVIDIA H100"},
-            "rows": [row]}
+    row = {
+        "model": model,
+        "ctx": 2048,
+        "runtime": "eager",
+        "attn": "sdpa",
+        "status": "ok",
+        "reason": None,
+        "steps": 4,
+        "warmup": 1,
+        "median_ms": 20.0,
+        "p10_ms": 19.0,
+        "p90_ms": 21.0,
+        "floor_ms": 4.0,
+        "floor_fraction": 0.2,
+        "first_token": 1,
+    }
+    return {
+        "command": f"gapprof sweep --models {model}",
+        "finished_at": "2026-12-01T10:00:00+00:00",
+        "grid": {
+            "models": [model],
+            "ctx": [2048],
+            "runtimes": ["eager"],
+            "steps": 4,
+            "warmup": 1,
+            "dtype": "bfloat16",
+            "attn": "sdpa",
+            "seed": 0,
+            "device": "cuda",
+        },
+        "floor_convention": "weights once",
+        "timing": "host timer",
+        "machine": {"gpu_name": "NVIDIA H100"},
+        "rows": [row],
+    }
 
 
 def test_a_sweep_set_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -183,9 +216,11 @@ def test_a_cache_entry_damaged_swapped_or_planted_as_a_link_is_rebuilt(tmp_path)
     entry = compressed.unpacked(trace)
     victim = tmp_path / "victim"
     victim.write_text("keep")
-    for damage in (lambda: os.truncate(entry, 100_000),
-                   lambda: shutil.copy(steps_trace(tmp_path / "other.sqlite"), entry),
-                   lambda: (entry.unlink(), entry.symlink_to(victim))):
+    for damage in (
+        lambda: os.truncate(entry, 100_000),
+        lambda: shutil.copy(steps_trace(tmp_path / "other.sqlite"), entry),
+        lambda: (entry.unlink(), entry.symlink_to(victim)),
+    ):
         damage()
         assert _summary(trace) == expected
     assert victim.read_text() == "keep" and not entry.is_symlink()
@@ -229,18 +264,29 @@ def test_a_device_is_refused():
 # --- traces ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("statements, found", [
-    ([f'UPDATE {KERNEL} SET "end" = 4611686018427387904 WHERE rowid = 5'],
-     "1 GPU ops lie more than a day from the rest of the trace"),
-    ([f'UPDATE {NVTX} SET "end" = 4611686018427387904 WHERE rowid = 2'],
-     "1 NVTX ranges lie more than a day from the rest of the trace"),
-    ([*nullable(KERNEL).split("; "), f"UPDATE {KERNEL} SET start = NULL WHERE rowid = 3"],
-     "1 GPU ops have no start or end"),
-    ([*nullable(RUNTIME).split("; "), f'UPDATE {RUNTIME} SET "end" = NULL WHERE rowid = 3'],
-     "1 API calls have no start or end"),
-    ([f"INSERT INTO {KERNEL} SELECT * FROM {KERNEL} WHERE rowid <= 2"], "2 GPU ops are recorded twice"),
-    ([f"DELETE FROM {KERNEL} WHERE rowid = 7"], "1 launch calls inside 1 measured steps"),
-])
+@pytest.mark.parametrize(
+    "statements, found",
+    [
+        (
+            [f'UPDATE {KERNEL} SET "end" = 4611686018427387904 WHERE rowid = 5'],
+            "1 GPU ops lie more than a day from the rest of the trace",
+        ),
+        (
+            [f'UPDATE {NVTX} SET "end" = 4611686018427387904 WHERE rowid = 2'],
+            "1 NVTX ranges lie more than a day from the rest of the trace",
+        ),
+        (
+            [*nullable(KERNEL).split("; "), f"UPDATE {KERNEL} SET start = NULL WHERE rowid = 3"],
+            "1 GPU ops have no start or end",
+        ),
+        (
+            [*nullable(RUNTIME).split("; "), f'UPDATE {RUNTIME} SET "end" = NULL WHERE rowid = 3'],
+            "1 API calls have no start or end",
+        ),
+        ([f"INSERT INTO {KERNEL} SELECT * FROM {KERNEL} WHERE rowid <= 2"], "2 GPU ops are recorded twice"),
+        ([f"DELETE FROM {KERNEL} WHERE rowid = 7"], "1 launch calls inside 1 measured steps"),
+    ],
+)
 def test_a_damaged_trace_is_refused_in_one_line(tmp_path, statements, found):
     trace = altered(steps_trace(tmp_path / "t.sqlite"), *statements)
     assert found in one_line_error(invoke("attribute", trace))
@@ -258,12 +304,15 @@ def test_a_damaged_page_anywhere_gives_the_error_of_a_damaged_first_page(tmp_pat
     assert lines == {"unreadable SQLite file (database disk image is malformed)"}
 
 
-@pytest.mark.parametrize("key, value, what", [
-    ("ctx", -5, "not a whole number, 0 or more"),
-    ("ctx", "abc", "not a whole number, 0 or more"),
-    ("copy_bandwidth_gbps", -3000, "not a finite number of GB/s above 0"),
-    ("unprofiled_step_ms", [1.0, "NaN"], "not a list of finite times above 0"),
-])
+@pytest.mark.parametrize(
+    "key, value, what",
+    [
+        ("ctx", -5, "not a whole number, 0 or more"),
+        ("ctx", "abc", "not a whole number, 0 or more"),
+        ("copy_bandwidth_gbps", -3000, "not a finite number of GB/s above 0"),
+        ("unprofiled_step_ms", [1.0, "NaN"], "not a list of finite times above 0"),
+    ],
+)
 def test_capture_metadata_of_the_wrong_type_or_range_is_refused(tmp_path, key, value, what):
     b = TraceBuilder()
     for i in range(4):
@@ -286,15 +335,18 @@ def _write_ncu(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("row, column, value, found", [
-    (2, "dram__bytes_read.sum", "-0.001", "has -0.001 for dram__bytes_read.sum"),
-    (2, "dram__bytes_read.sum", "inf", "has inf for dram__bytes_read.sum"),
-    (2, "gpu__time_duration.sum", "nan", "has nan for gpu__time_duration.sum"),
-    (2, "gpu__time_duration.sum", "fast", "'fast' for gpu__time_duration.sum, not a number"),
-    (1, "dram__bytes_read.sum", "Gbit", "unknown unit 'Gbit'"),
-    (1, "gpu__time_duration.sum", "ns", "faster than any GPU's DRAM"),  # 0.01 GB in 4 ns
-    (3, "ID", "0", "ID 0 appears 2 times"),
-])
+@pytest.mark.parametrize(
+    "row, column, value, found",
+    [
+        (2, "dram__bytes_read.sum", "-0.001", "has -0.001 for dram__bytes_read.sum"),
+        (2, "dram__bytes_read.sum", "inf", "has inf for dram__bytes_read.sum"),
+        (2, "gpu__time_duration.sum", "nan", "has nan for gpu__time_duration.sum"),
+        (2, "gpu__time_duration.sum", "fast", "'fast' for gpu__time_duration.sum, not a number"),
+        (1, "dram__bytes_read.sum", "Gbit", "unknown unit 'Gbit'"),
+        (1, "gpu__time_duration.sum", "ns", "faster than any GPU's DRAM"),  # 0.01 GB in 4 ns
+        (3, "ID", "0", "ID 0 appears 2 times"),
+    ],
+)
 def test_an_impossible_ncu_csv_is_refused(tmp_path, row, column, value, found):
     rows = _ncu_rows()
     rows[row][rows[0].index(column)] = value
@@ -338,19 +390,29 @@ def test_a_measured_bandwidth_above_peak_is_capped_in_project(tmp_path):
     assert any("above the peak: capped at it" in note for note in json.loads(result.stdout)["notes"])
 
 
-@pytest.mark.parametrize("flags", [("--launch-cost-scale", "inf"), ("--launch-cost-scale", "nan"),
-                                   ("--graphs", "--graph-launch-us", "inf"), ("--fixed-kernel-us", "nan"),
-                                   ("--kernel-scale", "attention=inf")])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--launch-cost-scale", "inf"),
+        ("--launch-cost-scale", "nan"),
+        ("--graphs", "--graph-launch-us", "inf"),
+        ("--fixed-kernel-us", "nan"),
+        ("--kernel-scale", "attention=inf"),
+    ],
+)
 def test_a_non_finite_what_if_value_is_refused(tmp_path, flags):
     trace = steps_trace(tmp_path / "t.sqlite")
     assert "finite number" in one_line_error(invoke("project", trace, "--to", "h200", *flags))
 
 
-@pytest.mark.parametrize("options, found", [
-    ({"ctx": -100}, "ctx=-100: a whole number, 0 or more"),
-    ({"ctx": "abc"}, "ctx='abc': a whole number, 0 or more"),
-    ({"model": "llama-3.1-8b"}, "--model llama-3.1-8b but the trace was captured with qwen2.5-7b; force=True"),
-])
+@pytest.mark.parametrize(
+    "options, found",
+    [
+        ({"ctx": -100}, "ctx=-100: a whole number, 0 or more"),
+        ({"ctx": "abc"}, "ctx='abc': a whole number, 0 or more"),
+        ({"model": "llama-3.1-8b"}, "--model llama-3.1-8b but the trace was captured with qwen2.5-7b; force=True"),
+    ],
+)
 def test_the_python_api_runs_the_command_checks(options, found):
     with pytest.raises(GapprofError) as error:
         gapprof.attribute(GRAPHS, **options)
@@ -359,15 +421,23 @@ def test_the_python_api_runs_the_command_checks(options, found):
 
 # --- property-based: mutated traces and CSVs end as an answer or one line ------------------------------------
 
-VALUES = st.one_of(st.sampled_from([None, 0, -1, 1, 2**31, 2**62, 2**63 - 1, -(2**63)]),
-                   st.integers(min_value=-5000, max_value=10_000))
-COLUMNS = {KERNEL: ("start", "end", "correlationId", "streamId"), RUNTIME: ("start", "end", "correlationId"),
-           NVTX: ("start", "end")}
-MUTATIONS = st.lists(st.one_of(
-    st.tuples(st.just("set"), st.sampled_from(sorted(COLUMNS)), st.integers(1, 24), st.data()),
-    st.tuples(st.just("delete"), st.sampled_from(sorted(COLUMNS)), st.integers(1, 24), st.none()),
-    st.tuples(st.just("repeat"), st.sampled_from(sorted(COLUMNS)), st.integers(1, 24), st.none())),
-    min_size=1, max_size=3)
+VALUES = st.one_of(
+    st.sampled_from([None, 0, -1, 1, 2**31, 2**62, 2**63 - 1, -(2**63)]), st.integers(min_value=-5000, max_value=10_000)
+)
+COLUMNS = {
+    KERNEL: ("start", "end", "correlationId", "streamId"),
+    RUNTIME: ("start", "end", "correlationId"),
+    NVTX: ("start", "end"),
+}
+MUTATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("set"), st.sampled_from(sorted(COLUMNS)), st.integers(1, 24), st.data()),
+        st.tuples(st.just("delete"), st.sampled_from(sorted(COLUMNS)), st.integers(1, 24), st.none()),
+        st.tuples(st.just("repeat"), st.sampled_from(sorted(COLUMNS)), st.integers(1, 24), st.none()),
+    ),
+    min_size=1,
+    max_size=3,
+)
 
 
 def _mutate(conn, kind: str, table: str, row: int, data) -> None:
@@ -384,8 +454,9 @@ def _answer_or_one_line(result) -> None:
     if result.exit_code == 0:
         assert "Traceback" not in result.output
         summary = json.loads(result.stdout)["summary"]
-        assert all(math.isfinite(row["median_ms"]) and row["median_ms"] >= 0 for row in summary
-                   if row["median_ms"] is not None)
+        assert all(
+            math.isfinite(row["median_ms"]) and row["median_ms"] >= 0 for row in summary if row["median_ms"] is not None
+        )
     else:
         one_line_error(result)
 
@@ -406,9 +477,11 @@ def test_a_mutated_trace_gives_an_answer_or_one_line(tmp_path_factory, mutations
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(row=st.integers(1, 15), column=st.sampled_from(["ID", "dram__bytes_read.sum", "dram__bytes_write.sum",
-                                                       "gpu__time_duration.sum"]),
-       value=st.one_of(st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True).map(str)))
+@given(
+    row=st.integers(1, 15),
+    column=st.sampled_from(["ID", "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"]),
+    value=st.one_of(st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True).map(str)),
+)
 def test_a_mutated_ncu_csv_gives_an_answer_or_one_line(tmp_path_factory, row, column, value):
     folder = tmp_path_factory.mktemp("ncu")
     rows = _ncu_rows()

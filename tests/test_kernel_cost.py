@@ -1,26 +1,31 @@
 """The busy split busy = floor + extra + shortfall + fixed (analysis.kernel_cost) with each kernel's bytes joined
 from an ncu CSV (analysis.kernel_bytes): synthetic kernels with known bytes and fixed parts, every measured step of
 the shipped traces that have an ncu CSV, and CSVs or steps whose kernels do not match."""
+
 from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
-
+from conftest import SYNC, shipped_ncu_lines, with_meta
+from gapprof.analysis.achievable import ASSUMED_FRACTION
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.kernel_bytes import measured_bytes
-from gapprof.analysis.achievable import ASSUMED_FRACTION
 from gapprof.analysis.kernel_cost import cost_sections
-from gapprof.cli import main
-from conftest import SYNC, shipped_ncu_lines, with_meta
 from synthetic import TraceBuilder
 
+from gapprof.cli import main
+
 TRACES = Path(__file__).resolve().parents[1] / "traces"
-SHIPPED = [("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"), ("h200-graphs.sqlite.xz", "h200-graphs-ncu.csv.gz"),
-           ("h100-eager-cudnn.sqlite.xz", "h100-eager-cudnn-ncu.csv.gz"),
-           ("h100-compile.sqlite.xz", "h100-compile-ncu.csv.gz"), ("h200-compile.sqlite.xz", "h200-compile-ncu.csv.gz"),
-           ("h100-graphs-int4.sqlite.xz", "h100-graphs-int4-ncu.csv.gz"),
-           ("h100-graphs-nf4.sqlite.xz", "h100-graphs-nf4-ncu.csv.gz")]
+SHIPPED = [
+    ("h100-graphs.sqlite.xz", "h100-graphs-ncu.csv.gz"),
+    ("h200-graphs.sqlite.xz", "h200-graphs-ncu.csv.gz"),
+    ("h100-eager-cudnn.sqlite.xz", "h100-eager-cudnn-ncu.csv.gz"),
+    ("h100-compile.sqlite.xz", "h100-compile-ncu.csv.gz"),
+    ("h200-compile.sqlite.xz", "h200-compile-ncu.csv.gz"),
+    ("h100-graphs-int4.sqlite.xz", "h100-graphs-int4-ncu.csv.gz"),
+    ("h100-graphs-nf4.sqlite.xz", "h100-graphs-nf4-ncu.csv.gz"),
+]
 PEAK = 3350.0  # H100 SXM datasheet, GB/s = bytes/ns
 REFERENCE = ASSUMED_FRACTION * PEAK
 # name, bytes read, bytes written, fixed ns: each kernel lasts fixed + bytes / (0.9 x peak), a whole number of ns.
@@ -47,10 +52,14 @@ def known_steps(steps: int = 3, extra_in_last: bool = False) -> TraceBuilder:
 
 def write_ncu(path: Path, kernels: list[tuple]) -> Path:
     """An `ncu --csv --page raw` export holding only the columns gapprof reads."""
-    lines = ['"ID","Kernel Name","dram__bytes_read.sum","dram__bytes_write.sum","gpu__time_duration.sum"',
-             '"","","byte","byte","nsecond"']
-    lines += [f'"{i}","{name}","{read}","{write}","{duration(read, write, fixed)}"'
-              for i, (name, read, write, fixed) in enumerate(kernels)]
+    lines = [
+        '"ID","Kernel Name","dram__bytes_read.sum","dram__bytes_write.sum","gpu__time_duration.sum"',
+        '"","","byte","byte","nsecond"',
+    ]
+    lines += [
+        f'"{i}","{name}","{read}","{write}","{duration(read, write, fixed)}"'
+        for i, (name, read, write, fixed) in enumerate(kernels)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -112,7 +121,7 @@ def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
     altered = tmp_path / "altered-ncu.csv"
     # Kernel 500 left out, kernel 700 profiled twice (IDs numbered again, as ncu numbers its rows).
     kept = rows[:500] + rows[501:701] + rows[700:]
-    renumbered = [f'"{i}"' + row[row.index(","):] for i, row in enumerate(kept)]
+    renumbered = [f'"{i}"' + row[row.index(",") :] for i, row in enumerate(kept)]
     altered.write_text("\n".join(header + renumbered) + "\n")
     found = measured_bytes(analyze(TRACES / "h100-eager-cudnn.sqlite.xz", Options()), altered)
     assert found.ops is None
@@ -120,8 +129,9 @@ def test_ncu_csv_with_a_missing_and_an_extra_kernel_reports_them(tmp_path):
     assert sorted(found.unmatched["tag"]) == ["delete", "insert"]
     missing = found.unmatched.filter(pl.col("tag") == "delete").row(0, named=True)
     assert missing["reference_ops"].split("(")[0].split("<")[0].strip() in dropped
-    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-eager-cudnn.sqlite.xz"), "--ncu", str(altered),
-                                       "--tables", "summary"])
+    result = CliRunner().invoke(
+        main, ["attribute", str(TRACES / "h100-eager-cudnn.sqlite.xz"), "--ncu", str(altered), "--tables", "summary"]
+    )
     assert result.exit_code == 0, result.output
     assert "unmatched kernels" in result.output and "no cost split" in result.output
 
@@ -144,11 +154,14 @@ def test_trace_step_with_a_different_sequence_is_reported(tmp_path):
     assert (row["against"], row["tag"], row["steps"], row["ops"]) == ("trace steps", "insert", 1, "extra_kernel")
 
 
-@pytest.mark.parametrize("args, code, message", [
-    (["--tables", "cost"], 1, "needs bytes per kernel"),
-    (["--ncu", str(TRACES / "h100-graphs-ncu.csv.gz"), "--by", "module"], 2, "not modules"),
-    (["--reference", str(TRACES / "h100-static-modules.sqlite.xz")], 2, "--reference is used only"),
-])
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["--tables", "cost"], 1, "needs bytes per kernel"),
+        (["--ncu", str(TRACES / "h100-graphs-ncu.csv.gz"), "--by", "module"], 2, "not modules"),
+        (["--reference", str(TRACES / "h100-static-modules.sqlite.xz")], 2, "--reference is used only"),
+    ],
+)
 def test_cost_options_are_checked(args, code, message):
     result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite.xz"), *args])
     assert result.exit_code == code and message in result.output
@@ -179,8 +192,18 @@ def test_analytic_bytes_without_ncu_move_exactly_the_floor():
 
 
 def test_attribute_ncu_adds_the_cost_tables_in_json():
-    result = CliRunner().invoke(main, ["attribute", str(TRACES / "h100-graphs.sqlite.xz"), "--ncu",
-                                       str(TRACES / "h100-graphs-ncu.csv.gz"), "--tables", "summary",
-                                       "--format", "json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "attribute",
+            str(TRACES / "h100-graphs.sqlite.xz"),
+            "--ncu",
+            str(TRACES / "h100-graphs-ncu.csv.gz"),
+            "--tables",
+            "summary",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"cost"' in result.output and '"cost facts"' in result.output and "all (busy)" in result.output

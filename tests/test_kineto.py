@@ -1,5 +1,6 @@
 """torch.profiler (Kineto) Chrome traces as input: the same events as an nsys export give the same tables, times
 round to integer ns exactly, and a file that cannot be attributed is refused in one line."""
+
 import gzip
 import json
 from decimal import Decimal
@@ -8,15 +9,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
-
+from conftest import H100, basic_step, cpu_bound, gpu_bound
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
 from gapprof.analysis.readers import json_stream, kineto, kineto_events, nsys
+from synthetic import PID, TID, TraceBuilder
+
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof.trace_schema import TID_BITS, api_name
-from conftest import H100, basic_step, cpu_bound, gpu_bound
-from synthetic import PID, TID, TraceBuilder
 
 TABLES = ("summary_table", "facts_table", "class_table", "kernel_table", "api_table")
 
@@ -39,8 +40,13 @@ def graph_step(b: TraceBuilder, o: int = 0) -> None:
     b.call(o + 40, o + 480, "cudaStreamSynchronize_v3020")
 
 
-SHAPES = {"basic": basic_step, "graph": graph_step, "gpu_bound": lambda b, o: gpu_bound(b, o),
-          "cpu_bound": lambda b, o: cpu_bound(b, o), "mixed": mixed_step}
+SHAPES = {
+    "basic": basic_step,
+    "graph": graph_step,
+    "gpu_bound": lambda b, o: gpu_bound(b, o),
+    "cpu_bound": lambda b, o: cpu_bound(b, o),
+    "mixed": mixed_step,
+}
 
 
 def pair(tmp_path, shape, suffix=".json"):
@@ -69,15 +75,25 @@ def test_a_gzipped_trace_reads_as_the_json(tmp_path):
 
 def test_the_command_line_reads_a_torch_trace(tmp_path):
     nsys, torch_trace = pair(tmp_path, "basic")
-    outputs = [CliRunner().invoke(main, ["attribute", str(path), "--tables", "summary,classes,kernels,api"])
-               for path in (nsys, torch_trace)]
+    outputs = [
+        CliRunner().invoke(main, ["attribute", str(path), "--tables", "summary,classes,kernels,api"])
+        for path in (nsys, torch_trace)
+    ]
     assert outputs[0].exit_code == outputs[1].exit_code == 0
     assert outputs[1].stdout == outputs[0].stdout
 
 
-@pytest.mark.parametrize("us, ns", [(Decimal("4921650408244.786"), 4921650408244786),  # beyond a double's ns
-                                    (Decimal("0.0004"), 0), (Decimal("0.0005"), 0), (Decimal("0.0015"), 2),
-                                    (Decimal("1.0006"), 1001), (7, 7000)])
+@pytest.mark.parametrize(
+    "us, ns",
+    [
+        (Decimal("4921650408244.786"), 4921650408244786),  # beyond a double's ns
+        (Decimal("0.0004"), 0),
+        (Decimal("0.0005"), 0),
+        (Decimal("0.0015"), 2),
+        (Decimal("1.0006"), 1001),
+        (7, 7000),
+    ],
+)
 def test_microseconds_round_to_the_nearest_ns_ties_to_even(us, ns):
     assert kineto_events.to_ns(us) == ns
 
@@ -95,9 +111,11 @@ def _x(cat, name, ts, dur, pid=PID, tid=100, **args):
 def test_each_end_is_rounded_as_a_point_so_the_identity_holds(tmp_path):
     # In ns: the range [0.4, 1000.6] -> [0, 1001], the call [10.4, 20.5] -> [10, 20], the kernel [100.5, 200.5]
     # -> [100, 200] (ties to even): a length is the difference of rounded ends, not a rounded duration.
-    events = [_x("user_annotation", "decode_step", 0.0004, 1.0002),
-              _x("cuda_runtime", "cudaLaunchKernel", 0.0104, 0.0101, correlation=1),
-              _x("kernel", "void k<float>(int)", 0.1005, 0.1, 0, 7, device=0, stream=7, correlation=1)]
+    events = [
+        _x("user_annotation", "decode_step", 0.0004, 1.0002),
+        _x("cuda_runtime", "cudaLaunchKernel", 0.0104, 0.0101, correlation=1),
+        _x("kernel", "void k<float>(int)", 0.1005, 0.1, 0, 7, device=0, stream=7, correlation=1),
+    ]
     result = attribution.analyze(_events_file(tmp_path, events), Options(skip=0))
     step = result.steps.row(0, named=True)
     assert (step["t0"], step["t1"], step["g0"], step["g1"]) == (0, 1001, 100, 200)
@@ -105,10 +123,13 @@ def test_each_end_is_rounded_as_a_point_so_the_identity_holds(tmp_path):
     assert step["globalTid"] == TID
 
 
-@pytest.mark.parametrize("content, says", [
-    ('{"traceEvents": [', "not a Chrome trace: unreadable JSON"),
-    ('{"schemaVersion": 1}', "JSON but not a Chrome trace (no traceEvents list)"),
-])
+@pytest.mark.parametrize(
+    "content, says",
+    [
+        ('{"traceEvents": [', "not a Chrome trace: unreadable JSON"),
+        ('{"schemaVersion": 1}', "JSON but not a Chrome trace (no traceEvents list)"),
+    ],
+)
 def test_json_that_is_no_chrome_trace_is_refused(tmp_path, content, says):
     path = tmp_path / "t.json"
     path.write_text(content)
@@ -122,12 +143,15 @@ def test_a_trace_without_kernels_says_it_is_cpu_only(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"Error: {path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
-        "activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
+        "activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU"
+    )
 
 
 def test_a_trace_without_ranges_or_of_several_processes_is_refused(tmp_path):
-    launch = [_x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
-              _x("kernel", "k", 3, 1, 0, 7, device=0, stream=7, correlation=1)]
+    launch = [
+        _x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
+        _x("kernel", "k", 3, 1, 0, 7, device=0, stream=7, correlation=1),
+    ]
     with pytest.raises(GapprofError, match="no closed NVTX ranges; no periodic decode work found"):
         attribution.analyze(_events_file(tmp_path, launch))
     other = _x("user_annotation", "decode_step", 0, 10, pid=PID + 1)
@@ -143,8 +167,11 @@ def _real_cpu_trace(tmp_path):
 
     model, _ = build_model("tiny-qwen2", "float32", "sdpa", "cpu", seed=0)
     path = tmp_path / "cpu.json"
-    with profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1, active=3, repeat=1),
-                 on_trace_ready=lambda p: p.export_chrome_trace(str(path))) as prof:
+    with profile(
+        activities=[ProfilerActivity.CPU],
+        schedule=schedule(wait=0, warmup=1, active=3, repeat=1),
+        on_trace_ready=lambda p: p.export_chrome_trace(str(path)),
+    ) as prof:
         for _ in range(5):
             with record_function("decode_step"), torch.no_grad():
                 model(torch.tensor([[1, 2, 3]]))
@@ -162,7 +189,8 @@ def test_a_real_cpu_trace_is_refused_as_cpu_only_and_parses_with_gpu_events_adde
     for i, step in enumerate(steps):  # one launch 1 µs into each step, on the step's own thread
         data["traceEvents"] += [
             _x("cuda_runtime", "cudaLaunchKernel", step["ts"] + 1, 1, step["pid"], step["tid"], correlation=i + 1),
-            _x("kernel", "void gemv<float>(int)", step["ts"] + 3, 2, 0, 7, device=0, stream=7, correlation=i + 1)]
+            _x("kernel", "void gemv<float>(int)", step["ts"] + 3, 2, 0, 7, device=0, stream=7, correlation=i + 1),
+        ]
     path.write_bytes(gzip.compress(json.dumps(data).encode()))
     result = attribution.analyze(path, Options(range_pattern=r"ProfilerStep#\d+", skip=0))
     assert result.steps["kernels"].to_list() == [1, 1, 1]
@@ -176,15 +204,21 @@ def test_a_damaged_event_is_refused_in_one_line(tmp_path):
         attribution.analyze(_events_file(tmp_path, events))
 
 
-@pytest.mark.parametrize("kernel, says", [
-    (dict(ts="3", dur=1), r"event 2 \(kernel 'k'\) lacks a numeric ts, dur, pid, tid or correlation"),
-    (dict(ts=3, dur=1, args=dict(correlation="1")), r"event 2 \(kernel 'k'\) lacks a numeric ts, dur, pid"),
-    (dict(ts=3, dur=1, args=dict(correlation=1 << 64)), r"event 2 \(kernel 'k'\) has a number beyond 64 bits"),
-    (dict(ts=1 << 62, dur=1), r"event 2 \(kernel 'k'\) has a number beyond 64 bits"),
-])
+@pytest.mark.parametrize(
+    "kernel, says",
+    [
+        (dict(ts="3", dur=1), r"event 2 \(kernel 'k'\) lacks a numeric ts, dur, pid, tid or correlation"),
+        (dict(ts=3, dur=1, args=dict(correlation="1")), r"event 2 \(kernel 'k'\) lacks a numeric ts, dur, pid"),
+        (dict(ts=3, dur=1, args=dict(correlation=1 << 64)), r"event 2 \(kernel 'k'\) has a number beyond 64 bits"),
+        (dict(ts=1 << 62, dur=1), r"event 2 \(kernel 'k'\) has a number beyond 64 bits"),
+    ],
+)
 def test_a_string_or_a_number_beyond_64_bits_is_refused_in_one_line(tmp_path, kernel, says):
-    events = [_x("user_annotation", "decode_step", 0, 10), _x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
-              dict(ph="X", cat="kernel", name="k", pid=0, tid=7, **kernel)]
+    events = [
+        _x("user_annotation", "decode_step", 0, 10),
+        _x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
+        dict(ph="X", cat="kernel", name="k", pid=0, tid=7, **kernel),
+    ]
     with pytest.raises(GapprofError, match=says):
         attribution.analyze(_events_file(tmp_path, events))
 
@@ -208,8 +242,26 @@ def test_events_are_read_across_chunks_of_text_exactly(tmp_path, monkeypatch, ch
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "traces"
-ANATOMY = ("step", "wall", "busy", "starved", "latency", "head", "tail", "spill", "overlap", "kernels",
-           "memcpys", "memsets", "launch_calls", "launch_cpu", "api_calls", "streams", "starved_gaps", "latency_gaps")
+ANATOMY = (
+    "step",
+    "wall",
+    "busy",
+    "starved",
+    "latency",
+    "head",
+    "tail",
+    "spill",
+    "overlap",
+    "kernels",
+    "memcpys",
+    "memsets",
+    "launch_calls",
+    "launch_cpu",
+    "api_calls",
+    "streams",
+    "starved_gaps",
+    "latency_gaps",
+)
 COPY_NAMES = {kind: name for name, kind in kineto.COPY_KINDS.items()}
 
 
@@ -221,20 +273,46 @@ def kineto_copy(path: Path, out: Path) -> Path:
     ranges, gpu = trace.ranges, trace.gpu
     calls = trace.calls.filter(pl.col("globalTid").is_in(ranges["globalTid"].unique().implode()))
     base = min(ranges["start"].min(), calls["start"].min(), gpu["start"].min())
+
     # Exact three-decimal µs: these differences from base are far below 2**53 / 1000 ns.
-    times = lambda row: dict(ts=(row["start"] - base) / 1000, dur=(row["end"] - row["start"]) / 1000)
-    split = lambda gtid: dict(pid=gtid >> TID_BITS, tid=gtid & ((1 << TID_BITS) - 1))
-    events = [dict(ph="X", cat="user_annotation", name=r["message"], **times(r), **split(r["globalTid"]))
-              for r in ranges.iter_rows(named=True)]
-    events += [dict(ph="X", cat=f"cuda_{c['source']}", name=api_name(names[c["nameId"]]), **times(c),
-                    args={"correlation": c["correlationId"]}, **split(c["globalTid"]))
-               for c in calls.iter_rows(named=True)]
-    gpu_names = {"kernel": lambda g: names[g["demangledName"]], "memset": lambda g: "Memset (Device)",
-                 "memcpy": lambda g: f"Memcpy {COPY_NAMES[g['copyKind']]} (Device -> Device)"}
-    events += [dict(ph="X", cat="kernel" if g["kind"] == "kernel" else f"gpu_{g['kind']}",
-                    name=gpu_names[g["kind"]](g), pid=g["deviceId"], tid=g["streamId"], **times(g),
-                    args={"device": g["deviceId"], "stream": g["streamId"], "correlation": g["correlationId"]})
-               for g in gpu.iter_rows(named=True)]
+    def times(row):
+        return dict(ts=(row["start"] - base) / 1000, dur=(row["end"] - row["start"]) / 1000)
+
+    def split(gtid):
+        return dict(pid=gtid >> TID_BITS, tid=gtid & ((1 << TID_BITS) - 1))
+
+    events = [
+        dict(ph="X", cat="user_annotation", name=r["message"], **times(r), **split(r["globalTid"]))
+        for r in ranges.iter_rows(named=True)
+    ]
+    events += [
+        dict(
+            ph="X",
+            cat=f"cuda_{c['source']}",
+            name=api_name(names[c["nameId"]]),
+            **times(c),
+            args={"correlation": c["correlationId"]},
+            **split(c["globalTid"]),
+        )
+        for c in calls.iter_rows(named=True)
+    ]
+    gpu_names = {
+        "kernel": lambda g: names[g["demangledName"]],
+        "memset": lambda g: "Memset (Device)",
+        "memcpy": lambda g: f"Memcpy {COPY_NAMES[g['copyKind']]} (Device -> Device)",
+    }
+    events += [
+        dict(
+            ph="X",
+            cat="kernel" if g["kind"] == "kernel" else f"gpu_{g['kind']}",
+            name=gpu_names[g["kind"]](g),
+            pid=g["deviceId"],
+            tid=g["streamId"],
+            **times(g),
+            args={"device": g["deviceId"], "stream": g["streamId"], "correlation": g["correlationId"]},
+        )
+        for g in gpu.iter_rows(named=True)
+    ]
     out.write_text(json.dumps({"traceEvents": events}))
     return out
 

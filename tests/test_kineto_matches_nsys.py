@@ -1,5 +1,6 @@
 """The shipped torch.profiler trace of the graphs runtime (H100) against the shipped nsys trace of the same runtime
 and attention backend on an H100: different runs, so their medians are compared, within 2% per term."""
+
 import json
 from pathlib import Path
 

@@ -1,11 +1,11 @@
 """Launch delays (analysis.launch_delays) on synthetic steps whose every launch is known, and the registry table."""
+
 import polars as pl
 import pytest
-
+from conftest import launch_mix_step, with_meta
 from gapprof.analysis import launch_delays
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.tables import TABLES, Inputs
-from conftest import launch_mix_step, with_meta
 from synthetic import TraceBuilder
 
 
@@ -18,8 +18,10 @@ def result(tmp_path):
     return analyze(b.write(tmp_path / "t.sqlite"), Options())
 
 
-@pytest.mark.parametrize("values, expected", [(range(1, 11), [5, 9, 10]), (range(1, 101), [50, 90, 99]),
-                                              ([7], [7, 7, 7]), ([3, 1], [1, 3, 3])])
+@pytest.mark.parametrize(
+    "values, expected",
+    [(range(1, 11), [5, 9, 10]), (range(1, 101), [50, 90, 99]), ([7], [7, 7, 7]), ([3, 1], [1, 3, 3])],
+)
 def test_percentiles_are_nearest_rank(values, expected):
     frame = pl.DataFrame({"x": list(values)[::-1]})
     assert [frame.select(launch_delays.nearest_rank("x", p)).item() for p in (50, 90, 99)] == expected
@@ -29,8 +31,12 @@ def test_every_launch_kind_with_its_cpu_time_and_delay(result):
     ops = launch_delays.launched_ops(result)
     first = launch_delays.launches(ops.filter(pl.col("step") == 0))
     assert first.select("api", "ops", "cpu_ns", "delay_ns").sort("api").rows() == [
-        ("cuLaunchKernelEx", 1, 15, 40), ("cudaGraphLaunch", 3, 70, 80), ("cudaLaunchKernel", 1, 10, 20),
-        ("cudaMemcpyAsync", 1, 20, 30), ("cudaMemsetAsync", 1, 5, 10)]
+        ("cuLaunchKernelEx", 1, 15, 40),
+        ("cudaGraphLaunch", 3, 70, 80),
+        ("cudaLaunchKernel", 1, 10, 20),
+        ("cudaMemcpyAsync", 1, 20, 30),
+        ("cudaMemsetAsync", 1, 5, 10),
+    ]
     nodes = ops.filter((pl.col("step") == 0) & (pl.col("api") == "cudaGraphLaunch")).sort("start")
     assert nodes.select("class", "delay_ns").rows() == [("gemv/gemm", 80), ("attention", 110), ("elementwise", 140)]
 
@@ -45,11 +51,15 @@ def test_percentiles_per_api_class_and_step(result):
     assert [api[f"delay_p{p}_ns"] for p in (50, 90, 99)] == [80, 90, 90]
     gemv = launch_delays.by_class(ops, 2).filter(pl.col("class") == "gemv/gemm").sort("api")
     assert gemv.select("api", "ops_per_step", "delay_p50_ns", "delay_p99_ns").rows() == [
-        ("cuLaunchKernelEx", 1.0, 40, 50), ("cudaGraphLaunch", 1.0, 80, 90)]
+        ("cuLaunchKernelEx", 1.0, 40, 50),
+        ("cudaGraphLaunch", 1.0, 80, 90),
+    ]
     steps = launch_delays.by_step(launched)
     # Step 0's launch delays 10, 20, 30, 40, 80: p50 30, p90 and p99 80; step 1 each 10 ns more.
     assert steps.select("step", "launches", "delay_p50_ns", "delay_p90_ns", "cpu_p50_ns").rows() == [
-        (0, 5, 30, 80, 15), (1, 5, 40, 90, 25)]
+        (0, 5, 30, 80, 15),
+        (1, 5, 40, 90, 25),
+    ]
 
 
 def test_the_registry_table_shows_microseconds_and_gives_nanoseconds(result):

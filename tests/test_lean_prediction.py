@@ -1,5 +1,6 @@
 """benchmarks/predict_lean.py on the shipped traces: the planned step adds up, its bytes are the floor's, and a
 measured trace's terms come out beside it."""
+
 import importlib.util
 import json
 import subprocess
@@ -41,9 +42,23 @@ def test_the_planned_step_moves_the_floors_bytes_and_adds_up():
 
 
 def test_measured_columns_and_the_back_test():
-    result = subprocess.run([sys.executable, str(SCRIPT), "--trace", str(TRACE), "--ncu", str(NCU),
-                             "--measured", f"h100-sxm={TRACE}", "--measured-ncu", f"h100-sxm={NCU}"],
-                            capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--trace",
+            str(TRACE),
+            "--ncu",
+            str(NCU),
+            "--measured",
+            f"h100-sxm={TRACE}",
+            "--measured-ncu",
+            f"h100-sxm={NCU}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "h100-sxm predicted   h100-sxm measured      h200 predicted" in out
@@ -61,10 +76,13 @@ def test_readme_lean_goal_is_the_shipped_ab(baseline):
     ab = json.loads((REPO / f"results/h100-sxm/ab-{baseline}-lean/ab.json").read_text())
     lean, base = ab["arms"]["b"], ab["arms"]["a"]
     assert (base["runtime"], lean["runtime"]) == (baseline, "lean")
-    line = (f"lean {lean['mean_of_medians_ms']:.2f}" + (" ms" if baseline == "graphs" else "") +
-            f" against {baseline} {base['mean_of_medians_ms']:.2f}, {ab['speedup']:.3f}x "
-            f"({'95% CI ' if baseline == 'graphs' else ''}{ab['ci95'][0]:.3f}-{ab['ci95'][1]:.3f}), "
-            f"{lean['floor_fraction']:.1%}")
+    line = (
+        f"lean {lean['mean_of_medians_ms']:.2f}"
+        + (" ms" if baseline == "graphs" else "")
+        + f" against {baseline} {base['mean_of_medians_ms']:.2f}, {ab['speedup']:.3f}x "
+        f"({'95% CI ' if baseline == 'graphs' else ''}{ab['ci95'][0]:.3f}-{ab['ci95'][1]:.3f}), "
+        f"{lean['floor_fraction']:.1%}"
+    )
     assert line in " ".join((REPO / "docs" / "lean-runtime.md").read_text().split())
     assert lean["mean_of_medians_ms"] <= 6.1 and lean["floor_fraction"] >= 0.70
 
@@ -74,8 +92,10 @@ def test_readme_h200_lean_lines_are_the_shipped_abs(baseline):
     ab = json.loads((REPO / f"results/h200/ab-{baseline}-lean/ab.json").read_text())
     lean, base = ab["arms"]["b"], ab["arms"]["a"]
     assert ab["machine"]["gpu_name"] == "NVIDIA H200" and (base["runtime"], lean["runtime"]) == (baseline, "lean")
-    line = (f"lean {lean['mean_of_medians_ms']:.2f} ms against {baseline} {base['mean_of_medians_ms']:.2f}, "
-            f"{ab['speedup']:.3f}x (95% CI {ab['ci95'][0]:.3f}-{ab['ci95'][1]:.3f}), {lean['floor_fraction']:.1%}")
+    line = (
+        f"lean {lean['mean_of_medians_ms']:.2f} ms against {baseline} {base['mean_of_medians_ms']:.2f}, "
+        f"{ab['speedup']:.3f}x (95% CI {ab['ci95'][0]:.3f}-{ab['ci95'][1]:.3f}), {lean['floor_fraction']:.1%}"
+    )
     assert line in " ".join((REPO / "docs" / "lean-runtime.md").read_text().split())
     assert lean["mean_of_medians_ms"] > 4.2  # docs/lean-runtime.md says the H200 goal is missed
 
@@ -83,8 +103,12 @@ def test_readme_h200_lean_lines_are_the_shipped_abs(baseline):
 def test_readme_h200_lean_split_is_the_scripts():
     """docs/lean-runtime.md's prediction table: the H200 lean step's measured bytes and fixed time, from its ncu CSV."""
     trace, ncu = REPO / "traces" / "h200-lean.sqlite.xz", REPO / "traces" / "h200-lean-ncu.csv.gz"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--measured", f"h200={trace}", "--measured-ncu",
-                             f"h200={ncu}"], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--measured", f"h200={trace}", "--measured-ncu", f"h200={ncu}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     readme = (REPO / "docs" / "lean-runtime.md").read_text()
     for term in ("bytes", "fixed"):

@@ -1,15 +1,17 @@
 """`attribute --by module` on synthetic traces: labels by time (module ranges) and by position (graphs)."""
+
 import pytest
 from click.testing import CliRunner
-
+from conftest import SEQUENCE, annotated_trace, module_meta
 from gapprof.analysis import module_alignment, module_labels, modules
 from gapprof.analysis.attribution import Options, analyze
+from synthetic import TraceBuilder
+
+from gapprof import models
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from gapprof import models
 from gapprof.kernel_names import short_name
-from conftest import SEQUENCE, annotated_trace, module_meta
-from synthetic import TraceBuilder
+
 
 def graphs_trace(tmp_path, sequence=SEQUENCE, steps=3):
     """Steps with one graph launch each: every kernel carries the same correlationId."""
@@ -33,7 +35,13 @@ def test_kernels_take_the_innermost_module_range_around_their_launch(tmp_path):
     sections, _ = modules.by_module(analyze(annotated_trace(tmp_path), Options()))
     by_kind = _rows(dict(sections)["modules"], "kind")
     assert {k: r["kernels_per_step"] for k, r in by_kind.items()} == {
-        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, module_labels.OUTSIDE: 1}
+        "embed": 1,
+        "layer": 1,
+        "input_norm": 1,
+        "attention": 1,
+        "q_proj": 1,
+        module_labels.OUTSIDE: 1,
+    }
     assert by_kind["q_proj"]["busy_us"] == pytest.approx(0.040)
     assert by_kind["attention"]["busy_us"] == pytest.approx(0.010)
     # CPU time: the whole range, and the range less its children's ranges.
@@ -73,7 +81,13 @@ def test_graphs_steps_map_by_position_onto_the_reference(tmp_path):
     sections, notes = modules.by_module(analyze(graphs_trace(tmp_path), Options()), reference)
     by_kind = _rows(dict(sections)["modules"], "kind")
     assert {k: r["kernels_per_step"] for k, r in by_kind.items()} == {
-        "embed": 1, "layer": 1, "input_norm": 1, "attention": 1, "q_proj": 1, module_labels.OUTSIDE: 1}
+        "embed": 1,
+        "layer": 1,
+        "input_norm": 1,
+        "attention": 1,
+        "q_proj": 1,
+        module_labels.OUTSIDE: 1,
+    }
     assert by_kind["q_proj"]["cpu_us"] is None  # no ranges in a graphs trace
     assert "sequence differences" not in dict(sections) and not notes
 
@@ -87,7 +101,9 @@ def test_differing_sequences_are_reported_and_left_unmatched(tmp_path):
     assert by_kind["q_proj"]["kernels_per_step"] == 1 and "attention" not in by_kind
     diffs = dict(sections)["sequence differences"]
     assert diffs.select("tag", "reference_ops", "ops", "steps").rows() == [
-        ("insert", "", "copy_kernel", 2), ("replace", "sdpa_kernel", "flash_kernel", 2)]
+        ("insert", "", "copy_kernel", 2),
+        ("replace", "sdpa_kernel", "flash_kernel", 2),
+    ]
     assert "differs from the reference" in notes[0]
 
 
@@ -98,21 +114,36 @@ def test_align_matches_runs_and_lists_what_differs():
     assert module_alignment.align(["a"] * 300, ["a"] * 300) == (list(range(300)), [])
 
 
-@pytest.mark.parametrize("name, short", [
-    ("void at::native::vectorized_elementwise_kernel<4, at::native::AUnaryFunctor<float>>(int, T1)",
-     "vectorized_elementwise_kernel"),
-    ("nvjet_hsh_64x32_64x12_2x1_v_bz_splitK_TNT", "nvjet_hsh_64x32_64x12_2x1_v_bz_splitK_TNT"),
-    ("pytorch_flash::flash_fwd_splitkv_kernel", "flash_fwd_splitkv_kernel"),
-    # ncu writes the anonymous namespace as <unnamed>, inside and outside template arguments.
-    ("void at::<unnamed>::CatArrayBatchedCopy<at::<unnamed>::OpaqueType<2>, unsigned int, 4, 64, 64>(T1 *, "
-     "at::<unnamed>::CatArrInputTensorMetadata<T1, T2, T4, T5>, int, T2)", "CatArrayBatchedCopy"),
-    # The C++ runtime's demangler (CUPTI backend, Kineto) writes it as (anonymous namespace).
-    ("void at::native::(anonymous namespace)::CatArrayBatchedCopy<at::native::(anonymous namespace)::OpaqueType<2u>, "
-     "unsigned int, 4, 64, 64>(at::native::(anonymous namespace)::OpaqueType<2u>*, int)", "CatArrayBatchedCopy"),
-    ("void (anonymous namespace)::elementwise_kernel_with_index<int, at::native::arange_cuda_out(c10::Scalar const&)"
-     "::{lambda()#1}::operator()() const::{lambda()#1}::operator()() const::{lambda(long)#1}>(int, long)",
-     "elementwise_kernel_with_index"),
-])
+@pytest.mark.parametrize(
+    "name, short",
+    [
+        (
+            "void at::native::vectorized_elementwise_kernel<4, at::native::AUnaryFunctor<float>>(int, T1)",
+            "vectorized_elementwise_kernel",
+        ),
+        ("nvjet_hsh_64x32_64x12_2x1_v_bz_splitK_TNT", "nvjet_hsh_64x32_64x12_2x1_v_bz_splitK_TNT"),
+        ("pytorch_flash::flash_fwd_splitkv_kernel", "flash_fwd_splitkv_kernel"),
+        # ncu writes the anonymous namespace as <unnamed>, inside and outside template arguments.
+        (
+            "void at::<unnamed>::CatArrayBatchedCopy<at::<unnamed>::OpaqueType<2>, unsigned int, 4, 64, 64>(T1 *, "
+            "at::<unnamed>::CatArrInputTensorMetadata<T1, T2, T4, T5>, int, T2)",
+            "CatArrayBatchedCopy",
+        ),
+        # The C++ runtime's demangler (CUPTI backend, Kineto) writes it as (anonymous namespace).
+        (
+            "void at::native::(anonymous namespace)::CatArrayBatchedCopy<"
+            "at::native::(anonymous namespace)::OpaqueType<2u>, unsigned int, 4, 64, 64>"
+            "(at::native::(anonymous namespace)::OpaqueType<2u>*, int)",
+            "CatArrayBatchedCopy",
+        ),
+        (
+            "void (anonymous namespace)::elementwise_kernel_with_index<int, "
+            "at::native::arange_cuda_out(c10::Scalar const&)::{lambda()#1}::operator()() const"
+            "::{lambda()#1}::operator()() const::{lambda(long)#1}>(int, long)",
+            "elementwise_kernel_with_index",
+        ),
+    ],
+)
 def test_short_name(name, short):
     assert short_name(name) == short
 
@@ -154,8 +185,9 @@ def test_reference_with_other_quantisation_is_refused(tmp_path):
 
 def test_attribute_by_module_cli(tmp_path):
     path = annotated_trace(tmp_path)
-    out = CliRunner().invoke(main, ["attribute", str(path), "--by", "module", "--format", "csv",
-                                    "-o", str(tmp_path / "t")])
+    out = CliRunner().invoke(
+        main, ["attribute", str(path), "--by", "module", "--format", "csv", "-o", str(tmp_path / "t")]
+    )
     assert out.exit_code == 0, out.output
     assert {"modules.csv", "layers.csv"} <= {p.name for p in (tmp_path / "t").iterdir()}
     assert "q_proj" in (tmp_path / "t" / "modules.csv").read_text()

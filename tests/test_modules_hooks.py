@@ -1,21 +1,51 @@
 """`capture --modules` on CPU: a range per module per layer per step, nested inside the step range, only in the
 profiled pass and the pass that times them; hooks gone afterwards."""
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from gapprof.errors import GapprofError  # noqa: E402
 from gapprof.profiler import module_ranges  # noqa: E402
 from gapprof.profiler.build import build_model  # noqa: E402
 from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
 from gapprof.profiler.session import run_session  # noqa: E402
 
-LAYER_KINDS = ["layer", "input_norm", "attention", "q_proj", "k_proj", "v_proj", "o_proj", "post_attention_norm",
-               "mlp", "gate_proj", "up_proj", "act", "down_proj"]
-PARENT = {"input_norm": "layer", "attention": "layer", "q_proj": "attention", "k_proj": "attention",
-          "v_proj": "attention", "o_proj": "attention", "post_attention_norm": "layer", "mlp": "layer",
-          "gate_proj": "mlp", "up_proj": "mlp", "act": "mlp", "down_proj": "mlp", "layer": None,
-          "embed": None, "rotary": None, "final_norm": None, "lm_head": None}
+from gapprof.errors import GapprofError  # noqa: E402
+
+LAYER_KINDS = [
+    "layer",
+    "input_norm",
+    "attention",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "post_attention_norm",
+    "mlp",
+    "gate_proj",
+    "up_proj",
+    "act",
+    "down_proj",
+]
+PARENT = {
+    "input_norm": "layer",
+    "attention": "layer",
+    "q_proj": "attention",
+    "k_proj": "attention",
+    "v_proj": "attention",
+    "o_proj": "attention",
+    "post_attention_norm": "layer",
+    "mlp": "layer",
+    "gate_proj": "mlp",
+    "up_proj": "mlp",
+    "act": "mlp",
+    "down_proj": "mlp",
+    "layer": None,
+    "embed": None,
+    "rotary": None,
+    "final_norm": None,
+    "lm_head": None,
+}
 
 
 class Log:
@@ -68,14 +98,18 @@ def test_module_kinds_of_a_tiny_model():
 @pytest.mark.parametrize("runtime", ["eager", "static"])
 def test_every_module_range_once_per_layer_per_step_nested_in_the_step(runtime):
     log = Log()
-    request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=3, warmup=1, device="cpu", dtype="float32",
-                             runtime=runtime, modules=True)
+    request = CaptureRequest(
+        model="tiny-qwen2", ctx=16, steps=3, warmup=1, device="cpu", dtype="float32", runtime=runtime, modules=True
+    )
     meta, _ = run_session(request, ranges=StepRanges(log), modules=log)
     assert not log.stack
     steps = _steps(log.events)
     assert len(steps) == 4
-    expected = sorted([(k, layer) for layer in (0, 1) for k in LAYER_KINDS] +
-                      [(k, None) for k in ("embed", "rotary", "final_norm", "lm_head")], key=str)
+    expected = sorted(
+        [(k, layer) for layer in (0, 1) for k in LAYER_KINDS]
+        + [(k, None) for k in ("embed", "rotary", "final_norm", "lm_head")],
+        key=str,
+    )
     for pushes in steps:
         assert sorted(((name, layer) for _, name, layer, _ in pushes), key=str) == expected
         for _, name, layer, stack in pushes:

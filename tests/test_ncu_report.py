@@ -1,19 +1,20 @@
 """The ncu CSV parser and report on a constructed CSV in the export's format (tests/data/README.md), and on
 any real export committed under traces/."""
+
 from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
-
+from conftest import annotated_trace
 from gapprof.analysis import module_alignment, modules, ncu_report
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.readers import ncu
+
+from gapprof import models
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from gapprof import models
 from gapprof.step_bytes import kind_bytes
-from conftest import annotated_trace
 
 DATA = Path(__file__).parent / "data"
 CONSTRUCTED = DATA / "ncu-raw-constructed.csv"
@@ -68,8 +69,9 @@ def test_measured_bytes_per_module_over_complete_steps(tmp_path):
     labelled, _ = modules.labelled_by_time(ref)
     spec = models.get_spec("tiny-qwen2")
     analytic = kind_bytes(spec, 100, 2)
-    table, differences, complete = ncu_report.module_comparison(ncu.read_ncu_csv(CONSTRUCTED),
-                                                         module_alignment.reference_step(labelled), analytic, 3350.0)
+    table, differences, complete = ncu_report.module_comparison(
+        ncu.read_ncu_csv(CONSTRUCTED), module_alignment.reference_step(labelled), analytic, 3350.0
+    )
     assert complete == 2 and differences.is_empty()  # 14 kernels: two 6-op steps and a partial third
     rows = {r["kind"]: r for r in table.iter_rows(named=True)}
     assert rows["q_proj"]["kernels"] == 1
@@ -83,8 +85,9 @@ def test_fewer_kernels_than_a_step_is_refused(tmp_path):
     ref = analyze(annotated_trace(tmp_path), Options())
     labelled, _ = modules.labelled_by_time(ref)
     with pytest.raises(GapprofError, match="less than one complete step"):
-        ncu_report.module_comparison(ncu.read_ncu_csv(CONSTRUCTED).head(4),
-                                     module_alignment.reference_step(labelled), {}, 3350.0)
+        ncu_report.module_comparison(
+            ncu.read_ncu_csv(CONSTRUCTED).head(4), module_alignment.reference_step(labelled), {}, 3350.0
+        )
 
 
 def test_missing_metric_and_unknown_unit_are_clear_errors(tmp_path):
@@ -103,13 +106,27 @@ def test_missing_metric_and_unknown_unit_are_clear_errors(tmp_path):
 
 def test_ncu_report_cli(tmp_path):
     folder = tmp_path / "report"
-    out = CliRunner().invoke(main, ["ncu-report", str(CONSTRUCTED), "--gpu", "h100", "--format", "csv",
-                                    "-o", str(folder)])
+    out = CliRunner().invoke(
+        main, ["ncu-report", str(CONSTRUCTED), "--gpu", "h100", "--format", "csv", "-o", str(folder)]
+    )
     assert out.exit_code == 0, out.output
     assert "gemv" in (folder / "classes.csv").read_text()
     trace = annotated_trace(tmp_path)
-    out = CliRunner().invoke(main, ["ncu-report", str(CONSTRUCTED), "--gpu", "h100", "--reference", str(trace),
-                                    "--model", "tiny-qwen2", "--ctx", "100"])
+    out = CliRunner().invoke(
+        main,
+        [
+            "ncu-report",
+            str(CONSTRUCTED),
+            "--gpu",
+            "h100",
+            "--reference",
+            str(trace),
+            "--model",
+            "tiny-qwen2",
+            "--ctx",
+            "100",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "modules (per step)" in out.output
     out = CliRunner().invoke(main, ["ncu-report", str(CONSTRUCTED)])

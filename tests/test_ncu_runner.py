@@ -1,19 +1,22 @@
 """The ncu command lines `gapprof ncu` runs, where it finds ncu, and its timeout."""
+
 import time
 from pathlib import Path
 
 import pytest
+from gapprof.profiler import ncu_capture as ncu
+from gapprof.profiler import profiled_session
 
 from gapprof import nsight
 from gapprof.errors import GapprofError
-from gapprof.profiler import ncu_capture as ncu, profiled_session
 
 
 def test_profile_command_filters_the_step_ranges_and_keeps_clocks():
     command = ncu.profile_command("ncu", Path("out/r"), 1400, graphs=False)
     assert command[:3] == ["ncu", "--nvtx", "--nvtx-include"] and command[3] == "gapprof@decode_step/"
-    assert command[command.index("--metrics") + 1] == \
-        "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum"
+    assert (
+        command[command.index("--metrics") + 1] == "dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum"
+    )
     assert command[command.index("--clock-control") + 1] == "none"
     assert command[command.index("--launch-count") + 1] == "1400"
     assert "--graph-profiling" not in command
@@ -33,7 +36,15 @@ def test_compiled_runtimes_keep_inductors_compile_workers_in_the_process():
 
 def test_export_asks_for_the_raw_page_in_base_units():
     assert nsight.ncu_export_command("ncu", Path("r.ncu-rep")) == [
-        "ncu", "--import", "r.ncu-rep", "--csv", "--page", "raw", "--print-units", "base"]
+        "ncu",
+        "--import",
+        "r.ncu-rep",
+        "--csv",
+        "--page",
+        "raw",
+        "--print-units",
+        "base",
+    ]
 
 
 def test_find_ncu_order(tmp_path, monkeypatch):

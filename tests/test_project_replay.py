@@ -1,12 +1,13 @@
 """The launch-timeline replay on synthetic steps with answers worked out by hand, and the project knobs."""
-import pytest
 
+import pytest
+from conftest import SYNC, cpu_bound, gpu_bound, with_meta
 from gapprof.analysis import anatomy, cross_gpu_columns, projection, replay
 from gapprof.analysis.attribution import Options
-from gapprof.errors import GapprofError
-from gapprof import gpus
-from conftest import SYNC, cpu_bound, gpu_bound, with_meta
 from synthetic import TraceBuilder
+
+from gapprof import gpus
+from gapprof.errors import GapprofError
 
 
 def sync_inside(b: TraceBuilder, o: int = 0) -> None:
@@ -40,8 +41,9 @@ def replayed(loaded: cross_gpu_columns.Loaded, factor: float, cpu_scale: float =
 def test_replay_with_nothing_changed_is_exact(tmp_path, builder):
     loaded = load(_built(builder), tmp_path / "t.sqlite")
     terms = ("wall", "busy", "starved", "latency", "head", "tail")
-    assert {k: v for k, v in replayed(loaded, 1.0).items() if k in terms} == \
-        loaded.analysis.steps.select(terms).row(0, named=True)
+    assert {k: v for k, v in replayed(loaded, 1.0).items() if k in terms} == loaded.analysis.steps.select(terms).row(
+        0, named=True
+    )
 
 
 def test_gpu_bound_step_scales_with_bandwidth(tmp_path):

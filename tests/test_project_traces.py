@@ -1,22 +1,29 @@
 """Replaying each real trace under traces/ on its own GPU reproduces every measured step, to the ns."""
+
 from pathlib import Path
 
 import polars as pl
 import pytest
-
 from gapprof.analysis import anatomy, cross_gpu_columns, projection, replay
 from gapprof.analysis.attribution import Options
+
 from gapprof import gpus
 
 TRACES = sorted((Path(__file__).parent.parent / "traces").glob("*.sqlite.xz"))
 TERMS = ("wall", "busy", "starved", "latency", "head", "tail", "kernels", "launch_calls")
 # Traces of programs gapprof did not write carry no metadata: their model and context, as traces/README.md gives.
-UNMARKED_MODELS = {"h100-gpt-fast-compile.sqlite.xz": "llama-3.1-8b", "h100-gpt-fast-eager.sqlite.xz": "llama-3.1-8b",
-                   "h100-hf-generate.sqlite.xz": "qwen2.5-7b"}
+UNMARKED_MODELS = {
+    "h100-gpt-fast-compile.sqlite.xz": "llama-3.1-8b",
+    "h100-gpt-fast-eager.sqlite.xz": "llama-3.1-8b",
+    "h100-hf-generate.sqlite.xz": "qwen2.5-7b",
+}
 
 
-@pytest.mark.parametrize("path", TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
-                         ids=lambda p: p.name if p else "none")
+@pytest.mark.parametrize(
+    "path",
+    TRACES or [pytest.param(None, marks=pytest.mark.skip("no traces/*.sqlite.xz yet"))],
+    ids=lambda p: p.name if p else "none",
+)
 def test_self_replay_reproduces_every_step(path):
     model = UNMARKED_MODELS.get(path.name)
     loaded = cross_gpu_columns.load([path], Options(model=model, ctx=2048 if model else None))[0]
@@ -36,7 +43,8 @@ def test_self_replay_reproduces_every_step(path):
         column, _ = cross_gpu_columns.projected(loaded, own, projection.Knobs())
         plain = loaded.analysis.frames.meta.get("unprofiled_step_ms")
         assert column.values["unprofiled wall ms"] == (
-            pytest.approx(sum(plain) / len(plain), rel=1e-12) if plain else None)
+            pytest.approx(sum(plain) / len(plain), rel=1e-12) if plain else None
+        )
         measured_plain = cross_gpu_columns.measured_column(loaded).values["unprofiled wall ms"]
         assert measured_plain == (sum(plain) / len(plain) if plain else None)
 

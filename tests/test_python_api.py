@@ -1,5 +1,6 @@
 """The Python API: `import gapprof` stays light, `gapprof.attribute` gives the command's tables as polars frames,
 and `gapprof.mark_steps` marks prefill and decode forwards of a tiny model on CPU and removes itself cleanly."""
+
 import json
 import lzma
 import subprocess
@@ -9,15 +10,16 @@ from dataclasses import fields
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from conftest import H100, SHIPPED_TRACES, annotated_trace, basic_step
+from gapprof.analysis import attribution, findings, kernel_cost, modules, tables, two_pass
+from gapprof.analysis import report as api
+from synthetic import TraceBuilder
 
 import gapprof
-from gapprof.analysis import attribution, findings, kernel_cost, modules, report as api, tables, two_pass
 from gapprof.cli import main
 from gapprof.commands import options
 from gapprof.errors import GapprofError
 from gapprof.gpu_profile import profiles
-from conftest import H100, SHIPPED_TRACES, annotated_trace, basic_step
-from synthetic import TraceBuilder
 
 GRAPHS = SHIPPED_TRACES / "h100-graphs.sqlite.xz"
 
@@ -32,8 +34,10 @@ def trace(tmp_path):
 
 
 def test_import_gapprof_loads_neither_polars_nor_torch():
-    code = ("import sys, gapprof; assert {'attribute', 'mark_steps'} <= set(dir(gapprof)); "
-            "print(sorted({'polars', 'torch', 'transformers'} & set(sys.modules)))")
+    code = (
+        "import sys, gapprof; assert {'attribute', 'mark_steps'} <= set(dir(gapprof)); "
+        "print(sorted({'polars', 'torch', 'transformers'} & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -42,7 +46,7 @@ def test_import_gapprof_loads_neither_polars_nor_torch():
 
 
 def test_the_namespace_holds_the_api_only_even_after_use():
-    code = ("import gapprof; gapprof.attribute; gapprof.mark_steps; print(dir(gapprof))")
+    code = "import gapprof; gapprof.attribute; gapprof.mark_steps; print(dir(gapprof))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['__version__', 'attribute', 'mark_steps']"
@@ -57,7 +61,7 @@ def test_the_report_names_the_file_the_caller_gave_not_its_unpacked_copy(trace, 
 
 def test_the_user_guide_documents_every_option_and_table():
     guide = (SHIPPED_TRACES.parent / "docs" / "user-guide.md").read_text()
-    section = " ".join(guide[guide.index("## Python API"):].split("\n## ")[0].split())
+    section = " ".join(guide[guide.index("## Python API") :].split("\n## ")[0].split())
     documented = {name for name in (*api.OPTIONS, *map(tables.api_name, tables.TABLES)) if f"`{name}`" in section}
     assert documented == {*api.OPTIONS, *map(tables.api_name, tables.TABLES)}
 
@@ -80,8 +84,10 @@ def test_attribute_gives_the_command_tables_as_polars_frames(trace, which):
     assert report.kernels.equals(attribution.kernel_table(expected))
     assert report.classes.equals(attribution.class_table(expected))
     assert report.api.equals(attribution.api_table(expected))
-    assert all(isinstance(getattr(report, t), pl.DataFrame) for t in ("summary", "steps", "kernels", "classes",
-                                                                      "api", "facts", "findings"))
+    assert all(
+        isinstance(getattr(report, t), pl.DataFrame)
+        for t in ("summary", "steps", "kernels", "classes", "api", "facts", "findings")
+    )
     assert report.notes == expected.notes
 
 
@@ -154,8 +160,11 @@ def test_the_command_and_the_api_read_the_registry(trace, monkeypatch):
     assert f"from: {', '.join(tables.TABLES)}." in " ".join(help_text.split())
     assert tables.shown_order(["findings", "kernels", "cost", "summary"]) == ["kernels", "summary", "cost", "findings"]
     frame = pl.DataFrame({"x": [1]})
-    monkeypatch.setitem(tables.TABLES, "new-table",
-                        tables.Table(lambda inputs: tables.Built([("new table", frame)], ["new note"], frame)))
+    monkeypatch.setitem(
+        tables.TABLES,
+        "new-table",
+        tables.Table(lambda inputs: tables.Built([("new table", frame)], ["new note"], frame)),
+    )
     shown = CliRunner().invoke(main, ["attribute", str(trace[0]), "--tables", "new-table,summary", "--format", "json"])
     assert shown.exit_code == 0, shown.output
     assert list(json.loads(shown.stdout)) == ["new table", "summary", "notes"]
@@ -194,8 +203,14 @@ def test_mark_steps_marks_prefill_then_decode_steps_of_generate():
         model.generate(torch.tensor([[1, 2, 3, 4, 5]]), max_new_tokens=4, min_new_tokens=4, do_sample=False)
         model.generate(torch.tensor([[1, 2]]), max_new_tokens=2, min_new_tokens=2, do_sample=False)
     pushes = [event[1:] for event in recorder.events if event[0] == "push"]
-    assert pushes == [("prefill", None), ("decode_step", 0), ("decode_step", 1), ("decode_step", 2),
-                      ("prefill", None), ("decode_step", 0)]
+    assert pushes == [
+        ("prefill", None),
+        ("decode_step", 0),
+        ("decode_step", 1),
+        ("decode_step", 2),
+        ("prefill", None),
+        ("decode_step", 0),
+    ]
     assert recorder.events[1::2] == [("pop",)] * 6  # each range closed before the next opens
     model(torch.tensor([[1]]))
     assert len(recorder.events) == 12 and not model._forward_pre_hooks and not model._forward_hooks
@@ -207,14 +222,22 @@ def test_a_forward_that_raises_still_pops_and_unknown_inputs_are_marked_forward(
     model, recorder = _tiny_model(), Recorder()
     marks = gapprof.mark_steps(model, ranges=recorder)
     with pytest.raises(Exception):
-        model(input_ids=torch.tensor([[10 ** 9]]))  # beyond the vocabulary
+        model(input_ids=torch.tensor([[10**9]]))  # beyond the vocabulary
     model(inputs_embeds=torch.zeros(1, 3, model.config.hidden_size))
     model(torch.tensor([[1]]))  # input_ids as the first positional argument
     with pytest.raises(Exception):
         model()
     marks.remove()
-    assert recorder.events == [("push", "decode_step", 0), ("pop",), ("push", "prefill", None), ("pop",),
-                               ("push", "decode_step", 0), ("pop",), ("push", "forward", None), ("pop",)]
+    assert recorder.events == [
+        ("push", "decode_step", 0),
+        ("pop",),
+        ("push", "prefill", None),
+        ("pop",),
+        ("push", "decode_step", 0),
+        ("pop",),
+        ("push", "forward", None),
+        ("pop",),
+    ]
 
 
 def test_mark_steps_with_nvtx_ranges():
@@ -242,8 +265,10 @@ def test_record_function_marks_make_a_torch_profiler_trace_that_attribute_reads(
     assert [e["name"] for e in marks] == ["prefill", "decode_step", "decode_step", "decode_step"]
     for i, mark in enumerate(marks):  # a launch and its kernel inside each mark, as a GPU trace would have
         launch = dict(ph="X", pid=mark["pid"], tid=mark["tid"], ts=mark["ts"] + 1, dur=1, args={"correlation": i})
-        data["traceEvents"] += [dict(launch, cat="cuda_runtime", name="cudaLaunchKernel"),
-                                dict(launch, cat="kernel", name="gemv", pid=0, tid=7, ts=mark["ts"] + 2)]
+        data["traceEvents"] += [
+            dict(launch, cat="cuda_runtime", name="cudaLaunchKernel"),
+            dict(launch, cat="kernel", name="gemv", pid=0, tid=7, ts=mark["ts"] + 2),
+        ]
     path.write_text(json.dumps(data))
     assert gapprof.attribute(path, skip=0).steps["kernels"].to_list() == [1, 1, 1]
 

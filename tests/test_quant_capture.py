@@ -2,6 +2,7 @@
 and the analytic estimate, sessions record them, the int4 quantiser behind gemlite-int4, and the errors for a
 missing library or a device the method cannot run on. int8 and nf4 run here on the CPU; int4, gemlite-int4 and
 exllamav2-int4 are checked on CPU stand-ins of their layouts, and for real on a GPU (skipped without CUDA)."""
+
 import sys
 import types
 
@@ -9,17 +10,23 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from gapprof import models, quant, quant_floor  # noqa: E402
-from gapprof.errors import GapprofError  # noqa: E402
 from gapprof.profiler import exllamav2_linear, gptq_pack, quant_bytes  # noqa: E402
 from gapprof.profiler.build import build_model  # noqa: E402
 from gapprof.profiler.int4_groups import dequantize_groups, quantize_groups  # noqa: E402
 from gapprof.profiler.quantize import quantize_model  # noqa: E402
 from gapprof.profiler.request import CaptureRequest, validate  # noqa: E402
 
+from gapprof import models, quant, quant_floor  # noqa: E402
+from gapprof.errors import GapprofError  # noqa: E402
+
 CUDA = torch.cuda.is_available()
-LIBRARY = {"int8": "torchao", "int4": "torchao", "nf4": "bitsandbytes", "gemlite-int4": "gemlite",
-           "exllamav2-int4": "exllamav2"}
+LIBRARY = {
+    "int8": "torchao",
+    "int4": "torchao",
+    "nf4": "bitsandbytes",
+    "gemlite-int4": "gemlite",
+    "exllamav2-int4": "exllamav2",
+}
 
 
 def needs(method: str):
@@ -75,9 +82,12 @@ def test_int4_tile_packing_is_recorded_as_its_parts():
 
     out_features, in_features = 512, 3584
     n, k = 512, 4096  # padded to multiples of 8 and 1024
-    weight = Int4TilePackedTo4dTensor(torch.zeros(n // 8, k // 128, 32, 4, dtype=torch.int32),
-                                      torch.zeros(k // 128, n, 2, dtype=torch.bfloat16), [1, 128],
-                                      torch.Size([out_features, in_features]))
+    weight = Int4TilePackedTo4dTensor(
+        torch.zeros(n // 8, k // 128, 32, 4, dtype=torch.int32),
+        torch.zeros(k // 128, n, 2, dtype=torch.bfloat16),
+        [1, 128],
+        torch.Size([out_features, in_features]),
+    )
     linear = torch.nn.Linear(in_features, out_features, dtype=torch.bfloat16)
     linear.weight = torch.nn.Parameter(weight, requires_grad=False)
     tensors = quant_bytes.module_tensors(linear)
@@ -94,8 +104,9 @@ def test_the_int4_quantiser_keeps_every_weight_within_half_a_step():
     grouped = weight.reshape(48, 4, 64)
     assert torch.equal(codes.reshape(48, 4, 64).amin(-1), torch.zeros(48, 4, dtype=torch.uint8))  # min -> 0
     assert torch.equal(codes.reshape(48, 4, 64).amax(-1), torch.full((48, 4), 15, dtype=torch.uint8))  # max -> 15
-    assert torch.allclose(dequantize_groups(codes, scales, zeros).reshape(48, 4, 64).amin(-1), grouped.amin(-1),
-                          atol=1e-5)
+    assert torch.allclose(
+        dequantize_groups(codes, scales, zeros).reshape(48, 4, 64).amin(-1), grouped.amin(-1), atol=1e-5
+    )
     with pytest.raises(ValueError, match="not a multiple of the group size"):
         quantize_groups(weight, 96)
 
@@ -104,16 +115,16 @@ def test_a_quantised_session_records_its_bytes():
     needs("nf4")
     from gapprof.profiler.session import run_session
 
-    request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=2, warmup=1, device="cpu", dtype="bfloat16",
-                             quant="nf4")
+    request = CaptureRequest(model="tiny-qwen2", ctx=16, steps=2, warmup=1, device="cpu", dtype="bfloat16", quant="nf4")
     meta, _ = run_session(request)
     assert meta["quant"]["method"] == "nf4" and meta["quant"]["lm_head"] is False
     layer = meta["quant"]["modules"]["model.layers.0.mlp.down_proj"]
     # 4 bits, a float32 absmax per 64 weights, and the 16-entry float32 code table of a 128 x 64 layer
     assert layer["tensors"]["weight"]["dtype"] == "uint8"
     assert layer["bits_per_weight"] == pytest.approx(4 + 32 / 64 + 8 * 64 / (64 * 128))
-    stored = sum(t["bytes"] for m in meta["quant"]["modules"].values() for t in m["tensors"].values()
-                 if m["kind"] != "rotary")  # inv_freq is a buffer, not a parameter
+    stored = sum(
+        t["bytes"] for m in meta["quant"]["modules"].values() for t in m["tensors"].values() if m["kind"] != "rotary"
+    )  # inv_freq is a buffer, not a parameter
     assert meta["param_bytes"] == stored
     floor = meta["quant"]["floor"]
     assert floor["ctx"] == 16 + meta["first_profiled_index"] + 1  # the first measured step
@@ -146,18 +157,35 @@ def test_a_missing_library_fails_the_build_in_one_line(monkeypatch):
 
 def test_ab_with_a_missing_library_stops_before_any_session(monkeypatch):
     from click.testing import CliRunner
+    from gapprof.profiler import cells
 
     from gapprof.cli import main
-    from gapprof.profiler import cells
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)
     monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
-    result = CliRunner().invoke(main, ["ab", "--model", "tiny-qwen2", "--ctx", "16", "--device", "cpu", "--a",
-                                       "eager", "--b", "static", "--quant-b", "nf4"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "ab",
+            "--model",
+            "tiny-qwen2",
+            "--ctx",
+            "16",
+            "--device",
+            "cpu",
+            "--a",
+            "eager",
+            "--b",
+            "static",
+            "--quant-b",
+            "nf4",
+        ],
+    )
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == (
         'Error: --quant nf4 needs bitsandbytes (bitsandbytes==0.50.2): `pip install -e ".[quant]"` in the gapprof '
-        "checkout")
+        "checkout"
+    )
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
@@ -166,6 +194,7 @@ def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method, mo
     needs(method)
     from gapprof.profiler.decode import run_steps
     from gapprof.profiler.runtimes import make_runtime
+
     from gapprof.runtime_table import RUNTIMES
 
     if method in ("int4", "exllamav2-int4"):  # groups of 128 weights along in_features: the tiny config widened
@@ -184,24 +213,34 @@ def test_every_runtime_decodes_and_records_the_estimated_bytes_on_gpu(method, mo
 
 def test_int4_refuses_layers_whose_in_features_torchao_would_leave_unquantised():
     model, _ = build_model("tiny-qwen2", "bfloat16", "sdpa", "cpu", seed=0)  # hidden 64: not a multiple of 128
-    with pytest.raises(GapprofError, match=r"^--quant int4 quantises groups of 128 weights along in_features: "
-                                           r"model\.layers\.0\.self_attn\.q_proj has 64 \(12 of 14 layers"):
+    with pytest.raises(
+        GapprofError,
+        match=r"^--quant int4 quantises groups of 128 weights along in_features: "
+        r"model\.layers\.0\.self_attn\.q_proj has 64 \(12 of 14 layers",
+    ):
         quantize_model(model, "int4")
 
 
-@pytest.mark.parametrize("method, library, dtype", [("int4", "torchao", "bfloat16"), ("gemlite-int4", "gemlite",
-                                                     "bfloat16"), ("exllamav2-int4", "exllamav2", "float16")])
+@pytest.mark.parametrize(
+    "method, library, dtype",
+    [
+        ("int4", "torchao", "bfloat16"),
+        ("gemlite-int4", "gemlite", "bfloat16"),
+        ("exllamav2-int4", "exllamav2", "float16"),
+    ],
+)
 def test_capture_without_the_library_says_how_to_install_it(method, library, dtype, monkeypatch):
     from click.testing import CliRunner
+    from gapprof.profiler import nsys_capture
 
     from gapprof.cli import main
-    from gapprof.profiler import nsys_capture
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a GPU machine without the quant extra
     monkeypatch.setitem(sys.modules, library, None)
     monkeypatch.setattr(nsys_capture, "capture_with_nsys", lambda *a: pytest.fail("a capture was started"))
-    result = CliRunner().invoke(main, ["capture", "--model", "tiny-qwen2", "--ctx", "16", "--quant", method,
-                                       "--dtype", dtype])
+    result = CliRunner().invoke(
+        main, ["capture", "--model", "tiny-qwen2", "--ctx", "16", "--quant", method, "--dtype", dtype]
+    )
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith(f"Error: --quant {method} needs {library} (")
     assert 'pip install -e ".[quant]"' in result.stderr
@@ -209,6 +248,7 @@ def test_capture_without_the_library_says_how_to_install_it(method, library, dty
 
 # exllamav2-int4 on a CPU: GPTQ's packing, the quantiser, the record (the kernel's matrix handle stood in for:
 # ExLlamaV2's kernels are CUDA only) and a failed extension build; on a GPU, the kernel's product.
+
 
 def unpack_rows(words: torch.Tensor) -> torch.Tensor:
     """The 4-bit values [rows * 8, cols] of GPTQ words [rows, cols], lowest bits first."""
@@ -221,11 +261,15 @@ def test_packing_round_trips_codes_and_stores_zero_point_eight_as_seven():
     codes, scales = gptq_pack.quantize_symmetric(weight, 128)
     packed = gptq_pack.pack(codes, scales)
     assert {name: (t.dtype, tuple(t.shape)) for name, t in packed.items()} == {
-        "qweight": (torch.int32, (32, 48)), "qzeros": (torch.int32, (2, 6)), "scales": (torch.float16, (2, 48))}
+        "qweight": (torch.int32, (32, 48)),
+        "qzeros": (torch.int32, (2, 6)),
+        "scales": (torch.float16, (2, 48)),
+    }
     assert torch.equal(unpack_rows(packed["qweight"]).t(), codes)
     assert bool((packed["qzeros"] == 0x77777777).all())  # eight 4-bit zero points of 8, stored minus one
     assert int(packed["qweight"][0, 0]) == sum(int(codes[0, j]) << (4 * j) for j in range(8)) - (
-        2**32 if codes[0, 7] >= 8 else 0)
+        2**32 if codes[0, 7] >= 8 else 0
+    )
 
 
 def test_the_symmetric_quantiser_keeps_every_weight_within_half_a_step():
@@ -269,9 +313,11 @@ def test_a_failed_extension_build_is_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "exllamav2.ext", Unbuilt("exllamav2.ext"))
     with pytest.raises(GapprofError) as raised:
         exllamav2_linear.exllamav2_ext()
-    assert str(raised.value) == ("--quant exllamav2-int4: exllamav2's CUDA extension did not build or load "
-                                 "(RuntimeError: Error building extension 'exllamav2_ext'); it needs nvcc and ninja "
-                                 "on the PATH")
+    assert str(raised.value) == (
+        "--quant exllamav2-int4: exllamav2's CUDA extension did not build or load "
+        "(RuntimeError: Error building extension 'exllamav2_ext'); it needs nvcc and ninja "
+        "on the PATH"
+    )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,35 +1,65 @@
 """The floor of a weight-only quantised model, torch-free: the bytes each method stores for a linear layer (by
 hand for Qwen2.5-7B), the capture's record, the refusals, and attribute's quantised floor from a trace's record or
 from --quant's analytic estimate."""
+
 import re
 
 import pytest
 from click.testing import CliRunner
+from conftest import H100, basic_step
+from gapprof.analysis.attribution import Options, analyze, facts_table
+from synthetic import TraceBuilder
 
 from gapprof import models, quant, quant_floor
-from gapprof.analysis.attribution import Options, analyze, facts_table
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 from gapprof.step_bytes import kind_bytes, step_bytes
-from conftest import H100, basic_step
-from synthetic import TraceBuilder
 
 QWEN = models.get_spec("qwen2.5-7b")
 PADDED = 4096  # int4 tile packing pads in_features 3584 to a multiple of 1024
 
 
-@pytest.mark.parametrize("method, expected", [
-    ("none", {"weight": 512 * 3584 * 2, "bias": 512 * 2}),
-    ("int8", {"weight.qdata": 512 * 3584, "weight.scale": 512 * 4, "weight.zero_point": 512, "bias": 512 * 2}),
-    ("int4", {"weight.qdata": 512 * PADDED // 2, "weight.scale_and_zero": PADDED // 128 * 512 * 2 * 2,
-              "bias": 512 * 2}),
-    ("nf4", {"weight": 512 * 3584 // 2, "weight.quant_state.absmax": 512 * 3584 // 64 * 4,
-             "weight.quant_state.code": 64, "bias": 512 * 2}),
-    ("gemlite-int4", {"W_q": 512 * 3584 // 2, "scales": 3584 // 128 * 512 * 2, "zeros": 3584 // 128 * 512 * 2,
-                      "bias": 512 * 2, "meta_scale": 4, "metadata": 48, "orig_shape": 8}),
-    ("exllamav2-int4", {"qweight": 3584 // 8 * 512 * 4, "qzeros": 3584 // 128 * 512 // 8 * 4,
-                        "scales": 3584 // 128 * 512 * 2, "bias": 512 * 2}),
-])
+@pytest.mark.parametrize(
+    "method, expected",
+    [
+        ("none", {"weight": 512 * 3584 * 2, "bias": 512 * 2}),
+        ("int8", {"weight.qdata": 512 * 3584, "weight.scale": 512 * 4, "weight.zero_point": 512, "bias": 512 * 2}),
+        (
+            "int4",
+            {"weight.qdata": 512 * PADDED // 2, "weight.scale_and_zero": PADDED // 128 * 512 * 2 * 2, "bias": 512 * 2},
+        ),
+        (
+            "nf4",
+            {
+                "weight": 512 * 3584 // 2,
+                "weight.quant_state.absmax": 512 * 3584 // 64 * 4,
+                "weight.quant_state.code": 64,
+                "bias": 512 * 2,
+            },
+        ),
+        (
+            "gemlite-int4",
+            {
+                "W_q": 512 * 3584 // 2,
+                "scales": 3584 // 128 * 512 * 2,
+                "zeros": 3584 // 128 * 512 * 2,
+                "bias": 512 * 2,
+                "meta_scale": 4,
+                "metadata": 48,
+                "orig_shape": 8,
+            },
+        ),
+        (
+            "exllamav2-int4",
+            {
+                "qweight": 3584 // 8 * 512 * 4,
+                "qzeros": 3584 // 128 * 512 // 8 * 4,
+                "scales": 3584 // 128 * 512 * 2,
+                "bias": 512 * 2,
+            },
+        ),
+    ],
+)
 def test_what_each_method_stores_for_qwen_k_proj(method, expected):
     # k_proj of Qwen2.5-7B: 3584 -> 4 KV heads x 128 = 512, with a bias; bfloat16.
     assert quant.linear_tensors(method, 512, 3584, True, 2) == expected
@@ -53,7 +83,8 @@ def test_analytic_floor_of_qwen_int4_by_hand():
     parts = step_bytes(QWEN, 2048, 2, stored=estimate.stored)
     bf16 = step_bytes(QWEN, 2048, 2)
     assert bf16["total"] - parts["total"] == sum(
-        kind_bytes(QWEN, 2048, 2)[k] - 28 * estimate.stored[k] for k in quant.LINEAR_KINDS)
+        kind_bytes(QWEN, 2048, 2)[k] - 28 * estimate.stored[k] for k in quant.LINEAR_KINDS
+    )
     assert parts["kv_read"] == bf16["kv_read"] and parts["embedding"] == bf16["embedding"]
     assert weights * 2 < bf16["weights"]
 
@@ -63,16 +94,24 @@ def test_quantised_lm_head_counts_in_the_floor():
     assert estimate.stored["lm_head"] == 152064 * 3584 // 2 + 152064 * 3584 // 64 * 4 + 64
 
 
-@pytest.mark.parametrize("method, lm_head, device, dtype, message", [
-    ("int4", False, "cpu", "bfloat16", "--quant int4 runs on CUDA only (its packing and its kernel"),
-    ("gemlite-int4", False, "cpu", "bfloat16", "--quant gemlite-int4 runs on CUDA only (its kernels are Triton"),
-    ("exllamav2-int4", False, "cpu", "float16", "--quant exllamav2-int4 runs on CUDA only (its kernels are CUDA"),
-    ("int4", False, "cuda", "float32", "--quant int4 quantises bfloat16 weights, not float32 (--dtype bfloat16)"),
-    ("exllamav2-int4", False, "cuda", "bfloat16",
-     "--quant exllamav2-int4 quantises float16 weights, not bfloat16 (--dtype float16)"),
-    ("none", True, "cuda", "bfloat16", "--quant-lm-head quantises lm_head with the --quant method"),
-    ("int3", False, "cuda", "bfloat16", "unknown --quant 'int3'"),
-])
+@pytest.mark.parametrize(
+    "method, lm_head, device, dtype, message",
+    [
+        ("int4", False, "cpu", "bfloat16", "--quant int4 runs on CUDA only (its packing and its kernel"),
+        ("gemlite-int4", False, "cpu", "bfloat16", "--quant gemlite-int4 runs on CUDA only (its kernels are Triton"),
+        ("exllamav2-int4", False, "cpu", "float16", "--quant exllamav2-int4 runs on CUDA only (its kernels are CUDA"),
+        ("int4", False, "cuda", "float32", "--quant int4 quantises bfloat16 weights, not float32 (--dtype bfloat16)"),
+        (
+            "exllamav2-int4",
+            False,
+            "cuda",
+            "bfloat16",
+            "--quant exllamav2-int4 quantises float16 weights, not bfloat16 (--dtype float16)",
+        ),
+        ("none", True, "cuda", "bfloat16", "--quant-lm-head quantises lm_head with the --quant method"),
+        ("int3", False, "cuda", "bfloat16", "unknown --quant 'int3'"),
+    ],
+)
 def test_requests_a_method_cannot_serve_are_refused_in_one_line(method, lm_head, device, dtype, message):
     with pytest.raises(GapprofError, match="^" + re.escape(message)):
         quant.check_request(method, lm_head, device, dtype)
@@ -88,8 +127,9 @@ def test_a_missing_library_names_the_extra(monkeypatch):
     assert quant.missing_library("nf4") == "bitsandbytes"
     with pytest.raises(GapprofError) as raised:
         quant.check_library("nf4")
-    assert str(raised.value) == ('--quant nf4 needs bitsandbytes (bitsandbytes==0.50.2): `pip install -e ".[quant]"` '
-                                 "in the gapprof checkout")
+    assert str(raised.value) == (
+        '--quant nf4 needs bitsandbytes (bitsandbytes==0.50.2): `pip install -e ".[quant]"` in the gapprof checkout'
+    )
     assert quant.missing_library("none") is None
 
 
@@ -98,9 +138,14 @@ def _tensors(**sizes):
 
 
 def test_the_record_marks_what_a_step_reads_and_sums_it_per_kind():
-    modules = {f"model.layers.{i}.self_attn.k_proj": {
-        "kind": "k_proj", "shape": [8, 16], "tensors": _tensors(**{"weight.qdata": 128, "weight.scale": 32,
-                                                                 "weight.zero_point": 8})} for i in range(2)}
+    modules = {
+        f"model.layers.{i}.self_attn.k_proj": {
+            "kind": "k_proj",
+            "shape": [8, 16],
+            "tensors": _tensors(**{"weight.qdata": 128, "weight.scale": 32, "weight.zero_point": 8}),
+        }
+        for i in range(2)
+    }
     modules["model.norm"] = {"kind": "final_norm", "shape": None, "tensors": _tensors(weight=32)}
     record = quant_floor.record("int8", False, modules, "torchao 0.18.0")
     k_proj = record["modules"]["model.layers.0.self_attn.k_proj"]
@@ -126,8 +171,10 @@ def tiny_record(method: str) -> dict:
             parent = "self_attn" if kind[0] in "qkvo" else "mlp"
             tensors = quant.linear_tensors(method, out_features, in_features, bias, 2)
             modules[f"model.layers.{layer}.{parent}.{kind}"] = {
-                "kind": kind, "shape": [out_features, in_features],
-                "tensors": {name: {"dtype": "uint8", "shape": [b], "bytes": b} for name, b in tensors.items()}}
+                "kind": kind,
+                "shape": [out_features, in_features],
+                "tensors": {name: {"dtype": "uint8", "shape": [b], "bytes": b} for name, b in tensors.items()},
+            }
     return quant_floor.record(method, False, modules, "test")
 
 
@@ -136,8 +183,18 @@ def quant_trace(tmp_path, name="q.sqlite", **meta):
     for i in range(3):
         basic_step(b, offset=2000 * i)
     b.gpu_info(H100, None)
-    b.meta = dict(model="tiny-qwen2", config=models.load_config("tiny-qwen2"), dtype="bfloat16", dtype_bytes=2,
-                  ctx=100, steps=3, warmup=1, gpu_name=H100, unprofiled_step_ms=[0.0008], **meta)
+    b.meta = dict(
+        model="tiny-qwen2",
+        config=models.load_config("tiny-qwen2"),
+        dtype="bfloat16",
+        dtype_bytes=2,
+        ctx=100,
+        steps=3,
+        warmup=1,
+        gpu_name=H100,
+        unprofiled_step_ms=[0.0008],
+        **meta,
+    )
     return b.write(tmp_path / name)
 
 
@@ -153,10 +210,13 @@ def test_attribute_takes_the_recorded_bytes_and_reports_both_floors(tmp_path):
     assert facts["quantisation"] == "nf4, recorded at capture"
     assert "the tensors a step reads as stored, recorded at capture" in facts["floor convention"]
     assert facts["unquantised floor fraction of wall, datasheet"] == pytest.approx(
-        measured["bytes_unquantised"].mean() / 3350 / measured["wall"].mean())
+        measured["bytes_unquantised"].mean() / 3350 / measured["wall"].mean()
+    )
     assert facts["unquantised floor bytes per step (mean)"] > facts["floor bytes per step (mean)"]
-    assert facts["unquantised floor fraction of unprofiled step, datasheet"] > facts[
-        "floor fraction of unprofiled step, datasheet"]
+    assert (
+        facts["unquantised floor fraction of unprofiled step, datasheet"]
+        > facts["floor fraction of unprofiled step, datasheet"]
+    )
 
 
 @pytest.mark.parametrize("method", ["int8", "int4", "nf4", "gemlite-int4", "exllamav2-int4"])
@@ -184,8 +244,12 @@ def test_attribute_prints_the_convention_and_refuses_a_contradicting_quant(tmp_p
 
 
 def test_the_capture_sets_what_it_stored_against_the_estimate():
-    meta = {"model": "tiny-qwen2", "config": models.load_config("tiny-qwen2"), "dtype_bytes": 2,
-            "quant": tiny_record("int8")}
+    meta = {
+        "model": "tiny-qwen2",
+        "config": models.load_config("tiny-qwen2"),
+        "dtype_bytes": 2,
+        "quant": tiny_record("int8"),
+    }
     line = quant_floor.estimate_line(meta)
     assert line.startswith("--quant int8: the quantised layers read ") and "; equal to the analytic estimate" in line
     meta["quant"]["kinds"]["down_proj"]["read_bytes"] += 10
@@ -194,14 +258,16 @@ def test_the_capture_sets_what_it_stored_against_the_estimate():
 
 
 def test_module_tables_and_the_python_api_count_the_quantised_layers(tmp_path):
-    import gapprof
-    from gapprof.analysis import modules
     from conftest import annotated_trace
+    from gapprof.analysis import modules
+
+    import gapprof
 
     path = annotated_trace(tmp_path)
     sections, _ = modules.by_module(analyze(path, Options(quant="nf4")))
     q_proj = dict(sections)["modules"].filter(kind="q_proj")
-    assert q_proj["mbytes"][0] == pytest.approx(quant_floor.analytic(models.get_spec("tiny-qwen2"), "nf4", 2)
-                                                .stored["q_proj"] / 1e6)
+    assert q_proj["mbytes"][0] == pytest.approx(
+        quant_floor.analytic(models.get_spec("tiny-qwen2"), "nf4", 2).stored["q_proj"] / 1e6
+    )
     facts = gapprof.attribute(path, quant="nf4").facts
     assert facts.filter(key="quantisation")["text"][0] == "nf4, analytic estimate"

@@ -1,5 +1,6 @@
 """`gapprof quant-table` (analysis.quant_table) on the shipped H100 graphs traces, bf16, int4 and nf4, with and
 without their ncu CSVs and module references, and the inputs it refuses."""
+
 import json
 from pathlib import Path
 
@@ -42,8 +43,10 @@ def test_each_method_against_the_unquantised_trace():
         assert row["floor fraction"] == pytest.approx(row["floor ms"] / row["unprofiled step ms"])
         assert row["floor ms"] == pytest.approx(row["floor GB"] / 3350 * 1e3)  # H100 SXM datasheet, GB/s
     # The README gives 1.34x and 1.22x from these captures' medians; the table takes means. Floor: 5.06 GB.
-    assert (round(found["h100-graphs-int4"]["speedup"], 2), round(found["h100-graphs-nf4"]["speedup"], 2)) == \
-        (1.33, 1.22)
+    assert (round(found["h100-graphs-int4"]["speedup"], 2), round(found["h100-graphs-nf4"]["speedup"], 2)) == (
+        1.33,
+        1.22,
+    )
     assert round(found["h100-graphs-int4"]["floor GB"], 2) == 5.06
     assert {row["largest term above the floor, ms"].split()[0] for row in found.values()} == {"excess"}
 
@@ -52,8 +55,11 @@ def test_ncu_bytes_split_the_excess_and_fixed_time_is_the_largest_term():
     csvs = [arg for name in METHODS for arg in ("--ncu", str(TRACES / f"{name}-ncu.csv.gz"))]
     found = rows(*traces(*METHODS), *csvs)
     # attribute --ncu --tables cost on the same files: fixed 3.97, 4.61 and 5.62 ms a step.
-    assert [found[name]["largest term above the floor, ms"] for name in METHODS] == \
-        ["fixed 3.974", "fixed 4.610", "fixed 5.620"]
+    assert [found[name]["largest term above the floor, ms"] for name in METHODS] == [
+        "fixed 3.974",
+        "fixed 4.610",
+        "fixed 5.620",
+    ]
 
 
 def test_kernel_classes_add_up_to_busy_and_show_what_each_method_added():
@@ -61,12 +67,15 @@ def test_kernel_classes_add_up_to_busy_and_show_what_each_method_added():
     classes = {row["class"]: row for row in found["kernel classes"]}
     busy = {"h100-graphs": 9.098, "h100-graphs-int4": 6.615, "h100-graphs-nf4": 7.566}  # attribute, mean busy
     for name in METHODS:
-        assert sum(row[f"{name} ms"] for c, row in classes.items() if c != "all (busy)") == \
-            pytest.approx(classes["all (busy)"][f"{name} ms"])
+        assert sum(row[f"{name} ms"] for c, row in classes.items() if c != "all (busy)") == pytest.approx(
+            classes["all (busy)"][f"{name} ms"]
+        )
         assert classes["all (busy)"][f"{name} ms"] == pytest.approx(busy[name], abs=5e-4)
     # int4 runs 280 more elementwise kernels and 168 more memsets a step than bf16, and 84 fewer matrix products.
-    assert [classes[c]["h100-graphs-int4 ops"] - classes[c]["h100-graphs ops"]
-            for c in ("elementwise", "memcpy/memset", "gemv/gemm")] == [280, 168, -84]
+    assert [
+        classes[c]["h100-graphs-int4 ops"] - classes[c]["h100-graphs ops"]
+        for c in ("elementwise", "memcpy/memset", "gemv/gemm")
+    ] == [280, 168, -84]
 
 
 def test_modules_add_up_to_busy_and_the_floor_and_only_the_linear_layers_change():
@@ -90,20 +99,31 @@ def test_modules_add_up_to_busy_and_the_floor_and_only_the_linear_layers_change(
             assert floors[1] < floors[0] / 3
         elif kind != "all (busy)":
             assert floors[1] == pytest.approx(floors[0])
+
     # The linear layers' time falls as a whole, less than their floor, and not in each kind: the small k and v
     # products do not get faster.
     def fall(column):
-        return sum(kinds[k][f"h100-graphs{column}"] for k in linear) / sum(kinds[k][f"h100-graphs-int4{column}"]
-                                                                           for k in linear)
+        return sum(kinds[k][f"h100-graphs{column}"] for k in linear) / sum(
+            kinds[k][f"h100-graphs-int4{column}"] for k in linear
+        )
+
     assert 1 < fall(" ms") < fall(" floor ms") / 1.5
     assert kinds["k_proj"]["h100-graphs-int4 ms"] > kinds["k_proj"]["h100-graphs ms"]
 
 
 def test_a_trace_without_module_labels_has_no_modules_column():
-    found = sections(*traces("h100-graphs", "h100-graphs-int4"), "--reference", "-", "--reference",
-                     str(TRACES / "h100-static-modules-int4.sqlite.xz"))
-    assert {column for row in found["modules"] for column in row} == \
-        {"kind", "h100-graphs-int4 ms", "h100-graphs-int4 floor ms"}
+    found = sections(
+        *traces("h100-graphs", "h100-graphs-int4"),
+        "--reference",
+        "-",
+        "--reference",
+        str(TRACES / "h100-static-modules-int4.sqlite.xz"),
+    )
+    assert {column for row in found["modules"] for column in row} == {
+        "kind",
+        "h100-graphs-int4 ms",
+        "h100-graphs-int4 floor ms",
+    }
     assert "modules" not in sections(*traces("h100-graphs", "h100-graphs-int4"))
 
 
@@ -114,25 +134,51 @@ def test_projecting_to_the_captured_gpu_gives_back_the_unprofiled_step():
         assert row["H100 SXM floor fraction"] == pytest.approx(row["floor fraction"], rel=1e-6)
 
 
-@pytest.mark.parametrize("names, extra, message", [
-    (("h100-graphs-int4", "h100-graphs-nf4"), (), "quant-table needs a baseline, a trace whose layers are not "
-                                                  "quantised; every one given is: h100-graphs-int4 (int4), "
-                                                  "h100-graphs-nf4 (nf4)"),
-    (("h100-graphs", "h200-graphs"), (), "quant-table compares methods on one GPU; these traces differ "
-                                         "(h100-graphs: H100 SXM, h200-graphs: H200)"),
-    (("h100", "h100-graphs-int4"), (), "quant-table compares methods under one runtime; these traces differ (h100: "
-                                       "eager, h100-graphs-int4: graphs), so a speedup would mix the method with the "
-                                       "runtime; pass --force to tabulate them anyway"),
-    (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-"), "--ncu is given once per trace, in their order (`-` for "
-                                                          "none): 2 traces, 1 --ncu"),
-    (("h100-graphs", "h100-graphs-int4"), ("--ncu", "-", "--ncu", "missing.csv"), "--ncu missing.csv: no such file"),
-    (("h100-graphs", "h100-graphs-int4"), ("--reference", "-"), "--reference is given once per trace, in their "
-                                                                "order (`-` for none): 2 traces, 1 --reference"),
-    (("h100-graphs", "h100-graphs-int4"), ("--reference", "-", "--reference",
-                                           str(TRACES / "h100-static-modules.sqlite.xz")),
-     "the two captures quantise their weights differently (int4 and none): kernel positions only map within one "
-     "method"),
-])
+@pytest.mark.parametrize(
+    "names, extra, message",
+    [
+        (
+            ("h100-graphs-int4", "h100-graphs-nf4"),
+            (),
+            "quant-table needs a baseline, a trace whose layers are not "
+            "quantised; every one given is: h100-graphs-int4 (int4), "
+            "h100-graphs-nf4 (nf4)",
+        ),
+        (
+            ("h100-graphs", "h200-graphs"),
+            (),
+            "quant-table compares methods on one GPU; these traces differ (h100-graphs: H100 SXM, h200-graphs: H200)",
+        ),
+        (
+            ("h100", "h100-graphs-int4"),
+            (),
+            "quant-table compares methods under one runtime; these traces differ (h100: "
+            "eager, h100-graphs-int4: graphs), so a speedup would mix the method with the "
+            "runtime; pass --force to tabulate them anyway",
+        ),
+        (
+            ("h100-graphs", "h100-graphs-int4"),
+            ("--ncu", "-"),
+            "--ncu is given once per trace, in their order (`-` for none): 2 traces, 1 --ncu",
+        ),
+        (
+            ("h100-graphs", "h100-graphs-int4"),
+            ("--ncu", "-", "--ncu", "missing.csv"),
+            "--ncu missing.csv: no such file",
+        ),
+        (
+            ("h100-graphs", "h100-graphs-int4"),
+            ("--reference", "-"),
+            "--reference is given once per trace, in their order (`-` for none): 2 traces, 1 --reference",
+        ),
+        (
+            ("h100-graphs", "h100-graphs-int4"),
+            ("--reference", "-", "--reference", str(TRACES / "h100-static-modules.sqlite.xz")),
+            "the two captures quantise their weights differently (int4 and none): kernel positions only map within one "
+            "method",
+        ),
+    ],
+)
 def test_refused_inputs_end_in_one_line(names, extra, message):
     result = run(*traces(*names), *extra)
     assert result.exit_code == 1
@@ -149,8 +195,15 @@ def test_force_tabulates_traces_of_different_runtimes_and_says_so():
 def test_notes_name_each_projections_model():
     """With --to, a trace with an ncu CSV is projected by the kernel model and one without by the bandwidth ratio;
     the notes say which, trace by trace."""
-    result = run(*traces("h100-graphs", "h100-graphs-int4"), "--ncu", str(TRACES / "h100-graphs-ncu.csv.gz"),
-                 "--ncu", "-", "--to", "l4")
+    result = run(
+        *traces("h100-graphs", "h100-graphs-int4"),
+        "--ncu",
+        str(TRACES / "h100-graphs-ncu.csv.gz"),
+        "--ncu",
+        "-",
+        "--to",
+        "l4",
+    )
     assert result.exit_code == 0, result.output
     text = " ".join(result.stdout.split())
     assert "h100-graphs: kernel model, bytes per kernel measured" in text
@@ -160,8 +213,11 @@ def test_notes_name_each_projections_model():
     assert "bandwidth ratio (no --ncu CSV)" not in without_targets
 
 
-README_COMMANDS = [line.strip() for line in (TRACES.parent / "docs" / "quantisation.md").read_text().splitlines()
-                   if line.startswith("    gapprof quant-table traces/")]
+README_COMMANDS = [
+    line.strip()
+    for line in (TRACES.parent / "docs" / "quantisation.md").read_text().splitlines()
+    if line.startswith("    gapprof quant-table traces/")
+]
 
 
 @pytest.mark.parametrize("command", README_COMMANDS, ids=lambda c: c.split()[2])

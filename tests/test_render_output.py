@@ -1,5 +1,6 @@
 """Output for a terminal and for programs: text tables fit the terminal's width (names shortened in the middle,
 wide tables split into blocks), CSV is one table per file, and only the text formats round numbers."""
+
 import json
 import re
 import shlex
@@ -7,10 +8,10 @@ import shlex
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from golden_outputs import REPO
 
 from gapprof.cli import main
 from gapprof.terminal_table import shorten, shorten_distinct
-from golden_outputs import REPO
 
 CUDNN = "cudnn_generated_fort_native_sdpa_sm80_flash_fprop_wmma_f16_knob_35_16x128x128_1x4x1_cga1x1x1_kernel0_0"
 WIDE = {
@@ -58,8 +59,11 @@ def test_kernels_that_differ_in_the_middle_never_print_alike():
     short = shorten_distinct(names, 32)
     assert len(set(short[:2])) == 2 and all(len(n) <= 32 for n in short) and short[2:] == ["gemv", "gemv"]
     assert short[0].startswith("nvjet_sm90_tst_2") and short[1].startswith("nvjet_sm90_tst_1")
-    line, = [line for line in run("attribute traces/h100-eager-cudnn.sqlite.xz --tables kernels").stdout.splitlines()
-             if line.startswith("cudnn") and "attention" in line]
+    (line,) = [
+        line
+        for line in run("attribute traces/h100-eager-cudnn.sqlite.xz --tables kernels").stdout.splitlines()
+        if line.startswith("cudnn") and "attention" in line
+    ]
     name = line.split()[0]
     assert len(name) < len(CUDNN) and "..." in name
     assert CUDNN.startswith(name.split("...")[0]) and CUDNN.endswith(name.split("...")[1])
@@ -72,9 +76,9 @@ def test_full_names_are_never_shortened():
 def test_csv_to_a_folder_writes_one_readable_table_each(tmp_path):
     folder = tmp_path / "tables"
     assert run(f"attribute traces/h100.sqlite.xz --per-step --format csv -o {folder}").exit_code == 0
-    assert sorted(p.name for p in folder.iterdir()) == [f"{t}.csv" for t in
-                                                        ("api", "classes", "facts", "findings", "kernels", "steps",
-                                                         "summary")]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"{t}.csv" for t in ("api", "classes", "facts", "findings", "kernels", "steps", "summary")
+    ]
     doc = json.loads(run("attribute traces/h100.sqlite.xz --per-step --format json").stdout)
     summary = pl.read_csv(folder / "summary.csv")
     assert summary.filter(pl.col("term") == "wall")["median_ms"].item() == doc["summary"][0]["median_ms"]
@@ -101,16 +105,20 @@ def test_one_table_goes_to_stdout_or_a_file(tmp_path):
 
 
 def test_text_formats_round_every_float_to_three_decimals():
-    for command in [*WIDE.values(), "compare traces/h100.sqlite.xz traces/h200.sqlite.xz",
-                    "attribute traces/h200.sqlite.xz --format markdown --per-step"]:
+    for command in [
+        *WIDE.values(),
+        "compare traces/h100.sqlite.xz traces/h200.sqlite.xz",
+        "attribute traces/h200.sqlite.xz --format markdown --per-step",
+    ]:
         assert not re.search(r"\d\.\d{4,}", run(command).stdout), command
 
 
 def test_whole_numbers_show_without_decimals_in_text_and_stay_raw_in_json():
     from gapprof.render import render
 
-    table = pl.DataFrame({"class": ["gemv", "copy"], "calls_per_step": [198.0, 319.0], "ms": [3.0, 1.25],
-                          "gbps": [None, 2.5]})
+    table = pl.DataFrame(
+        {"class": ["gemv", "copy"], "calls_per_step": [198.0, 319.0], "ms": [3.0, 1.25], "gbps": [None, 2.5]}
+    )
     facts = {"kernels per step": 1680.0, "copy benchmark / peak": 0.899, "unprofiled ms": 7.0}
     text = render([("classes", table), ("facts", facts)], "table", [])
     assert re.search(r"gemv\s+198\s+3\.000\s+-", text)  # a column of whole numbers only; ms has 1.25 beside 3.0

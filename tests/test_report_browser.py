@@ -1,16 +1,17 @@
 """The HTML report in a real browser: headless Chromium (Debian's package, which .ci/run installs) renders the report
 of a shipped trace with no console message and with the summary's numbers on the page, and takes its screenshot."""
+
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from gapprof import render
+from conftest import SHIPPED_TRACES
 from gapprof.analysis import views
 from gapprof.analysis.attribution import Options, analyze, summary_table
-from conftest import SHIPPED_TRACES
+
+from gapprof import render
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (`apt-get install chromium`, as .ci/run does)")
@@ -19,9 +20,23 @@ TRACE = SHIPPED_TRACES / "h100-graphs.sqlite.xz"
 
 def headless(page: Path, *args: str) -> subprocess.CompletedProcess:
     """Chromium headless on `page`, every console message logged to stderr."""
-    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                           "--enable-logging=stderr", "--v=0", f"--user-data-dir={page.parent / 'profile'}", *args,
-                           page.as_uri()], capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={page.parent / 'profile'}",
+            *args,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 @pytest.fixture(scope="module")

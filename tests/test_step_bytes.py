@@ -1,4 +1,5 @@
 """The byte model of the floor (gapprof.step_bytes): kinds and parts agree, and match hand counts."""
+
 import dataclasses
 
 import pytest
@@ -17,15 +18,28 @@ def test_kinds_add_up_to_the_step_total(name, ctx, count_embedding):
     parts = step_bytes(spec, ctx, 2, count_embedding)
     assert sum(kind_bytes(spec, ctx, 2, count_embedding).values()) == parts["total"]
     per_instance = module_bytes(spec, ctx, 2, count_embedding)
-    per_layer = ("input_norm", "q_proj", "k_proj", "v_proj", "o_proj", "attention", "post_attention_norm",
-                 "gate_proj", "up_proj", "down_proj")
+    per_layer = (
+        "input_norm",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "attention",
+        "post_attention_norm",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
     model_level = ("embed", "final_norm", "lm_head")
-    assert (spec.layers * sum(per_instance[k] for k in per_layer) + sum(per_instance[k] for k in model_level)
-            == parts["total"])
+    assert (
+        spec.layers * sum(per_instance[k] for k in per_layer) + sum(per_instance[k] for k in model_level)
+        == parts["total"]
+    )
     # Against the parameter counts (checked on the published totals): all but the table, plus what embed reads.
     embedding = spec.embedding_params() if count_embedding else spec.hidden
-    assert parts["total"] == ((spec.total_params() - spec.embedding_params() + embedding) * 2
-                              + spec.kv_bytes_per_token(2) * (ctx + 1))
+    assert parts["total"] == (
+        (spec.total_params() - spec.embedding_params() + embedding) * 2 + spec.kv_bytes_per_token(2) * (ctx + 1)
+    )
     assert parts["total"] == sum(v for k, v in parts.items() if k != "total")
 
 

@@ -1,5 +1,6 @@
 """Steps found from a trace's own GPU work (analysis.step_finding): synthetic decode loops whose every step is
 known by construction, the refusals, the CLI, and every shipped marked trace with its step ranges removed."""
+
 import dataclasses
 import json
 import re
@@ -7,16 +8,23 @@ import re
 import polars as pl
 import pytest
 from click.testing import CliRunner
-
+from conftest import SHIPPED_TRACES
 from gapprof.analysis import attribution, frames
 from gapprof.analysis.attribution import Options
 from gapprof.analysis.steps import NoStepRanges
+from synthetic import (
+    PID,
+    RUN_AHEAD,
+    TraceBuilder,
+    host_synced_decode,
+    host_synced_step,
+    run_ahead_decode,
+    unmarked_prefill,
+)
+
+from gapprof import trace_schema as ts
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from gapprof import trace_schema as ts
-from conftest import SHIPPED_TRACES
-from synthetic import (PID, RUN_AHEAD, TraceBuilder, host_synced_decode, host_synced_step, run_ahead_decode,
-                       unmarked_prefill)
 
 TERMS = ["wall", "busy", "starved", "latency", "head", "tail"]
 HOST_SYNCED_STEP = dict(wall=430, busy=260, starved=20, latency=40, head=100, tail=10)
@@ -41,11 +49,14 @@ def test_host_synced_steps_run_from_one_tokens_wait_to_the_next(tmp_path):
     assert result.steps["payload"].to_list() == [0, 1, 2, 3] and result.steps["kernels"].to_list() == [3] * 4
     assert result.frames.checks[LEFT_OUT] == 3  # the prefill's two kernels and its copy
     notes = " ".join(result.notes)
-    assert ("steps found from the trace's GPU work (no NVTX range matches --range 'decode_step'): 4 decode steps in "
-            "1 run(s) of one repeating sequence of 5 GPU ops and host waits (4 GPU ops)") in notes
+    assert (
+        "steps found from the trace's GPU work (no NVTX range matches --range 'decode_step'): 4 decode steps in "
+        "1 run(s) of one repeating sequence of 5 GPU ops and host waits (4 GPU ops)"
+    ) in notes
     assert "anchored at cudaLaunchKernel embed; host-synced steps" in notes
-    assert ("left out of the found steps: 3 before the first decode period (prefill, warm-up, compilation, graph "
-            "capture)") in notes
+    assert (
+        "left out of the found steps: 3 before the first decode period (prefill, warm-up, compilation, graph capture)"
+    ) in notes
 
 
 def test_a_second_generate_call_starts_a_new_run_after_its_prefill(tmp_path):
@@ -73,8 +84,14 @@ def test_steps_the_host_does_not_wait_on_are_periods_of_gpu_work(tmp_path):
     result = analyze(b, tmp_path / "t.sqlite")
     assert result.frames.on_gpu
     other = dict(wall=300, busy=240, starved=0, latency=60, head=0, tail=0)
-    assert terms(result) == [dict(wall=280, busy=240, starved=0, latency=40, head=0, tail=0), other, other,
-                             dict(wall=400, busy=240, starved=120, latency=40, head=0, tail=0), other, other]
+    assert terms(result) == [
+        dict(wall=280, busy=240, starved=0, latency=40, head=0, tail=0),
+        other,
+        other,
+        dict(wall=400, busy=240, starved=120, latency=40, head=0, tail=0),
+        other,
+        other,
+    ]
     ends = [start + 280 for _, start in RUN_AHEAD]
     assert result.steps["t0"].to_list() == [RUN_AHEAD[0][1], *ends[:-1]] and result.steps["t1"].to_list() == ends
     # Each step's calls are its own graph launch, though the host made them long before the GPU ran them.
@@ -96,8 +113,11 @@ def test_two_interleaved_decode_loops_are_refused_in_one_line(tmp_path):
     host_synced_decode(b, 200, steps=4, tid=ts.global_tid(PID, 101))
     with pytest.raises(GapprofError) as error:
         analyze(b, tmp_path / "t.sqlite")
-    assert re.search(r"; two decode loops interleave: threads \d+ and \d+ launch 19 and 19 GPU ops over the same "
-                     r"time; steps cannot be found from the GPU work \(mark them, --range\)$", str(error.value))
+    assert re.search(
+        r"; two decode loops interleave: threads \d+ and \d+ launch 19 and 19 GPU ops over the same "
+        r"time; steps cannot be found from the GPU work \(mark them, --range\)$",
+        str(error.value),
+    )
 
 
 def test_a_trace_without_periodic_work_is_refused_with_the_ranges_it_has(tmp_path):
@@ -106,9 +126,11 @@ def test_a_trace_without_periodic_work_is_refused_with_the_ranges_it_has(tmp_pat
     b.range(0, 1000, "generate")
     with pytest.raises(NoStepRanges) as error:
         analyze(b, tmp_path / "t.sqlite")
-    assert str(error.value) == ("no NVTX ranges match --range 'decode_step'; ranges found: generate (1); no periodic "
-                                "decode work found: the 4 GPU ops and host waits of the thread that launched the most "
-                                "GPU work repeat no sequence 3 times in a row")
+    assert str(error.value) == (
+        "no NVTX ranges match --range 'decode_step'; ranges found: generate (1); no periodic "
+        "decode work found: the 4 GPU ops and host waits of the thread that launched the most "
+        "GPU work repeat no sequence 3 times in a row"
+    )
     with pytest.raises(NoStepRanges, match="^no NVTX ranges match --range 'iteration'; ranges found"):
         analyze(b, tmp_path / "u.sqlite", range_pattern="iteration")  # only the default pattern falls back
 
@@ -119,20 +141,24 @@ def test_steps_auto_finds_the_steps_of_a_marked_trace(tmp_path):
     b.range(1000, 2720, "decode_step")  # one range around all four steps
     path = b.write(tmp_path / "t.sqlite")
     assert attribution.analyze(path, Options(skip=0)).steps.height == 1
-    result = CliRunner().invoke(main, ["attribute", str(path), "--steps", "auto", "--skip", "0", "--format", "json",
-                                       "--tables", "steps"])
+    result = CliRunner().invoke(
+        main, ["attribute", str(path), "--steps", "auto", "--skip", "0", "--format", "json", "--tables", "steps"]
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert [{k: s[k] for k in TERMS} for s in doc["steps"]] == [HOST_SYNCED_STEP] * 4
-    assert any(note.startswith("steps found from the trace's GPU work (--steps auto): 4 decode steps")
-               for note in doc["notes"])
+    assert any(
+        note.startswith("steps found from the trace's GPU work (--steps auto): 4 decode steps") for note in doc["notes"]
+    )
 
 
 def _shipped() -> list[str]:
     """The shipped traces that mark their steps (a program gapprof did not write has its timings beside it)."""
-    return [name for name in sorted(p.name for p in SHIPPED_TRACES.glob("*.sqlite.xz"))
-            if not (SHIPPED_TRACES / name.replace(".sqlite.xz", ".timings.json")).exists()
-            ] + ["h100-graphs-torch.json.gz"]
+    return [
+        name
+        for name in sorted(p.name for p in SHIPPED_TRACES.glob("*.sqlite.xz"))
+        if not (SHIPPED_TRACES / name.replace(".sqlite.xz", ".timings.json")).exists()
+    ] + ["h100-graphs-torch.json.gz"]
 
 
 def _with_frames(read: frames.TraceFrames, **replaced) -> frames.TraceFrames:
@@ -152,16 +178,20 @@ def test_shipped_traces_without_their_step_ranges_give_the_marked_steps(name):
         assert found[term].mean() == pytest.approx(marked[term].mean(), rel=0.01), term
 
 
-@pytest.mark.parametrize("name", ["h100.sqlite.xz", "h100-graphs.sqlite.xz", "h200-compile.sqlite.xz",
-                                  "h100-graphs-torch.json.gz"])
+@pytest.mark.parametrize(
+    "name", ["h100.sqlite.xz", "h100-graphs.sqlite.xz", "h200-compile.sqlite.xz", "h100-graphs-torch.json.gz"]
+)
 def test_shipped_traces_without_host_waits_give_gpu_timeline_steps_of_the_same_work(name):
     """Without its step ranges and its synchronize calls a trace reads as a loop the host never waits on: its
     GPU-timeline steps hold the same work (busy, latency) and the same wall, within 1%."""
     read = frames.read_trace(SHIPPED_TRACES / name)
     marked = attribution.attribute(frames.select_steps(read)).measured
     waits = read.strings.filter(pl.col("value").str.contains("Synchronize"))["id"].implode()
-    unmarked = _with_frames(read, ranges=read.ranges.filter(pl.col("message") != "decode_step"),
-                        calls=read.calls.filter(~pl.col("nameId").is_in(waits)))
+    unmarked = _with_frames(
+        read,
+        ranges=read.ranges.filter(pl.col("message") != "decode_step"),
+        calls=read.calls.filter(~pl.col("nameId").is_in(waits)),
+    )
     result = attribution.attribute(frames.select_steps(unmarked))
     assert result.frames.on_gpu and abs(result.measured.height - marked.height) <= 1
     for term in ("wall", "busy", "latency"):
@@ -170,9 +200,13 @@ def test_shipped_traces_without_host_waits_give_gpu_timeline_steps_of_the_same_w
 
 
 # Programs gapprof did not write, with the GPU-timeline steps expected where the host never waits per token.
-UNMARKED_PROGRAMS = {"h100-gpt-fast-compile.sqlite.xz": True, "h100-gpt-fast-compile-torch.json.gz": True,
-                     "h100-gpt-fast-eager.sqlite.xz": True, "h100-gpt-fast-eager-torch.json.gz": True,
-                     "h100-hf-generate.sqlite.xz": False}
+UNMARKED_PROGRAMS = {
+    "h100-gpt-fast-compile.sqlite.xz": True,
+    "h100-gpt-fast-compile-torch.json.gz": True,
+    "h100-gpt-fast-eager.sqlite.xz": True,
+    "h100-gpt-fast-eager-torch.json.gz": True,
+    "h100-hf-generate.sqlite.xz": False,
+}
 
 
 @pytest.mark.parametrize("name", sorted(UNMARKED_PROGRAMS))
@@ -196,9 +230,12 @@ def test_gpu_timeline_steps_replay_exactly_on_their_own_gpu_and_project_with_the
     """The compiled gpt-fast trace: replayed on its own GPU every step is as measured; on an H200 each step holds
     the same ops, its kernel time follows the aggregate kernel model and the GPU still never waits for the CPU."""
     from gapprof.analysis import cross_gpu_columns, projection
+
     from gapprof import gpus
-    [loaded] = cross_gpu_columns.load([SHIPPED_TRACES / "h100-gpt-fast-compile.sqlite.xz"],
-                                      Options(model="llama-3.1-8b", ctx=2048))
+
+    [loaded] = cross_gpu_columns.load(
+        [SHIPPED_TRACES / "h100-gpt-fast-compile.sqlite.xz"], Options(model="llama-3.1-8b", ctx=2048)
+    )
     loaded = cross_gpu_columns.with_bytes_per_kernel(loaded, None, None, "decode_step", aggregate=True)
     measured = loaded.analysis.measured
     _, own = cross_gpu_columns.projected(loaded, gpus.resolve_gpu("h100"), projection.Knobs())
@@ -214,6 +251,7 @@ def test_a_kernel_variant_per_token_keeps_one_run_which_ends_on_an_exact_repeat(
     of the five periods; the other codes are not tolerated into it."""
     import numpy as np
     from gapprof.analysis import periodicity
+
     periods = np.tile(np.arange(200), (5, 1))
     periods[::2, 7] = 1000
     assert periodicity.period(periods.ravel()) == 200

@@ -1,12 +1,12 @@
 """`gapprof sweep` with a tiny model on the CPU: an impossible cell and a failing cell become rows with reasons,
 later cells still run (in a fresh process); outputs; `gapprof sweep-attribute` on a synthetic trace."""
+
 import csv
 import json
 
 import pytest
-
-from gapprof.profiler import cells, sweep_cells
 from conftest import basic_step, invoke_recorded
+from gapprof.profiler import cells, sweep_cells
 from synthetic import TraceBuilder
 
 
@@ -20,8 +20,25 @@ def swept(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     # tiny-qwen2 has 512 positions: ctx 1024 cannot run. graphs needs CUDA: it fails inside its process, and the
     # eager cell after it must still run, in a new process.
-    result = run("sweep", "--models", "tiny-qwen2", "--ctx", "16,1024", "--runtime", "graphs,eager", "--steps", 4,
-                 "--warmup", 3, "--dtype", "float32", "--device", "cpu", "-o", out)
+    result = run(
+        "sweep",
+        "--models",
+        "tiny-qwen2",
+        "--ctx",
+        "16,1024",
+        "--runtime",
+        "graphs,eager",
+        "--steps",
+        4,
+        "--warmup",
+        3,
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.output
     return result, out, json.loads((out / "sweep.json").read_text())
 
@@ -48,7 +65,11 @@ def test_outputs_hold_every_row_and_the_command(swept):
     with open(out / "sweep.csv") as f:
         table = list(csv.DictReader(f))
     assert [(r["ctx"], r["runtime"], r["status"]) for r in table] == [
-        ("16", "graphs", "not run"), ("16", "eager", "ok"), ("1024", "graphs", "not run"), ("1024", "eager", "not run")]
+        ("16", "graphs", "not run"),
+        ("16", "eager", "ok"),
+        ("1024", "graphs", "not run"),
+        ("1024", "eager", "not run"),
+    ]
     assert float(table[1]["median_ms"]) == data["rows"][1]["median_ms"]
     markdown = (out / "sweep.md").read_text()
     assert data["command"] in markdown and markdown.count("tiny-qwen2 has 512") == 2
@@ -56,8 +77,16 @@ def test_outputs_hold_every_row_and_the_command(swept):
 
 
 def test_floor_fraction_of_a_gpu_cell():
-    request = {"model": "llama-3.1-8b", "ctx": 4096, "steps": 2, "warmup": 1, "runtime": "graphs", "attn": "sdpa",
-               "dtype": "bfloat16", "weights": None}
+    request = {
+        "model": "llama-3.1-8b",
+        "ctx": 4096,
+        "steps": 2,
+        "warmup": 1,
+        "runtime": "graphs",
+        "attn": "sdpa",
+        "dtype": "bfloat16",
+        "weights": None,
+    }
     record = {"ok": True, "step_ms": [12.0, 14.0], "first_token": 3}
     row = sweep_cells.cell_row(request, record, "", "NVIDIA H200", 4300.0, count_embedding=False)
     floor = cells.floor(request, "NVIDIA H200", 4300.0, False)
@@ -66,13 +95,16 @@ def test_floor_fraction_of_a_gpu_cell():
     assert row["floor_fraction_copy"] == pytest.approx(floor["floor_bytes"] / 4300e9 * 1e3 / 13.0)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--models", "tiny-qwen2,gpt-5"], "unknown model 'gpt-5'"),
-    (["--ctx", "16,abc"], "expected comma-separated integers"),
-    (["--runtime", "eager,turbo"], "unknown runtime turbo"),
-    (["--device", "cuda"], "no CUDA device is visible"),
-    (["--device", "cpu", "--profile"], "--profile captures with nsys or CUPTI and needs --device cuda"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "tiny-qwen2,gpt-5"], "unknown model 'gpt-5'"),
+        (["--ctx", "16,abc"], "expected comma-separated integers"),
+        (["--runtime", "eager,turbo"], "unknown runtime turbo"),
+        (["--device", "cuda"], "no CUDA device is visible"),
+        (["--device", "cpu", "--profile"], "--profile captures with nsys or CUPTI and needs --device cuda"),
+    ],
+)
 def test_bad_options_fail_in_one_line_before_any_cell(args, message, monkeypatch):
     pytest.importorskip("torch")  # `gapprof sweep` checks for torch before it reads its options
     monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a cell was started"))

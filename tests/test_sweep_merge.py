@@ -1,28 +1,63 @@
 """`gapprof sweep-merge`: parts of one grid join into one sweep; parts that are not comparable are refused."""
+
 import json
 
 import pytest
+from conftest import invoke_recorded
 
 from gapprof.errors import GapprofError
 from gapprof.sweep_merge import merge_sweeps
-from conftest import invoke_recorded
 
-MACHINE = {"gpu_name": "NVIDIA H100 80GB HBM3", "driver": "580", "torch": "2.11", "transformers": "5.17",
-           "cuda": "13.0", "copy_bandwidth_gbps": 3000.0}
+MACHINE = {
+    "gpu_name": "NVIDIA H100 80GB HBM3",
+    "driver": "580",
+    "torch": "2.11",
+    "transformers": "5.17",
+    "cuda": "13.0",
+    "copy_bandwidth_gbps": 3000.0,
+}
 
 
 def _row(model, ctx, runtime, median):
-    return {"model": model, "ctx": ctx, "runtime": runtime, "attn": "sdpa", "status": "ok", "reason": "",
-            "median_ms": median, "p10_ms": median, "p90_ms": median, "floor_ms": 4.0, "floor_ms_copy": 4.4,
-            "floor_fraction": 4.0 / median, "floor_fraction_copy": 4.4 / median, "step_ms": [median]}
+    return {
+        "model": model,
+        "ctx": ctx,
+        "runtime": runtime,
+        "attn": "sdpa",
+        "status": "ok",
+        "reason": "",
+        "median_ms": median,
+        "p10_ms": median,
+        "p90_ms": median,
+        "floor_ms": 4.0,
+        "floor_ms_copy": 4.4,
+        "floor_fraction": 4.0 / median,
+        "floor_fraction_copy": 4.4 / median,
+        "step_ms": [median],
+    }
 
 
 def _sweep(models, rows, finished, copy_gbps=3000.0, **grid):
-    return {"command": f"gapprof sweep --models {','.join(models)}", "finished_at": finished,
-            "grid": {"models": models, "ctx": [2048], "runtimes": ["eager", "graphs"], "steps": 16, "warmup": 4,
-                     "dtype": "bfloat16", "attn": "auto", "seed": 0, "device": "cuda"} | grid,
-            "floor_convention": " | ".join(f"floor of {m}" for m in models), "timing": "fresh process per model",
-            "machine": MACHINE | {"copy_bandwidth_gbps": copy_gbps}, "rows": rows}
+    return {
+        "command": f"gapprof sweep --models {','.join(models)}",
+        "finished_at": finished,
+        "grid": {
+            "models": models,
+            "ctx": [2048],
+            "runtimes": ["eager", "graphs"],
+            "steps": 16,
+            "warmup": 4,
+            "dtype": "bfloat16",
+            "attn": "auto",
+            "seed": 0,
+            "device": "cuda",
+        }
+        | grid,
+        "floor_convention": " | ".join(f"floor of {m}" for m in models),
+        "timing": "fresh process per model",
+        "machine": MACHINE | {"copy_bandwidth_gbps": copy_gbps},
+        "rows": rows,
+    }
 
 
 A = _sweep(["m1", "m2"], [_row("m1", 2048, "eager", 20.0), _row("m2", 2048, "graphs", 9.0)], "2026-11-27T20:11:00")
@@ -39,11 +74,17 @@ def test_rows_grid_and_parts_of_the_joined_sweep():
     assert merged["command"] == "gapprof sweep --models m1,m2 ; gapprof sweep --models m3"
 
 
-@pytest.mark.parametrize("other, message", [
-    (_sweep(["m3"], [_row("m3", 2048, "eager", 1.0)], "t", steps=32), "sweeps differ in grid steps: 16, 32"),
-    (_sweep(["m3"], [_row("m3", 2048, "eager", 1.0)], "t", quant="int4"), "sweeps differ in grid quant: None, int4"),
-    (_sweep(["m1"], [_row("m1", 2048, "eager", 1.0)], "t"), "cell m1 2048 eager appears in more than one sweep"),
-])
+@pytest.mark.parametrize(
+    "other, message",
+    [
+        (_sweep(["m3"], [_row("m3", 2048, "eager", 1.0)], "t", steps=32), "sweeps differ in grid steps: 16, 32"),
+        (
+            _sweep(["m3"], [_row("m3", 2048, "eager", 1.0)], "t", quant="int4"),
+            "sweeps differ in grid quant: None, int4",
+        ),
+        (_sweep(["m1"], [_row("m1", 2048, "eager", 1.0)], "t"), "cell m1 2048 eager appears in more than one sweep"),
+    ],
+)
 def test_parts_that_do_not_join_are_refused(other, message):
     with pytest.raises(GapprofError, match=message):
         merge_sweeps([A, other])
@@ -85,8 +126,10 @@ def test_cli_folder_without_a_sweep_is_one_line(tmp_path):
     assert "sweep.json: not found" in result.output
 
 
-@pytest.mark.parametrize("text, message", [("{", "sweep.json: not JSON"),
-                                           ('{"rows": []}', "not a gapprof sweep result (no command, finished_at")])
+@pytest.mark.parametrize(
+    "text, message",
+    [("{", "sweep.json: not JSON"), ('{"rows": []}', "not a gapprof sweep result (no command, finished_at")],
+)
 def test_cli_sweep_json_that_is_not_a_sweep_is_one_line(tmp_path, text, message):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "sweep.json").write_text(text)

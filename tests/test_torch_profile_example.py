@@ -1,6 +1,7 @@
 """examples/torch_profile_decode.py on CPU with a tiny config: the session's profiled pass as decode_step ranges in
 a torch.profiler Chrome trace, its metadata beside it, and an attribute line that reads the trace (refused here
 as a CPU-only trace)."""
+
 import gzip
 import importlib.util
 import json
@@ -21,8 +22,10 @@ from gapprof.cli import main  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "examples" / "torch_profile_decode.py"
 # As a user runs it, with polars unimportable: the GPU machines that run it have the capture side only.
-RUN = ("import runpy, sys; sys.modules['polars'] = None; sys.argv = sys.argv[1:]; "
-       "runpy.run_path(sys.argv[0], run_name='__main__')")
+RUN = (
+    "import runpy, sys; sys.modules['polars'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
 
 
 def _example():
@@ -41,8 +44,22 @@ def _events(path: Path) -> list:
 def test_the_profiled_steps_are_decode_step_ranges_and_the_printed_command_reads_the_trace(tmp_path, runtime, name):
     trace = tmp_path / name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    args = ["--model", "tiny-qwen2", "--runtime", runtime, "--device", "cpu", "--ctx", "16", "--steps", "3",
-            "--warmup", "1", "-o", str(trace)]
+    args = [
+        "--model",
+        "tiny-qwen2",
+        "--runtime",
+        runtime,
+        "--device",
+        "cpu",
+        "--ctx",
+        "16",
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "-o",
+        str(trace),
+    ]
     result = subprocess.run([sys.executable, "-c", RUN, str(SCRIPT), *args], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -66,7 +83,8 @@ def test_the_profiled_steps_are_decode_step_ranges_and_the_printed_command_reads
     assert attributed.exit_code == 1
     assert attributed.stderr.strip().splitlines()[-1] == (
         f"Error: {trace}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
-        "activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
+        "activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU"
+    )
 
 
 def test_the_metadata_lies_beside_the_trace_whatever_dots_the_name_has():
@@ -78,10 +96,23 @@ def test_the_metadata_lies_beside_the_trace_whatever_dots_the_name_has():
 def test_a_request_the_session_refuses_stops_in_one_line_before_any_model_is_built(tmp_path, capsys):
     example = _example()
     with pytest.raises(SystemExit) as stopped:
-        example.main(["--model", "tiny-qwen2", "--runtime", "graphs", "--warmup", "2", "--device", "cpu",
-                      "-o", str(tmp_path / "t.json")])
-    assert stopped.value.code == ("Error: runtime graphs needs --warmup >= 3 (eager steps and graph capture happen "
-                                  "in warm-up)")
+        example.main(
+            [
+                "--model",
+                "tiny-qwen2",
+                "--runtime",
+                "graphs",
+                "--warmup",
+                "2",
+                "--device",
+                "cpu",
+                "-o",
+                str(tmp_path / "t.json"),
+            ]
+        )
+    assert stopped.value.code == (
+        "Error: runtime graphs needs --warmup >= 3 (eager steps and graph capture happen in warm-up)"
+    )
     assert "built" not in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     with pytest.raises(SystemExit) as refused:

@@ -1,18 +1,19 @@
 """Damaged or inconsistent traces: refused in one line where the anatomy would be wrong, otherwise counted in
 the facts table (analysis/trace_checks.py), never an IdentityError or a silently wrong number."""
+
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
-from gapprof.analysis.readers.compressed import unpacked
-from gapprof.analysis.attribution import Options, analyze, facts_table
-from gapprof.cli import main
-from gapprof import trace_schema
 from conftest import basic_step
+from gapprof.analysis.attribution import Options, analyze, facts_table
+from gapprof.analysis.readers.compressed import unpacked
 from synthetic import PID, TraceBuilder
+
+from gapprof import trace_schema
+from gapprof.cli import main
 
 GRAPHS = Path(__file__).resolve().parents[1] / "traces" / "h200-graphs.sqlite.xz"
 
@@ -47,11 +48,14 @@ def altered_copy(tmp_path, *statements: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("table, where, found", [
-    ("CUPTI_ACTIVITY_KIND_KERNEL", "rowid = 5", "1 GPU ops end before they start"),
-    ("NVTX_EVENTS", "start = 4000", "1 NVTX ranges end before they start"),
-    ("CUPTI_ACTIVITY_KIND_RUNTIME", "start = 2010", "1 API calls end before they start"),
-])
+@pytest.mark.parametrize(
+    "table, where, found",
+    [
+        ("CUPTI_ACTIVITY_KIND_KERNEL", "rowid = 5", "1 GPU ops end before they start"),
+        ("NVTX_EVENTS", "start = 4000", "1 NVTX ranges end before they start"),
+        ("CUPTI_ACTIVITY_KIND_RUNTIME", "start = 2010", "1 API calls end before they start"),
+    ],
+)
 def test_an_interval_that_ends_before_it_starts_is_refused(tmp_path, table, where, found):
     path = steps().write(tmp_path / "t.sqlite")
     with sqlite3.connect(path) as conn:
@@ -67,8 +71,10 @@ def test_negative_timestamps_are_refused_not_dropped(tmp_path):
 
 def test_kernels_that_end_before_they_start_in_a_real_trace_are_refused(tmp_path):
     path = altered_copy(tmp_path, 'UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET "end" = start - 1000 WHERE rowid % 500 = 0')
-    assert refusal(path) == f"Error: {path}: damaged timestamps (73 GPU ops end before they start): the steps " \
-                            "cannot be attributed"
+    assert (
+        refusal(path) == f"Error: {path}: damaged timestamps (73 GPU ops end before they start): the steps "
+        "cannot be attributed"
+    )
 
 
 def test_lost_launch_calls_in_measured_steps_are_refused(tmp_path):
@@ -82,13 +88,14 @@ def test_a_kernel_without_its_launch_call_in_a_measured_step_is_refused(tmp_path
     b = steps()
     b.kernel(2600, 2700, correlation=999)  # inside step 1; no API call has correlationId 999
     assert "1 GPU ops inside 1 measured steps (the first: step 1) have no launch call" in refusal(
-        b.write(tmp_path / "t.sqlite"))
+        b.write(tmp_path / "t.sqlite")
+    )
 
 
 def test_unlaunched_work_outside_the_measured_steps_is_counted_only(tmp_path):
     b = steps()
-    b.kernel(600, 700, correlation=997)               # in the warm-up step
-    b.kernel(1500, 1600, correlation=998)             # between steps
+    b.kernel(600, 700, correlation=997)  # in the warm-up step
+    b.kernel(1500, 1600, correlation=998)  # between steps
     b.kernel(2600, 2700, correlation=999, pid=PID + 1)  # in step 1's time, another process
     found = facts(b.write(tmp_path / "t.sqlite"))
     assert found["GPU ops without a launch call"] == 3

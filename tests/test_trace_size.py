@@ -1,14 +1,15 @@
 """A trace too large for the memory at hand is refused before it is read, in one line naming its size."""
+
 import subprocess
 import sys
 
 import pytest
-
+from conftest import basic_step
 from gapprof.analysis import attribution
 from gapprof.analysis.readers import memory
-from gapprof.errors import GapprofError
-from conftest import basic_step
 from synthetic import TraceBuilder
+
+from gapprof.errors import GapprofError
 
 STEPS = 1_000  # 9 GPU ops and API calls a step: about 3.4 MiB by memory.BYTES_PER_ROW
 
@@ -24,8 +25,11 @@ def test_a_trace_larger_than_the_free_memory_is_refused_naming_its_rows(tmp_path
     path = _trace(tmp_path)
     attribution.analyze(path)  # fits
     monkeypatch.setattr(memory, "available_bytes", lambda: 2**20)
-    with pytest.raises(GapprofError, match=rf"^{path}: 9,000 rows \(4,000 GPU ops, 5,000 API calls\) need about "
-                                           r"0\.0 GiB to attribute and 0\.0 GiB is free here"):
+    with pytest.raises(
+        GapprofError,
+        match=rf"^{path}: 9,000 rows \(4,000 GPU ops, 5,000 API calls\) need about "
+        r"0\.0 GiB to attribute and 0\.0 GiB is free here",
+    ):
         attribution.analyze(path)
 
 

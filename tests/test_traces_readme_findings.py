@@ -1,5 +1,6 @@
 """traces/README.md lists which findings fire on each shipped trace: every trace is listed once, and what is
 listed is what `attribute` finds on it now (ranked as attribute ranks them)."""
+
 import re
 from pathlib import Path
 
@@ -17,7 +18,7 @@ NONE = "none"
 def listed() -> dict[str, list[str]]:
     """Trace name -> the findings its row names (short titles, figures in brackets left out)."""
     text = (TRACES / "README.md").read_text()
-    table = text[text.index("| trace | findings that fire |"):].split("\n\n")[0].splitlines()[2:]
+    table = text[text.index("| trace | findings that fire |") :].split("\n\n")[0].splitlines()[2:]
     out = {}
     for row in table:
         traces, fired = (cell.strip() for cell in row.strip("|").split("|", 1))

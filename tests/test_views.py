@@ -1,5 +1,6 @@
 """`gapprof view` and its renderers (analysis.views): the anatomy as intervals, the annotated trace read back against
 the per-step table on shipped traces, the HTML report, the suffix -> renderer registry and the command line."""
+
 import json
 from collections import defaultdict
 from decimal import Decimal
@@ -8,16 +9,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
-
-from gapprof import render
+from conftest import H100, SHIPPED_TRACES, basic_step, launch_mix_step
 from gapprof.analysis import anatomy_intervals, views
 from gapprof.analysis.attribution import Options, analyze, summary_table
 from gapprof.analysis.readers import compressed
 from gapprof.analysis.views.annotated_trace import PID, AnnotatedTrace
+from synthetic import TraceBuilder
+
+from gapprof import render
 from gapprof.cli import main
 from gapprof.errors import GapprofError
-from conftest import H100, SHIPPED_TRACES, basic_step, launch_mix_step
-from synthetic import TraceBuilder
 
 ANATOMY_TERMS = ("head", "busy", "starved", "latency", "tail", "spill")
 
@@ -38,9 +39,17 @@ def test_intervals_of_a_known_step_tile_its_range(tmp_path):
     result = analyze(synthetic_trace(tmp_path))
     found = anatomy_intervals.intervals(result.steps, result.ops)
     first = found.filter(pl.col("step") == 0).select(pl.col("term").cast(pl.String), "start", "end").rows()
-    assert first == [("head", 0, 100), ("busy", 100, 200), ("latency", 200, 250), ("busy", 250, 300),
-                     ("starved", 300, 420), ("busy", 420, 500), ("starved", 500, 530), ("busy", 530, 560),
-                     ("tail", 560, 1000)]
+    assert first == [
+        ("head", 0, 100),
+        ("busy", 100, 200),
+        ("latency", 200, 250),
+        ("busy", 250, 300),
+        ("starved", 300, 420),
+        ("busy", 420, 500),
+        ("starved", 500, 530),
+        ("busy", 530, 560),
+        ("tail", 560, 1000),
+    ]
     spill = found.filter(pl.col("term") == "spill").select("step", "start", "end").rows()
     assert spill == [(3, 7000, 7100)]
     anatomy_intervals.check(result.steps, found)
@@ -115,8 +124,9 @@ def test_annotated_synthetic_traces_with_spill_from_nsys_and_torch_profiler(tmp_
         result = analyze(trace)
         assert result.steps["spill"].to_list() == [0, 0, 0, 100]
         events = check_annotated(result, AnnotatedTrace().render([views.Viewed("t", result)]))
-        classes = {e["name"]: e["cat"] for e in events
-                   if e.get("pid") == PID and e.get("tid", 0) >= 100_000 and e["ph"] == "X"}
+        classes = {
+            e["name"]: e["cat"] for e in events if e.get("pid") == PID and e.get("tid", 0) >= 100_000 and e["ph"] == "X"
+        }
         assert classes["flash_attn"] == "attention" and classes["[memset]"] == "memcpy/memset"
 
 
@@ -128,8 +138,16 @@ def test_report_shows_the_summary_self_contained(tmp_path):
     summary = summary_table(analyze(path))
     for value in summary["mean_ms"]:
         assert f">{render.text(value)}<" in page
-    for section in ("Summary", "Findings", "Anatomy of a step", "Timeline", "Kernel classes", "Top kernels",
-                    "Launch delays", "cudaGraphLaunch"):
+    for section in (
+        "Summary",
+        "Findings",
+        "Anatomy of a step",
+        "Timeline",
+        "Kernel classes",
+        "Top kernels",
+        "Launch delays",
+        "cudaGraphLaunch",
+    ):
         assert section in page
     assert "http://" not in page and "https://" not in page and "<link" not in page and " src=" not in page
     assert "@media print" in page
@@ -166,7 +184,8 @@ def test_the_command_writes_the_file_and_says_a_bad_suffix_in_one_line(tmp_path)
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
     bad = runner.invoke(main, ["view", str(trace), "-o", str(tmp_path / "r.txt")])
     assert bad.exit_code == 1 and bad.output.count("\n") == 1 and "no renderer writes this suffix" in bad.output
-    conflict = runner.invoke(main, ["view", str(trace), "--model", "llama-3.1-8b", "--ctx", "10",
-                                    "-o", str(tmp_path / "r.html")])
+    conflict = runner.invoke(
+        main, ["view", str(trace), "--model", "llama-3.1-8b", "--ctx", "10", "-o", str(tmp_path / "r.html")]
+    )
     assert conflict.exit_code == 1 and "--force uses them anyway" in conflict.output
     assert "gapprof view traces/h100-graphs.sqlite.xz -o report.html" in runner.invoke(main, ["view", "--help"]).output

@@ -1,6 +1,7 @@
 """The capture metadata gapprof writes into a trace (GAPPROF_META: key -> JSON text), parsed and checked: a value
 that is not JSON is left out and counted; a value the analysis reads that is of the wrong type or out of range is
 refused in one line."""
+
 import json
 import math
 from pathlib import Path
@@ -19,12 +20,16 @@ def _positive(value) -> bool:
 # What the analysis reads of the capture metadata, each with its type and range, and the words for a value that
 # breaks them.
 META_TYPES = {
-    **{key: (_count, "a whole number, 0 or more") for key in ("ctx", "steps", "warmup", "first_profiled_index",
-                                                              "graph_level_first_index")},
+    **{
+        key: (_count, "a whole number, 0 or more")
+        for key in ("ctx", "steps", "warmup", "first_profiled_index", "graph_level_first_index")
+    },
     "dtype_bytes": (lambda v: _count(v) and v > 0, "a whole number above 0"),
     "copy_bandwidth_gbps": (lambda v: v is None or _positive(v), "a finite number of GB/s above 0"),
-    **{key: (lambda v: isinstance(v, list) and all(_positive(x) for x in v), "a list of finite times above 0")
-       for key in ("unprofiled_step_ms", "profiled_step_ms", "graph_level_step_ms")},
+    **{
+        key: (lambda v: isinstance(v, list) and all(_positive(x) for x in v), "a list of finite times above 0")
+        for key in ("unprofiled_step_ms", "profiled_step_ms", "graph_level_step_ms")
+    },
     **{key: (lambda v: isinstance(v, str), "text") for key in ("model", "dtype", "runtime", "gpu_name")},
     **{key: (lambda v: isinstance(v, dict), "an object") for key in ("config", "quant")},
 }
@@ -35,8 +40,10 @@ def check_meta(meta: dict, path: Path) -> None:
     bandwidth of -3000 GB/s), in one line: such a value would make the floor or the warm-up wrong."""
     for key, (fits, what) in META_TYPES.items():
         if key in meta and not fits(meta[key]):
-            raise GapprofError(f"{path}: capture metadata {key} is {json.dumps(meta[key])[:60]}, not {what}: a "
-                               "damaged or hand-edited trace")
+            raise GapprofError(
+                f"{path}: capture metadata {key} is {json.dumps(meta[key])[:60]}, not {what}: a "
+                "damaged or hand-edited trace"
+            )
 
 
 def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:

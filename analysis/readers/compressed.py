@@ -12,6 +12,7 @@ is followed. The cache holds at most CACHE_BYTES: entries used longest ago are d
 Decompression is streamed and bounded: a file that unpacks to more than MAX_RATIO times its packed size (or to
 more than the free disk) is refused in one line, as a decompression bomb would be, and nothing is left behind.
 """
+
 import gzip
 import hashlib
 import io
@@ -63,11 +64,15 @@ def cache_folder() -> Path:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(folder)
     except OSError as error:
-        raise GapprofError(f"{folder}: cannot create the unpack cache ({error.strerror or error}); set "
-                           "XDG_CACHE_HOME to a folder of your own") from None
+        raise GapprofError(
+            f"{folder}: cannot create the unpack cache ({error.strerror or error}); set "
+            "XDG_CACHE_HOME to a folder of your own"
+        ) from None
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-        raise GapprofError(f"{folder}: the unpack cache must be a folder of your own that others cannot write "
-                           "to; remove it or set XDG_CACHE_HOME")
+        raise GapprofError(
+            f"{folder}: the unpack cache must be a folder of your own that others cannot write "
+            "to; remove it or set XDG_CACHE_HOME"
+        )
     return folder
 
 
@@ -77,8 +82,12 @@ def _digest(path: Path) -> str:
 
 
 def _record(source: Path, source_sha: str, entry: Path) -> dict:
-    return {"source_bytes": source.stat().st_size, "source_sha256": source_sha,
-            "bytes": entry.stat().st_size, "sha256": _digest(entry)}
+    return {
+        "source_bytes": source.stat().st_size,
+        "source_sha256": source_sha,
+        "bytes": entry.stat().st_size,
+        "sha256": _digest(entry),
+    }
 
 
 def _valid(source: Path, source_sha: str, entry: Path, record: Path) -> bool:

@@ -4,6 +4,7 @@
 Numbers with a fraction or exponent are kept as their text (`Fraction`), never as floats, so that a reader can
 round them exactly.
 """
+
 import gzip
 import io
 import json
@@ -37,7 +38,7 @@ class Text:
     def _more(self) -> bool:
         chunk = "" if self.ended else self.stream.read(CHUNK_CHARS)
         self.ended = not chunk
-        self.text, self.at = self.text[self.at:] + chunk, 0
+        self.text, self.at = self.text[self.at :] + chunk, 0
         return bool(chunk)
 
     def next_char(self) -> str:
@@ -45,7 +46,7 @@ class Text:
         while True:
             self.at = _SPACE.match(self.text, self.at).end()
             if self.at < len(self.text) or not self._more():
-                return self.text[self.at:self.at + 1]
+                return self.text[self.at : self.at + 1]
 
     def take(self, char: str) -> None:
         if self.next_char() != char:

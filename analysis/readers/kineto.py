@@ -28,6 +28,7 @@ as 64-bit integers, with names interned once each. A number with a fraction keep
 until it is rounded to ns; a damaged event (a time or id that is not a number, an id beyond 64 bits, nesting too
 deep) is refused in one line.
 """
+
 import gzip
 import re
 from collections.abc import Callable
@@ -35,20 +36,42 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from gapprof import trace_schema
 from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.compressed import GZIP_MAGIC
 from gapprof.analysis.readers.kineto_events import NO_ID, Columns, Rows, read_events
-from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO_SCHEMA, GPU_SCHEMA, KERNEL, MEMCPY,
-                                                MEMSET, NVTX, RANGES_SCHEMA, RUNTIME, STRINGS_SCHEMA, RawTrace)
+from gapprof.analysis.readers.raw_trace import (
+    API_SCHEMA,
+    DRIVER,
+    GPU_INFO_SCHEMA,
+    GPU_SCHEMA,
+    KERNEL,
+    MEMCPY,
+    MEMSET,
+    NVTX,
+    RANGES_SCHEMA,
+    RUNTIME,
+    STRINGS_SCHEMA,
+    RawTrace,
+)
+
+from gapprof import trace_schema
 from gapprof.errors import GapprofError
 from gapprof.kernel_names import short_name
 
 TABLES = {"ranges": NVTX, "runtime": RUNTIME, "driver": DRIVER, "kernel": KERNEL, "memcpy": MEMCPY, "memset": MEMSET}
 _COPY = re.compile(r"\b([HDAP])to([HDAP])\b")
-COPY_KINDS = {"HtoD": 1, "DtoH": 2, "HtoA": 3, "AtoH": 4, "AtoA": 5, "AtoD": 6, "DtoA": 7, "DtoD": 8, "HtoH": 9,
-              "PtoP": 10}
+COPY_KINDS = {
+    "HtoD": 1,
+    "DtoH": 2,
+    "HtoA": 3,
+    "AtoH": 4,
+    "AtoA": 5,
+    "AtoD": 6,
+    "DtoA": 7,
+    "DtoD": 8,
+    "HtoH": 9,
+    "PtoP": 10,
+}
 
 
 def claims(path: Path) -> bool:
@@ -70,8 +93,10 @@ def claims(path: Path) -> bool:
 def _host_pid(path: Path, rows: Rows) -> int:
     pids = sorted(rows.pids)
     if len(pids) > 1:
-        raise GapprofError(f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "
-                           f"torch.profiler writes one trace per process: pass one process's trace")
+        raise GapprofError(
+            f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "
+            f"torch.profiler writes one trace per process: pass one process's trace"
+        )
     return pids[0]
 
 
@@ -82,9 +107,10 @@ def _distinct(rows: Rows, frame: str) -> tuple[pl.DataFrame, pl.Series]:
     pairs = pl.DataFrame({"kind_id": columns.integers("kind"), "name_id": columns.integers("name")})
     distinct = pairs.unique(maintain_order=True).with_row_index("pair")
     kinds, names = list(rows.kinds), list(rows.names)
-    labels = pl.DataFrame({"kind": [kinds[k] for k in distinct["kind_id"]],
-                           "name": [names[n] for n in distinct["name_id"]]}, schema={"kind": pl.String,
-                                                                                     "name": pl.String})
+    labels = pl.DataFrame(
+        {"kind": [kinds[k] for k in distinct["kind_id"]], "name": [names[n] for n in distinct["name_id"]]},
+        schema={"kind": pl.String, "name": pl.String},
+    )
     per_event = pairs.join(distinct, on=["kind_id", "name_id"], how="left", maintain_order="left")["pair"]
     return labels, per_event
 
@@ -103,18 +129,30 @@ def _correlations(columns: Columns) -> pl.Series:
 def _ranges_frame(rows: Rows) -> pl.DataFrame:
     columns = rows.frames["ranges"]
     labels, per_event = _distinct(rows, "ranges")
-    frame = pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
-                          "globalTid": _global_tids(columns), "message": labels["name"].gather(per_event)})
+    frame = pl.DataFrame(
+        {
+            "start": columns.integers("start"),
+            "end": columns.integers("end"),
+            "globalTid": _global_tids(columns),
+            "message": labels["name"].gather(per_event),
+        }
+    )
     return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64)).cast(RANGES_SCHEMA)
 
 
 def _calls_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int]) -> pl.DataFrame:
     columns = rows.frames["calls"]
     name_ids = pl.Series([ids[name] for name in labels["name"]], dtype=pl.Int64)
-    return pl.DataFrame({"start": columns.integers("start"), "end": columns.integers("end"),
-                         "globalTid": _global_tids(columns), "correlationId": _correlations(columns),
-                         "nameId": name_ids.gather(per_event), "source": labels["kind"].gather(per_event)}
-                        ).cast(API_SCHEMA)
+    return pl.DataFrame(
+        {
+            "start": columns.integers("start"),
+            "end": columns.integers("end"),
+            "globalTid": _global_tids(columns),
+            "correlationId": _correlations(columns),
+            "nameId": name_ids.gather(per_event),
+            "source": labels["kind"].gather(per_event),
+        }
+    ).cast(API_SCHEMA)
 
 
 def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
@@ -125,20 +163,29 @@ def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
     return None, None, COPY_KINDS.get("to".join(direction.groups())) if direction else None
 
 
-def _gpu_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int],
-               pid: int) -> pl.DataFrame:
+def _gpu_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int], pid: int) -> pl.DataFrame:
     columns = rows.frames["gpu"]
-    known = pl.DataFrame([_op_names(kind, name, ids) for kind, name in labels.iter_rows()],
-                         schema={"shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64},
-                         orient="row")
-    frame = pl.DataFrame({
-        "start": columns.integers("start"), "end": columns.integers("end"), "deviceId": columns.integers("where"),
-        "streamId": columns.integers("within"), "correlationId": _correlations(columns),
-        "kind": labels["kind"].gather(per_event)})
-    return (frame.hstack(known.gather(per_event))
-            .with_columns(globalPid=pl.lit(trace_schema.global_pid(pid), pl.Int64),
-                          graphExecId=pl.lit(None, pl.Int64))
-            .select(*GPU_SCHEMA).cast(GPU_SCHEMA))
+    known = pl.DataFrame(
+        [_op_names(kind, name, ids) for kind, name in labels.iter_rows()],
+        schema={"shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64},
+        orient="row",
+    )
+    frame = pl.DataFrame(
+        {
+            "start": columns.integers("start"),
+            "end": columns.integers("end"),
+            "deviceId": columns.integers("where"),
+            "streamId": columns.integers("within"),
+            "correlationId": _correlations(columns),
+            "kind": labels["kind"].gather(per_event),
+        }
+    )
+    return (
+        frame.hstack(known.gather(per_event))
+        .with_columns(globalPid=pl.lit(trace_schema.global_pid(pid), pl.Int64), graphExecId=pl.lit(None, pl.Int64))
+        .select(*GPU_SCHEMA)
+        .cast(GPU_SCHEMA)
+    )
 
 
 def _string_ids(calls: pl.DataFrame, gpu: pl.DataFrame) -> dict[str, int]:
@@ -151,7 +198,8 @@ def _string_ids(calls: pl.DataFrame, gpu: pl.DataFrame) -> dict[str, int]:
 def _gpu_info(properties: list) -> pl.DataFrame:
     rows = [(int(p["id"]), str(p.get("name", ""))) for p in properties if isinstance(p, dict) and "id" in p]
     return pl.DataFrame(rows, schema={"id": pl.Int64, "name": pl.String}, orient="row").with_columns(
-        memoryBandwidth=pl.lit(None, GPU_INFO_SCHEMA["memoryBandwidth"]))
+        memoryBandwidth=pl.lit(None, GPU_INFO_SCHEMA["memoryBandwidth"])
+    )
 
 
 def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTrace:
@@ -167,13 +215,20 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     if "kernel" not in set(gpu["kind"]):
         raise GapprofError(
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
-            f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
+            f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU"
+        )
     ids = _string_ids(calls, gpu)
     present = {"ranges"} | set(calls["kind"]) | set(gpu["kind"])
-    return RawTrace(path=path, tables=frozenset(TABLES[k] for k in present), meta={}, unparsable_meta=(),
-                    ranges=_ranges_frame(rows), calls=_calls_frame(rows, calls, call_pairs, ids),
-                    gpu=_gpu_frame(rows, gpu, gpu_pairs, ids, _host_pid(path, rows)),
-                    strings=pl.DataFrame({"id": list(ids.values()), "value": list(ids)}, schema=STRINGS_SCHEMA),
-                    gpu_info=_gpu_info(rows.properties),
-                    open_ranges=0,  # Kineto writes complete events only
-                    notes=())
+    return RawTrace(
+        path=path,
+        tables=frozenset(TABLES[k] for k in present),
+        meta={},
+        unparsable_meta=(),
+        ranges=_ranges_frame(rows),
+        calls=_calls_frame(rows, calls, call_pairs, ids),
+        gpu=_gpu_frame(rows, gpu, gpu_pairs, ids, _host_pid(path, rows)),
+        strings=pl.DataFrame({"id": list(ids.values()), "value": list(ids)}, schema=STRINGS_SCHEMA),
+        gpu_info=_gpu_info(rows.properties),
+        open_ranges=0,  # Kineto writes complete events only
+        notes=(),
+    )

@@ -2,21 +2,29 @@
 ops) the integers packed as int64, 8 bytes a value, and every name interned once; times rounded to integer ns
 exactly as analysis.readers.kineto defines them.
 """
+
 from array import array
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import numpy as np
-
 from gapprof.analysis.readers import json_stream
 from gapprof.analysis.readers.json_stream import Fraction
+
 from gapprof.errors import GapprofError
 
 # Event category, in lower case (older Kineto releases wrote Runtime, Kernel, Memcpy, Memset) -> (frame, kind).
-CATEGORIES = {"user_annotation": ("ranges", None),
-              "cuda_runtime": ("calls", "runtime"), "runtime": ("calls", "runtime"), "cuda_driver": ("calls", "driver"),
-              "kernel": ("gpu", "kernel"), "gpu_memcpy": ("gpu", "memcpy"), "memcpy": ("gpu", "memcpy"),
-              "gpu_memset": ("gpu", "memset"), "memset": ("gpu", "memset")}
+CATEGORIES = {
+    "user_annotation": ("ranges", None),
+    "cuda_runtime": ("calls", "runtime"),
+    "runtime": ("calls", "runtime"),
+    "cuda_driver": ("calls", "driver"),
+    "kernel": ("gpu", "kernel"),
+    "gpu_memcpy": ("gpu", "memcpy"),
+    "memcpy": ("gpu", "memcpy"),
+    "gpu_memset": ("gpu", "memset"),
+    "memset": ("gpu", "memset"),
+}
 NUMBERS = (int, Fraction)  # what a time may be as parsed
 
 
@@ -108,19 +116,24 @@ def read_events(path: Path) -> Rows:
             try:
                 rows.add(frame, kind, event)
             except OverflowError:  # an ArithmeticError too: caught first
-                raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) has a "
-                                   f"number beyond 64 bits: a damaged trace") from None
+                raise GapprofError(
+                    f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) has a "
+                    f"number beyond 64 bits: a damaged trace"
+                ) from None
             except (KeyError, TypeError, ValueError, ArithmeticError):
-                raise GapprofError(f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
-                                   f"numeric ts, dur, pid, tid or correlation: a damaged trace") from None
+                raise GapprofError(
+                    f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
+                    f"numeric ts, dur, pid, tid or correlation: a damaged trace"
+                ) from None
     except json_stream.UNREADABLE as error:
         raise GapprofError(f"{path}: not a Chrome trace: unreadable JSON ({error})") from None
     except RecursionError:
         raise GapprofError(f"{path}: not a Chrome trace: JSON nested deeper than a trace event ever is") from None
     if not found.get("events"):
-        raise GapprofError(f"{path}: JSON but not a Chrome trace (no traceEvents list); expected the output of "
-                           f"torch.profiler's export_chrome_trace")
+        raise GapprofError(
+            f"{path}: JSON but not a Chrome trace (no traceEvents list); expected the output of "
+            f"torch.profiler's export_chrome_trace"
+        )
     properties = found.get("deviceProperties")
     rows.properties = properties if isinstance(properties, list) else []
     return rows
-

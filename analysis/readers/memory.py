@@ -6,6 +6,7 @@ The estimate is the peak of `gapprof attribute` per row of GPU ops and API calls
 benchmarks/bench_attribute.py (docs/performance.md); the memory at hand is the least of what the system has
 available, what the process's address-space limit (RLIMIT_AS) leaves and what its cgroup allows.
 """
+
 from pathlib import Path
 
 from gapprof.errors import GapprofError
@@ -53,8 +54,11 @@ def _cgroup_left() -> int | None:
 def available_bytes() -> int | None:
     """The memory this process can still take, or None where the system does not say."""
     available = _meminfo_kib(MEMINFO, "MemAvailable")
-    known = [b for b in (available * 1024 if available is not None else None, _address_space_left(), _cgroup_left())
-             if b is not None]
+    known = [
+        b
+        for b in (available * 1024 if available is not None else None, _address_space_left(), _cgroup_left())
+        if b is not None
+    ]
     return min(known) if known else None
 
 
@@ -66,4 +70,5 @@ def check_fits(path: Path, rows: int, what: str) -> None:
         raise GapprofError(
             f"{path}: {rows:,} rows ({what}) need about {needed / 2**30:.1f} GiB to attribute and "
             f"{max(available, 0) / 2**30:.1f} GiB is free here: attribute it on a machine with more memory, or "
-            f"capture fewer steps")
+            f"capture fewer steps"
+        )

@@ -9,6 +9,7 @@ separators; `n/a` (or an empty field) reads as null, which kernel_bytes counts a
 Refused in one line: a value that is not a number, negative, infinite or NaN; a kernel faster than any DRAM
 (more than MAX_BYTES_PER_NS, as a wrong unit gives); an ID twice; a sidecar that is not a JSON object.
 """
+
 import csv
 import io
 import json
@@ -16,21 +17,40 @@ import math
 from pathlib import Path
 
 import polars as pl
-
 from gapprof.analysis.readers.compressed import contents
+
 from gapprof.errors import GapprofError
 from gapprof.input_files import regular_file
 from gapprof.paths import sibling
 
 READ, WRITE, DURATION = "dram__bytes_read.sum", "dram__bytes_write.sum", "gpu__time_duration.sum"
-_BYTES = {"byte": 1, "Kbyte": 1e3, "Mbyte": 1e6, "Gbyte": 1e9, "Tbyte": 1e12,
-          "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30,
-          "Kibyte": 2**10, "Mibyte": 2**20, "Gibyte": 2**30}
+_BYTES = {
+    "byte": 1,
+    "Kbyte": 1e3,
+    "Mbyte": 1e6,
+    "Gbyte": 1e9,
+    "Tbyte": 1e12,
+    "KB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+    "TB": 1e12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "Kibyte": 2**10,
+    "Mibyte": 2**20,
+    "Gibyte": 2**30,
+}
 _NS = {"nsecond": 1, "ns": 1, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6, "second": 1e9, "s": 1e9}
 # 100 TB/s: an order of magnitude above any GPU's DRAM, so only a wrong unit or a damaged value exceeds it.
 MAX_BYTES_PER_NS = 100_000
-SCHEMA = {"id": pl.Int64, "name": pl.String, "bytes_read": pl.Float64, "bytes_write": pl.Float64,
-          "duration_ns": pl.Float64}
+SCHEMA = {
+    "id": pl.Int64,
+    "name": pl.String,
+    "bytes_read": pl.Float64,
+    "bytes_write": pl.Float64,
+    "duration_ns": pl.Float64,
+}
 
 
 def _number(path: Path, row: int, column: str, text: str, unit: float) -> float | None:
@@ -43,8 +63,10 @@ def _number(path: Path, row: int, column: str, text: str, unit: float) -> float 
     except ValueError:
         raise GapprofError(f"{path}: kernel row {row} has {text!r} for {column}, not a number") from None
     if not math.isfinite(value) or value < 0:
-        raise GapprofError(f"{path}: kernel row {row} has {text} for {column}; a count of bytes or a duration is "
-                           "a finite number, 0 or more")
+        raise GapprofError(
+            f"{path}: kernel row {row} has {text} for {column}; a count of bytes or a duration is "
+            "a finite number, 0 or more"
+        )
     return value * unit
 
 
@@ -59,15 +81,19 @@ def _refuse_impossible(path: Path, rows: pl.DataFrame) -> None:
     """Raise on a repeated ID, or a kernel whose bytes would move faster than any DRAM."""
     repeated = rows.filter(pl.col("id").is_duplicated())["id"]
     if repeated.len():
-        raise GapprofError(f"{path}: ID {repeated[0]} appears {repeated.len()} times; each profiled kernel has one row "
-                           "(a damaged or concatenated export)")
+        raise GapprofError(
+            f"{path}: ID {repeated[0]} appears {repeated.len()} times; each profiled kernel has one row "
+            "(a damaged or concatenated export)"
+        )
     moved = pl.col("bytes_read").fill_null(0) + pl.col("bytes_write").fill_null(0)
     fast = rows.filter(moved > MAX_BYTES_PER_NS * pl.col("duration_ns"))
     if fast.height:
         first = fast.row(0, named=True)
         rate = (first["bytes_read"] or 0) + (first["bytes_write"] or 0)
-        raise GapprofError(f"{path}: kernel ID {first['id']} moves {rate:,.0f} bytes in {first['duration_ns']:,.0f} "
-                           f"ns, faster than any GPU's DRAM ({fast.height} such kernels): check the units row")
+        raise GapprofError(
+            f"{path}: kernel ID {first['id']} moves {rate:,.0f} bytes in {first['duration_ns']:,.0f} "
+            f"ns, faster than any GPU's DRAM ({fast.height} such kernels): check the units row"
+        )
 
 
 def _scale(path: Path, column: str, unit: str, table: dict) -> float:
@@ -91,18 +117,27 @@ def read_ncu_csv(path: Path) -> pl.DataFrame:
     header, units, data = rows[0], rows[1], rows[2:]
     missing = [c for c in ("ID", READ, WRITE, DURATION) if c not in header]
     if missing:
-        raise GapprofError(f"{path}: no column {', '.join(missing)} (profile with `gapprof ncu` or "
-                           f"`ncu --metrics {READ},{WRITE},{DURATION}`)")
+        raise GapprofError(
+            f"{path}: no column {', '.join(missing)} (profile with `gapprof ncu` or "
+            f"`ncu --metrics {READ},{WRITE},{DURATION}`)"
+        )
     ragged = next((i for i, row in enumerate(data) if len(row) != len(header)), None)
     if ragged is not None:
-        raise GapprofError(f"{path}: kernel row {ragged + 1} has {len(data[ragged])} fields where the header has "
-                           f"{len(header)}: a truncated or edited export")
+        raise GapprofError(
+            f"{path}: kernel row {ragged + 1} has {len(data[ragged])} fields where the header has "
+            f"{len(header)}: a truncated or edited export"
+        )
     at = {c: header.index(c) for c in ("ID", "Kernel Name", READ, WRITE, DURATION)}
     scale = {c: _scale(path, c, units[at[c]], _BYTES) for c in (READ, WRITE)}
     scale[DURATION] = _scale(path, DURATION, units[at[DURATION]], _NS)
-    records = [(_id(path, i, row[at["ID"]]), row[at["Kernel Name"]],
-                *(_number(path, i, c, row[at[c]], scale[c]) for c in (READ, WRITE, DURATION)))
-               for i, row in enumerate(data, start=1)]
+    records = [
+        (
+            _id(path, i, row[at["ID"]]),
+            row[at["Kernel Name"]],
+            *(_number(path, i, c, row[at[c]], scale[c]) for c in (READ, WRITE, DURATION)),
+        )
+        for i, row in enumerate(data, start=1)
+    ]
     if not records:
         raise GapprofError(f"{path}: no kernel rows")
     rows = pl.DataFrame(records, schema=SCHEMA, orient="row").sort("id")

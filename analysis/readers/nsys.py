@@ -5,6 +5,7 @@ Bulk tables (kernels, copies, API calls) are read through ADBC, which hands SQLi
 columns without building a Python object per value, each table once and only the columns the analyses use; the
 table list and the metadata go through sqlite3.
 """
+
 import re
 import sqlite3
 import subprocess
@@ -15,14 +16,28 @@ from pathlib import Path
 import adbc_driver_manager
 import adbc_driver_sqlite
 import polars as pl
-
-from gapprof import trace_schema
 from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.capture_meta import check_meta, parse_meta
 from gapprof.analysis.readers.compressed import unpacked
-from gapprof.analysis.readers.raw_trace import (API_SCHEMA, DRIVER, GPU_INFO, GPU_INFO_SCHEMA, GPU_SCHEMA, GRAPH,
-                                                KERNEL, MEMCPY, MEMSET, NVTX, PID_MASK, RANGES_SCHEMA, RUNTIME,
-                                                STRINGS_SCHEMA, RawTrace)
+from gapprof.analysis.readers.raw_trace import (
+    API_SCHEMA,
+    DRIVER,
+    GPU_INFO,
+    GPU_INFO_SCHEMA,
+    GPU_SCHEMA,
+    GRAPH,
+    KERNEL,
+    MEMCPY,
+    MEMSET,
+    NVTX,
+    PID_MASK,
+    RANGES_SCHEMA,
+    RUNTIME,
+    STRINGS_SCHEMA,
+    RawTrace,
+)
+
+from gapprof import trace_schema
 from gapprof.errors import GapprofError
 from gapprof.input_files import regular_file
 from gapprof.nsight import find_nsys, nsys_export_command
@@ -56,7 +71,8 @@ def sqlite_for(path: Path) -> Path:
         raise GapprofError(
             f"{path}: no {target.name} beside it and no nsys here to export it; run "
             f"`nsys export --type sqlite --output {target} {path}` where Nsight Systems is installed "
-            f"and put the .sqlite beside the .nsys-rep, or set GAPPROF_NSYS to the nsys executable") from None
+            f"and put the .sqlite beside the .nsys-rep, or set GAPPROF_NSYS to the nsys executable"
+        ) from None
     result = subprocess.run(nsys_export_command(nsys, path, target), capture_output=True, text=True)
     if result.returncode != 0 or not target.exists():
         last = (result.stderr or result.stdout).strip().splitlines()
@@ -77,8 +93,10 @@ def stale_export_note(path: Path) -> str | None:
     behind = Path(path).stat().st_mtime - target.stat().st_mtime
     if behind <= STALE_EXPORT_S:
         return None
-    return (f"{target} is {behind / 60:.0f} min older than {Path(path).name}, so it may be the export of an earlier "
-            "report; it was read as it is (delete it to export the report again)")
+    return (
+        f"{target} is {behind / 60:.0f} min older than {Path(path).name}, so it may be the export of an earlier "
+        "report; it was read as it is (delete it to export the report again)"
+    )
 
 
 def claims(path: Path) -> bool:
@@ -107,13 +125,19 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     progress(f"reading {file}" + (f" (for {path})" if file != path else ""))
     try:
         with _connect(file) as conn:
-            return RawTrace(path=path, tables=tables, meta=meta, unparsable_meta=unparsable,
-                            ranges=_ranges(conn, tables), calls=_api_calls(conn, tables),
-                            gpu=_gpu_ops(conn, tables),
-                            strings=_read(conn, "SELECT id, value FROM StringIds", STRINGS_SCHEMA),
-                            gpu_info=_gpu_info(conn, tables),
-                            open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0] if NVTX in tables else 0,
-                            notes=tuple(note for note in [stale_export_note(path)] if note))
+            return RawTrace(
+                path=path,
+                tables=tables,
+                meta=meta,
+                unparsable_meta=unparsable,
+                ranges=_ranges(conn, tables),
+                calls=_api_calls(conn, tables),
+                gpu=_gpu_ops(conn, tables),
+                strings=_read(conn, "SELECT id, value FROM StringIds", STRINGS_SCHEMA),
+                gpu_info=_gpu_info(conn, tables),
+                open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0] if NVTX in tables else 0,
+                notes=tuple(note for note in [stale_export_note(path)] if note),
+            )
     except (adbc_driver_manager.Error, pl.exceptions.PolarsError) as error:
         # A damaged page past the header surfaces here, in ADBC's or polars' words; say it as for page 0.
         raise GapprofError(f"{path}: {unreadable(error)}") from None
@@ -136,8 +160,10 @@ def _header(file: Path, path: Path) -> tuple[frozenset, dict, tuple[str, ...], t
     try:
         tables = frozenset(r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'"))
         meta, unparsable = parse_meta(trace_schema.read_meta_text(conn))
-        rows = [sum(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {t}").fetchone()[0]
-                    for t in names if t in tables) for names in ((KERNEL, MEMCPY, MEMSET, GRAPH), (RUNTIME, DRIVER))]
+        rows = [
+            sum(conn.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {t}").fetchone()[0] for t in names if t in tables)
+            for names in ((KERNEL, MEMCPY, MEMSET, GRAPH), (RUNTIME, DRIVER))
+        ]
     except sqlite3.DatabaseError as error:
         raise GapprofError(f"{path}: {unreadable(error)}") from None
     finally:
@@ -206,8 +232,10 @@ RANGES_QUERY = f"""
     WHERE e.eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, {trace_schema.NVTX_START_END_RANGE})
       AND e."end" IS NOT NULL"""
 # The ranges that never ended, which RANGES_QUERY leaves out.
-OPEN_RANGES_QUERY = (f"SELECT COUNT(*) AS n FROM {NVTX} WHERE eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, "
-                     f'{trace_schema.NVTX_START_END_RANGE}) AND "end" IS NULL')
+OPEN_RANGES_QUERY = (
+    f"SELECT COUNT(*) AS n FROM {NVTX} WHERE eventType IN ({trace_schema.NVTX_PUSH_POP_RANGE}, "
+    f'{trace_schema.NVTX_START_END_RANGE}) AND "end" IS NULL'
+)
 
 
 def _api_calls(conn, tables: frozenset) -> pl.DataFrame:
@@ -216,9 +244,13 @@ def _api_calls(conn, tables: frozenset) -> pl.DataFrame:
     per-row constant passes through SQLite."""
     columns = [c for c in API_SCHEMA if c != "source"]
     quoted = ", ".join(f'"{c}"' for c in columns)  # "end" is an SQL keyword
-    return pl.concat(_read(conn, f"SELECT {quoted} FROM {table}", {c: API_SCHEMA[c] for c in columns})
-                     .with_columns(source=pl.lit(source, API_SCHEMA["source"]))
-                     for source, table in (("runtime", RUNTIME), ("driver", DRIVER)) if table in tables)
+    return pl.concat(
+        _read(conn, f"SELECT {quoted} FROM {table}", {c: API_SCHEMA[c] for c in columns}).with_columns(
+            source=pl.lit(source, API_SCHEMA["source"])
+        )
+        for source, table in (("runtime", RUNTIME), ("driver", DRIVER))
+        if table in tables
+    )
 
 
 def _gpu_ops(conn, tables: frozenset) -> pl.DataFrame:
@@ -235,8 +267,9 @@ def _gpu_ops(conn, tables: frozenset) -> pl.DataFrame:
             part = _read(conn, f"SELECT {quoted} FROM {table}", {c: GPU_SCHEMA[c] for c in columns})
             frames.append(part.with_columns(kind=pl.lit(kind, GPU_SCHEMA["kind"])))
     frame = pl.concat(frames, how="diagonal")
-    return frame.select((pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
-                        for c, t in GPU_SCHEMA.items())
+    return frame.select(
+        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c) for c, t in GPU_SCHEMA.items()
+    )
 
 
 def _gpu_info(conn, tables: frozenset) -> pl.DataFrame:

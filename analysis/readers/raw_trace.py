@@ -3,6 +3,7 @@
 Table names are those of the Nsight Systems SQLite export, the vocabulary gapprof traces are written in: a reader
 of another format names the tables its events stand for. Times are integer ns; names stay StringIds ids.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,32 +28,60 @@ GLOBAL_PID = pl.col("globalTid") - pl.col("globalTid") % PID_MASK
 GPU_KINDS = ("kernel", "memcpy", "memset", "graph")
 API_SOURCES = ("runtime", "driver")
 
-RANGES_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "globalTid": pl.Int64, "message": pl.String,
-                 "domain": pl.String, "payload": pl.Int64}
-API_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "globalTid": pl.Int64, "correlationId": pl.Int64,
-              "nameId": pl.Int64, "source": pl.Enum(API_SOURCES)}
-GPU_SCHEMA = {"start": pl.Int64, "end": pl.Int64, "deviceId": pl.Int64, "streamId": pl.Int64,
-              "correlationId": pl.Int64, "globalPid": pl.Int64, "kind": pl.Enum(GPU_KINDS),
-              "shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64, "graphExecId": pl.Int64}
+RANGES_SCHEMA = {
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "globalTid": pl.Int64,
+    "message": pl.String,
+    "domain": pl.String,
+    "payload": pl.Int64,
+}
+API_SCHEMA = {
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "globalTid": pl.Int64,
+    "correlationId": pl.Int64,
+    "nameId": pl.Int64,
+    "source": pl.Enum(API_SOURCES),
+}
+GPU_SCHEMA = {
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "deviceId": pl.Int64,
+    "streamId": pl.Int64,
+    "correlationId": pl.Int64,
+    "globalPid": pl.Int64,
+    "kind": pl.Enum(GPU_KINDS),
+    "shortName": pl.Int64,
+    "demangledName": pl.Int64,
+    "copyKind": pl.Int64,
+    "graphExecId": pl.Int64,
+}
 STRINGS_SCHEMA = {"id": pl.Int64, "value": pl.String}
 GPU_INFO_SCHEMA = {"id": pl.Int64, "name": pl.String, "memoryBandwidth": pl.Int64}
-SCHEMAS = {"ranges": RANGES_SCHEMA, "calls": API_SCHEMA, "gpu": GPU_SCHEMA, "strings": STRINGS_SCHEMA,
-           "gpu_info": GPU_INFO_SCHEMA}
+SCHEMAS = {
+    "ranges": RANGES_SCHEMA,
+    "calls": API_SCHEMA,
+    "gpu": GPU_SCHEMA,
+    "strings": STRINGS_SCHEMA,
+    "gpu_info": GPU_INFO_SCHEMA,
+}
 
 
 @dataclass(frozen=True)
 class RawTrace:
     """A trace file as read, before any step is chosen."""
-    path: Path              # the trace as given (a .nsys-rep or .sqlite.xz, not the SQLite file read for it)
-    tables: frozenset       # the tables present, by their nsys names
-    meta: dict              # capture metadata, {} for a trace gapprof did not make
+
+    path: Path  # the trace as given (a .nsys-rep or .sqlite.xz, not the SQLite file read for it)
+    tables: frozenset  # the tables present, by their nsys names
+    meta: dict  # capture metadata, {} for a trace gapprof did not make
     unparsable_meta: tuple[str, ...]  # metadata keys left out because their value is not JSON
-    ranges: pl.DataFrame    # every closed NVTX range (or record_function range)
-    calls: pl.DataFrame     # runtime and driver API calls, every thread
-    gpu: pl.DataFrame       # kernels, memcpys, memsets and graph executions
-    strings: pl.DataFrame   # StringIds: id -> text of API and kernel names
+    ranges: pl.DataFrame  # every closed NVTX range (or record_function range)
+    calls: pl.DataFrame  # runtime and driver API calls, every thread
+    gpu: pl.DataFrame  # kernels, memcpys, memsets and graph executions
+    strings: pl.DataFrame  # StringIds: id -> text of API and kernel names
     gpu_info: pl.DataFrame  # TARGET_INFO_GPU: name and memory bandwidth (null where unknown) per device
-    open_ranges: int        # ranges never ended, left out of `ranges`
+    open_ranges: int  # ranges never ended, left out of `ranges`
     notes: tuple[str, ...]  # what the reader saw worth telling about the file
 
     def __post_init__(self):

@@ -5,6 +5,7 @@ A renderer takes the traces' `Viewed` (a label and the attribution) and, for sev
 the comparison of `gapprof compare` (analysis.cross_gpu.Columns), and gives the file's bytes. `view` is
 `gapprof view`'s entry.
 """
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from gapprof.analysis.cross_gpu_columns import labels
 from gapprof.analysis.plausibility import problems
 from gapprof.analysis.views.annotated_trace import AnnotatedTrace
 from gapprof.analysis.views.html_report import HtmlReport
+
 from gapprof.errors import GapprofError
 
 
@@ -30,16 +32,16 @@ RENDERERS = {renderer.name: renderer for renderer in (HtmlReport, AnnotatedTrace
 def for_output(path: Path):
     """The renderer whose extension ends the file name (the longest that matches: .trace.json before .json)."""
     name = Path(path).name.lower()
-    matches = [(len(ext), renderer) for renderer in RENDERERS.values() for ext in renderer.extensions
-               if name.endswith(ext)]
+    matches = [
+        (len(ext), renderer) for renderer in RENDERERS.values() for ext in renderer.extensions if name.endswith(ext)
+    ]
     if not matches:
         known = ", ".join(ext for renderer in RENDERERS.values() for ext in renderer.extensions)
         raise GapprofError(f"{path}: no renderer writes this suffix; use one of {known}")
     return max(matches, key=lambda match: match[0])[1]
 
 
-def view(paths: Sequence[Path], output: Path, options: Options, force: bool = False,
-         progress=lambda _: None) -> bytes:
+def view(paths: Sequence[Path], output: Path, options: Options, force: bool = False, progress=lambda _: None) -> bytes:
     """The file `output`'s renderer writes for the traces at `paths`: each attributed with `options` (overrides
     that contradict a capture refused unless force, as in `gapprof attribute`), several compared as `gapprof
     compare` does."""
@@ -48,9 +50,13 @@ def view(paths: Sequence[Path], output: Path, options: Options, force: bool = Fa
         raise GapprofError(f"{output}: a {renderer.name} file holds one trace, not {len(paths)}")
     viewed = [Viewed(label, analyze(path, options, progress)) for label, path in zip(labels(paths), paths)]
     if not force:
-        wrong = [f"{v.label}: {problem}" for v in viewed
-                 for problem in problems(v.result, options.model, options.dtype, options.ctx, options.quant,
-                                         options.quant_lm_head)]
+        wrong = [
+            f"{v.label}: {problem}"
+            for v in viewed
+            for problem in problems(
+                v.result, options.model, options.dtype, options.ctx, options.quant, options.quant_lm_head
+            )
+        ]
         if wrong:
             raise GapprofError("; ".join(wrong) + "; --force uses them anyway")
     comparison = cross_gpu.compare(paths, options, force) if len(paths) > 1 else None

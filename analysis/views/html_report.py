@@ -9,16 +9,17 @@ class), kernel classes and top kernels, launch-delay distributions; for several 
 formatted as `gapprof attribute` prints them (gapprof.render.text). A print stylesheet drops the controls and
 starts each trace on a page.
 """
+
 from importlib import resources
 
 import polars as pl
-
-from gapprof import render
 from gapprof.analysis import launch_delays
 from gapprof.analysis.attribution import class_table, facts_table, kernel_table, summary_table
 from gapprof.analysis.comparison import sections
 from gapprof.analysis.findings import FINDINGS_NOTE, findings
 from gapprof.analysis.views.report_pictures import anatomy_bars, delay_chart, esc, mean_terms, timelines
+
+from gapprof import render
 
 TOP_KERNELS = 15
 LONG_NAME = 60  # characters of a name shown whole on screen
@@ -33,7 +34,7 @@ def table_html(content, caption: str = "") -> str:
         columns, rows, show = content.columns, content.rows, content.text
     else:
         columns, rows, show = content.columns, _whole_as_int(content), render.text
-    head = f'<thead><tr>{"".join(f"<th>{esc(c)}</th>" for c in columns)}</tr></thead>' if columns else ""
+    head = f"<thead><tr>{''.join(f'<th>{esc(c)}</th>' for c in columns)}</tr></thead>" if columns else ""
     body = "".join("<tr>" + "".join(_cell(v, show, shorten=bool(columns)) for v in row) + "</tr>" for row in rows)
     cap = f"<caption>{esc(caption)}</caption>" if caption else ""
     return f'<div class="scroll"><table>{cap}{head}<tbody>{body}</tbody></table></div>'
@@ -57,8 +58,11 @@ def _whole(value) -> bool:
 def _whole_as_int(frame: pl.DataFrame) -> list[tuple]:
     """A frame's rows with each float column whose values are all whole (a count's mean over steps that all have
     it) as integers, as the text formats show them."""
-    whole = [c for c, dtype in frame.schema.items() if dtype.is_float()
-             and frame[c].drop_nulls().len() and (frame[c].drop_nulls() % 1 == 0).all()]
+    whole = [
+        c
+        for c, dtype in frame.schema.items()
+        if dtype.is_float() and frame[c].drop_nulls().len() and (frame[c].drop_nulls() % 1 == 0).all()
+    ]
     return frame.with_columns(pl.col(whole).cast(pl.Int64)).rows()
 
 
@@ -68,28 +72,35 @@ def trace_section(viewed, anchor: str) -> str:
     meta = result.frames.trace.meta
     about = ", ".join(f"{k} {meta[k]}" for k in ("model", "runtime", "attn", "ctx", "dtype") if meta.get(k))
     found = findings(result)
-    items = "".join(f"<li><b>{esc(f.title)}</b> ({f.ms:,.2f} ms a step): {esc(f.evidence)}. "
-                    f"<i>Try:</i> {esc(f.knob)}.</li>" for f in found) or "<li>No finding: nothing stands out.</li>"
+    items = (
+        "".join(
+            f"<li><b>{esc(f.title)}</b> ({f.ms:,.2f} ms a step): {esc(f.evidence)}. <i>Try:</i> {esc(f.knob)}.</li>"
+            for f in found
+        )
+        or "<li>No finding: nothing stands out.</li>"
+    )
     ops = launch_delays.launched_ops(result)
     launched = launch_delays.launches(ops)
     per_class = launch_delays.by_class(ops, n)
     notes = [*result.notes, launch_delays.NOTE, FINDINGS_NOTE]
-    return (f'<section class="trace" id="{anchor}"><h2>{esc(viewed.label)}</h2>'
-            f'<p class="about">{esc(result.device_name or "unknown GPU")}; {n} measured steps'
-            f'{"; " + esc(about) if about else ""}</p>'
-            f'<h3>Summary</h3>{table_html(summary_table(result))}'
-            f'<h3>Findings</h3><ol class="findings">{items}</ol>'
-            f'<h3>Anatomy of a step (mean)</h3>{anatomy_bars([(viewed.label, mean_terms(result))])}'
-            f'<h3>Timeline</h3>{timelines(result)}'
-            f'<h3>Kernel classes</h3>{table_html(class_table(result))}'
-            f'<h3>Top kernels</h3>{table_html(kernel_table(result).head(TOP_KERNELS))}'
-            f'<h3>Launch delays</h3>{delay_chart(per_class)}'
-            f'{table_html(launch_delays.in_us(launch_delays.by_api(launched, n)), "by launch API")}'
-            f'{table_html(launch_delays.in_us(per_class), "by launch API and class (graph nodes from their launch)")}'
-            f'<details><summary>per step</summary>{table_html(launch_delays.in_us(launch_delays.by_step(launched)))}'
-            f'</details>'
-            f'<h3>Facts</h3>{table_html(facts_table(result))}'
-            f'<h3>Notes</h3><ul class="notes">{"".join(f"<li>{esc(note)}</li>" for note in notes)}</ul></section>')
+    return (
+        f'<section class="trace" id="{anchor}"><h2>{esc(viewed.label)}</h2>'
+        f'<p class="about">{esc(result.device_name or "unknown GPU")}; {n} measured steps'
+        f"{'; ' + esc(about) if about else ''}</p>"
+        f"<h3>Summary</h3>{table_html(summary_table(result))}"
+        f'<h3>Findings</h3><ol class="findings">{items}</ol>'
+        f"<h3>Anatomy of a step (mean)</h3>{anatomy_bars([(viewed.label, mean_terms(result))])}"
+        f"<h3>Timeline</h3>{timelines(result)}"
+        f"<h3>Kernel classes</h3>{table_html(class_table(result))}"
+        f"<h3>Top kernels</h3>{table_html(kernel_table(result).head(TOP_KERNELS))}"
+        f"<h3>Launch delays</h3>{delay_chart(per_class)}"
+        f"{table_html(launch_delays.in_us(launch_delays.by_api(launched, n)), 'by launch API')}"
+        f"{table_html(launch_delays.in_us(per_class), 'by launch API and class (graph nodes from their launch)')}"
+        f"<details><summary>per step</summary>{table_html(launch_delays.in_us(launch_delays.by_step(launched)))}"
+        f"</details>"
+        f"<h3>Facts</h3>{table_html(facts_table(result))}"
+        f'<h3>Notes</h3><ul class="notes">{"".join(f"<li>{esc(note)}</li>" for note in notes)}</ul></section>'
+    )
 
 
 def comparison_section(viewed: list, comparison) -> str:
@@ -99,7 +110,7 @@ def comparison_section(viewed: list, comparison) -> str:
     tables = "".join(f"<h3>{esc(title)}</h3>{table_html(content)}" for title, content in shown)
     notes = "".join(f"<li>{esc(note)}</li>" for note in [*comparison.notes, *sentences])
     bars = anatomy_bars([(v.label, mean_terms(v.result)) for v in viewed])
-    return (f'<section id="comparison"><h2>Comparison</h2>{bars}{tables}<ul class="notes">{notes}</ul></section>')
+    return f'<section id="comparison"><h2>Comparison</h2>{bars}{tables}<ul class="notes">{notes}</ul></section>'
 
 
 class HtmlReport:
@@ -114,12 +125,15 @@ class HtmlReport:
         anchors = [f"trace-{i}" for i in range(len(viewed))]
         toc = "".join(f'<a href="#{a}">{esc(v.label)}</a> ' for a, v in zip(anchors, viewed))
         body = (comparison_section(viewed, comparison) if comparison is not None else "") + "".join(
-            trace_section(v, a) for v, a in zip(viewed, anchors))
+            trace_section(v, a) for v, a in zip(viewed, anchors)
+        )
         title = ", ".join(v.label for v in viewed)
-        return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-                f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-                f'<title>gapprof: {esc(title)}</title><style>{style}</style></head><body>'
-                f'<header><h1>gapprof report</h1><p>wall = busy + starved + latency + head + tail, per decode step'
-                f'{"; busy = floor + excess" if any(v.result.floor for v in viewed) else ""}.</p>'
-                f'<nav>{toc}</nav><div id="tip" hidden></div></header><main>{body}</main>'
-                f'<script>{script}</script></body></html>\n').encode()
+        return (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>gapprof: {esc(title)}</title><style>{style}</style></head><body>"
+            f"<header><h1>gapprof report</h1><p>wall = busy + starved + latency + head + tail, per decode step"
+            f"{'; busy = floor + excess' if any(v.result.floor for v in viewed) else ''}.</p>"
+            f'<nav>{toc}</nav><div id="tip" hidden></div></header><main>{body}</main>'
+            f"<script>{script}</script></body></html>\n"
+        ).encode()

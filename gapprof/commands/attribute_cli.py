@@ -1,5 +1,6 @@
 """`gapprof attribute`: per-step anatomy, floor, kernel and API tables of a trace. Data on stdout (or -o),
 notes after the tables (in JSON under "notes"), progress on stderr."""
+
 from pathlib import Path
 
 import click
@@ -9,22 +10,36 @@ from gapprof.analysis import attribution, tables
 from gapprof.analysis.attribution import Options
 from gapprof.analysis.modules import NoModuleRanges
 from gapprof.analysis.plausibility import check_options, refuse_misfit
+from gapprof.commands import options
 from gapprof.errors import GapprofError
 from gapprof.log import progress
-from gapprof.commands import options
 
 
 @click.command()
 @click.argument("trace", type=options.TRACE)
 @options.report_options
-@click.option("--by", type=click.Choice(["step", "module"]), default="step", show_default=True,
-              help="module: per module kind and per layer (a trace from `capture --modules`, or --reference).")
-@click.option("--reference", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="With --by module: a module-annotated trace of the same model whose step labels TRACE's "
-                   "kernels by position (for CUDA graphs traces).")
-@click.option("--ncu", "ncu_csv", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
-              help="The CSV of `gapprof ncu` for this trace's model and runtime: each kernel's measured bytes, and "
-                   "the cost table (busy = floor + extra + shortfall + fixed).")
+@click.option(
+    "--by",
+    type=click.Choice(["step", "module"]),
+    default="step",
+    show_default=True,
+    help="module: per module kind and per layer (a trace from `capture --modules`, or --reference).",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="With --by module: a module-annotated trace of the same model whose step labels TRACE's "
+    "kernels by position (for CUDA graphs traces).",
+)
+@click.option(
+    "--ncu",
+    "ncu_csv",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="The CSV of `gapprof ncu` for this trace's model and runtime: each kernel's measured bytes, and "
+    "the cost table (busy = floor + extra + shortfall + fixed).",
+)
 @options.GPU_PROFILE
 @options.FORCE_OVERRIDES
 @options.FORMAT
@@ -61,9 +76,30 @@ def attribute(trace, by, reference, ncu_csv, gpu_profiles, output, **chosen):
     report(trace, by=by, reference=reference, ncu_csv=ncu_csv, gpu_profiles=gpu_profiles, output=output, **chosen)
 
 
-def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, per_step, full_names, tables_chosen,
-           top, force, fmt, output=None, by="step", reference=None, ncu_csv=None, gpu_profiles=(), quant=None,
-           quant_lm_head=False, step_source="ranges"):
+def report(
+    trace,
+    range_pattern,
+    skip,
+    model,
+    ctx,
+    dtype,
+    gpu,
+    count_embedding,
+    per_step,
+    full_names,
+    tables_chosen,
+    top,
+    force,
+    fmt,
+    output=None,
+    by="step",
+    reference=None,
+    ncu_csv=None,
+    gpu_profiles=(),
+    quant=None,
+    quant_lm_head=False,
+    step_source="ranges",
+):
     """Attribute TRACE and print the chosen tables (stdout or `output`), notes after them: attribute's report,
     which profile prints for the trace it made."""
     if quant_lm_head and quant is None:
@@ -81,14 +117,24 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
     if by == "module" and per_step:
         raise click.UsageError("--per-step shows steps, not modules: use it without --by module")
     options.check_csv_output(fmt, output, len(set(chosen)) > 1, None if by == "module" else "--tables")
-    chosen_options = Options(range_pattern=range_pattern, skip=skip, model=model, ctx=ctx, dtype=dtype, gpu=gpu,
-                             count_embedding=count_embedding, quant=quant, quant_lm_head=quant_lm_head,
-                             find_steps=step_source == "auto")
+    chosen_options = Options(
+        range_pattern=range_pattern,
+        skip=skip,
+        model=model,
+        ctx=ctx,
+        dtype=dtype,
+        gpu=gpu,
+        count_embedding=count_embedding,
+        quant=quant,
+        quant_lm_head=quant_lm_head,
+        find_steps=step_source == "auto",
+    )
     check_options(chosen_options)
     result = attribution.analyze(trace, chosen_options, progress)
     refuse_misfit(result, chosen_options, force, "--force")
-    table_options = tables.TableOptions(full_names=full_names, top=top, per_step=per_step, ncu=ncu_csv,
-                                        reference=reference, gpu_profiles=gpu_profiles)
+    table_options = tables.TableOptions(
+        full_names=full_names, top=top, per_step=per_step, ncu=ncu_csv, reference=reference, gpu_profiles=gpu_profiles
+    )
     inputs = tables.Inputs(result, chosen_options, table_options, cost_shown="cost" in shown, progress=progress)
     built = {}
     for name in dict.fromkeys(shown):  # a table asked for twice is built once, its notes said once
@@ -97,8 +143,15 @@ def report(trace, range_pattern, skip, model, ctx, dtype, gpu, count_embedding, 
             raise GapprofError(f"{trace}: --tables {name} needs {tables.TABLES[name].needs}")
     sections = [section for name in shown if built[name] for section in built[name].sections]
     notes = [*result.notes, *(note for table in built.values() if table for note in table.notes)]
-    render.emit(sections, fmt, notes, output, full_names=full_names, select="--tables" if by == "step" else None,
-                inputs=[trace, reference, ncu_csv, *gpu_profiles])
+    render.emit(
+        sections,
+        fmt,
+        notes,
+        output,
+        full_names=full_names,
+        select="--tables" if by == "step" else None,
+        inputs=[trace, reference, ncu_csv, *gpu_profiles],
+    )
 
 
 def _build(name: str, inputs: tables.Inputs) -> tables.Built | None:

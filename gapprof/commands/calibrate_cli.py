@@ -1,4 +1,5 @@
 """`gapprof calibrate`: measure the GPU at hand (profiler.calibrate) and write its GPU profile (gapprof.gpu_profile)."""
+
 import datetime
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from gapprof.provenance import invocation
 
 def _fit_text(fit: dict) -> str:
     bandwidth = f"{fit['gbps']:,.0f} GB/s" if fit["gbps"] else "no positive slope"
-    return (f"{fit['fixed_us']:.2f} us + bytes at {bandwidth} (R^2 {fit['r2']:.4f}, rms relative residual "
-            f"{100 * fit['rms_rel']:.1f}%, {fit['points']} points)")
+    return (
+        f"{fit['fixed_us']:.2f} us + bytes at {bandwidth} (R^2 {fit['r2']:.4f}, rms relative residual "
+        f"{100 * fit['rms_rel']:.1f}%, {fit['points']} points)"
+    )
 
 
 def summary(doc: dict) -> dict:
@@ -23,27 +26,39 @@ def summary(doc: dict) -> dict:
     def of_datasheet(gbps: float) -> str:
         return f" ({gbps / datasheet:.2f} x datasheet {datasheet:,.0f})" if datasheet else ""
 
-    rows = {"GPU": f"{gpu['name']} ({gpu['key']})",
-            "kernel in a CUDA graph, us (add on 1 element)": fit["fixed_us_graph"],
-            "kernel launched from the host, us (add on 1 element)": fit["fixed_us_host"]}
+    rows = {
+        "GPU": f"{gpu['name']} ({gpu['key']})",
+        "kernel in a CUDA graph, us (add on 1 element)": fit["fixed_us_graph"],
+        "kernel launched from the host, us (add on 1 element)": fit["fixed_us_host"],
+    }
     if fit.get("empty_us_graph") is not None:
-        rows["empty kernel in a CUDA graph / from the host, us"] = \
+        rows["empty kernel in a CUDA graph / from the host, us"] = (
             f"{fit['empty_us_graph']:.2f} / {fit['empty_us_host']:.2f}"
-    rows |= {"read bandwidth at large transfers, GB/s": f"{fit['read_gbps']:,.0f}{of_datasheet(fit['read_gbps'])}",
-             "copy bandwidth at large transfers, GB/s (read + written)":
-                 f"{fit['copy_gbps']:,.0f}{of_datasheet(fit['copy_gbps'])}",
-             "read: time = fixed + bytes / bandwidth": _fit_text(fit["read"]),
-             "copy: time = fixed + bytes / bandwidth": _fit_text(fit["copy"]),
-             "GEMV bf16 M=1 at decode shapes: time = fixed + bytes / bandwidth": _fit_text(fit["gemv"])}
+        )
+    rows |= {
+        "read bandwidth at large transfers, GB/s": f"{fit['read_gbps']:,.0f}{of_datasheet(fit['read_gbps'])}",
+        "copy bandwidth at large transfers, GB/s (read + written)": (
+            f"{fit['copy_gbps']:,.0f}{of_datasheet(fit['copy_gbps'])}"
+        ),
+        "read: time = fixed + bytes / bandwidth": _fit_text(fit["read"]),
+        "copy: time = fixed + bytes / bandwidth": _fit_text(fit["copy"]),
+        "GEMV bf16 M=1 at decode shapes: time = fixed + bytes / bandwidth": _fit_text(fit["gemv"]),
+    }
     return rows
 
 
 @click.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              callback=options.existing_folder,
-              help="Profile file [default: runs/<gpu>/calibration.json; with --quick, calibration-quick.json].")
-@click.option("--quick", is_flag=True, help="Four transfer sizes and fewer repeats: a smoke test, not a profile to "
-                                            "ship.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    callback=options.existing_folder,
+    help="Profile file [default: runs/<gpu>/calibration.json; with --quick, calibration-quick.json].",
+)
+@click.option(
+    "--quick", is_flag=True, help="Four transfer sizes and fewer repeats: a smoke test, not a profile to ship."
+)
 def calibrate(output, quick):
     """Measure this GPU for the kernel model and write its GPU profile (JSON): the fixed cost of a kernel (empty
     and tiny kernels back to back in a CUDA graph and from the host), read and copy bandwidth from 64 KiB to 1 GiB,
@@ -67,8 +82,10 @@ def calibrate(output, quick):
         output.parent.mkdir(parents=True, exist_ok=True)
     gpu_profile.write(doc, output)
     click.echo(f"wrote {output}")
-    notes = [f"every point and its samples are in {output}; to ship it, copy it to "
-             f"gapprof/gpu_profiles/{doc['gpu']['key']}.json"]
+    notes = [
+        f"every point and its samples are in {output}; to ship it, copy it to "
+        f"gapprof/gpu_profiles/{doc['gpu']['key']}.json"
+    ]
     if quick:
         notes.append("--quick: four transfer sizes and fewer repeats; measure without it for a profile to ship")
     render.emit([("calibration", summary(doc))], "table", notes, None)

@@ -1,4 +1,5 @@
 """`gapprof capture` (a trace of batch-1 decode steps) and `gapprof models` (the shipped model configs)."""
+
 import statistics
 from pathlib import Path
 
@@ -28,8 +29,10 @@ def models():
     for name in known_models():
         spec = get_spec(name)
         params = spec.total_params()
-        click.echo(f"{name:<18} {spec.layers:>6} {spec.hidden:>6} {spec.heads:>5} {spec.kv_heads:>3} "
-                   f"{params:>14,} {params * DTYPE_BYTES['bfloat16']:>15,}")
+        click.echo(
+            f"{name:<18} {spec.layers:>6} {spec.hidden:>6} {spec.heads:>5} {spec.kv_heads:>3} "
+            f"{params:>14,} {params * DTYPE_BYTES['bfloat16']:>15,}"
+        )
 
 
 def trace_output(output: Path | None, model: str, runtime: str, backend: str) -> Path:
@@ -44,9 +47,11 @@ def summary_line(meta: dict, step_ops: tuple[float, float] | None = None) -> str
     """One line: median profiled and unprofiled step, the graph-level pass's when there was one, and the ops
     (kernels, CUDA graph executions) a traced step ran."""
     quant = f" {meta['quant']['method']}" if meta.get("quant") else ""
-    line = (f"{meta['model']} {meta['runtime']}{quant} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
-            f"{statistics.median(meta['profiled_step_ms']):.2f} ms profiled, "
-            f"{statistics.median(meta['unprofiled_step_ms']):.2f} ms unprofiled")
+    line = (
+        f"{meta['model']} {meta['runtime']}{quant} ctx {meta['ctx']} on {meta['gpu_name']}: median step "
+        f"{statistics.median(meta['profiled_step_ms']):.2f} ms profiled, "
+        f"{statistics.median(meta['unprofiled_step_ms']):.2f} ms unprofiled"
+    )
     if meta.get("graph_level_step_ms"):
         line += f", {statistics.median(meta['graph_level_step_ms']):.2f} ms graph level"
     if step_ops is not None:
@@ -63,18 +68,46 @@ def summary_line(meta: dict, step_ops: tuple[float, float] | None = None) -> str
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="eager", show_default=True)
 @options.TRACE_BACKEND
 @options.model_build
-@click.option("--modules", is_flag=True, help="NVTX ranges around every module of every layer (eager and static "
-                                              "runtimes), and an extra unprofiled pass that times their cost.")
-@click.option("--cuda-graph-trace", "graph_trace", type=click.Choice(["node", "graph", "both"]), default="node",
-              show_default=True,
-              help="Trace every kernel of a CUDA graph replay (node); each graph execution as one range (graph, "
-                   "nsys: cheaper for the graphs, compile and lean runtimes, no per-kernel tables); or both, "
-                   "CUPTI: a graph-level pass, then a node-level pass, in one process.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite; "
-                   "RUNTIME-QUANT with --quant).")
-def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, seed, quant, quant_lm_head, modules,
-            graph_trace, output):
+@click.option(
+    "--modules",
+    is_flag=True,
+    help="NVTX ranges around every module of every layer (eager and static "
+    "runtimes), and an extra unprofiled pass that times their cost.",
+)
+@click.option(
+    "--cuda-graph-trace",
+    "graph_trace",
+    type=click.Choice(["node", "graph", "both"]),
+    default="node",
+    show_default=True,
+    help="Trace every kernel of a CUDA graph replay (node); each graph execution as one range (graph, "
+    "nsys: cheaper for the graphs, compile and lean runtimes, no per-kernel tables); or both, "
+    "CUPTI: a graph-level pass, then a node-level pass, in one process.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Trace path (default traces/MODEL-RUNTIME.nsys-rep, or traces/MODEL-RUNTIME-cupti.sqlite; "
+    "RUNTIME-QUANT with --quant).",
+)
+def capture(
+    model,
+    ctx,
+    steps,
+    warmup,
+    runtime,
+    backend,
+    dtype,
+    attn,
+    weights,
+    seed,
+    quant,
+    quant_lm_head,
+    modules,
+    graph_trace,
+    output,
+):
     """Run batch-1 decode with every step in an NVTX range and write a trace.
 
     \b
@@ -82,9 +115,22 @@ def capture(model, ctx, steps, warmup, runtime, backend, dtype, attn, weights, s
       gapprof capture --model qwen2.5-7b
       gapprof capture --model qwen2.5-7b --runtime graphs --quant int4    (int4 weights, CUDA graphs)
     """
-    request = CaptureRequest(model=model, ctx=ctx, steps=steps, warmup=warmup, runtime=runtime, backend=backend,
-                             dtype=dtype, attn=attn, weights=weights, seed=seed, modules=modules, quant=quant,
-                             quant_lm_head=quant_lm_head, graph_trace=graph_trace)
+    request = CaptureRequest(
+        model=model,
+        ctx=ctx,
+        steps=steps,
+        warmup=warmup,
+        runtime=runtime,
+        backend=backend,
+        dtype=dtype,
+        attn=attn,
+        weights=weights,
+        seed=seed,
+        modules=modules,
+        quant=quant,
+        quant_lm_head=quant_lm_head,
+        graph_trace=graph_trace,
+    )
     options.check_session_device("capture")
     validate(request)
     check_library(quant)

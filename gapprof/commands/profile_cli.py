@@ -2,6 +2,7 @@
 
 Runs where nsys is; torch-free here. The report needs polars: without it (the GPU image) the trace is written
 and the command to attribute it elsewhere is printed."""
+
 import importlib
 import shlex
 from pathlib import Path
@@ -32,22 +33,40 @@ def report_command(sqlite_path: Path, chosen: dict) -> str:
 
 
 @click.command(context_settings={"allow_interspersed_args": False})
-@click.option("--mark", type=click.Choice(["forward"]), default=None,
-              help="forward: an NVTX range around every top-level forward of a transformers model, injected into "
-                   "the program's Python (its code unchanged): prefill (more than one new token) or decode_step "
-                   "(payload: the step's index since the prefill).")
-@click.option("--mark-module", metavar="MODULE:CLASS", default=None,
-              help="Mark the top-level calls of this torch.nn.Module class instead of transformers' models "
-                   "(implies --mark forward); MODULE must be imported by the program, not run as its script.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Trace path [default: traces/NAME.nsys-rep, NAME from the script or executable; the .sqlite "
-                   "goes beside it].")
+@click.option(
+    "--mark",
+    type=click.Choice(["forward"]),
+    default=None,
+    help="forward: an NVTX range around every top-level forward of a transformers model, injected into "
+    "the program's Python (its code unchanged): prefill (more than one new token) or decode_step "
+    "(payload: the step's index since the prefill).",
+)
+@click.option(
+    "--mark-module",
+    metavar="MODULE:CLASS",
+    default=None,
+    help="Mark the top-level calls of this torch.nn.Module class instead of transformers' models "
+    "(implies --mark forward); MODULE must be imported by the program, not run as its script.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Trace path [default: traces/NAME.nsys-rep, NAME from the script or executable; the .sqlite goes beside it].",
+)
 @options.report_options
 @options.FORCE_OVERRIDES
 @options.FORMAT
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
-              callback=options.existing_folder, help="Write the report to FILE instead of stdout (with --format "
-                                                     "csv, a folder DIR gets DIR/TABLE.csv for each table).")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    callback=options.existing_folder,
+    help="Write the report to FILE instead of stdout (with --format "
+    "csv, a folder DIR gets DIR/TABLE.csv for each table).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def profile(mark, mark_module, output, command, report_path, **chosen):
     """Run COMMAND under Nsight Systems (CUDA and NVTX traced, no CPU sampling, graph nodes traced, as capture
@@ -76,12 +95,16 @@ def profile(mark, mark_module, output, command, report_path, **chosen):
         attribute_cli = importlib.import_module("gapprof.commands.attribute_cli")
         from gapprof.analysis.steps import NoStepRanges
     except ImportError as missing:  # an install without the analysis side (polars): the trace is what it makes
-        progress(f"no report here ({missing}); where gapprof's analysis is installed, run: "
-                 f"{report_command(sqlite_path, chosen)}")
+        progress(
+            f"no report here ({missing}); where gapprof's analysis is installed, run: "
+            f"{report_command(sqlite_path, chosen)}"
+        )
         return
     try:
         attribute_cli.report(sqlite_path, output=report_path, **chosen)
     except NoStepRanges as error:
         unmarked = meta.get("unmarked_because")
-        raise GapprofError(f"no step found in {sqlite_path}: {error}"
-                           + (f"; --mark forward marked no decode step: {unmarked}" if unmarked else "")) from None
+        raise GapprofError(
+            f"no step found in {sqlite_path}: {error}"
+            + (f"; --mark forward marked no decode step: {unmarked}" if unmarked else "")
+        ) from None

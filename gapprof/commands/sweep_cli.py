@@ -1,5 +1,6 @@
 """`gapprof sweep` (every model x context x runtime cell timed in fresh sessions, on the GPU) and
 `gapprof sweep-attribute` (the anatomy of the traced cells, where polars is)."""
+
 import dataclasses
 import datetime
 import json
@@ -17,7 +18,6 @@ from gapprof.provenance import invocation
 from gapprof.quant import check_library, check_request
 from gapprof.runtime_table import RUNTIMES
 from gapprof.sweep_merge import merge_sweeps
-
 
 # What every sweep.json holds (result_files.write_sweep writes them all).
 SWEEP_KEYS = ("command", "finished_at", "grid", "floor_convention", "timing", "machine", "rows")
@@ -56,8 +56,9 @@ def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], co
     """The floor convention of `model`'s cells: the one a cell that ran counted (a quantised session's bytes as
     recorded), else the one cells.floor gives its first request without a record (the estimate from the layer
     shapes)."""
-    counted = next((row["floor_convention"] for row in rows if row["model"] == model and "floor_convention" in row),
-                   None)
+    counted = next(
+        (row["floor_convention"] for row in rows if row["model"] == model and "floor_convention" in row), None
+    )
     if counted:
         return counted
     request = next(r for r in requests if r.model == model)
@@ -65,12 +66,29 @@ def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], co
 
 
 @click.command()
-@click.option("--models", default="qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3", show_default=True,
-              callback=_models, help="Comma-separated model names (see `gapprof models`).")
-@click.option("--ctx", "contexts", default="2048,4096,8192,16384", show_default=True, callback=_contexts,
-              help="Comma-separated prompt lengths.")
-@click.option("--runtime", "runtimes", default="eager,graphs", show_default=True, callback=_runtimes,
-              help=f"Comma-separated runtimes, from: {', '.join(RUNTIMES)}.")
+@click.option(
+    "--models",
+    default="qwen2.5-7b,llama-3.1-8b,mistral-7b-v0.3",
+    show_default=True,
+    callback=_models,
+    help="Comma-separated model names (see `gapprof models`).",
+)
+@click.option(
+    "--ctx",
+    "contexts",
+    default="2048,4096,8192,16384",
+    show_default=True,
+    callback=_contexts,
+    help="Comma-separated prompt lengths.",
+)
+@click.option(
+    "--runtime",
+    "runtimes",
+    default="eager,graphs",
+    show_default=True,
+    callback=_runtimes,
+    help=f"Comma-separated runtimes, from: {', '.join(RUNTIMES)}.",
+)
 @options.steps_and_warmup(steps=32, warmup=4, per=" per cell")
 @options.DTYPE
 @options.ATTN
@@ -79,18 +97,48 @@ def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], co
 @options.QUANT_LM_HEAD
 @options.DEVICE
 @options.COUNT_EMBEDDING
-@click.option("--profile", is_flag=True,
-              help="Also capture a trace per timed cell (into OUT/traces); `gapprof sweep-attribute OUT` then adds "
-                   "the anatomy terms, on any machine with polars.")
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Also capture a trace per timed cell (into OUT/traces); `gapprof sweep-attribute OUT` then adds "
+    "the anatomy terms, on any machine with polars.",
+)
 @options.TRACE_BACKEND
-@click.option("--cell-timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Kill a cell that writes no result for SECONDS (a model's first cell counts its build): it becomes "
-                   "a row with that reason and the model's later cells run in a new process.")
-@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for sweep.csv, .md, .json and .png [default: runs/<gpu>, runs/<gpu>/quant-QUANT "
-                   "with --quant].")
-def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, quant_lm_head, device, count_embedding,
-          profile, backend, cell_timeout, out):
+@click.option(
+    "--cell-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Kill a cell that writes no result for SECONDS (a model's first cell counts its build): it becomes "
+    "a row with that reason and the model's later cells run in a new process.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for sweep.csv, .md, .json and .png [default: runs/<gpu>, runs/<gpu>/quant-QUANT with --quant].",
+)
+def sweep(
+    models,
+    contexts,
+    runtimes,
+    steps,
+    warmup,
+    dtype,
+    attn,
+    seed,
+    quant,
+    quant_lm_head,
+    device,
+    count_embedding,
+    profile,
+    backend,
+    cell_timeout,
+    out,
+):
     """Time every model x context x runtime cell unprofiled; one row per cell, with its floor fraction.
 
     \b
@@ -100,26 +148,56 @@ def sweep(models, contexts, runtimes, steps, warmup, dtype, attn, seed, quant, q
     options.check_session_device("sweep", device)
     if profile and not device.startswith("cuda"):
         raise GapprofError("--profile captures with nsys or CUPTI and needs --device cuda")
-    requests = [CaptureRequest(model=m, ctx=c, steps=steps, warmup=warmup, runtime=r, backend="none", dtype=dtype,
-                               attn=attn, seed=seed, device=device, quant=quant, quant_lm_head=quant_lm_head)
-                for m in models for c in contexts for r in runtimes]
+    requests = [
+        CaptureRequest(
+            model=m,
+            ctx=c,
+            steps=steps,
+            warmup=warmup,
+            runtime=r,
+            backend="none",
+            dtype=dtype,
+            attn=attn,
+            seed=seed,
+            device=device,
+            quant=quant,
+            quant_lm_head=quant_lm_head,
+        )
+        for m in models
+        for c in contexts
+        for r in runtimes
+    ]
     check_request(quant, quant_lm_head, device, dtype)
     check_library(quant)
     rows, machine = sweep_cells.run_grid(requests, count_embedding, cell_timeout)
     out = out or options.RUNS / cells.gpu_key([machine]) / ("" if quant == "none" else f"quant-{quant}")
     if profile:
         sweep_cells.profile_rows(rows, out, backend, dtype, attn, seed)
-    result = {"command": invocation(),
-              "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "grid": {"models": models, "ctx": contexts, "runtimes": runtimes, "steps": steps, "warmup": warmup,
-                       "dtype": dtype, "attn": attn, "seed": seed, "device": device,
-                       **({"quant": quant, "quant_lm_head": quant_lm_head} if quant != "none" else {})},
-              # Each model's floor counts its own bytes: one convention per model of the grid.
-              "floor_convention": " | ".join(_convention(m, rows, requests, count_embedding) for m in models),
-              "timing": ("each model's cells in a fresh process that builds the model once; per cell: new runtime "
-                         "and prefill, warm-up, then each measured step timed on the host's perf_counter_ns and "
-                         "ended once the next token is on the host; no profiler attached"),
-              "machine": machine, "rows": rows}
+    result = {
+        "command": invocation(),
+        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "grid": {
+            "models": models,
+            "ctx": contexts,
+            "runtimes": runtimes,
+            "steps": steps,
+            "warmup": warmup,
+            "dtype": dtype,
+            "attn": attn,
+            "seed": seed,
+            "device": device,
+            **({"quant": quant, "quant_lm_head": quant_lm_head} if quant != "none" else {}),
+        },
+        # Each model's floor counts its own bytes: one convention per model of the grid.
+        "floor_convention": " | ".join(_convention(m, rows, requests, count_embedding) for m in models),
+        "timing": (
+            "each model's cells in a fresh process that builds the model once; per cell: new runtime "
+            "and prefill, warm-up, then each measured step timed on the host's perf_counter_ns and "
+            "ended once the next token is on the host; no profiler attached"
+        ),
+        "machine": machine,
+        "rows": rows,
+    }
     for path in result_files.write_sweep(result, out):
         click.echo(f"wrote {path}")
     ran = sum(r["status"] == "ok" for r in rows)
@@ -155,8 +233,9 @@ def sweep_attribute(folder):
     result = _read_sweep(folder)
     done = attribute_rows(result["rows"], folder)
     if not done:
-        raise GapprofError(f"{folder / 'sweep.json'}: no row has a trace (run gapprof sweep with --profile on the "
-                           "GPU machine)")
+        raise GapprofError(
+            f"{folder / 'sweep.json'}: no row has a trace (run gapprof sweep with --profile on the GPU machine)"
+        )
     result["attributed_with"] = invocation()
     for written in result_files.write_sweep(result, folder):
         click.echo(f"wrote {written}")
@@ -165,8 +244,15 @@ def sweep_attribute(folder):
 
 @click.command("sweep-merge")
 @click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("-o", "--output", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the joined sweep.csv, .md, .json and .png.")
+@click.option(
+    "-o",
+    "--output",
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the joined sweep.csv, .md, .json and .png.",
+)
 def sweep_merge(folders, out):
     """Join the sweeps in FOLDERS (parts of one grid run on the same GPU, e.g. a model per call) into one.
 

@@ -1,5 +1,6 @@
 """`gapprof view`: see a trace's attribution, as a one-page HTML report or an annotated trace for Perfetto. The
 file's suffix picks the renderer (analysis.views); progress on stderr."""
+
 from pathlib import Path
 
 import click
@@ -10,10 +11,15 @@ from gapprof.log import progress
 
 @click.command()
 @click.argument("traces", nargs=-1, required=True, type=options.TRACE)
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
-              callback=options.existing_folder,
-              help="The file to write; its suffix picks what: .html (a report, one trace or several) or .json / "
-                   ".trace.json (the annotated trace of one trace).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    callback=options.existing_folder,
+    help="The file to write; its suffix picks what: .html (a report, one trace or several) or .json / "
+    ".trace.json (the annotated trace of one trace).",
+)
 @options.floor_inputs
 @options.quant_floor_inputs
 @options.FORCE_OVERRIDES

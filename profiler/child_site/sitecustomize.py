@@ -1,6 +1,7 @@
 """Run at the start of every Python process of a program under `gapprof profile`, whose folder leads the program's
 PYTHONPATH: installs gapprof.profiler.forward_marks (the marks of --mark forward and the record of versions),
 then runs the sitecustomize this one shadows, as Python would have. The program itself is not changed."""
+
 import json
 import os
 import sys
