@@ -83,7 +83,9 @@ def anatomy_columns(
 ) -> list[comparison.Column]:
     """`gapprof plot anatomy`: every trace's measured column, then each one's projections to `specs`."""
     loaded = load(paths, options, force)
-    projections = projected_columns(loaded, specs, projection.Knobs(), progress)
+    # Projected as `project` does without bytes per kernel: the aggregate kernel model.
+    modelled = [with_bytes_per_kernel(x, None, None, options.range_pattern, aggregate=True) for x in loaded]
+    projections = projected_columns(modelled, specs, projection.Knobs(), progress)
     return [measured_column(x) for x in loaded] + [c for cs in projections.values() for c in cs]
 
 
