@@ -75,7 +75,7 @@ def _sweep(ops: pl.LazyFrame, start: str, end: str, from_t0: bool = False) -> pl
     )
 
 
-def attribute(
+def step_anatomy(
     steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(per-step table, the steps' GPU ops, the steps' API calls with `step`).

@@ -28,7 +28,7 @@ def _union(parts: pl.LazyFrame) -> pl.LazyFrame:
 
 def intervals(steps: pl.DataFrame, ops: pl.DataFrame) -> pl.DataFrame:
     """step, term, start, end (integer ns) of every step of `steps` (the per-step table) from `ops` (its ops, as
-    analysis.anatomy.attribute gives them), sorted by step and start.
+    analysis.anatomy.step_anatomy gives them), sorted by step and start.
 
     busy is found as what the other terms leave of the range: the gaps are the holes of the union of the step's
     clipped GPU intervals between g0 and g1, so the union is [g0, g1] less the gaps, with no sweep over the ops.

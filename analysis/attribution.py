@@ -1,6 +1,6 @@
 """The step anatomy of a trace with its floor, and the tables `gapprof attribute` shows, one function each.
 
-`attribute(frames, options)` runs the anatomy (analysis.anatomy) over the frames and splits busy into floor
+`attribute_frames(frames, options)` runs the anatomy (analysis.anatomy) over the frames and splits busy into floor
 and excess (analysis.floor); the result keeps every step, warm-up included, with the ops and API calls that
 belong to each step. The table functions read only that.
 """
@@ -82,7 +82,7 @@ class Options:
 class Attribution:
     frames: Frames
     steps: pl.DataFrame  # every step, warm-up included, with the anatomy (and floor) columns
-    ops: pl.DataFrame  # every step's GPU ops (anatomy.attribute); `op` indexes frames.gpu
+    ops: pl.DataFrame  # every step's GPU ops (anatomy.step_anatomy); `op` indexes frames.gpu
     calls: pl.DataFrame  # every step's API calls
     floor: Floor | None
     device_name: str | None
@@ -114,12 +114,12 @@ def _device(ops: pl.DataFrame, gpu: pl.DataFrame, info: pl.DataFrame) -> tuple[s
     return row["name"][0] or None, row["memoryBandwidth"][0]
 
 
-def attribute(
+def attribute_frames(
     frames: Frames, options: Options = Options(), progress: Callable[[str], None] = lambda _: None
 ) -> Attribution:
     steps, meta, notes = frames.steps, frames.meta, list(frames.notes)
     progress(f"attributing {steps.height} steps, {frames.gpu.height} GPU ops, {frames.calls.height} API calls")
-    table, ops, step_calls = anatomy.attribute(steps, frames.calls, frames.gpu, frames.on_gpu)
+    table, ops, step_calls = anatomy.step_anatomy(steps, frames.calls, frames.gpu, frames.on_gpu)
     trace_checks.refuse_without_kernels(
         frames.trace, table.filter(~pl.col("warmup")), int((frames.gpu["kind"] == "kernel").sum())
     )
@@ -159,7 +159,7 @@ def attribute(
 
 def analyze(path, options: Options = Options(), progress: Callable[[str], None] = lambda _: None) -> Attribution:
     """Read the trace at `path` and attribute it."""
-    return attribute(
+    return attribute_frames(
         read_frames(path, options.range_pattern, options.skip, progress, options.find_steps), options, progress
     )
 

@@ -1,6 +1,7 @@
 """Cross-GPU analysis, one entry function per command: `compare` and `project` give the columns, notes and sections
 they show, and `plot` takes one per picture (`anatomy_columns`, `fraction_curves`, `step_timeline`); the traces are
-loaded and turned into columns by analysis.cross_gpu_columns, and quant-table's entry is analysis.quant_table.report."""
+loaded and turned into columns by analysis.cross_gpu_columns, and quant-table's entry is
+analysis.quant_table.quant_table_sections."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -261,7 +261,7 @@ def timeline_panels(loaded: Loaded, specs, knobs, step_index: int) -> list:
     for spec in specs:
         new_steps, new_calls, new_gpu = projection.replayed(analysis, tl, spec, knobs)
         one = new_steps.filter(pl.col("step") == step)
-        _, new_ops, _ = anatomy.attribute(one, new_calls, new_gpu, analysis.frames.on_gpu)
+        _, new_ops, _ = anatomy.step_anatomy(one, new_calls, new_gpu, analysis.frames.on_gpu)
         categories = calls.select("correlationId", "category")
         shown = (
             new_calls.join(one.select("globalTid", "t0", "t1"), on="globalTid")

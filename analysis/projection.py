@@ -186,7 +186,7 @@ def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpe
 
 def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
     """The replayed per-step table on `target`, with the floor against its datasheet bandwidth."""
-    table = anatomy.attribute(*replayed(analysis, timeline, target, knobs), analysis.frames.on_gpu)[0]
+    table = anatomy.step_anatomy(*replayed(analysis, timeline, target, knobs), analysis.frames.on_gpu)[0]
     return with_target_floor(table, analysis, target)
 
 

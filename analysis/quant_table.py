@@ -193,7 +193,7 @@ def _check_runtime(loaded: list[Loaded], force: bool) -> list[str]:
     return [f"tabulated anyway (--force): runtime differs ({found})"]
 
 
-def report(
+def quant_table_sections(
     paths: Sequence[Path],
     ncu_csvs: Sequence[Path | None],
     references: Sequence[Path | None],

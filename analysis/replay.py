@@ -9,7 +9,7 @@ Per step, from t0, in call order:
 - the step ends its captured trailing think time (x cpu_scale) after its last call.
 Steps of a thread follow each other with their captured CPU time in between (x cpu_scale); each step starts
 with idle streams: work spilled from the step before is not carried over.
-The result is a trace's worth of frames (steps, API calls, GPU ops) that anatomy.attribute takes as it takes
+The result is a trace's worth of frames (steps, API calls, GPU ops) that anatomy.step_anatomy takes as it takes
 a captured trace's, so a replay is attributed by the very same code.
 
 GPU-timeline steps (analysis.step_finding: the host does not wait for each token and runs ahead) have no CPU
@@ -81,7 +81,7 @@ def _step(
 def replay(
     timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(steps, calls, gpu) frames of the replayed steps, in the shapes anatomy.attribute takes; steps carry
+    """(steps, calls, gpu) frames of the replayed steps, in the shapes anatomy.step_anatomy takes; steps carry
     `wait`, the time blocking calls spent waiting for the GPU.
 
     op_durations: new duration (ns) of each row of timeline.ops, in its order."""
@@ -147,7 +147,7 @@ def replay_on_gpu(
     timeline: Timeline, op_durations: pl.Series, cpu_scale: float = 1.0
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """replay's frames for GPU-timeline steps (see the module docstring); the calls keep their `step`, as
-    anatomy.attribute takes them with `on_gpu`."""
+    anatomy.step_anatomy takes them with `on_gpu`."""
     first_call = timeline.calls["start"].min()
     calls = timeline.calls.with_columns(
         (((pl.col("start", "end") - first_call) * cpu_scale).round() + first_call).cast(pl.Int64)

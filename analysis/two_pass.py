@@ -7,7 +7,7 @@ over the measured steps, not step by step."""
 from dataclasses import replace
 
 import polars as pl
-from gapprof.analysis.attribution import Attribution, Options, attribute
+from gapprof.analysis.attribution import Attribution, Options, attribute_frames
 from gapprof.analysis.frames import select_steps
 
 from gapprof.nvtx_names import GRAPH_LEVEL_MESSAGE
@@ -22,7 +22,7 @@ def graph_level_pass(node: Attribution, options: Options, progress=lambda _: Non
     if node.frames.meta.get("cuda_graph_trace") != "both":
         return None
     frames = select_steps(node.frames.read, GRAPH_LEVEL_MESSAGE, options.skip)
-    return attribute(
+    return attribute_frames(
         frames,
         replace(options, range_pattern=GRAPH_LEVEL_MESSAGE),
         lambda message: progress(f"graph-level pass: {message}"),

@@ -12,7 +12,7 @@ A backend that refuses the shapes prints its reason.
 import argparse
 import statistics
 
-from gapprof.profiler import cells
+from gapprof.profiler import fresh_sessions
 from gapprof.profiler.request import CaptureRequest
 
 from gapprof.runtime_table import ATTENTION_BACKENDS
@@ -44,9 +44,9 @@ def main() -> None:
             )
             for runtime in runtimes
         ]
-        records = cells.run_fresh(requests)
+        records = fresh_sessions.run_fresh(requests)
         rows.append((attn, {r["request"]["runtime"]: r for r in records}))
-    gpu = cells.machine([r for _, by_runtime in rows for r in by_runtime.values()]).get("gpu_name")
+    gpu = fresh_sessions.machine([r for _, by_runtime in rows for r in by_runtime.values()]).get("gpu_name")
     print(f"{args.model} ctx {args.ctx}, {args.steps} steps after {args.warmup} warm-up, on {gpu}: median ms/step")
     print(f"{'attn':<16}" + "".join(f"{r:>10}" for r in runtimes) + f"{'eager/static':>14}")
     for attn, by_runtime in rows:

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 from gapprof.profiler import calibration_plan as plan
-from gapprof.profiler.cells import gpu_key
 from gapprof.profiler.environment import driver_version
+from gapprof.profiler.fresh_sessions import gpu_key
 
 from gapprof import gpus
 from gapprof.log import progress as default_progress

@@ -3,7 +3,7 @@ transformers model (or of the torch.nn.Module class named by --mark-module), lab
 labels them (prefill, decode_step with its index since the prefill; profiler.step_marks), with no change to the
 program's code.
 
-The bootstrap folder's sitecustomize (profiler/child_site, first on the program's PYTHONPATH) calls
+The site hook's sitecustomize (profiler/child_site, first on the program's PYTHONPATH) calls
 `install_from_environment()` when the interpreter starts. That imports nothing heavy: it waits for the module that
 defines the class (transformers.modeling_utils for PreTrainedModel; profiler.after_import) and then gives the
 class a __call__ that opens a range around the call. Only a thread's outermost marked call gets a range, so a
@@ -11,7 +11,7 @@ model's inner models (Qwen2Model inside Qwen2ForCausalLM) and models called insi
 marked twice. Calls traced by torch.compile go straight through; transformers' compiled decode forward
 (get_compiled_call, which generate uses with a static cache) is marked from outside the compiled code.
 
-At exit each Python process that ran the bootstrap writes what it saw to GAPPROF_PROFILE_FACTS/<pid>.json:
+At exit each Python process that ran the site hook writes what it saw to GAPPROF_PROFILE_FACTS/<pid>.json:
 versions, each marked model (class, config, dtype, parameter bytes, GPU, its prefills' token counts and decode
 steps), or why nothing was marked. `gapprof profile` puts them in the trace's metadata (profiler.profile_facts).
 """
@@ -173,7 +173,7 @@ def write_facts(folder: str, marks: ForwardMarks | None) -> None:
 
 
 def install_from_environment(environ=os.environ) -> ForwardMarks | None:
-    """What the bootstrap runs: marks when MARK_ENV names a class, facts at exit when FACTS_ENV names a folder."""
+    """What the site hook runs: marks when MARK_ENV names a class, facts at exit when FACTS_ENV names a folder."""
     target, folder = environ.get(MARK_ENV), environ.get(FACTS_ENV)
     marks = ForwardMarks(target) if target else None
     if marks is not None:

@@ -73,7 +73,7 @@ def why_unmarked(facts: list[dict], target: str) -> str:
         return errors[0]
     if not facts:
         return (
-            "no Python process of the program ran gapprof's bootstrap (not a Python program, or one started "
+            "no Python process of the program ran gapprof's site hook (not a Python program, or one started "
             "with -S or -I, or with PYTHONPATH replaced)"
         )
     if not any(process.get("target_imported") for process in facts):

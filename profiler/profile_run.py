@@ -27,7 +27,7 @@ from gapprof.log import progress
 from gapprof.nsight import find_nsys
 from gapprof.trace_schema import gpu_op_count, write_meta
 
-BOOTSTRAP = Path(__file__).resolve().parent / "child_site"
+SITE_HOOK_FOLDER = Path(__file__).resolve().parent / "child_site"
 TAIL_LINES = 5
 NSYS_PRELUDE = ("Collecting data...",)  # what nsys prints before the program starts
 
@@ -44,9 +44,9 @@ def mark_target(mark: str | None, mark_module: str | None) -> str | None:
 
 
 def child_environment(target: str | None, facts_folder: str, environ=os.environ) -> dict:
-    """The program's environment: the bootstrap folder first on PYTHONPATH, what to mark and where to write facts."""
+    """The program's environment: the site hook folder first on PYTHONPATH, what to mark and where to write facts."""
     env = dict(environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(BOOTSTRAP), *filter(None, [environ.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(SITE_HOOK_FOLDER), *filter(None, [environ.get("PYTHONPATH")])])
     env[FACTS_ENV] = facts_folder
     env.pop(MARK_ENV, None)
     if target:

@@ -164,9 +164,9 @@ def analyses(gpu_records: list[dict]) -> list[str]:
 
 
 def _gpu_key(gpu_name: str) -> str:
-    """The results folder ab and sweep use for this GPU (profiler.cells.gpu_key)."""
+    """The results folder ab and sweep use for this GPU (profiler.fresh_sessions.gpu_key)."""
     sys.path.insert(0, str(REPO))
-    from gapprof.profiler.cells import gpu_key
+    from gapprof.profiler.fresh_sessions import gpu_key
 
     return gpu_key([{"gpu_name": gpu_name}])
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from conftest import invoke_recorded
-from gapprof.profiler import ab_sessions, cells
+from gapprof.profiler import ab_runner, fresh_sessions
 
 from gapprof import result_files as report
 from gapprof.models import get_spec, load_config
@@ -109,7 +109,7 @@ def session(order: int, runtime: str, step_ms: list[float], gpu_name: str = "NVI
 def test_floor_fraction_per_arm_uses_the_datasheet_and_the_copy_bandwidth():
     records_a = [session(0, "eager", [66.0, 65.0, 67.0]), session(2, "eager", [64.0, 65.0, 70.0])]
     records_b = [session(1, "graphs", [9.7, 9.6, 9.8]), session(3, "graphs", [9.9, 9.5, 9.9])]
-    data = ab_sessions.summarise(records_a, records_b, count_embedding=False)
+    data = ab_runner.summarise(records_a, records_b, count_embedding=False)
     spec = get_spec("qwen2.5-7b")
     # measured steps read contexts 2048 + 4 + (0, 1, 2)
     floor_bytes = statistics.fmean(step_bytes(spec, c, 2, False)["total"] for c in (2052, 2053, 2054))
@@ -127,9 +127,9 @@ def test_floor_fraction_per_arm_uses_the_datasheet_and_the_copy_bandwidth():
 
 def test_an_unknown_gpu_has_no_datasheet_floor_but_keeps_the_copy_floor():
     records = [session(0, "eager", [1.0, 2.0], "Some GPU"), session(1, "eager", [2.0, 3.0], "Some GPU")]
-    floor = cells.floor(records[0]["request"], "Some GPU", 2800.0, count_embedding=True)
+    floor = fresh_sessions.floor(records[0]["request"], "Some GPU", 2800.0, count_embedding=True)
     assert "floor_ms" not in floor and floor["floor_ms_copy"] > 0
-    assert "floor_fraction" not in ab_sessions.summarise(records, records, count_embedding=True)["arms"]["a"]
+    assert "floor_fraction" not in ab_runner.summarise(records, records, count_embedding=True)["arms"]["a"]
 
 
 def test_a_failed_session_stops_the_run_with_its_reason(tmp_path):
@@ -143,7 +143,7 @@ def test_a_failed_session_stops_the_run_with_its_reason(tmp_path):
 
 
 def test_graphs_on_the_cpu_is_refused_before_any_session(monkeypatch):
-    monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
+    monkeypatch.setattr(fresh_sessions, "run_fresh", lambda requests: pytest.fail("a session was started"))
     line = error_line(run(*TINY, "--b", "graphs", "--warmup", 3))
     assert line == (
         "Error: runtime graphs needs a CUDA device (CUDA graphs); --device cpu runs eager, static, compile and lean"
@@ -160,15 +160,15 @@ def test_graphs_on_the_cpu_is_refused_before_any_session(monkeypatch):
     ],
 )
 def test_bad_requests_fail_before_any_session(args, message, monkeypatch):
-    monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
+    monkeypatch.setattr(fresh_sessions, "run_fresh", lambda requests: pytest.fail("a session was started"))
     result = run(*TINY, *args)
     assert result.exit_code != 0 and message in result.output
 
 
 def test_ab_and_sweep_import_no_polars():
-    pytest.importorskip("torch")  # profiler.timed imports it
+    pytest.importorskip("torch")  # profiler.timing_child imports it
     code = (
-        "import sys, gapprof.profiler.ab_sessions, gapprof.profiler.sweep_cells, gapprof.profiler.timed; "
+        "import sys, gapprof.profiler.ab_runner, gapprof.profiler.sweep_runner, gapprof.profiler.timing_child; "
         "sys.exit('polars' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -11,11 +11,11 @@ from synthetic import PID, TID, TraceBuilder
 from gapprof import trace_schema as ts
 
 
-def attribute(builder: TraceBuilder, path, pattern="decode_step", skip=0):
+def anatomy_of(builder: TraceBuilder, path, pattern="decode_step", skip=0):
     trace = nsys.read(builder.write(path))
     found = steps_mod.mark_warmup(steps_mod.find_steps(trace.ranges, pattern), skip)
     calls = trace.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode()))
-    return anatomy.attribute(found, calls, trace.gpu)
+    return anatomy.step_anatomy(found, calls, trace.gpu)
 
 
 def terms(row: dict) -> dict:
@@ -25,7 +25,7 @@ def terms(row: dict) -> dict:
 def test_basic_gaps_starved_versus_latency(tmp_path):
     b = TraceBuilder()
     basic_step(b)
-    table, ops, calls = attribute(b, tmp_path / "t.sqlite")
+    table, ops, calls = anatomy_of(b, tmp_path / "t.sqlite")
     row = table.row(0, named=True)
     assert terms(row) == dict(wall=1000, busy=260, starved=150, latency=50, head=100, tail=440)
     assert (row["kernels"], row["memcpys"], row["memsets"]) == (3, 1, 0)
@@ -43,7 +43,7 @@ def test_overlapping_streams_busy_is_a_union(tmp_path):
     b.launch(10, 20, 100, 300, stream=1)
     b.launch(30, 40, 200, 400, stream=2)
     b.launch(50, 60, 250, 260, stream=3)  # inside both others: adds nothing to the union
-    row = attribute(b, tmp_path / "t.sqlite")[0].row(0, named=True)
+    row = anatomy_of(b, tmp_path / "t.sqlite")[0].row(0, named=True)
     assert terms(row) == dict(wall=1000, busy=300, starved=0, latency=0, head=100, tail=600)
     assert (row["overlap"], row["streams"]) == (100 + 10, 3)
 
@@ -55,7 +55,7 @@ def test_graph_nodes_share_the_graph_launch_correlation(tmp_path):
     for start, end in ((100, 150), (170, 200), (200, 260)):
         b.kernel(start, end, graph, "node")
     # The graph's internal gap (150-170) is latency: its launch began at 50, before the gap.
-    row = attribute(b, tmp_path / "t.sqlite")[0].row(0, named=True)
+    row = anatomy_of(b, tmp_path / "t.sqlite")[0].row(0, named=True)
     assert terms(row) == dict(wall=1000, busy=140, starved=0, latency=20, head=100, tail=740)
     assert (row["kernels"], row["launch_calls"]) == (3, 1)
 
@@ -67,7 +67,7 @@ def test_spill_past_the_range_end_is_clipped_and_reported(tmp_path):
     b.launch(980, 990, 1300, 1400)  # wholly past t1
     b.range(2000, 3000)
     b.launch(2010, 2020, 2100, 2200)
-    table = attribute(b, tmp_path / "t.sqlite")[0]
+    table = anatomy_of(b, tmp_path / "t.sqlite")[0]
     first, second = table.rows(named=True)
     assert terms(first) == dict(wall=1000, busy=50, starved=0, latency=0, head=950, tail=0)
     assert (first["spill"], first["spill_ops"], first["kernels"]) == (300, 2, 2)
@@ -79,7 +79,7 @@ def test_spilled_work_overlapping_itself_counts_once(tmp_path):
     b.range(0, 1000)
     b.launch(900, 910, 950, 1200, stream=1)
     b.launch(920, 930, 1100, 1300, stream=2)
-    row = attribute(b, tmp_path / "t.sqlite")[0].row(0, named=True)
+    row = anatomy_of(b, tmp_path / "t.sqlite")[0].row(0, named=True)
     assert (row["busy"], row["spill"], row["spill_ops"]) == (50, 300, 2)
 
 
@@ -89,7 +89,7 @@ def test_empty_step_is_all_head(tmp_path):
     b.call(100, 200, "cudaStreamSynchronize_v3020")
     b.range(1000, 2000)
     b.launch(1010, 1020, 1100, 1200)
-    table = attribute(b, tmp_path / "t.sqlite")[0]
+    table = anatomy_of(b, tmp_path / "t.sqlite")[0]
     empty = table.row(0, named=True)
     assert terms(empty) == dict(wall=500, busy=0, starved=0, latency=0, head=500, tail=0)
     assert empty["empty"] and empty["api_calls"] == 1 and empty["g0"] is None
@@ -118,7 +118,7 @@ def test_two_threads_keep_their_own_work(tmp_path):
     b = TraceBuilder()
     basic_step(b)
     basic_step(b, offset=500, tid=other)  # overlaps the first thread's step in time
-    table, ops, _ = attribute(b, tmp_path / "t.sqlite")
+    table, ops, _ = anatomy_of(b, tmp_path / "t.sqlite")
     assert table["globalTid"].to_list() == [TID, other]
     for row in table.rows(named=True):
         assert terms(row) == dict(wall=1000, busy=260, starved=150, latency=50, head=100, tail=440)
@@ -131,7 +131,7 @@ def test_correlation_ids_join_within_one_process(tmp_path):
     b.range(0, 1000)
     c = b.launch(10, 20, 100, 200)
     b.kernel(300, 400, c, pid=PID + 1)  # same correlationId, another process: not this step's work
-    row = attribute(b, tmp_path / "t.sqlite")[0].row(0, named=True)
+    row = anatomy_of(b, tmp_path / "t.sqlite")[0].row(0, named=True)
     assert (row["kernels"], row["busy"]) == (1, 100)
 
 
@@ -142,7 +142,7 @@ def test_nested_ranges_are_counted_not_attributed_twice(tmp_path):
     b.range(150, 180)  # nested twice
     b.range(2000, 2500)
     b.launch(110, 120, 130, 170)
-    table = attribute(b, tmp_path / "t.sqlite")[0]
+    table = anatomy_of(b, tmp_path / "t.sqlite")[0]
     assert table.select("t0", "nested", "index").rows() == [(0, 2, 0), (2000, 0, 1)]
     assert terms(table.row(0, named=True)) == dict(wall=1000, busy=40, starved=0, latency=0, head=130, tail=830)
 
@@ -154,7 +154,7 @@ def test_driver_api_launches(tmp_path):
     b.kernel(100, 200, c)
     c = b.call(300, 310, "cuLaunchKernel", driver=True)
     b.kernel(320, 400, c)
-    row = attribute(b, tmp_path / "t.sqlite")[0].row(0, named=True)
+    row = anatomy_of(b, tmp_path / "t.sqlite")[0].row(0, named=True)
     assert terms(row) == dict(wall=1000, busy=180, starved=120, latency=0, head=100, tail=600)
 
 
@@ -163,7 +163,7 @@ def test_memset_is_busy_and_counted(tmp_path):
     b.range(0, 1000)
     b.memset(100, 120, b.call(10, 20, "cudaMemsetAsync_v3020"))
     b.launch(30, 40, 120, 200)
-    row = attribute(b, tmp_path / "t.sqlite")[0].row(0, named=True)
+    row = anatomy_of(b, tmp_path / "t.sqlite")[0].row(0, named=True)
     assert (row["memsets"], row["kernels"], row["busy"], row["latency"]) == (1, 1, 100, 0)
 
 
@@ -172,7 +172,7 @@ def test_a_call_on_the_range_end_belongs_to_the_step(tmp_path):
     b.range(0, 1000)
     b.launch(1000, 1001, 1005, 1010)  # launched at t1: in the step, its work all spill
     b.launch(1001, 1002, 1020, 1030)  # launched after t1: in no step
-    table, ops, _ = attribute(b, tmp_path / "t.sqlite")
+    table, ops, _ = anatomy_of(b, tmp_path / "t.sqlite")
     row = table.row(0, named=True)
     assert (row["kernels"], row["spill"], row["empty"], row["head"]) == (1, 5, True, 1000)
     assert ops.height == 1
@@ -183,7 +183,7 @@ def test_skip_marks_the_first_steps_of_each_thread(tmp_path):
     for i in range(3):
         basic_step(b, offset=2000 * i)
         basic_step(b, offset=2000 * i + 500, tid=ts.global_tid(PID, 200))
-    table = attribute(b, tmp_path / "t.sqlite", skip=2)[0]
+    table = anatomy_of(b, tmp_path / "t.sqlite", skip=2)[0]
     assert table.filter(~pl.col("warmup"))["index"].to_list() == [2, 2]
 
 

@@ -22,7 +22,7 @@ def test_identity_on_every_step(path):
     trace = read.trace
     # A trace without step ranges (a program gapprof did not write) has its steps found from its GPU work.
     chosen = frames.select_steps(read, trace.meta.get("range_message", steps_mod.DEFAULT_RANGE), skip=0)
-    table, ops, _ = anatomy.attribute(chosen.steps, chosen.calls, trace.gpu, chosen.on_gpu)
+    table, ops, _ = anatomy.step_anatomy(chosen.steps, chosen.calls, trace.gpu, chosen.on_gpu)
     total = table["busy"] + table["starved"] + table["latency"] + table["head"] + table["tail"]
     assert (total == table["wall"]).all()
     assert (table["wall"] == table["t1"] - table["t0"]).all()

@@ -80,7 +80,7 @@ def test_one_session_process_switches_the_backend_between_requests(tmp_path):
     pytest.importorskip("torch")
     import json
 
-    from gapprof.profiler.timed import time_requests
+    from gapprof.profiler.timing_child import time_requests
 
     requests = [
         CaptureRequest(

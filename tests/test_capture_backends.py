@@ -238,7 +238,8 @@ def test_models_lists_parameter_bytes():
 @pytest.mark.parametrize("command", ["capture", "ncu", "ab", "sweep"])
 def test_session_commands_without_torch_say_what_to_install(monkeypatch, command):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError, as on an analysis-only install
-    for module in ("profiler.session", "profiler.runtimes", "profiler.timed"):  # imported afresh, as in a new process
+    # Imported afresh, as in a new process.
+    for module in ("profiler.session", "profiler.runtimes", "profiler.timing_child"):
         monkeypatch.delitem(sys.modules, f"gapprof.{module}", raising=False)
     result = CliRunner().invoke(main, [command])
     assert result.exit_code == 1

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import invoke_recorded
-from gapprof.profiler import cells
+from gapprof.profiler import fresh_sessions
 from gapprof.profiler.request import CaptureRequest
 
 from gapprof.commands import options
@@ -37,14 +37,14 @@ def _alive(pid: int) -> bool:
 def test_a_stuck_cell_is_killed_with_its_workers_and_the_rest_run_on(tmp_path, monkeypatch):
     pids = tmp_path / "pids"
     monkeypatch.setattr(
-        cells,
+        fresh_sessions,
         "_child_command",
         lambda requests, results: [sys.executable, "-c", HANGING_CHILD, str(requests), str(results), str(pids)],
     )
     requests = [
         CaptureRequest(model="tiny-qwen2", ctx=c, runtime="eager", backend="none", device="cpu") for c in (16, 32, 64)
     ]
-    records = cells.run_fresh(requests, cell_timeout=1.0)
+    records = fresh_sessions.run_fresh(requests, cell_timeout=1.0)
     assert [r["request"]["ctx"] for r in records] == [16, 32, 64]
     assert [r["ok"] for r in records] == [True, False, True]
     assert records[1]["reason"].startswith("ran past --cell-timeout 1 s: its process was killed")
@@ -55,15 +55,15 @@ def test_a_stuck_cell_is_killed_with_its_workers_and_the_rest_run_on(tmp_path, m
 
 def test_without_a_timeout_a_child_that_dies_fails_its_cell(tmp_path, monkeypatch):
     dying = "import sys; print('out of memory', file=sys.stderr); sys.exit(3)"
-    monkeypatch.setattr(cells, "_child_command", lambda requests, results: [sys.executable, "-c", dying])
-    (record,) = cells.run_fresh([CaptureRequest(model="tiny-qwen2", backend="none", device="cpu")])
+    monkeypatch.setattr(fresh_sessions, "_child_command", lambda requests, results: [sys.executable, "-c", dying])
+    (record,) = fresh_sessions.run_fresh([CaptureRequest(model="tiny-qwen2", backend="none", device="cpu")])
     assert not record["ok"] and record["reason"] == "session process exited with status 3: out of memory"
 
 
 def test_sweep_takes_the_timeout_and_writes_the_stuck_cell_as_a_row(tmp_path, monkeypatch):
     monkeypatch.setattr(options, "check_session_device", lambda *_: None)  # the stand-in child needs no torch
     monkeypatch.setattr(
-        cells,
+        fresh_sessions,
         "_child_command",
         lambda requests, results: [
             sys.executable,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from gapprof.analysis import cross_gpu_columns
 from gapprof.analysis.readers import ncu, nsys
-from gapprof.profiler import ncu_capture, nsys_capture, sweep_cells
+from gapprof.profiler import ncu_capture, nsys_capture, sweep_runner
 from gapprof.profiler.request import CaptureRequest
 
 from gapprof.commands.capture_cli import trace_output
@@ -103,12 +103,12 @@ def test_sweep_profile_points_each_row_at_its_own_sqlite(tmp_path, monkeypatch, 
         outputs.append(argv[argv.index("-o") + 1])
         return type("Done", (), {"returncode": 0, "stderr": ""})()
 
-    monkeypatch.setattr(sweep_cells.subprocess, "run", capture)
+    monkeypatch.setattr(sweep_runner.subprocess, "run", capture)
     rows = [
         {"status": "ok", "model": m, "ctx": 2048, "runtime": "eager", "steps": 2, "warmup": 1}
         for m in ("llama-3.1-8b", "tiny-qwen2")
     ]
-    sweep_cells.profile_rows(rows, tmp_path, backend, "bfloat16", "sdpa", 0)
+    sweep_runner.profile_rows(rows, tmp_path, backend, "bfloat16", "sdpa", 0)
     extension = ".nsys-rep" if backend == "nsys" else ".sqlite"
     expected = [tmp_path / "traces" / f"{m}-ctx2048-eager{extension}" for m in ("llama-3.1-8b", "tiny-qwen2")]
     assert outputs == [str(path) for path in expected]

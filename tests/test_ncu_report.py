@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from conftest import annotated_trace
-from gapprof.analysis import module_alignment, modules, ncu_report
+from gapprof.analysis import module_alignment, modules, ncu_bytes
 from gapprof.analysis.attribution import Options, analyze
 from gapprof.analysis.readers import ncu
 
@@ -51,7 +51,7 @@ def test_a_gzipped_export_reads_as_the_csv_with_its_sidecar(tmp_path):
 
 
 def test_kernel_and_class_tables_split_time_into_dram_at_peak_and_rest():
-    by_kernel, by_class, totals = ncu_report.kernel_tables(ncu.read_ncu_csv(CONSTRUCTED), 3350.0)
+    by_kernel, by_class, totals = ncu_bytes.kernel_tables(ncu.read_ncu_csv(CONSTRUCTED), 3350.0)
     gemv = by_kernel.filter(pl.col("name") == "gemv").row(0, named=True)
     moved = 2 * (0.01e9 + 12_500)
     assert gemv["kernels"] == 2 and gemv["time_us"] == pytest.approx(8)
@@ -69,7 +69,7 @@ def test_measured_bytes_per_module_over_complete_steps(tmp_path):
     labelled, _ = modules.labelled_by_time(ref)
     spec = models.get_spec("tiny-qwen2")
     analytic = kind_bytes(spec, 100, 2)
-    table, differences, complete = ncu_report.module_comparison(
+    table, differences, complete = ncu_bytes.module_comparison(
         ncu.read_ncu_csv(CONSTRUCTED), module_alignment.reference_step(labelled), analytic, 3350.0
     )
     assert complete == 2 and differences.is_empty()  # 14 kernels: two 6-op steps and a partial third
@@ -85,7 +85,7 @@ def test_fewer_kernels_than_a_step_is_refused(tmp_path):
     ref = analyze(annotated_trace(tmp_path), Options())
     labelled, _ = modules.labelled_by_time(ref)
     with pytest.raises(GapprofError, match="less than one complete step"):
-        ncu_report.module_comparison(
+        ncu_bytes.module_comparison(
             ncu.read_ncu_csv(CONSTRUCTED).head(4), module_alignment.reference_step(labelled), {}, 3350.0
         )
 
@@ -141,5 +141,5 @@ def test_real_exports_parse(path):
     # At most the kernels asked for, and at least a whole decode step (the fewest a step: 623, compile on the H100).
     assert 623 <= rows.height <= meta["launch_count"]
     assert rows["duration_ns"].min() > 0 and rows["bytes_read"].drop_nulls().min() >= 0
-    _, _, totals = ncu_report.kernel_tables(rows, 3350.0 if "H100" in meta.get("gpu_name", "H100") else 4800.0)
+    _, _, totals = ncu_bytes.kernel_tables(rows, 3350.0 if "H100" in meta.get("gpu_name", "H100") else 4800.0)
     assert totals["kernels profiled"] == rows.height

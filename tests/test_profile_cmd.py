@@ -1,5 +1,5 @@
 """`gapprof profile` on CPU: a stand-in nsys runs the command and exports a known trace, so the printed report's
-numbers are known; the --mark forward bootstrap marks prefill and decode forwards in a child Python (a stand-in
+numbers are known; the --mark forward site hook marks prefill and decode forwards in a child Python (a stand-in
 nvtx module records the ranges) and chains the sitecustomize it shadows; every failure is one line."""
 
 import json
@@ -393,8 +393,8 @@ def test_an_unmarked_program_has_its_steps_found_from_its_gpu_work(standin):
     )
 
 
-def test_the_parent_and_the_bootstrap_import_neither_torch_nor_polars():
-    # The parent only launches nsys (the GPU image has no polars); the bootstrap runs in every Python the program
+def test_the_parent_and_the_site_hook_import_neither_torch_nor_polars():
+    # The parent only launches nsys (the GPU image has no polars); the site hook runs in every Python the program
     # starts, so it must stay light.
     code = (
         "import sys; sys.modules.update(torch=None, polars=None, transformers=None); "

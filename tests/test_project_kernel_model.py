@@ -79,7 +79,7 @@ def test_projection_to_the_source_gpu_reproduces_every_kernel_and_step():
         loaded.analysis, tl, gpus.resolve_gpu("h100-sxm"), projection.Knobs()
     )
     assert (new_ops["end"] - new_ops["start"]).to_list() == tl.ops["dur"].to_list()
-    table = anatomy.attribute(new_steps, new_calls, new_ops)[0]
+    table = anatomy.step_anatomy(new_steps, new_calls, new_ops)[0]
     measured = loaded.analysis.measured
     assert table["wall"].to_list() == measured["wall"].to_list()
     assert table["busy"].to_list() == measured["busy"].to_list()

@@ -33,7 +33,7 @@ def load(b: TraceBuilder, path) -> cross_gpu_columns.Loaded:
 def replayed(loaded: cross_gpu_columns.Loaded, factor: float, cpu_scale: float = 1.0) -> dict:
     """Terms of the single step replayed with every op `factor` times as long."""
     tl = loaded.timeline
-    table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"] * factor, cpu_scale))[0]
+    table = anatomy.step_anatomy(*replay.replay(tl, tl.ops["dur"] * factor, cpu_scale))[0]
     return table.select("wall", "busy", "starved", "latency", "head", "tail", "wait").row(0, named=True)
 
 
@@ -82,7 +82,7 @@ def test_graphs_collapse_launches_into_one(tmp_path):
     loaded = load(_built(cpu_bound), tmp_path / "t.sqlite")
     tl = projection.as_graph(loaded.timeline, 20)
     assert tl.calls.height == 2  # the graph launch and the sync
-    table = anatomy.attribute(*replay.replay(tl, tl.ops["dur"]))[0].row(0, named=True)
+    table = anatomy.step_anatomy(*replay.replay(tl, tl.ops["dur"]))[0].row(0, named=True)
     # Graph launch 10..30, nodes back to back from 20 (typical latency 10) to 120; the sync starts 86 ns after
     # the launch returns (the captured think time), finds the GPU busy until 120, returns 5 ns later; 5 ns tail.
     found = (table["wall"], table["busy"], table["starved"], table["head"], table["launch_calls"])

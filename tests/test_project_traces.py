@@ -29,7 +29,7 @@ def test_self_replay_reproduces_every_step(path):
     loaded = cross_gpu_columns.load([path], Options(model=model, ctx=2048 if model else None))[0]
     tl = loaded.timeline
     on_gpu = loaded.analysis.frames.on_gpu
-    table = anatomy.attribute(*(replay.replay_on_gpu if on_gpu else replay.replay)(tl, tl.ops["dur"]), on_gpu)[0]
+    table = anatomy.step_anatomy(*(replay.replay_on_gpu if on_gpu else replay.replay)(tl, tl.ops["dur"]), on_gpu)[0]
     measured = loaded.analysis.steps.filter(~pl.col("warmup"))
     assert table.select("step", *TERMS).equals(measured.select("step", *TERMS))
     # Through the projection path too: the trace's own GPU has bandwidth ratio 1.

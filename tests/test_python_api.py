@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import H100, SHIPPED_TRACES, annotated_trace, basic_step
 from gapprof.analysis import attribution, findings, kernel_cost, modules, tables, two_pass
-from gapprof.analysis import report as api
+from gapprof.analysis import python_api as api
 from synthetic import TraceBuilder
 
 import gapprof

@@ -157,12 +157,12 @@ def test_a_missing_library_fails_the_build_in_one_line(monkeypatch):
 
 def test_ab_with_a_missing_library_stops_before_any_session(monkeypatch):
     from click.testing import CliRunner
-    from gapprof.profiler import cells
+    from gapprof.profiler import fresh_sessions
 
     from gapprof.cli import main
 
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)
-    monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a session was started"))
+    monkeypatch.setattr(fresh_sessions, "run_fresh", lambda requests: pytest.fail("a session was started"))
     result = CliRunner().invoke(
         main,
         [

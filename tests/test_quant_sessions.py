@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 from conftest import invoke_recorded
-from gapprof.profiler import ab_sessions, cells, sweep_cells
+from gapprof.profiler import ab_runner, fresh_sessions, sweep_runner
 
 from gapprof import models, quant, quant_floor
 from gapprof import result_files as report
@@ -60,7 +60,7 @@ def session(order: int, runtime: str, step_ms: list[float], quant: str = "none")
 def test_each_arm_has_its_own_floor_and_the_unquantised_one_beside():
     records_a = [session(0, "graphs", [9.7, 9.6]), session(2, "graphs", [9.9, 9.5])]
     records_b = [session(1, "graphs", [7.2, 7.3], "int4"), session(3, "graphs", [7.1, 7.4], "int4")]
-    data = ab_sessions.summarise(records_a, records_b, count_embedding=False)
+    data = ab_runner.summarise(records_a, records_b, count_embedding=False)
     spec = models.get_spec("qwen2.5-7b")
     stored = quant_floor.analytic(spec, "int4", 2).stored
     contexts = (2052, 2053)
@@ -89,11 +89,11 @@ def test_a_cell_floor_takes_the_bytes_its_session_recorded():
         "bits_per_weight": 4.5,
         "kinds": {kind: {"read_bytes": 1000} for kind in quant.LINEAR_KINDS},
     }
-    floor = cells.floor(request, "NVIDIA H100 80GB HBM3", None, False, recorded)
+    floor = fresh_sessions.floor(request, "NVIDIA H100 80GB HBM3", None, False, recorded)
     first = request["ctx"] + request["warmup"]
     assert floor["floor_bytes"] == step_bytes(spec, first, 2, stored={k: 1000 for k in recorded["kinds"]})["total"]
     assert "recorded at capture" in floor["convention"]
-    row = sweep_cells.cell_row(
+    row = sweep_runner.cell_row(
         request,
         {"ok": True, "step_ms": [10.0], "first_token": 1, "quant": recorded},
         "",
@@ -155,7 +155,9 @@ def test_sweep_with_int8_records_each_cell_quantised(tmp_path):
 
 
 def test_a_quantised_sweep_with_no_cell_run_names_the_estimate(tmp_path, monkeypatch):
-    monkeypatch.setattr(cells, "run_fresh", lambda requests, cell_timeout=None: pytest.fail("a cell was started"))
+    monkeypatch.setattr(
+        fresh_sessions, "run_fresh", lambda requests, cell_timeout=None: pytest.fail("a cell was started")
+    )
     result = run(
         "sweep",
         "--models",
@@ -191,6 +193,6 @@ def test_a_quantised_sweep_with_no_cell_run_names_the_estimate(tmp_path, monkeyp
     ],
 )
 def test_a_sweep_that_cannot_quantise_fails_before_any_cell(args, message, monkeypatch):
-    monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a cell was started"))
+    monkeypatch.setattr(fresh_sessions, "run_fresh", lambda requests: pytest.fail("a cell was started"))
     result = run("sweep", "--models", "tiny-qwen2", "--ctx", "16", "--device", "cpu", "--dtype", "bfloat16", *args)
     assert result.exit_code == 1 and message in result.output

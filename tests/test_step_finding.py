@@ -170,9 +170,9 @@ def _with_frames(read: frames.TraceFrames, **replaced) -> frames.TraceFrames:
 def test_shipped_traces_without_their_step_ranges_give_the_marked_steps(name):
     """Same measured steps (+/-1), mean wall and mean busy within 1%, found from the GPU work alone."""
     read = frames.read_trace(SHIPPED_TRACES / name)
-    marked = attribution.attribute(frames.select_steps(read)).measured
+    marked = attribution.attribute_frames(frames.select_steps(read)).measured
     unmarked = _with_frames(read, ranges=read.ranges.filter(pl.col("message") != "decode_step"))
-    found = attribution.attribute(frames.select_steps(unmarked)).measured
+    found = attribution.attribute_frames(frames.select_steps(unmarked)).measured
     assert abs(found.height - marked.height) <= 1
     for term in ("wall", "busy"):
         assert found[term].mean() == pytest.approx(marked[term].mean(), rel=0.01), term
@@ -185,14 +185,14 @@ def test_shipped_traces_without_host_waits_give_gpu_timeline_steps_of_the_same_w
     """Without its step ranges and its synchronize calls a trace reads as a loop the host never waits on: its
     GPU-timeline steps hold the same work (busy, latency) and the same wall, within 1%."""
     read = frames.read_trace(SHIPPED_TRACES / name)
-    marked = attribution.attribute(frames.select_steps(read)).measured
+    marked = attribution.attribute_frames(frames.select_steps(read)).measured
     waits = read.strings.filter(pl.col("value").str.contains("Synchronize"))["id"].implode()
     unmarked = _with_frames(
         read,
         ranges=read.ranges.filter(pl.col("message") != "decode_step"),
         calls=read.calls.filter(~pl.col("nameId").is_in(waits)),
     )
-    result = attribution.attribute(frames.select_steps(unmarked))
+    result = attribution.attribute_frames(frames.select_steps(unmarked))
     assert result.frames.on_gpu and abs(result.measured.height - marked.height) <= 1
     for term in ("wall", "busy", "latency"):
         assert result.measured[term].mean() == pytest.approx(marked[term].mean(), rel=0.01), term

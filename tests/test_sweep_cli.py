@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import basic_step, invoke_recorded
-from gapprof.profiler import cells, sweep_cells
+from gapprof.profiler import fresh_sessions, sweep_runner
 from synthetic import TraceBuilder
 
 
@@ -88,8 +88,8 @@ def test_floor_fraction_of_a_gpu_cell():
         "weights": None,
     }
     record = {"ok": True, "step_ms": [12.0, 14.0], "first_token": 3}
-    row = sweep_cells.cell_row(request, record, "", "NVIDIA H200", 4300.0, count_embedding=False)
-    floor = cells.floor(request, "NVIDIA H200", 4300.0, False)
+    row = sweep_runner.cell_row(request, record, "", "NVIDIA H200", 4300.0, count_embedding=False)
+    floor = fresh_sessions.floor(request, "NVIDIA H200", 4300.0, False)
     assert row["median_ms"] == 13.0 and row["floor_ms"] == floor["floor_ms"]
     assert row["floor_fraction"] == pytest.approx(floor["floor_bytes"] / 4800e9 * 1e3 / 13.0)
     assert row["floor_fraction_copy"] == pytest.approx(floor["floor_bytes"] / 4300e9 * 1e3 / 13.0)
@@ -107,7 +107,7 @@ def test_floor_fraction_of_a_gpu_cell():
 )
 def test_bad_options_fail_in_one_line_before_any_cell(args, message, monkeypatch):
     pytest.importorskip("torch")  # `gapprof sweep` checks for torch before it reads its options
-    monkeypatch.setattr(cells, "run_fresh", lambda requests: pytest.fail("a cell was started"))
+    monkeypatch.setattr(fresh_sessions, "run_fresh", lambda requests: pytest.fail("a cell was started"))
     result = run("sweep", "--models", "tiny-qwen2", "--ctx", "16", *args)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
 

@@ -2,8 +2,9 @@
 looked up by name in RENDERERS or by an output path's suffix (`for_output`).
 
 A renderer takes the traces' `Viewed` (a label and the attribution) and, for several traces where it shows them,
-the comparison of `gapprof compare` (analysis.cross_gpu.Columns), and gives the file's bytes. `view` is
-`gapprof view`'s entry.
+the comparison of `gapprof compare` (analysis.cross_gpu.Columns), and gives the file's bytes. There are two: the
+self-contained HTML report (`html_report`, its pictures drawn by `report_pictures`, report.css and report.js
+inlined) and the annotated Chrome trace for Perfetto (`annotated_trace`). `view` is `gapprof view`'s entry.
 """
 
 from collections.abc import Sequence

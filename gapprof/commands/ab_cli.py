@@ -8,7 +8,7 @@ import click
 from gapprof import result_files
 from gapprof.commands import options
 from gapprof.errors import GapprofError
-from gapprof.profiler import ab_sessions, cells
+from gapprof.profiler import ab_runner, fresh_sessions
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
 from gapprof.quant import METHODS, check_library
@@ -111,14 +111,14 @@ def ab(
             f"runtime {cuda_only[0]} needs a CUDA device (CUDA graphs); --device {device} runs {on_cpu()}"
         )
 
-    records_a, records_b = ab_sessions.run_ab(request_a, request_b, sessions)
+    records_a, records_b = ab_runner.run_ab(request_a, request_b, sessions)
     result = {
         "command": invocation(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **ab_sessions.summarise(records_a, records_b, count_embedding),
+        **ab_runner.summarise(records_a, records_b, count_embedding),
     }
     quantised = "" if quant == quant_b == "none" else f"ab-{runtime_a}-{quant}-vs-{runtime_b}-{quant_b}"
-    out = out or options.RUNS / cells.gpu_key(records_a) / quantised
+    out = out or options.RUNS / fresh_sessions.gpu_key(records_a) / quantised
     written = result_files.write_ab(result, out)
     for path in written:
         click.echo(f"wrote {path}")

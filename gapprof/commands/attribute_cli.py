@@ -73,10 +73,12 @@ def attribute(trace, by, reference, ncu_csv, gpu_profiles, output, **chosen):
       gapprof attribute decode.json --model qwen2.5-7b --ctx 2048      (a torch.profiler trace)
       gapprof attribute traces/h100.sqlite.xz --tables kernels --format csv -o kernels.csv
     """
-    report(trace, by=by, reference=reference, ncu_csv=ncu_csv, gpu_profiles=gpu_profiles, output=output, **chosen)
+    emit_attribution(
+        trace, by=by, reference=reference, ncu_csv=ncu_csv, gpu_profiles=gpu_profiles, output=output, **chosen
+    )
 
 
-def report(
+def emit_attribution(
     trace,
     range_pattern,
     skip,

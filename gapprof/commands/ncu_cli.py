@@ -120,10 +120,10 @@ def ncu_report(csv_path, gpu, reference, model, ctx, top, fmt, output):
     """
     options.check_csv_output(fmt, output, several=True)  # totals, classes, kernels (and modules)
     from gapprof.analysis.modules import NoModuleRanges
-    from gapprof.analysis.ncu_report import report_sections
+    from gapprof.analysis.ncu_bytes import ncu_report_sections
 
     try:
-        sections, notes = report_sections(csv_path, gpu, reference, model, ctx, top)
+        sections, notes = ncu_report_sections(csv_path, gpu, reference, model, ctx, top)
     except NoModuleRanges as missing:
         raise options.module_ranges_error(missing) from None
     render.emit(sections, fmt, notes, output, inputs=[csv_path, reference])

@@ -101,7 +101,7 @@ def profile(mark, mark_module, output, command, report_path, **chosen):
         )
         return
     try:
-        attribute_cli.report(sqlite_path, output=report_path, **chosen)
+        attribute_cli.emit_attribution(sqlite_path, output=report_path, **chosen)
     except NoStepRanges as error:
         unmarked = meta.get("unmarked_because")
         raise GapprofError(

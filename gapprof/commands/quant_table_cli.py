@@ -73,9 +73,9 @@ def quant_table(
     options.check_csv_output(fmt, output, several=True)
     specs = [gpus.resolve_gpu(t) for t in targets]
     from gapprof.analysis.attribution import Options
-    from gapprof.analysis.quant_table import report
+    from gapprof.analysis.quant_table import quant_table_sections
 
-    sections, notes = report(
+    sections, notes = quant_table_sections(
         traces,
         _paired(traces, ncu_csvs, "--ncu"),
         _paired(traces, references, "--reference"),

@@ -12,7 +12,7 @@ from gapprof import result_files
 from gapprof.commands import options
 from gapprof.errors import GapprofError
 from gapprof.models import get_spec
-from gapprof.profiler import cells, sweep_cells
+from gapprof.profiler import fresh_sessions, sweep_runner
 from gapprof.profiler.request import CaptureRequest
 from gapprof.provenance import invocation
 from gapprof.quant import check_library, check_request
@@ -54,7 +54,7 @@ def _runtimes(ctx, param, value):
 
 def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], count_embedding: bool) -> str:
     """The floor convention of `model`'s cells: the one a cell that ran counted (a quantised session's bytes as
-    recorded), else the one cells.floor gives its first request without a record (the estimate from the layer
+    recorded), else the one fresh_sessions.floor gives its first request without a record (the estimate from the layer
     shapes)."""
     counted = next(
         (row["floor_convention"] for row in rows if row["model"] == model and "floor_convention" in row), None
@@ -62,7 +62,7 @@ def _convention(model: str, rows: list[dict], requests: list[CaptureRequest], co
     if counted:
         return counted
     request = next(r for r in requests if r.model == model)
-    return cells.floor(dataclasses.asdict(request), None, None, count_embedding)["convention"]
+    return fresh_sessions.floor(dataclasses.asdict(request), None, None, count_embedding)["convention"]
 
 
 @click.command()
@@ -169,10 +169,10 @@ def sweep(
     ]
     check_request(quant, quant_lm_head, device, dtype)
     check_library(quant)
-    rows, machine = sweep_cells.run_grid(requests, count_embedding, cell_timeout)
-    out = out or options.RUNS / cells.gpu_key([machine]) / ("" if quant == "none" else f"quant-{quant}")
+    rows, machine = sweep_runner.run_grid(requests, count_embedding, cell_timeout)
+    out = out or options.RUNS / fresh_sessions.gpu_key([machine]) / ("" if quant == "none" else f"quant-{quant}")
     if profile:
-        sweep_cells.profile_rows(rows, out, backend, dtype, attn, seed)
+        sweep_runner.profile_rows(rows, out, backend, dtype, attn, seed)
     result = {
         "command": invocation(),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from gapprof.bootstrap import ratio_of_means_ci
+from gapprof.bootstrap_ci import ratio_of_means_ci
 
 
 def coverage(sessions: int, simulations: int = 1000, resamples: int = 2000) -> float:
@@ -55,5 +55,5 @@ def test_bad_arms_are_refused(a, b):
 
 
 def test_importing_the_bootstrap_pulls_no_polars():
-    code = "import sys, gapprof.bootstrap; sys.exit('polars' in sys.modules)"
+    code = "import sys, gapprof.bootstrap_ci; sys.exit('polars' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

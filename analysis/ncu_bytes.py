@@ -138,7 +138,7 @@ def _stored(meta: dict) -> dict | None:
     return quant.stored if quant else None
 
 
-def report_sections(
+def ncu_report_sections(
     csv_path: Path, gpu: str | None, reference: Path | None, model: str | None, ctx: int | None, top: int
 ) -> tuple[list, list[str]]:
     """The sections (title, table) and notes of `gapprof ncu-report`: totals, classes, kernels and, against a

@@ -1,9 +1,11 @@
-"""The sweep: median step time and floor fraction over a grid of models x contexts x runtimes.
+"""`gapprof sweep`'s runner: median step time and floor fraction over a grid of models x contexts x runtimes.
 
-Each model's cells run in a fresh process that builds the model once (profiler.timed via cells.run_fresh); a
-cell that fails (out of memory, any error) ends that process and the model's later cells run in a new one.
-Cells that cannot run are rows with the reason: positions beyond the model's max_position_embeddings are
-found before any process starts.
+One of the four modules of timed, unprofiled decode: timing_child times requests inside a child process,
+fresh_sessions starts those children and sets each result against its floor, and this module and ab_runner are
+the two commands' runners on top. Each model's cells (one request of the grid each) run in a fresh process that
+builds the model once (fresh_sessions.run_fresh); a cell that fails (out of memory, any error) ends that
+process and the model's later cells run in a new one. Cells that cannot run are rows with the reason: positions
+beyond the model's max_position_embeddings are found before any process starts.
 """
 
 import dataclasses
@@ -13,7 +15,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from gapprof.profiler import cells
+from gapprof.profiler import fresh_sessions
 
 from gapprof.errors import GapprofError
 from gapprof.log import progress
@@ -44,7 +46,7 @@ def cell_row(
     times = record["step_ms"]
     median = statistics.median(times)
     p10, p90 = np.percentile(times, [10, 90])
-    floor = cells.floor(request, gpu_name, copy_gbps, count_embedding, record.get("quant"))
+    floor = fresh_sessions.floor(request, gpu_name, copy_gbps, count_embedding, record.get("quant"))
     return {
         **row,
         "status": "ok",
@@ -53,7 +55,7 @@ def cell_row(
         "p10_ms": float(p10),
         "p90_ms": float(p90),
         **{k: floor[k] for k in ("floor_ms", "floor_ms_copy") if k in floor},
-        **cells.floor_fractions(floor, median),
+        **fresh_sessions.floor_fractions(floor, median),
         "first_token": record["first_token"],
         **({"floor_convention": floor["convention"]} if "convention" in floor else {}),
         "step_ms": times,
@@ -76,8 +78,8 @@ def run_grid(requests: list, count_embedding: bool, cell_timeout: float | None =
     records = {}
     for model, indices in runnable.items():
         progress(f"{model}: {len(indices)} cells")
-        records.update(zip(indices, cells.run_fresh([requests[i] for i in indices], cell_timeout)))
-    machine = cells.machine(list(records.values()))
+        records.update(zip(indices, fresh_sessions.run_fresh([requests[i] for i in indices], cell_timeout)))
+    machine = fresh_sessions.machine(list(records.values()))
     rows = [
         cell_row(
             dataclasses.asdict(request),

@@ -1,15 +1,16 @@
-"""Runtime A against runtime B over fresh sessions, with a bootstrap interval on the speedup.
+"""`gapprof ab`'s runner: runtime A against runtime B over fresh sessions, with a bootstrap interval on the speedup.
 
-Each session is a new Python process (profiler.timed) that builds the model, prefills, warms up and times the
-measured steps with no profiler attached; its statistic is the median step time. Arms alternate A, B, A, B...
-so slow drift of the machine reaches both. Speedup of B over A = mean of A's session medians / mean of B's.
+Each session is one request run by fresh_sessions.run_fresh in a new Python process (profiler.timing_child)
+that builds the model, prefills, warms up and times the measured steps with no profiler attached; its statistic
+is the median step time. Arms alternate A, B, A, B... so slow drift of the machine reaches both. Speedup of B
+over A = mean of A's session medians / mean of B's.
 """
 
 import statistics
 
-from gapprof.profiler import cells
+from gapprof.profiler import fresh_sessions
 
-from gapprof.bootstrap import RESAMPLES, SEED, ratio_of_means_ci
+from gapprof.bootstrap_ci import RESAMPLES, SEED, ratio_of_means_ci
 from gapprof.errors import GapprofError
 from gapprof.log import progress
 
@@ -39,7 +40,7 @@ def _arm(records: list[dict], floor: dict) -> dict:
         "sd_of_medians_ms": statistics.stdev(medians),
         "min_median_ms": min(medians),
         "max_median_ms": max(medians),
-        **cells.floor_fractions(floor, mean),
+        **fresh_sessions.floor_fractions(floor, mean),
         "sessions": sessions,
     }
 
@@ -49,9 +50,9 @@ def summarise(
 ) -> dict:
     """Everything ab.json holds except the command: arms, speedup with its interval, floor, machine."""
     every = records_a + records_b
-    facts = cells.machine(every)
+    facts = fresh_sessions.machine(every)
     floors = {
-        arm: cells.floor(
+        arm: fresh_sessions.floor(
             records[0]["request"],
             facts["gpu_name"],
             facts["copy_bandwidth_gbps"],
@@ -111,7 +112,7 @@ def run_ab(request_a, request_b, sessions: int) -> tuple[list[dict], list[dict]]
         for offset, (arm, request) in enumerate((("a", request_a), ("b", request_b))):
             order = 2 * index + offset
             progress(f"session {order + 1}/{2 * sessions}: arm {arm.upper()} ({arm_label(request)})")
-            (record,) = cells.run_fresh([request])
+            (record,) = fresh_sessions.run_fresh([request])
             if not record["ok"]:
                 raise GapprofError(
                     f"session {order + 1} (arm {arm.upper()}, {arm_label(request)}) failed: {record['reason']}"

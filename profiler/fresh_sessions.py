@@ -1,6 +1,9 @@
-"""Timed decode requests run in fresh processes (profiler.timed), and each result's median against its floor.
+"""Timed decode requests run in fresh child processes, and each result's median against its floor.
 
-Free of torch and polars: this runs in the orchestrating process of `gapprof ab` and `gapprof sweep`.
+The parent's half of timed, unprofiled decode: profiler.timing_child is the child it starts (the process that
+builds the model and times the steps); ab_runner and sweep_runner call `run_fresh` with their requests and
+`floor` for each result. Free of torch and polars: this runs in the orchestrating process of `gapprof ab` and
+`gapprof sweep`.
 """
 
 import collections
@@ -36,7 +39,7 @@ MACHINE_FIELDS = (
 
 
 def _child_command(requests_path: Path, results_path: Path) -> list[str]:
-    return [sys.executable, "-m", "gapprof.profiler.timed", str(requests_path), str(results_path)]
+    return [sys.executable, "-m", "gapprof.profiler.timing_child", str(requests_path), str(results_path)]
 
 
 def _kill_group(child: subprocess.Popen) -> None:
@@ -134,7 +137,7 @@ def floor(
     copy bandwidth, each where known. Empty for a local checkpoint (no shipped config to count bytes from).
 
     A quantised request's floor counts its quantised layers by what they store: `quant`, the session record's
-    (profiler.timed.quant_summary), else an analytic estimate; the unquantised floor's bytes and ms come beside
+    (profiler.timing_child.quant_summary), else an analytic estimate; the unquantised floor's bytes and ms come beside
     it (`_unquantised`)."""
     if request.get("weights"):
         return {}

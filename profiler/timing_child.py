@@ -1,6 +1,9 @@
-"""A fresh session: one process that builds the model, prefills, warms up and times decode steps, unprofiled.
+"""The child process of a fresh session: it builds the model, prefills, warms up and times decode steps, unprofiled.
 
-Run as `python -m gapprof.profiler.timed REQUESTS.json RESULTS.jsonl`. REQUESTS holds a list of
+fresh_sessions starts it, once per group of requests, for ab_runner and sweep_runner; it is the only one of the
+four that imports torch.
+
+Run as `python -m gapprof.profiler.timing_child REQUESTS.json RESULTS.jsonl`. REQUESTS holds a list of
 CaptureRequest dicts for one model (same dtype, weights, seed, device); the model is built once and
 each request gets its own runtime, attention backend and prefill. Each step is timed on the host's
 perf_counter_ns and ends once the next token is on the host (runtime.step() reads it back, which synchronises
