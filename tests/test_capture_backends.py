@@ -229,10 +229,12 @@ def test_capture_without_a_gpu_says_so(monkeypatch):
     assert "needs a CUDA GPU" in too_long.output and "positions" not in too_long.output
 
 
-def test_models_lists_parameter_bytes():
+def test_models_lists_parameter_bytes(tmp_path):
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0
     assert "qwen2.5-7b" in result.output and "15,231,233,024" in result.output
+    written = CliRunner().invoke(main, ["models", "-o", str(tmp_path / "models.txt")])
+    assert written.exit_code == 0 and (tmp_path / "models.txt").read_text() == result.output
 
 
 @pytest.mark.parametrize("command", ["capture", "ncu", "ab", "sweep"])

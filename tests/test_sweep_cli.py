@@ -131,6 +131,24 @@ def test_sweep_attribute_adds_the_anatomy_of_traced_cells(swept, tmp_path):
         assert float(next(r for r in csv.DictReader(f) if r["trace"])["profiled_starved_ms"]) == 150e-6
 
 
+def test_sweep_attribute_writes_into_another_folder_with_o(swept, tmp_path):
+    _, _, data = swept
+    b = TraceBuilder()
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    (tmp_path / "traces").mkdir()
+    b.write(tmp_path / "traces" / "cell.sqlite")
+    data["rows"][1]["trace"] = "traces/cell.sqlite"
+    (tmp_path / "sweep.json").write_text(json.dumps(data))
+    before = (tmp_path / "sweep.json").read_text()
+    result = run("sweep-attribute", tmp_path, "-o", tmp_path / "attributed")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sweep.json").read_text() == before  # the run's own files are left as they were
+    row = json.loads((tmp_path / "attributed" / "sweep.json").read_text())["rows"][1]
+    assert round(row["anatomy"]["busy"] * 1e6) == 260
+    assert {p.name for p in (tmp_path / "attributed").iterdir()} == {"sweep.csv", "sweep.md", "sweep.json", "sweep.png"}
+
+
 def test_sweep_attribute_without_traces_says_so(swept, tmp_path):
     _, out, _ = swept
     result = run("sweep-attribute", out)

@@ -8,6 +8,7 @@ import click
 from gapprof.commands import options
 from gapprof.log import progress
 from gapprof.models import DTYPE_BYTES, get_spec, known_models
+from gapprof.output_files import write_files
 from gapprof.paths import sibling
 from gapprof.profiler.request import CaptureRequest, validate
 from gapprof.provenance import invocation
@@ -18,21 +19,33 @@ from gapprof.trace_schema import ops_per_step
 
 
 @click.command()
-def models():
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    callback=options.existing_folder,
+    help="Write the list to FILE instead of stdout.",
+)
+def models(output):
     """List the known models with their parameter bytes (bf16).
 
     \b
     Example:
       gapprof models
     """
-    click.echo(f"{'model':<18} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'params':>14} {'bf16 bytes':>15}")
+    lines = [f"{'model':<18} {'layers':>6} {'hidden':>6} {'heads':>5} {'kv':>3} {'params':>14} {'bf16 bytes':>15}"]
     for name in known_models():
         spec = get_spec(name)
         params = spec.total_params()
-        click.echo(
+        lines.append(
             f"{name:<18} {spec.layers:>6} {spec.hidden:>6} {spec.heads:>5} {spec.kv_heads:>3} "
             f"{params:>14,} {params * DTYPE_BYTES['bfloat16']:>15,}"
         )
+    text = "\n".join(lines) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_files({output: text})
 
 
 def trace_output(output: Path | None, model: str, runtime: str, backend: str) -> Path:

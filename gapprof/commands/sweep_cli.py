@@ -221,8 +221,16 @@ def _read_sweep(folder: Path) -> dict:
 
 @click.command("sweep-attribute")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
-def sweep_attribute(folder):
-    """Attribute the traces of a `gapprof sweep --profile` run in FOLDER and rewrite its sweep outputs.
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for the attributed sweep.csv, .md, .json and .png [default: FOLDER, rewritten].",
+)
+def sweep_attribute(folder, output):
+    """Attribute the traces of a `gapprof sweep --profile` run in FOLDER and write its sweep outputs again (in
+    FOLDER, or -o DIR).
 
     \b
     Example:
@@ -237,7 +245,7 @@ def sweep_attribute(folder):
             f"{folder / 'sweep.json'}: no row has a trace (run gapprof sweep with --profile on the GPU machine)"
         )
     result["attributed_with"] = invocation()
-    for written in result_files.write_sweep(result, folder):
+    for written in result_files.write_sweep(result, output or folder):
         click.echo(f"wrote {written}")
     click.echo(f"added the anatomy of {done} cells")
 
