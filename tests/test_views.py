@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from conftest import H100, SHIPPED_TRACES, basic_step, launch_mix_step
-from gapprof.analysis import anatomy_intervals, views
+from gapprof.analysis import anatomy_intervals, cross_gpu, projection, views
 from gapprof.analysis.attribution import Options, analyze, summary_table
 from gapprof.analysis.readers import compressed
 from gapprof.analysis.views.annotated_trace import PID, AnnotatedTrace
@@ -158,6 +158,17 @@ def test_report_of_several_traces_compares_them(tmp_path):
     page = views.view(paths, Path("r.html"), Options()).decode()
     assert page.index("Comparison") < page.index('id="trace-0"') < page.index('id="trace-1"')
     assert "explanation h100-graphs -&gt; h200-graphs" in page
+
+
+def test_report_projects_each_trace_as_project_does(tmp_path):
+    path = SHIPPED_TRACES / "h100-graphs.sqlite.xz"
+    page = views.view([path], Path("r.html"), Options(), targets=["h200"]).decode()
+    projected = cross_gpu.project(path, ["h200"], projection.Knobs(), Options(), False, aggregate=True)
+    wall = next(c for c in projected.columns if "projected" in c.label).values["wall ms"]
+    assert page.index('id="projection"') < page.index('id="trace-0"')
+    assert "kernel model (aggregate)" in page and render.text(wall) in page
+    with pytest.raises(GapprofError, match="--to projects in the HTML report only"):
+        views.view([path], Path("t.trace.json"), Options(), targets=["h200"])
 
 
 @pytest.mark.parametrize("renderer", views.RENDERERS.values(), ids=lambda r: r.name)

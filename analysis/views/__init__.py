@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gapprof.analysis import cross_gpu
+from gapprof.analysis import cross_gpu, projection
 from gapprof.analysis.attribution import Attribution, Options, analyze
 from gapprof.analysis.cross_gpu_columns import labels
 from gapprof.analysis.plausibility import problems
@@ -42,13 +42,22 @@ def for_output(path: Path):
     return max(matches, key=lambda match: match[0])[1]
 
 
-def view(paths: Sequence[Path], output: Path, options: Options, force: bool = False, progress=lambda _: None) -> bytes:
+def view(
+    paths: Sequence[Path],
+    output: Path,
+    options: Options,
+    force: bool = False,
+    progress=lambda _: None,
+    targets: Sequence[str] = (),
+) -> bytes:
     """The file `output`'s renderer writes for the traces at `paths`: each attributed with `options` (overrides
     that contradict a capture refused unless force, as in `gapprof attribute`), several compared as `gapprof
-    compare` does."""
+    compare` does, and each projected to `targets` (GPU keys) as `gapprof project` does without bytes per kernel."""
     renderer = for_output(output)
     if len(paths) > 1 and not renderer.several:
         raise GapprofError(f"{output}: a {renderer.name} file holds one trace, not {len(paths)}")
+    if targets and not renderer.projects:
+        raise GapprofError(f"{output}: --to projects in the HTML report only; a {renderer.name} file holds none")
     viewed = [Viewed(label, analyze(path, options, progress)) for label, path in zip(labels(paths), paths)]
     if not force:
         wrong = [
@@ -61,4 +70,6 @@ def view(paths: Sequence[Path], output: Path, options: Options, force: bool = Fa
         if wrong:
             raise GapprofError("; ".join(wrong) + "; --force uses them anyway")
     comparison = cross_gpu.compare(paths, options, force) if len(paths) > 1 else None
-    return renderer().render(viewed, comparison)
+    knobs = projection.Knobs()
+    projections = [cross_gpu.project(path, targets, knobs, options, force, aggregate=True) for path in paths if targets]
+    return renderer().render(viewed, comparison, projections)

@@ -172,8 +172,9 @@ class AnnotatedTrace:
     name = "trace"
     extensions = (".trace.json", ".json")
     several = False  # one trace a file: tracks sit on that trace's own timeline
+    projects = False  # a projection has no timeline of the trace's own to annotate
 
-    def render(self, viewed: list, comparison=None) -> bytes:
+    def render(self, viewed: list, comparison=None, projections=()) -> bytes:
         result = viewed[0].result
         names, bases = _step_tracks(result)
         gpu_names, ops = op_events(result)

@@ -113,19 +113,36 @@ def comparison_section(viewed: list, comparison) -> str:
     return f'<section id="comparison"><h2>Comparison</h2>{bars}{tables}<ul class="notes">{notes}</ul></section>'
 
 
+def projection_section(viewed: list, projections: list) -> str:
+    """`gapprof project`'s table, explanations, kernel-model parameters and notes for each trace (projections:
+    analysis.cross_gpu.Columns, one per trace)."""
+    parts = []
+    for v, projected in zip(viewed, projections):
+        shown, sentences = sections(projected.columns, "project")
+        tables = "".join(
+            f"<h4>{esc(title)}</h4>{table_html(content)}" for title, content in [*shown, *projected.sections]
+        )
+        notes = "".join(f"<li>{esc(note)}</li>" for note in [*projected.notes, *sentences])
+        parts.append(f'<h3>{esc(v.label)}</h3>{tables}<ul class="notes">{notes}</ul>')
+    return f'<section id="projection"><h2>Projection</h2>{"".join(parts)}</section>'
+
+
 class HtmlReport:
     name = "html"
     extensions = (".html", ".htm")
     several = True
+    projects = True
 
-    def render(self, viewed: list, comparison=None) -> bytes:
+    def render(self, viewed: list, comparison=None, projections=()) -> bytes:
         assets = resources.files(__package__)
         style = (assets / "report.css").read_text()
         script = (assets / "report.js").read_text()
         anchors = [f"trace-{i}" for i in range(len(viewed))]
         toc = "".join(f'<a href="#{a}">{esc(v.label)}</a> ' for a, v in zip(anchors, viewed))
-        body = (comparison_section(viewed, comparison) if comparison is not None else "") + "".join(
-            trace_section(v, a) for v, a in zip(viewed, anchors)
+        body = (
+            (comparison_section(viewed, comparison) if comparison is not None else "")
+            + (projection_section(viewed, projections) if projections else "")
+            + "".join(trace_section(v, a) for v, a in zip(viewed, anchors))
         )
         title = ", ".join(v.label for v in viewed)
         return (

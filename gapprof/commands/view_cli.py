@@ -26,7 +26,14 @@ from gapprof.log import progress
 @options.COUNT_EMBEDDING
 @options.SKIP
 @options.RANGE
-def view(traces, output, force, **chosen):
+@click.option(
+    "--to",
+    "targets",
+    multiple=True,
+    help="With .html: also project each trace to this GPU (repeatable), as `gapprof project` does without bytes "
+    "per kernel.",
+)
+def view(traces, output, force, targets, **chosen):
     """See TRACES: a one-page HTML report, or an annotated trace for Perfetto; -o FILE's suffix picks which.
 
     \b
@@ -41,12 +48,13 @@ def view(traces, output, force, **chosen):
     Examples:
       gapprof view traces/h100-graphs.sqlite.xz -o report.html
       gapprof view traces/h100.sqlite.xz traces/h200.sqlite.xz -o h100-vs-h200.html
+      gapprof view traces/h100-graphs.sqlite.xz --to h200 --to l4 -o h100-graphs.html
       gapprof view traces/h100-graphs.sqlite.xz -o h100-graphs.trace.json
     """
     from gapprof.analysis import views  # polars: only when the command runs
     from gapprof.analysis.attribution import Options
     from gapprof.output_files import write_files
 
-    written = views.view(traces, output, Options(**chosen), force, progress)
+    written = views.view(traces, output, Options(**chosen), force, progress, targets)
     write_files({output: written}, inputs=traces)
     progress(f"wrote {output} ({len(written) / 1e6:.1f} MB)")
