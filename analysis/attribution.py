@@ -151,6 +151,12 @@ def attribute_frames(
         notes.append(floor.convention)
     if table["graphs"].sum():
         notes.append(GRAPH_LEVEL_NOTE)
+    uneven, common = trace_checks.uneven_steps(table.filter(~pl.col("warmup")))
+    if uneven:
+        notes.append(
+            f"{uneven} measured steps ran another number of GPU ops than the most common step ({common:,}): lost GPU "
+            "records (their busy time is short) or steps that did other work; --per-step shows which"
+        )
     table = table.select(*(c for c in STEP_COLUMNS if c in table.columns))
     return Attribution(
         frames=frames, steps=table, ops=ops, calls=step_calls, floor=floor, device_name=device_name, notes=tuple(notes)
@@ -171,7 +177,8 @@ def summary_table(result: Attribution) -> pl.DataFrame:
 def facts_table(result: Attribution) -> dict:
     facts = summary.facts(result.steps, result.measured, result.floor, result.frames.meta)
     facts["GPU ops not launched inside any step"] = result.frames.gpu.height - result.ops.height
-    return facts | result.frames.checks
+    uneven, _ = trace_checks.uneven_steps(result.measured)
+    return facts | result.frames.checks | ({trace_checks.UNEVEN_STEPS: uneven} if uneven else {})
 
 
 def facts_frame(facts: dict) -> pl.DataFrame:

@@ -24,7 +24,10 @@ Counted only (facts table):
 - open NVTX ranges (pushed or started, never ended, such as a step cut off by the end of the capture): left
   out of the ranges, so a step never closed is no step;
 - capture metadata values that are not JSON: left out by readers.capture_meta.parse_meta, with a note;
-- measured steps without kernels, when some measured step has them (summary.facts).
+- measured steps without kernels, when some measured step has them (summary.facts);
+- measured steps whose number of GPU ops differs from the most common step's (`uneven_steps`), with a note: in a
+  CUDA-graph replay every node carries the graph launch's correlationId, so a lost kernel record leaves no launch
+  without its op, and only the count of the step shows it (a decode step repeats the same work).
 """
 
 import polars as pl
@@ -175,6 +178,19 @@ def refuse_unlaunched_work(trace: RawTrace, unlaunched: pl.DataFrame, measured: 
             f"{found['step'][0]}) have no launch call (no API call carries their correlationId): their steps' "
             f"busy time would be wrong; the trace lost API records"
         )
+
+
+UNEVEN_STEPS = "measured steps with another number of GPU ops than the most common step"
+
+
+def uneven_steps(measured: pl.DataFrame) -> tuple[int, int]:
+    """(measured steps whose kernels + memcpys + memsets + graph executions differ from the most common count,
+    that count)."""
+    counts = measured.select(n=pl.sum_horizontal("kernels", "memcpys", "memsets", "graphs"))["n"]
+    if counts.is_empty():
+        return 0, 0
+    common = int(counts.mode().sort()[0])
+    return int((counts != common).sum()), common
 
 
 def refuse_without_kernels(trace: RawTrace, measured: pl.DataFrame, kernels_in_trace: int) -> None:

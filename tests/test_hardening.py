@@ -292,6 +292,20 @@ def test_a_damaged_trace_is_refused_in_one_line(tmp_path, statements, found):
     assert found in one_line_error(invoke("attribute", trace))
 
 
+def test_kernel_records_lost_inside_graph_replays_are_counted_with_a_note(tmp_path):
+    # Every node of a replay carries the graph launch's correlationId: no launch lacks its op, only the counts show.
+    entry = compressed.unpacked(Path(shutil.copy(GRAPHS, tmp_path / GRAPHS.name)))
+    lossy = altered(Path(shutil.copy(entry, tmp_path / "lossy.sqlite")), f"DELETE FROM {KERNEL} WHERE rowid % 10 = 3")
+    result = invoke("attribute", lossy, "--tables", "facts", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    facts = {row["key"]: row["value"] for row in doc["facts"]} if isinstance(doc["facts"], list) else doc["facts"]
+    assert facts["measured steps with another number of GPU ops than the most common step"] > 0
+    assert any("lost GPU records" in note for note in doc["notes"])
+    whole = json.loads(invoke("attribute", GRAPHS, "--tables", "facts", "--format", "json").stdout)
+    assert not any("lost GPU records" in note for note in whole["notes"])
+
+
 def test_a_damaged_page_anywhere_gives_the_error_of_a_damaged_first_page(tmp_path):
     entry = compressed.unpacked(Path(shutil.copy(GRAPHS, tmp_path / GRAPHS.name)))
     lines = set()
