@@ -13,6 +13,7 @@ from gapprof.analysis.achievable import ASSUMED_FRACTION, DATASHEET_TABLE
 from gapprof.analysis.attribution import Options
 from gapprof.analysis.cross_gpu_columns import (
     AGGREGATE_SOURCE,
+    Loaded,
     kernel_model_parameters,
     load,
     measured_column,
@@ -42,7 +43,11 @@ class Columns:
 def compare(paths: Sequence[Path], options: Options, force: bool) -> Columns:
     """`gapprof compare`: each trace's measured column and findings; traces that differ in model, ctx, runtime or
     attention backend are refused unless force."""
-    loaded = load(paths, options, force)
+    return compare_loaded(load(paths, options, force), force)
+
+
+def compare_loaded(loaded: list[Loaded], force: bool) -> Columns:
+    """compare's columns of traces already loaded (cross_gpu_columns.load)."""
     notes = comparison.check_match({x.label: x.analysis.frames.trace.meta for x in loaded}, force)
     found = [(f"findings {x.label}", findings_table(findings(x.analysis))) for x in loaded]
     return Columns([measured_column(x) for x in loaded], notes + [FINDINGS_NOTE], found)
@@ -63,12 +68,18 @@ def project(
     keys, aliases or device names), with the kernel model where bytes per kernel are given (ncu_csv, or reference
     for analytic ones), or with aggregate where they are not (cross_gpu_columns.with_bytes_per_kernel), and a table
     of its parameters."""
-    specs = [gpus.resolve_gpu(t) for t in targets]
     (loaded,) = load([path], options, force)
     loaded = with_bytes_per_kernel(loaded, ncu_csv, reference, options.range_pattern, gpu_profiles, aggregate)
+    return project_loaded(loaded, targets, knobs)
+
+
+def project_loaded(loaded: Loaded, targets: Sequence[str], knobs: projection.Knobs) -> Columns:
+    """project's columns of a trace already loaded, with its bytes per kernel where it has them."""
+    specs = [gpus.resolve_gpu(t) for t in targets]
     if knobs.graph_launch_ns is not None and projection.launches_graphs(loaded.timeline):
         raise GapprofError(
-            f"{path}: its steps already launch CUDA graphs; --graphs replaces eager launches by one graph launch a step"
+            f"{loaded.analysis.frames.trace.path}: its steps already launch CUDA graphs; --graphs replaces eager "
+            "launches by one graph launch a step"
         )
     columns = [measured_column(loaded)] + [projected(loaded, spec, knobs)[0] for spec in specs]
     notes = [note for note in map(gpus.alias_note, targets) if note] + replay_notes(loaded, knobs)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gapprof.analysis import cross_gpu, projection
 from gapprof.analysis.attribution import Attribution, Options, analyze
-from gapprof.analysis.cross_gpu_columns import labels
+from gapprof.analysis.cross_gpu_columns import labels, load, with_bytes_per_kernel
 from gapprof.analysis.plausibility import problems
 from gapprof.analysis.views.annotated_trace import AnnotatedTrace
 from gapprof.analysis.views.html_report import HtmlReport
@@ -58,7 +58,13 @@ def view(
         raise GapprofError(f"{output}: a {renderer.name} file holds one trace, not {len(paths)}")
     if targets and not renderer.projects:
         raise GapprofError(f"{output}: --to projects in the HTML report only; a {renderer.name} file holds none")
-    viewed = [Viewed(label, analyze(path, options, progress)) for label, path in zip(labels(paths), paths)]
+    several = len(paths) > 1
+    # Compared or projected traces are loaded once for all of it (a floor is needed there); its override check is
+    # the one below, which the report applies to a single trace too.
+    loaded = load(paths, options, force=True) if several or targets else []
+    viewed = [Viewed(x.label, x.analysis) for x in loaded] or [
+        Viewed(labels(paths)[0], analyze(paths[0], options, progress))
+    ]
     if not force:
         wrong = [
             f"{v.label}: {problem}"
@@ -69,7 +75,7 @@ def view(
         ]
         if wrong:
             raise GapprofError("; ".join(wrong) + "; --force uses them anyway")
-    comparison = cross_gpu.compare(paths, options, force) if len(paths) > 1 else None
-    knobs = projection.Knobs()
-    projections = [cross_gpu.project(path, targets, knobs, options, force, aggregate=True) for path in paths if targets]
+    comparison = cross_gpu.compare_loaded(loaded, force) if several else None
+    modelled = [with_bytes_per_kernel(x, None, None, options.range_pattern, aggregate=True) for x in loaded]
+    projections = [cross_gpu.project_loaded(x, targets, projection.Knobs()) for x in modelled] if targets else []
     return renderer().render(viewed, comparison, projections)
