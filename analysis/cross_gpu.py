@@ -81,6 +81,12 @@ def project_loaded(loaded: Loaded, targets: Sequence[str], knobs: projection.Kno
             f"{loaded.analysis.frames.trace.path}: its steps already launch CUDA graphs; --graphs replaces eager "
             "launches by one graph launch a step"
         )
+    if knobs.drop_kernels is not None and loaded.bytes_source == AGGREGATE_SOURCE:
+        raise GapprofError(
+            f"--drop-kernels {knobs.drop_kernels!r}: the aggregate kernel model shares each step's floor bytes among "
+            "its kernels by duration, so dropped kernels would take floor bytes with them; give bytes per kernel "
+            "(--ncu or --reference) or pass --bandwidth-ratio"
+        )
     columns = [measured_column(loaded)] + [projected(loaded, spec, knobs)[0] for spec in specs]
     notes = [note for note in map(gpus.alias_note, targets) if note] + replay_notes(loaded, knobs)
     if loaded.bytes_source is None:

@@ -233,6 +233,12 @@ def replay_notes(loaded: Loaded, knobs: projection.Knobs) -> list[str]:
         notes.append(f"--graphs: each step's launches become one graph launch of {knobs.graph_launch_ns / 1e3:g} us")
     if knobs.kernel_scale:
         notes.append("--kernel-scale: " + ", ".join(f"{k} x{v:g}" for k, v in knobs.kernel_scale.items()))
+    if knobs.drop_kernels is not None:
+        notes.append(
+            f"--drop-kernels {knobs.drop_kernels!r}: the projections run without those kernels, as if folded into "
+            "the kernels around them at no cost (their time, their bytes and the gap before each go; their launch "
+            "calls stay)"
+        )
     return notes
 
 

@@ -19,6 +19,7 @@ Memcpys and memsets keep the rule above.
 """
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 import polars as pl
@@ -42,6 +43,7 @@ class Knobs:
     graph_launch_ns: int | None = None  # None: launches as captured; else one graph launch of this CPU cost
     kernel_scale: dict = field(default_factory=dict)  # kernel class -> extra duration factor
     fixed_ns: int = 0  # per-op time that does not scale with bandwidth
+    drop_kernels: str | None = None  # a kernel class, or a regular expression on kernel names: those kernels go
 
 
 def check_what_if(values: dict[str, float | None]) -> None:
@@ -65,6 +67,35 @@ def parse_kernel_scale(items: tuple[str, ...]) -> dict:
         if not math.isfinite(scales[cls]) or scales[cls] <= 0:
             raise GapprofError(f"--kernel-scale {item!r}: the factor must be a finite number > 0")
     return scales
+
+
+def check_drop_kernels(what: str | None) -> None:
+    """Refuse a --drop-kernels value that is neither a kernel class nor a valid regular expression."""
+    if what is None or what in CLASSES:
+        return
+    try:
+        re.compile(what)
+    except re.error as error:
+        raise GapprofError(
+            f"--drop-kernels {what!r}: neither a kernel class ({', '.join(CLASSES)}) nor a regular expression ({error})"
+        ) from None
+
+
+def without_kernels(timeline: Timeline, what: str) -> Timeline:
+    """The timeline without the kernels of class `what` (or, if it is no class, whose name matches the regular
+    expression `what`), as if their work were folded into the kernels around them at no cost: their time and the
+    gap before each go. The calls that launched them stay (in a CUDA graph there is one call for all its nodes)."""
+    matches = pl.col("class").cast(pl.String) == what if what in CLASSES else pl.col("name").str.contains(what)
+    dropped = (pl.col("kind") == "kernel") & matches
+    left = timeline.ops.filter(~dropped)
+    if left.height == timeline.ops.height:
+        raise GapprofError(
+            f"--drop-kernels {what!r}: no kernel of the measured steps is of that class or has a matching name "
+            f"(classes: {', '.join(CLASSES)}; `gapprof attribute --tables kernels` lists the names)"
+        )
+    if left.filter(pl.col("kind") == "kernel").is_empty():
+        raise GapprofError(f"--drop-kernels {what!r}: it matches every kernel of the measured steps")
+    return replace(timeline, ops=left)
 
 
 def source_bandwidth(analysis: Attribution) -> float:
@@ -172,6 +203,8 @@ def replayed(
     kernel = kernel_rates(analysis, target, timeline.profiles) if "bytes_ns" in timeline.ops.columns else None
     if knobs.graph_launch_ns is not None:
         timeline = as_graph(timeline, knobs.graph_launch_ns)
+    if knobs.drop_kernels is not None:
+        timeline = without_kernels(timeline, knobs.drop_kernels)
     replay_steps = replay.replay_on_gpu if analysis.frames.on_gpu else replay.replay
     return replay_steps(timeline, durations(timeline.ops, ratio, knobs, kernel), knobs.launch_cost_scale)
 

@@ -141,3 +141,32 @@ def test_replayed_steps_keep_their_order_and_count(tmp_path):
     steps = replay.replay(loaded.timeline, loaded.timeline.ops["dur"], cpu_scale=2.0)[0]
     assert steps["t0"].to_list() == [0, 2020 + 7980, 2 * (2020 + 7980)]
     assert (steps["t1"] - steps["t0"]).to_list() == [2020] * 3
+
+
+def norms_inside(b: TraceBuilder) -> None:
+    """gpu_bound's step with kernels 3 and 4 RMSNorms: 10 kernels of 100 ns queued back to back from 20."""
+    b.range(0, 1030)
+    for i in range(10):
+        name = "rms_norm_kernel" if i in (3, 4) else "gemv_kernel"
+        b.launch(10 + 5 * i, 14 + 5 * i, 20 + 100 * i, 120 + 100 * i, name=name)
+    b.call(64, 1026, SYNC)
+
+
+@pytest.mark.parametrize("what", ["norm", "^rms_"])
+def test_dropped_kernels_take_their_time_and_the_rest_close_up(tmp_path, what):
+    loaded = load(_built(norms_inside), tmp_path / "t.sqlite")
+    here = gpus.resolve_gpu(loaded.analysis.frames.trace.meta["gpu_name"])
+    table = projection.project(loaded.analysis, loaded.timeline, here, projection.Knobs(drop_kernels=what))
+    # Kernels 0-2 at 20-320, 5-9 queued behind them at 320-820; the sync returns at 826, the step ends at 830.
+    terms = table.select("wall", "busy", "starved", "latency", "head", "tail", "kernels").row(0, named=True)
+    assert terms == dict(wall=830, busy=800, starved=0, latency=0, head=20, tail=10, kernels=8)
+
+
+def test_drop_kernels_refuses_what_matches_nothing_or_everything_or_is_no_pattern(tmp_path):
+    loaded = load(_built(norms_inside), tmp_path / "t.sqlite")
+    here = gpus.resolve_gpu(loaded.analysis.frames.trace.meta["gpu_name"])
+    for what, message in [("rope", "no kernel of the measured steps"), ("_kernel$", "matches every kernel")]:
+        with pytest.raises(GapprofError, match=message):
+            projection.project(loaded.analysis, loaded.timeline, here, projection.Knobs(drop_kernels=what))
+    with pytest.raises(GapprofError, match=r"'\(\[': neither a kernel class .* nor a regular expression"):
+        projection.check_drop_kernels("([")

@@ -73,6 +73,14 @@ def _projection_options(f):
         help="Multiply the durations of a kernel class by X after rescaling (repeatable).",
     )(f)
     f = click.option(
+        "--drop-kernels",
+        metavar="CLASS|REGEX",
+        default=None,
+        help="Predict the step without the kernels of a class (or whose name matches a regular expression), as if "
+        "fused into the kernels around them at no cost: their time and the gap before each go. Needs bytes per "
+        "kernel (--ncu, --reference or module ranges) or --bandwidth-ratio.",
+    )(f)
+    f = click.option(
         "--graph-launch-us",
         type=click.FloatRange(min=0),
         default=None,
@@ -95,7 +103,7 @@ def _projection_options(f):
     )(f)
 
 
-def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us):
+def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, drop_kernels):
     from gapprof.analysis import projection
 
     projection.check_what_if(
@@ -105,6 +113,7 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
             "--fixed-kernel-us": fixed_kernel_us,
         }
     )
+    projection.check_drop_kernels(drop_kernels)
     if graphs and graph_launch_us is None:
         raise GapprofError(
             "--graphs needs --graph-launch-us (the CPU cost of one cudaGraphLaunch; "
@@ -117,6 +126,7 @@ def _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kerne
         graph_launch_ns=round(graph_launch_us * 1e3) if graphs else None,
         kernel_scale=projection.parse_kernel_scale(kernel_scale),
         fixed_ns=round(fixed_kernel_us * 1e3),
+        drop_kernels=drop_kernels,
     )
 
 
@@ -191,6 +201,7 @@ def project(
     graphs,
     graph_launch_us,
     kernel_scale,
+    drop_kernels,
     fixed_kernel_us,
     ncu_csv,
     gpu_profiles,
@@ -238,7 +249,7 @@ def project(
         )
     ratio = bandwidth_ratio or bool(fixed_kernel_us)
     options.check_gpu_profiles(gpu_profiles, not ratio, "no --bandwidth-ratio or --fixed-kernel-us")
-    knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us)
+    knobs = _knobs(launch_cost_scale, graphs, graph_launch_us, kernel_scale, fixed_kernel_us, drop_kernels)
     options.check_csv_output(fmt, output, several=True)  # the table and an explanation per target
     from gapprof.analysis import cross_gpu
     from gapprof.analysis.attribution import Options
