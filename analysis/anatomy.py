@@ -20,7 +20,7 @@ any other, so head is 0.
 """
 
 import polars as pl
-from gapprof.analysis.readers.raw_trace import GLOBAL_PID
+from gapprof.analysis.readers.raw_trace import launch_keys
 
 TERMS = ("busy", "starved", "latency", "head", "tail")
 COUNTS = (
@@ -88,17 +88,14 @@ def step_anatomy(
     """
     assigned = calls.lazy() if on_gpu else assign_calls(steps.lazy(), calls.lazy())
     step_calls = assigned.collect().with_row_index("call")
-    launchers = (
-        step_calls.lazy()
-        .filter(pl.col("correlationId").is_not_null())
-        .select("call", "step", "correlationId", "source", launch_start="start", globalPid=GLOBAL_PID)
-    )
+    call_key, op_key = launch_keys(step_calls)
+    launchers = step_calls.lazy().select("call", "step", "source", call_key, launch_start="start")
     ranges = steps.lazy().select("step", "t0", "t1")
     ops = (
         gpu.lazy()
-        .select("start", "end", "streamId", "kind", "globalPid", "correlationId")
+        .select("start", "end", "streamId", "kind", op_key)
         .with_row_index("op")
-        .join(launchers, on=["globalPid", "correlationId"], how="inner")
+        .join(launchers, on="launch", how="inner")
         .join(ranges, on="step", how="left")
         .select(
             "op",
