@@ -43,17 +43,24 @@ class IdentityError(AssertionError):
     """The attribution broke wall = busy + starved + latency + head + tail: a bug, never a data problem."""
 
 
-def assign_calls(steps: pl.LazyFrame, calls: pl.LazyFrame) -> pl.LazyFrame:
-    """API calls that start inside a step range on that range's thread, with their step id."""
+def assign_calls(steps: pl.DataFrame, calls: pl.DataFrame) -> pl.DataFrame:
+    """API calls that start inside a step range on that range's thread, with their step id, in the order of `calls`.
+    Only their starts and threads are sorted to find the steps, so where every call is in a step the calls' columns
+    are shared, not copied."""
     ranges = steps.select("step", "globalTid", "t0", "t1").sort("t0")
-    return (
-        calls.sort("start")
+    step = (
+        calls.select("start", "globalTid")
+        .with_row_index("row")
+        .sort("start")
         .join_asof(
             ranges, left_on="start", right_on="t0", by="globalTid", strategy="backward", check_sortedness=False
         )  # both sides are sorted on the time key above
-        .filter(pl.col("start") <= pl.col("t1"))
-        .drop("t0", "t1")
+        .sort("row")
+        .select(pl.when(pl.col("start") <= pl.col("t1")).then("step").alias("step"))
+        .to_series()
     )
+    # A filter copies every column even where it keeps every row.
+    return calls.with_columns(step).filter(step.is_not_null()) if step.has_nulls() else calls.with_columns(step)
 
 
 def _sweep(ops: pl.LazyFrame, start: str, end: str, from_t0: bool = False) -> pl.LazyFrame:
@@ -86,8 +93,7 @@ def step_anatomy(
     The ops frame is narrow (op = row of `gpu`, step, start, end, kind, launch_start = when its launching call
     began, gap, starved): names stay in `gpu`.
     """
-    assigned = calls.lazy() if on_gpu else assign_calls(steps.lazy(), calls.lazy())
-    step_calls = assigned.collect().with_row_index("call")
+    step_calls = (calls if on_gpu else assign_calls(steps, calls)).with_row_index("call")
     call_key, op_key = launch_keys(step_calls)
     launchers = step_calls.lazy().select("call", "step", "source", call_key, launch_start="start")
     ranges = steps.lazy().select("step", "t0", "t1")
