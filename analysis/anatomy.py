@@ -152,11 +152,20 @@ def step_anatomy(
         .group_by("step")
         .agg(unclipped=pl.col("added").sum())
     )
-    launched = step_calls.lazy().join(lazy.select("call").unique(), on="call", how="semi")
-    launches = launched.group_by("step").agg(launch_calls=pl.len(), launch_cpu=(pl.col("end") - pl.col("start")).sum())
-    api = step_calls.lazy().group_by("step").agg(api_calls=pl.len())
+    # The calls that launched some op, marked by their row: no join over the calls.
+    launched = pl.repeat(False, step_calls.height, eager=True).scatter(ops["call"], True)
+    calls_per_step = (
+        step_calls.lazy()
+        .with_columns(launched=launched)
+        .group_by("step")
+        .agg(
+            launch_calls=pl.col("launched").sum(),
+            launch_cpu=(pl.col("end") - pl.col("start")).filter("launched").sum(),
+            api_calls=pl.len(),
+        )
+    )
     table = steps.lazy()
-    for part in (terms, counts, unclipped, launches, api):
+    for part in (terms, counts, unclipped, calls_per_step):
         table = table.join(part, on="step", how="left")
     table, swept = pl.collect_all(
         [

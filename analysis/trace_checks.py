@@ -33,7 +33,7 @@ Counted only (facts table):
 """
 
 import polars as pl
-from gapprof.analysis.api import named_calls
+from gapprof.analysis.api import calls_where
 from gapprof.analysis.readers.raw_trace import CORRELATION_IDS, GLOBAL_PID, GRAPH, RawTrace, launch_keys
 
 from gapprof.errors import GapprofError
@@ -147,10 +147,8 @@ def launches_without_ops(
     """Per measured step (step, calls): its launch calls that no GPU op of their process carries the
     correlationId of."""
     call_key, op_key = launch_keys(calls)
-    launches = (
-        named_calls(calls, strings)
-        .filter(pl.col("category").is_in(LAUNCH_CATEGORIES))
-        .select("start", "globalTid", call_key)
+    launches = calls_where(calls, strings, pl.col("category").is_in(LAUNCH_CATEGORIES)).select(
+        "start", "globalTid", call_key
     )
     lost = launches.join(gpu.select(op_key), on="launch", how="anti")
     ranges = measured.select("step", "t0", "t1", "globalTid").sort("t0")
