@@ -79,18 +79,9 @@ def _sweep(ops: pl.LazyFrame, start: str, end: str, from_t0: bool = False) -> pl
     )
 
 
-def step_anatomy(
-    steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(per-step table, the steps' GPU ops, the steps' API calls with `step`).
-
-    steps: from steps.find_steps; calls: API calls of the step threads; gpu: every GPU op of the trace.
-    on_gpu: GPU-timeline steps (analysis.step_finding): `calls` already carry their `step`, the gap before a
-    step's first op is an inter-op gap (starved or latency) and head is 0.
-    The ops frame is narrow (op = row of `gpu`, step, start, end, kind, launch_start = when its launching call
-    began, gap, starved): names stay in `gpu`.
-    """
-    step_calls = (calls if on_gpu else assign_calls(steps, calls)).with_row_index("call")
+def _launched_ops(steps: pl.DataFrame, step_calls: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
+    """The GPU ops launched by `step_calls` (`call` indexes them), each once, with its step, launch start and its
+    interval clipped to the step (cs, ce)."""
     call_key, op_key = launch_keys(step_calls)
     launchers = step_calls.lazy().select("call", "step", "source", call_key, launch_start="start")
     ranges = steps.lazy().select("step", "t0", "t1")
@@ -119,7 +110,22 @@ def step_anatomy(
     if ops["op"].n_unique() < ops.height:
         # One correlationId in both API tables would count its work twice; the runtime call launched it.
         ops = ops.sort("source").unique("op", keep="first")
+    return ops
 
+
+def step_anatomy(
+    steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(per-step table, the steps' GPU ops, the steps' API calls with `step`).
+
+    steps: from steps.find_steps; calls: API calls of the step threads; gpu: every GPU op of the trace.
+    on_gpu: GPU-timeline steps (analysis.step_finding): `calls` already carry their `step`, the gap before a
+    step's first op is an inter-op gap (starved or latency) and head is 0.
+    The ops frame is narrow (op = row of `gpu`, step, start, end, kind, launch_start = when its launching call
+    began, gap, starved): names stay in `gpu`.
+    """
+    step_calls = (calls if on_gpu else assign_calls(steps, calls)).with_row_index("call")
+    ops = _launched_ops(steps, step_calls, gpu)
     lazy = ops.lazy().drop("source")
     outside = (pl.col("cs") != pl.col("start")) | (pl.col("ce") != pl.col("end"))
     # Zero-length ops inside the range stay (they can end a gap); work wholly outside it has nothing inside.
