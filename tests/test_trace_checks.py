@@ -121,6 +121,14 @@ def test_ops_that_share_only_their_start_are_not_recorded_twice(tmp_path):
     assert facts(b.write(tmp_path / "t.sqlite"))["kernels per step"] == 11 / 3  # 3 measured steps, one with 5
 
 
+def test_a_gpu_op_and_a_call_without_a_process_are_not_each_others_launch(tmp_path):
+    path = steps().write(tmp_path / "t.sqlite")
+    with sqlite3.connect(path) as conn:  # the warm-up step's first launch and its kernel
+        conn.execute("UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET globalPid = NULL WHERE correlationId = 1")
+        conn.execute("UPDATE CUPTI_ACTIVITY_KIND_RUNTIME SET globalTid = NULL WHERE correlationId = 1")
+    assert facts(path)["GPU ops without a launch call"] == 1
+
+
 def test_a_trace_without_kernels_is_refused(tmp_path):
     path = altered_copy(tmp_path, "DELETE FROM CUPTI_ACTIVITY_KIND_KERNEL")
     assert "none of the 20 measured steps ran a kernel (the trace holds 0 kernels)" in refusal(path)

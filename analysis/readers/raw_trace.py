@@ -34,7 +34,7 @@ def launch_keys(calls: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
     process among those of `calls` times 2^32 plus the id, so a launch is found by a join on one integer (polars
     joins on two columns through a table several times the size of the frames). Null where the op's process made
     none of the calls or the id is outside 0 .. 2^32 - 1 (trace_checks refuses such ids)."""
-    processes = calls.select(GLOBAL_PID.unique().sort()).to_series()
+    processes = calls.select(GLOBAL_PID.unique().sort()).to_series().drop_nulls()  # no process: no key
     positions = pl.Series(range(processes.len()), dtype=pl.Int64)
     correlation = pl.col("correlationId")
 
