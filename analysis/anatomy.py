@@ -20,7 +20,7 @@ any other, so head is 0.
 """
 
 import polars as pl
-from gapprof.analysis.readers.raw_trace import GLOBAL_PID
+from gapprof.analysis.readers.raw_trace import launch_keys
 
 TERMS = ("busy", "starved", "latency", "head", "tail")
 COUNTS = (
@@ -43,62 +43,53 @@ class IdentityError(AssertionError):
     """The attribution broke wall = busy + starved + latency + head + tail: a bug, never a data problem."""
 
 
-def assign_calls(steps: pl.LazyFrame, calls: pl.LazyFrame) -> pl.LazyFrame:
-    """API calls that start inside a step range on that range's thread, with their step id."""
+def assign_calls(steps: pl.DataFrame, calls: pl.DataFrame) -> pl.DataFrame:
+    """API calls that start inside a step range on that range's thread, with their step id, in the order of `calls`.
+    Only their starts and threads are sorted to find the steps, so where every call is in a step the calls' columns
+    are shared, not copied."""
     ranges = steps.select("step", "globalTid", "t0", "t1").sort("t0")
-    return (
-        calls.sort("start")
+    step = (
+        calls.select("start", "globalTid")
+        .with_row_index("row")
+        .sort("start")
         .join_asof(
             ranges, left_on="start", right_on="t0", by="globalTid", strategy="backward", check_sortedness=False
         )  # both sides are sorted on the time key above
-        .filter(pl.col("start") <= pl.col("t1"))
-        .drop("t0", "t1")
+        .sort("row")
+        .select(pl.when(pl.col("start") <= pl.col("t1")).then("step").alias("step"))
+        .to_series()
     )
+    # A filter copies every column even where it keeps every row.
+    return calls.with_columns(step).filter(step.is_not_null()) if step.has_nulls() else calls.with_columns(step)
 
 
 def _sweep(ops: pl.LazyFrame, start: str, end: str, from_t0: bool = False) -> pl.LazyFrame:
     """Per op, in start order within its step: the gap before it and the busy time it adds to the union; with
-    `from_t0` the first op's gap runs from the step's start.
+    `from_t0` the first op's gap runs from the step's start. The rows keep their order: each step's ops are put in
+    start order inside the window, which costs less than sorting every column of the frame.
 
     Ties in start go to the op launched first, so a gap ends with already-submitted work when there is any.
     """
-    prev_end = pl.col(end).cum_max().shift(1).over("step")
+    prev_end = pl.col(end).cum_max().shift(1).over("step", order_by=[start, "launch_start"])
     if from_t0:
         prev_end = prev_end.fill_null(pl.col("t0"))
-    return (
-        ops.sort("step", start, "launch_start")
-        .with_columns(prev_end=prev_end)
-        .with_columns(
-            gap=(pl.col(start) - pl.col("prev_end")).clip(lower_bound=0).fill_null(0),
-            added=(pl.col(end) - pl.max_horizontal(start, "prev_end")).clip(lower_bound=0),
-        )
+    return ops.with_columns(prev_end=prev_end).with_columns(
+        gap=(pl.col(start) - pl.col("prev_end")).clip(lower_bound=0).fill_null(0),
+        added=(pl.col(end) - pl.max_horizontal(start, "prev_end")).clip(lower_bound=0),
     )
 
 
-def step_anatomy(
-    steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(per-step table, the steps' GPU ops, the steps' API calls with `step`).
-
-    steps: from steps.find_steps; calls: API calls of the step threads; gpu: every GPU op of the trace.
-    on_gpu: GPU-timeline steps (analysis.step_finding): `calls` already carry their `step`, the gap before a
-    step's first op is an inter-op gap (starved or latency) and head is 0.
-    The ops frame is narrow (op = row of `gpu`, step, start, end, kind, launch_start = when its launching call
-    began, gap, starved): names stay in `gpu`.
-    """
-    assigned = calls.lazy() if on_gpu else assign_calls(steps.lazy(), calls.lazy())
-    step_calls = assigned.collect().with_row_index("call")
-    launchers = (
-        step_calls.lazy()
-        .filter(pl.col("correlationId").is_not_null())
-        .select("call", "step", "correlationId", "source", launch_start="start", globalPid=GLOBAL_PID)
-    )
+def _launched_ops(steps: pl.DataFrame, step_calls: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
+    """The GPU ops launched by `step_calls` (`call` indexes them), each once, with its step, launch start and its
+    interval clipped to the step (cs, ce)."""
+    call_key, op_key = launch_keys(step_calls)
+    launchers = step_calls.lazy().select("call", "step", "source", call_key, launch_start="start")
     ranges = steps.lazy().select("step", "t0", "t1")
     ops = (
         gpu.lazy()
-        .select("start", "end", "streamId", "kind", "globalPid", "correlationId")
+        .select("start", "end", "streamId", "kind", op_key)
         .with_row_index("op")
-        .join(launchers, on=["globalPid", "correlationId"], how="inner")
+        .join(launchers, on="launch", how="inner")
         .join(ranges, on="step", how="left")
         .select(
             "op",
@@ -119,7 +110,22 @@ def step_anatomy(
     if ops["op"].n_unique() < ops.height:
         # One correlationId in both API tables would count its work twice; the runtime call launched it.
         ops = ops.sort("source").unique("op", keep="first")
+    return ops
 
+
+def step_anatomy(
+    steps: pl.DataFrame, calls: pl.DataFrame, gpu: pl.DataFrame, on_gpu: bool = False
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(per-step table, the steps' GPU ops, the steps' API calls with `step`).
+
+    steps: from steps.find_steps; calls: API calls of the step threads; gpu: every GPU op of the trace.
+    on_gpu: GPU-timeline steps (analysis.step_finding): `calls` already carry their `step`, the gap before a
+    step's first op is an inter-op gap (starved or latency) and head is 0.
+    The ops frame is narrow (op = row of `gpu`, step, start, end, kind, launch_start = when its launching call
+    began, gap, starved): names stay in `gpu`.
+    """
+    step_calls = (calls if on_gpu else assign_calls(steps, calls)).with_row_index("call")
+    ops = _launched_ops(steps, step_calls, gpu)
     lazy = ops.lazy().drop("source")
     outside = (pl.col("cs") != pl.col("start")) | (pl.col("ce") != pl.col("end"))
     # Zero-length ops inside the range stay (they can end a gap); work wholly outside it has nothing inside.
@@ -152,11 +158,20 @@ def step_anatomy(
         .group_by("step")
         .agg(unclipped=pl.col("added").sum())
     )
-    launched = step_calls.lazy().join(lazy.select("call").unique(), on="call", how="semi")
-    launches = launched.group_by("step").agg(launch_calls=pl.len(), launch_cpu=(pl.col("end") - pl.col("start")).sum())
-    api = step_calls.lazy().group_by("step").agg(api_calls=pl.len())
+    # The calls that launched some op, marked by their row: no join over the calls.
+    launched = pl.repeat(False, step_calls.height, eager=True).scatter(ops["call"], True)
+    calls_per_step = (
+        step_calls.lazy()
+        .with_columns(launched=launched)
+        .group_by("step")
+        .agg(
+            launch_calls=pl.col("launched").sum(),
+            launch_cpu=(pl.col("end") - pl.col("start")).filter("launched").sum(),
+            api_calls=pl.len(),
+        )
+    )
     table = steps.lazy()
-    for part in (terms, counts, unclipped, launches, api):
+    for part in (terms, counts, unclipped, calls_per_step):
         table = table.join(part, on="step", how="left")
     table, swept = pl.collect_all(
         [

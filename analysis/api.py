@@ -42,6 +42,13 @@ def named_calls(calls: pl.DataFrame, strings: pl.DataFrame) -> pl.DataFrame:
     return calls.join(_names(calls["nameId"].unique().to_list(), strings), on="nameId", how="left")
 
 
+def calls_where(calls: pl.DataFrame, strings: pl.DataFrame, keep: pl.Expr) -> pl.DataFrame:
+    """The calls whose name (`keep` over nameId, name and category) is kept, named: the names are tested once per
+    distinct id and the calls filtered by id, so only those kept are joined to their names."""
+    names = _names(calls["nameId"].unique().to_list(), strings).filter(keep)
+    return calls.filter(pl.col("nameId").is_in(names["nameId"].implode())).join(names, on="nameId", how="left")
+
+
 def api_table(calls: pl.DataFrame, strings: pl.DataFrame, n_steps: int) -> pl.DataFrame:
     """calls: the measured steps' API calls. Aggregated per name id first (durations kept for the medians), then
     named: ids whose names differ only in the version suffix pool into one row."""

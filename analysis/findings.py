@@ -43,10 +43,17 @@ def _ms(ns: float) -> float:
     return ns / 1e6
 
 
-def setup_in_step(result, calls: pl.DataFrame) -> Finding | None:
-    """Module loads or compilation inside steps (calls: the measured steps' API calls, named), and the GPU idle
-    gap that follows each (the next op's gap)."""
-    setup = calls.filter(pl.col("name").str.contains(SETUP_CALLS)).sort("end")
+def _measured_calls(result, pattern: str) -> pl.DataFrame:
+    """The measured steps' API calls whose name matches `pattern`, named."""
+    return result.measured_only(
+        api.calls_where(result.calls, result.frames.strings, pl.col("name").str.contains(pattern))
+    )
+
+
+def setup_in_step(result) -> Finding | None:
+    """Module loads or compilation inside the measured steps, and the GPU idle gap that follows each (the next op's
+    gap)."""
+    setup = _measured_calls(result, SETUP_CALLS).sort("end")
     if setup.is_empty():
         return None
     ops = result.measured_only(result.ops).sort("start")
@@ -92,10 +99,9 @@ def starved_before_one_class(result, classes: pl.DataFrame) -> Finding | None:
     )
 
 
-def host_syncs(result, calls: pl.DataFrame) -> Finding | None:
-    """More than one synchronising call a step (the step's own token copy needs one): all but the last cost.
-    calls: the measured steps' API calls, named."""
-    syncs = calls.filter(pl.col("name").str.contains("Synchronize")).sort("step", "start")
+def host_syncs(result) -> Finding | None:
+    """More than one synchronising call a step (the step's own token copy needs one): all but the last cost."""
+    syncs = _measured_calls(result, "Synchronize").sort("step", "start")
     per_step = syncs.height / result.measured.height
     if per_step <= 1:
         return None
@@ -112,14 +118,18 @@ def host_syncs(result, calls: pl.DataFrame) -> Finding | None:
 
 def short_kernels(result) -> Finding | None:
     """Many kernels too short to reach bandwidth: their time is mostly fixed cost."""
-    ops = result.measured_only(result.ops).filter(pl.col("kind") == "kernel")
     duration = pl.col("end") - pl.col("start")
-    short = ops.filter(duration < SHORT_KERNEL_NS)
+    kernel = (pl.col("kind") == "kernel") & pl.col("step").is_in(result.measured["step"].implode())
+    short = kernel & (duration < SHORT_KERNEL_NS)
+    # Counted in one pass over the ops, none of them copied.
+    kernels, shorts, short_ns = result.ops.select(
+        kernel.sum().alias("kernels"), short.sum().alias("short"), duration.filter(short).sum().alias("short_ns")
+    ).row(0)
     busy = result.measured["busy"].mean()
-    time = short.select(duration.sum()).item() / result.measured.height if short.height else 0
-    if time < BUSY_SHARE * busy or short.height < ops.height / 2:
-        return None
     n = result.measured.height
+    time = short_ns / n
+    if time < BUSY_SHARE * busy or shorts < kernels / 2:
+        return None
     fused = result.frames.meta.get("runtime") in COMPILED_RUNTIMES
     knob = (
         "fewer kernels than the compiler leaves: one kernel over several matrix products or layers (a persistent "
@@ -130,7 +140,7 @@ def short_kernels(result) -> Finding | None:
     return Finding(
         "many short kernels, each with a fixed cost",
         _ms(time),
-        f"{short.height / n:,.0f} of {ops.height / n:,.0f} kernels a step run under "
+        f"{shorts / n:,.0f} of {kernels / n:,.0f} kernels a step run under "
         f"{SHORT_KERNEL_NS / 1000:.0f} us and take {_ms(time):.2f} ms of the {_ms(busy):.2f} ms busy",
         f"{knob}; no bandwidth buys this time back",
     )
@@ -224,11 +234,10 @@ def extra_traffic(cost: pl.DataFrame, peak: float) -> list[Finding]:
 
 def findings(result, cost: pl.DataFrame | None = None) -> list[Finding]:
     """Every finding whose evidence is in the trace, largest first."""
-    calls = api.named_calls(result.measured_only(result.calls), result.frames.strings)
     found = [
-        setup_in_step(result, calls),
+        setup_in_step(result),
         starved_before_one_class(result, class_table(result)),
-        host_syncs(result, calls),
+        host_syncs(result),
         short_kernels(result),
         kernel_over_floor(result),
         exposed_cpu(result),

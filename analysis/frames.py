@@ -58,10 +58,6 @@ class TraceFrames:
         return self.trace.gpu_info
 
     @property
-    def launch_keys(self) -> pl.DataFrame:  # what trace_checks joins GPU ops to
-        return self.trace.launch_keys
-
-    @property
     def open_ranges(self) -> int:
         return self.trace.open_ranges
 
@@ -157,9 +153,7 @@ def select_steps(
         if decode is not None
         else read.calls.filter(pl.col("globalTid").is_in(found["globalTid"].unique().implode()))
     )
-    checks = trace_checks.check_frames(
-        read.trace, read.ranges, found, calls, read.gpu, read.launch_keys, read.open_ranges
-    )
+    checks = trace_checks.check_frames(read.trace, read.ranges, found, calls, read.gpu, read.open_ranges)
     prefills = left_out_prefills(read.ranges, range_pattern)
     if prefills:
         checks[PREFILLS_LEFT_OUT] = prefills

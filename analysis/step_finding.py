@@ -44,7 +44,7 @@ import numpy as np
 import polars as pl
 from gapprof.analysis import periodicity
 from gapprof.analysis.periodicity import MIN_PERIODS
-from gapprof.analysis.readers.raw_trace import GLOBAL_PID
+from gapprof.analysis.readers.raw_trace import launch_keys
 
 from gapprof.errors import GapprofError
 
@@ -96,26 +96,17 @@ class DecodeSteps:
 
 def _launches(calls: pl.DataFrame, gpu: pl.DataFrame) -> pl.DataFrame:
     """Every GPU op with its launching call (`call` indexes `calls`), the runtime call where both APIs claim it."""
+    call_key, op_key = launch_keys(calls)
     keyed = (
         calls.lazy()
         .with_row_index("call")
-        .filter(pl.col("correlationId").is_not_null())
-        .select(
-            "call",
-            "globalTid",
-            "correlationId",
-            "source",
-            "nameId",
-            call_start="start",
-            call_end="end",
-            globalPid=GLOBAL_PID,
-        )
+        .select("call", "globalTid", "source", "nameId", call_key, call_start="start", call_end="end")
     )
     ops = (
         gpu.lazy()
-        .select("start", "end", "kind", "shortName", "copyKind", "graphExecId", "globalPid", "correlationId")
+        .select("start", "end", "kind", "shortName", "copyKind", "graphExecId", op_key)
         .with_row_index("op")
-        .join(keyed, on=["globalPid", "correlationId"], how="inner")
+        .join(keyed, on="launch", how="inner")
         .collect()
     )
     if ops["op"].n_unique() < ops.height:

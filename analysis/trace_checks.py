@@ -9,6 +9,8 @@ Refused:
   minutes, so each is damage (an end of 2^62 ns would make a step last decades), and clipping to a step would
   drop such work silently or break the identity;
 - GPU ops recorded twice (every column the same): the kernel tables would count their time twice;
+- correlation ids outside 0 .. 2^32 - 1 (CUPTI's are unsigned 32-bit): launches are joined to their GPU work on
+  one integer made of the process and the id (raw_trace.launch_keys), which holds no other;
 - launch calls inside measured steps whose GPU op is missing (a kernel or graph launch that no GPU op of its
   process carries the correlationId of): the trace lost GPU records (or the launch was captured into a CUDA
   graph rather than run, as in a warm-up step), and the step's busy time would lack the work. Not checked in
@@ -31,8 +33,8 @@ Counted only (facts table):
 """
 
 import polars as pl
-from gapprof.analysis.api import named_calls
-from gapprof.analysis.readers.raw_trace import GLOBAL_PID, GRAPH, RawTrace
+from gapprof.analysis.api import calls_where
+from gapprof.analysis.readers.raw_trace import CORRELATION_IDS, GLOBAL_PID, GRAPH, RawTrace, launch_keys
 
 from gapprof.errors import GapprofError
 
@@ -49,17 +51,20 @@ def check_frames(
     steps: pl.DataFrame,
     calls: pl.DataFrame,
     gpu: pl.DataFrame,
-    launch_keys: pl.DataFrame,
     open_ranges: int,
 ) -> dict:
     """Refuse a trace whose anatomy would be wrong; else the counts for the facts table, label -> count.
 
-    steps: with `warmup` marked; launch_keys and open_ranges: as RawTrace holds them.
+    steps: with `warmup` marked; open_ranges: as RawTrace holds it.
     """
     refuse_bad_times(trace, {"NVTX ranges": ranges, "API calls": calls, "GPU ops": gpu})
     refuse_duplicates(trace, gpu)
+    refuse_bad_correlation_ids(trace, {"API calls": trace.calls, "GPU ops": gpu})
     measured = steps.filter(~pl.col("warmup"))
-    unlaunched = gpu.join(launch_keys, on=["globalPid", "correlationId"], how="anti")  # a null id joins nothing
+    call_key, op_key = launch_keys(trace.calls)
+    unlaunched = gpu.select("start", "globalPid", op_key).join(
+        trace.calls.select(call_key), on="launch", how="anti"
+    )  # a null key joins nothing
     refuse_unlaunched_work(trace, unlaunched, measured)
     if GRAPH not in trace.tables:
         refuse_lost_ops(trace, launches_without_ops(calls, gpu, trace.strings, measured))
@@ -106,9 +111,29 @@ def refuse_bad_times(trace: RawTrace, frames: dict[str, pl.DataFrame]) -> None:
         raise GapprofError(f"{trace.path}: damaged timestamps ({'; '.join(found)}): the steps cannot be attributed")
 
 
+def recorded_twice(gpu: pl.DataFrame) -> int:
+    """GPU ops equal in every column to an earlier one. Only ops sharing their start with another can be: those are
+    found on the sorted starts, so no hash table over every row and column is built."""
+    starts = gpu["start"].sort()
+    shared = starts.filter(starts == starts.shift(1)).unique()
+    candidates = gpu.filter(pl.col("start").is_in(shared.implode()))
+    return candidates.height - candidates.n_unique()
+
+
+def refuse_bad_correlation_ids(trace: RawTrace, frames: dict[str, pl.DataFrame]) -> None:
+    """Raise naming every frame (name -> frame) with correlation ids that are not CUPTI's unsigned 32-bit ones."""
+    outside = ~pl.col("correlationId").is_between(0, CORRELATION_IDS - 1)
+    found = [f"{n:,} {name}" for name, frame in frames.items() if (n := frame.select(outside.sum()).item())]
+    if found:
+        raise GapprofError(
+            f"{trace.path}: {' and '.join(found)} have correlation ids outside 0 .. 2^32 - 1, which CUPTI never "
+            "gives: a damaged trace, whose launches cannot be matched to their GPU work"
+        )
+
+
 def refuse_duplicates(trace: RawTrace, gpu: pl.DataFrame) -> None:
     """Raise when some GPU op is recorded twice."""
-    repeated = gpu.height - gpu.n_unique()
+    repeated = recorded_twice(gpu)
     if repeated:
         raise GapprofError(
             f"{trace.path}: {repeated:,} GPU ops are recorded twice (every column the same): a damaged "
@@ -121,14 +146,11 @@ def launches_without_ops(
 ) -> pl.DataFrame:
     """Per measured step (step, calls): its launch calls that no GPU op of their process carries the
     correlationId of."""
-    launches = (
-        named_calls(calls, strings)
-        .filter(pl.col("category").is_in(LAUNCH_CATEGORIES))
-        .select("start", "globalTid", "correlationId", globalPid=GLOBAL_PID)
+    call_key, op_key = launch_keys(calls)
+    launches = calls_where(calls, strings, pl.col("category").is_in(LAUNCH_CATEGORIES)).select(
+        "start", "globalTid", call_key
     )
-    lost = launches.join(
-        gpu.select("globalPid", "correlationId").unique(), on=["globalPid", "correlationId"], how="anti"
-    )
+    lost = launches.join(gpu.select(op_key), on="launch", how="anti")
     ranges = measured.select("step", "t0", "t1", "globalTid").sort("t0")
     return (
         lost.sort("start")

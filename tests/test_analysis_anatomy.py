@@ -135,6 +135,20 @@ def test_correlation_ids_join_within_one_process(tmp_path):
     assert (row["kernels"], row["busy"]) == (1, 100)
 
 
+def test_each_process_joins_its_own_launches_under_one_correlation_id(tmp_path):
+    b, other = TraceBuilder(), ts.global_tid(PID + 1, 100)
+    b.range(0, 1000)
+    b.range(0, 1000, tid=other)
+    c = b.call(10, 20)
+    b.call(30, 40, tid=other)
+    b.rows["CUPTI_ACTIVITY_KIND_RUNTIME"][-1]["correlationId"] = c  # each process numbers its own launches
+    b.kernel(100, 200, c)
+    b.kernel(300, 600, c, pid=PID + 1)
+    table, ops, _ = anatomy_of(b, tmp_path / "t.sqlite")
+    assert table.select("globalTid", "kernels", "busy", "head").rows() == [(TID, 1, 100, 100), (other, 1, 300, 300)]
+    assert ops.sort("start")["step"].to_list() == [0, 1]
+
+
 def test_nested_ranges_are_counted_not_attributed_twice(tmp_path):
     b = TraceBuilder()
     b.range(0, 1000)

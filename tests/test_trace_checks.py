@@ -103,6 +103,32 @@ def test_unlaunched_work_outside_the_measured_steps_is_counted_only(tmp_path):
     assert found["kernels per step"] == 3.0
 
 
+def test_correlation_ids_beyond_32_bits_are_refused(tmp_path):
+    path = altered_copy(
+        tmp_path, "UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET correlationId = correlationId + (1 << 32) WHERE rowid <= 3"
+    )
+    assert refusal(path) == (
+        f"Error: {path}: 3 GPU ops have correlation ids outside 0 .. 2^32 - 1, which CUPTI never gives: a damaged "
+        "trace, whose launches cannot be matched to their GPU work"
+    )
+
+
+def test_ops_that_share_only_their_start_are_not_recorded_twice(tmp_path):
+    b = steps()
+    c = b.call(2050, 2060)
+    b.kernel(2600, 2700, c)
+    b.kernel(2600, 2650, c, stream=8)  # one launch, two ops starting together (a graph's nodes on two streams)
+    assert facts(b.write(tmp_path / "t.sqlite"))["kernels per step"] == 11 / 3  # 3 measured steps, one with 5
+
+
+def test_a_gpu_op_and_a_call_without_a_process_are_not_each_others_launch(tmp_path):
+    path = steps().write(tmp_path / "t.sqlite")
+    with sqlite3.connect(path) as conn:  # the warm-up step's first launch and its kernel
+        conn.execute("UPDATE CUPTI_ACTIVITY_KIND_KERNEL SET globalPid = NULL WHERE correlationId = 1")
+        conn.execute("UPDATE CUPTI_ACTIVITY_KIND_RUNTIME SET globalTid = NULL WHERE correlationId = 1")
+    assert facts(path)["GPU ops without a launch call"] == 1
+
+
 def test_a_trace_without_kernels_is_refused(tmp_path):
     path = altered_copy(tmp_path, "DELETE FROM CUPTI_ACTIVITY_KIND_KERNEL")
     assert "none of the 20 measured steps ran a kernel (the trace holds 0 kernels)" in refusal(path)

@@ -11,7 +11,7 @@ from synthetic import TraceBuilder
 
 from gapprof.errors import GapprofError
 
-STEPS = 1_000  # 9 GPU ops and API calls a step: about 3.4 MiB by memory.BYTES_PER_ROW
+STEPS = 1_000  # 9 GPU ops and API calls a step: about 3.0 MiB by memory.BYTES_PER_ROW
 
 
 def _trace(tmp_path):

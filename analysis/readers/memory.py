@@ -11,8 +11,9 @@ from pathlib import Path
 
 from gapprof.errors import GapprofError
 
-# Peak resident bytes of attribute per GPU op or API call, rounded up from about 300 measured at 1M-10M kernels.
-BYTES_PER_ROW = 400
+# Peak resident bytes of attribute per GPU op or API call, rounded up from those measured at 1M-10M kernels (180 at
+# 10M to 330 at 1M, where start-up weighs most; docs/performance.md).
+BYTES_PER_ROW = 350
 MEMINFO = Path("/proc/meminfo")
 STATUS = Path("/proc/self/status")
 CGROUP = Path("/sys/fs/cgroup")

@@ -25,6 +25,27 @@ PID_MASK = 1 << trace_schema.TID_BITS  # globalPid = globalTid with the tid bits
 # The process of a thread, as the GPU tables name it (globalPid), from its globalTid column.
 GLOBAL_PID = pl.col("globalTid") - pl.col("globalTid") % PID_MASK
 
+# CUPTI numbers the launches of each process with unsigned 32-bit correlation ids.
+CORRELATION_IDS = 1 << 32
+
+
+def launch_keys(calls: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
+    """(key of an API call in `calls`, key of a GPU op): (process, correlationId) as one Int64, the position of the
+    process among those of `calls` times 2^32 plus the id, so a launch is found by a join on one integer (polars
+    joins on two columns through a table several times the size of the frames). Null where the op's process made
+    none of the calls or the id is outside 0 .. 2^32 - 1 (trace_checks refuses such ids)."""
+    processes = calls.select(GLOBAL_PID.unique().sort()).to_series().drop_nulls()  # no process: no key
+    positions = pl.Series(range(processes.len()), dtype=pl.Int64)
+    correlation = pl.col("correlationId")
+
+    def key(process: pl.Expr) -> pl.Expr:
+        position = process.replace_strict(processes, positions, default=None, return_dtype=pl.Int64)
+        in_range = (correlation >= 0) & (correlation < CORRELATION_IDS)
+        return pl.when(in_range).then(position * CORRELATION_IDS + correlation).alias("launch")
+
+    return key(GLOBAL_PID), key(pl.col("globalPid"))
+
+
 GPU_KINDS = ("kernel", "memcpy", "memset", "graph")
 API_SOURCES = ("runtime", "driver")
 
@@ -89,8 +110,3 @@ class RawTrace:
         for name, schema in SCHEMAS.items():
             if dict(getattr(self, name).schema) != schema:
                 raise TypeError(f"{self.path}: {name} has schema {dict(getattr(self, name).schema)}, not {schema}")
-
-    @property
-    def launch_keys(self) -> pl.DataFrame:
-        """(globalPid, correlationId) of every API call: what a GPU op joins to find its launch."""
-        return self.calls.select(GLOBAL_PID.alias("globalPid"), "correlationId")
