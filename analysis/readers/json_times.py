@@ -1,0 +1,89 @@
+"""Events' times in µs, as the text of their JSON numbers, rounded to integer ns exactly: a point t becomes
+round(1000 t), ties to even; an event's end is round(1000 (ts + dur)), so that both ends are points rounded alike.
+
+No time is ever a float (a double near 5e12 µs cannot hold every ns). A number written plainly, with at most 17
+digits before the point and 21 after (Kineto writes three), is read by polars as a Decimal(38, 21), whose 128-bit
+integer counts units of 10^-21 µs exactly; sums and rounding are integer arithmetic on whole columns. The rare
+number written otherwise (an exponent, more digits) takes Python's decimal arithmetic, exact too.
+"""
+
+import re
+from decimal import (
+    MAX_EMAX,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DecimalException,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
+
+import polars as pl
+
+UNIT_DECIMALS = 21  # a unit is 10^-21 µs, 10^-18 ns
+UNITS_PER_NS = 10**18
+PLAIN = r"^-?[0-9]{1,17}(?:\.[0-9]{1,21})?$"  # what a Decimal(38, 21) holds exactly
+NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # JSON's number grammar
+NS_DIGITS = 19  # an ns count of more digits is beyond 64 bits
+# Exact for every sum of two numbers of up to 17 + 21 digits, and signals where a wilder one is not.
+_CONTEXT = Context(prec=80, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation, Overflow])
+
+
+def _rounded(units: pl.Expr) -> pl.Expr:
+    """round(units / 10^18) as Int64, ties to even; null beyond 64 bits."""
+    per_ns = pl.lit(UNITS_PER_NS, pl.Int128)
+    whole = units // per_ns  # floor, so the rest is in [0, 10^18) for negative times too
+    rest = units - whole * per_ns
+    half = pl.lit(UNITS_PER_NS // 2, pl.Int128)
+    up = (rest > half) | ((rest == half) & (whole % pl.lit(2, pl.Int128) != 0))
+    return (whole + up.cast(pl.Int128)).cast(pl.Int64, strict=False)
+
+
+def _ns(us: Decimal) -> int | None:
+    if us.is_zero() or us.adjusted() < NS_DIGITS - 3:
+        ns = int(_CONTEXT.scaleb(us, 3).to_integral_value(ROUND_HALF_EVEN, _CONTEXT))
+        return ns if -(1 << 63) <= ns < 1 << 63 else None
+    return None
+
+
+def exact_ns(ts: str, dur: str) -> tuple[int | None, int | None]:
+    """(start, end) ns of one event's ts and dur texts, in exact decimal arithmetic; None where a text is no
+    number, the ns lie beyond 64 bits, or the sum would need more than 80 digits."""
+    if NUMBER.fullmatch(ts) is None or NUMBER.fullmatch(dur) is None:
+        return None, None
+    try:
+        start = Decimal(ts)
+        return _ns(start), _ns(_CONTEXT.add(start, Decimal(dur)))
+    except DecimalException:
+        return None, None
+
+
+def why_not_ns(ts: str, dur: str) -> str:
+    """What keeps an event's ts and dur texts from ns, for the one line that refuses it."""
+    if NUMBER.fullmatch(ts) is None or NUMBER.fullmatch(dur) is None:
+        return "not a number"
+    try:
+        _CONTEXT.add(Decimal(ts), Decimal(dur))
+    except DecimalException:
+        return "over 80 digits"
+    return "beyond 64 bits"
+
+
+def times_ns(ts: pl.Series, dur: pl.Series) -> pl.DataFrame:
+    """Columns start and end (Int64 ns, null where exact_ns gives None) of events' ts and dur texts."""
+    frame = pl.DataFrame({"ts": ts, "dur": dur}).with_columns(
+        plain=pl.col("ts").str.contains(PLAIN) & pl.col("dur").str.contains(PLAIN),
+        ts_units=pl.col("ts").cast(pl.Decimal(38, UNIT_DECIMALS), strict=False).to_physical(),
+        dur_units=pl.col("dur").cast(pl.Decimal(38, UNIT_DECIMALS), strict=False).to_physical(),
+    )
+    times = frame.select(
+        "plain", start=_rounded(pl.col("ts_units")), end=_rounded(pl.col("ts_units") + pl.col("dur_units"))
+    )
+    others = (~times["plain"]).arg_true()
+    if len(others):
+        exact = [exact_ns(t, d) for t, d in zip(ts.gather(others), dur.gather(others))]
+        start, end = (pl.Series(column, dtype=pl.Int64) for column in zip(*exact))
+        times = times.with_columns(times["start"].scatter(others, start), times["end"].scatter(others, end))
+    return times.select("start", "end")
