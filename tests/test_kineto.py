@@ -303,11 +303,33 @@ def test_a_cut_inside_a_string_or_a_nested_object_backs_off_to_a_whole_event(tmp
     )
     whole = kineto.read(path)
     monkeypatch.setattr(json_stream, "_FIRST_BACK_OFF", 1)
+    backed_off = []
+    monkeypatch.setattr(json_stream, "_PREFIX", _Counted(json_stream._PREFIX, backed_off))
     for block in range(40, 400, 19):  # every batch ends at another place in an event
         monkeypatch.setattr(json_stream, "BLOCK_BYTES", block)
         cut = kineto.read(path)
         assert cut.gpu.equals(whole.gpu) and cut.calls.equals(whole.calls) and cut.strings.equals(whole.strings)
-    assert len(whole.gpu) == len(whole.calls) == 30
+    assert len(whole.gpu) == len(whole.calls) == 30 and len(backed_off) > 10
+
+
+class _Counted:
+    """A decoder whose calls are counted: each is a cut that did not decode."""
+
+    def __init__(self, decoder, calls: list):
+        self.decoder, self.calls = decoder, calls
+
+    def decode(self, text):
+        self.calls.append(1)
+        return self.decoder.decode(text)
+
+
+def test_a_shipped_torch_trace_reads_alike_in_small_batches(monkeypatch):
+    path = SHIPPED / "h100-graphs-torch.json.gz"
+    whole = kineto.read(path)
+    monkeypatch.setattr(json_stream, "BLOCK_BYTES", 1 << 16)
+    small = kineto.read(path)
+    for frame in ("ranges", "calls", "gpu", "strings", "gpu_info"):
+        assert getattr(small, frame).equals(getattr(whole, frame)), frame
 
 
 def test_damaged_text_is_refused_at_once_not_read_to_the_end(tmp_path, monkeypatch):

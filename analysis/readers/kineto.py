@@ -22,11 +22,12 @@ The mapping onto the export's frames:
 - GPU info: deviceProperties (id, name; no bandwidth, so the floor takes the datasheet's by name).
   There is no capture metadata: the floor needs --model and --ctx.
 
-The file is parsed as a stream, one event at a time (analysis.readers.json_stream), never as one document: a
-trace of millions of events holds one chunk of text and the columns read (analysis.readers.kineto_events), packed
-as 64-bit integers, with names interned once each. A number with a fraction keeps its JSON text (never a float)
-until it is rounded to ns; a damaged event (a time or id that is not a number, an id beyond 64 bits, nesting too
-deep) is refused in one line.
+The file is parsed as a stream of batches of many events, each decoded by msgspec in one call
+(analysis.readers.json_stream), never as one document: a trace of millions of events holds one block of text, one
+batch of events and the rows read so far (analysis.readers.kineto_events: integers, names as categories). A time
+keeps its JSON text (never a float) until it is rounded to ns, a batch at a time (analysis.readers.json_times);
+a damaged event (of the wrong shape, a time or id that is not a number, an id beyond 64 bits, nesting too deep)
+is refused in one line.
 """
 
 import gzip
