@@ -182,13 +182,15 @@ def test_a_trace_without_kernels_says_it_is_cpu_only(tmp_path):
     )
 
 
-def test_a_trace_without_ranges_or_of_several_processes_is_refused(tmp_path):
+def test_a_trace_without_ranges_or_cpu_events_or_of_several_processes_is_refused(tmp_path):
     launch = [
         _x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
         _x("kernel", "k", 3, 1, 0, 7, device=0, stream=7, correlation=1),
     ]
     with pytest.raises(GapprofError, match="no closed NVTX ranges; no periodic decode work found"):
         attribution.analyze(_events_file(tmp_path, launch))
+    with pytest.raises(GapprofError, match="GPU events but no CPU events"):
+        attribution.analyze(_events_file(tmp_path, launch[1:]))
     other = _x("user_annotation", "decode_step", 0, 10, pid=PID + 1)
     with pytest.raises(GapprofError, match="CPU events of 2 processes"):
         attribution.analyze(_events_file(tmp_path, [*launch, other, _x("user_annotation", "decode_step", 0, 10)]))
@@ -330,6 +332,15 @@ def test_a_shipped_torch_trace_reads_alike_in_small_batches(monkeypatch):
     small = kineto.read(path)
     for frame in ("ranges", "calls", "gpu", "strings", "gpu_info"):
         assert getattr(small, frame).equals(getattr(whole, frame)), frame
+
+
+def test_the_event_list_is_the_top_level_key_and_device_properties_may_follow_it(tmp_path):
+    decoy = {"note": '"traceEvents": [', "nested": {"traceEvents": [5]}}
+    after = {"traceEvents": _tricky_events(), "deviceProperties": [{"id": 0, "name": H100}]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({**decoy, **after}))
+    trace = kineto.read(path)
+    assert len(trace.gpu) == 30 and trace.gpu_info["name"].to_list() == [H100]
 
 
 def test_damaged_text_is_refused_at_once_not_read_to_the_end(tmp_path, monkeypatch):

@@ -67,7 +67,7 @@ class _Tail(msgspec.Struct):
 _EVENTS = msgspec.json.Decoder(list[Event])
 _TAIL = msgspec.json.Decoder(_Tail)
 _HEAD = msgspec.json.Decoder(_Head)
-_PREFIX = msgspec.json.Decoder(list[msgspec.Raw])  # whether text is a valid prefix: only truncated
+_PREFIX = msgspec.json.Decoder(list[msgspec.Raw])  # a valid JSON prefix fails only as truncated
 
 
 class _Text:
@@ -96,7 +96,10 @@ def _opened(path: Path):
 def _unreadable(path: Path, error: Exception) -> GapprofError:
     if isinstance(error, RecursionError):
         return GapprofError(f"{path}: not a Chrome trace: JSON nested deeper than a trace event ever is")
-    return GapprofError(f"{path}: not a Chrome trace: unreadable JSON ({error})")
+    # msgspec counts bytes from the start of the batch decoded, not of the file: that count would mislead.
+    return GapprofError(
+        f"{path}: not a Chrome trace: unreadable JSON ({re.sub(r' [(]byte [0-9]+[)]', '', str(error))})"
+    )
 
 
 def _damaged(path: Path, error: msgspec.ValidationError, first: int) -> GapprofError:

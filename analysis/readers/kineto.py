@@ -93,6 +93,11 @@ def claims(path: Path) -> bool:
 def _host_pid(path: Path, events: Events) -> int:
     cpu = pl.concat([events.frame("ranges")["where"], events.frame("calls")["where"]])
     pids = sorted(cpu.unique())
+    if not pids:
+        raise GapprofError(
+            f"{path}: a torch.profiler trace with GPU events but no CPU events (no API calls or ranges); profile "
+            f"with activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]"
+        )
     if len(pids) > 1:
         raise GapprofError(
             f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "

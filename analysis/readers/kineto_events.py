@@ -36,6 +36,8 @@ SCHEMA = {
     "within": pl.Int64,  # thread (CPU) or stream (GPU)
     "correlation": pl.Int64,  # null where absent
 }
+NUMBER_BEYOND_64_BITS = "has a number beyond 64 bits"
+LACKS_A_NUMBER = "lacks a numeric ts, dur, pid, tid or correlation"
 
 
 def _int64(value) -> bool:
@@ -86,10 +88,6 @@ class _Batch:
         except TypeError:  # a string or an integer beyond 64 bits
             row = next(i for i, value in enumerate(values) if value is not None and not _int64(value))
             raise self.refused(row, NUMBER_BEYOND_64_BITS if type(values[row]) is int else LACKS_A_NUMBER) from None
-
-
-NUMBER_BEYOND_64_BITS = "has a number beyond 64 bits"
-LACKS_A_NUMBER = "lacks a numeric ts, dur, pid, tid or correlation"
 
 
 def _batch_rows(batch: _Batch) -> pl.DataFrame:
