@@ -1,7 +1,7 @@
 """Events' times in µs, as the text of their JSON numbers, rounded to integer ns exactly: a point t becomes
 round(1000 t), ties to even; an event's end is round(1000 (ts + dur)), so that both ends are points rounded alike.
 
-No time is ever a float (a double near 5e12 µs cannot hold every ns). A number written plainly, with at most 17
+No time is ever a float (a double near 5e12 µs cannot hold every ns). A number written plainly, with at most 16
 digits before the point and 21 after (Kineto writes three), is read by polars as a Decimal(38, 21), whose 128-bit
 integer counts units of 10^-21 µs exactly; sums and rounding are integer arithmetic on whole columns. The rare
 number written otherwise (an exponent, more digits) takes Python's decimal arithmetic, exact too.
@@ -24,10 +24,12 @@ import polars as pl
 
 UNIT_DECIMALS = 21  # a unit is 10^-21 µs, 10^-18 ns
 UNITS_PER_NS = 10**18
-PLAIN = r"^-?[0-9]{1,17}(?:\.[0-9]{1,21})?$"  # what a Decimal(38, 21) holds exactly
+# What a Decimal(38, 21) holds exactly, and two of which sum inside 128 bits (17 digits before the point would be
+# beyond 64 bits of ns anyway).
+PLAIN = r"^-?[0-9]{1,16}(?:\.[0-9]{1,21})?$"
 NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # JSON's number grammar
 NS_DIGITS = 19  # an ns count of more digits is beyond 64 bits
-# Exact for every sum of two numbers of up to 17 + 21 digits, and signals where a wilder one is not.
+# Exact for every sum of two numbers of up to 16 + 21 digits and more, and signals where a wilder one is not.
 _CONTEXT = Context(prec=80, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation, Overflow])
 
 
@@ -42,7 +44,7 @@ def _rounded(units: pl.Expr) -> pl.Expr:
 
 
 def _ns(us: Decimal) -> int | None:
-    if us.is_zero() or us.adjusted() < NS_DIGITS - 3:
+    if us.is_zero() or us.adjusted() < NS_DIGITS - 3:  # a zero may carry any exponent
         ns = int(_CONTEXT.scaleb(us, 3).to_integral_value(ROUND_HALF_EVEN, _CONTEXT))
         return ns if -(1 << 63) <= ns < 1 << 63 else None
     return None
