@@ -109,18 +109,17 @@ def _host_pid(path: Path, events: Events) -> int:
 def _distinct(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """The distinct (kind, name) of a frame's events, by label, with `pair` numbering them; and per event its
     pair, so that a name is looked at once however many events carry it."""
-    pairs = rows.select(pl.col("kind", "name").cast(pl.String))
+    pairs = rows.select("kind", "name")  # categories: compared as integers
     distinct = pairs.unique(maintain_order=True).with_row_index("pair")
     per_event = pairs.join(distinct, on=["kind", "name"], how="left", maintain_order="left")["pair"]
-    return distinct.select("kind", "name"), per_event
+    return distinct.select(pl.col("kind", "name").cast(pl.String)), per_event
 
 
 def _global_tid() -> pl.Expr:
     """trace_schema.global_tid of each event's (pid, tid)."""
     tid_mask = (1 << trace_schema.TID_BITS) - 1
-    return (pl.col("where") * (1 << trace_schema.TID_BITS)) | (
-        pl.col("within") & tid_mask
-    )  # a shift, wrapping as numpy's
+    pid_shifted = pl.col("where") * (1 << trace_schema.TID_BITS)  # pid << TID_BITS: polars has no shift
+    return pid_shifted | (pl.col("within") & tid_mask)
 
 
 def _ranges_frame(rows: pl.DataFrame) -> pl.DataFrame:
