@@ -8,17 +8,7 @@ number written otherwise (an exponent, more digits) takes Python's decimal arith
 """
 
 import re
-from decimal import (
-    MAX_EMAX,
-    MIN_EMIN,
-    ROUND_HALF_EVEN,
-    Context,
-    Decimal,
-    DecimalException,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-)
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, Inexact
 
 import polars as pl
 
@@ -29,8 +19,7 @@ UNITS_PER_NS = 10**18
 PLAIN = r"^-?[0-9]{1,16}(?:\.[0-9]{1,21})?$"
 NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # JSON's number grammar
 NS_DIGITS = 19  # an ns count of more digits is beyond 64 bits
-# Exact for every sum of two numbers of up to 16 + 21 digits and more, and signals where a wilder one is not.
-_CONTEXT = Context(prec=80, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation, Overflow])
+MAX_SUM_DIGITS = 1000  # a ts + dur spanning more digits is refused, not rounded: no trace writes one
 
 
 def _rounded(units: pl.Expr) -> pl.Expr:
@@ -43,38 +32,43 @@ def _rounded(units: pl.Expr) -> pl.Expr:
     return (whole + up.cast(pl.Int128)).cast(pl.Int64, strict=False)
 
 
-def _ns(us: Decimal) -> int | None:
-    if us.is_zero() or us.adjusted() < NS_DIGITS - 3:  # a zero may carry any exponent
-        ns = int(_CONTEXT.scaleb(us, 3).to_integral_value(ROUND_HALF_EVEN, _CONTEXT))
-        return ns if -(1 << 63) <= ns < 1 << 63 else None
-    return None
+def _operands(ts: str, dur: str) -> tuple[Decimal, Decimal, Context] | str:
+    """ts and dur as decimals (a zero without its exponent) and a context that adds them exactly; or what keeps
+    them from ns."""
+    if NUMBER.fullmatch(ts) is None or NUMBER.fullmatch(dur) is None:
+        return "not a number"
+    start, length = (Decimal(0) if number.is_zero() else number for number in (Decimal(ts), Decimal(dur)))
+    # From the first digit of the larger, and a carry, down to the last digit of the finer.
+    top = max(start.adjusted(), length.adjusted())
+    digits = top - min(start.as_tuple()[2], length.as_tuple()[2]) + 2
+    if digits > MAX_SUM_DIGITS:
+        return "beyond 64 bits" if top >= NS_DIGITS - 3 else f"over {MAX_SUM_DIGITS} digits"
+    return start, length, Context(prec=max(digits, 28), Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact])
+
+
+def _ns(us: Decimal, context: Context) -> int | None:
+    ns = int(context.scaleb(us, 3).to_integral_value(ROUND_HALF_EVEN, context))
+    return ns if -(1 << 63) <= ns < 1 << 63 else None
 
 
 def exact_ns(ts: str, dur: str) -> tuple[int | None, int | None]:
-    """(start, end) ns of one event's ts and dur texts, in exact decimal arithmetic; None where a text is no
-    number, the ns lie beyond 64 bits, or the sum would need more than 80 digits."""
-    if NUMBER.fullmatch(ts) is None or NUMBER.fullmatch(dur) is None:
+    """(start, end) ns of one event's ts and dur texts, in exact decimal arithmetic; None where _operands or
+    64 bits refuse them."""
+    operands = _operands(ts, dur)
+    if isinstance(operands, str):
         return None, None
-    try:
-        start = Decimal(ts)
-        return _ns(start), _ns(_CONTEXT.add(start, Decimal(dur)))
-    except DecimalException:
-        return None, None
+    start, length, context = operands
+    return _ns(start, context), _ns(context.add(start, length), context)  # either None: times_ns drops both
 
 
 def why_not_ns(ts: str, dur: str) -> str:
     """What keeps an event's ts and dur texts from ns, for the one line that refuses it."""
-    if NUMBER.fullmatch(ts) is None or NUMBER.fullmatch(dur) is None:
-        return "not a number"
-    try:
-        _CONTEXT.add(Decimal(ts), Decimal(dur))
-    except DecimalException:
-        return "over 80 digits"
-    return "beyond 64 bits"
+    operands = _operands(ts, dur)
+    return operands if isinstance(operands, str) else "beyond 64 bits"
 
 
 def times_ns(ts: pl.Series, dur: pl.Series) -> pl.DataFrame:
-    """Columns start and end (Int64 ns, null where exact_ns gives None) of events' ts and dur texts."""
+    """Columns start and end (Int64 ns) of events' ts and dur texts, both null where either end is (exact_ns)."""
     frame = pl.DataFrame({"ts": ts, "dur": dur}).with_columns(
         plain=pl.col("ts").str.contains(PLAIN) & pl.col("dur").str.contains(PLAIN),
         ts_units=pl.col("ts").cast(pl.Decimal(38, UNIT_DECIMALS), strict=False).to_physical(),
@@ -88,4 +82,5 @@ def times_ns(ts: pl.Series, dur: pl.Series) -> pl.DataFrame:
         exact = [exact_ns(t, d) for t, d in zip(ts.gather(others), dur.gather(others))]
         start, end = (pl.Series(column, dtype=pl.Int64) for column in zip(*exact))
         times = times.with_columns(times["start"].scatter(others, start), times["end"].scatter(others, end))
-    return times.select("start", "end")
+    placed = pl.col("start").is_not_null() & pl.col("end").is_not_null()
+    return times.select(pl.when(placed).then(pl.col("start", "end")))
