@@ -4,7 +4,8 @@ round(1000 t), ties to even; an event's end is round(1000 (ts + dur)), so that b
 No time is ever a float (a double near 5e12 µs cannot hold every ns). A number written plainly, with at most 16
 digits before the point and 21 after (Kineto writes three), is read by polars as a Decimal(38, 21), whose 128-bit
 integer counts units of 10^-21 µs exactly; sums and rounding are integer arithmetic on whole columns. The rare
-number written otherwise (an exponent, more digits) takes Python's decimal arithmetic, exact too.
+number written otherwise (an exponent, more digits) takes Python's decimal arithmetic, exact too; an event whose
+ts + dur spans over 1,000 digits is refused.
 """
 
 import re
@@ -14,8 +15,7 @@ import polars as pl
 
 UNIT_DECIMALS = 21  # a unit is 10^-21 µs, 10^-18 ns
 UNITS_PER_NS = 10**18
-# What a Decimal(38, 21) holds exactly, and two of which sum inside 128 bits (17 digits before the point would be
-# beyond 64 bits of ns anyway).
+# What a Decimal(38, 21) holds exactly, and two of which sum inside 128 bits; any other number takes the decimal path.
 PLAIN = r"^-?[0-9]{1,16}(?:\.[0-9]{1,21})?$"
 NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # JSON's number grammar
 NS_DIGITS = 19  # an ns count of more digits is beyond 64 bits
