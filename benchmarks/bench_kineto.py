@@ -1,11 +1,13 @@
 """Benchmark: `gapprof attribute` on a large torch.profiler (Kineto) Chrome trace, as a whole process.
 
-    python benchmarks/bench_kineto.py [--kernels 1500000] [--per-step 1000] [--dir /tmp]
+    python benchmarks/bench_kineto.py [--kernels 1500000] [--per-step 1000] [--dir /tmp] [--before PYTHON]
 
 Writes a trace shaped as torch.profiler exports one (every kernel with the aten op that launched it, its
-cudaLaunchKernel and its kernel event, each with Kineto's args; a ProfilerStep#N range per step; about 870 bytes
-per kernel, so 1.5M kernels make a 1.3 GB file), runs `gapprof attribute` on it under `/usr/bin/time -v` (wall
-time and peak RSS, start-up included), then deletes it.
+cudaLaunchKernel and its kernel event, each with Kineto's args; a ProfilerStep#N range per step; about 990 bytes
+per kernel, so 1.5M kernels make 1.39 GiB), then times, each as a whole process under `/usr/bin/time -v`
+(wall time and peak RSS, start-up included): the read alone (the reader's `read`, into the frames) and
+`gapprof attribute`; then deletes it. With --before, the Python of another gapprof install (an earlier checkout
+with its own virtual environment) is timed the same way first, on the same file.
 """
 
 import argparse
@@ -18,6 +20,8 @@ from pathlib import Path
 from bench_attribute import timed
 
 PID, TID = 4242, 4243
+READ = "import sys; from gapprof.analysis.readers import kineto; kineto.read(sys.argv[1])"
+TABLES = "summary,facts,classes,kernels,api,findings"
 
 
 def _events(step: int, per_step: int):
@@ -113,6 +117,7 @@ def main() -> None:
     parser.add_argument("--kernels", type=int, default=1_500_000)
     parser.add_argument("--per-step", type=int, default=1_000)
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the trace is written")
+    parser.add_argument("--before", help="the Python of another gapprof install, timed first for comparison")
     args = parser.parse_args()
     path = args.dir / f"bench-kineto-{args.kernels}.json"
     started = time.perf_counter()
@@ -122,23 +127,16 @@ def main() -> None:
         f"{time.perf_counter() - started:.0f} s",
         file=sys.stderr,
     )
+    pythons = {"before": args.before, "after": sys.executable} if args.before else {"": sys.executable}
     try:
-        seconds, peak = timed(
-            [
-                sys.executable,
-                "-m",
-                "gapprof",
-                "attribute",
-                str(path),
-                "--range",
-                r"ProfilerStep#\d+",
-                "--tables",
-                "summary,facts,classes,kernels,api,findings",
-            ]
-        )
+        for label, python in pythons.items():
+            read = [python, "-c", READ, str(path)]
+            attribute = [python, "-m", "gapprof", "attribute", str(path), "--range", r"ProfilerStep#\d+"]
+            for what, command in (("read alone", read), ("attribute", attribute + ["--tables", TABLES])):
+                seconds, peak = timed(command)
+                print(f"{label} {what}: {seconds:.1f} s, peak {peak:,.0f} MiB".strip(), flush=True)
     finally:
         path.unlink()
-    print(f"attribute: {seconds:.1f} s, peak {peak:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ round to integer ns exactly, and a file that cannot be attributed is refused in 
 
 import gzip
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from conftest import H100, basic_step, cpu_bound, gpu_bound
 from gapprof.analysis import attribution
 from gapprof.analysis.attribution import Options
-from gapprof.analysis.readers import json_stream, kineto, kineto_events, nsys
+from gapprof.analysis.readers import json_stream, json_times, kineto, nsys
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from synthetic import PID, TID, TraceBuilder
 
 from gapprof.cli import main
@@ -84,18 +86,51 @@ def test_the_command_line_reads_a_torch_trace(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "us, ns",
+    "ts, dur, start, end",
     [
-        (Decimal("4921650408244.786"), 4921650408244786),  # beyond a double's ns
-        (Decimal("0.0004"), 0),
-        (Decimal("0.0005"), 0),
-        (Decimal("0.0015"), 2),
-        (Decimal("1.0006"), 1001),
-        (7, 7000),
+        ("4921650408244.786", "2.5", 4921650408244786, 4921650408247286),  # beyond a double's ns
+        ("0.0004", "0", 0, 0),
+        ("0.0005", "0.001", 0, 2),  # ties to even: 0.5 -> 0, 1.5 -> 2
+        ("0.0015", "0.001", 2, 2),  # 1.5 -> 2, 2.5 -> 2
+        ("1.0006", "0.0004", 1001, 1001),  # the end rounds ts + dur, not each
+        ("7", "3", 7000, 10000),
+        ("-0.0015", "0.003", -2, 2),  # negative times round alike: -1.5 -> -2
+        ("1e-3", "2.5E-3", 1, 4),  # exponents: 1 and 3.5 -> 4
+        ("1.5e+3", "1e-25", 1500000, 1500000),  # 10^-22 ns breaks no tie
+        ("0.0005", "1e-25", 0, 1),  # but here it does: 0.5000...1 -> 1
+        ("9223372036854775.807", "0", (1 << 63) - 1, (1 << 63) - 1),
+        ("9223372036854775.807", "0.001", None, None),  # the end beyond 64 bits: neither end is placed
+        ("1e16", "0", None, None),
+        ("0e-999999", "1", 0, 1000),  # a zero's exponent does not count
+        ("1e-999", "1", None, None),  # a sum of over 1,000 digits is refused, not rounded
+        ('"3"', "0", None, None),  # a string
+        ("", "0", None, None),  # absent
     ],
 )
-def test_microseconds_round_to_the_nearest_ns_ties_to_even(us, ns):
-    assert kineto_events.to_ns(us) == ns
+def test_microseconds_round_to_the_nearest_ns_ties_to_even(ts, dur, start, end):
+    times = json_times.times_ns(pl.Series([ts]), pl.Series([dur]))
+    assert times.row(0) == (start, end)
+
+
+def _reference_ns(us: Decimal) -> int | None:
+    ns = int(us.scaleb(3, Context(prec=100)).to_integral_value(ROUND_HALF_EVEN))
+    return ns if -(1 << 63) <= ns < 1 << 63 else None
+
+
+NUMBER_TEXTS = st.one_of(
+    st.decimals(-(10**16), 10**16, places=3, allow_nan=False, allow_infinity=False).map(str),  # as Kineto writes
+    st.integers(0, 90).flatmap(lambda places: st.decimals(-(10**13), 10**13, places=places)).map(lambda d: f"{d:f}"),
+    st.tuples(st.integers(-(10**20), 10**20), st.integers(-40, 12)).map(lambda p: f"{p[0]}e{p[1]}"),  # exponents
+    st.integers(-(10**17), 10**17).map(str),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(NUMBER_TEXTS, NUMBER_TEXTS), min_size=1, max_size=20))
+def test_times_are_exact_against_decimal_arithmetic(texts):
+    times = json_times.times_ns(pl.Series([t for t, _ in texts]), pl.Series([d for _, d in texts]))
+    ends = [(_reference_ns(Decimal(t)), _reference_ns(Context(prec=200).add(Decimal(t), Decimal(d)))) for t, d in texts]
+    assert times.rows() == [(None, None) if None in pair else pair for pair in ends]
 
 
 def _events_file(tmp_path, events, name="t.json"):
@@ -147,13 +182,15 @@ def test_a_trace_without_kernels_says_it_is_cpu_only(tmp_path):
     )
 
 
-def test_a_trace_without_ranges_or_of_several_processes_is_refused(tmp_path):
+def test_a_trace_without_ranges_or_cpu_events_or_of_several_processes_is_refused(tmp_path):
     launch = [
         _x("cuda_runtime", "cudaLaunchKernel", 1, 1, correlation=1),
         _x("kernel", "k", 3, 1, 0, 7, device=0, stream=7, correlation=1),
     ]
     with pytest.raises(GapprofError, match="no closed NVTX ranges; no periodic decode work found"):
         attribution.analyze(_events_file(tmp_path, launch))
+    with pytest.raises(GapprofError, match="GPU events but no CPU events"):
+        attribution.analyze(_events_file(tmp_path, launch[1:]))
     other = _x("user_annotation", "decode_step", 0, 10, pid=PID + 1)
     with pytest.raises(GapprofError, match="CPU events of 2 processes"):
         attribution.analyze(_events_file(tmp_path, [*launch, other, _x("user_annotation", "decode_step", 0, 10)]))
@@ -225,20 +262,101 @@ def test_a_string_or_a_number_beyond_64_bits_is_refused_in_one_line(tmp_path, ke
 
 def test_json_nested_deeper_than_the_parser_takes_is_refused_in_one_line(tmp_path):
     path = tmp_path / "t.json"
-    path.write_text('{"traceEvents": [' + "[" * 100_000 + "]" * 100_000 + "]}")
+    path.write_text('{"traceEvents": [{"args": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}]}")
     with pytest.raises(GapprofError, match="JSON nested deeper than a trace event ever is"):
         attribution.analyze(path)
 
 
-@pytest.mark.parametrize("chunk", [5, 6, 7])
-def test_events_are_read_across_chunks_of_text_exactly(tmp_path, monkeypatch, chunk):
-    # Small chunks cut every value, the numbers between the object's keys too: each must come out as in one read.
+def test_an_event_of_the_wrong_shape_is_refused_by_its_index(tmp_path):
+    events = [_x("user_annotation", "decode_step", 0, 10), 5]
+    with pytest.raises(GapprofError, match=r"event 1 is damaged \(Expected `object`, got `int`\)"):
+        attribution.analyze(_events_file(tmp_path, events))
+
+
+@pytest.mark.parametrize("block", [5, 6, 7, 64, 200])
+def test_events_are_read_across_blocks_of_text_exactly(tmp_path, monkeypatch, block):
+    # Small blocks cut every value, the numbers between the object's keys too: each must come out as in one read.
     nsys, torch_trace = pair(tmp_path, "mixed")
     whole = attribution.analyze(torch_trace, Options(skip=0))
     trace = json.loads(torch_trace.read_text())
     torch_trace.write_text(json.dumps({"schemaVersion": 1234567, **trace, "baseTimeNanoseconds": 1234567890123}))
-    monkeypatch.setattr(json_stream, "CHUNK_CHARS", chunk)
+    monkeypatch.setattr(json_stream, "BLOCK_BYTES", block)
     assert attribution.analyze(torch_trace, Options(skip=0)).steps.equals(whole.steps)
+
+
+def _tricky_events() -> list[dict]:
+    """Events whose names hold '},' and whose args nest objects, so that a batch's candidate cut often falls
+    inside an event."""
+    events = []
+    for i in range(30):
+        nested = {"a": {"b": {"c": [{"d": 1}, {"e": "},{"}]}, "f": 2}, "g": "}, {"}
+        events.append(_x("cpu_op", f'aten::op}},\n{{"x": {i}}}', i, 1, **nested))
+        events.append(_x("cuda_runtime", "cudaLaunchKernel", i + 0.25, 0.125, correlation=i + 1, **nested))
+        kernel = _x("kernel", f"k}}, {i}", i + 0.5, 0.25, 0, 7, device=0, stream=7, correlation=i + 1, **nested)
+        events.append(kernel)
+    return events
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_cut_inside_a_string_or_a_nested_object_backs_off_to_a_whole_event(tmp_path, monkeypatch, indent):
+    path = tmp_path / "t.json"
+    path.write_text(
+        json.dumps({"deviceProperties": [], "traceEvents": _tricky_events(), "x": [{"y": 1}]}, indent=indent)
+    )
+    whole = kineto.read(path)
+    monkeypatch.setattr(json_stream, "_FIRST_BACK_OFF", 1)
+    backed_off = []
+    monkeypatch.setattr(json_stream, "_PREFIX", _Counted(json_stream._PREFIX, backed_off))
+    for block in range(40, 400, 19):  # every batch ends at another place in an event
+        monkeypatch.setattr(json_stream, "BLOCK_BYTES", block)
+        cut = kineto.read(path)
+        assert cut.gpu.equals(whole.gpu) and cut.calls.equals(whole.calls) and cut.strings.equals(whole.strings)
+    assert len(whole.gpu) == len(whole.calls) == 30 and len(backed_off) > 10
+
+
+class _Counted:
+    """A decoder whose calls are counted: each is a cut that did not decode."""
+
+    def __init__(self, decoder, calls: list):
+        self.decoder, self.calls = decoder, calls
+
+    def decode(self, text):
+        self.calls.append(1)
+        return self.decoder.decode(text)
+
+
+def test_a_shipped_torch_trace_reads_alike_in_small_batches(monkeypatch):
+    path = SHIPPED / "h100-graphs-torch.json.gz"
+    whole = kineto.read(path)
+    monkeypatch.setattr(json_stream, "BLOCK_BYTES", 1 << 16)
+    small = kineto.read(path)
+    for frame in ("ranges", "calls", "gpu", "strings", "gpu_info"):
+        assert getattr(small, frame).equals(getattr(whole, frame)), frame
+
+
+def test_the_event_list_is_the_top_level_key_and_device_properties_may_follow_it(tmp_path):
+    decoy = {"note": '"traceEvents": [', "nested": {"traceEvents": [5]}}
+    after = {"traceEvents": _tricky_events(), "deviceProperties": [{"id": 0, "name": H100}]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({**decoy, **after}))
+    trace = kineto.read(path)
+    assert len(trace.gpu) == 30 and trace.gpu_info["name"].to_list() == [H100]
+
+
+def test_damaged_text_is_refused_at_once_not_read_to_the_end(tmp_path, monkeypatch):
+    text = json.dumps({"traceEvents": _tricky_events()})
+    third = text.index('"tid": 100', text.index('"tid": 100', text.index('"tid": 100') + 1) + 1)
+    damaged = text[:third] + "?" + text[third:]  # early in the first block of text
+    path = tmp_path / "t.json"
+    path.write_text(damaged)
+    monkeypatch.setattr(json_stream, "BLOCK_BYTES", 4000)
+    reads = []
+    monkeypatch.setattr(
+        json_stream._Text, "more", lambda self, more=json_stream._Text.more: reads.append(1) or more(self)
+    )
+    with pytest.raises(GapprofError, match=r"not a Chrome trace: unreadable JSON \(JSON is malformed"):
+        kineto.read(path)
+    assert len(reads) <= 2 < len(damaged) // 4000
 
 
 SHIPPED = Path(__file__).resolve().parents[1] / "traces"

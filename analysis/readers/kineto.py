@@ -22,11 +22,12 @@ The mapping onto the export's frames:
 - GPU info: deviceProperties (id, name; no bandwidth, so the floor takes the datasheet's by name).
   There is no capture metadata: the floor needs --model and --ctx.
 
-The file is parsed as a stream, one event at a time (analysis.readers.json_stream), never as one document: a
-trace of millions of events holds one chunk of text and the columns read (analysis.readers.kineto_events), packed
-as 64-bit integers, with names interned once each. A number with a fraction keeps its JSON text (never a float)
-until it is rounded to ns; a damaged event (a time or id that is not a number, an id beyond 64 bits, nesting too
-deep) is refused in one line.
+The file is parsed as a stream of batches of many events, each decoded by msgspec in one call
+(analysis.readers.json_stream), never as one document: a trace of millions of events holds one block of text, one
+batch of events and the rows read so far (analysis.readers.kineto_events: integers, names as categories). A time
+keeps its JSON text (never a float) until it is rounded to ns, a batch at a time (analysis.readers.json_times);
+a damaged event (of the wrong shape, a time or id that is not a number, an id beyond 64 bits, nesting too deep)
+is refused in one line.
 """
 
 import gzip
@@ -34,11 +35,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.compressed import GZIP_MAGIC
-from gapprof.analysis.readers.kineto_events import NO_ID, Columns, Rows, read_events
+from gapprof.analysis.readers.kineto_events import Events, read_events
 from gapprof.analysis.readers.raw_trace import (
     API_SCHEMA,
     DRIVER,
@@ -90,8 +90,14 @@ def claims(path: Path) -> bool:
     return head.lstrip()[:1] in (b"{", b"[")
 
 
-def _host_pid(path: Path, rows: Rows) -> int:
-    pids = sorted(rows.pids)
+def _host_pid(path: Path, events: Events) -> int:
+    cpu = pl.concat([events.frame("ranges")["where"], events.frame("calls")["where"]])
+    pids = sorted(cpu.unique())
+    if not pids:
+        raise GapprofError(
+            f"{path}: a torch.profiler trace with GPU events but no CPU events (no API calls or ranges); profile "
+            f"with activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]"
+        )
     if len(pids) > 1:
         raise GapprofError(
             f"{path}: CPU events of {len(pids)} processes ({', '.join(map(str, pids[:5]))}); "
@@ -100,58 +106,42 @@ def _host_pid(path: Path, rows: Rows) -> int:
     return pids[0]
 
 
-def _distinct(rows: Rows, frame: str) -> tuple[pl.DataFrame, pl.Series]:
+def _distinct(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """The distinct (kind, name) of a frame's events, by label, with `pair` numbering them; and per event its
     pair, so that a name is looked at once however many events carry it."""
-    columns = rows.frames[frame]
-    pairs = pl.DataFrame({"kind_id": columns.integers("kind"), "name_id": columns.integers("name")})
+    pairs = rows.select("kind", "name")  # categories: compared as integers
     distinct = pairs.unique(maintain_order=True).with_row_index("pair")
-    kinds, names = list(rows.kinds), list(rows.names)
-    labels = pl.DataFrame(
-        {"kind": [kinds[k] for k in distinct["kind_id"]], "name": [names[n] for n in distinct["name_id"]]},
-        schema={"kind": pl.String, "name": pl.String},
-    )
-    per_event = pairs.join(distinct, on=["kind_id", "name_id"], how="left", maintain_order="left")["pair"]
-    return labels, per_event
+    per_event = pairs.join(distinct, on=["kind", "name"], how="left", maintain_order="left")["pair"]
+    return distinct.select(pl.col("kind", "name").cast(pl.String)), per_event
 
 
-def _global_tids(columns: Columns) -> np.ndarray:
+def _global_tid() -> pl.Expr:
     """trace_schema.global_tid of each event's (pid, tid)."""
     tid_mask = (1 << trace_schema.TID_BITS) - 1
-    return (columns.integers("where") << trace_schema.TID_BITS) | (columns.integers("within") & tid_mask)
+    pid_shifted = pl.col("where") * (1 << trace_schema.TID_BITS)  # pid << TID_BITS: polars has no shift
+    return pid_shifted | (pl.col("within") & tid_mask)
 
 
-def _correlations(columns: Columns) -> pl.Series:
-    ids = pl.Series("correlationId", columns.integers("correlation"))
-    return pl.select(pl.when(ids != NO_ID).then(ids)).to_series()
+def _ranges_frame(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.select(
+        "start",
+        "end",
+        globalTid=_global_tid(),
+        message=pl.col("name").cast(pl.String),
+        domain=pl.lit(""),
+        payload=pl.lit(None, pl.Int64),
+    ).cast(RANGES_SCHEMA)
 
 
-def _ranges_frame(rows: Rows) -> pl.DataFrame:
-    columns = rows.frames["ranges"]
-    labels, per_event = _distinct(rows, "ranges")
-    frame = pl.DataFrame(
-        {
-            "start": columns.integers("start"),
-            "end": columns.integers("end"),
-            "globalTid": _global_tids(columns),
-            "message": labels["name"].gather(per_event),
-        }
-    )
-    return frame.with_columns(domain=pl.lit(""), payload=pl.lit(None, pl.Int64)).cast(RANGES_SCHEMA)
-
-
-def _calls_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int]) -> pl.DataFrame:
-    columns = rows.frames["calls"]
+def _calls_frame(rows: pl.DataFrame, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int]) -> pl.DataFrame:
     name_ids = pl.Series([ids[name] for name in labels["name"]], dtype=pl.Int64)
-    return pl.DataFrame(
-        {
-            "start": columns.integers("start"),
-            "end": columns.integers("end"),
-            "globalTid": _global_tids(columns),
-            "correlationId": _correlations(columns),
-            "nameId": name_ids.gather(per_event),
-            "source": labels["kind"].gather(per_event),
-        }
+    return rows.select(
+        "start",
+        "end",
+        globalTid=_global_tid(),
+        correlationId=pl.col("correlation"),
+        nameId=name_ids.gather(per_event),
+        source=labels["kind"].gather(per_event),
     ).cast(API_SCHEMA)
 
 
@@ -163,22 +153,19 @@ def _op_names(kind: str, name: str, ids: dict[str, int]) -> tuple:
     return None, None, COPY_KINDS.get("to".join(direction.groups())) if direction else None
 
 
-def _gpu_frame(rows: Rows, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int], pid: int) -> pl.DataFrame:
-    columns = rows.frames["gpu"]
+def _gpu_frame(rows: pl.DataFrame, labels: pl.DataFrame, per_event: pl.Series, ids: dict[str, int], pid: int):
     known = pl.DataFrame(
         [_op_names(kind, name, ids) for kind, name in labels.iter_rows()],
         schema={"shortName": pl.Int64, "demangledName": pl.Int64, "copyKind": pl.Int64},
         orient="row",
     )
-    frame = pl.DataFrame(
-        {
-            "start": columns.integers("start"),
-            "end": columns.integers("end"),
-            "deviceId": columns.integers("where"),
-            "streamId": columns.integers("within"),
-            "correlationId": _correlations(columns),
-            "kind": labels["kind"].gather(per_event),
-        }
+    frame = rows.select(
+        "start",
+        "end",
+        deviceId="where",
+        streamId="within",
+        correlationId="correlation",
+        kind=labels["kind"].gather(per_event),
     )
     return (
         frame.hstack(known.gather(per_event))
@@ -207,11 +194,11 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
     analysis.step_finding finds the steps)."""
     path = Path(path)
     progress(f"reading {path}")
-    rows = read_events(path)
+    events = read_events(path)
     # The columns read are a small part of what attribution takes; the file's size does not tell the rows in advance.
-    gpu_ops, calls = len(rows.frames["gpu"].start), len(rows.frames["calls"].start)
-    memory.check_fits(path, gpu_ops + calls, f"{gpu_ops:,} GPU ops, {calls:,} API calls")
-    (calls, call_pairs), (gpu, gpu_pairs) = _distinct(rows, "calls"), _distinct(rows, "gpu")
+    gpu_rows, call_rows = events.frame("gpu"), events.frame("calls")
+    memory.check_fits(path, len(gpu_rows) + len(call_rows), f"{len(gpu_rows):,} GPU ops, {len(call_rows):,} API calls")
+    (calls, call_pairs), (gpu, gpu_pairs) = _distinct(call_rows), _distinct(gpu_rows)
     if "kernel" not in set(gpu["kind"]):
         raise GapprofError(
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
@@ -224,11 +211,11 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
         tables=frozenset(TABLES[k] for k in present),
         meta={},
         unparsable_meta=(),
-        ranges=_ranges_frame(rows),
-        calls=_calls_frame(rows, calls, call_pairs, ids),
-        gpu=_gpu_frame(rows, gpu, gpu_pairs, ids, _host_pid(path, rows)),
+        ranges=_ranges_frame(events.frame("ranges")),
+        calls=_calls_frame(call_rows, calls, call_pairs, ids),
+        gpu=_gpu_frame(gpu_rows, gpu, gpu_pairs, ids, _host_pid(path, events)),
         strings=pl.DataFrame({"id": list(ids.values()), "value": list(ids)}, schema=STRINGS_SCHEMA),
-        gpu_info=_gpu_info(rows.properties),
+        gpu_info=_gpu_info(events.properties),
         open_ranges=0,  # Kineto writes complete events only
         notes=(),
     )

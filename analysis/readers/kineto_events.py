@@ -1,21 +1,22 @@
-"""Chrome trace events streamed into columns (analysis.readers.json_stream): per frame (ranges, API calls, GPU
-ops) the integers packed as int64, 8 bytes a value, and every name interned once; times rounded to integer ns
-exactly as analysis.readers.kineto defines them.
+"""Chrome trace events (analysis.readers.json_stream's batches) into one polars frame: per complete event ('X') of
+the categories read, its frame (ranges, API calls, GPU ops), kind and name, and its times and ids as integers,
+converted batch by batch in polars from the numbers' JSON text (times rounded to integer ns exactly, as
+analysis.readers.json_times defines them).
 """
 
-from array import array
-from decimal import ROUND_HALF_EVEN, Decimal
+from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
-import numpy as np
-from gapprof.analysis.readers import json_stream
-from gapprof.analysis.readers.json_stream import Fraction
+import polars as pl
+from gapprof.analysis.readers import json_stream, json_times
+from gapprof.analysis.readers.json_stream import Event
 
 from gapprof.errors import GapprofError
 
 # Event category, in lower case (older Kineto releases wrote Runtime, Kernel, Memcpy, Memset) -> (frame, kind).
 CATEGORIES = {
-    "user_annotation": ("ranges", None),
+    "user_annotation": ("ranges", "range"),
     "cuda_runtime": ("calls", "runtime"),
     "runtime": ("calls", "runtime"),
     "cuda_driver": ("calls", "driver"),
@@ -25,115 +26,106 @@ CATEGORIES = {
     "gpu_memset": ("gpu", "memset"),
     "memset": ("gpu", "memset"),
 }
-NUMBERS = (int, Fraction)  # what a time may be as parsed
+SCHEMA = {
+    "frame": pl.Categorical,
+    "kind": pl.Categorical,
+    "name": pl.Categorical,
+    "start": pl.Int64,
+    "end": pl.Int64,
+    "where": pl.Int64,  # process (CPU) or device (GPU)
+    "within": pl.Int64,  # thread (CPU) or stream (GPU)
+    "correlation": pl.Int64,  # null where absent
+}
+NUMBER_BEYOND_64_BITS = "has a number beyond 64 bits"
+LACKS_A_NUMBER = "lacks a numeric ts, dur, pid, tid or correlation"
 
 
-def to_ns(us) -> int:
-    """Integer ns of a time in µs (an int, or a Fraction or Decimal): round(1000 us), ties to even, exactly."""
-    if type(us) is int:
-        return us * 1000
-    return int(Decimal(us).scaleb(3).to_integral_value(ROUND_HALF_EVEN))
+def _int64(value) -> bool:
+    return type(value) is int and -(1 << 63) <= value < 1 << 63
 
 
-def _exact_ns(us) -> int | None:
-    """1000 us when that is an integer read straight off the text (at most three decimals, as Kineto writes),
-    else None."""
-    if type(us) is int:
-        return us * 1000
-    whole, _, fraction = us.partition(".")
-    if len(fraction) <= 3 and fraction.isdigit():
-        return int(whole + fraction.ljust(3, "0"))
-    return None
+class _Read(dict):
+    """Whether a category is read, as written (any case): a category new to the dict is looked at once."""
+
+    def __missing__(self, category: str) -> bool:
+        self[category] = read = category.lower() in CATEGORIES
+        return read
 
 
-def _times(start, dur) -> tuple[int, int]:
-    """(start ns, end ns) of an event: both ends rounded as points, end = round(1000 (ts + dur))."""
-    if type(start) not in NUMBERS or type(dur) not in NUMBERS:
-        raise TypeError("ts or dur is not a number")
-    start_ns, dur_ns = _exact_ns(start), _exact_ns(dur)
-    if start_ns is None or dur_ns is None:  # a fraction beyond ns: round each end exactly
-        return to_ns(start), to_ns(Decimal(start) + Decimal(dur))
-    return start_ns, start_ns + dur_ns
+@dataclass(frozen=True)
+class Events:
+    """The events read: one row each (SCHEMA), and the deviceProperties list ([] where the trace has none)."""
+
+    rows: pl.DataFrame
+    properties: list
+
+    def frame(self, name: str) -> pl.DataFrame:
+        return self.rows.filter(pl.col("frame") == name)
 
 
-# An absent correlation id, in a column of 64-bit integers; CUPTI's ids are unsigned 32-bit, never this.
-NO_ID = -(1 << 63)
+class _Batch:
+    """The events of one batch kept (complete events of the categories read), to refuse one by its index."""
+
+    def __init__(self, path: Path, events: list[Event], first: int, read: _Read):
+        self.path, self.events, self.first = path, events, first
+        self.kept = [event for event in events if event.ph == "X" and read[event.cat]]
+
+    def refused(self, row: int, what: str) -> GapprofError:
+        event = self.kept[row]
+        index = self.first + next(i for i, candidate in enumerate(self.events) if candidate is event)
+        return GapprofError(f"{self.path}: event {index} ({event.cat} {event.name!r}) {what}: a damaged trace")
+
+    def texts(self, field: str) -> pl.Series:
+        """A time of each event, as its JSON text: joined by NUL (never inside JSON), split in polars."""
+        joined = b"\0".join(map(attrgetter(field), self.kept)).decode("utf-8", "replace")
+        return pl.Series(field, [joined]).str.split("\0").explode()
+
+    def ids(self, field: str) -> pl.Series:
+        """An id of each event, null where absent; one that is no integer of 64 bits is refused."""
+        values = list(map(attrgetter(field), self.kept))
+        try:
+            return pl.Series(field, values, dtype=pl.Int64)
+        except TypeError:  # a string or an integer beyond 64 bits
+            row = next(i for i, value in enumerate(values) if value is not None and not _int64(value))
+            raise self.refused(row, NUMBER_BEYOND_64_BITS if type(values[row]) is int else LACKS_A_NUMBER) from None
 
 
-class Columns:
-    """One frame's rows as they stream in: integer columns packed as int64, names as ids of first appearance."""
-
-    def __init__(self):
-        self.start, self.end, self.where, self.within = array("q"), array("q"), array("q"), array("q")
-        self.correlation, self.kind, self.name = array("q"), array("q"), array("q")
-
-    def integers(self, column: str) -> np.ndarray:
-        return np.frombuffer(getattr(self, column), dtype=np.int64) if len(self.start) else np.zeros(0, np.int64)
-
-
-class Rows:
-    """The events read, per frame (ranges, calls, gpu), with every name interned once."""
-
-    def __init__(self):
-        self.frames = {"ranges": Columns(), "calls": Columns(), "gpu": Columns()}
-        self.names: dict[str, int] = {}  # name -> id of first appearance
-        self.kinds: dict[str, int] = {}
-        self.pids: set[int] = set()  # processes of the CPU events
-        self.properties: list = []  # deviceProperties
-
-    def add(self, frame: str, kind: str, event: dict) -> None:
-        args = event.get("args") or {}
-        start, end = _times(event["ts"], event.get("dur", 0))
-        correlation = args.get("correlation")
-        if correlation is not None and type(correlation) is not int:
-            raise TypeError("correlation is not an integer")
-        if frame == "gpu":
-            where, within = int(args.get("device", event.get("pid"))), int(args.get("stream", event.get("tid")))
-        else:
-            where, within = int(event["pid"]), int(event["tid"])
-            self.pids.add(where)
-        name = event.get("name", "")
-        columns = self.frames[frame]
-        columns.start.append(start)
-        columns.end.append(end)
-        columns.where.append(where)
-        columns.within.append(within)
-        columns.correlation.append(NO_ID if correlation is None else correlation)
-        columns.kind.append(self.kinds.setdefault(kind or "range", len(self.kinds)))
-        columns.name.append(self.names.setdefault(name if type(name) is str else str(name), len(self.names)))
+def _batch_rows(batch: _Batch) -> pl.DataFrame:
+    categories = pl.Series("cat", list(map(attrgetter("cat"), batch.kept)), pl.String).str.to_lowercase()
+    rows = pl.DataFrame(
+        {
+            "frame": categories.replace_strict({cat: frame for cat, (frame, _) in CATEGORIES.items()}),
+            "kind": categories.replace_strict({cat: kind for cat, (_, kind) in CATEGORIES.items()}),
+            "name": pl.Series(list(map(attrgetter("name"), batch.kept)), dtype=pl.String),
+            "correlation": batch.ids("args.correlation"),
+            **{field: batch.ids(field) for field in ("pid", "tid", "args.device", "args.stream")},
+        }
+    )
+    gpu = pl.col("frame") == "gpu"  # a GPU op's device and stream are its args', its pid and tid where absent
+    rows = rows.with_columns(
+        where=pl.when(gpu & pl.col("args.device").is_not_null()).then("args.device").otherwise("pid"),
+        within=pl.when(gpu & pl.col("args.stream").is_not_null()).then("args.stream").otherwise("tid"),
+    )
+    ts, dur = batch.texts("ts"), batch.texts("dur").replace("", "0")
+    rows = rows.hstack(json_times.times_ns(ts, dur))
+    unconverted = rows.select(pl.any_horizontal(pl.col("start", "end", "where", "within").is_null()).arg_true())
+    if len(unconverted):
+        row = unconverted.item(0, 0)
+        why = json_times.why_not_ns(ts[row], dur[row]) if rows["end"][row] is None else "not a number"
+        if why == "beyond 64 bits":
+            raise batch.refused(row, NUMBER_BEYOND_64_BITS)
+        raise batch.refused(row, LACKS_A_NUMBER if why == "not a number" else f"has a ts + dur of {why}")
+    return rows.select(*SCHEMA).cast(SCHEMA)
 
 
-def read_events(path: Path) -> Rows:
-    """Complete events ('X') of the categories read, streamed from the file into columns."""
-    rows, found = Rows(), {}
-    try:
-        for index, event in enumerate(json_stream.walk(path, found)):
-            if type(event) is not dict or event.get("ph") != "X":
-                continue
-            frame, kind = CATEGORIES.get(str(event.get("cat", "")).lower(), (None, None))
-            if frame is None:
-                continue
-            try:
-                rows.add(frame, kind, event)
-            except OverflowError:  # an ArithmeticError too: caught first
-                raise GapprofError(
-                    f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) has a "
-                    f"number beyond 64 bits: a damaged trace"
-                ) from None
-            except (KeyError, TypeError, ValueError, ArithmeticError):
-                raise GapprofError(
-                    f"{path}: event {index} ({event.get('cat')} {event.get('name')!r}) lacks a "
-                    f"numeric ts, dur, pid, tid or correlation: a damaged trace"
-                ) from None
-    except json_stream.UNREADABLE as error:
-        raise GapprofError(f"{path}: not a Chrome trace: unreadable JSON ({error})") from None
-    except RecursionError:
-        raise GapprofError(f"{path}: not a Chrome trace: JSON nested deeper than a trace event ever is") from None
-    if not found.get("events"):
-        raise GapprofError(
-            f"{path}: JSON but not a Chrome trace (no traceEvents list); expected the output of "
-            f"torch.profiler's export_chrome_trace"
-        )
+def read_events(path: Path) -> Events:
+    """Complete events ('X') of the categories read, batch by batch from the file, in one frame."""
+    found: dict = {}
+    read = _Read()
+    batches = (_Batch(path, events, first, read) for first, events in json_stream.batches(path, found))
+    rows = [_batch_rows(batch) for batch in batches if batch.kept]
     properties = found.get("deviceProperties")
-    rows.properties = properties if isinstance(properties, list) else []
-    return rows
+    return Events(
+        rows=pl.concat(rows) if rows else pl.DataFrame(schema=SCHEMA),
+        properties=properties if isinstance(properties, list) else [],
+    )
