@@ -19,7 +19,6 @@ Memcpys and memsets keep the rule above.
 """
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 
 import polars as pl
@@ -29,6 +28,7 @@ from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.floor import apply_floor
 from gapprof.analysis.kernels import CLASSES
 from gapprof.analysis.launch_timeline import DTOD, Timeline
+from gapprof.analysis.regex import regex_error
 
 from gapprof.errors import GapprofError
 from gapprof.gpus import GpuSpec
@@ -73,12 +73,11 @@ def check_drop_kernels(what: str | None) -> None:
     """Refuse a --drop-kernels value that is neither a kernel class nor a valid regular expression."""
     if what is None or what in CLASSES:
         return
-    try:
-        re.compile(what)
-    except re.error as error:
+    error = regex_error(what)
+    if error is not None:
         raise GapprofError(
             f"--drop-kernels {what!r}: neither a kernel class ({', '.join(CLASSES)}) nor a regular expression ({error})"
-        ) from None
+        )
 
 
 def without_kernels(timeline: Timeline, what: str) -> Timeline:
