@@ -146,6 +146,8 @@ def floor_model(
 def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) -> pl.Expr | None:
     """Context length per step: --ctx is the context at the first measured step, +1 a step after it;
     the capture's ctx is the prefill, and step i (its payload, else its index) reads ctx + i."""
+    if ctx is not None and ctx > models.MAX_CONTEXT:
+        raise GapprofError(f"ctx {ctx:,}: more than {models.MAX_CONTEXT:,} tokens, beyond any model's context")
     if ctx is not None:
         return pl.lit(ctx) + pl.col("index") - skip
     if "ctx" in meta:
@@ -162,6 +164,11 @@ def apply_floor(table: pl.DataFrame, floor: Floor, context: pl.Expr) -> pl.DataF
         ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding, floor.stored)["total"]
         for ctx in contexts
     }
+    if max(totals.values(), default=0) >= 2**63:
+        raise GapprofError(
+            f"a step of {floor.spec.name} moves {max(totals.values()):.3g} bytes, beyond 64-bit counts: its config's "
+            "sizes are no model's"
+        )
     table = table.with_columns(bytes=pl.col("ctx").replace_strict(totals, return_dtype=pl.Int64))
     if floor.quant is not None:
         unquantised = {

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SHIPPED_TRACES, basic_step
+from conftest import SHIPPED_TRACES, basic_step, with_meta
 from gapprof.analysis.readers import compressed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic import TraceBuilder
 
 import gapprof
-from gapprof import output_files, result_files
+from gapprof import models, output_files, result_files
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 
@@ -321,8 +321,10 @@ def test_a_damaged_page_anywhere_gives_the_error_of_a_damaged_first_page(tmp_pat
 @pytest.mark.parametrize(
     "key, value, what",
     [
-        ("ctx", -5, "not a whole number, 0 or more"),
-        ("ctx", "abc", "not a whole number, 0 or more"),
+        ("ctx", -5, "not a whole number from 0 to 2,147,483,647"),
+        ("ctx", "abc", "not a whole number from 0 to 2,147,483,647"),
+        ("ctx", 2**63, "not a whole number from 0 to 2,147,483,647"),
+        ("steps", -1, "not a whole number, 0 or more"),
         ("copy_bandwidth_gbps", -3000, "not a finite number of GB/s above 0"),
         ("unprofiled_step_ms", [1.0, "NaN"], "not a list of finite times above 0"),
     ],
@@ -334,6 +336,55 @@ def test_capture_metadata_of_the_wrong_type_or_range_is_refused(tmp_path, key, v
     b.meta = {"model": "qwen2.5-7b", "ctx": 2048, key: value}
     trace = b.write(tmp_path / "t.sqlite")
     assert f"capture metadata {key} is {json.dumps(value)}, {what}" in one_line_error(invoke("attribute", trace))
+
+
+def _config(**changes) -> dict:
+    config = json.loads((Path(gapprof.__file__).parent / "configs" / "qwen2.5-7b.json").read_text())
+    return {key: value for key, value in (config | changes).items() if value != "drop"}
+
+
+@pytest.mark.parametrize(
+    "config, found",
+    [
+        ([1, 2], "not a JSON object"),
+        (_config(num_hidden_layers="drop"), "no num_hidden_layers"),
+        (_config(num_attention_heads=0), "num_attention_heads is 0, not a whole number above 0"),
+        (_config(hidden_size=-3584), "hidden_size is -3584, not a whole number above 0"),
+        (_config(vocab_size="big"), 'vocab_size is "big", not a whole number above 0'),
+        (_config(intermediate_size=2.5), "intermediate_size is 2.5, not a whole number above 0"),
+        (_config(num_hidden_layers=True), "num_hidden_layers is true, not a whole number above 0"),
+        (_config(vocab_size=10**30), "beyond 64-bit counts"),
+    ],
+)
+def test_a_config_json_the_floor_cannot_use_is_refused(tmp_path, config, found):
+    trace = steps_trace(tmp_path / "t.sqlite")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    line = one_line_error(invoke("attribute", trace, "--model", tmp_path / "config.json", "--ctx", 8, "--gpu", "h100"))
+    assert found in line
+
+
+def test_a_capture_config_the_floor_cannot_use_is_refused(tmp_path):
+    b = TraceBuilder()
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.meta = {"model": "qwen2.5-7b", "ctx": 2048, "config": _config(num_key_value_heads=0)}
+    line = one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
+    assert "capture metadata config: num_key_value_heads is 0, not a whole number above 0" in line
+
+
+def test_a_config_without_kv_heads_takes_its_attention_heads():
+    assert models.ModelSpec.from_config("m", _config(num_key_value_heads=None)).kv_heads == 28
+
+
+@pytest.mark.parametrize("command", ["attribute", "compare", "project", "quant-table"])
+def test_a_context_beyond_any_model_is_refused(tmp_path, command):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    trace = b.write(tmp_path / "t.sqlite")
+    extra = {"attribute": [], "compare": [trace], "project": ["--to", "h200"], "quant-table": []}
+    result = invoke(command, trace, *extra[command], "--ctx", 2**63, "--force")
+    assert "ctx 9,223,372,036,854,775,808: more than 2,147,483,647 tokens" in one_line_error(result)
 
 
 # --- ncu CSVs ----------------------------------------------------------------------------------------------------
