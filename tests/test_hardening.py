@@ -284,6 +284,7 @@ def test_a_device_is_refused():
             "1 API calls have no start or end",
         ),
         ([f"INSERT INTO {KERNEL} SELECT * FROM {KERNEL} WHERE rowid <= 2"], "2 GPU ops are recorded twice"),
+        ([f"INSERT INTO {RUNTIME} SELECT * FROM {RUNTIME} WHERE rowid <= 3"], "3 API calls are recorded twice"),
         ([f"DELETE FROM {KERNEL} WHERE rowid = 7"], "1 launch calls inside 1 measured steps"),
     ],
 )
