@@ -293,6 +293,15 @@ def test_a_damaged_trace_is_refused_in_one_line(tmp_path, statements, found):
     assert found in one_line_error(invoke("attribute", trace))
 
 
+def test_a_negative_device_bandwidth_is_refused(tmp_path):
+    b = TraceBuilder()
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.gpu_info("NVIDIA H100 80GB HBM3", -5)
+    line = one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite"), "--model", "tiny-qwen2", "--ctx", 8))
+    assert "TARGET_INFO_GPU gives GPU 0 a memoryBandwidth of -5 bytes/s: a damaged export" in line
+
+
 def test_kernel_records_lost_inside_graph_replays_are_counted_with_a_note(tmp_path):
     # Every node of a replay carries the graph launch's correlationId: no launch lacks its op, only the counts show.
     entry = compressed.unpacked(Path(shutil.copy(GRAPHS, tmp_path / GRAPHS.name)))
