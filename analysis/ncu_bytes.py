@@ -149,7 +149,11 @@ def ncu_report_sections(
     by_kernel, by_class, totals = kernel_tables(rows, peak)
     totals["peak bandwidth source"] = peak_label
     notes = []
-    sections = [("totals", totals), ("classes", by_class), ("kernels", by_kernel.head(top) if top else by_kernel)]
+    sections = [
+        ("totals", totals),
+        ("classes", by_class),
+        ("kernels", by_kernel.head(min(top, by_kernel.height)) if top else by_kernel),
+    ]
     if reference is not None:
         ref = analyze(reference, Options(), progress)
         modules.check_same_model(meta, ref.frames.trace.meta)

@@ -494,6 +494,15 @@ def test_the_python_api_runs_the_command_checks(options, found):
     assert found in str(error.value)
 
 
+@pytest.mark.parametrize("command", ["attribute", "ncu-report"])
+def test_a_top_beyond_64_bits_shows_every_row(tmp_path, command):
+    given = steps_trace(tmp_path / "t.sqlite") if command == "attribute" else CONSTRUCTED_NCU
+    extra = ["--tables", "kernels"] if command == "attribute" else ["--gpu", "h100"]
+    every, huge = (invoke(command, given, *extra, "--format", "json", "--top", top) for top in (0, 2**64))
+    assert huge.exit_code == 0, huge.output
+    assert huge.stdout == every.stdout
+
+
 # --- property-based: mutated traces and CSVs end as an answer or one line ------------------------------------
 
 VALUES = st.one_of(
