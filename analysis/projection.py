@@ -46,11 +46,17 @@ class Knobs:
     drop_kernels: str | None = None  # a kernel class, or a regular expression on kernel names: those kernels go
 
 
+# The largest what-if value (a factor, or µs): far past any question worth asking, and it keeps every replayed time
+# well inside 64-bit ns (a factor of 1e300 overflowed them).
+WHAT_IF_MAX = 1e6
+
+
 def check_what_if(values: dict[str, float | None]) -> None:
-    """Refuse a what-if value (flag -> value) that is infinite or NaN: click's number ranges let both through."""
+    """Refuse a what-if value (flag -> value) that is infinite, NaN or above WHAT_IF_MAX: click's number ranges let
+    them through."""
     for flag, value in values.items():
-        if value is not None and not math.isfinite(value):
-            raise GapprofError(f"{flag} {value}: a what-if value must be a finite number")
+        if value is not None and not (math.isfinite(value) and value <= WHAT_IF_MAX):
+            raise GapprofError(f"{flag} {value}: a what-if value must be a finite number up to {WHAT_IF_MAX:,.0f}")
 
 
 def parse_kernel_scale(items: tuple[str, ...]) -> dict:
@@ -64,8 +70,10 @@ def parse_kernel_scale(items: tuple[str, ...]) -> dict:
             scales[cls] = float(value)
         except ValueError:
             raise GapprofError(f"--kernel-scale {item!r}: {value!r} is not a number") from None
-        if not math.isfinite(scales[cls]) or scales[cls] <= 0:
-            raise GapprofError(f"--kernel-scale {item!r}: the factor must be a finite number > 0")
+        if not (math.isfinite(scales[cls]) and 0 < scales[cls] <= WHAT_IF_MAX):
+            raise GapprofError(
+                f"--kernel-scale {item!r}: the factor must be a finite number > 0, up to {WHAT_IF_MAX:,.0f}"
+            )
     return scales
 
 

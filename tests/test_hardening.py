@@ -473,9 +473,13 @@ def test_a_measured_bandwidth_above_peak_is_capped_in_project(tmp_path):
         ("--graphs", "--graph-launch-us", "inf"),
         ("--fixed-kernel-us", "nan"),
         ("--kernel-scale", "attention=inf"),
+        ("--launch-cost-scale", "1e300"),  # finite, but its replayed times overflowed 64-bit ns
+        ("--graphs", "--graph-launch-us", "1e300"),
+        ("--fixed-kernel-us", "1e300"),
+        ("--kernel-scale", "attention=1e300"),
     ],
 )
-def test_a_non_finite_what_if_value_is_refused(tmp_path, flags):
+def test_a_non_finite_or_overflowing_what_if_value_is_refused(tmp_path, flags):
     trace = steps_trace(tmp_path / "t.sqlite")
     assert "finite number" in one_line_error(invoke("project", trace, "--to", "h200", *flags))
 
