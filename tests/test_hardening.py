@@ -429,6 +429,12 @@ def test_an_impossible_ncu_csv_is_refused(tmp_path, row, column, value, found):
     assert found in one_line_error(invoke("ncu-report", path, "--gpu", "h100"))
 
 
+def test_an_ncu_csv_faster_than_the_gpu_named_is_refused():
+    # Its DRAM time at the L4's peak would exceed the kernels' own time: a negative rest.
+    line = one_line_error(invoke("ncu-report", CONSTRUCTED_NCU, "--gpu", "l4"))
+    assert "2 kernels move their bytes faster than the L4 datasheet peak of 300 GB/s (ID 2: 2,503 GB/s)" in line
+
+
 @pytest.mark.parametrize("sidecar, found", [("{not json", "is not JSON"), ("[1, 2]", "is not a JSON object")])
 def test_an_ncu_sidecar_that_is_no_json_object_is_refused(tmp_path, sidecar, found):
     path = _write_ncu(tmp_path / "t-ncu.csv", _ncu_rows())
