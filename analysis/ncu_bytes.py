@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 from gapprof.analysis import kernels, modules
 from gapprof.analysis.attribution import Options, analyze
-from gapprof.analysis.floor import resolve_spec
+from gapprof.analysis.floor import check_context, check_step_bytes, resolve_spec
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step
 from gapprof.analysis.module_labels import OUTSIDE
 from gapprof.analysis.readers.ncu import read_ncu_csv, read_sidecar
@@ -180,12 +180,13 @@ def ncu_report_sections(
         context = ctx if ctx is not None else meta.get("ctx")
         if spec is None or context is None:
             raise GapprofError("the analytic bytes need a model and a context: pass --model and --ctx")
+        check_context(context)
         dtype_bytes = int(meta.get("dtype_bytes", models.DTYPE_BYTES["bfloat16"]))
         # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
         kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
-        table, differences, complete = module_comparison(
-            rows, reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes, stored=_stored(meta)), peak
-        )
+        analytic = kind_bytes(spec, context, dtype_bytes, stored=_stored(meta))
+        check_step_bytes(spec, sum(analytic.values()))
+        table, differences, complete = module_comparison(rows, reference_step(kernels_only), analytic, peak)
         sections.append(("modules (per step)", table))
         notes.append(
             f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "

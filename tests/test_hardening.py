@@ -397,6 +397,25 @@ def test_a_context_beyond_any_model_is_refused(tmp_path, command):
     assert "ctx 9,223,372,036,854,775,808: more than 2,147,483,647 tokens" in one_line_error(result)
 
 
+def test_step_payloads_that_are_no_step_indices_are_refused(tmp_path):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.rows["NVTX_EVENTS"][-1]["uint64Value"] = 2**62
+    line = one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
+    assert "step contexts from 2,048 to 4,611,686,018,427,389,952 tokens" in line and "no step indices" in line
+
+
+def test_warm_up_steps_before_a_first_measured_step_at_ctx_0_read_no_negative_context(tmp_path):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    trace = b.write(tmp_path / "t.sqlite")
+    result = invoke("attribute", trace, "--ctx", 0, "--skip", 2, "--force", "--tables", "steps", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [row["ctx"] for row in json.loads(result.stdout)["steps"]] == [0, 0, 0, 1]
+
+
 # --- ncu CSVs ----------------------------------------------------------------------------------------------------
 
 
