@@ -382,6 +382,27 @@ def test_a_capture_config_the_floor_cannot_use_is_refused(tmp_path):
     assert "capture metadata config: num_key_value_heads is 0, not a whole number above 0" in line
 
 
+QUANT = {"method": "int4", "lm_head": False, "bits_per_weight": 4.5, "kinds": {"q_proj": {"read_bytes": 1000}}}
+
+
+@pytest.mark.parametrize(
+    "quant, found",
+    [
+        ({"method": "int4"}, "lm_head is not true or false"),
+        ({**QUANT, "method": "int3"}, 'method is "int3", none of int8'),
+        ({**QUANT, "kinds": [1]}, "kinds is not an object of objects"),
+        ({**QUANT, "kinds": {"q_proj": {"read_bytes": -(10**12)}}}, "a kind's read_bytes is not a whole number"),
+        ({**QUANT, "bits_per_weight": "x"}, 'bits_per_weight is "x", not a finite number above 0'),
+    ],
+)
+def test_a_damaged_quantisation_record_is_refused(tmp_path, quant, found):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.meta["quant"] = quant
+    assert f"capture metadata quant: {found}" in one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
+
+
 def test_a_config_without_kv_heads_takes_its_attention_heads():
     assert models.ModelSpec.from_config("m", _config(num_key_value_heads=None)).kv_heads == 28
 

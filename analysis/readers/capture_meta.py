@@ -8,6 +8,7 @@ from pathlib import Path
 
 from gapprof.errors import GapprofError
 from gapprof.models import MAX_CONTEXT, ConfigError, ModelSpec
+from gapprof.quant_floor import RecordError, recorded
 
 
 def _count(value) -> bool:
@@ -46,11 +47,13 @@ def check_meta(meta: dict, path: Path) -> None:
                 f"{path}: capture metadata {key} is {json.dumps(meta[key])[:60]}, not {what}: a "
                 "damaged or hand-edited trace"
             )
-    if "config" in meta:
-        try:
+    try:
+        if "config" in meta:
             ModelSpec.from_config(str(meta.get("model", "model")), meta["config"])
-        except ConfigError as error:
-            raise GapprofError(f"{path}: capture metadata config: {error}: a damaged or hand-edited trace") from None
+        recorded(meta)
+    except (ConfigError, RecordError) as error:
+        key = "config" if isinstance(error, ConfigError) else "quant"
+        raise GapprofError(f"{path}: capture metadata {key}: {error}: a damaged or hand-edited trace") from None
 
 
 def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:
