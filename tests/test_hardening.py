@@ -293,13 +293,23 @@ def test_a_damaged_trace_is_refused_in_one_line(tmp_path, statements, found):
     assert found in one_line_error(invoke("attribute", trace))
 
 
-def test_a_negative_device_bandwidth_is_refused(tmp_path):
-    b = TraceBuilder()
+@pytest.mark.parametrize(
+    "device_bytes_per_s, copy_gbps, found",
+    [
+        (-5, None, "TARGET_INFO_GPU.memoryBandwidth: -5e-09 GB/s, no DRAM's bandwidth (1 to 100,000 GB/s)"),
+        (1, None, "TARGET_INFO_GPU.memoryBandwidth: 1e-09 GB/s, no DRAM's bandwidth"),
+        (None, 1e-300, "copy benchmark at capture: 1e-300 GB/s, no DRAM's bandwidth"),
+        (None, 1e300, "copy benchmark at capture: 1e+300 GB/s, no DRAM's bandwidth"),
+    ],
+)
+def test_a_bandwidth_no_dram_has_is_refused(tmp_path, device_bytes_per_s, copy_gbps, found):
+    # A negative one made the floor negative; one near 0 overflowed the floor's int64 ns (a polars traceback).
+    b = with_meta(TraceBuilder())
     for i in range(4):
         basic_step(b, offset=2000 * i)
-    b.gpu_info("NVIDIA H100 80GB HBM3", -5)
-    line = one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite"), "--model", "tiny-qwen2", "--ctx", 8))
-    assert "TARGET_INFO_GPU gives GPU 0 a memoryBandwidth of -5 bytes/s: a damaged export" in line
+    b.rows["TARGET_INFO_GPU"][0]["memoryBandwidth"] = device_bytes_per_s
+    b.meta["copy_bandwidth_gbps"] = copy_gbps
+    assert found in one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
 
 
 def test_kernel_records_lost_inside_graph_replays_are_counted_with_a_note(tmp_path):

@@ -134,7 +134,7 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
                 calls=_api_calls(conn, tables),
                 gpu=_gpu_ops(conn, tables),
                 strings=_read(conn, "SELECT id, value FROM StringIds", STRINGS_SCHEMA),
-                gpu_info=_gpu_info(conn, tables, path),
+                gpu_info=_gpu_info(conn, tables),
                 open_ranges=_read(conn, OPEN_RANGES_QUERY, {"n": pl.Int64})["n"][0] if NVTX in tables else 0,
                 notes=tuple(note for note in [stale_export_note(path)] if note),
             )
@@ -272,16 +272,8 @@ def _gpu_ops(conn, tables: frozenset) -> pl.DataFrame:
     )
 
 
-def _gpu_info(conn, tables: frozenset, path: Path) -> pl.DataFrame:
-    """TARGET_INFO_GPU rows: id, name, memoryBandwidth (bytes/s; 0 or NULL where unknown); empty when the export has
-    none. A negative bandwidth is refused: it would make the floor negative."""
+def _gpu_info(conn, tables: frozenset) -> pl.DataFrame:
+    """TARGET_INFO_GPU rows: id, name, memoryBandwidth (bytes/s); empty when the export has none."""
     if GPU_INFO not in tables:
         return pl.DataFrame(schema=GPU_INFO_SCHEMA)
-    info = _read(conn, f"SELECT id, COALESCE(name, '') AS name, memoryBandwidth FROM {GPU_INFO}", GPU_INFO_SCHEMA)
-    negative = info.filter(pl.col("memoryBandwidth") < 0)
-    if not negative.is_empty():
-        gpu, bandwidth = negative.row(0)[0], negative.row(0)[2]
-        raise GapprofError(
-            f"{path}: {GPU_INFO} gives GPU {gpu} a memoryBandwidth of {bandwidth:,} bytes/s: a damaged export"
-        )
-    return info
+    return _read(conn, f"SELECT id, COALESCE(name, '') AS name, memoryBandwidth FROM {GPU_INFO}", GPU_INFO_SCHEMA)
