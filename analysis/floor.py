@@ -82,13 +82,8 @@ def datasheet_gpu(meta: dict, gpu: str | None, device_name: str | None) -> gpus.
     return gpus.resolve_gpu(gpu) if gpu else (gpus.gpu_for_device_name(name) if name else None)
 
 
-# GB/s a DRAM can move: from 1 (below, a step's floor in ns can pass 64 bits) to 100,000 (an order of magnitude above
-# any GPU's, as analysis.readers.ncu bounds it).
-DRAM_GBPS = (1.0, 100_000.0)
-
-
 def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_bytes_per_s: int | None) -> dict:
-    """Known peak bandwidths, source -> (GB/s, label); one outside DRAM_GBPS (a damaged trace) is refused."""
+    """Known peak bandwidths, source -> (GB/s, label); one outside gpus.DRAM_GBPS (a damaged trace) is refused."""
     found = {}
     spec = datasheet_gpu(meta, gpu, device_name)
     if spec is not None:
@@ -97,11 +92,11 @@ def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_byte
         found["device"] = (device_bytes_per_s / 1e9, "TARGET_INFO_GPU.memoryBandwidth")
     if meta.get("copy_bandwidth_gbps"):
         found["copy"] = (float(meta["copy_bandwidth_gbps"]), "copy benchmark at capture")
+    low, high = gpus.DRAM_GBPS
     for gbps, label in found.values():
-        if not DRAM_GBPS[0] <= gbps <= DRAM_GBPS[1]:
+        if not gpus.dram_gbps(gbps):
             raise GapprofError(
-                f"{label}: {gbps:,.3g} GB/s, no DRAM's bandwidth ({DRAM_GBPS[0]:,.0f} to {DRAM_GBPS[1]:,.0f} "
-                "GB/s): a damaged trace"
+                f"{label}: {gbps:,.3g} GB/s, no DRAM's bandwidth ({low:,.0f} to {high:,.0f} GB/s): a damaged trace"
             )
     return found
 
