@@ -546,6 +546,8 @@ def test_a_non_finite_or_overflowing_what_if_value_is_refused(tmp_path, flags):
         ({"ctx": -100}, "ctx=-100: a whole number, 0 or more"),
         ({"ctx": "abc"}, "ctx='abc': a whole number, 0 or more"),
         ({"model": "llama-3.1-8b"}, "--model llama-3.1-8b but the trace was captured with qwen2.5-7b; force=True"),
+        ({"top": -1}, "top=-1: a whole number, 0 or more"),
+        ({"top": 2.5}, "top=2.5: a whole number, 0 or more"),
     ],
 )
 def test_the_python_api_runs_the_command_checks(options, found):
