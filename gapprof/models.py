@@ -11,7 +11,7 @@ from importlib import resources
 from gapprof.errors import GapprofError
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
-# Tokens: beyond any model's context window, and the bytes of a step at it still fit in 64 bits.
+# Tokens: beyond any model's context window; a real model's step at it still moves fewer than 2^63 bytes.
 MAX_CONTEXT = 2**31 - 1
 
 # Tiny configs of the same architectures, for tests and smoke runs (no shipped file: derived here).
