@@ -83,7 +83,7 @@ def datasheet_gpu(meta: dict, gpu: str | None, device_name: str | None) -> gpus.
 
 
 def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_bytes_per_s: int | None) -> dict:
-    """Known peak bandwidths, source -> (GB/s, label)."""
+    """Known peak bandwidths, source -> (GB/s, label); one outside gpus.DRAM_GBPS (a damaged trace) is refused."""
     found = {}
     spec = datasheet_gpu(meta, gpu, device_name)
     if spec is not None:
@@ -92,6 +92,12 @@ def bandwidths(meta: dict, gpu: str | None, device_name: str | None, device_byte
         found["device"] = (device_bytes_per_s / 1e9, "TARGET_INFO_GPU.memoryBandwidth")
     if meta.get("copy_bandwidth_gbps"):
         found["copy"] = (float(meta["copy_bandwidth_gbps"]), "copy benchmark at capture")
+    low, high = gpus.DRAM_GBPS
+    for gbps, label in found.values():
+        if not gpus.dram_gbps(gbps):
+            raise GapprofError(
+                f"{label}: {gbps:,.3g} GB/s, no DRAM's bandwidth ({low:,.0f} to {high:,.0f} GB/s): a damaged trace"
+            )
     return found
 
 
@@ -143,12 +149,35 @@ def floor_model(
     )
 
 
+def check_context(ctx: int) -> None:
+    """Refuse a --ctx beyond MAX_CONTEXT."""
+    if ctx > models.MAX_CONTEXT:
+        raise GapprofError(f"ctx {ctx:,}: more than {models.MAX_CONTEXT:,} tokens, beyond any model's context")
+
+
+def check_step_bytes(spec: models.ModelSpec, total: int) -> None:
+    """Refuse a step whose bytes pass 64 bits (the frames' integers): a config.json of sizes no model has."""
+    if total >= 2**63:
+        raise GapprofError(
+            f"a step of {spec.name} moves {total:.3g} bytes, beyond 64-bit counts: its config's sizes are no model's"
+        )
+
+
 def step_context(steps: pl.DataFrame, meta: dict, ctx: int | None, skip: int) -> pl.Expr | None:
-    """Context length per step: --ctx is the context at the first measured step, +1 a step after it;
-    the capture's ctx is the prefill, and step i (its payload, else its index) reads ctx + i."""
+    """Context length per step: --ctx is the context at the first measured step, +1 a step after it (a warm-up step
+    before it reads no fewer than 0 tokens); the capture's ctx is the prefill, and step i (its payload, else its
+    index) reads ctx + i. Contexts beyond MAX_CONTEXT (a huge --ctx, a damaged payload) are refused."""
     if ctx is not None:
-        return pl.lit(ctx) + pl.col("index") - skip
+        check_context(ctx)
+        return pl.max_horizontal(pl.lit(ctx) + pl.col("index") - skip, 0)
     if "ctx" in meta:
+        offsets = steps.select(pl.coalesce("payload", "index")).to_series()
+        lowest, highest = meta["ctx"] + (offsets.min() or 0), meta["ctx"] + (offsets.max() or 0)  # 0: no steps
+        if not 0 <= lowest <= highest <= models.MAX_CONTEXT:
+            raise GapprofError(
+                f"step contexts from {lowest:,} to {highest:,} tokens (the capture's ctx plus each step range's "
+                f"payload), outside 0 to {models.MAX_CONTEXT:,}: the payloads are no step indices (a damaged trace)"
+            )
         return pl.lit(int(meta["ctx"])) + pl.coalesce("payload", "index")
     return None
 
@@ -162,6 +191,7 @@ def apply_floor(table: pl.DataFrame, floor: Floor, context: pl.Expr) -> pl.DataF
         ctx: step_bytes(floor.spec, ctx, floor.dtype_bytes, floor.count_embedding, floor.stored)["total"]
         for ctx in contexts
     }
+    check_step_bytes(floor.spec, max(totals.values(), default=0))
     table = table.with_columns(bytes=pl.col("ctx").replace_strict(totals, return_dtype=pl.Int64))
     if floor.quant is not None:
         unquantised = {

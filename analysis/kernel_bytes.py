@@ -123,8 +123,14 @@ def trace_positions(ops: pl.DataFrame, step: list[str]) -> tuple[pl.DataFrame, p
 def measured_bytes(result, ncu_csv: Path) -> KernelBytes:
     """Each measured kernel's DRAM bytes from the ncu CSV at ncu_csv, or the runs that did not match."""
     ops = step_ops(result)
+    kernels = ops.filter(pl.col("kind") == "kernel")
+    if kernels.is_empty():
+        raise GapprofError(
+            f"{ncu_csv}: the measured steps ran no kernel to join its rows to (a graph-level trace records each CUDA "
+            "graph replay as one op: pass the node-level trace of the capture)"
+        )
     # reference_step finds the most common sequence; it carries module labels along, which play no part here.
-    step = reference_step(ops.filter(pl.col("kind") == "kernel").with_columns(kind=pl.lit(""), layer=pl.lit(0)))
+    step = reference_step(kernels.with_columns(kind=pl.lit(""), layer=pl.lit(0)))
     step_names = step["short"].to_list()
     per_position, ncu_unmatched, facts = profiled_bytes(read_ncu_csv(ncu_csv), step_names)
     positions, trace_unmatched = trace_positions(ops, step_names)

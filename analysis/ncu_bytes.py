@@ -3,7 +3,8 @@
 Input: the `ncu --csv --page raw` export and the capture metadata beside it, as analysis.readers.ncu reads them.
 
 DRAM time at peak = measured bytes / peak bandwidth: the least time the kernel could take if it only moved its
-bytes at peak; kernel time = DRAM time at peak + the rest (latency, launch ramp, compute, poor occupancy).
+bytes at peak; kernel time = DRAM time at peak + the rest (latency, launch ramp, compute, poor occupancy). A kernel
+faster than the peak would leave a negative rest: the CSV is then refused as measured on another GPU.
 """
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import polars as pl
 from gapprof.analysis import kernels, modules
 from gapprof.analysis.attribution import Options, analyze
-from gapprof.analysis.floor import resolve_spec
+from gapprof.analysis.floor import check_context, check_step_bytes, resolve_spec
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step
 from gapprof.analysis.module_labels import OUTSIDE
 from gapprof.analysis.readers.ncu import read_ncu_csv, read_sidecar
@@ -132,6 +133,20 @@ def _peak(gpu: str | None, meta: dict) -> tuple[float, str]:
     return float(spec.peak_gbps), f"{spec.label} datasheet"
 
 
+def _refuse_above_peak(rows: pl.DataFrame, peak_gbps: float, peak_label: str) -> None:
+    """Raise on kernels that moved their bytes faster than the peak: DRAM time at peak would exceed their time
+    (a negative rest), so the CSV was measured on a faster GPU than the one --gpu (or its .json) names."""
+    moved = pl.col("bytes_read").fill_null(0) + pl.col("bytes_write").fill_null(0)
+    fast = rows.filter(moved > peak_gbps * pl.col("duration_ns"))  # bytes per ns is GB/s
+    if fast.height:
+        first = fast.row(0, named=True)
+        rate = ((first["bytes_read"] or 0) + (first["bytes_write"] or 0)) / first["duration_ns"]
+        raise GapprofError(
+            f"{fast.height:,} kernels move their bytes faster than the {peak_label} peak of {peak_gbps:,.0f} GB/s "
+            f"(ID {first['id']}: {rate:,.0f} GB/s): the CSV was measured on a faster GPU; pass --gpu with its own"
+        )
+
+
 def _stored(meta: dict) -> dict | None:
     """The quantised layers' bytes that the ncu run's capture recorded (gapprof.quant_floor), or None."""
     quant = recorded(meta)
@@ -146,10 +161,15 @@ def ncu_report_sections(
     meta = read_sidecar(csv_path)
     rows = read_ncu_csv(csv_path)
     peak, peak_label = _peak(gpu, meta)
+    _refuse_above_peak(rows, peak, peak_label)
     by_kernel, by_class, totals = kernel_tables(rows, peak)
     totals["peak bandwidth source"] = peak_label
     notes = []
-    sections = [("totals", totals), ("classes", by_class), ("kernels", by_kernel.head(top) if top else by_kernel)]
+    sections = [
+        ("totals", totals),
+        ("classes", by_class),
+        ("kernels", by_kernel.head(min(top, by_kernel.height)) if top else by_kernel),
+    ]
     if reference is not None:
         ref = analyze(reference, Options(), progress)
         modules.check_same_model(meta, ref.frames.trace.meta)
@@ -160,12 +180,13 @@ def ncu_report_sections(
         context = ctx if ctx is not None else meta.get("ctx")
         if spec is None or context is None:
             raise GapprofError("the analytic bytes need a model and a context: pass --model and --ctx")
+        check_context(context)
         dtype_bytes = int(meta.get("dtype_bytes", models.DTYPE_BYTES["bfloat16"]))
         # ncu profiles kernels only: the reference's memcpys and memsets ("[memcpy ...]", "[memset]") go.
         kernels_only = labelled.filter(~pl.col("name").str.starts_with("["))
-        table, differences, complete = module_comparison(
-            rows, reference_step(kernels_only), kind_bytes(spec, context, dtype_bytes, stored=_stored(meta)), peak
-        )
+        analytic = kind_bytes(spec, context, dtype_bytes, stored=_stored(meta))
+        check_step_bytes(spec, sum(analytic.values()))
+        table, differences, complete = module_comparison(rows, reference_step(kernels_only), analytic, peak)
         sections.append(("modules (per step)", table))
         notes.append(
             f"modules: {complete} complete step(s) of {rows.height} profiled kernels, mapped by position "

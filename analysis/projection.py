@@ -19,7 +19,6 @@ Memcpys and memsets keep the rule above.
 """
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 
 import polars as pl
@@ -29,6 +28,7 @@ from gapprof.analysis.attribution import Attribution
 from gapprof.analysis.floor import apply_floor
 from gapprof.analysis.kernels import CLASSES
 from gapprof.analysis.launch_timeline import DTOD, Timeline
+from gapprof.analysis.regex import regex_error
 
 from gapprof.errors import GapprofError
 from gapprof.gpus import GpuSpec
@@ -46,11 +46,17 @@ class Knobs:
     drop_kernels: str | None = None  # a kernel class, or a regular expression on kernel names: those kernels go
 
 
+# The largest what-if value (a factor, or µs): far past any question worth asking, and it keeps every replayed time
+# well inside 64-bit ns (a factor of 1e300 overflowed them).
+WHAT_IF_MAX = 1e6
+
+
 def check_what_if(values: dict[str, float | None]) -> None:
-    """Refuse a what-if value (flag -> value) that is infinite or NaN: click's number ranges let both through."""
+    """Refuse a what-if value (flag -> value) that is infinite, NaN or above WHAT_IF_MAX: click's number ranges let
+    them through."""
     for flag, value in values.items():
-        if value is not None and not math.isfinite(value):
-            raise GapprofError(f"{flag} {value}: a what-if value must be a finite number")
+        if value is not None and not (math.isfinite(value) and value <= WHAT_IF_MAX):
+            raise GapprofError(f"{flag} {value}: a what-if value must be a finite number up to {WHAT_IF_MAX:,.0f}")
 
 
 def parse_kernel_scale(items: tuple[str, ...]) -> dict:
@@ -64,8 +70,10 @@ def parse_kernel_scale(items: tuple[str, ...]) -> dict:
             scales[cls] = float(value)
         except ValueError:
             raise GapprofError(f"--kernel-scale {item!r}: {value!r} is not a number") from None
-        if not math.isfinite(scales[cls]) or scales[cls] <= 0:
-            raise GapprofError(f"--kernel-scale {item!r}: the factor must be a finite number > 0")
+        if not (math.isfinite(scales[cls]) and 0 < scales[cls] <= WHAT_IF_MAX):
+            raise GapprofError(
+                f"--kernel-scale {item!r}: the factor must be a finite number > 0, up to {WHAT_IF_MAX:,.0f}"
+            )
     return scales
 
 
@@ -73,12 +81,11 @@ def check_drop_kernels(what: str | None) -> None:
     """Refuse a --drop-kernels value that is neither a kernel class nor a valid regular expression."""
     if what is None or what in CLASSES:
         return
-    try:
-        re.compile(what)
-    except re.error as error:
+    error = regex_error(what)
+    if error is not None:
         raise GapprofError(
             f"--drop-kernels {what!r}: neither a kernel class ({', '.join(CLASSES)}) nor a regular expression ({error})"
-        ) from None
+        )
 
 
 def without_kernels(timeline: Timeline, what: str) -> Timeline:

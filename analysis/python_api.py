@@ -103,6 +103,10 @@ def attribute(path, force: bool = False, **options) -> Report:
     if unknown:
         raise GapprofError(f"unknown option {', '.join(unknown)}; choose from {', '.join(OPTIONS)}")
     table_options = {name: options.pop(name) for name in [f.name for f in fields(TableOptions)] if name in options}
+    top = table_options.get("top", 0)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        # --top's type refuses these; polars would read -1 as "all rows but the last"
+        raise GapprofError(f"top={top!r}: a whole number, 0 or more")
     for name in FILE_OPTIONS:
         if table_options.get(name) is not None:
             table_options[name] = _existing(name, table_options[name])

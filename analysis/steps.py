@@ -6,9 +6,8 @@ time is attributed twice. Steps are numbered per thread from 0 in start order; t
 each thread are warm-up.
 """
 
-import re
-
 import polars as pl
+from gapprof.analysis.regex import regex_error
 
 from gapprof.errors import GapprofError
 from gapprof.nvtx_names import PREFILL_MESSAGE, STEP_MESSAGE
@@ -20,11 +19,10 @@ class NoStepRanges(GapprofError):
     """No NVTX range matches the step pattern; the message lists the ranges the trace has."""
 
 
-def _compile(pattern: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as error:
-        raise GapprofError(f"--range {pattern!r} is not a valid regular expression ({error})") from None
+def _check_pattern(pattern: str) -> None:
+    error = regex_error(pattern)
+    if error is not None:
+        raise GapprofError(f"--range {pattern!r} is not a valid regular expression ({error})")
 
 
 def range_names(ranges: pl.DataFrame) -> pl.DataFrame:
@@ -61,7 +59,7 @@ def find_steps(ranges: pl.DataFrame, pattern: str) -> pl.DataFrame:
     `pattern` is a regular expression that must match the whole message, so `decode_step` does not pick up
     `decode_step_inner` while `decode_.*` does.
     """
-    _compile(pattern)
+    _check_pattern(pattern)
     try:
         matched = ranges.filter(_whole_match(pattern))
     except pl.exceptions.ComputeError as error:  # Python's re accepts some syntax polars' regex does not

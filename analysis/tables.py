@@ -52,7 +52,8 @@ class Inputs:
 
     def limit(self, frame):
         """The first `top` rows (all for 0)."""
-        return frame.head(self.table_options.top) if self.table_options.top else frame
+        top = self.table_options.top
+        return frame.head(min(top, frame.height)) if top else frame  # min: polars takes no count past 64 bits
 
     @cached_property
     def reference(self):

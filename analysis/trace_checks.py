@@ -8,7 +8,8 @@ Refused:
   API calls and the GPU ops: nsys counts ns from the session start and CUPTI from its own epoch, a capture lasts
   minutes, so each is damage (an end of 2^62 ns would make a step last decades), and clipping to a step would
   drop such work silently or break the identity;
-- GPU ops recorded twice (every column the same): the kernel tables would count their time twice;
+- GPU ops or the step threads' API calls recorded twice (every column the same): the kernel and API tables would
+  count their time twice, and a step's host time its waits (a negative CPU time per launch);
 - correlation ids outside 0 .. 2^32 - 1 (CUPTI's are unsigned 32-bit): launches are joined to their GPU work on
   one integer made of the process and the id (raw_trace.launch_keys), which holds no other;
 - launch calls inside measured steps whose GPU op is missing (a kernel or graph launch that no GPU op of its
@@ -58,7 +59,7 @@ def check_frames(
     steps: with `warmup` marked; open_ranges: as RawTrace holds it.
     """
     refuse_bad_times(trace, {"NVTX ranges": ranges, "API calls": calls, "GPU ops": gpu})
-    refuse_duplicates(trace, gpu)
+    refuse_duplicates(trace, {"GPU ops": gpu, "API calls": calls})
     refuse_bad_correlation_ids(trace, {"API calls": trace.calls, "GPU ops": gpu})
     measured = steps.filter(~pl.col("warmup"))
     call_key, op_key = launch_keys(trace.calls)
@@ -111,12 +112,12 @@ def refuse_bad_times(trace: RawTrace, frames: dict[str, pl.DataFrame]) -> None:
         raise GapprofError(f"{trace.path}: damaged timestamps ({'; '.join(found)}): the steps cannot be attributed")
 
 
-def recorded_twice(gpu: pl.DataFrame) -> int:
-    """GPU ops equal in every column to an earlier one. Only ops sharing their start with another can be: those are
-    found on the sorted starts, so no hash table over every row and column is built."""
-    starts = gpu["start"].sort()
+def recorded_twice(frame: pl.DataFrame) -> int:
+    """Rows (GPU ops, API calls) equal in every column to an earlier one. Only rows sharing their start with another
+    can be: those are found on the sorted starts, so no hash table over every row and column is built."""
+    starts = frame["start"].sort()
     shared = starts.filter(starts == starts.shift(1)).unique()
-    candidates = gpu.filter(pl.col("start").is_in(shared.implode()))
+    candidates = frame.filter(pl.col("start").is_in(shared.implode()))
     return candidates.height - candidates.n_unique()
 
 
@@ -131,13 +132,13 @@ def refuse_bad_correlation_ids(trace: RawTrace, frames: dict[str, pl.DataFrame])
         )
 
 
-def refuse_duplicates(trace: RawTrace, gpu: pl.DataFrame) -> None:
-    """Raise when some GPU op is recorded twice."""
-    repeated = recorded_twice(gpu)
-    if repeated:
+def refuse_duplicates(trace: RawTrace, frames: dict[str, pl.DataFrame]) -> None:
+    """Raise naming every frame (name -> frame) with rows recorded twice."""
+    found = [f"{n:,} {name}" for name, frame in frames.items() if (n := recorded_twice(frame))]
+    if found:
         raise GapprofError(
-            f"{trace.path}: {repeated:,} GPU ops are recorded twice (every column the same): a damaged "
-            "or twice-merged export, whose kernel tables would count them twice"
+            f"{trace.path}: {' and '.join(found)} are recorded twice (every column the same): a damaged "
+            "or twice-merged export, whose tables would count them twice"
         )
 
 

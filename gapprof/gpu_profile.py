@@ -98,6 +98,10 @@ def _problem(doc) -> str | None:
     for name in POSITIVE_FIT:
         if not _positive(doc["fit"].get(name)) or not math.isfinite(doc["fit"][name]):
             return f"fit.{name} missing or not a positive number"
+    low, high = gpus.DRAM_GBPS
+    for name in ("read_gbps", "copy_gbps"):
+        if not gpus.dram_gbps(doc["fit"][name]):
+            return f"fit.{name} {doc['fit'][name]:,.3g} is no DRAM's bandwidth ({low:,.0f} to {high:,.0f} GB/s)"
     return _other_gpu(doc["gpu"])
 
 

@@ -15,6 +15,16 @@ class GpuSpec:
     name_pattern: str  # matched against the CUDA device name, case-insensitive
 
 
+# GB/s a DRAM can move, for bandwidths read from a trace or a GPU profile: from 1 (below, a step's floor in ns can
+# pass 64 bits) to 100,000 (an order of magnitude above any GPU's, as analysis.readers.ncu bounds it).
+DRAM_GBPS = (1.0, 100_000.0)
+
+
+def dram_gbps(value) -> bool:
+    """Whether `value` is a number of GB/s inside DRAM_GBPS."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and DRAM_GBPS[0] <= value <= DRAM_GBPS[1]
+
+
 # Order matters: the first pattern that matches a device name wins, so specific variants come first.
 GPUS = [
     GpuSpec("h100-nvl", "H100 NVL", 3900, 94, r"H100.*NVL"),

@@ -11,6 +11,8 @@ from importlib import resources
 from gapprof.errors import GapprofError
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+# Tokens: beyond any model's context window; a real model's step at it still moves fewer than 2^63 bytes.
+MAX_CONTEXT = 2**31 - 1
 
 # Tiny configs of the same architectures, for tests and smoke runs (no shipped file: derived here).
 _TINY = {
@@ -53,6 +55,36 @@ def load_config(name: str) -> dict:
     return json.loads(path.read_text())
 
 
+class ConfigError(GapprofError, ValueError):
+    """A config.json without the sizes of a decoder, or with sizes that are not whole numbers above 0."""
+
+
+REQUIRED_SIZES = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+    "max_position_embeddings",
+)
+# Sizes a config may leave out: KV heads default to the attention heads, head_dim to hidden / heads.
+OPTIONAL_SIZES = ("num_key_value_heads", "head_dim")
+
+
+def _sizes(config) -> dict[str, int]:
+    """The config's sizes, each a whole number above 0 (the floor divides and multiplies by them)."""
+    if not isinstance(config, dict):
+        raise ConfigError("not a JSON object")
+    missing = [key for key in (*REQUIRED_SIZES, "model_type") if key not in config]
+    if missing:
+        raise ConfigError(f"no {', '.join(missing)}")
+    sizes = {key: config[key] for key in (*REQUIRED_SIZES, *OPTIONAL_SIZES) if config.get(key) is not None}
+    for key, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key} is {json.dumps(value)[:40]}, not a whole number above 0")
+    return sizes
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -70,18 +102,20 @@ class ModelSpec:
 
     @classmethod
     def from_config(cls, name: str, config: dict) -> "ModelSpec":
-        heads = config["num_attention_heads"]
+        """Raises ConfigError (a GapprofError and a ValueError) for a config whose sizes the floor cannot use."""
+        sizes = _sizes(config)
+        heads = sizes["num_attention_heads"]
         return cls(
             name=name,
             model_type=config["model_type"],
-            hidden=config["hidden_size"],
-            intermediate=config["intermediate_size"],
-            layers=config["num_hidden_layers"],
+            hidden=sizes["hidden_size"],
+            intermediate=sizes["intermediate_size"],
+            layers=sizes["num_hidden_layers"],
             heads=heads,
-            kv_heads=config.get("num_key_value_heads", heads),
-            head_dim=config.get("head_dim") or config["hidden_size"] // heads,
-            vocab=config["vocab_size"],
-            max_positions=config["max_position_embeddings"],
+            kv_heads=sizes.get("num_key_value_heads", heads),
+            head_dim=sizes.get("head_dim") or sizes["hidden_size"] // heads,
+            vocab=sizes["vocab_size"],
+            max_positions=sizes["max_position_embeddings"],
             # Qwen2 carries biases on q/k/v; Llama and Mistral do not.
             qkv_bias=config.get("attention_bias", config["model_type"] == "qwen2"),
             tied_embeddings=config.get("tie_word_embeddings", False),

@@ -11,6 +11,8 @@ Free of torch and polars: the capture builds the record, the analysis reads it.
 """
 
 import dataclasses
+import json
+import math
 
 from gapprof.errors import GapprofError
 from gapprof.models import ModelSpec
@@ -76,11 +78,37 @@ def analytic(spec: ModelSpec, method: str, dtype_bytes: int, lm_head: bool = Fal
     return QuantFloor(method, lm_head, stored, _bits(spec, method, lm_head, dtype_bytes), ANALYTIC)
 
 
+class RecordError(GapprofError):
+    """A metadata `quant` without the fields `record` writes, or with values of the wrong type or range."""
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_record(quant: dict) -> None:
+    """Raise RecordError where `recorded` could not read `quant`, or would read a negative or non-finite size."""
+    if quant.get("method") not in INFO:
+        raise RecordError(f"method is {json.dumps(quant.get('method'))[:40]}, none of {', '.join(INFO)}")
+    if not isinstance(quant.get("lm_head"), bool):
+        raise RecordError("lm_head is not true or false")
+    kinds = quant.get("kinds")
+    if not isinstance(kinds, dict) or not all(isinstance(kind, dict) for kind in kinds.values()):
+        raise RecordError("kinds is not an object of objects")
+    if not all(_whole(kinds[kind].get("read_bytes")) for kind in quantised_kinds(quant["lm_head"]) if kind in kinds):
+        raise RecordError("a kind's read_bytes is not a whole number, 0 or more")
+    bits = quant.get("bits_per_weight")
+    if isinstance(bits, bool) or not isinstance(bits, int | float) or not 0 < bits < math.inf:
+        raise RecordError(f"bits_per_weight is {json.dumps(bits)[:40]}, not a finite number above 0")
+
+
 def recorded(meta: dict) -> QuantFloor | None:
-    """The quantised floor a capture recorded (its metadata's `quant`), or None for an unquantised capture."""
+    """The quantised floor a capture recorded (its metadata's `quant`), or None for an unquantised capture;
+    RecordError where the record is damaged."""
     quant = meta.get("quant")
     if not quant or quant.get("method", "none") == "none":
         return None
+    _check_record(quant)
     kinds = quant["kinds"]
     stored = {kind: int(kinds[kind]["read_bytes"]) for kind in quantised_kinds(quant["lm_head"]) if kind in kinds}
     return QuantFloor(quant["method"], bool(quant["lm_head"]), stored, float(quant["bits_per_weight"]), RECORDED)

@@ -94,6 +94,9 @@ BROKEN = [
     (lambda d: d["points"]["read"][0].update(us=-1), "points.read: every point needs a positive 'us'"),
     (lambda d: d["fit"].update(read_gbps="fast"), "fit.read_gbps missing or not a positive number"),
     (lambda d: d["fit"].pop("fixed_us_graph"), "fit.fixed_us_graph missing"),
+    # 1e-300 GB/s overflowed the projected int64 ns (a polars traceback)
+    (lambda d: d["fit"].update(read_gbps=1e-300), "fit.read_gbps 1e-300 is no DRAM's bandwidth (1 to 100,000 GB/s)"),
+    (lambda d: d["fit"].update(copy_gbps=1e6), "fit.copy_gbps 1e+06 is no DRAM's bandwidth"),
 ]
 
 

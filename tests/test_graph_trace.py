@@ -58,6 +58,17 @@ def test_graph_executions_have_their_own_class_and_name(tmp_path):
     assert GRAPH_LEVEL_NOTE in result.notes
 
 
+@pytest.mark.parametrize("command", ["attribute", "project"])
+def test_ncu_bytes_for_a_graph_level_trace_are_one_line(tmp_path, command):
+    # No kernel to join the CSV's rows to: an IndexError traceback before.
+    trace = graph_steps(3).write(tmp_path / "t.sqlite")
+    ncu_csv = Path(__file__).parent / "data" / "ncu-raw-constructed.csv"
+    extra = ["--tables", "cost"] if command == "attribute" else ["--to", "h200"]
+    result = CliRunner().invoke(main, [command, str(trace), "--ncu", str(ncu_csv), "--skip", "0", "--force", *extra])
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit, result.output
+    assert "the measured steps ran no kernel to join its rows to" in result.output.splitlines()[-1]
+
+
 def test_node_level_traces_say_nothing_of_graph_executions(tmp_path):
     b = with_meta(TraceBuilder())
     b.range(0, 1_000)

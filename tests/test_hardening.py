@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SHIPPED_TRACES, basic_step
+from conftest import SHIPPED_TRACES, basic_step, with_meta
 from gapprof.analysis.readers import compressed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from synthetic import TraceBuilder
 
 import gapprof
-from gapprof import output_files, result_files
+from gapprof import models, output_files, result_files
 from gapprof.cli import main
 from gapprof.errors import GapprofError
 
@@ -284,12 +284,32 @@ def test_a_device_is_refused():
             "1 API calls have no start or end",
         ),
         ([f"INSERT INTO {KERNEL} SELECT * FROM {KERNEL} WHERE rowid <= 2"], "2 GPU ops are recorded twice"),
+        ([f"INSERT INTO {RUNTIME} SELECT * FROM {RUNTIME} WHERE rowid <= 3"], "3 API calls are recorded twice"),
         ([f"DELETE FROM {KERNEL} WHERE rowid = 7"], "1 launch calls inside 1 measured steps"),
     ],
 )
 def test_a_damaged_trace_is_refused_in_one_line(tmp_path, statements, found):
     trace = altered(steps_trace(tmp_path / "t.sqlite"), *statements)
     assert found in one_line_error(invoke("attribute", trace))
+
+
+@pytest.mark.parametrize(
+    "device_bytes_per_s, copy_gbps, found",
+    [
+        (-5, None, "TARGET_INFO_GPU.memoryBandwidth: -5e-09 GB/s, no DRAM's bandwidth (1 to 100,000 GB/s)"),
+        (1, None, "TARGET_INFO_GPU.memoryBandwidth: 1e-09 GB/s, no DRAM's bandwidth"),
+        (None, 1e-300, "copy benchmark at capture: 1e-300 GB/s, no DRAM's bandwidth"),
+        (None, 1e300, "copy benchmark at capture: 1e+300 GB/s, no DRAM's bandwidth"),
+    ],
+)
+def test_a_bandwidth_no_dram_has_is_refused(tmp_path, device_bytes_per_s, copy_gbps, found):
+    # A negative one made the floor negative; one near 0 overflowed the floor's int64 ns (a polars traceback).
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.rows["TARGET_INFO_GPU"][0]["memoryBandwidth"] = device_bytes_per_s
+    b.meta["copy_bandwidth_gbps"] = copy_gbps
+    assert found in one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
 
 
 def test_kernel_records_lost_inside_graph_replays_are_counted_with_a_note(tmp_path):
@@ -321,8 +341,10 @@ def test_a_damaged_page_anywhere_gives_the_error_of_a_damaged_first_page(tmp_pat
 @pytest.mark.parametrize(
     "key, value, what",
     [
-        ("ctx", -5, "not a whole number, 0 or more"),
-        ("ctx", "abc", "not a whole number, 0 or more"),
+        ("ctx", -5, "not a whole number from 0 to 2,147,483,647"),
+        ("ctx", "abc", "not a whole number from 0 to 2,147,483,647"),
+        ("ctx", 2**63, "not a whole number from 0 to 2,147,483,647"),
+        ("steps", -1, "not a whole number, 0 or more"),
         ("copy_bandwidth_gbps", -3000, "not a finite number of GB/s above 0"),
         ("unprofiled_step_ms", [1.0, "NaN"], "not a list of finite times above 0"),
     ],
@@ -334,6 +356,95 @@ def test_capture_metadata_of_the_wrong_type_or_range_is_refused(tmp_path, key, v
     b.meta = {"model": "qwen2.5-7b", "ctx": 2048, key: value}
     trace = b.write(tmp_path / "t.sqlite")
     assert f"capture metadata {key} is {json.dumps(value)}, {what}" in one_line_error(invoke("attribute", trace))
+
+
+def _config(**changes) -> dict:
+    config = json.loads((Path(gapprof.__file__).parent / "configs" / "qwen2.5-7b.json").read_text())
+    return {key: value for key, value in (config | changes).items() if value != "drop"}
+
+
+@pytest.mark.parametrize(
+    "config, found",
+    [
+        ([1, 2], "not a JSON object"),
+        (_config(num_hidden_layers="drop"), "no num_hidden_layers"),
+        (_config(num_attention_heads=0), "num_attention_heads is 0, not a whole number above 0"),
+        (_config(hidden_size=-3584), "hidden_size is -3584, not a whole number above 0"),
+        (_config(vocab_size="big"), 'vocab_size is "big", not a whole number above 0'),
+        (_config(intermediate_size=2.5), "intermediate_size is 2.5, not a whole number above 0"),
+        (_config(num_hidden_layers=True), "num_hidden_layers is true, not a whole number above 0"),
+        (_config(vocab_size=10**30), "beyond 64-bit counts"),
+    ],
+)
+def test_a_config_json_the_floor_cannot_use_is_refused(tmp_path, config, found):
+    trace = steps_trace(tmp_path / "t.sqlite")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    line = one_line_error(invoke("attribute", trace, "--model", tmp_path / "config.json", "--ctx", 8, "--gpu", "h100"))
+    assert found in line
+
+
+def test_a_capture_config_the_floor_cannot_use_is_refused(tmp_path):
+    b = TraceBuilder()
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.meta = {"model": "qwen2.5-7b", "ctx": 2048, "config": _config(num_key_value_heads=0)}
+    line = one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
+    assert "capture metadata config: num_key_value_heads is 0, not a whole number above 0" in line
+
+
+QUANT = {"method": "int4", "lm_head": False, "bits_per_weight": 4.5, "kinds": {"q_proj": {"read_bytes": 1000}}}
+
+
+@pytest.mark.parametrize(
+    "quant, found",
+    [
+        ({"method": "int4"}, "lm_head is not true or false"),
+        ({**QUANT, "method": "int3"}, 'method is "int3", none of int8'),
+        ({**QUANT, "kinds": [1]}, "kinds is not an object of objects"),
+        ({**QUANT, "kinds": {"q_proj": {"read_bytes": -(10**12)}}}, "a kind's read_bytes is not a whole number"),
+        ({**QUANT, "bits_per_weight": "x"}, 'bits_per_weight is "x", not a finite number above 0'),
+    ],
+)
+def test_a_damaged_quantisation_record_is_refused(tmp_path, quant, found):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.meta["quant"] = quant
+    assert f"capture metadata quant: {found}" in one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
+
+
+def test_a_config_without_kv_heads_takes_its_attention_heads():
+    assert models.ModelSpec.from_config("m", _config(num_key_value_heads=None)).kv_heads == 28
+
+
+@pytest.mark.parametrize("command", ["attribute", "compare", "project", "quant-table"])
+def test_a_context_beyond_any_model_is_refused(tmp_path, command):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    trace = b.write(tmp_path / "t.sqlite")
+    extra = {"attribute": [], "compare": [trace], "project": ["--to", "h200"], "quant-table": []}
+    result = invoke(command, trace, *extra[command], "--ctx", 2**63, "--force")
+    assert "ctx 9,223,372,036,854,775,808: more than 2,147,483,647 tokens" in one_line_error(result)
+
+
+def test_step_payloads_that_are_no_step_indices_are_refused(tmp_path):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    b.rows["NVTX_EVENTS"][-1]["uint64Value"] = 2**62
+    line = one_line_error(invoke("attribute", b.write(tmp_path / "t.sqlite")))
+    assert "step contexts from 2,048 to 4,611,686,018,427,389,952 tokens" in line and "no step indices" in line
+
+
+def test_warm_up_steps_before_a_first_measured_step_at_ctx_0_read_no_negative_context(tmp_path):
+    b = with_meta(TraceBuilder())
+    for i in range(4):
+        basic_step(b, offset=2000 * i)
+    trace = b.write(tmp_path / "t.sqlite")
+    result = invoke("attribute", trace, "--ctx", 0, "--skip", 2, "--force", "--tables", "steps", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [row["ctx"] for row in json.loads(result.stdout)["steps"]] == [0, 0, 0, 1]
 
 
 # --- ncu CSVs ----------------------------------------------------------------------------------------------------
@@ -366,6 +477,12 @@ def test_an_impossible_ncu_csv_is_refused(tmp_path, row, column, value, found):
     rows[row][rows[0].index(column)] = value
     path = _write_ncu(tmp_path / "t-ncu.csv", rows)
     assert found in one_line_error(invoke("ncu-report", path, "--gpu", "h100"))
+
+
+def test_an_ncu_csv_faster_than_the_gpu_named_is_refused():
+    # Its DRAM time at the L4's peak would exceed the kernels' own time: a negative rest.
+    line = one_line_error(invoke("ncu-report", CONSTRUCTED_NCU, "--gpu", "l4"))
+    assert "2 kernels move their bytes faster than the L4 datasheet peak of 300 GB/s (ID 2: 2,503 GB/s)" in line
 
 
 @pytest.mark.parametrize("sidecar, found", [("{not json", "is not JSON"), ("[1, 2]", "is not a JSON object")])
@@ -412,9 +529,13 @@ def test_a_measured_bandwidth_above_peak_is_capped_in_project(tmp_path):
         ("--graphs", "--graph-launch-us", "inf"),
         ("--fixed-kernel-us", "nan"),
         ("--kernel-scale", "attention=inf"),
+        ("--launch-cost-scale", "1e300"),  # finite, but its replayed times overflowed 64-bit ns
+        ("--graphs", "--graph-launch-us", "1e300"),
+        ("--fixed-kernel-us", "1e300"),
+        ("--kernel-scale", "attention=1e300"),
     ],
 )
-def test_a_non_finite_what_if_value_is_refused(tmp_path, flags):
+def test_a_non_finite_or_overflowing_what_if_value_is_refused(tmp_path, flags):
     trace = steps_trace(tmp_path / "t.sqlite")
     assert "finite number" in one_line_error(invoke("project", trace, "--to", "h200", *flags))
 
@@ -425,12 +546,23 @@ def test_a_non_finite_what_if_value_is_refused(tmp_path, flags):
         ({"ctx": -100}, "ctx=-100: a whole number, 0 or more"),
         ({"ctx": "abc"}, "ctx='abc': a whole number, 0 or more"),
         ({"model": "llama-3.1-8b"}, "--model llama-3.1-8b but the trace was captured with qwen2.5-7b; force=True"),
+        ({"top": -1}, "top=-1: a whole number, 0 or more"),
+        ({"top": 2.5}, "top=2.5: a whole number, 0 or more"),
     ],
 )
 def test_the_python_api_runs_the_command_checks(options, found):
     with pytest.raises(GapprofError) as error:
         gapprof.attribute(GRAPHS, **options)
     assert found in str(error.value)
+
+
+@pytest.mark.parametrize("command", ["attribute", "ncu-report"])
+def test_a_top_beyond_64_bits_shows_every_row(tmp_path, command):
+    given = steps_trace(tmp_path / "t.sqlite") if command == "attribute" else CONSTRUCTED_NCU
+    extra = ["--tables", "kernels"] if command == "attribute" else ["--gpu", "h100"]
+    every, huge = (invoke(command, given, *extra, "--format", "json", "--top", top) for top in (0, 2**64))
+    assert huge.exit_code == 0, huge.output
+    assert huge.stdout == every.stdout
 
 
 # --- property-based: mutated traces and CSVs end as an answer or one line ------------------------------------

@@ -1,6 +1,7 @@
 """The ncu CSV parser and report on a constructed CSV in the export's format (tests/data/README.md), and on
 any real export committed under traces/."""
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -143,3 +144,20 @@ def test_real_exports_parse(path):
     assert rows["duration_ns"].min() > 0 and rows["bytes_read"].drop_nulls().min() >= 0
     _, _, totals = ncu_bytes.kernel_tables(rows, 3350.0 if "H100" in meta.get("gpu_name", "H100") else 4800.0)
     assert totals["kernels profiled"] == rows.height
+
+
+@pytest.mark.parametrize(
+    "flags, found",
+    [
+        (["--model", "tiny-qwen2", "--ctx", str(2**63)], "more than 2,147,483,647 tokens"),
+        (["--model", "CONFIG", "--ctx", "100"], "beyond 64-bit counts"),
+    ],
+)
+def test_analytic_module_bytes_beyond_64_bits_are_refused(tmp_path, flags, found):
+    config = {**models.load_config("tiny-qwen2"), "vocab_size": 10**30}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    flags = [str(tmp_path / "config.json") if flag == "CONFIG" else flag for flag in flags]
+    trace = annotated_trace(tmp_path)
+    out = CliRunner().invoke(main, ["ncu-report", str(CONSTRUCTED), "--gpu", "h100", "--reference", str(trace), *flags])
+    assert out.exit_code == 1 and out.exception.__class__ is SystemExit, out.output
+    assert found in out.output.splitlines()[-1]

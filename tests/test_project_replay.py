@@ -170,3 +170,5 @@ def test_drop_kernels_refuses_what_matches_nothing_or_everything_or_is_no_patter
             projection.project(loaded.analysis, loaded.timeline, here, projection.Knobs(drop_kernels=what))
     with pytest.raises(GapprofError, match=r"'\(\[': neither a kernel class .* nor a regular expression"):
         projection.check_drop_kernels("([")
+    with pytest.raises(GapprofError, match="nor a regular expression .backreferences are not supported"):
+        projection.check_drop_kernels(r"(gemv)\1")  # Python's re takes it; polars, which runs it, does not

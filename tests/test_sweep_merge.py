@@ -136,3 +136,24 @@ def test_cli_sweep_json_that_is_not_a_sweep_is_one_line(tmp_path, text, message)
     result = invoke_recorded("sweep-merge", tmp_path / "a", tmp_path / "a", "-o", tmp_path / "out")
     assert result.exit_code != 0 and result.output.count("\n") == 1 and "Traceback" not in result.output
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"rows": 5},
+        {"grid": "all"},
+        {"machine": None},
+        {"rows": [_row("m1", "2048", "eager", 20.0)]},
+        {"rows": [_row("m1", True, "eager", 20.0)]},
+        {"rows": [[1]]},
+    ],
+)
+def test_cli_sweep_json_of_the_wrong_shape_is_one_line(tmp_path, change):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "sweep.json").write_text(json.dumps(A | change))
+    for command in ("sweep-merge", "sweep-attribute"):
+        folders = [tmp_path / "a", tmp_path / "a"] if command == "sweep-merge" else [tmp_path / "a"]
+        result = invoke_recorded(command, *folders, "-o", tmp_path / "out")
+        assert result.exit_code == 1 and result.exception.__class__ is SystemExit, result.output
+        assert "not a gapprof sweep result (grid and machine are objects, rows a list of cells" in result.output

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 
 from gapprof.errors import GapprofError
+from gapprof.models import MAX_CONTEXT, ConfigError, ModelSpec
+from gapprof.quant_floor import RecordError, recorded
 
 
 def _count(value) -> bool:
@@ -22,8 +24,9 @@ def _positive(value) -> bool:
 META_TYPES = {
     **{
         key: (_count, "a whole number, 0 or more")
-        for key in ("ctx", "steps", "warmup", "first_profiled_index", "graph_level_first_index")
+        for key in ("steps", "warmup", "first_profiled_index", "graph_level_first_index")
     },
+    "ctx": (lambda v: _count(v) and v <= MAX_CONTEXT, f"a whole number from 0 to {MAX_CONTEXT:,}"),
     "dtype_bytes": (lambda v: _count(v) and v > 0, "a whole number above 0"),
     "copy_bandwidth_gbps": (lambda v: v is None or _positive(v), "a finite number of GB/s above 0"),
     **{
@@ -44,6 +47,13 @@ def check_meta(meta: dict, path: Path) -> None:
                 f"{path}: capture metadata {key} is {json.dumps(meta[key])[:60]}, not {what}: a "
                 "damaged or hand-edited trace"
             )
+    try:
+        if "config" in meta:
+            ModelSpec.from_config(str(meta.get("model", "model")), meta["config"])
+        recorded(meta)
+    except (ConfigError, RecordError) as error:
+        key = "config" if isinstance(error, ConfigError) else "quant"
+        raise GapprofError(f"{path}: capture metadata {key}: {error}: a damaged or hand-edited trace") from None
 
 
 def parse_meta(stored: dict[str, str]) -> tuple[dict, tuple[str, ...]]:

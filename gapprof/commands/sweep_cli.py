@@ -216,7 +216,29 @@ def _read_sweep(folder: Path) -> dict:
     missing = [key for key in SWEEP_KEYS if key not in result] if isinstance(result, dict) else list(SWEEP_KEYS)
     if missing:
         raise GapprofError(f"{path}: not a gapprof sweep result (no {', '.join(missing)})")
+    if not _sweep_shaped(result):
+        raise GapprofError(
+            f"{path}: not a gapprof sweep result (grid and machine are objects, rows a list of cells each with a "
+            "model, ctx and runtime)"
+        )
     return result
+
+
+def _sweep_shaped(result: dict) -> bool:
+    """Whether grid, machine and the rows' cells have the types that sweep-merge and sweep-attribute read."""
+    rows = result["rows"]
+    return (
+        isinstance(result["grid"], dict)
+        and isinstance(result["machine"], dict)
+        and isinstance(rows, list)
+        and all(
+            isinstance(row, dict)
+            and isinstance(row.get("model"), str)
+            and type(row.get("ctx")) is int
+            and isinstance(row.get("runtime"), str)
+            for row in rows
+        )
+    )
 
 
 @click.command("sweep-attribute")
