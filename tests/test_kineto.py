@@ -343,6 +343,15 @@ def test_the_event_list_is_the_top_level_key_and_device_properties_may_follow_it
     assert len(trace.gpu) == 30 and trace.gpu_info["name"].to_list() == [H100]
 
 
+def test_device_properties_whose_id_is_no_integer_name_no_device(tmp_path):
+    damaged = [{"id": "x"}, {"id": None}, {"id": 1 << 70, "name": "big"}, {"id": 1.5}, {"id": True}]
+    path = tmp_path / "t.json"
+    path.write_text(
+        json.dumps({"deviceProperties": [*damaged, {"id": 0, "name": H100}], "traceEvents": _tricky_events()})
+    )
+    assert kineto.read(path).gpu_info.select("id", "name").rows() == [(0, H100)]
+
+
 def test_damaged_text_is_refused_at_once_not_read_to_the_end(tmp_path, monkeypatch):
     text = json.dumps({"traceEvents": _tricky_events()})
     third = text.index('"tid": 100', text.index('"tid": 100', text.index('"tid": 100') + 1) + 1)

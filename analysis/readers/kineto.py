@@ -38,7 +38,7 @@ from pathlib import Path
 import polars as pl
 from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.compressed import GZIP_MAGIC
-from gapprof.analysis.readers.kineto_events import Events, read_events
+from gapprof.analysis.readers.kineto_events import Events, is_int64, read_events
 from gapprof.analysis.readers.raw_trace import (
     API_SCHEMA,
     DRIVER,
@@ -183,7 +183,8 @@ def _string_ids(calls: pl.DataFrame, gpu: pl.DataFrame) -> dict[str, int]:
 
 
 def _gpu_info(properties: list) -> pl.DataFrame:
-    rows = [(int(p["id"]), str(p.get("name", ""))) for p in properties if isinstance(p, dict) and "id" in p]
+    """The devices whose id is an integer (of 64 bits); a damaged entry names no device, as one without an id."""
+    rows = [(p["id"], str(p.get("name", ""))) for p in properties if isinstance(p, dict) and is_int64(p.get("id"))]
     return pl.DataFrame(rows, schema={"id": pl.Int64, "name": pl.String}, orient="row").with_columns(
         memoryBandwidth=pl.lit(None, GPU_INFO_SCHEMA["memoryBandwidth"])
     )

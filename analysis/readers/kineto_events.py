@@ -40,7 +40,7 @@ NUMBER_BEYOND_64_BITS = "has a number beyond 64 bits"
 LACKS_A_NUMBER = "lacks a numeric ts, dur, pid, tid or correlation"
 
 
-def _int64(value) -> bool:
+def is_int64(value) -> bool:
     return type(value) is int and -(1 << 63) <= value < 1 << 63
 
 
@@ -86,7 +86,7 @@ class _Batch:
         try:
             return pl.Series(field, values, dtype=pl.Int64)
         except TypeError:  # a string or an integer beyond 64 bits
-            row = next(i for i, value in enumerate(values) if value is not None and not _int64(value))
+            row = next(i for i, value in enumerate(values) if value is not None and not is_int64(value))
             raise self.refused(row, NUMBER_BEYOND_64_BITS if type(values[row]) is int else LACKS_A_NUMBER) from None
 
 
