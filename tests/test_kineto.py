@@ -75,6 +75,14 @@ def test_a_gzipped_trace_reads_as_the_json(tmp_path):
     assert attribution.analyze(zipped).steps.equals(attribution.analyze(nsys).steps)
 
 
+@pytest.mark.parametrize("pack", [bytes, gzip.compress])
+def test_a_trace_after_a_utf8_byte_order_mark_reads_as_without_it(tmp_path, pack):
+    nsys, torch_trace = pair(tmp_path, "basic")
+    marked = tmp_path / "marked.json"
+    marked.write_bytes(pack(b"\xef\xbb\xbf" + torch_trace.read_bytes()))
+    assert attribution.analyze(marked).steps.equals(attribution.analyze(nsys).steps)
+
+
 def test_the_command_line_reads_a_torch_trace(tmp_path):
     nsys, torch_trace = pair(tmp_path, "basic")
     outputs = [

@@ -29,6 +29,7 @@ _SPACE = re.compile(rb"\s*")
 _COMMA = re.compile(rb"\s*,")
 _KEY = re.compile(rb'"traceEvents"\s*(?::\s*(\[)?)?')  # as much of the key as the text read holds
 _OBJECT_REOPENED = b'{"traceEvents":['  # before the rest of an object's list, from the batches' last cut
+UTF8_BOM = b"\xef\xbb\xbf"  # written before the JSON by some editors and Windows tools; JSON readers may skip it
 
 
 # An id as written: an integer where the event is read; other types only where it is not (old Kineto releases
@@ -117,6 +118,7 @@ def _open_list(text: _Text, path: Path) -> tuple[bytes, Any]:
     closed by ']}', decodes."""
     while not text.text.strip() and text.more():
         pass
+    text.text = text.text.removeprefix(UTF8_BOM)
     start = _SPACE.match(text.text).end()
     if text.text[start : start + 1] == b"[":
         text.at = start + 1

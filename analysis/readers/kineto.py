@@ -38,6 +38,7 @@ from pathlib import Path
 import polars as pl
 from gapprof.analysis.readers import memory
 from gapprof.analysis.readers.compressed import GZIP_MAGIC
+from gapprof.analysis.readers.json_stream import UTF8_BOM
 from gapprof.analysis.readers.kineto_events import Events, is_int64, read_events
 from gapprof.analysis.readers.raw_trace import (
     API_SCHEMA,
@@ -75,7 +76,8 @@ COPY_KINDS = {
 
 
 def claims(path: Path) -> bool:
-    """Whether `path` is a file whose content (gunzipped if need be) starts as JSON does: read as a Chrome trace."""
+    """Whether `path` is a file whose content (gunzipped if need be) starts as JSON does, after a UTF-8 byte order
+    mark if any: read as a Chrome trace."""
     try:
         with open(path, "rb") as f:
             head = f.read(2)
@@ -87,7 +89,7 @@ def claims(path: Path) -> bool:
                 head += f.read(62)
     except (OSError, EOFError):  # missing, unreadable or a damaged gzip: not this reader's to explain
         return False
-    return head.lstrip()[:1] in (b"{", b"[")
+    return head.removeprefix(UTF8_BOM).lstrip()[:1] in (b"{", b"[")
 
 
 def _host_pid(path: Path, events: Events) -> int:
