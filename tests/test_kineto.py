@@ -204,6 +204,19 @@ def test_a_trace_without_ranges_or_cpu_events_or_of_several_processes_is_refused
         attribution.analyze(_events_file(tmp_path, [*launch, other, _x("user_annotation", "decode_step", 0, 10)]))
 
 
+@pytest.mark.parametrize("pid, tid", [(1 << 39, 100), (-1, 100), (PID, 1 << TID_BITS), (PID, -1)])
+def test_a_process_or_thread_id_beyond_the_thread_numbering_is_refused(tmp_path, pid, tid):
+    # globalTid = pid << TID_BITS | tid: beyond 64 bits, or two threads sharing one, were it not refused.
+    events = [
+        _x("user_annotation", "decode_step", 0, 10),
+        _x("cuda_runtime", "cudaLaunchKernel", 1, 1, pid, tid, correlation=1),
+        _x("kernel", "k", 3, 1, 0, 7, device=0, stream=7, correlation=1),
+    ]
+    says = f"a CPU event of process {pid}, thread {tid}: ids outside nsys's numbering of threads"
+    with pytest.raises(GapprofError, match=says):
+        kineto.read(_events_file(tmp_path, events))
+
+
 def _real_cpu_trace(tmp_path):
     """A torch.profiler trace of three scheduled steps of a tiny Qwen2 forward on CPU, with record_function."""
     torch = pytest.importorskip("torch")

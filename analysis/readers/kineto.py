@@ -11,8 +11,8 @@ The mapping onto the export's frames:
   the direction in its name ("Memcpy DtoH (Device -> Pinned)"), numbered as CUPTI's copyKind.
 - threads: a CPU event's (pid, tid) becomes globalTid = trace_schema.global_tid(pid, tid). Kineto puts GPU
   events under the device's number, not a process; torch.profiler traces one process per file, so every GPU
-  op gets globalPid = trace_schema.global_pid of that process (a file with CPU events of several processes
-  is refused).
+  op gets globalPid = trace_schema.global_pid of that process (a file with CPU events of several processes,
+  or with a pid or tid outside that numbering, is refused).
 - times: ts and dur are microseconds written as decimals (Kineto writes integer ns / 1000 with three
   digits, ts counted from its base time; the base is not added back, as only differences matter). A time
   point t µs becomes round(1000 t) ns, computed exactly in decimal arithmetic (the JSON numbers are never
@@ -74,6 +74,9 @@ COPY_KINDS = {
     "PtoP": 10,
 }
 
+MAX_TID = 1 << trace_schema.TID_BITS
+MAX_PID = 1 << (63 - trace_schema.TID_BITS)
+
 
 def claims(path: Path) -> bool:
     """Whether `path` is a file whose content (gunzipped if need be) starts as JSON does, after a UTF-8 byte order
@@ -93,8 +96,19 @@ def claims(path: Path) -> bool:
 
 
 def _host_pid(path: Path, events: Events) -> int:
-    cpu = pl.concat([events.frame("ranges")["where"], events.frame("calls")["where"]])
-    pids = sorted(cpu.unique())
+    """The one process of the CPU events, each of whose threads has a globalTid of its own."""
+    cpu = pl.concat([events.frame(name).select("where", "within") for name in ("ranges", "calls")])
+    # pid << TID_BITS must fit 64 bits, and a tid its bits, or two threads would share a globalTid.
+    beyond = cpu.filter(
+        ~pl.col("where").is_between(0, MAX_PID, closed="left") | ~pl.col("within").is_between(0, MAX_TID, closed="left")
+    )
+    if len(beyond):
+        pid, tid = beyond.row(0)
+        raise GapprofError(
+            f"{path}: a CPU event of process {pid}, thread {tid}: ids outside nsys's numbering of threads (a process "
+            f"id below 2^39, a thread id below 2^{trace_schema.TID_BITS}, neither negative): a damaged trace"
+        )
+    pids = sorted(cpu["where"].unique())
     if not pids:
         raise GapprofError(
             f"{path}: a torch.profiler trace with GPU events but no CPU events (no API calls or ranges); profile "
@@ -207,6 +221,7 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
             f"{path}: a torch.profiler trace with no GPU kernels (a CPU-only trace?); profile with "
             f"activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU"
         )
+    pid = _host_pid(path, events)
     ids = _string_ids(calls, gpu)
     present = {"ranges"} | set(calls["kind"]) | set(gpu["kind"])
     return RawTrace(
@@ -216,7 +231,7 @@ def read(path: Path, progress: Callable[[str], None] = lambda _: None) -> RawTra
         unparsable_meta=(),
         ranges=_ranges_frame(events.frame("ranges")),
         calls=_calls_frame(call_rows, calls, call_pairs, ids),
-        gpu=_gpu_frame(gpu_rows, gpu, gpu_pairs, ids, _host_pid(path, events)),
+        gpu=_gpu_frame(gpu_rows, gpu, gpu_pairs, ids, pid),
         strings=pl.DataFrame({"id": list(ids.values()), "value": list(ids)}, schema=STRINGS_SCHEMA),
         gpu_info=_gpu_info(events.properties),
         open_ranges=0,  # Kineto writes complete events only
