@@ -180,6 +180,19 @@ def test_json_that_is_no_chrome_trace_is_refused(tmp_path, content, says):
         attribution.analyze(path)
 
 
+@pytest.mark.parametrize(
+    "name, content",
+    [("t.json", b""), ("t.json", b" \n"), ("t.json.gz", gzip.compress(b'{"traceEvents": []}', mtime=0)[:20])],
+    ids=["empty", "spaces", "gzip cut"],
+)
+def test_a_file_named_json_whose_start_says_nothing_is_refused_as_json(tmp_path, name, content):
+    # Empty, or a gzip stream cut in its first block: a Chrome trace cut short, not a damaged SQLite file.
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(GapprofError, match=f"^{path}: not a Chrome trace: unreadable JSON"):
+        attribution.analyze(path)
+
+
 def test_a_trace_without_kernels_says_it_is_cpu_only(tmp_path):
     path = _events_file(tmp_path, [_x("user_annotation", "decode_step", 0, 10), _x("cpu_op", "aten::mm", 1, 5)])
     result = CliRunner().invoke(main, ["attribute", str(path)])

@@ -80,7 +80,8 @@ MAX_PID = 1 << (63 - trace_schema.TID_BITS)
 
 def claims(path: Path) -> bool:
     """Whether `path` is a file whose content (gunzipped if need be) starts as JSON does, after a UTF-8 byte order
-    mark if any: read as a Chrome trace."""
+    mark if any; or one named .json or .json.gz whose first bytes say nothing (empty, spaces, a gzip stream cut or
+    damaged at its start): read as a Chrome trace, whose reader says what is wrong with it."""
     try:
         with open(path, "rb") as f:
             head = f.read(2)
@@ -90,9 +91,10 @@ def claims(path: Path) -> bool:
                     head = unzipped.read(64)
             else:
                 head += f.read(62)
-    except (OSError, EOFError):  # missing, unreadable or a damaged gzip: not this reader's to explain
-        return False
-    return head.removeprefix(UTF8_BOM).lstrip()[:1] in (b"{", b"[")
+    except (OSError, EOFError):  # missing, unreadable or a damaged gzip
+        head = b""
+    head = head.removeprefix(UTF8_BOM).lstrip()
+    return head[:1] in (b"{", b"[") or (not head and path.name.endswith((".json", ".json.gz")))
 
 
 def _host_pid(path: Path, events: Events) -> int:
