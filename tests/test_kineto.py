@@ -386,10 +386,17 @@ def test_device_properties_whose_id_is_no_integer_name_no_device(tmp_path):
     assert kineto.read(path).gpu_info.select("id", "name").rows() == [(0, H100)]
 
 
-def test_damaged_text_is_refused_at_once_not_read_to_the_end(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "tid, says",
+    [
+        ('?"tid": 100', r"not a Chrome trace: unreadable JSON \(JSON is malformed"),
+        ('"tid": [100]', r"event 3 is damaged \(Expected `int \| str \| null`, got `array` in tid\)"),
+    ],
+)
+def test_damaged_text_is_refused_at_once_not_read_to_the_end(tmp_path, monkeypatch, tid, says):
     text = json.dumps({"traceEvents": _tricky_events()})
     third = text.index('"tid": 100', text.index('"tid": 100', text.index('"tid": 100') + 1) + 1)
-    damaged = text[:third] + "?" + text[third:]  # early in the first block of text
+    damaged = text[:third] + tid + text[third + len('"tid": 100') :]  # early in the first block of text
     path = tmp_path / "t.json"
     path.write_text(damaged)
     monkeypatch.setattr(json_stream, "BLOCK_BYTES", 4000)
@@ -397,7 +404,7 @@ def test_damaged_text_is_refused_at_once_not_read_to_the_end(tmp_path, monkeypat
     monkeypatch.setattr(
         json_stream._Text, "more", lambda self, more=json_stream._Text.more: reads.append(1) or more(self)
     )
-    with pytest.raises(GapprofError, match=r"not a Chrome trace: unreadable JSON \(JSON is malformed"):
+    with pytest.raises(GapprofError, match=says):
         kineto.read(path)
     assert len(reads) <= 2 < len(damaged) // 4000
 

@@ -6,7 +6,8 @@ The file is a list of events or an object with a traceEvents list among its keys
 event's closing brace: a cut is valid exactly when '[' + the text before it + ']' decodes, since a cut inside a
 string or a nested object leaves invalid JSON. The last '}' followed by spaces and a comma is tried first; where
 its text is a valid JSON prefix that is still not a list of whole events, the cut was inside an event, and an
-earlier one is tried, ever further back. Where the text itself is damaged, the batch is refused at once.
+earlier one is tried, ever further back. Where the text itself is damaged, or holds a value of the wrong type (every
+value msgspec checks was read whole, the cut comes after it), the batch is refused at once.
 
 Times are kept as their text (msgspec.Raw), never as floats, so that a reader can round them exactly.
 """
@@ -166,6 +167,8 @@ def _batch(text: _Text) -> list[Event] | None:
             batch = _EVENTS.decode(b"".join((b"[", events, b"]")))
             text.at = cut[1]
             return batch
+        except msgspec.ValidationError:  # a value read whole, so one of the file's own: damaged at any cut
+            raise
         except msgspec.DecodeError:
             try:
                 _PREFIX.decode(b"".join((b"[", events)))
