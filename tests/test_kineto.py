@@ -230,6 +230,21 @@ def test_a_process_or_thread_id_beyond_the_thread_numbering_is_refused(tmp_path,
         kineto.read(_events_file(tmp_path, events))
 
 
+def test_tids_quoted_as_older_kineto_releases_write_them_read_as_their_integers(tmp_path):
+    # Their cuda_runtime and user_annotation events: "tid": "100"; a GPU op: "tid": "stream 7", its stream in args.
+    nsys, torch_trace = pair(tmp_path, "mixed")
+    events = json.loads(torch_trace.read_text())["traceEvents"]
+    for event in events:
+        event["tid"] = f"stream {event['tid']}" if event["cat"] in ("kernel", "gpu_memset") else str(event["tid"])
+    quoted = _events_file(tmp_path, events, "quoted.json")
+    assert attribution.analyze(quoted).steps.equals(attribution.analyze(nsys).steps)
+    events[0]["tid"] = "main"
+    with pytest.raises(
+        GapprofError, match=r"event 0 \(user_annotation 'decode_step'\) lacks a numeric ts, dur, pid, tid"
+    ):
+        attribution.analyze(_events_file(tmp_path, events, "named.json"))
+
+
 def _real_cpu_trace(tmp_path):
     """A torch.profiler trace of three scheduled steps of a tiny Qwen2 forward on CPU, with record_function."""
     torch = pytest.importorskip("torch")

@@ -33,8 +33,9 @@ _OBJECT_REOPENED = b'{"traceEvents":['  # before the rest of an object's list, f
 UTF8_BOM = b"\xef\xbb\xbf"  # written before the JSON by some editors and Windows tools; JSON readers may skip it
 
 
-# An id as written: an integer where the event is read; other types only where it is not (old Kineto releases
-# wrote "pid": "Spans" for their own spans), so that they are refused in one line, not by the decoder.
+# An id as written: an integer where the event is read (or a tid spelt as one: old Kineto releases quote tids);
+# other types only where it is not (old Kineto releases wrote "pid": "Spans" for their own spans), so that they are
+# refused in one line, not by the decoder.
 Id = int | str | None
 
 

@@ -9,10 +9,11 @@ The mapping onto the export's frames:
   deviceId and streamId from args["device"] and args["stream"]. A kernel's name is the demangled name Kineto
   gives; its shortName is gapprof.kernel_names.short_name of it, as nsys would write. A copy's kind comes from
   the direction in its name ("Memcpy DtoH (Device -> Pinned)"), numbered as CUPTI's copyKind.
-- threads: a CPU event's (pid, tid) becomes globalTid = trace_schema.global_tid(pid, tid). Kineto puts GPU
-  events under the device's number, not a process; torch.profiler traces one process per file, so every GPU
-  op gets globalPid = trace_schema.global_pid of that process (a file with CPU events of several processes,
-  or with a pid or tid outside that numbering, is refused).
+- threads: a CPU event's (pid, tid) becomes globalTid = trace_schema.global_tid(pid, tid) (a tid quoted, as older
+  Kineto releases write it, is the integer it spells). Kineto puts GPU events under the device's number, not a
+  process; torch.profiler traces one process per file, so every GPU op gets globalPid = trace_schema.global_pid
+  of that process (a file with CPU events of several processes, or with a pid or tid outside that numbering, is
+  refused).
 - times: ts and dur are microseconds written as decimals (Kineto writes integer ns / 1000 with three
   digits, ts counted from its base time; the base is not added back, as only differences matter). A time
   point t µs becomes round(1000 t) ns, computed exactly in decimal arithmetic (the JSON numbers are never

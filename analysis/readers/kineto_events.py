@@ -81,13 +81,20 @@ class _Batch:
         return pl.Series(field, [joined]).str.split("\0").explode()
 
     def ids(self, field: str) -> pl.Series:
-        """An id of each event, null where absent; one that is no integer of 64 bits is refused."""
+        """An id of each event, null where absent; one that is no integer of 64 bits is refused, but a tid written
+        as a string (older Kineto releases quote it: "1234" for a thread, "stream 7" for a GPU op, whose args give
+        its stream) is the integer it spells, else null: refused only where the event reads its tid."""
         values = list(map(attrgetter(field), self.kept))
         try:
             return pl.Series(field, values, dtype=pl.Int64)
         except TypeError:  # a string or an integer beyond 64 bits
-            row = next(i for i, value in enumerate(values) if value is not None and not is_int64(value))
-            raise self.refused(row, NUMBER_BEYOND_64_BITS if type(values[row]) is int else LACKS_A_NUMBER) from None
+            quoted = field == "tid"
+            for row, value in enumerate(values):
+                if value is not None and not is_int64(value) and not (quoted and type(value) is str):
+                    raise self.refused(row, NUMBER_BEYOND_64_BITS if type(value) is int else LACKS_A_NUMBER) from None
+        spelt = pl.Series(field, [value if type(value) is str else None for value in values], pl.String)
+        numbers = pl.Series(field, [value if type(value) is int else None for value in values], pl.Int64)
+        return numbers.fill_null(spelt.str.to_integer(strict=False))
 
 
 def _batch_rows(batch: _Batch) -> pl.DataFrame:
