@@ -401,6 +401,18 @@ def test_device_properties_whose_id_is_no_integer_name_no_device(tmp_path):
     assert kineto.read(path).gpu_info.select("id", "name").rows() == [(0, H100)]
 
 
+def test_keys_after_the_event_list_read_alike_wherever_a_block_of_text_ends(tmp_path, monkeypatch):
+    # A cut after the list's end, between two devices' properties, is no cut of the list.
+    properties = [{"id": i, "name": H100, "limits": {"x": 1}} for i in range(8)]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"traceEvents": _tricky_events(), "deviceProperties": properties, "traceName": "t"}))
+    whole = kineto.read(path)
+    for block in range(64, 4000, 37):
+        monkeypatch.setattr(json_stream, "BLOCK_BYTES", block)
+        cut = kineto.read(path)
+        assert cut.gpu.equals(whole.gpu) and cut.gpu_info.equals(whole.gpu_info) and len(cut.gpu_info) == 8
+
+
 @pytest.mark.parametrize(
     "tid, says",
     [

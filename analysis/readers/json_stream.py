@@ -6,8 +6,10 @@ The file is a list of events or an object with a traceEvents list among its keys
 event's closing brace: a cut is valid exactly when '[' + the text before it + ']' decodes, since a cut inside a
 string or a nested object leaves invalid JSON. The last '}' followed by spaces and a comma is tried first; where
 its text is a valid JSON prefix that is still not a list of whole events, the cut was inside an event, and an
-earlier one is tried, ever further back. Where the text itself is damaged, or holds a value of the wrong type (every
-value msgspec checks was read whole, the cut comes after it), the batch is refused at once.
+earlier one is tried, ever further back. Where the text is no list's prefix but is the object's (the list ended
+before the cut, in a key after it: deviceProperties may follow traceEvents), the rest is the last batch's. Where
+the text itself is damaged, or holds a value of the wrong type (every value msgspec checks was read whole, the cut
+comes after it), the batch is refused at once.
 
 Times are kept as their text (msgspec.Raw), never as floats, so that a reader can round them exactly.
 """
@@ -159,8 +161,18 @@ def _last_cut(text: bytes, start: int, end: int) -> tuple[int, int] | None:
     return None
 
 
-def _batch(text: _Text) -> list[Event] | None:
-    """The events before the last valid cut of the text read, or None where the text holds no whole event."""
+def _truncated(decoder: msgspec.json.Decoder, prefix: bytes) -> bool:
+    """Whether `prefix` fails to decode only as a valid JSON prefix cut short does."""
+    try:
+        decoder.decode(prefix)
+    except msgspec.DecodeError as error:
+        return "truncated" in str(error)
+    return False
+
+
+def _batch(text: _Text, reopened: bytes) -> list[Event] | None:
+    """The events before the last valid cut of the text read, or None where the text holds no whole event or
+    the list's end with the document's keys after it (the last batch's to read)."""
     end, back_off = len(text.text), _FIRST_BACK_OFF
     while (cut := _last_cut(text.text, text.at, end)) is not None:
         events = memoryview(text.text)[text.at : cut[0]]
@@ -174,8 +186,10 @@ def _batch(text: _Text) -> list[Event] | None:
             try:
                 _PREFIX.decode(b"".join((b"[", events)))
             except msgspec.DecodeError as prefix:
-                if "truncated" not in str(prefix):  # damaged before the cut: no cut can help
-                    raise
+                if "truncated" not in str(prefix):
+                    if reopened == b"[" or not _truncated(_HEAD, b"".join((reopened, events))):
+                        raise  # damaged before the cut: no cut can help
+                    return None  # the list ended before the cut, in a key that follows it
         end, back_off = cut[0] - back_off, back_off * 2  # the cut was inside an event
     return None
 
@@ -202,8 +216,8 @@ def batches(path: Path, found: dict) -> Iterator[tuple[int, list[Event]]]:
             while True:
                 while not text.ended and len(text.text) - text.at < BLOCK_BYTES:
                     text.more()
-                batch = _last_batch(text, reopened, found) if text.ended else _batch(text)
-                if batch is None:  # an event longer than the text read
+                batch = _last_batch(text, reopened, found) if text.ended else _batch(text, reopened)
+                if batch is None:  # an event longer than the text read, or the list's end
                     text.more()
                     continue
                 yield first, batch
