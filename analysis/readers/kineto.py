@@ -109,7 +109,8 @@ def _host_pid(path: Path, events: Events) -> int:
         pid, tid = beyond.row(0)
         raise GapprofError(
             f"{path}: a CPU event of process {pid}, thread {tid}: ids outside nsys's numbering of threads (a process "
-            f"id below 2^39, a thread id below 2^{trace_schema.TID_BITS}, neither negative): a damaged trace"
+            f"id below 2^{63 - trace_schema.TID_BITS}, a thread id below 2^{trace_schema.TID_BITS}, neither negative): "
+            "a damaged trace"
         )
     pids = sorted(cpu["where"].unique())
     if not pids:
