@@ -83,6 +83,20 @@ def test_a_trace_after_a_utf8_byte_order_mark_reads_as_without_it(tmp_path, pack
     assert attribution.analyze(marked).steps.equals(attribution.analyze(nsys).steps)
 
 
+@pytest.mark.parametrize("pack", [bytes, gzip.compress])
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_a_utf16_trace_is_refused_in_one_line_naming_its_encoding(tmp_path, pack, encoding):
+    _, torch_trace = pair(tmp_path, "basic")
+    text = torch_trace.read_text(encoding="utf-8")
+    utf16 = tmp_path / "utf16.json"
+    utf16.write_bytes(pack(text.encode(encoding) if encoding == "utf-16" else b"\xfe\xff" + text.encode(encoding)))
+    result = CliRunner().invoke(main, ["attribute", str(utf16)])
+    assert result.exit_code == 1 and not isinstance(result.exception, AssertionError)
+    assert result.output.splitlines()[-1] == f"Error: {utf16}: UTF-16 text; gapprof reads Chrome traces in UTF-8: " + (
+        "save the trace as UTF-8"
+    )
+
+
 def test_the_command_line_reads_a_torch_trace(tmp_path):
     nsys, torch_trace = pair(tmp_path, "basic")
     outputs = [

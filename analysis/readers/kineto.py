@@ -75,6 +75,8 @@ COPY_KINDS = {
     "PtoP": 10,
 }
 
+# Byte order marks of UTF-16 text, as a Windows shell's redirect writes it.
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 MAX_TID = 1 << trace_schema.TID_BITS
 MAX_PID = 1 << (63 - trace_schema.TID_BITS)
 
@@ -82,7 +84,8 @@ MAX_PID = 1 << (63 - trace_schema.TID_BITS)
 def claims(path: Path) -> bool:
     """Whether `path` is a file whose content (gunzipped if need be) starts as JSON does, after a UTF-8 byte order
     mark if any; or one named .json or .json.gz whose first bytes say nothing (empty, spaces, a gzip stream cut or
-    damaged at its start): read as a Chrome trace, whose reader says what is wrong with it."""
+    damaged at its start): read as a Chrome trace, whose reader says what is wrong with it. UTF-16 text is refused
+    here in one line: no JSON reader of gapprof's takes it."""
     try:
         with open(path, "rb") as f:
             head = f.read(2)
@@ -94,6 +97,8 @@ def claims(path: Path) -> bool:
                 head += f.read(62)
     except (OSError, EOFError):  # missing, unreadable or a damaged gzip
         head = b""
+    if head.startswith(UTF16_BOMS):
+        raise GapprofError(f"{path}: UTF-16 text; gapprof reads Chrome traces in UTF-8: save the trace as UTF-8")
     head = head.removeprefix(UTF8_BOM).lstrip()
     return head[:1] in (b"{", b"[") or (not head and path.name.endswith((".json", ".json.gz")))
 
