@@ -16,6 +16,7 @@ from gapprof.analysis.floor import check_context, check_step_bytes, resolve_spec
 from gapprof.analysis.module_alignment import align, difference_frame, reference_step
 from gapprof.analysis.module_labels import OUTSIDE
 from gapprof.analysis.readers.ncu import read_ncu_csv, read_sidecar
+from gapprof.analysis.tables import first_rows
 
 from gapprof import gpus, models
 from gapprof.errors import GapprofError
@@ -168,7 +169,7 @@ def ncu_report_sections(
     sections = [
         ("totals", totals),
         ("classes", by_class),
-        ("kernels", by_kernel.head(min(top, by_kernel.height)) if top else by_kernel),
+        ("kernels", first_rows(by_kernel, top)),
     ]
     if reference is not None:
         ref = analyze(reference, Options(), progress)

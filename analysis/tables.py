@@ -35,6 +35,11 @@ class Built:
     frame: object  # the polars frame the API returns; None where there is none (an ncu CSV that did not match)
 
 
+def first_rows(frame, top: int):
+    """The first `top` rows of `frame` (all for 0)."""
+    return frame.head(min(top, frame.height)) if top else frame  # min: polars takes no count past 64 bits
+
+
 class Inputs:
     """What the tables are built from. The reference trace and the cost split are read once, on first use, by
     whichever table needs them."""
@@ -52,8 +57,7 @@ class Inputs:
 
     def limit(self, frame):
         """The first `top` rows (all for 0)."""
-        top = self.table_options.top
-        return frame.head(min(top, frame.height)) if top else frame  # min: polars takes no count past 64 bits
+        return first_rows(frame, self.table_options.top)
 
     @cached_property
     def reference(self):

@@ -15,8 +15,8 @@ class GpuSpec:
     name_pattern: str  # matched against the CUDA device name, case-insensitive
 
 
-# GB/s a DRAM can move, for bandwidths read from a trace or a GPU profile: from 1 (below, a step's floor in ns can
-# pass 64 bits) to 100,000 (an order of magnitude above any GPU's, as analysis.readers.ncu bounds it).
+# GB/s a DRAM can move, for bandwidths read from a trace, a GPU profile or an ncu CSV: from 1 (below, a step's floor
+# in ns can pass 64 bits) to 100,000 (an order of magnitude above any GPU's).
 DRAM_GBPS = (1.0, 100_000.0)
 
 

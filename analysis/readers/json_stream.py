@@ -90,12 +90,13 @@ class _Text:
 
 
 @contextmanager
-def _opened(path: Path):
+def unpacked(path: Path):
+    """The file's bytes as a binary stream, gunzipped where they are gzip's (damage raises OSError or EOFError)."""
     with open(path, "rb") as raw:
         packed = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
         with gzip.open(raw) if packed else nullcontext(raw) as binary:
-            yield _Text(binary)
+            yield binary
 
 
 def _unreadable(path: Path, error: Exception) -> GapprofError:
@@ -211,7 +212,8 @@ def batches(path: Path, found: dict) -> Iterator[tuple[int, list[Event]]]:
     deviceProperties. Text that is not a Chrome trace's JSON is refused in one line."""
     first = 0
     try:
-        with _opened(path) as text:
+        with unpacked(path) as binary:
+            text = _Text(binary)
             reopened, found["deviceProperties"] = _open_list(text, path)
             while True:
                 while not text.ended and len(text.text) - text.at < BLOCK_BYTES:

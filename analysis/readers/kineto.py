@@ -31,15 +31,13 @@ a damaged event (of the wrong shape, a time or id that is not a number, an id be
 is refused in one line.
 """
 
-import gzip
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 from gapprof.analysis.readers import memory
-from gapprof.analysis.readers.compressed import GZIP_MAGIC
-from gapprof.analysis.readers.json_stream import UTF8_BOM
+from gapprof.analysis.readers.json_stream import UTF8_BOM, unpacked
 from gapprof.analysis.readers.kineto_events import Events, is_int64, read_events
 from gapprof.analysis.readers.raw_trace import (
     API_SCHEMA,
@@ -87,14 +85,8 @@ def claims(path: Path) -> bool:
     damaged at its start): read as a Chrome trace, whose reader says what is wrong with it. UTF-16 text is refused
     here in one line: no JSON reader of gapprof's takes it."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-            if head == GZIP_MAGIC:
-                f.seek(0)
-                with gzip.open(f) as unzipped:
-                    head = unzipped.read(64)
-            else:
-                head += f.read(62)
+        with unpacked(path) as binary:
+            head = binary.read(64)
     except (OSError, EOFError):  # missing, unreadable or a damaged gzip
         head = b""
     if head.startswith(UTF16_BOMS):

@@ -20,6 +20,7 @@ import polars as pl
 from gapprof.analysis.readers.compressed import contents
 
 from gapprof.errors import GapprofError
+from gapprof.gpus import DRAM_GBPS
 from gapprof.input_files import regular_file
 from gapprof.paths import sibling
 
@@ -42,8 +43,8 @@ _BYTES = {
     "Gibyte": 2**30,
 }
 _NS = {"nsecond": 1, "ns": 1, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6, "second": 1e9, "s": 1e9}
-# 100 TB/s: an order of magnitude above any GPU's DRAM, so only a wrong unit or a damaged value exceeds it.
-MAX_BYTES_PER_NS = 100_000
+# Bytes per ns are GB/s: above any DRAM's (gpus.DRAM_GBPS), only a wrong unit or a damaged value goes.
+MAX_BYTES_PER_NS = DRAM_GBPS[1]
 SCHEMA = {
     "id": pl.Int64,
     "name": pl.String,
