@@ -225,9 +225,21 @@ def with_target_floor(table: pl.DataFrame, analysis: Attribution, target: GpuSpe
 
 
 def project(analysis: Attribution, timeline: Timeline, target: GpuSpec, knobs: Knobs) -> pl.DataFrame:
-    """The replayed per-step table on `target`, with the floor against its datasheet bandwidth."""
+    """The replayed per-step table on `target`, with the floor against its datasheet bandwidth. What-ifs that
+    leave kernel time below the floor, in a trace whose measured steps are above theirs, are refused: the bytes of a
+    dropped or shortened kernel still have to move."""
     table = anatomy.step_anatomy(*replayed(analysis, timeline, target, knobs), analysis.frames.on_gpu)[0]
-    return with_target_floor(table, analysis, target)
+    table = with_target_floor(table, analysis, target)
+    shortened = knobs.drop_kernels is not None or any(scale < 1 for scale in knobs.kernel_scale.values())
+    above = "floor" in table.columns and analysis.measured.select((pl.col("busy") >= pl.col("floor")).all()).item()
+    below = table.filter(pl.col("busy") < pl.col("floor")).height if shortened and above else 0
+    if below:
+        raise GapprofError(
+            f"the what-ifs (--drop-kernels, --kernel-scale below 1) leave the kernel time of {below:,} of "
+            f"{table.height:,} steps on {target.key} below their DRAM floor: the bytes of the kernels dropped or "
+            "shortened still have to move; drop or shorten kernels that move few of them"
+        )
+    return table
 
 
 def launches_graphs(timeline: Timeline) -> bool:

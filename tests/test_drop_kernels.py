@@ -43,3 +43,15 @@ def test_bad_values_are_refused_in_one_line(what, message):
     assert result.exit_code != 0 and message in result.output
     errors = [line for line in result.output.splitlines() if not line.startswith("[gapprof]")]
     assert len(errors) == 1 and errors[0].startswith("Error: --drop-kernels")
+
+
+@pytest.mark.parametrize("what_if", [["--drop-kernels", "gemv/gemm"], ["--kernel-scale", "gemv/gemm=0.1"]])
+def test_what_ifs_that_leave_kernel_time_below_the_floor_are_refused(what_if):
+    result = invoke_recorded("project", TRACE, "--ncu", NCU, "--to", "h200", *what_if)
+    assert result.exit_code != 0
+    errors = [line for line in result.output.splitlines() if not line.startswith("[gapprof]")]
+    assert errors == [
+        "Error: the what-ifs (--drop-kernels, --kernel-scale below 1) leave the kernel time of 20 of 20 steps on h200 "
+        "below their DRAM floor: the bytes of the kernels dropped or shortened still have to move; drop or shorten "
+        "kernels that move few of them"
+    ]
